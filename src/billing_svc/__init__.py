@@ -1,0 +1,1 @@
+"""billing-svc: the AS2 platform's internal billing service."""

@@ -1,0 +1,1 @@
+"""gRPC entry points: translate requests, call one use case, translate the result."""

@@ -1,0 +1,129 @@
+"""``BillingService`` servicer: thin translation between proto and the use cases."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+from as2aas.billing.v1 import billing_service_pb2 as pb
+from as2aas.billing.v1 import billing_service_pb2_grpc as pb_grpc
+
+from billing_svc.api import convert
+from billing_svc.api.interceptor import current_context
+from billing_svc.domain import catalog
+from billing_svc.domain import subscriptions as subs
+from billing_svc.domain.errors import InvalidArgument
+from billing_svc.services import accounts
+from billing_svc.storage.db import Database
+
+T = TypeVar("T")
+
+_SERVICE = "BillingService"
+
+
+async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a (blocking, database-bound) use case off the event loop."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+class BillingServicer(pb_grpc.BillingServiceServicer):
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def ListPlans(self, request: pb.ListPlansRequest,
+                        context: grpc.aio.ServicerContext) -> pb.ListPlansResponse:
+        return pb.ListPlansResponse(plans=[convert.plan_out(t) for t in catalog.catalog()])
+
+    async def CreateAccount(self, request: pb.CreateAccountRequest,
+                            context: grpc.aio.ServicerContext) -> pb.CreateAccountResponse:
+        ctx = current_context()
+        account = await run(
+            accounts.create_account, self.db, ctx, name=request.name, plan_id=request.plan_id,
+            billing_interval=convert.interval_in(request.billing_interval, "billing_interval",
+                                                 default=subs.MONTHLY),
+            skip_trial=request.skip_trial, start_time=convert.time_in(request, "start_time"),
+            usage_thresholds=tuple(request.usage_threshold_percentages),
+            key=convert.idempotency_key(f"{_SERVICE}.CreateAccount", request, ctx.caller.name))
+        return pb.CreateAccountResponse(account=convert.account_out(account))
+
+    async def GetAccountBilling(self, request: pb.GetAccountBillingRequest,
+                                context: grpc.aio.ServicerContext) -> pb.GetAccountBillingResponse:
+        view = await run(accounts.get_account_billing, self.db, request.account_id)
+        return convert.account_billing_out(view)
+
+    async def ChangePlan(self, request: pb.ChangePlanRequest,
+                         context: grpc.aio.ServicerContext) -> pb.ChangePlanResponse:
+        account, immediate = await run(
+            accounts.change_plan, self.db, current_context(), account_id=request.account_id,
+            plan_id=request.plan_id,
+            billing_interval=convert.interval_in(request.billing_interval, "billing_interval",
+                                                 default=None))
+        return pb.ChangePlanResponse(subscription=convert.subscription_out(account),
+                                     effective_immediately=immediate)
+
+    async def CancelSubscription(
+            self, request: pb.CancelSubscriptionRequest,
+            context: grpc.aio.ServicerContext) -> pb.CancelSubscriptionResponse:
+        account = await run(accounts.cancel_subscription, self.db, current_context(),
+                            account_id=request.account_id, at_period_end=request.at_period_end)
+        return pb.CancelSubscriptionResponse(subscription=convert.subscription_out(account))
+
+    async def SetPaymentMethod(self, request: pb.SetPaymentMethodRequest,
+                               context: grpc.aio.ServicerContext) -> pb.SetPaymentMethodResponse:
+        if not request.HasField("payment_method"):
+            raise InvalidArgument("payment_method", "is required")
+        account = await run(accounts.set_payment_method, self.db, current_context(),
+                            account_id=request.account_id,
+                            method=convert.payment_method_in(request.payment_method))
+        return pb.SetPaymentMethodResponse(payment_method=convert.payment_method_out(account),
+                                           subscription=convert.subscription_out(account))
+
+    async def SetCustomTerms(self, request: pb.SetCustomTermsRequest,
+                             context: grpc.aio.ServicerContext) -> pb.SetCustomTermsResponse:
+        if not request.HasField("terms"):
+            raise InvalidArgument("terms", "is required")
+        view = await run(accounts.set_custom_terms, self.db, current_context(),
+                         account_id=request.account_id,
+                         terms=convert.custom_terms_in(request.terms))
+        return pb.SetCustomTermsResponse(billing_plan=convert.billing_plan_out(view.terms))
+
+    async def SetUsageThresholds(
+            self, request: pb.SetUsageThresholdsRequest,
+            context: grpc.aio.ServicerContext) -> pb.SetUsageThresholdsResponse:
+        account = await run(accounts.set_usage_thresholds, self.db, current_context(),
+                            account_id=request.account_id,
+                            thresholds=tuple(request.threshold_percentages))
+        return pb.SetUsageThresholdsResponse(account=convert.account_out(account))
+
+    async def CreateTenant(self, request: pb.CreateTenantRequest,
+                           context: grpc.aio.ServicerContext) -> pb.CreateTenantResponse:
+        ctx = current_context()
+        tenant = await run(
+            accounts.create_tenant, self.db, ctx, account_id=request.account_id,
+            name=request.name, start_time=convert.time_in(request, "start_time"),
+            key=convert.idempotency_key(f"{_SERVICE}.CreateTenant", request, ctx.caller.name))
+        return pb.CreateTenantResponse(tenant=convert.tenant_out(tenant))
+
+    async def CreateMasterPartner(
+            self, request: pb.CreateMasterPartnerRequest,
+            context: grpc.aio.ServicerContext) -> pb.CreateMasterPartnerResponse:
+        ctx = current_context()
+        partner = await run(
+            accounts.create_master_partner, self.db, ctx, account_id=request.account_id,
+            name=request.name, department=request.department,
+            start_time=convert.time_in(request, "start_time"),
+            key=convert.idempotency_key(f"{_SERVICE}.CreateMasterPartner", request,
+                                        ctx.caller.name))
+        return pb.CreateMasterPartnerResponse(master_partner=convert.master_partner_out(partner))
+
+    async def UpdateMasterPartner(
+            self, request: pb.UpdateMasterPartnerRequest,
+            context: grpc.aio.ServicerContext) -> pb.UpdateMasterPartnerResponse:
+        partner = await run(
+            accounts.update_master_partner, self.db, current_context(),
+            partner_id=request.partner_id,
+            name=request.name if request.HasField("name") else None,
+            department=request.department if request.HasField("department") else None)
+        return pb.UpdateMasterPartnerResponse(master_partner=convert.master_partner_out(partner))

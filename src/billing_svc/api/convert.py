@@ -1,0 +1,238 @@
+"""Proto messages <-> domain values. No rules here: only shapes, with field names for errors."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from as2aas.billing.v1 import billing_service_pb2 as pb
+from as2aas.billing.v1 import common_pb2
+from google.protobuf import timestamp_pb2
+from google.protobuf.message import Message
+
+from billing_svc.domain import money
+from billing_svc.domain import subscriptions as subs
+from billing_svc.domain.catalog import CustomTerms, MessageTier, Terms
+from billing_svc.domain.errors import InvalidArgument
+from billing_svc.domain.periods import Period
+from billing_svc.services.accounts import AccountBilling
+from billing_svc.storage.idempotency import IdempotencyKey
+from billing_svc.storage.tables import Account, MasterPartner, Tenant
+
+_STATUS = {
+    subs.TRIALING: pb.SUBSCRIPTION_STATUS_TRIALING,
+    subs.ACTIVE: pb.SUBSCRIPTION_STATUS_ACTIVE,
+    subs.PAST_DUE: pb.SUBSCRIPTION_STATUS_PAST_DUE,
+    subs.UNPAID: pb.SUBSCRIPTION_STATUS_UNPAID,
+    subs.CANCELED: pb.SUBSCRIPTION_STATUS_CANCELED,
+}
+_INTERVAL = {subs.MONTHLY: pb.BILLING_INTERVAL_MONTHLY, subs.ANNUAL: pb.BILLING_INTERVAL_ANNUAL}
+_INTERVAL_BACK = {v: k for k, v in _INTERVAL.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Scalars
+
+
+def money_out(amount: Decimal) -> common_pb2.Money:
+    units, nanos = money.to_units_nanos(amount)
+    return common_pb2.Money(currency_code=money.CURRENCY, units=units, nanos=nanos)
+
+
+def money_in(value: common_pb2.Money, field: str) -> Decimal:
+    if value.currency_code not in ("", money.CURRENCY):
+        raise InvalidArgument(f"{field}.currency_code",
+                              f"{value.currency_code!r} is not supported; billing-svc bills USD")
+    try:
+        return money.from_units_nanos(value.units, value.nanos)
+    except ValueError as exc:
+        raise InvalidArgument(field, str(exc)) from exc
+
+
+def time_out(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if moment is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment.astimezone(UTC))
+    return stamp
+
+
+def time_in(message: Message, field: str) -> datetime | None:
+    """Timestamp field ``field`` of ``message`` as an aware UTC datetime; ``None`` if unset."""
+    if not message.HasField(field):
+        return None
+    stamp: timestamp_pb2.Timestamp = getattr(message, field)
+    if not (0 <= stamp.nanos < 1_000_000_000) or not (
+            -62135596800 <= stamp.seconds <= 253402300799):
+        raise InvalidArgument(field, "is not a valid timestamp")
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def period_in(label: str, field: str = "period") -> Period:
+    try:
+        return Period.parse(label)
+    except ValueError as exc:
+        raise InvalidArgument(field, str(exc)) from exc
+
+
+def interval_in(value: int, field: str, *, default: str | None) -> str | None:
+    if value == pb.BILLING_INTERVAL_UNSPECIFIED:
+        return default
+    if value not in _INTERVAL_BACK:
+        raise InvalidArgument(field, f"{value} is not a BillingInterval")
+    return _INTERVAL_BACK[value]
+
+
+def idempotency_key(method: str, request: Message, caller: str) -> IdempotencyKey | None:
+    """The AIP-155 key of a create request, or ``None`` when it carries no ``request_id``."""
+    request_id: str = getattr(request, "request_id", "")
+    if not request_id:
+        return None
+    if len(request_id) > 100:
+        raise InvalidArgument("request_id", "is longer than 100 characters")
+    rest = type(request)()
+    rest.CopyFrom(request)
+    rest.ClearField("request_id")  # type: ignore[arg-type]
+    digest = hashlib.sha256(caller.encode() + b"\0" + rest.SerializeToString(deterministic=True))
+    return IdempotencyKey(method, request_id, digest.hexdigest())
+
+
+# ---------------------------------------------------------------------------------------------
+# Plans and terms
+
+
+def plan_out(terms: Terms) -> pb.Plan:
+    plan = pb.Plan(
+        plan_id=terms.plan_id, name=terms.name, base_fee=money_out(terms.base_fee),
+        trial_days=terms.trial_days, included_messages=terms.included_messages,
+        included_storage_gb=format(terms.included_storage_gb, "f"),
+        tenant_overage=money_out(terms.tenant_overage),
+        message_overage=money_out(terms.message_overage),
+        storage_overage_per_gb=money_out(terms.storage_overage_per_gb), support=terms.support,
+        message_tiers=[common_pb2.MessageTier(up_to_messages=t.up_to_messages or 0,
+                                              unit_price=money_out(t.unit_price))
+                       for t in terms.message_tiers],
+    )
+    if terms.included_tenants is not None:
+        plan.included_tenants = terms.included_tenants
+    if terms.included_master_partners is not None:
+        plan.included_master_partners = terms.included_master_partners
+    return plan
+
+
+def custom_terms_in(message: pb.CustomTerms) -> CustomTerms:
+    def amount(name: str) -> Decimal | None:
+        if not message.HasField(name):  # type: ignore[arg-type]
+            return None
+        return money_in(getattr(message, name), f"terms.{name}")
+
+    storage_gb = None
+    if message.included_storage_gb:
+        try:
+            storage_gb = money.parse_decimal(message.included_storage_gb,
+                                             field="terms.included_storage_gb")
+        except ValueError as exc:
+            raise InvalidArgument("terms.included_storage_gb", str(exc)) from exc
+    tiers = tuple(
+        MessageTier(tier.up_to_messages or None,
+                    money_in(tier.unit_price, f"terms.message_tiers[{i}].unit_price"))
+        for i, tier in enumerate(message.message_tiers)
+    )
+    for i, tier in enumerate(message.message_tiers):
+        if tier.up_to_messages < 0:
+            raise InvalidArgument(f"terms.message_tiers[{i}].up_to_messages",
+                                  "must not be negative (0 = no upper bound)")
+    return CustomTerms(
+        base_fee=amount("base_fee"),
+        included_tenants=(message.included_tenants
+                          if message.HasField("included_tenants") else None),
+        included_master_partners=(message.included_master_partners
+                                  if message.HasField("included_master_partners") else None),
+        included_messages=(message.included_messages
+                           if message.HasField("included_messages") else None),
+        included_storage_gb=storage_gb,
+        tenant_overage=amount("tenant_overage"),
+        message_overage=amount("message_overage"),
+        storage_overage_per_gb=amount("storage_overage_per_gb"),
+        message_tiers=tiers,
+        contract_start=time_in(message, "contract_start"),
+        contract_end=time_in(message, "contract_end"),
+        account_manager=message.account_manager.strip(),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Accounts
+
+
+def subscription_out(account: Account) -> pb.Subscription:
+    period = Period.containing(datetime.now(UTC))
+    return pb.Subscription(
+        id=account.subscription_id,
+        status=_STATUS[account.status],
+        current_period_start=time_out(period.start),
+        current_period_end=time_out(period.end),
+        trial_ends_at=time_out(account.trial_ends_at),
+        cancel_at_period_end=account.cancel_at_period_end,
+        plan_id=account.plan_id,
+        billing_interval=_INTERVAL[account.billing_interval],
+        pending_plan_id=account.pending_plan_id or "",
+        pending_plan_effective_at=time_out(account.pending_effective_at),
+        canceled_at=time_out(account.canceled_at),
+    )
+
+
+def account_out(account: Account) -> pb.Account:
+    return pb.Account(
+        account_id=account.account_id, customer_id=account.customer_id, name=account.name,
+        create_time=time_out(account.created_at), subscription=subscription_out(account),
+        usage_threshold_percentages=[int(t) for t in account.usage_thresholds.split(",") if t],
+    )
+
+
+def payment_method_out(account: Account) -> pb.PaymentMethod | None:
+    if account.payment_method_type is None:
+        return None
+    return pb.PaymentMethod(type=account.payment_method_type, last4=account.payment_last4 or "",
+                            exp_month=account.payment_exp_month or 0,
+                            exp_year=account.payment_exp_year or 0)
+
+
+def payment_method_in(message: pb.PaymentMethod) -> subs.PaymentMethodInput:
+    return subs.PaymentMethodInput(type=message.type.strip(), last4=message.last4.strip(),
+                                   exp_month=message.exp_month, exp_year=message.exp_year)
+
+
+def billing_plan_out(terms: Terms) -> pb.BillingPlan:
+    rate = terms.message_tiers[0].unit_price if terms.message_tiers else terms.message_overage
+    return pb.BillingPlan(
+        name=f"{terms.name} Plan", model="base_plus_usage", base_fee=money_out(terms.base_fee),
+        message_rate=money_out(rate), plan_id=terms.plan_id, terms=plan_out(terms),
+        custom=terms.custom, contract_start=time_out(terms.contract_start),
+        contract_end=time_out(terms.contract_end), account_manager=terms.account_manager,
+    )
+
+
+def account_billing_out(view: AccountBilling) -> pb.GetAccountBillingResponse:
+    account = view.account
+    return pb.GetAccountBillingResponse(
+        customer_id=account.customer_id,
+        subscription=subscription_out(account),
+        billing_plan=billing_plan_out(view.terms),
+        payment_method=payment_method_out(account),
+        has_payment_method=account.payment_method_type is not None,
+        account_id=account.account_id,
+        name=account.name,
+    )
+
+
+def tenant_out(tenant: Tenant) -> pb.Tenant:
+    return pb.Tenant(tenant_id=tenant.tenant_id, account_id=tenant.account_id, name=tenant.name,
+                     create_time=time_out(tenant.created_at))
+
+
+def master_partner_out(partner: MasterPartner) -> pb.MasterPartner:
+    return pb.MasterPartner(partner_id=partner.partner_id, account_id=partner.account_id,
+                            name=partner.name, department=partner.department,
+                            create_time=time_out(partner.created_at))

@@ -1,0 +1,97 @@
+"""The gRPC server: servicers, health (SERVING once migrated), reflection, graceful SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import grpc
+import structlog
+from as2aas.billing.v1 import billing_service_pb2, usage_service_pb2
+from as2aas.billing.v1 import billing_service_pb2_grpc as billing_grpc
+from as2aas.billing.v1 import usage_service_pb2_grpc as usage_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from billing_svc import scheduler
+from billing_svc.api.auth import load_token_store
+from billing_svc.api.billing import BillingServicer
+from billing_svc.api.interceptor import ServiceInterceptor
+from billing_svc.api.usage import UsageServicer
+from billing_svc.settings import Settings
+from billing_svc.storage.db import Database
+from billing_svc.storage.migrate import upgrade
+
+log = structlog.get_logger("billing_svc.server")
+
+SERVICE_NAMES = (
+    billing_service_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name,
+    usage_service_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
+)
+
+
+class BillingServer:
+    """One running billing-svc: ``start`` binds, migrates and serves; ``stop`` drains."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(settings.database_url)
+        self.port = 0
+        self._interceptor = ServiceInterceptor()
+        self._stop_jobs = asyncio.Event()
+        self._jobs: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        # Created here, not in __init__: grpc.aio binds the server to the running loop.
+        self._server = server = grpc.aio.server(
+            interceptors=[self._interceptor],
+            options=[("grpc.max_receive_message_length", self.settings.max_message_bytes),
+                     ("grpc.max_send_message_length", self.settings.max_message_bytes)],
+        )
+        self._health = health.aio.HealthServicer()
+        billing_grpc.add_BillingServiceServicer_to_server(BillingServicer(self.db), server)
+        usage_grpc.add_UsageServiceServicer_to_server(UsageServicer(self.db), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.port = server.add_insecure_port(self.settings.listen)
+        await server.start()
+        host = self.settings.listen.rsplit(":", 1)[0]
+        log.info("listening", address=f"{host}:{self.port}")
+
+        await asyncio.to_thread(upgrade, self.db)
+        self._interceptor.activate(await asyncio.to_thread(load_token_store, self.settings,
+                                                           self.db))
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self._jobs = asyncio.create_task(scheduler.run_forever(
+            self.db, self.settings.scheduler_interval_seconds, self._stop_jobs))
+        log.info("serving", database=self.db.url.render_as_string(hide_password=True))
+
+    async def stop(self) -> None:
+        """Refuse new calls, let in-flight ones finish within the grace period, release the DB."""
+        grace = self.settings.shutdown_grace_seconds
+        log.info("draining", grace_seconds=grace)
+        await self._health.enter_graceful_shutdown()
+        self._stop_jobs.set()
+        await self._server.stop(grace)
+        if self._jobs is not None:
+            await self._jobs
+        self.db.dispose()
+        log.info("stopped")
+
+    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
+        for name in ("", *SERVICE_NAMES):
+            await self._health.set(name, status)
+
+
+async def serve(settings: Settings) -> None:
+    """Serve until SIGTERM or SIGINT, then drain and return."""
+    server = BillingServer(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    await stop.wait()
+    await server.stop()

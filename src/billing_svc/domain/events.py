@@ -1,0 +1,115 @@
+"""``billing.*`` webhook events: their types and exact JSON bodies (spec §2, the seed's payloads).
+
+A body is ``{"type", "timestamp", "data"}``. Amounts are written as JSON numbers with the exact
+digits of their ``Decimal`` (``842.00``), never via a binary float.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+USAGE_THRESHOLD = "billing.usage_threshold"
+LIMIT_EXCEEDED = "billing.limit_exceeded"
+PAYMENT_FAILED = "billing.payment_failed"
+PAYMENT_SUCCEEDED = "billing.payment_succeeded"
+SUBSCRIPTION_UPDATED = "billing.subscription_updated"
+INVOICE_GENERATED = "billing.invoice_generated"
+BUDGET_ALERT = "billing.budget_alert"
+
+EVENT_TYPES = (
+    USAGE_THRESHOLD, LIMIT_EXCEEDED, PAYMENT_FAILED, PAYMENT_SUCCEEDED, SUBSCRIPTION_UPDATED,
+    INVOICE_GENERATED, BUDGET_ALERT,
+)
+
+_DECIMAL_MARK = "\u0000dec:"
+
+
+@dataclass(frozen=True)
+class BillingEvent:
+    """An event about to be written to the outbox."""
+
+    type: str
+    account_id: str
+    occurred_at: datetime
+    data: dict[str, Any]
+
+    def body(self) -> str:
+        """The exact bytes (as text) every endpoint receives and every signature covers."""
+        return encode_json({"type": self.type, "timestamp": iso_utc(self.occurred_at),
+                            "data": self.data})
+
+
+def iso_utc(moment: datetime) -> str:
+    """``2024-02-01T08:30:00Z``: ISO-8601 in UTC, seconds precision (milliseconds when present)."""
+    moment = moment.astimezone(UTC)
+    if moment.microsecond:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def encode_json(value: Any) -> str:
+    """Compact JSON in which ``Decimal`` values become number literals with their exact digits."""
+
+    def default(obj: Any) -> Any:
+        if isinstance(obj, Decimal):
+            return _DECIMAL_MARK + format(obj, "f")
+        if isinstance(obj, datetime):
+            return iso_utc(obj)
+        raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+    text = json.dumps(value, default=default, separators=(",", ":"), ensure_ascii=False)
+    marker = json.dumps(_DECIMAL_MARK)[:-1]  # the escaped marker as it appears inside a string
+    while marker in text:
+        start = text.index(marker)
+        end = text.index('"', start + len(marker))
+        literal = text[start + len(marker):end]
+        text = text[:start - 1] + literal + text[end + 1:]
+    return text
+
+
+def subscription_updated(*, account_id: str, subscription_id: str, change: str, status: str,
+                         previous_status: str, plan_id: str, previous_plan_id: str,
+                         cancel_at_period_end: bool, pending_plan_id: str | None,
+                         effective_at: datetime, occurred_at: datetime) -> BillingEvent:
+    return BillingEvent(SUBSCRIPTION_UPDATED, account_id, occurred_at, {
+        "account_id": account_id,
+        "subscription_id": subscription_id,
+        "change": change,
+        "status": status,
+        "previous_status": previous_status,
+        "plan_id": plan_id,
+        "previous_plan_id": previous_plan_id,
+        "pending_plan_id": pending_plan_id,
+        "cancel_at_period_end": cancel_at_period_end,
+        "effective_at": iso_utc(effective_at),
+    })
+
+
+def limit_exceeded(*, account_id: str, limit_type: str, current_usage: int | Decimal,
+                   plan_limit: int | Decimal, period: str, refused: bool,
+                   occurred_at: datetime) -> BillingEvent:
+    """``limit_type``: ``master_partners``, ``tenants``, ``monthly_messages`` or ``storage_gb``."""
+    return BillingEvent(LIMIT_EXCEEDED, account_id, occurred_at, {
+        "account_id": account_id,
+        "limit_type": limit_type,
+        "current_usage": current_usage,
+        "plan_limit": plan_limit,
+        "period": period,
+        "action": "refused" if refused else "overage_billed",
+    })
+
+
+def usage_threshold(*, account_id: str, threshold_percentage: int, current_usage: int,
+                    plan_limit: int, period: str, occurred_at: datetime) -> BillingEvent:
+    return BillingEvent(USAGE_THRESHOLD, account_id, occurred_at, {
+        "account_id": account_id,
+        "threshold_type": "monthly_messages",
+        "threshold_percentage": threshold_percentage,
+        "current_usage": current_usage,
+        "plan_limit": plan_limit,
+        "period": period,
+    })

@@ -1,0 +1,72 @@
+"""Billing periods: calendar months in UTC, labelled ``YYYY-MM`` (spec §1.3)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+_LABEL = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+@dataclass(frozen=True, order=True)
+class Period:
+    """One calendar month in UTC: ``[start, end)``."""
+
+    year: int
+    month: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.month <= 12:
+            raise ValueError(f"month {self.month} is not within 1..12")
+        if not 1970 <= self.year <= 9998:
+            raise ValueError(f"year {self.year} is out of range")
+
+    @classmethod
+    def parse(cls, label: str) -> Period:
+        """Parse ``YYYY-MM``; raises ``ValueError`` with a readable message otherwise."""
+        match = _LABEL.match(label or "")
+        if not match:
+            raise ValueError(f"{label!r} is not a period; expected YYYY-MM, e.g. 2024-01")
+        return cls(int(match.group(1)), int(match.group(2)))
+
+    @classmethod
+    def containing(cls, moment: datetime) -> Period:
+        moment = moment.astimezone(UTC)
+        return cls(moment.year, moment.month)
+
+    @property
+    def label(self) -> str:
+        return f"{self.year:04d}-{self.month:02d}"
+
+    @property
+    def start(self) -> datetime:
+        return datetime(self.year, self.month, 1, tzinfo=UTC)
+
+    @property
+    def end(self) -> datetime:
+        return self.next().start
+
+    @property
+    def seconds(self) -> int:
+        return int((self.end - self.start).total_seconds())
+
+    def next(self) -> Period:
+        return Period(self.year + self.month // 12, self.month % 12 + 1)
+
+    def previous(self) -> Period:
+        return Period(self.year - (self.month == 1), (self.month - 2) % 12 + 1)
+
+    def contains(self, moment: datetime) -> bool:
+        return self.start <= moment < self.end
+
+    def remaining_days(self, now: datetime) -> int:
+        """Whole days left until the period ends, counting a started day as left."""
+        remaining = self.end - now
+        if remaining <= timedelta(0):
+            return 0
+        return remaining.days + (1 if remaining % timedelta(days=1) else 0)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,54 @@
+"""Helpers every use case shares: idempotent creates and loading an account or failing clearly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from billing_svc.domain.errors import InvalidArgument, NotFound
+from billing_svc.services.context import RequestContext
+from billing_svc.storage import idempotency
+from billing_svc.storage.db import Database
+from billing_svc.storage.idempotency import IdempotencyKey
+from billing_svc.storage.tables import Account
+
+T = TypeVar("T")
+
+
+def idempotent_write(db: Database, ctx: RequestContext, key: IdempotencyKey | None,
+                     create: Callable[[Session], T], load: Callable[[Session, str], T],
+                     result_id: Callable[[T], str]) -> T:
+    """Run ``create`` in a write transaction, unless ``key`` was seen: then ``load`` its result.
+
+    Two concurrent first calls with one key race on the key's primary key; the loser's transaction
+    rolls back whole and it returns the winner's result.
+    """
+    for attempt in range(2):
+        try:
+            with db.write() as session:
+                if key is not None:
+                    existing = idempotency.find(session, key)
+                    if existing is not None:
+                        return load(session, existing)
+                result = create(session)
+                if key is not None:
+                    session.flush()
+                    idempotency.remember(session, key, ctx.caller.name, result_id(result))
+                return result
+        except IntegrityError:
+            if key is None or attempt:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def load_account(session: Session, account_id: str, *, for_update: bool = False) -> Account:
+    """The account ``account_id``, or ``NotFound`` that names it."""
+    if not account_id:
+        raise InvalidArgument("account_id", "is required")
+    account = session.get(Account, account_id, with_for_update=for_update)
+    if account is None:
+        raise NotFound(f"account {account_id!r} does not exist")
+    return account

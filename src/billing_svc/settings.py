@@ -1,0 +1,69 @@
+"""Settings: ``BILLING_*`` environment variables (and a ``.env`` file), read once at start."""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from billing_svc.services.context import SCOPES
+
+# The Standard Webhooks example schedule (~3 days): seconds to wait before each retry.
+DEFAULT_WEBHOOK_RETRY_SCHEDULE = "5,300,1800,7200,18000,36000,50400,72000,86400"
+
+
+class TokenSpec(BaseModel):
+    """One entry of ``BILLING_AUTH_TOKENS``: a caller name, its token (or its SHA-256), scopes."""
+
+    name: str
+    token: str | None = None
+    token_sha256: str | None = None
+    scopes: list[str]
+
+    @field_validator("scopes")
+    @classmethod
+    def _known_scopes(cls, scopes: list[str]) -> list[str]:
+        unknown = sorted(set(scopes) - set(SCOPES))
+        if unknown:
+            raise ValueError(f"unknown scopes {unknown}; valid: {list(SCOPES)}")
+        return scopes
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BILLING_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///billing.db"
+    listen: str = "127.0.0.1:50051"
+    auth_tokens: str = Field(default="", description="JSON list of TokenSpec")
+    webhook_allow_private_networks: bool = False
+    webhook_retry_schedule: str = DEFAULT_WEBHOOK_RETRY_SCHEDULE
+    auto_close_periods: bool = True
+    period_close_grace_seconds: int = 3600
+    metrics_listen: str = ""
+    log_level: str = "info"
+    shutdown_grace_seconds: float = 10.0
+    scheduler_interval_seconds: float = 30.0
+    max_message_bytes: int = 16 * 1024 * 1024
+
+    @cached_property
+    def token_specs(self) -> list[TokenSpec]:
+        if not self.auth_tokens.strip():
+            return []
+        raw: Any = json.loads(self.auth_tokens)
+        if not isinstance(raw, list):
+            raise ValueError("BILLING_AUTH_TOKENS must be a JSON list")
+        specs = [TokenSpec.model_validate(item) for item in raw]
+        for spec in specs:
+            if not (spec.token or spec.token_sha256):
+                raise ValueError(f"token {spec.name!r} needs 'token' or 'token_sha256'")
+        return specs
+
+    @cached_property
+    def retry_schedule_seconds(self) -> tuple[float, ...]:
+        values = tuple(float(v) for v in self.webhook_retry_schedule.split(",") if v.strip())
+        if not values or any(v < 0 for v in values):
+            raise ValueError("BILLING_WEBHOOK_RETRY_SCHEDULE: comma-separated seconds >= 0")
+        return values

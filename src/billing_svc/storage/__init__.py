@@ -1,0 +1,1 @@
+"""Persistence: SQLModel tables, engines, repositories and Alembic migrations."""

@@ -1,0 +1,115 @@
+"""Engines and transactions for SQLite (embedded default) and PostgreSQL (production, replicas).
+
+Use ``db.write()`` for a transaction that changes state and ``db.read()`` for one that only reads.
+On SQLite a write transaction starts with ``BEGIN IMMEDIATE`` (so two writers never deadlock on a
+lock upgrade) and writers of this process queue on a lock instead of spinning on ``SQLITE_BUSY``;
+readers use their own connections and never wait for writers (WAL).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlmodel import Session, create_engine
+
+from billing_svc.domain.errors import Unavailable
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class Database:
+    """One database: its engines and its transaction boundaries."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self._write_lock = threading.Lock() if self.is_sqlite else None
+        if self.is_sqlite:
+            if self.url.database and self.url.database != ":memory:":
+                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = self._sqlite_engine(immediate=True)
+            self.read_engine = self._sqlite_engine(immediate=False)
+        else:
+            self.engine = create_engine(
+                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                pool_recycle=1800,
+            )
+            self.read_engine = self.engine
+
+    def _sqlite_engine(self, *, immediate: bool) -> Engine:
+        engine = create_engine(
+            self.url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+                          "isolation_level": None},
+            pool_size=8, max_overflow=8,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            # FULL: an acknowledged commit survives power loss, not only a process crash.
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A read-write transaction: commits when the block ends, rolls back if it raises."""
+        lock = self._write_lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            with (_translate_errors(), Session(self.engine, expire_on_commit=False) as session,
+                  session.begin()):
+                yield session
+        finally:
+            if lock is not None:
+                lock.release()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only transaction (a consistent snapshot on both databases)."""
+        with (_translate_errors(), Session(self.read_engine, expire_on_commit=False) as session,
+              session.begin()):
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()
+
+
+@contextmanager
+def _translate_errors() -> Iterator[None]:
+    try:
+        yield
+    except OperationalError as exc:
+        if getattr(exc, "connection_invalidated", False) or _is_connection_error(exc):
+            raise Unavailable("the database is unreachable right now; retry shortly") from exc
+        raise
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise Unavailable("the database connection was lost; retry shortly") from exc
+        raise
+
+
+def _is_connection_error(exc: OperationalError) -> bool:
+    text = str(exc.orig).lower()
+    return any(marker in text for marker in (
+        "connection", "server closed", "terminating", "could not connect", "database is locked",
+    ))

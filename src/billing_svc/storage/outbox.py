@@ -1,0 +1,24 @@
+"""The transactional outbox: events are inserted in the caller's transaction, never sent from it."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from billing_svc.domain.events import BillingEvent
+from billing_svc.domain.ids import new_id
+from billing_svc.domain.periods import utcnow
+from billing_svc.storage.tables import OutboxEvent
+
+
+def enqueue(session: Session, event: BillingEvent) -> OutboxEvent:
+    """Add ``event`` to the outbox in ``session``'s transaction; it is sent only if that commits."""
+    row = OutboxEvent(
+        event_id=new_id("msg"),
+        account_id=event.account_id,
+        type=event.type,
+        body=event.body(),
+        occurred_at=event.occurred_at,
+        created_at=utcnow(),
+    )
+    session.add(row)
+    return row

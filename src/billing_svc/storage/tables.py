@@ -1,0 +1,174 @@
+"""Every table of billing-svc, in one place (SQLModel).
+
+Money columns are ``ExactDecimal`` and time columns ``UTCDateTime`` (see ``types.py``). Schema
+changes go through Alembic (``migrations/``): edit here, then add a revision.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from billing_svc.storage.types import UTCDateTime
+
+__all__ = [
+    "Account",
+    "ApiToken",
+    "AuditHead",
+    "AuditRecord",
+    "IdempotencyRecord",
+    "MasterPartner",
+    "OutboxEvent",
+    "PeriodNotice",
+    "PlanSegment",
+    "Tenant",
+]
+
+_ACCOUNT_FK = "account.account_id"
+
+
+class Account(SQLModel, table=True):
+    """The billing entity: one subscription, one payment method, one invoice per period."""
+
+    account_id: str = Field(primary_key=True, max_length=40)
+    customer_id: str = Field(unique=True, max_length=40)
+    subscription_id: str = Field(unique=True, max_length=40)
+    name: str = Field(max_length=200)
+    plan_id: str = Field(max_length=40)
+    billing_interval: str = Field(max_length=10)
+    status: str = Field(max_length=20, index=True)
+    # When the account started (start_time for imports); periods before it are not billed.
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    # When billing-svc first stored it; periods that ended before are never closed automatically.
+    registered_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+    trial_ends_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    cancel_at_period_end: bool = False
+    canceled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    pending_plan_id: str | None = Field(default=None, max_length=40)
+    pending_billing_interval: str | None = Field(default=None, max_length=10)
+    pending_effective_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    payment_method_type: str | None = Field(default=None, max_length=30)
+    payment_last4: str | None = Field(default=None, max_length=4)
+    payment_exp_month: int | None = None
+    payment_exp_year: int | None = None
+    usage_thresholds: str = Field(default="75,90,100", max_length=100)
+    custom_terms_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class PlanSegment(SQLModel, table=True):
+    """The plan in force from ``effective_at`` until the next segment: the basis of proration."""
+
+    __tablename__ = "plan_segment"
+    __table_args__ = (Index("ix_plan_segment_account_time", "account_id", "effective_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: str = Field(sa_column=Column(ForeignKey(_ACCOUNT_FK), nullable=False))
+    plan_id: str = Field(max_length=40)
+    billing_interval: str = Field(max_length=10)
+    effective_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class Tenant(SQLModel, table=True):
+    """A usage source of one account."""
+
+    tenant_id: str = Field(primary_key=True, max_length=40)
+    account_id: str = Field(sa_column=Column(ForeignKey(_ACCOUNT_FK), nullable=False, index=True))
+    name: str = Field(max_length=200)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class MasterPartner(SQLModel, table=True):
+    """A trading partner shared by all tenants of an account, with a cost-allocation department."""
+
+    __tablename__ = "master_partner"
+
+    partner_id: str = Field(primary_key=True, max_length=40)
+    account_id: str = Field(sa_column=Column(ForeignKey(_ACCOUNT_FK), nullable=False, index=True))
+    name: str = Field(max_length=200)
+    department: str = Field(default="", max_length=100)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """AIP-155 request ids: a retried create returns the resource the first call made."""
+
+    __tablename__ = "idempotency_record"
+
+    method: str = Field(primary_key=True, max_length=60)
+    request_id: str = Field(primary_key=True, max_length=100)
+    caller: str = Field(max_length=100)
+    fingerprint: str = Field(max_length=64)
+    result_id: str = Field(max_length=60)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class OutboxEvent(SQLModel, table=True):
+    """A ``billing.*`` event, written in the same transaction as the change that caused it."""
+
+    __tablename__ = "outbox_event"
+    __table_args__ = (Index("ix_outbox_event_account_created", "account_id", "created_at"),)
+
+    event_id: str = Field(primary_key=True, max_length=40)
+    account_id: str = Field(max_length=40)
+    type: str = Field(max_length=60)
+    # The exact JSON body sent to endpoints: {"type", "timestamp", "data"}.
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    occurred_at: datetime = Field(sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    # When the dispatcher has fanned it out to the endpoints' delivery queues.
+    fanned_out: bool = Field(default=False, index=True)
+
+
+class AuditRecord(SQLModel, table=True):
+    """One change of billing state; hash-chained to its predecessor (spec §1.8)."""
+
+    __tablename__ = "audit_record"
+    __table_args__ = (Index("ix_audit_record_account_seq", "account_id", "sequence"),)
+
+    sequence: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    account_id: str = Field(default="", max_length=40)
+    actor: str = Field(max_length=100)
+    action: str = Field(max_length=60, index=True)
+    before_json: str = Field(sa_column=Column(Text, nullable=False))
+    after_json: str = Field(sa_column=Column(Text, nullable=False))
+    at: datetime = Field(sa_type=UTCDateTime)
+    request_id: str = Field(default="", max_length=100)
+    previous_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class AuditHead(SQLModel, table=True):
+    """The chain's tip, one row: locking it serializes appends across replicas."""
+
+    __tablename__ = "audit_head"
+
+    id: int = Field(default=1, primary_key=True)
+    sequence: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    hash: str = Field(max_length=64)
+
+
+class ApiToken(SQLModel, table=True):
+    """Bearer tokens kept by the service itself (only their SHA-256 is stored)."""
+
+    __tablename__ = "api_token"
+    __table_args__ = (UniqueConstraint("token_sha256"),)
+
+    name: str = Field(primary_key=True, max_length=100)
+    token_sha256: str = Field(max_length=64)
+    scopes: str = Field(max_length=200)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+
+class PeriodNotice(SQLModel, table=True):
+    """A once-per-period notice (threshold, limit, budget alert) already sent: its claimed key."""
+
+    __tablename__ = "period_notice"
+
+    account_id: str = Field(primary_key=True, max_length=40)
+    period: str = Field(primary_key=True, max_length=7)
+    notice_key: str = Field(primary_key=True, max_length=150)
+    created_at: datetime = Field(sa_type=UTCDateTime)
