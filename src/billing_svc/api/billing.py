@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-from typing import Any, TypeVar
-
 import grpc
 from as2aas.billing.v1 import billing_service_pb2 as pb
 from as2aas.billing.v1 import billing_service_pb2_grpc as pb_grpc
 
 from billing_svc.api import convert
+from billing_svc.api.common import run
 from billing_svc.api.interceptor import current_context
 from billing_svc.domain import catalog
 from billing_svc.domain import subscriptions as subs
@@ -18,17 +15,13 @@ from billing_svc.domain.errors import InvalidArgument
 from billing_svc.services import accounts
 from billing_svc.storage.db import Database
 
-T = TypeVar("T")
-
 _SERVICE = "BillingService"
 
 
-async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a (blocking, database-bound) use case off the event loop."""
-    return await asyncio.to_thread(fn, *args, **kwargs)
-
-
 class BillingServicer(pb_grpc.BillingServiceServicer):
+    """Accounts, plans and partners here; other RPC groups come from the mixins in their own
+    modules (webhooks, invoices, finance) as they land."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
 
