@@ -149,3 +149,76 @@ def create_account(client: Client, *, plan_id: str = "startup", name: str = "Acm
     response = client.billing.CreateAccount(
         pb.CreateAccountRequest(name=name, plan_id=plan_id, **fields), metadata=metadata or ADMIN)
     return response.account
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServiceProcess:
+    """``billing-svc serve`` as a real child process (for kills, restarts and signals)."""
+
+    def __init__(self, database_url: str, **env: str) -> None:
+        import sys
+
+        self.database_url = database_url
+        self.port = free_port()
+        self.env = {**os.environ, "BILLING_DATABASE_URL": database_url,
+                    "BILLING_LISTEN": f"127.0.0.1:{self.port}",
+                    "BILLING_AUTH_TOKENS": tokens_json(),
+                    "BILLING_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
+                    "BILLING_SCHEDULER_INTERVAL_SECONDS": "0.2", **env}
+        self.command = [sys.executable, "-m", "billing_svc.cli", "serve"]
+        self.process: Any = None
+        self.output_path: str = ""
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> ServiceProcess:
+        import subprocess
+        import tempfile
+        import time
+
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        with tempfile.NamedTemporaryFile("w+b", prefix="billing-svc-", suffix=".log",
+                                         delete=False) as log:
+            self.output_path = log.name
+            self.process = subprocess.Popen(self.command, env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(self.target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"billing-svc exited early:\n{self.output()}")
+                try:
+                    status = stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    if status == health_pb2.HealthCheckResponse.SERVING:
+                        return self
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"billing-svc did not become SERVING:\n{self.output()}")
+
+    def output(self) -> str:
+        with open(self.output_path, "rb") as handle:
+            return handle.read().decode("utf-8", "replace")
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no cleanup, as a crash."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def terminate(self, timeout: float = 30) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        self.process.terminate()
+        return int(self.process.wait(timeout))

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = 10.0
     scheduler_interval_seconds: float = 30.0
     max_message_bytes: int = 16 * 1024 * 1024
+    usage_retention_days: int = 400
 
     @cached_property
     def token_specs(self) -> list[TokenSpec]:

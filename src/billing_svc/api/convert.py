@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from as2aas.billing.v1 import billing_service_pb2 as pb
 from as2aas.billing.v1 import common_pb2
+from as2aas.billing.v1 import usage_service_pb2 as usage_pb
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
@@ -16,6 +17,7 @@ from billing_svc.domain import subscriptions as subs
 from billing_svc.domain.catalog import CustomTerms, MessageTier, Terms
 from billing_svc.domain.errors import InvalidArgument
 from billing_svc.domain.periods import Period
+from billing_svc.services import usage_reports
 from billing_svc.services.accounts import AccountBilling
 from billing_svc.storage.idempotency import IdempotencyKey
 from billing_svc.storage.tables import Account, MasterPartner, Tenant
@@ -236,3 +238,91 @@ def master_partner_out(partner: MasterPartner) -> pb.MasterPartner:
     return pb.MasterPartner(partner_id=partner.partner_id, account_id=partner.account_id,
                             name=partner.name, department=partner.department,
                             create_time=time_out(partner.created_at))
+
+
+# ---------------------------------------------------------------------------------------------
+# Usage
+
+
+def period_out(period: Period) -> common_pb2.BillingPeriod:
+    return common_pb2.BillingPeriod(label=period.label, start=time_out(period.start),
+                                    end=time_out(period.end))
+
+
+def year_month_in(year: int, month: int) -> Period:
+    if not 1 <= month <= 12:
+        raise InvalidArgument("month", f"{month} is not within 1..12")
+    if not 1970 <= year <= 9998:
+        raise InvalidArgument("year", f"{year} is not a valid year")
+    return Period(year, month)
+
+
+def _decimal_text(value: Decimal) -> str:
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def tenant_usage_out(tenant: usage_reports.TenantUsage) -> common_pb2.TenantUsage:
+    return common_pb2.TenantUsage(
+        tenant_id=tenant.tenant_id, name=tenant.name, message_count=tenant.messages,
+        storage_gb_months=_decimal_text(tenant.storage_gb_months),
+        storage_bytes=tenant.storage_bytes)
+
+
+def current_usage_out(report: usage_reports.CurrentUsage) -> usage_pb.GetCurrentUsageResponse:
+    snapshot = report.snapshot
+    return usage_pb.GetCurrentUsageResponse(
+        period=period_out(snapshot.period),
+        usage_to_date=usage_pb.UsageToDate(
+            messages=snapshot.messages, active_tenants=snapshot.active_tenants,
+            storage_gb_months=_decimal_text(snapshot.storage_gb_months),
+            estimated_charges=money_out(snapshot.total), storage_bytes=snapshot.storage_bytes,
+            estimated_lines=[usage_pb.EstimatedCharge(type=line.type,
+                                                      amount=money_out(line.amount))
+                             for line in snapshot.lines],
+            included_messages=snapshot.included_messages),
+        projection=usage_pb.UsageProjection(messages=report.projected_messages,
+                                            charges=money_out(report.projected_charges)),
+    )
+
+
+def monthly_usage_out(report: usage_reports.MonthlyUsage) -> usage_pb.GetMonthlyUsageResponse:
+    snapshot = report.snapshot
+    return usage_pb.GetMonthlyUsageResponse(
+        period=period_out(snapshot.period), total_messages=snapshot.messages,
+        partner_breakdown=[common_pb2.PartnerUsage(
+            partner_id=p.partner_id, partner_name=p.name, department=p.department,
+            message_count=p.messages, cost=money_out(p.cost)) for p in report.partners],
+        tenant_breakdown=[tenant_usage_out(t) for t in snapshot.tenants],
+        active_tenants=snapshot.active_tenants,
+        storage_gb_months=_decimal_text(snapshot.storage_gb_months),
+    )
+
+
+_GRANULARITY = {usage_pb.GRANULARITY_HOUR: "hour", usage_pb.GRANULARITY_DAY: "day",
+                usage_pb.GRANULARITY_MONTH: "month"}
+
+
+def history_query_in(request: usage_pb.GetUsageHistoryRequest) -> usage_reports.HistoryQuery:
+    if request.granularity not in _GRANULARITY:
+        raise InvalidArgument("granularity", "use GRANULARITY_HOUR, GRANULARITY_DAY or "
+                              "GRANULARITY_MONTH")
+    start = time_in(request, "start_time")
+    end = time_in(request, "end_time") or datetime.now(UTC)
+    if start is None:
+        raise InvalidArgument("start_time", "is required")
+    if end <= start:
+        raise InvalidArgument("end_time", "must be after start_time")
+    if request.page_size < 0:
+        raise InvalidArgument("page_size", "must not be negative")
+    return usage_reports.HistoryQuery(
+        account_id=request.account_id, granularity=_GRANULARITY[request.granularity],
+        start=start, end=end, tenant_id=request.tenant_id, page_size=request.page_size,
+        page_token=request.page_token)
+
+
+def history_out(page: usage_reports.HistoryPage) -> usage_pb.GetUsageHistoryResponse:
+    return usage_pb.GetUsageHistoryResponse(
+        buckets=[usage_pb.UsageBucket(start=time_out(b.start), messages=b.messages,
+                                      storage_bytes=b.storage_bytes) for b in page.buckets],
+        next_page_token=page.next_page_token)

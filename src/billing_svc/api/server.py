@@ -18,6 +18,7 @@ from billing_svc.api.auth import load_token_store
 from billing_svc.api.billing import BillingServicer
 from billing_svc.api.interceptor import ServiceInterceptor
 from billing_svc.api.usage import UsageServicer
+from billing_svc.services.ingestion import IngestionWriter
 from billing_svc.settings import Settings
 from billing_svc.storage.db import Database
 from billing_svc.storage.migrate import upgrade
@@ -50,7 +51,8 @@ class BillingServer:
         )
         self._health = health.aio.HealthServicer()
         billing_grpc.add_BillingServiceServicer_to_server(BillingServicer(self.db), server)
-        usage_grpc.add_UsageServiceServicer_to_server(UsageServicer(self.db), server)
+        self._writer = IngestionWriter(self.db, retention_days=self.settings.usage_retention_days)
+        usage_grpc.add_UsageServiceServicer_to_server(UsageServicer(self.db, self._writer), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -63,6 +65,7 @@ class BillingServer:
         await asyncio.to_thread(upgrade, self.db)
         self._interceptor.activate(await asyncio.to_thread(load_token_store, self.settings,
                                                            self.db))
+        self._writer.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self._jobs = asyncio.create_task(scheduler.run_forever(
             self.db, self.settings.scheduler_interval_seconds, self._stop_jobs))
@@ -75,6 +78,7 @@ class BillingServer:
         await self._health.enter_graceful_shutdown()
         self._stop_jobs.set()
         await self._server.stop(grace)
+        await self._writer.stop()
         if self._jobs is not None:
             await self._jobs
         self.db.dispose()

@@ -1,12 +1,107 @@
-"""``UsageService`` servicer (ingestion and usage reads land with the usage issue)."""
+"""``UsageService`` servicer: batches go to the process's group-commit writer; reads are thin."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from as2aas.billing.v1 import usage_service_pb2 as pb
 from as2aas.billing.v1 import usage_service_pb2_grpc as pb_grpc
 
+from billing_svc.api import convert
+from billing_svc.api.common import run
+from billing_svc.domain import usage as rules
+from billing_svc.domain.errors import InvalidArgument
+from billing_svc.domain.usage import UsageEventIn
+from billing_svc.services import usage_reports
+from billing_svc.services.ingestion import BatchResult, IngestionWriter
 from billing_svc.storage.db import Database
+
+# Batches one stream may have waiting for their commit: beyond it, gRPC flow control pushes back.
+MAX_IN_FLIGHT_PER_STREAM = 64
+
+
+def events_in(events: Any) -> list[UsageEventIn]:
+    """Proto events to domain values (no validation here: that is per event, in ingestion)."""
+    if len(events) > rules.MAX_BATCH_EVENTS:
+        raise InvalidArgument("events", f"{len(events)} events in one batch; at most "
+                              f"{rules.MAX_BATCH_EVENTS} are accepted, split the batch")
+    batch = []
+    for event in events:
+        occurred = event.occurred_at if event.HasField("occurred_at") else None
+        batch.append(UsageEventIn(
+            event_id=event.event_id, account_id=event.account_id, tenant_id=event.tenant_id,
+            partner_id=event.partner_id, kind=int(event.kind), quantity=event.quantity,
+            occurred_at_us=(occurred.seconds * 1_000_000 + occurred.nanos // 1000
+                            if occurred is not None else None)))
+    return batch
+
+
+def ack_fields(batch_id: str, result: BatchResult) -> dict[str, Any]:
+    return {
+        "batch_id": batch_id, "accepted": result.accepted, "duplicates": result.duplicates,
+        "late": result.late,
+        "rejected": [pb.RejectedEvent(event_id=r.event_id, index=r.index, reason=r.reason)
+                     for r in result.rejected],
+    }
 
 
 class UsageServicer(pb_grpc.UsageServiceServicer):
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, writer: IngestionWriter) -> None:
         self.db = db
+        self.writer = writer
+
+    async def RecordUsage(self, request: pb.RecordUsageRequest,
+                          context: grpc.aio.ServicerContext) -> pb.RecordUsageResponse:
+        result = await self.writer.submit(events_in(request.events))
+        return pb.RecordUsageResponse(**ack_fields(request.batch_id, result))
+
+    async def StreamUsage(self, requests: AsyncIterator[pb.StreamUsageRequest],
+                          context: grpc.aio.ServicerContext
+                          ) -> AsyncIterator[pb.StreamUsageResponse]:
+        """Acks are sent in batch order, each once its batch is committed; batches pipeline."""
+        in_flight: asyncio.Queue[tuple[str, asyncio.Task[BatchResult]] | Exception | None] = \
+            asyncio.Queue(MAX_IN_FLIGHT_PER_STREAM)
+
+        async def read() -> None:
+            try:
+                async for request in requests:
+                    batch = events_in(request.events)
+                    task = asyncio.ensure_future(self.writer.submit(batch))
+                    await in_flight.put((request.batch_id, task))
+                await in_flight.put(None)
+            except Exception as exc:  # reported after the acks of the batches before it
+                await in_flight.put(exc)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while True:
+                item = await in_flight.get()
+                if item is None:
+                    break
+                if isinstance(item, Exception):
+                    raise item
+                batch_id, task = item
+                result = await task
+                yield pb.StreamUsageResponse(**ack_fields(batch_id, result))
+        finally:
+            reader.cancel()
+
+    async def GetCurrentUsage(self, request: pb.GetCurrentUsageRequest,
+                              context: grpc.aio.ServicerContext) -> pb.GetCurrentUsageResponse:
+        report = await run(usage_reports.current_usage, self.db, request.account_id)
+        return convert.current_usage_out(report)
+
+    async def GetMonthlyUsage(self, request: pb.GetMonthlyUsageRequest,
+                              context: grpc.aio.ServicerContext) -> pb.GetMonthlyUsageResponse:
+        period = convert.year_month_in(request.year, request.month)
+        report = await run(usage_reports.monthly_usage, self.db, request.account_id, period)
+        return convert.monthly_usage_out(report)
+
+    async def GetUsageHistory(self, request: pb.GetUsageHistoryRequest,
+                              context: grpc.aio.ServicerContext) -> pb.GetUsageHistoryResponse:
+        query = convert.history_query_in(request)
+        page = await run(usage_reports.usage_history, self.db, query)
+        return convert.history_out(page)

@@ -7,6 +7,7 @@ digits of their ``Decimal`` (``842.00``), never via a binary float.
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -25,7 +26,9 @@ EVENT_TYPES = (
     INVOICE_GENERATED, BUDGET_ALERT,
 )
 
-_DECIMAL_MARK = "\u0000dec:"
+# Decimals travel through json.dumps as marked strings, then become bare number literals. The
+# random part keeps a caller's string (a budget name, say) from ever posing as a marker.
+_DECIMAL_MARK = f"\u0000dec{secrets.token_hex(8)}:"
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ def encode_json(value: Any) -> str:
         start = text.index(marker)
         end = text.index('"', start + len(marker))
         literal = text[start + len(marker):end]
-        text = text[:start - 1] + literal + text[end + 1:]
+        text = text[:start] + literal + text[end + 1:]
     return text
 
 
@@ -112,4 +115,49 @@ def usage_threshold(*, account_id: str, threshold_percentage: int, current_usage
         "current_usage": current_usage,
         "plan_limit": plan_limit,
         "period": period,
+    })
+
+
+def invoice_generated(*, account_id: str, invoice_id: str, period: str, total: Decimal,
+                      status: str, occurred_at: datetime) -> BillingEvent:
+    return BillingEvent(INVOICE_GENERATED, account_id, occurred_at, {
+        "account_id": account_id,
+        "invoice_id": invoice_id,
+        "period": period,
+        "amount_due": total,
+        "currency": "USD",
+        "status": status,
+    })
+
+
+def payment_succeeded(*, account_id: str, invoice_id: str, amount_paid: Decimal,
+                      payment_method: str, paid_at: datetime) -> BillingEvent:
+    return BillingEvent(PAYMENT_SUCCEEDED, account_id, paid_at, {
+        "invoice_id": invoice_id,
+        "amount_paid": amount_paid,
+        "payment_method": payment_method,
+        "paid_at": iso_utc(paid_at),
+    })
+
+
+def payment_failed(*, account_id: str, invoice_id: str, amount: Decimal, failure_reason: str,
+                   retry_date: datetime | None, occurred_at: datetime) -> BillingEvent:
+    return BillingEvent(PAYMENT_FAILED, account_id, occurred_at, {
+        "invoice_id": invoice_id,
+        "amount": amount,
+        "failure_reason": failure_reason,
+        "retry_date": iso_utc(retry_date) if retry_date else None,
+    })
+
+
+def budget_alert(*, account_id: str, budget_name: str, threshold_percentage: int,
+                 current_usage: Decimal, budget_limit: Decimal, period_remaining_days: int,
+                 occurred_at: datetime) -> BillingEvent:
+    return BillingEvent(BUDGET_ALERT, account_id, occurred_at, {
+        "account_id": account_id,
+        "budget_name": budget_name,
+        "threshold_percentage": threshold_percentage,
+        "current_usage": current_usage,
+        "budget_limit": budget_limit,
+        "period_remaining_days": period_remaining_days,
     })

@@ -7,11 +7,12 @@ changes go through Alembic (``migrations/``): edit here, then add a revision.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from billing_svc.storage.types import UTCDateTime
+from billing_svc.storage.types import ExactDecimal, UTCDateTime
 
 __all__ = [
     "Account",
@@ -89,6 +90,121 @@ class MasterPartner(SQLModel, table=True):
     account_id: str = Field(sa_column=Column(ForeignKey(_ACCOUNT_FK), nullable=False, index=True))
     name: str = Field(max_length=200)
     department: str = Field(default="", max_length=100)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+# ---------------------------------------------------------------------------------------------
+# Usage: raw events are the source of truth; the counters and roll-ups below are updated in the
+# same transaction and serve every read. Times on the hot path are integer microseconds (UTC
+# epoch): exact, compact and as fast to bind as an integer.
+
+
+class UsageEvent(SQLModel, table=True):
+    """One accepted usage event; the primary key is the exactly-once guarantee."""
+
+    __tablename__ = "usage_event"
+    __table_args__ = (Index("ix_usage_event_account_period", "account_id", "period"),
+                      {"sqlite_with_rowid": False})
+
+    account_id: str = Field(primary_key=True, max_length=40)
+    event_id: str = Field(primary_key=True, max_length=128)
+    tenant_id: str = Field(max_length=40)
+    partner_id: str = Field(default="", max_length=40)
+    kind: int  # 1 = message, 2 = storage (UsageKind)
+    quantity: int = Field(sa_column=Column(BigInteger, nullable=False))
+    occurred_at_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+    period: str = Field(max_length=7)
+    late: bool = False
+    received_at_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class UsagePeriod(SQLModel, table=True):
+    """Per account and period: message totals, and late messages not yet billed."""
+
+    __tablename__ = "usage_period"
+
+    account_id: str = Field(primary_key=True, max_length=40)
+    period: str = Field(primary_key=True, max_length=7)
+    messages: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    late_messages: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    late_billed_messages: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
+class UsageTenantPeriod(SQLModel, table=True):
+    """Per tenant and period: messages, and storage byte-microseconds accumulated up to the tenant's
+    latest storage reading (see ``StorageLevel``)."""
+
+    __tablename__ = "usage_tenant_period"
+
+    account_id: str = Field(primary_key=True, max_length=40)
+    period: str = Field(primary_key=True, max_length=7)
+    tenant_id: str = Field(primary_key=True, max_length=40)
+    messages: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    storage_byte_us: Decimal = Field(default=Decimal(0),
+                                          sa_column=Column(ExactDecimal(38, 0), nullable=False))
+
+
+class UsagePartnerPeriod(SQLModel, table=True):
+    """Per master partner and period: messages (for the partner breakdown and cost allocation)."""
+
+    __tablename__ = "usage_partner_period"
+
+    account_id: str = Field(primary_key=True, max_length=40)
+    period: str = Field(primary_key=True, max_length=7)
+    partner_id: str = Field(primary_key=True, max_length=40)
+    messages: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
+class UsageHourly(SQLModel, table=True):
+    """Hourly roll-up by tenant, partner and kind (history and trends)."""
+
+    __tablename__ = "usage_hourly"
+
+    account_id: str = Field(primary_key=True, max_length=40)
+    hour_us: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    tenant_id: str = Field(primary_key=True, max_length=40)
+    partner_id: str = Field(primary_key=True, max_length=40)
+    kind: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    messages: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    storage_bytes_max: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
+class StorageLevel(SQLModel, table=True):
+    """Each tenant's latest storage gauge reading: it holds until the next one."""
+
+    __tablename__ = "storage_level"
+
+    account_id: str = Field(primary_key=True, max_length=40)
+    tenant_id: str = Field(primary_key=True, max_length=40)
+    level_bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
+    reading_at_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+# ---------------------------------------------------------------------------------------------
+# Invoices
+
+
+class Invoice(SQLModel, table=True):
+    """One consolidated invoice per account and period, ever (the unique key guarantees it)."""
+
+    __table_args__ = (UniqueConstraint("account_id", "period"),)
+
+    invoice_id: str = Field(primary_key=True, max_length=40)
+    account_id: str = Field(sa_column=Column(ForeignKey(_ACCOUNT_FK), nullable=False, index=True))
+    period: str = Field(max_length=7)
+    status: str = Field(max_length=20, index=True)
+    currency_code: str = Field(default="USD", max_length=3)
+    subtotal: Decimal = Field(sa_column=Column(ExactDecimal(), nullable=False))
+    total: Decimal = Field(sa_column=Column(ExactDecimal(), nullable=False))
+    amount_paid: Decimal = Field(default=Decimal(0),
+                                 sa_column=Column(ExactDecimal(), nullable=False))
+    lines_json: str = Field(sa_column=Column(Text, nullable=False))
+    tenant_breakdown_json: str = Field(sa_column=Column(Text, nullable=False))
+    issued_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    paid_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    next_payment_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime,
+                                                     index=True)
+    failed_attempts: int = 0
     created_at: datetime = Field(sa_type=UTCDateTime)
 
 

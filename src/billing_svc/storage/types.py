@@ -22,10 +22,18 @@ class ExactDecimal(TypeDecorator[Decimal]):
     impl = Numeric(20, 9)
     cache_ok = True
 
+    def __init__(self, precision: int = 20, scale: int = 9) -> None:
+        super().__init__(precision, scale)
+        self.precision = precision
+        self.scale = scale
+
+    def __repr__(self) -> str:
+        return f"ExactDecimal(precision={self.precision}, scale={self.scale})"
+
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "sqlite":
             return dialect.type_descriptor(String(64))
-        return dialect.type_descriptor(Numeric(20, 9, asdecimal=True))
+        return dialect.type_descriptor(Numeric(self.precision, self.scale, asdecimal=True))
 
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
         if value is None:

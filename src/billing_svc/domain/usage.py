@@ -1,0 +1,109 @@
+"""Usage events: what a valid event is, and why an invalid one is rejected (spec §1.4).
+
+Pure: the checks that need stored state (does the account exist, is the tenant its own) take that
+state as plain arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+MESSAGE = 1
+STORAGE = 2
+KINDS = (MESSAGE, STORAGE)
+
+MAX_EVENT_ID_LENGTH = 128
+MAX_BATCH_EVENTS = 10_000
+FUTURE_TOLERANCE = timedelta(minutes=5)
+DEFAULT_RETENTION_DAYS = 400
+GB_BYTES = 10**9
+_US = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEventIn:
+    """An event as the producer sent it (``occurred_at_us``: UTC epoch microseconds, or None)."""
+
+    event_id: str
+    account_id: str
+    tenant_id: str
+    partner_id: str
+    kind: int
+    quantity: int
+    occurred_at_us: int | None
+
+    def same_content(self, tenant_id: str, partner_id: str, kind: int, quantity: int,
+                     occurred_at_us: int) -> bool:
+        return (self.tenant_id, self.partner_id, self.kind, self.quantity,
+                self.occurred_at_us) == (tenant_id, partner_id, kind, quantity, occurred_at_us)
+
+
+def check_shape(event: UsageEventIn, now_us: int, retention_days: int) -> str | None:
+    """The reason ``event`` is invalid on its own, or ``None``. Stored-state checks come after."""
+    if not event.event_id:
+        return "event_id is empty; every event needs the producer's idempotency key"
+    if len(event.event_id) > MAX_EVENT_ID_LENGTH:
+        return f"event_id is longer than {MAX_EVENT_ID_LENGTH} characters"
+    if not event.account_id:
+        return "account_id is empty"
+    if not event.tenant_id:
+        return "tenant_id is empty; usage is counted per tenant"
+    if event.kind not in KINDS:
+        return "kind is unspecified; use USAGE_KIND_MESSAGE or USAGE_KIND_STORAGE"
+    if event.kind == MESSAGE and event.quantity < 1:
+        return f"quantity {event.quantity} is below 1; a message event counts at least 1 message"
+    if event.kind == STORAGE and event.quantity < 0:
+        return f"quantity {event.quantity} is negative; a storage gauge is bytes stored (>= 0)"
+    if event.occurred_at_us is None:
+        return "occurred_at is missing"
+    if event.occurred_at_us > now_us + int(FUTURE_TOLERANCE.total_seconds()) * _US:
+        return "occurred_at is more than 5 minutes in the future; check the producer's clock"
+    if event.occurred_at_us < now_us - retention_days * 86_400 * _US:
+        return f"occurred_at is older than the {retention_days}-day retention window"
+    return None
+
+
+def to_us(moment: datetime) -> int:
+    delta = moment.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * _US + delta.microseconds
+
+
+def from_us(micros: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+
+
+def hour_of(micros: int) -> int:
+    """The start of the UTC hour containing ``micros``."""
+    return micros - micros % (3600 * _US)
+
+
+def crossed_thresholds(before: int, after: int, included: int,
+                       percentages: tuple[int, ...]) -> list[int]:
+    """Threshold percentages of ``included`` that a count crossed going from before to after."""
+    if included <= 0:
+        return []
+    # a count c has reached p % when c * 100 >= included * p (exact integers, no rounding)
+    return [p for p in percentages
+            if before * 100 < included * p <= after * 100]
+
+
+def spread_level(level_bytes: int, from_us: int, to_us: int,
+                 period_bounds_us: list[tuple[str, int, int]]) -> list[tuple[str, int]]:
+    """Byte-microseconds a storage level held over ``[from_us, to_us)`` adds to each period.
+
+    ``period_bounds_us`` lists ``(label, start_us, end_us)`` of the periods that may overlap.
+    """
+    if level_bytes == 0 or to_us <= from_us:
+        return []
+    spread = []
+    for label, start, end in period_bounds_us:
+        overlap = min(to_us, end) - max(from_us, start)
+        if overlap > 0:
+            spread.append((label, level_bytes * overlap))
+    return spread
+
+
+def bytes_to_gb(level_bytes: int) -> Decimal:
+    return Decimal(level_bytes) / GB_BYTES

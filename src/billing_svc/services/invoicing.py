@@ -1,0 +1,180 @@
+"""Closing periods into invoices (spec §1.6): one invoice per account and period, ever.
+
+Closing locks the account row, so it serializes with ingestion (which share-locks it): every event
+of the period is either on the invoice or, arriving later, marked late for the next one. The unique
+(account, period) key makes a second close, a retry or another replica return the same invoice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from billing_svc.domain import events, rating
+from billing_svc.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from billing_svc.domain.ids import new_id
+from billing_svc.domain.periods import Period
+from billing_svc.services.accounts import terms_of
+from billing_svc.services.common import load_account
+from billing_svc.services.context import RequestContext
+from billing_svc.services.terms import plan_spans
+from billing_svc.services.usage_reports import messages_since, tenant_usage
+from billing_svc.storage import audit, outbox
+from billing_svc.storage.db import Database
+from billing_svc.storage.tables import Account, Invoice, Tenant, UsagePeriod
+
+OPEN = "open"
+PAID = "paid"
+UNCOLLECTIBLE = "uncollectible"
+VOID = "void"
+DRAFT = "draft"
+
+
+@dataclass(frozen=True)
+class InvoiceView:
+    invoice: Invoice
+    lines: list[rating.InvoiceLine]
+    tenant_breakdown: list[dict[str, object]]
+
+
+def view(invoice: Invoice) -> InvoiceView:
+    lines = [rating.InvoiceLine(type=line["type"], description=line["description"],
+                                quantity=Decimal(line["quantity"]),
+                                unit_price=Decimal(line["unit_price"]),
+                                amount=Decimal(line["amount"]), period=line.get("period"))
+             for line in json.loads(invoice.lines_json)]
+    return InvoiceView(invoice, lines, json.loads(invoice.tenant_breakdown_json))
+
+
+def close_period(db: Database, ctx: RequestContext, *, account_id: str,
+                 period: Period) -> InvoiceView:
+    """The period's invoice, issuing it first if it does not exist yet."""
+    if period.end > ctx.now:
+        raise FailedPrecondition(
+            f"period {period.label} has not ended yet (it ends {period.end.isoformat()}); "
+            "only ended periods can be closed")
+    for attempt in range(2):
+        try:
+            with db.write() as session:
+                account = load_account(session, account_id, for_update=True)
+                existing = _find(session, account_id, period)
+                if existing is not None:
+                    return view(existing)
+                if period.end <= account.created_at:
+                    raise FailedPrecondition(
+                        f"account {account_id} started on {account.created_at.date()}, after "
+                        f"period {period.label}; there is nothing to bill")
+                return view(_issue(session, ctx, account, period))
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _find(session: Session, account_id: str, period: Period) -> Invoice | None:
+    return session.exec(select(Invoice).where(Invoice.account_id == account_id,
+                                              Invoice.period == period.label)).first()
+
+
+def _late_usage(session: Session, account: Account, period: Period) -> list[rating.LateUsage]:
+    rows = session.exec(select(UsagePeriod).where(
+        UsagePeriod.account_id == account.account_id, UsagePeriod.period != period.label,
+        UsagePeriod.late_messages > UsagePeriod.late_billed_messages)
+        .with_for_update()).all()
+    late = []
+    for row in rows:
+        spans = plan_spans(session, account, Period.parse(row.period))
+        late.append(rating.LateUsage(
+            period=row.period,
+            invoiced_messages=row.messages - row.late_messages + row.late_billed_messages,
+            late_messages=row.late_messages - row.late_billed_messages,
+            terms=spans[-1].terms if spans else terms_of(account)))
+        row.late_billed_messages = row.late_messages
+        session.add(row)
+    return late
+
+
+def _issue(session: Session, ctx: RequestContext, account: Account, period: Period) -> Invoice:
+    tenants = tenant_usage(session, account.account_id, period, period.end)
+    counter = session.get(UsagePeriod, (account.account_id, period.label))
+    messages = counter.messages if counter else 0
+    if account.trial_ends_at is not None and account.trial_ends_at > period.start:
+        messages = messages_since(session, account.account_id, period, account.trial_ends_at)
+    active = session.exec(select(func.count()).select_from(Tenant).where(
+        Tenant.account_id == account.account_id, Tenant.created_at < period.end)).one()
+    gb_months = sum((t.storage_gb_months for t in tenants), Decimal(0))
+    spans = plan_spans(session, account, period)
+    lines = rating.rate_period(
+        period, spans, rating.PeriodUsage(messages=messages, active_tenants=active,
+                                          storage_gb_months=gb_months),
+        trial_end=account.trial_ends_at, subscription_start=account.created_at,
+        late=_late_usage(session, account, period))
+    total = rating.invoice_total(lines)
+    invoice = Invoice(
+        invoice_id=new_id("in"), account_id=account.account_id, period=period.label,
+        status=PAID if total == 0 else OPEN, subtotal=total, total=total,
+        lines_json=json.dumps([_line_json(line) for line in lines]),
+        tenant_breakdown_json=json.dumps([
+            {"tenant_id": t.tenant_id, "name": t.name, "message_count": t.messages,
+             "storage_gb_months": format(t.storage_gb_months, "f"),
+             "storage_bytes": t.storage_bytes} for t in tenants]),
+        issued_at=ctx.now, paid_at=ctx.now if total == 0 else None, created_at=ctx.now,
+    )
+    session.add(invoice)
+    session.flush()
+    audit.append(session, actor=ctx.caller.name, action="invoice.issued",
+                 account_id=account.account_id, before=None,
+                 after={"invoice_id": invoice.invoice_id, "period": period.label,
+                        "total": total, "status": invoice.status},
+                 at=ctx.now, request_id=ctx.request_id)
+    outbox.enqueue(session, events.invoice_generated(
+        account_id=account.account_id, invoice_id=invoice.invoice_id, period=period.label,
+        total=total, status=invoice.status, occurred_at=ctx.now))
+    return invoice
+
+
+def _line_json(line: rating.InvoiceLine) -> dict[str, object]:
+    return {"type": line.type, "description": line.description,
+            "quantity": format(line.quantity, "f"), "unit_price": format(line.unit_price, "f"),
+            "amount": format(line.amount, "f"), "period": line.period}
+
+
+def get_invoice(db: Database, invoice_id: str) -> InvoiceView:
+    if not invoice_id:
+        raise InvalidArgument("invoice_id", "is required")
+    with db.read() as session:
+        invoice = session.get(Invoice, invoice_id)
+        if invoice is None:
+            raise NotFound(f"invoice {invoice_id!r} does not exist")
+        return view(invoice)
+
+
+def due_periods(db: Database, now: datetime, grace: timedelta,
+                limit: int = 1000) -> list[tuple[str, Period]]:
+    """(account, period) pairs whose period ended more than ``grace`` ago and has no invoice,
+    for accounts that existed in billing-svc before that period ended."""
+    last_closable = Period.containing(now - grace).previous()
+    with db.read() as session:
+        accounts = session.exec(select(Account).where(
+            Account.registered_at < last_closable.end,
+            Account.created_at < last_closable.end)).all()
+        invoiced = {(row.account_id, row.period) for row in session.exec(
+            select(Invoice).where(Invoice.period == last_closable.label))}
+    due = []
+    for account in accounts:
+        if account.registered_at > last_closable.end:
+            continue
+        if account.status == "canceled" and account.canceled_at and \
+                account.canceled_at <= last_closable.start:
+            continue
+        if (account.account_id, last_closable.label) not in invoiced:
+            due.append((account.account_id, last_closable))
+        if len(due) >= limit:
+            break
+    return due

@@ -1,0 +1,39 @@
+"""The terms in force over time for an account: its plan segments within a period."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from billing_svc.domain.catalog import CustomTerms, effective_terms
+from billing_svc.domain.periods import Period
+from billing_svc.domain.rating import PlanSpan
+from billing_svc.storage.tables import Account, PlanSegment
+
+
+def plan_spans(session: Session, account: Account, period: Period) -> list[PlanSpan]:
+    """The plan spans covering ``period`` from the account's start (or the period's) to its end.
+
+    Custom terms are the account's current negotiated terms; the last span's plan is the plan in
+    force at the end of the period.
+    """
+    custom = CustomTerms.from_json(account.custom_terms_json) if account.custom_terms_json else None
+    segments = session.exec(
+        select(PlanSegment).where(PlanSegment.account_id == account.account_id,
+                                  PlanSegment.effective_at < period.end)
+        .order_by(PlanSegment.effective_at, PlanSegment.id)).all()
+    spans: list[PlanSpan] = []
+    for index, segment in enumerate(segments):
+        start = max(segment.effective_at, period.start)
+        end = segments[index + 1].effective_at if index + 1 < len(segments) else period.end
+        end = min(end, period.end)
+        if end <= start and index + 1 < len(segments):
+            continue
+        terms = effective_terms(segment.plan_id,
+                                custom if segment.plan_id == "custom" else None)
+        spans.append(PlanSpan(start=start, end=max(end, start), terms=terms,
+                              billing_interval=segment.billing_interval))
+    if account.canceled_at is not None and spans and account.canceled_at < period.end:
+        last = spans[-1]
+        spans[-1] = PlanSpan(start=last.start, end=max(last.start, account.canceled_at),
+                             terms=last.terms, billing_interval=last.billing_interval)
+    return spans

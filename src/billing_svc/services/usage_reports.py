@@ -1,0 +1,277 @@
+"""Usage reads: current period in real time, a month with breakdowns, history in buckets.
+
+Every number comes from the counters and roll-ups ingestion keeps, never from raw events.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from billing_svc.domain import money, rating
+from billing_svc.domain import usage as rules
+from billing_svc.domain.errors import InvalidArgument
+from billing_svc.domain.periods import Period, utcnow
+from billing_svc.services.accounts import terms_of
+from billing_svc.services.common import load_account
+from billing_svc.services.terms import plan_spans
+from billing_svc.storage.db import Database
+from billing_svc.storage.tables import (
+    Account,
+    Invoice,
+    MasterPartner,
+    StorageLevel,
+    Tenant,
+    UsageHourly,
+    UsagePartnerPeriod,
+    UsagePeriod,
+    UsageTenantPeriod,
+)
+
+GB_MONTH_PLACES = Decimal("0.000000001")
+UNALLOCATED = "Unallocated"
+
+
+@dataclass(frozen=True)
+class TenantUsage:
+    tenant_id: str
+    name: str
+    messages: int
+    storage_gb_months: Decimal
+    storage_bytes: int
+
+
+@dataclass(frozen=True)
+class PartnerUsage:
+    partner_id: str
+    name: str
+    department: str
+    messages: int
+    cost: Decimal
+
+
+@dataclass(frozen=True)
+class PeriodSnapshot:
+    """A period's usage as of ``as_of`` (its end, for a past period)."""
+
+    period: Period
+    as_of: datetime
+    messages: int
+    billable_messages: int
+    active_tenants: int
+    storage_bytes: int
+    storage_gb_months: Decimal
+    tenants: list[TenantUsage]
+    lines: list[rating.InvoiceLine]
+    total: Decimal
+    invoiced: bool
+    included_messages: int
+
+
+@dataclass(frozen=True)
+class CurrentUsage:
+    snapshot: PeriodSnapshot
+    projected_messages: int
+    projected_charges: Decimal
+
+
+@dataclass(frozen=True)
+class MonthlyUsage:
+    snapshot: PeriodSnapshot
+    partners: list[PartnerUsage]
+
+
+def current_usage(db: Database, account_id: str) -> CurrentUsage:
+    now = utcnow()
+    with db.read() as session:
+        account = load_account(session, account_id)
+        snapshot = period_snapshot(session, account, Period.containing(now), now)
+    period = snapshot.period
+    elapsed = (now - period.start).total_seconds()
+    factor = Decimal(period.seconds) / Decimal(max(elapsed, 1.0)).quantize(Decimal("0.001"))
+    projected = int((Decimal(snapshot.messages) * factor).to_integral_value(ROUND_HALF_UP))
+    with db.read() as session:
+        account = load_account(session, account_id)
+        extra = projected - snapshot.messages
+        lines = _rate(session, account, period, snapshot.billable_messages + extra,
+                      snapshot.active_tenants,
+                      snapshot.storage_gb_months * factor)
+    return CurrentUsage(snapshot, projected, rating.invoice_total(lines))
+
+
+def monthly_usage(db: Database, account_id: str, period: Period) -> MonthlyUsage:
+    now = utcnow()
+    if period.start > now:
+        raise InvalidArgument("month", f"{period.label} has not started yet")
+    with db.read() as session:
+        account = load_account(session, account_id)
+        snapshot = period_snapshot(session, account, period, min(now, period.end))
+        partners = session.exec(
+            select(UsagePartnerPeriod, MasterPartner)
+            .join(MasterPartner, MasterPartner.partner_id == UsagePartnerPeriod.partner_id)
+            .where(UsagePartnerPeriod.account_id == account_id,
+                   UsagePartnerPeriod.period == period.label)
+            .order_by(UsagePartnerPeriod.partner_id)).all()
+    counts = [usage.messages for usage, _ in partners]
+    unpartnered = max(snapshot.messages - sum(counts), 0)
+    costs = money.split_largest_remainder(snapshot.total, [*counts, unpartnered])
+    return MonthlyUsage(snapshot, [
+        PartnerUsage(partner.partner_id, partner.name, partner.department, usage.messages, cost)
+        for (usage, partner), cost in zip(partners, costs, strict=False)])
+
+
+def period_snapshot(session: Session, account: Account, period: Period,
+                    as_of: datetime) -> PeriodSnapshot:
+    counter = session.get(UsagePeriod, (account.account_id, period.label))
+    messages = counter.messages if counter else 0
+    tenants = tenant_usage(session, account.account_id, period, as_of)
+    active = session.exec(select(func.count()).select_from(Tenant).where(
+        Tenant.account_id == account.account_id, Tenant.created_at < period.end)).one()
+    gb_months = sum((t.storage_gb_months for t in tenants), Decimal(0))
+    billable = messages
+    if account.trial_ends_at is not None and account.trial_ends_at > period.start:
+        billable = messages_since(session, account.account_id, period, account.trial_ends_at)
+    invoice = session.exec(select(Invoice).where(Invoice.account_id == account.account_id,
+                                                 Invoice.period == period.label)).first()
+    lines = _rate(session, account, period, billable, active, gb_months)
+    total = invoice.total if invoice is not None else rating.invoice_total(lines)
+    return PeriodSnapshot(
+        period=period, as_of=as_of, messages=messages, billable_messages=billable,
+        active_tenants=active, storage_bytes=sum(t.storage_bytes for t in tenants),
+        storage_gb_months=gb_months, tenants=tenants, lines=lines, total=total,
+        invoiced=invoice is not None, included_messages=terms_of(account).included_messages)
+
+
+def _rate(session: Session, account: Account, period: Period, messages: int,
+          active_tenants: int, gb_months: Decimal) -> list[rating.InvoiceLine]:
+    spans = plan_spans(session, account, period)
+    if not spans:
+        return []
+    return rating.rate_period(
+        period, spans, rating.PeriodUsage(messages=messages, active_tenants=active_tenants,
+                                          storage_gb_months=gb_months),
+        trial_end=account.trial_ends_at, subscription_start=account.created_at)
+
+
+def messages_since(session: Session, account_id: str, period: Period, since: datetime) -> int:
+    """Messages of ``period`` in the hours starting at or after ``since`` (hour granularity:
+    the hour a trial ends in counts as trial, in the customer's favour)."""
+    start_us = max(rules.to_us(since), rules.to_us(period.start))
+    first_hour = -(-start_us // 3_600_000_000) * 3_600_000_000
+    total = session.exec(select(func.coalesce(func.sum(UsageHourly.messages), 0)).where(
+        UsageHourly.account_id == account_id, UsageHourly.kind == rules.MESSAGE,
+        UsageHourly.hour_us >= first_hour,
+        UsageHourly.hour_us < rules.to_us(period.end))).one()
+    return int(total)
+
+
+def tenant_usage(session: Session, account_id: str, period: Period,
+                 as_of: datetime) -> list[TenantUsage]:
+    """Per tenant: messages and GB-months of ``period`` up to ``as_of``, and its storage now."""
+    tenants = session.exec(select(Tenant).where(Tenant.account_id == account_id,
+                                                Tenant.created_at < period.end)
+                           .order_by(Tenant.tenant_id)).all()
+    rows = {row.tenant_id: row for row in session.exec(select(UsageTenantPeriod).where(
+        UsageTenantPeriod.account_id == account_id, UsageTenantPeriod.period == period.label))}
+    levels = {row.tenant_id: row for row in session.exec(select(StorageLevel).where(
+        StorageLevel.account_id == account_id))}
+    start_us, end_us = rules.to_us(period.start), rules.to_us(period.end)
+    as_of_us = min(rules.to_us(as_of), end_us)
+    period_us = end_us - start_us
+    result = []
+    for tenant in tenants:
+        row = rows.get(tenant.tenant_id)
+        byte_us = Decimal(row.storage_byte_us) if row else Decimal(0)
+        level = levels.get(tenant.tenant_id)
+        level_bytes = 0
+        if level is not None:
+            if level.reading_at_us < end_us:
+                held_from = max(level.reading_at_us, start_us)
+                byte_us += level.level_bytes * max(as_of_us - held_from, 0)
+            level_bytes = level.level_bytes
+        gb_months = (byte_us / (rules.GB_BYTES * period_us)).quantize(GB_MONTH_PLACES,
+                                                                      ROUND_HALF_UP)
+        result.append(TenantUsage(tenant.tenant_id, tenant.name, row.messages if row else 0,
+                                  gb_months, level_bytes))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# History
+
+
+GRANULARITIES = ("hour", "day", "month")
+MAX_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    account_id: str
+    granularity: str
+    start: datetime
+    end: datetime
+    tenant_id: str
+    page_size: int
+    page_token: str
+
+
+@dataclass(frozen=True)
+class Bucket:
+    start: datetime
+    messages: int
+    storage_bytes: int
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    buckets: list[Bucket]
+    next_page_token: str
+
+
+def _bucket_start(moment: datetime, granularity: str) -> datetime:
+    if granularity == "hour":
+        return moment.replace(minute=0, second=0, microsecond=0)
+    if granularity == "day":
+        return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def usage_history(db: Database, query: HistoryQuery) -> HistoryPage:
+    """Buckets with usage between ``start`` and ``end``, oldest first, paged by bucket start."""
+    start = query.start
+    if query.page_token:
+        try:
+            start = datetime.fromtimestamp(int(query.page_token), UTC)
+        except ValueError as exc:
+            raise InvalidArgument("page_token", "is not a token from a previous page") from exc
+    page_size = min(query.page_size or 100, MAX_PAGE_SIZE)
+    with db.read() as session:
+        load_account(session, query.account_id)
+        statement = (
+            select(UsageHourly.hour_us, UsageHourly.kind,
+                   func.sum(UsageHourly.messages), func.sum(UsageHourly.storage_bytes_max))
+            .where(UsageHourly.account_id == query.account_id,
+                   UsageHourly.hour_us >= rules.to_us(_bucket_start(start, "hour")),
+                   UsageHourly.hour_us < rules.to_us(query.end))
+            .group_by(UsageHourly.hour_us, UsageHourly.kind).order_by(UsageHourly.hour_us))
+        if query.tenant_id:
+            statement = statement.where(UsageHourly.tenant_id == query.tenant_id)
+        buckets: dict[datetime, list[int]] = defaultdict(lambda: [0, 0])
+        next_token = ""
+        for hour_us, kind, messages, storage in session.exec(statement):
+            bucket = _bucket_start(rules.from_us(int(hour_us)), query.granularity)
+            if bucket not in buckets and len(buckets) == page_size:
+                next_token = str(int(bucket.timestamp()))
+                break
+            if kind == rules.MESSAGE:
+                buckets[bucket][0] += int(messages)
+            else:
+                buckets[bucket][1] = max(buckets[bucket][1], int(storage))
+    return HistoryPage([Bucket(s, m, b) for s, (m, b) in sorted(buckets.items())], next_token)
+
+

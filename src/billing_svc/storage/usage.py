@@ -1,0 +1,183 @@
+"""The ingestion hot path's SQL: set-based statements, one per kind of work per group of batches.
+
+Written against the DB-API cursor (``executemany``) rather than the ORM: per-row ORM overhead would
+cost more than the database does. The SQL is the same on SQLite and PostgreSQL except for the
+parameter style and ``max``/``GREATEST``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+_CHUNK = 500  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
+
+
+class UsageStore:
+    """Statements over one connection (inside the caller's transaction)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.postgres = connection.dialect.name == "postgresql"
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", "%s") if self.postgres else statement
+
+    def _all(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        result = self.connection.exec_driver_sql(self._sql(statement), tuple(params))
+        return [tuple(row) for row in result]
+
+    def _many(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            self.connection.exec_driver_sql(self._sql(statement), rows)
+
+    def _in(self, statement: str, fixed: Sequence[Any], values: Iterable[Any]) -> list[tuple]:
+        """Run ``statement`` (with ``{in}`` for the list) over ``values`` in chunks."""
+        values = list(values)
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(values), _CHUNK):
+            chunk = values[start:start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows.extend(self._all(statement.format(marks=marks), [*fixed, *chunk]))
+        return rows
+
+    # -- references ----------------------------------------------------------------------------
+
+    def accounts(self, account_ids: Iterable[str]) -> dict[str, tuple[Any, ...]]:
+        """The accounts' rating fields, share-locked on PostgreSQL: closing a period locks its
+        account exclusively, so an event is either in the invoice or marked late, never lost
+        between the two."""
+        lock = " ORDER BY account_id FOR SHARE" if self.postgres else ""
+        rows = self._in("SELECT account_id, plan_id, custom_terms_json, usage_thresholds "
+                        "FROM account WHERE account_id IN ({marks})" + lock, [], account_ids)
+        return {row[0]: row for row in rows}
+
+    def tenant_owners(self, tenant_ids: Iterable[str]) -> dict[str, str]:
+        return dict(self._in("SELECT tenant_id, account_id FROM tenant "
+                             "WHERE tenant_id IN ({marks})", [], tenant_ids))
+
+    def partner_owners(self, partner_ids: Iterable[str]) -> dict[str, str]:
+        return dict(self._in("SELECT partner_id, account_id FROM master_partner "
+                             "WHERE partner_id IN ({marks})", [], partner_ids))
+
+    def invoiced_periods(self, account_ids: Iterable[str]) -> set[tuple[str, str]]:
+        rows = self._in("SELECT account_id, period FROM invoice WHERE account_id IN ({marks})",
+                        [], account_ids)
+        return {(row[0], row[1]) for row in rows}
+
+    def existing_events(self, account_id: str,
+                        event_ids: Iterable[str]) -> dict[str, tuple[str, str, int, int, int]]:
+        """Stored content ``(tenant, partner, kind, quantity, occurred_at_us)`` by event id."""
+        rows = self._in(
+            "SELECT event_id, tenant_id, partner_id, kind, quantity, occurred_at_us "
+            "FROM usage_event WHERE account_id = ? AND event_id IN ({marks})",
+            [account_id], event_ids)
+        return {row[0]: (row[1], row[2], row[3], row[4], row[5]) for row in rows}
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def insert_events(self, rows: list[tuple[Any, ...]]) -> None:
+        """Insert new events. A concurrent replica's insert of the same key raises
+        IntegrityError (no ON CONFLICT here on purpose): the caller retries and sees a duplicate,
+        so no event is ever counted twice."""
+        self._many(
+            "INSERT INTO usage_event (account_id, event_id, tenant_id, partner_id, kind, quantity,"
+            " occurred_at_us, period, late, received_at_us) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+
+    def add_period_messages(self, account_id: str, period: str, messages: int,
+                            late: int) -> int:
+        """Add to the period's counters; returns the period's message total after the add."""
+        rows = self._all(
+            "INSERT INTO usage_period (account_id, period, messages, late_messages, "
+            "late_billed_messages) VALUES (?,?,?,?,0) ON CONFLICT (account_id, period) DO UPDATE "
+            "SET messages = usage_period.messages + excluded.messages, "
+            "late_messages = usage_period.late_messages + excluded.late_messages "
+            "RETURNING messages", [account_id, period, messages, late])
+        return int(rows[0][0])
+
+    def add_tenant_messages(self, rows: list[tuple[str, str, str, int]]) -> None:
+        self._many(
+            "INSERT INTO usage_tenant_period (account_id, period, tenant_id, messages, "
+            "storage_byte_us) VALUES (?,?,?,?,'0') ON CONFLICT (account_id, period, tenant_id) "
+            "DO UPDATE SET messages = usage_tenant_period.messages + excluded.messages",
+            [(*row[:3], row[3]) for row in rows])
+
+    def add_partner_messages(self, rows: list[tuple[str, str, str, int]]) -> None:
+        self._many(
+            "INSERT INTO usage_partner_period (account_id, period, partner_id, messages) "
+            "VALUES (?,?,?,?) ON CONFLICT (account_id, period, partner_id) "
+            "DO UPDATE SET messages = usage_partner_period.messages + excluded.messages", rows)
+
+    def add_hourly(self, rows: list[tuple[str, int, str, str, int, int, int]]) -> None:
+        greatest = "GREATEST" if self.postgres else "max"
+        self._many(
+            "INSERT INTO usage_hourly (account_id, hour_us, tenant_id, partner_id, kind, messages,"
+            " storage_bytes_max) VALUES (?,?,?,?,?,?,?) ON CONFLICT (account_id, hour_us, "
+            "tenant_id, partner_id, kind) DO UPDATE SET "
+            "messages = usage_hourly.messages + excluded.messages, "
+            f"storage_bytes_max = {greatest}(usage_hourly.storage_bytes_max, "
+            "excluded.storage_bytes_max)", rows)
+
+    # -- storage gauges ------------------------------------------------------------------------
+
+    def storage_levels(self, account_id: str,
+                       tenant_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
+        """``tenant -> (level_bytes, reading_at_us)`` of the latest reading."""
+        rows = self._in("SELECT tenant_id, level_bytes, reading_at_us FROM storage_level "
+                        "WHERE account_id = ? AND tenant_id IN ({marks})", [account_id],
+                        tenant_ids)
+        return {row[0]: (int(row[1]), int(row[2])) for row in rows}
+
+    def set_storage_levels(self, rows: list[tuple[str, str, int, int]]) -> None:
+        self._many(
+            "INSERT INTO storage_level (account_id, tenant_id, level_bytes, reading_at_us) "
+            "VALUES (?,?,?,?) ON CONFLICT (account_id, tenant_id) DO UPDATE SET "
+            "level_bytes = excluded.level_bytes, reading_at_us = excluded.reading_at_us", rows)
+
+    def add_byte_us(self, rows: list[tuple[str, str, str, Decimal]]) -> None:
+        """Add byte-microseconds to tenants' periods (``(account, period, tenant, byte_us)``)."""
+        if self.postgres:
+            update = "usage_tenant_period.storage_byte_us + excluded.storage_byte_us"
+            params = [(a, p, t, v) for a, p, t, v in rows]
+        else:  # exact text arithmetic is not SQLite's: read, add in Python, write back
+            current = {}
+            for a, p, t, _ in rows:
+                found = self._all("SELECT storage_byte_us FROM usage_tenant_period WHERE "
+                                  "account_id = ? AND period = ? AND tenant_id = ?", [a, p, t])
+                current[(a, p, t)] = Decimal(found[0][0]) if found else Decimal(0)
+            update = "excluded.storage_byte_us"
+            params = [(a, p, t, str(current[(a, p, t)] + v)) for a, p, t, v in rows]
+        self._many(
+            "INSERT INTO usage_tenant_period (account_id, period, tenant_id, messages, "
+            "storage_byte_us) VALUES (?,?,?,0,?) ON CONFLICT (account_id, period, tenant_id) "
+            f"DO UPDATE SET storage_byte_us = {update}", params)
+
+    def set_byte_us(self, rows: list[tuple[str, str, str, Decimal]]) -> None:
+        self._many(
+            "INSERT INTO usage_tenant_period (account_id, period, tenant_id, messages, "
+            "storage_byte_us) VALUES (?,?,?,0,?) ON CONFLICT (account_id, period, tenant_id) "
+            "DO UPDATE SET storage_byte_us = excluded.storage_byte_us",
+            [(a, p, t, v if self.postgres else str(v)) for a, p, t, v in rows])
+
+    def storage_readings(self, account_id: str, tenant_id: str,
+                         from_us: int) -> list[tuple[int, int]]:
+        """The tenant's readings ``(occurred_at_us, bytes)`` from ``from_us`` on, preceded by
+        the last one before it (the level in force at ``from_us``)."""
+        before = self._all(
+            "SELECT occurred_at_us, quantity FROM usage_event WHERE account_id = ? AND "
+            "tenant_id = ? AND kind = 2 AND occurred_at_us < ? "
+            "ORDER BY occurred_at_us DESC, event_id DESC LIMIT 1",
+            [account_id, tenant_id, from_us])
+        after = self._all(
+            "SELECT occurred_at_us, quantity FROM usage_event WHERE account_id = ? AND "
+            "tenant_id = ? AND kind = 2 AND occurred_at_us >= ? ORDER BY occurred_at_us, event_id",
+            [account_id, tenant_id, from_us])
+        return [(int(t), int(q)) for t, q in before + after]
+
+    def total_storage_level(self, account_id: str) -> int:
+        rows = self._all("SELECT COALESCE(SUM(level_bytes), 0) FROM storage_level "
+                         "WHERE account_id = ?", [account_id])
+        return int(rows[0][0])
