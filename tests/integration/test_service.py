@@ -155,3 +155,28 @@ def test_sigterm_is_clean_even_when_idle(tmp_path) -> None:
         service = ServiceProcess(url).start()
         service.process.send_signal(signal.SIGTERM)
         assert service.process.wait(30) == 0
+
+
+def test_an_unexpected_failure_is_internal_with_the_request_id_and_serving_goes_on(
+        tmp_path) -> None:
+    from sqlalchemy import text
+
+    with fresh_database(str(tmp_path)) as url:
+        server = ServerThread(settings_for_tests(url)).start()
+        client = Client(server.target)
+        try:
+            account = client.billing.CreateAccount(pb.CreateAccountRequest(
+                name="Broken Co", plan_id="startup"), metadata=ADMIN).account
+            with server.db.write() as session:  # a real fault: a table disappears
+                session.execute(text("DROP TABLE master_partner"))
+            with pytest.raises(grpc.RpcError) as error:
+                client.billing.CreateMasterPartner(pb.CreateMasterPartnerRequest(
+                    account_id=account.account_id, name="P"),
+                    metadata=[*ADMIN, ("x-request-id", "req-broken-1")])
+            assert error.value.code() == grpc.StatusCode.INTERNAL
+            assert "req-broken-1" in error.value.details()
+            assert "Traceback" not in error.value.details()
+            assert client.billing.ListPlans(pb.ListPlansRequest(), metadata=READER).plans
+        finally:
+            client.close()
+            server.stop()

@@ -133,7 +133,7 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception,
         code = status_code_of(exc)
         message, trailers = str(exc), trailing_details(exc, code)
     else:
-        code = grpc.StatusCode.INTERNAL
+        code, trailers = grpc.StatusCode.INTERNAL, ()
         message = (f"internal error (request id {fields.get('request_id', '?')}); "
                    "it was logged, please report it")
         log.error("rpc_failed", exc_info=exc, **fields)

@@ -28,14 +28,17 @@ def events_in(events: Any) -> list[UsageEventIn]:
     if len(events) > rules.MAX_BATCH_EVENTS:
         raise InvalidArgument("events", f"{len(events)} events in one batch; at most "
                               f"{rules.MAX_BATCH_EVENTS} are accepted, split the batch")
+    # The hot path: about a microsecond an event. An unset occurred_at reads as the epoch, and
+    # the epoch is reported as missing (no real AS2 message is from 1970).
+    new = tuple.__new__
     batch = []
+    append = batch.append
     for event in events:
-        occurred = event.occurred_at if event.HasField("occurred_at") else None
-        batch.append(UsageEventIn(
-            event_id=event.event_id, account_id=event.account_id, tenant_id=event.tenant_id,
-            partner_id=event.partner_id, kind=int(event.kind), quantity=event.quantity,
-            occurred_at_us=(occurred.seconds * 1_000_000 + occurred.nanos // 1000
-                            if occurred is not None else None)))
+        stamp = event.occurred_at
+        seconds, nanos = stamp.seconds, stamp.nanos
+        append(new(UsageEventIn, (
+            event.event_id, event.account_id, event.tenant_id, event.partner_id, event.kind,
+            event.quantity, seconds * 1_000_000 + nanos // 1000 if seconds or nanos else None)))
     return batch
 
 

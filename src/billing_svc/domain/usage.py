@@ -6,9 +6,10 @@ state as plain arguments.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
+from typing import NamedTuple
 
 MESSAGE = 1
 STORAGE = 2
@@ -20,11 +21,15 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 DEFAULT_RETENTION_DAYS = 400
 GB_BYTES = 10**9
 _US = 1_000_000
+_FUTURE_US = int(FUTURE_TOLERANCE.total_seconds()) * _US
+_DAY_US = 86_400 * _US
 
 
-@dataclass(frozen=True, slots=True)
-class UsageEventIn:
-    """An event as the producer sent it (``occurred_at_us``: UTC epoch microseconds, or None)."""
+class UsageEventIn(NamedTuple):
+    """An event as the producer sent it (``occurred_at_us``: UTC epoch microseconds, or None).
+
+    A named tuple rather than a dataclass: ingestion makes one per event, and tuples are the
+    cheapest object Python makes."""
 
     event_id: str
     account_id: str
@@ -42,6 +47,14 @@ class UsageEventIn:
 
 def check_shape(event: UsageEventIn, now_us: int, retention_days: int) -> str | None:
     """The reason ``event`` is invalid on its own, or ``None``. Stored-state checks come after."""
+    occurred = event.occurred_at_us
+    # The common case in one expression; the reasons below are only worked out for bad events.
+    if (0 < len(event.event_id) <= MAX_EVENT_ID_LENGTH and event.account_id and event.tenant_id
+            and occurred is not None
+            and now_us - retention_days * 86_400 * _US <= occurred <= now_us + _FUTURE_US
+            and ((event.kind == MESSAGE and event.quantity >= 1)
+                 or (event.kind == STORAGE and event.quantity >= 0))):
+        return None
     if not event.event_id:
         return "event_id is empty; every event needs the producer's idempotency key"
     if len(event.event_id) > MAX_EVENT_ID_LENGTH:
@@ -107,3 +120,14 @@ def spread_level(level_bytes: int, from_us: int, to_us: int,
 
 def bytes_to_gb(level_bytes: int) -> Decimal:
     return Decimal(level_bytes) / GB_BYTES
+
+
+def period_label_of(micros: int) -> str:
+    """``YYYY-MM`` of the UTC month containing ``micros`` (cached per day: it runs per event)."""
+    return _label_of_day(micros // _DAY_US)
+
+
+@lru_cache(maxsize=4096)
+def _label_of_day(day: int) -> str:
+    moment = from_us(day * _DAY_US)
+    return f"{moment.year:04d}-{moment.month:02d}"

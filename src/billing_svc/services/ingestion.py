@@ -50,12 +50,8 @@ class BatchResult:
     rejected: list[Rejection] = field(default_factory=list)
 
 
-@dataclass
-class _Accepted:
-    batch: int
-    event: UsageEventIn
-    period: Period
-    late: bool
+# An accepted event: (event, period label, late). A plain tuple: one is made per event.
+_Accepted = tuple[UsageEventIn, str, bool]
 
 
 def ingest(db: Database, batches: list[list[UsageEventIn]], *, now_us: int,
@@ -101,37 +97,33 @@ def _ingest(store: UsageStore, session, batches: list[list[UsageEventIn]],  # ty
 
     accepted: list[_Accepted] = []
     in_group: dict[tuple[str, str], UsageEventIn] = {}
+    label_of = rules.period_label_of
     for b, i, e in candidates:
-        reason = None
-        if e.account_id not in accounts:
-            reason = f"account {e.account_id!r} does not exist"
-        elif tenants.get(e.tenant_id) != e.account_id:
-            reason = f"tenant {e.tenant_id!r} is not a tenant of account {e.account_id}"
-        elif e.partner_id and partners.get(e.partner_id) != e.account_id:
-            reason = (f"partner {e.partner_id!r} is not a master partner of account "
-                      f"{e.account_id}")
-        if reason:
-            results[b].rejected.append(Rejection(e.event_id, i, reason))
+        account_id = e.account_id
+        if (account_id not in accounts or tenants.get(e.tenant_id) != account_id
+                or (e.partner_id and partners.get(e.partner_id) != account_id)):
+            results[b].rejected.append(Rejection(e.event_id, i, _reference_problem(
+                e, accounts, tenants, partners)))
             continue
-        previous = stored[e.account_id].get(e.event_id)
-        earlier = in_group.get((e.account_id, e.event_id))
+        key = (account_id, e.event_id)
+        previous = stored[account_id].get(e.event_id)
+        earlier = in_group.get(key) if previous is None else None
         if previous is not None or earlier is not None:
-            same = (e.same_content(*previous) if previous is not None
-                    else earlier == e)
-            if same:
+            if e.same_content(*previous) if previous is not None else earlier == e:
                 results[b].duplicates += 1
             else:
                 results[b].rejected.append(Rejection(
                     e.event_id, i, f"event_id {e.event_id!r} was already used with different "
                     "content; a resend must repeat the event exactly"))
             continue
-        assert e.occurred_at_us is not None
-        period = Period.containing(rules.from_us(e.occurred_at_us))
-        late = (e.account_id, period.label) in invoiced
-        in_group[(e.account_id, e.event_id)] = e
-        accepted.append(_Accepted(b, e, period, late))
-        results[b].accepted += 1
-        results[b].late += late
+        period = label_of(e.occurred_at_us)  # type: ignore[arg-type]
+        late = (account_id, period) in invoiced
+        in_group[key] = e
+        accepted.append((e, period, late))
+        result = results[b]
+        result.accepted += 1
+        if late:
+            result.late += 1
 
     if accepted:
         _store(store, session, accepted, accounts, now_us)
@@ -140,34 +132,40 @@ def _ingest(store: UsageStore, session, batches: list[list[UsageEventIn]],  # ty
     return results
 
 
+def _reference_problem(e: UsageEventIn, accounts: dict, tenants: dict, partners: dict) -> str:
+    if e.account_id not in accounts:
+        return f"account {e.account_id!r} does not exist"
+    if tenants.get(e.tenant_id) != e.account_id:
+        return f"tenant {e.tenant_id!r} is not a tenant of account {e.account_id}"
+    return f"partner {e.partner_id!r} is not a master partner of account {e.account_id}"
+
+
 def _store(store: UsageStore, session, accepted: list[_Accepted],  # type: ignore[no-untyped-def]
            accounts: dict[str, tuple], now_us: int) -> None:
-    store.insert_events([
-        (a.event.account_id, a.event.event_id, a.event.tenant_id, a.event.partner_id,
-         a.event.kind, a.event.quantity, a.event.occurred_at_us, a.period.label, a.late, now_us)
-        for a in accepted])
+    store.insert_events([(*e, period, late, now_us) for e, period, late in accepted])
 
-    period_messages: dict[tuple[str, Period], list[int]] = defaultdict(lambda: [0, 0])
+    period_messages: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     tenant_messages: dict[tuple[str, str, str], int] = defaultdict(int)
     partner_messages: dict[tuple[str, str, str], int] = defaultdict(int)
     hourly: dict[tuple[str, int, str, str, int], list[int]] = defaultdict(lambda: [0, 0])
     readings: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
-    for a in accepted:
-        e = a.event
-        assert e.occurred_at_us is not None
-        roll = hourly[(e.account_id, rules.hour_of(e.occurred_at_us), e.tenant_id, e.partner_id,
-                       e.kind)]
-        if e.kind == MESSAGE:
-            counts = period_messages[(e.account_id, a.period)]
-            counts[0] += e.quantity
-            counts[1] += e.quantity if a.late else 0
-            tenant_messages[(e.account_id, a.period.label, e.tenant_id)] += e.quantity
-            if e.partner_id:
-                partner_messages[(e.account_id, a.period.label, e.partner_id)] += e.quantity
-            roll[0] += e.quantity
+    hour_us = 3_600_000_000
+    for (_, account_id, tenant_id, partner_id, kind, quantity, occurred_at_us), period, late \
+            in accepted:
+        roll = hourly[(account_id, occurred_at_us - occurred_at_us % hour_us, tenant_id,
+                       partner_id, kind)]
+        if kind == MESSAGE:
+            counts = period_messages[(account_id, period)]
+            counts[0] += quantity
+            if late:
+                counts[1] += quantity
+            tenant_messages[(account_id, period, tenant_id)] += quantity
+            if partner_id:
+                partner_messages[(account_id, period, partner_id)] += quantity
+            roll[0] += quantity
         else:
-            roll[1] = max(roll[1], e.quantity)
-            readings[(e.account_id, e.tenant_id)].append((e.occurred_at_us, e.quantity))
+            roll[1] = max(roll[1], quantity)
+            readings[(account_id, tenant_id)].append((occurred_at_us, quantity))
 
     store.add_tenant_messages([(*k, v) for k, v in tenant_messages.items()])
     store.add_partner_messages([(*k, v) for k, v in partner_messages.items()])
@@ -175,10 +173,10 @@ def _store(store: UsageStore, session, accepted: list[_Accepted],  # type: ignor
 
     current = Period.containing(rules.from_us(now_us))
     for (account_id, period), (messages, late) in period_messages.items():
-        after = store.add_period_messages(account_id, period.label, messages, late)
+        after = store.add_period_messages(account_id, period, messages, late)
         if late < messages:
-            _notify_messages(session, accounts[account_id], period, after - messages, after,
-                             now_us)
+            _notify_messages(session, accounts[account_id], Period.parse(period),
+                             after - messages, after, now_us)
     storage_accounts = {account_id for account_id, _ in readings}
     for account_id in storage_accounts:
         _apply_storage(store, account_id,

@@ -103,8 +103,9 @@ class UsageEvent(SQLModel, table=True):
     """One accepted usage event; the primary key is the exactly-once guarantee."""
 
     __tablename__ = "usage_event"
-    __table_args__ = (Index("ix_usage_event_account_period", "account_id", "period"),
-                      {"sqlite_with_rowid": False})
+    # No secondary index: every insert pays for each one, and the primary key's account prefix
+    # already serves the only raw-event reads (reconciliation, out-of-order storage readings).
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
     account_id: str = Field(primary_key=True, max_length=40)
     event_id: str = Field(primary_key=True, max_length=128)

@@ -80,11 +80,12 @@ class UsageStore:
     # -- writes --------------------------------------------------------------------------------
 
     def insert_events(self, rows: list[tuple[Any, ...]]) -> None:
-        """Insert new events. A concurrent replica's insert of the same key raises
-        IntegrityError (no ON CONFLICT here on purpose): the caller retries and sees a duplicate,
-        so no event is ever counted twice."""
+        """Insert new events, each ``(*UsageEventIn, period, late, received_at_us)``.
+
+        No ON CONFLICT on purpose: a concurrent replica's insert of the same key raises
+        IntegrityError, the caller retries and sees a duplicate, so nothing counts twice."""
         self._many(
-            "INSERT INTO usage_event (account_id, event_id, tenant_id, partner_id, kind, quantity,"
+            "INSERT INTO usage_event (event_id, account_id, tenant_id, partner_id, kind, quantity,"
             " occurred_at_us, period, late, received_at_us) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
 
     def add_period_messages(self, account_id: str, period: str, messages: int,

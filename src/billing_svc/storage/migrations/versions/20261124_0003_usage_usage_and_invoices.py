@@ -42,8 +42,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('account_id', 'event_id'),
     sqlite_with_rowid=False
     )
-    with op.batch_alter_table('usage_event', schema=None) as batch_op:
-        batch_op.create_index('ix_usage_event_account_period', ['account_id', 'period'], unique=False)
 
     op.create_table('usage_hourly',
     sa.Column('account_id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
@@ -118,9 +116,6 @@ def downgrade() -> None:
     op.drop_table('usage_period')
     op.drop_table('usage_partner_period')
     op.drop_table('usage_hourly')
-    with op.batch_alter_table('usage_event', schema=None) as batch_op:
-        batch_op.drop_index('ix_usage_event_account_period')
-
     op.drop_table('usage_event')
     op.drop_table('storage_level')
     # ### end Alembic commands ###
