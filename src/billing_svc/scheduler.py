@@ -1,7 +1,7 @@
-"""Periodic jobs every replica runs: trial ends and period-end plan changes (later: period closing).
+"""Periodic jobs every replica runs: trial ends, period-end plan changes, closing ended periods.
 
-Each job is a short transaction whose row claims (``FOR UPDATE SKIP LOCKED`` and status checks)
-make running it on several replicas at once safe: every row changes exactly once.
+Each job is a short transaction whose row claims (``FOR UPDATE SKIP LOCKED``, status checks, the
+invoice's unique key) make running it on several replicas at once safe: every change happens once.
 """
 
 from __future__ import annotations
@@ -9,23 +9,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from datetime import timedelta
 
 import structlog
 
-from billing_svc.services import accounts
+from billing_svc.services import accounts, invoicing
 from billing_svc.services.context import system_context
+from billing_svc.settings import Settings
 from billing_svc.storage.db import Database
 
 log = structlog.get_logger("billing_svc.scheduler")
 
 
-def run_due_jobs(db: Database) -> dict[str, int]:
+def run_due_jobs(db: Database, settings: Settings) -> dict[str, int]:
     """Run every periodic job once; returns how many items each one changed."""
     jobs: dict[str, Callable[[], int]] = {
         "trials": lambda: accounts.end_due_trials(db, system_context("trials")),
         "period_end_changes": lambda: accounts.apply_period_end_changes(
             db, system_context("period_end_changes")),
     }
+    if settings.auto_close_periods:
+        jobs["periods_closed"] = lambda: invoicing.close_due_periods(
+            db, system_context("period_closer"),
+            timedelta(seconds=settings.period_close_grace_seconds))
     done: dict[str, int] = {}
     for name, job in jobs.items():
         try:
@@ -36,10 +42,10 @@ def run_due_jobs(db: Database) -> dict[str, int]:
     return done
 
 
-async def run_forever(db: Database, interval_seconds: float, stop: asyncio.Event) -> None:
+async def run_forever(db: Database, settings: Settings, stop: asyncio.Event) -> None:
     while not stop.is_set():
-        done = await asyncio.to_thread(run_due_jobs, db)
+        done = await asyncio.to_thread(run_due_jobs, db, settings)
         if any(done.values()):
             log.info("scheduled_jobs", **done)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval_seconds)
+            await asyncio.wait_for(stop.wait(), timeout=settings.scheduler_interval_seconds)

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     scheduler_interval_seconds: float = 30.0
     max_message_bytes: int = 16 * 1024 * 1024
     usage_retention_days: int = 400
+    dunning_schedule_days: str = "3,5,7"
 
     @cached_property
     def token_specs(self) -> list[TokenSpec]:
@@ -61,6 +62,13 @@ class Settings(BaseSettings):
             if not (spec.token or spec.token_sha256):
                 raise ValueError(f"token {spec.name!r} needs 'token' or 'token_sha256'")
         return specs
+
+    @cached_property
+    def dunning_days(self) -> tuple[int, ...]:
+        values = tuple(int(v) for v in self.dunning_schedule_days.split(",") if v.strip())
+        if not values or any(v <= 0 for v in values):
+            raise ValueError("BILLING_DUNNING_SCHEDULE_DAYS: comma-separated days > 0")
+        return values
 
     @cached_property
     def retry_schedule_seconds(self) -> tuple[float, ...]:

@@ -9,6 +9,7 @@ from as2aas.billing.v1 import billing_service_pb2_grpc as pb_grpc
 from billing_svc.api import convert
 from billing_svc.api.common import run
 from billing_svc.api.interceptor import current_context
+from billing_svc.api.invoices import InvoiceRpcs
 from billing_svc.domain import catalog
 from billing_svc.domain import subscriptions as subs
 from billing_svc.domain.errors import InvalidArgument
@@ -18,12 +19,13 @@ from billing_svc.storage.db import Database
 _SERVICE = "BillingService"
 
 
-class BillingServicer(pb_grpc.BillingServiceServicer):
+class BillingServicer(InvoiceRpcs, pb_grpc.BillingServiceServicer):
     """Accounts, plans and partners here; other RPC groups come from the mixins in their own
     modules (webhooks, invoices, finance) as they land."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, dunning_days: tuple[int, ...] = (3, 5, 7)) -> None:
         self.db = db
+        self.dunning_days = dunning_days
 
     async def ListPlans(self, request: pb.ListPlansRequest,
                         context: grpc.aio.ServicerContext) -> pb.ListPlansResponse:

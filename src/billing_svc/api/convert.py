@@ -12,12 +12,12 @@ from as2aas.billing.v1 import usage_service_pb2 as usage_pb
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
-from billing_svc.domain import money
+from billing_svc.domain import money, rating
 from billing_svc.domain import subscriptions as subs
 from billing_svc.domain.catalog import CustomTerms, MessageTier, Terms
 from billing_svc.domain.errors import InvalidArgument
 from billing_svc.domain.periods import Period
-from billing_svc.services import usage_reports
+from billing_svc.services import invoicing, usage_reports
 from billing_svc.services.accounts import AccountBilling
 from billing_svc.storage.idempotency import IdempotencyKey
 from billing_svc.storage.tables import Account, MasterPartner, Tenant
@@ -326,3 +326,54 @@ def history_out(page: usage_reports.HistoryPage) -> usage_pb.GetUsageHistoryResp
         buckets=[usage_pb.UsageBucket(start=time_out(b.start), messages=b.messages,
                                       storage_bytes=b.storage_bytes) for b in page.buckets],
         next_page_token=page.next_page_token)
+
+
+# ---------------------------------------------------------------------------------------------
+# Invoices
+
+_INVOICE_STATUS = {
+    "draft": pb.INVOICE_STATUS_DRAFT, "open": pb.INVOICE_STATUS_OPEN,
+    "paid": pb.INVOICE_STATUS_PAID, "uncollectible": pb.INVOICE_STATUS_UNCOLLECTIBLE,
+    "void": pb.INVOICE_STATUS_VOID,
+}
+_INVOICE_STATUS_BACK = {v: k for k, v in _INVOICE_STATUS.items()}
+
+
+def invoice_status_in(value: int) -> str | None:
+    if value == pb.INVOICE_STATUS_UNSPECIFIED:
+        return None
+    if value not in _INVOICE_STATUS_BACK:
+        raise InvalidArgument("status", f"{value} is not an InvoiceStatus")
+    return _INVOICE_STATUS_BACK[value]
+
+
+def page_size_in(value: int) -> int:
+    if value < 0:
+        raise InvalidArgument("page_size", "must not be negative")
+    return value
+
+
+def invoice_line_out(line: rating.InvoiceLine) -> pb.InvoiceLine:
+    return pb.InvoiceLine(type=line.type, description=line.description,
+                          quantity=_decimal_text(line.quantity),
+                          unit_price=money_out(_to_nanos(line.unit_price)),
+                          amount=money_out(line.amount), period=line.period or "")
+
+
+def _to_nanos(value: Decimal) -> Decimal:
+    """Unit prices can be exact fractions (a tiered late charge): show them to the nano."""
+    return value.quantize(money.NANO) if value != value.quantize(money.NANO) else value
+
+
+def invoice_out(view: invoicing.InvoiceView) -> pb.Invoice:
+    invoice = view.invoice
+    return pb.Invoice(
+        invoice_id=invoice.invoice_id, account_id=invoice.account_id, period=invoice.period,
+        status=_INVOICE_STATUS[invoice.status],
+        lines=[invoice_line_out(line) for line in view.lines],
+        subtotal=money_out(invoice.subtotal), total=money_out(invoice.total),
+        tenant_breakdown=[common_pb2.TenantUsage(**row) for row in view.tenant_breakdown],
+        issue_time=time_out(invoice.issued_at), paid_time=time_out(invoice.paid_at),
+        amount_paid=money_out(invoice.amount_paid),
+        next_payment_attempt=time_out(invoice.next_payment_attempt_at),
+    )

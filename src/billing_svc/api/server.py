@@ -50,7 +50,8 @@ class BillingServer:
                      ("grpc.max_send_message_length", self.settings.max_message_bytes)],
         )
         self._health = health.aio.HealthServicer()
-        billing_grpc.add_BillingServiceServicer_to_server(BillingServicer(self.db), server)
+        billing_grpc.add_BillingServiceServicer_to_server(
+            BillingServicer(self.db, dunning_days=self.settings.dunning_days), server)
         self._writer = IngestionWriter(self.db, retention_days=self.settings.usage_retention_days)
         usage_grpc.add_UsageServiceServicer_to_server(UsageServicer(self.db, self._writer), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -68,7 +69,7 @@ class BillingServer:
         self._writer.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self._jobs = asyncio.create_task(scheduler.run_forever(
-            self.db, self.settings.scheduler_interval_seconds, self._stop_jobs))
+            self.db, self.settings, self._stop_jobs))
         log.info("serving", database=self.db.url.render_as_string(hide_password=True))
 
     async def stop(self) -> None:

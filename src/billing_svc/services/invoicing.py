@@ -178,3 +178,35 @@ def due_periods(db: Database, now: datetime, grace: timedelta,
         if len(due) >= limit:
             break
     return due
+
+
+def list_invoices(db: Database, *, account_id: str, status: str | None, period: Period | None,
+                  page_size: int, page_token: str) -> tuple[list[InvoiceView], str]:
+    """The account's invoices, newest first, ``page_size`` (default 50, at most 500) a page."""
+    size = min(page_size or 50, 500)
+    with db.read() as session:
+        load_account(session, account_id)
+        statement = select(Invoice).where(Invoice.account_id == account_id)
+        if status:
+            statement = statement.where(Invoice.status == status)
+        if period:
+            statement = statement.where(Invoice.period == period.label)
+        if page_token:
+            statement = statement.where(Invoice.invoice_id < page_token)
+        rows = session.exec(statement.order_by(Invoice.invoice_id.desc())  # type: ignore[attr-defined]
+                            .limit(size + 1)).all()
+    token = rows[size - 1].invoice_id if len(rows) > size else ""
+    return [view(row) for row in rows[:size]], token
+
+
+def close_due_periods(db: Database, ctx: RequestContext, grace: timedelta) -> int:
+    """The automatic closer: invoice every ended period past the grace window (all replicas run
+    it; the unique key and the account lock make each invoice happen once)."""
+    closed = 0
+    for account_id, period in due_periods(db, ctx.now, grace):
+        try:
+            close_period(db, ctx, account_id=account_id, period=period)
+            closed += 1
+        except FailedPrecondition:
+            continue
+    return closed

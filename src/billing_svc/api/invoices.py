@@ -1,0 +1,59 @@
+"""Invoice and payment RPCs of ``BillingService`` (a mixin of ``BillingServicer``)."""
+
+from __future__ import annotations
+
+import grpc
+from as2aas.billing.v1 import billing_service_pb2 as pb
+
+from billing_svc.api import convert
+from billing_svc.api.common import run
+from billing_svc.api.interceptor import current_context
+from billing_svc.services import invoicing, payments
+from billing_svc.storage.db import Database
+
+
+class InvoiceRpcs:
+    db: Database
+    dunning_days: tuple[int, ...]
+
+    async def CloseBillingPeriod(
+            self, request: pb.CloseBillingPeriodRequest,
+            context: grpc.aio.ServicerContext) -> pb.CloseBillingPeriodResponse:
+        invoice = await run(invoicing.close_period, self.db, current_context(),
+                            account_id=request.account_id,
+                            period=convert.period_in(request.period))
+        return pb.CloseBillingPeriodResponse(invoice=convert.invoice_out(invoice))
+
+    async def GetInvoice(self, request: pb.GetInvoiceRequest,
+                         context: grpc.aio.ServicerContext) -> pb.GetInvoiceResponse:
+        invoice = await run(invoicing.get_invoice, self.db, request.invoice_id)
+        return pb.GetInvoiceResponse(invoice=convert.invoice_out(invoice))
+
+    async def ListInvoices(self, request: pb.ListInvoicesRequest,
+                           context: grpc.aio.ServicerContext) -> pb.ListInvoicesResponse:
+        invoices, token = await run(
+            invoicing.list_invoices, self.db, account_id=request.account_id,
+            status=convert.invoice_status_in(request.status),
+            period=convert.period_in(request.period) if request.period else None,
+            page_size=convert.page_size_in(request.page_size), page_token=request.page_token)
+        return pb.ListInvoicesResponse(invoices=[convert.invoice_out(i) for i in invoices],
+                                       next_page_token=token)
+
+    async def VoidInvoice(self, request: pb.VoidInvoiceRequest,
+                          context: grpc.aio.ServicerContext) -> pb.VoidInvoiceResponse:
+        invoice = await run(payments.void_invoice, self.db, current_context(),
+                            invoice_id=request.invoice_id, reason=request.reason)
+        return pb.VoidInvoiceResponse(invoice=convert.invoice_out(invoice))
+
+    async def RecordPaymentResult(
+            self, request: pb.RecordPaymentResultRequest,
+            context: grpc.aio.ServicerContext) -> pb.RecordPaymentResultResponse:
+        ctx = current_context()
+        invoice = await run(
+            payments.record_payment_result, self.db, ctx, invoice_id=request.invoice_id,
+            succeeded=request.succeeded, failure_reason=request.failure_reason,
+            attempt_time=convert.time_in(request, "attempt_time"),
+            dunning_days=self.dunning_days,
+            key=convert.idempotency_key("BillingService.RecordPaymentResult", request,
+                                        ctx.caller.name))
+        return pb.RecordPaymentResultResponse(invoice=convert.invoice_out(invoice))
