@@ -326,3 +326,20 @@ def test_estimated_charges_follow_the_plan(client: Client) -> None:
     # 100 messages over the 5,000 included at $0.05
     assert (lines["message_overage"].units, lines["message_overage"].nanos) == (5, 0)
     assert "base_fee" in lines
+
+
+def test_tenant_and_storage_limits_emit_limit_exceeded_once(client: Client,
+                                                            server: ServerThread) -> None:
+    shop = Shop(client, plan_id="startup")  # 3 tenants and 5 GB included; Shop makes 2 tenants
+    for name in ("third", "fourth", "fifth"):
+        client.billing.CreateTenant(pb.CreateTenantRequest(account_id=shop.account_id,
+                                                           name=name), metadata=WRITER)
+    at = now() - timedelta(minutes=1)
+    shop.record([shop.storage("st1", 3, at), shop.storage("st2", 2, at, tenant=1)])  # 5 GB
+    assert [x["limit_type"] for x in outbox(server, shop.account_id,
+                                            "billing.limit_exceeded")] == ["tenants"]
+    shop.record([shop.storage("st3", 4, at + timedelta(seconds=1))])  # 4 + 2 = 6 GB
+    shop.record([shop.storage("st4", 5, at + timedelta(seconds=2))])
+    limits = outbox(server, shop.account_id, "billing.limit_exceeded")
+    assert [(x["limit_type"], x["current_usage"], x["plan_limit"]) for x in limits] == [
+        ("tenants", 4, 3), ("storage_gb", 6, 5)]

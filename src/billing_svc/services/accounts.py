@@ -300,6 +300,8 @@ def create_tenant(db: Database, ctx: RequestContext, *, account_id: str, name: s
         tenant = Tenant(tenant_id=new_id("ten"), account_id=account_id, name=name,
                         created_at=created_at)
         session.add(tenant)
+        session.flush()
+        _check_tenant_limit(session, ctx, account)
         audit.append(session, actor=ctx.caller.name, action="tenant.created",
                      account_id=account_id, before=None,
                      after={"tenant_id": tenant.tenant_id, "name": name,
@@ -313,6 +315,21 @@ def create_tenant(db: Database, ctx: RequestContext, *, account_id: str, name: s
         return tenant
 
     return idempotent_write(db, ctx, key, create, load, lambda t: t.tenant_id)
+
+
+def _check_tenant_limit(session: Session, ctx: RequestContext, account: Account) -> None:
+    """Tenants beyond the plan's count are allowed and billed as overage; the first one in a
+    period emits ``billing.limit_exceeded`` (spec §1.7)."""
+    included = terms_of(account).included_tenants
+    if included is None:
+        return
+    count = session.exec(select(func.count()).select_from(Tenant)
+                         .where(Tenant.account_id == account.account_id)).one()
+    period = Period.containing(ctx.now).label
+    if count > included and notices.claim(session, account.account_id, period, "limit:tenants"):
+        outbox.enqueue(session, events.limit_exceeded(
+            account_id=account.account_id, limit_type="tenants", current_usage=count,
+            plan_limit=included, period=period, refused=False, occurred_at=ctx.now))
 
 
 def create_master_partner(db: Database, ctx: RequestContext, *, account_id: str, name: str,
