@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     max_message_bytes: int = 16 * 1024 * 1024
     usage_retention_days: int = 400
     dunning_schedule_days: str = "3,5,7"
+    gl_account: str = "6100-AS2-MESSAGING"
 
     @cached_property
     def token_specs(self) -> list[TokenSpec]:

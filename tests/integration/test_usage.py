@@ -343,3 +343,33 @@ def test_tenant_and_storage_limits_emit_limit_exceeded_once(client: Client,
     limits = outbox(server, shop.account_id, "billing.limit_exceeded")
     assert [(x["limit_type"], x["current_usage"], x["plan_limit"]) for x in limits] == [
         ("tenants", 4, 3), ("storage_gb", 6, 5)]
+
+
+def test_two_replicas_ingesting_overlapping_events_count_each_once(
+        client: Client, server: ServerThread) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.support import settings_for_tests
+
+    replica = ServerThread(settings_for_tests(server.settings.database_url)).start()
+    other = Client(replica.target)
+    try:
+        shop = Shop(client)
+        at = now()
+        events = [shop.message(f"rep-{i}", 1 + i % 5, tenant=i % 2, at=at) for i in range(3000)]
+        batches = [events[i:i + 500] for i in range(0, 3000, 250)]  # every event sent twice
+
+        def send(index: int) -> upb.RecordUsageResponse:
+            target = client if index % 2 else other
+            return target.usage.RecordUsage(upb.RecordUsageRequest(events=batches[index]),
+                                            metadata=PRODUCER)
+
+        with ThreadPoolExecutor(6) as pool:
+            acks = list(pool.map(send, range(len(batches))))
+        assert sum(a.accepted for a in acks) == 3000
+        assert sum(a.duplicates for a in acks) == sum(len(b) for b in batches) - 3000
+        assert shop.current().usage_to_date.messages == sum(e.quantity for e in events)
+        assert stored_events(server, shop.account_id) == 3000
+    finally:
+        other.close()
+        replica.stop()

@@ -8,6 +8,7 @@ from as2aas.billing.v1 import billing_service_pb2_grpc as pb_grpc
 
 from billing_svc.api import convert
 from billing_svc.api.common import run
+from billing_svc.api.finance import FinanceRpcs
 from billing_svc.api.interceptor import current_context
 from billing_svc.api.invoices import InvoiceRpcs
 from billing_svc.domain import catalog
@@ -19,13 +20,15 @@ from billing_svc.storage.db import Database
 _SERVICE = "BillingService"
 
 
-class BillingServicer(InvoiceRpcs, pb_grpc.BillingServiceServicer):
+class BillingServicer(InvoiceRpcs, FinanceRpcs, pb_grpc.BillingServiceServicer):
     """Accounts, plans and partners here; other RPC groups come from the mixins in their own
     modules (webhooks, invoices, finance) as they land."""
 
-    def __init__(self, db: Database, *, dunning_days: tuple[int, ...] = (3, 5, 7)) -> None:
+    def __init__(self, db: Database, *, dunning_days: tuple[int, ...] = (3, 5, 7),
+                 gl_account: str = "6100-AS2-MESSAGING") -> None:
         self.db = db
         self.dunning_days = dunning_days
+        self.gl_account = gl_account
 
     async def ListPlans(self, request: pb.ListPlansRequest,
                         context: grpc.aio.ServicerContext) -> pb.ListPlansResponse:

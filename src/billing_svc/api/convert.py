@@ -17,10 +17,10 @@ from billing_svc.domain import subscriptions as subs
 from billing_svc.domain.catalog import CustomTerms, MessageTier, Terms
 from billing_svc.domain.errors import InvalidArgument
 from billing_svc.domain.periods import Period
-from billing_svc.services import invoicing, usage_reports
+from billing_svc.services import finance, invoicing, usage_reports
 from billing_svc.services.accounts import AccountBilling
 from billing_svc.storage.idempotency import IdempotencyKey
-from billing_svc.storage.tables import Account, MasterPartner, Tenant
+from billing_svc.storage.tables import Account, AuditRecord, Budget, MasterPartner, Tenant
 
 _STATUS = {
     subs.TRIALING: pb.SUBSCRIPTION_STATUS_TRIALING,
@@ -377,3 +377,36 @@ def invoice_out(view: invoicing.InvoiceView) -> pb.Invoice:
         amount_paid=money_out(invoice.amount_paid),
         next_payment_attempt=time_out(invoice.next_payment_attempt_at),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Finance
+
+
+def decimal_text(value: Decimal) -> str:
+    return _decimal_text(value)
+
+
+def budget_out(budget: Budget) -> pb.Budget:
+    return pb.Budget(account_id=budget.account_id, name=budget.name,
+                     limit=money_out(budget.limit_amount),
+                     threshold_percentages=[int(t) for t in budget.thresholds.split(",") if t])
+
+
+def allocation_out(allocation: finance.Allocation) -> pb.GetCostAllocationResponse:
+    return pb.GetCostAllocationResponse(
+        allocations=[pb.CostAllocation(
+            department=d.department, message_count=d.messages, cost=money_out(d.cost),
+            partners=[common_pb2.PartnerUsage(
+                partner_id=p.partner_id, partner_name=p.name, department=p.department,
+                message_count=p.messages, cost=money_out(p.cost)) for p in d.partners])
+            for d in allocation.departments],
+        total=money_out(allocation.total), invoiced=allocation.invoiced)
+
+
+def audit_out(record: AuditRecord) -> pb.AuditEvent:
+    return pb.AuditEvent(
+        sequence=record.sequence, account_id=record.account_id, actor=record.actor,
+        action=record.action, before_json=record.before_json, after_json=record.after_json,
+        event_time=time_out(record.at), request_id=record.request_id,
+        previous_hash=record.previous_hash, hash=record.hash)

@@ -51,7 +51,8 @@ class BillingServer:
         )
         self._health = health.aio.HealthServicer()
         billing_grpc.add_BillingServiceServicer_to_server(
-            BillingServicer(self.db, dunning_days=self.settings.dunning_days), server)
+            BillingServicer(self.db, dunning_days=self.settings.dunning_days,
+                            gl_account=self.settings.gl_account), server)
         self._writer = IngestionWriter(self.db, retention_days=self.settings.usage_retention_days)
         usage_grpc.add_UsageServiceServicer_to_server(UsageServicer(self.db, self._writer), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)

@@ -26,6 +26,7 @@ from billing_svc.domain.catalog import CustomTerms, effective_terms
 from billing_svc.domain.errors import Unavailable
 from billing_svc.domain.periods import Period
 from billing_svc.domain.usage import MESSAGE, UsageEventIn
+from billing_svc.services.finance import check_budgets
 from billing_svc.storage import notices, outbox
 from billing_svc.storage.db import Database
 from billing_svc.storage.usage import UsageStore
@@ -177,6 +178,8 @@ def _store(store: UsageStore, session, accepted: list[_Accepted],  # type: ignor
         if late < messages:
             _notify_messages(session, accounts[account_id], Period.parse(period),
                              after - messages, after, now_us)
+    for account_id in store.accounts_with_budgets({key[0] for key in period_messages}):
+        check_budgets(session, account_id, rules.from_us(now_us))
     storage_accounts = {account_id for account_id, _ in readings}
     for account_id in storage_accounts:
         _apply_storage(store, account_id,

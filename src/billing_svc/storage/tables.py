@@ -209,6 +209,17 @@ class Invoice(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UTCDateTime)
 
 
+class Budget(SQLModel, table=True):
+    """A named monthly spending limit of an account, with alert thresholds in percent."""
+
+    account_id: str = Field(sa_column=Column(ForeignKey(_ACCOUNT_FK), primary_key=True))
+    name: str = Field(primary_key=True, max_length=100)
+    limit_amount: Decimal = Field(sa_column=Column(ExactDecimal(), nullable=False))
+    thresholds: str = Field(default="75,90,100", max_length=100)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
 class IdempotencyRecord(SQLModel, table=True):
     """AIP-155 request ids: a retried create returns the resource the first call made."""
 

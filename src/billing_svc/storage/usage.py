@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 _CHUNK = 500  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
 
@@ -55,6 +56,11 @@ class UsageStore:
                         "FROM account WHERE account_id IN ({marks})" + lock, [], account_ids)
         return {row[0]: row for row in rows}
 
+    def accounts_with_budgets(self, account_ids: Iterable[str]) -> set[str]:
+        rows = self._in("SELECT DISTINCT account_id FROM budget WHERE account_id IN ({marks})",
+                        [], account_ids)
+        return {row[0] for row in rows}
+
     def tenant_owners(self, tenant_ids: Iterable[str]) -> dict[str, str]:
         return dict(self._in("SELECT tenant_id, account_id FROM tenant "
                              "WHERE tenant_id IN ({marks})", [], tenant_ids))
@@ -71,6 +77,14 @@ class UsageStore:
     def existing_events(self, account_id: str,
                         event_ids: Iterable[str]) -> dict[str, tuple[str, str, int, int, int]]:
         """Stored content ``(tenant, partner, kind, quantity, occurred_at_us)`` by event id."""
+        if self.postgres:
+            # One array parameter: a stable plan (psycopg prepares repeated statements, and a
+            # generic plan for hundreds of IN parameters is a bad one) and one round trip.
+            rows = self._all(
+                "SELECT event_id, tenant_id, partner_id, kind, quantity, occurred_at_us "
+                "FROM usage_event WHERE account_id = ? AND event_id = ANY(?)",
+                [account_id, list(event_ids)])
+            return {row[0]: (row[1], row[2], row[3], row[4], row[5]) for row in rows}
         rows = self._in(
             "SELECT event_id, tenant_id, partner_id, kind, quantity, occurred_at_us "
             "FROM usage_event WHERE account_id = ? AND event_id IN ({marks})",
@@ -84,6 +98,20 @@ class UsageStore:
 
         No ON CONFLICT on purpose: a concurrent replica's insert of the same key raises
         IntegrityError, the caller retries and sees a duplicate, so nothing counts twice."""
+        if self.postgres and rows:
+            # COPY: several times faster than a multi-row INSERT, in the same transaction.
+            import psycopg
+
+            statement = ("COPY usage_event (event_id, account_id, tenant_id, partner_id, kind, "
+                         "quantity, occurred_at_us, period, late, received_at_us) FROM STDIN")
+            cursor = self.connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                with cursor.copy(statement) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            except psycopg.errors.UniqueViolation as exc:
+                raise IntegrityError(statement, None, exc) from exc
+            return
         self._many(
             "INSERT INTO usage_event (event_id, account_id, tenant_id, partner_id, kind, quantity,"
             " occurred_at_us, period, late, received_at_us) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)

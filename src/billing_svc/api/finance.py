@@ -1,0 +1,89 @@
+"""Budget and finance RPCs of ``BillingService`` (a mixin of ``BillingServicer``)."""
+
+from __future__ import annotations
+
+import grpc
+from as2aas.billing.v1 import billing_service_pb2 as pb
+
+from billing_svc.api import convert
+from billing_svc.api.common import run
+from billing_svc.api.interceptor import current_context
+from billing_svc.domain.errors import InvalidArgument
+from billing_svc.domain.periods import utcnow
+from billing_svc.services import finance
+from billing_svc.storage.db import Database
+
+
+class FinanceRpcs:
+    db: Database
+    gl_account: str
+
+    async def SetBudget(self, request: pb.SetBudgetRequest,
+                        context: grpc.aio.ServicerContext) -> pb.SetBudgetResponse:
+        if not request.HasField("limit"):
+            raise InvalidArgument("limit", "is required, e.g. {currency_code: USD, units: 2000}")
+        budget = await run(finance.set_budget, self.db, current_context(),
+                           account_id=request.account_id, name=request.name,
+                           limit=convert.money_in(request.limit, "limit"),
+                           thresholds=tuple(request.threshold_percentages))
+        return pb.SetBudgetResponse(budget=convert.budget_out(budget))
+
+    async def ListBudgets(self, request: pb.ListBudgetsRequest,
+                          context: grpc.aio.ServicerContext) -> pb.ListBudgetsResponse:
+        budgets = await run(finance.list_budgets, self.db, request.account_id)
+        return pb.ListBudgetsResponse(budgets=[convert.budget_out(b) for b in budgets])
+
+    async def DeleteBudget(self, request: pb.DeleteBudgetRequest,
+                           context: grpc.aio.ServicerContext) -> pb.DeleteBudgetResponse:
+        await run(finance.delete_budget, self.db, current_context(),
+                  account_id=request.account_id, name=request.name)
+        return pb.DeleteBudgetResponse()
+
+    async def GetCostAllocation(
+            self, request: pb.GetCostAllocationRequest,
+            context: grpc.aio.ServicerContext) -> pb.GetCostAllocationResponse:
+        allocation = await run(finance.cost_allocation, self.db, request.account_id,
+                               convert.period_in(request.period), utcnow())
+        return convert.allocation_out(allocation)
+
+    async def ExportJournalEntries(
+            self, request: pb.ExportJournalEntriesRequest,
+            context: grpc.aio.ServicerContext) -> pb.ExportJournalEntriesResponse:
+        entries = await run(finance.journal_entries, self.db, request.account_id,
+                            convert.period_in(request.period), utcnow(), self.gl_account)
+        return pb.ExportJournalEntriesResponse(entries=[
+            pb.JournalEntry(gl_account=e.gl_account, department=e.department,
+                            amount=convert.money_out(e.amount), description=e.description,
+                            reference=e.reference) for e in entries])
+
+    async def ListAuditEvents(self, request: pb.ListAuditEventsRequest,
+                              context: grpc.aio.ServicerContext) -> pb.ListAuditEventsResponse:
+        records, token = await run(
+            finance.list_audit_events, self.db, account_id=request.account_id,
+            action=request.action, start=convert.time_in(request, "start_time"),
+            end=convert.time_in(request, "end_time"),
+            page_size=convert.page_size_in(request.page_size), page_token=request.page_token)
+        return pb.ListAuditEventsResponse(audit_events=[convert.audit_out(r) for r in records],
+                                          next_page_token=token)
+
+    async def ReconcilePeriod(self, request: pb.ReconcilePeriodRequest,
+                              context: grpc.aio.ServicerContext) -> pb.ReconcilePeriodResponse:
+        result = await run(finance.reconcile_period, self.db, request.account_id,
+                           convert.period_in(request.period))
+        return pb.ReconcilePeriodResponse(
+            invoice_id=result.invoice_id, matches=result.matches,
+            lines=[pb.ReconciliationLine(
+                type=line.type, invoiced_quantity=convert.decimal_text(line.invoiced_quantity),
+                rerated_quantity=convert.decimal_text(line.rerated_quantity),
+                invoiced_amount=convert.money_out(line.invoiced_amount),
+                rerated_amount=convert.money_out(line.rerated_amount),
+                difference=convert.money_out(line.difference)) for line in result.lines])
+
+    async def ComparePlans(self, request: pb.ComparePlansRequest,
+                           context: grpc.aio.ServicerContext) -> pb.ComparePlansResponse:
+        costs = await run(finance.compare_plans, self.db, request.account_id,
+                          convert.period_in(request.period), utcnow())
+        return pb.ComparePlansResponse(plan_costs=[
+            pb.PlanCost(plan_id=c.plan_id, name=c.name, total=convert.money_out(c.total),
+                        lines=[convert.invoice_line_out(line) for line in c.lines])
+            for c in costs])

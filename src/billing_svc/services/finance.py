@@ -1,0 +1,371 @@
+"""Finance: budgets and their alerts, cost allocation, ERP journal entries, the audit trail,
+reconciliation and plan comparison (spec §1.7, §1.8)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlmodel import Session, select
+
+from billing_svc.domain import catalog, events, money, rating
+from billing_svc.domain import usage as rules
+from billing_svc.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from billing_svc.domain.periods import Period
+from billing_svc.domain.subscriptions import MONTHLY, parse_thresholds
+from billing_svc.services.common import load_account
+from billing_svc.services.context import RequestContext
+from billing_svc.services.invoicing import view
+from billing_svc.services.terms import plan_spans
+from billing_svc.services.usage_reports import UNALLOCATED, period_snapshot
+from billing_svc.storage import audit, notices, outbox
+from billing_svc.storage.db import Database
+from billing_svc.storage.tables import (
+    Account,
+    AuditHead,
+    AuditRecord,
+    Budget,
+    Invoice,
+    MasterPartner,
+    Tenant,
+    UsagePartnerPeriod,
+)
+from billing_svc.storage.usage import UsageStore
+
+DEFAULT_GL_ACCOUNT = "6100-AS2-MESSAGING"
+
+
+# ---------------------------------------------------------------------------------------------
+# Budgets
+
+
+def set_budget(db: Database, ctx: RequestContext, *, account_id: str, name: str,
+               limit: Decimal, thresholds: tuple[int, ...]) -> Budget:
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise InvalidArgument("name", "is required, at most 100 characters")
+    if limit <= 0:
+        raise InvalidArgument("limit", "must be a positive amount")
+    parsed = parse_thresholds(thresholds, "threshold_percentages")
+    with db.write() as session:
+        load_account(session, account_id, for_update=True)
+        budget = session.get(Budget, (account_id, name))
+        before = None if budget is None else {"limit": budget.limit_amount,
+                                              "thresholds": budget.thresholds}
+        if budget is None:
+            budget = Budget(account_id=account_id, name=name, limit_amount=limit,
+                            created_at=ctx.now, updated_at=ctx.now)
+        budget.limit_amount = limit
+        budget.thresholds = ",".join(str(t) for t in parsed)
+        budget.updated_at = ctx.now
+        session.add(budget)
+        session.flush()
+        audit.append(session, actor=ctx.caller.name, action="budget.set", account_id=account_id,
+                     before=before, after={"name": name, "limit": limit,
+                                           "thresholds": budget.thresholds},
+                     at=ctx.now, request_id=ctx.request_id)
+        check_budgets(session, account_id, ctx.now)
+        return budget
+
+
+def list_budgets(db: Database, account_id: str) -> list[Budget]:
+    with db.read() as session:
+        load_account(session, account_id)
+        return list(session.exec(select(Budget).where(Budget.account_id == account_id)
+                                 .order_by(Budget.name)).all())
+
+
+def delete_budget(db: Database, ctx: RequestContext, *, account_id: str, name: str) -> None:
+    with db.write() as session:
+        budget = session.get(Budget, (account_id, name.strip()))
+        if budget is None:
+            raise NotFound(f"account {account_id!r} has no budget named {name!r}")
+        session.delete(budget)
+        audit.append(session, actor=ctx.caller.name, action="budget.deleted",
+                     account_id=account_id, before={"name": budget.name,
+                                                    "limit": budget.limit_amount},
+                     after=None, at=ctx.now, request_id=ctx.request_id)
+
+
+def check_budgets(session: Session, account_id: str, now: datetime) -> int:
+    """Send ``billing.budget_alert`` for every threshold the period's estimated charges have
+    reached, once per budget, threshold and period; returns how many were sent."""
+    budgets = session.exec(select(Budget).where(Budget.account_id == account_id)).all()
+    if not budgets:
+        return 0
+    account = session.get(Account, account_id)
+    assert account is not None
+    period = Period.containing(now)
+    estimate = period_snapshot(session, account, period, now).total
+    sent = 0
+    for budget in budgets:
+        for percentage in (int(p) for p in budget.thresholds.split(",") if p):
+            if estimate * 100 < budget.limit_amount * percentage:
+                continue
+            if notices.claim(session, account_id, period.label,
+                             f"budget:{budget.name}:{percentage}"):
+                outbox.enqueue(session, events.budget_alert(
+                    account_id=account_id, budget_name=budget.name,
+                    threshold_percentage=percentage, current_usage=estimate,
+                    budget_limit=budget.limit_amount,
+                    period_remaining_days=period.remaining_days(now), occurred_at=now))
+                sent += 1
+    return sent
+
+
+# ---------------------------------------------------------------------------------------------
+# Cost allocation and journal entries
+
+
+@dataclass(frozen=True)
+class PartnerCost:
+    partner_id: str
+    name: str
+    department: str
+    messages: int
+    cost: Decimal
+
+
+@dataclass(frozen=True)
+class DepartmentCost:
+    department: str
+    messages: int
+    cost: Decimal
+    partners: list[PartnerCost]
+
+
+@dataclass(frozen=True)
+class Allocation:
+    period: Period
+    total: Decimal
+    invoiced: bool
+    departments: list[DepartmentCost]
+
+
+def cost_allocation(db: Database, account_id: str, period: Period, now: datetime) -> Allocation:
+    """Split the period's invoice total (or, while open, its estimate) over partners by message
+    count with the largest-remainder method, then sum per department: the parts add up to the
+    total exactly. Messages without a partner, and partners without a department, fall under
+    ``Unallocated``."""
+    if period.start > now:
+        raise InvalidArgument("period", f"{period.label} has not started yet")
+    with db.read() as session:
+        account = load_account(session, account_id)
+        snapshot = period_snapshot(session, account, period, min(now, period.end))
+        rows = session.exec(
+            select(UsagePartnerPeriod, MasterPartner)
+            .join(MasterPartner, MasterPartner.partner_id == UsagePartnerPeriod.partner_id)
+            .where(UsagePartnerPeriod.account_id == account_id,
+                   UsagePartnerPeriod.period == period.label)
+            .order_by(UsagePartnerPeriod.partner_id)).all()
+    counts = [usage.messages for usage, _ in rows]
+    unpartnered = max(snapshot.messages - sum(counts), 0)
+    shares = money.split_largest_remainder(snapshot.total, [*counts, unpartnered])
+    partners = [PartnerCost(p.partner_id, p.name, p.department or UNALLOCATED, u.messages, share)
+                for (u, p), share in zip(rows, shares, strict=False)]
+    by_department: dict[str, list[PartnerCost]] = defaultdict(list)
+    for partner in partners:
+        by_department[partner.department].append(partner)
+    departments = [DepartmentCost(name, sum(p.messages for p in members),
+                                  sum((p.cost for p in members), Decimal(0)), members)
+                   for name, members in sorted(by_department.items())]
+    if unpartnered or not rows:
+        extra_cost = shares[-1]
+        existing = next((d for d in departments if d.department == UNALLOCATED), None)
+        if existing is not None:
+            departments.remove(existing)
+            departments.append(DepartmentCost(UNALLOCATED, existing.messages + unpartnered,
+                                              existing.cost + extra_cost, existing.partners))
+        elif unpartnered or extra_cost:
+            departments.append(DepartmentCost(UNALLOCATED, unpartnered, extra_cost, []))
+        departments.sort(key=lambda d: d.department)
+    return Allocation(period, snapshot.total, snapshot.invoiced, departments)
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    gl_account: str
+    department: str
+    amount: Decimal
+    description: str
+    reference: str
+
+
+def journal_entries(db: Database, account_id: str, period: Period, now: datetime,
+                    gl_account: str = DEFAULT_GL_ACCOUNT) -> list[JournalEntry]:
+    """One ERP entry per department, summing to the period's invoice total."""
+    with db.read() as session:
+        load_account(session, account_id)
+        invoice = session.exec(select(Invoice).where(Invoice.account_id == account_id,
+                                                     Invoice.period == period.label)).first()
+    if invoice is None:
+        raise FailedPrecondition(f"period {period.label} of account {account_id} is not "
+                                 "invoiced yet; close it first (CloseBillingPeriod)")
+    allocation = cost_allocation(db, account_id, period, now)
+    return [JournalEntry(gl_account, d.department, d.cost, f"AS2 messaging - {d.department}",
+                         f"AS2-{period.label}") for d in allocation.departments if d.cost]
+
+
+# ---------------------------------------------------------------------------------------------
+# Audit trail
+
+
+def list_audit_events(db: Database, *, account_id: str, action: str, start: datetime | None,
+                      end: datetime | None, page_size: int,
+                      page_token: str) -> tuple[list[AuditRecord], str]:
+    size = min(page_size or 100, 1000)
+    statement = select(AuditRecord)
+    if account_id:
+        statement = statement.where(AuditRecord.account_id == account_id)
+    if action:
+        statement = statement.where(AuditRecord.action == action)
+    if start:
+        statement = statement.where(AuditRecord.at >= start)
+    if end:
+        statement = statement.where(AuditRecord.at < end)
+    if page_token:
+        try:
+            statement = statement.where(AuditRecord.sequence > int(page_token))
+        except ValueError as exc:
+            raise InvalidArgument("page_token", "is not a token from a previous page") from exc
+    with db.read() as session:
+        rows = list(session.exec(statement.order_by(AuditRecord.sequence).limit(size + 1)))
+    token = str(rows[size - 1].sequence) if len(rows) > size else ""
+    return rows[:size], token
+
+
+def verify_audit_chain(db: Database, batch: int = 5000) -> audit.ChainBreak | None:
+    """Walk the whole chain in order; the first record that does not hold, or ``None``."""
+    with db.read() as session:
+        head = session.get(AuditHead, 1)
+
+        def records():  # type: ignore[no-untyped-def]
+            last = 0
+            while True:
+                rows = session.exec(select(AuditRecord).where(AuditRecord.sequence > last)
+                                    .order_by(AuditRecord.sequence).limit(batch)).all()
+                if not rows:
+                    return
+                yield from rows
+                last = rows[-1].sequence
+
+        return audit.verify(records(), head)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reconciliation and plan comparison
+
+
+@dataclass(frozen=True)
+class LineComparison:
+    type: str
+    invoiced_quantity: Decimal
+    rerated_quantity: Decimal
+    invoiced_amount: Decimal
+    rerated_amount: Decimal
+
+    @property
+    def difference(self) -> Decimal:
+        return self.rerated_amount - self.invoiced_amount
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    invoice_id: str
+    lines: list[LineComparison]
+
+    @property
+    def matches(self) -> bool:
+        return all(line.difference == 0 and line.invoiced_quantity == line.rerated_quantity
+                   for line in self.lines)
+
+
+def reconcile_period(db: Database, account_id: str, period: Period) -> Reconciliation:
+    """Re-rate a closed period from its raw usage events and compare with the issued invoice,
+    line type by line type. ``late_usage`` lines (usage of other periods) are not re-rated."""
+    with db.read() as session:
+        account = load_account(session, account_id)
+        invoice = session.exec(select(Invoice).where(Invoice.account_id == account_id,
+                                                     Invoice.period == period.label)).first()
+        if invoice is None:
+            raise FailedPrecondition(f"period {period.label} of account {account_id} has no "
+                                     "invoice to reconcile; close it first")
+        usage = _usage_from_raw_events(session, account, period)
+        rerated = rating.rate_period(period, plan_spans(session, account, period), usage,
+                                     trial_end=account.trial_ends_at,
+                                     subscription_start=account.created_at)
+        issued = view(invoice).lines
+    totals: dict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0)] * 4)
+    for line in issued:
+        if line.type != "late_usage":
+            totals[line.type][0] += line.quantity
+            totals[line.type][2] += line.amount
+    for line in rerated:
+        totals[line.type][1] += line.quantity
+        totals[line.type][3] += line.amount
+    order = {name: i for i, name in enumerate(rating.LINE_ORDER)}
+    return Reconciliation(invoice.invoice_id, [
+        LineComparison(kind, *values) for kind, values in
+        sorted(totals.items(), key=lambda item: order.get(item[0], 99))])
+
+
+def _usage_from_raw_events(session: Session, account: Account,
+                           period: Period) -> rating.PeriodUsage:
+    connection = session.connection()
+    store = UsageStore(connection)
+    start_us = rules.to_us(period.start)
+    first_hour = start_us
+    if account.trial_ends_at is not None and account.trial_ends_at > period.start:
+        trial_us = rules.to_us(account.trial_ends_at)
+        first_hour = max(start_us, -(-trial_us // 3_600_000_000) * 3_600_000_000)
+    rows = store._all(
+        "SELECT COALESCE(SUM(quantity), 0) FROM usage_event WHERE account_id = ? AND "
+        "period = ? AND kind = 1 AND late = ? AND occurred_at_us >= ?",
+        [account.account_id, period.label, False, first_hour])
+    messages = int(rows[0][0])
+    end_us = rules.to_us(period.end)
+    tenants = session.exec(select(Tenant).where(Tenant.account_id == account.account_id,
+                                                Tenant.created_at < period.end)).all()
+    byte_us = 0
+    for tenant in tenants:
+        series = [r for r in store.storage_readings(account.account_id, tenant.tenant_id,
+                                                    start_us) if r[0] < end_us]
+        for index, (t0, level) in enumerate(series):
+            t1 = series[index + 1][0] if index + 1 < len(series) else end_us
+            byte_us += level * max(0, min(t1, end_us) - max(t0, start_us))
+    gb_months = (Decimal(byte_us) / (rules.GB_BYTES * (end_us - start_us))).quantize(
+        Decimal("0.000000001"))
+    return rating.PeriodUsage(messages=messages, active_tenants=len(tenants),
+                              storage_gb_months=gb_months)
+
+
+@dataclass(frozen=True)
+class PlanCost:
+    plan_id: str
+    name: str
+    total: Decimal
+    lines: list[rating.InvoiceLine]
+
+
+def compare_plans(db: Database, account_id: str, period: Period, now: datetime) -> list[PlanCost]:
+    """What ``period``'s usage would have cost on each catalog plan (monthly, no trial)."""
+    if period.start > now:
+        raise InvalidArgument("period", f"{period.label} has not started yet")
+    with db.read() as session:
+        account = load_account(session, account_id)
+        snapshot = period_snapshot(session, account, period, min(now, period.end))
+    usage = rating.PeriodUsage(messages=snapshot.messages, active_tenants=snapshot.active_tenants,
+                               storage_gb_months=snapshot.storage_gb_months)
+    start = max(period.start, account.created_at)
+    costs = []
+    for terms in catalog.catalog():
+        if terms.plan_id == "custom":
+            continue
+        lines = rating.rate_period(period, [rating.PlanSpan(start, period.end, terms, MONTHLY)],
+                                   usage, subscription_start=account.created_at)
+        costs.append(PlanCost(terms.plan_id, terms.name, rating.invoice_total(lines), lines))
+    return costs
+
+
