@@ -1,32 +1,69 @@
-"""The ``billing-svc`` command: ``serve``, ``migrate``, ``create-token`` (more operator commands
-arrive with their capabilities)."""
+"""The ``billing-svc`` command: the service and its operator commands.
+
+Exit codes: 0 done; 1 the command ran and found a problem (a broken audit chain, a period that
+could not be closed); 2 bad usage.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 from billing_svc import logs
 from billing_svc.services.context import SCOPES
 from billing_svc.settings import Settings
 
+T = TypeVar("T")
 
-def main(argv: list[str] | None = None) -> int:
+
+def progress(items: list[T], label: str) -> Iterator[T]:
+    """Yield ``items``, showing progress on stderr: a live line on a terminal, else every 10 %."""
+    total = len(items)
+    step = max(total // 10, 1)
+    live = sys.stderr.isatty()
+    for index, item in enumerate(items, 1):
+        yield item
+        if live:
+            print(f"\r{label}: {index}/{total}", end="", file=sys.stderr, flush=True)
+        elif index % step == 0 or index == total:
+            print(f"{label}: {index}/{total}", file=sys.stderr, flush=True)
+    if live and total:
+        print(file=sys.stderr)
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="billing-svc", description="The AS2 platform's billing service. Settings come from "
         "BILLING_* environment variables (see README).")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("serve", help="migrate the database, then serve gRPC until SIGTERM")
     commands.add_parser("migrate", help="bring the database schema up to date and exit")
     token = commands.add_parser("create-token", help="create a bearer token, print it once")
     token.add_argument("name", help="the caller's name (shown in logs and the audit trail)")
     token.add_argument("--scope", action="append", choices=SCOPES, required=True,
                        help="a scope to grant (repeat for several)")
-    args = parser.parse_args(argv)
+    close = commands.add_parser("close-period", help="invoice a period for every account "
+                                "(or one); closing is idempotent")
+    close.add_argument("--period", required=True, help="YYYY-MM")
+    close.add_argument("--account", help="only this account id")
+    export = commands.add_parser("export-journal", help="write ERP journal entries as CSV")
+    export.add_argument("--period", required=True, help="YYYY-MM (an invoiced period)")
+    export.add_argument("--account", help="only this account id")
+    export.add_argument("--output", help="file to write (default: stdout)")
+    audit = commands.add_parser("audit", help="audit trail commands")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    audit_commands.add_parser("verify", help="walk the hash chain; name the first bad record")
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     settings = Settings()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level if args.command == "serve" else "warning")
     if args.command == "serve":
         from billing_svc.api.server import serve
 
@@ -42,6 +79,102 @@ def main(argv: list[str] | None = None) -> int:
         from billing_svc.api.auth import create_token
 
         print(create_token(db, args.name, args.scope))
+        return 0
+    if args.command == "close-period":
+        return _close_period(db, args.period, args.account)
+    if args.command == "export-journal":
+        return _export_journal(db, settings, args.period, args.account, args.output)
+    if args.command == "audit":
+        return _audit_verify(db)
+    return 0
+
+
+def _period(label: str):  # type: ignore[no-untyped-def]
+    from billing_svc.domain.periods import Period
+
+    try:
+        return Period.parse(label)
+    except ValueError as exc:
+        print(f"billing-svc: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def _account_ids(db, period, account: str | None) -> list[str]:  # type: ignore[no-untyped-def]
+    from sqlmodel import select
+
+    from billing_svc.storage.tables import Account
+
+    if account:
+        return [account]
+    with db.read() as session:
+        return list(session.exec(select(Account.account_id).where(
+            Account.created_at < period.end).order_by(Account.account_id)).all())
+
+
+def _close_period(db, label: str, account: str | None) -> int:  # type: ignore[no-untyped-def]
+    from billing_svc.domain.errors import BillingError
+    from billing_svc.services import invoicing
+    from billing_svc.services.context import system_context
+
+    period = _period(label)
+    failures = 0
+    for account_id in progress(_account_ids(db, period, account), f"closing {label}"):
+        try:
+            view = invoicing.close_period(db, system_context("cli"), account_id=account_id,
+                                          period=period)
+            print(f"{account_id}\t{view.invoice.invoice_id}\t{view.invoice.total}")
+        except BillingError as exc:
+            failures += 1
+            print(f"{account_id}\tnot closed: {exc}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _export_journal(db, settings: Settings, label: str, account: str | None,  # type: ignore[no-untyped-def]
+                    output: str | None) -> int:
+    from billing_svc.domain.errors import FailedPrecondition
+    from billing_svc.domain.periods import utcnow
+    from billing_svc.services import finance
+
+    period = _period(label)
+    handle = open(output, "w", newline="") if output else sys.stdout  # noqa: SIM115
+    try:
+        writer = csv.writer(handle)
+        writer.writerow(["account_id", "gl_account", "department", "amount", "description",
+                         "reference"])
+        rows = 0
+        for account_id in progress(_account_ids(db, period, account), f"exporting {label}"):
+            try:
+                entries: Iterable = finance.journal_entries(db, account_id, period, utcnow(),
+                                                            settings.gl_account)
+            except FailedPrecondition:
+                if account:
+                    raise
+                continue
+            for entry in entries:
+                writer.writerow([account_id, entry.gl_account, entry.department,
+                                 format(entry.amount, "f"), entry.description, entry.reference])
+                rows += 1
+    except FailedPrecondition as exc:
+        print(f"billing-svc: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if output:
+            handle.close()
+    print(f"{rows} journal entries for {label}", file=sys.stderr)
+    return 0
+
+
+def _audit_verify(db) -> int:  # type: ignore[no-untyped-def]
+    from billing_svc.services.finance import verify_audit_chain
+    from billing_svc.storage.tables import AuditHead
+
+    broken = verify_audit_chain(db)
+    if broken is not None:
+        print(f"audit chain BROKEN at record {broken.sequence}: {broken.problem}")
+        return 1
+    with db.read() as session:
+        head = session.get(AuditHead, 1)
+    print(f"audit chain intact: {head.sequence if head else 0} records")
     return 0
 
 
