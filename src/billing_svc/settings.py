@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     auto_close_periods: bool = True
     period_close_grace_seconds: int = 3600
     metrics_listen: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
     log_level: str = "info"
     shutdown_grace_seconds: float = 10.0
     scheduler_interval_seconds: float = 30.0

@@ -180,3 +180,37 @@ def test_an_unexpected_failure_is_internal_with_the_request_id_and_serving_goes_
         finally:
             client.close()
             server.stop()
+
+
+def test_metrics_are_scraped_over_http(tmp_path) -> None:
+    import httpx
+    from as2aas.billing.v1 import usage_service_pb2 as upb
+
+    from tests.support import free_port
+
+    with fresh_database(str(tmp_path)) as url:
+        server = ServerThread(settings_for_tests(
+            url, metrics_listen=f"127.0.0.1:{free_port()}")).start()
+        client = Client(server.target)
+        try:
+            account = client.billing.CreateAccount(pb.CreateAccountRequest(
+                name="Metrics Co", plan_id="startup"), metadata=ADMIN).account
+            with pytest.raises(grpc.RpcError):
+                client.billing.GetAccountBilling(pb.GetAccountBillingRequest(
+                    account_id="acc_nope"), metadata=READER)
+            client.usage.RecordUsage(upb.RecordUsageRequest(events=[upb.UsageEvent(
+                event_id="x", account_id=account.account_id, tenant_id="ten_nope")]),
+                metadata=auth("producer"))
+            body = httpx.get(f"http://127.0.0.1:{server.server.metrics_port}/metrics").text
+        finally:
+            client.close()
+            server.stop()
+    assert ('billing_rpc_total{code="OK",method="/as2aas.billing.v1.BillingService/'
+            'CreateAccount"}') in body
+    assert ('billing_rpc_total{code="NOT_FOUND",method="/as2aas.billing.v1.BillingService/'
+            'GetAccountBilling"}') in body
+    assert "billing_rpc_duration_seconds_bucket" in body
+    assert 'billing_usage_events_total{outcome="rejected"}' in body
+    assert "billing_usage_group_commit_seconds_count" in body
+    assert "billing_outbox_pending_events" in body
+    assert "billing_outbox_oldest_pending_age_seconds" in body

@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 import structlog
 
+from billing_svc import metrics
 from billing_svc.api.auth import METHOD_SCOPES, OPEN_PREFIXES, TokenStore
 from billing_svc.api.errors import status_code_of, trailing_details
 from billing_svc.domain.errors import BillingError
@@ -143,5 +144,6 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception,
 
 def _log_rpc(fields: dict[str, Any], started: float) -> None:
     code: grpc.StatusCode = fields.pop("code")
+    metrics.observe_rpc(fields["rpc"], code.name, started)
     log.info("rpc", code=code.name, duration_ms=round((time.perf_counter() - started) * 1000, 3),
              **fields)

@@ -18,6 +18,7 @@ from billing_svc.api.auth import load_token_store
 from billing_svc.api.billing import BillingServicer
 from billing_svc.api.interceptor import ServiceInterceptor
 from billing_svc.api.usage import UsageServicer
+from billing_svc.metrics import serve_metrics
 from billing_svc.services.ingestion import IngestionWriter
 from billing_svc.settings import Settings
 from billing_svc.storage.db import Database
@@ -38,6 +39,7 @@ class BillingServer:
         self.settings = settings
         self.db = Database(settings.database_url)
         self.port = 0
+        self.metrics_port = 0
         self._interceptor = ServiceInterceptor()
         self._stop_jobs = asyncio.Event()
         self._jobs: asyncio.Task[None] | None = None
@@ -59,7 +61,10 @@ class BillingServer:
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.port = server.add_insecure_port(self.settings.listen)
+        self.port = self._bind(server)
+        if self.settings.metrics_listen:
+            self.metrics_port = serve_metrics(self.settings.metrics_listen, self.db)
+            log.info("metrics", address=self.settings.metrics_listen, port=self.metrics_port)
         await server.start()
         host = self.settings.listen.rsplit(":", 1)[0]
         log.info("listening", address=f"{host}:{self.port}")
@@ -72,6 +77,23 @@ class BillingServer:
         self._jobs = asyncio.create_task(scheduler.run_forever(
             self.db, self.settings, self._stop_jobs))
         log.info("serving", database=self.db.url.render_as_string(hide_password=True))
+
+    def _bind(self, server: grpc.aio.Server) -> int:
+        """Plain TCP, TLS (cert + key), or mutual TLS (and a client CA: client certs required)."""
+        settings = self.settings
+        if not settings.tls_cert_file:
+            return server.add_insecure_port(settings.listen)
+        if not settings.tls_key_file:
+            raise ValueError("BILLING_TLS_CERT_FILE needs BILLING_TLS_KEY_FILE")
+        with open(settings.tls_key_file, "rb") as key, open(settings.tls_cert_file, "rb") as cert:
+            pair = (key.read(), cert.read())
+        client_ca = None
+        if settings.tls_client_ca_file:
+            with open(settings.tls_client_ca_file, "rb") as handle:
+                client_ca = handle.read()
+        credentials = grpc.ssl_server_credentials(
+            [pair], root_certificates=client_ca, require_client_auth=client_ca is not None)
+        return server.add_secure_port(settings.listen, credentials)
 
     async def stop(self) -> None:
         """Refuse new calls, let in-flight ones finish within the grace period, release the DB."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from decimal import Decimal
 import structlog
 from sqlalchemy.exc import IntegrityError
 
+from billing_svc import metrics
 from billing_svc.domain import events
 from billing_svc.domain import usage as rules
 from billing_svc.domain.catalog import CustomTerms, effective_terms
@@ -333,10 +335,13 @@ class IngestionWriter:
 
     async def _commit(self, group: list[_Pending]) -> None:
         now_us = rules.to_us(datetime.now(UTC))
+        started = time.perf_counter()
         try:
             results = await asyncio.to_thread(
                 ingest, self.db, [p.events for p in group], now_us=now_us,
                 retention_days=self.retention_days)
+            metrics.BATCH_COMMIT_SECONDS.observe(time.perf_counter() - started)
+            metrics.BATCHES_PER_COMMIT.observe(len(group))
         except Exception as exc:
             if len(group) > 1 and not isinstance(exc, Unavailable):
                 for pending in group:
@@ -349,5 +354,9 @@ class IngestionWriter:
                     pending.done.set_exception(exc)
             return
         for pending, result in zip(group, results, strict=True):
+            metrics.USAGE_EVENTS.labels("accepted").inc(result.accepted - result.late)
+            metrics.USAGE_EVENTS.labels("late").inc(result.late)
+            metrics.USAGE_EVENTS.labels("duplicate").inc(result.duplicates)
+            metrics.USAGE_EVENTS.labels("rejected").inc(len(result.rejected))
             if not pending.done.done():
                 pending.done.set_result(result)

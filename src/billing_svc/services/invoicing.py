@@ -16,6 +16,7 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from billing_svc import metrics
 from billing_svc.domain import events, rating
 from billing_svc.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from billing_svc.domain.ids import new_id
@@ -70,7 +71,9 @@ def close_period(db: Database, ctx: RequestContext, *, account_id: str,
                     raise FailedPrecondition(
                         f"account {account_id} started on {account.created_at.date()}, after "
                         f"period {period.label}; there is nothing to bill")
-                return view(_issue(session, ctx, account, period))
+                issued = _issue(session, ctx, account, period)
+            metrics.INVOICES_CLOSED.inc()  # counted once committed
+            return view(issued)
         except IntegrityError:
             if attempt:
                 raise
