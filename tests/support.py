@@ -81,6 +81,8 @@ def settings_for_tests(database_url: str, **overrides: Any) -> Settings:
         "webhook_allow_private_networks": True,
         "scheduler_interval_seconds": 0.2,
         "shutdown_grace_seconds": 2.0,
+        "webhook_retry_schedule": "0.2,0.2,0.2",
+        "webhook_dispatch_interval_seconds": 0.05,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -171,7 +173,8 @@ class ServiceProcess:
                     "BILLING_LISTEN": f"127.0.0.1:{self.port}",
                     "BILLING_AUTH_TOKENS": tokens_json(),
                     "BILLING_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
-                    "BILLING_SCHEDULER_INTERVAL_SECONDS": "0.2", **env}
+                    "BILLING_SCHEDULER_INTERVAL_SECONDS": "0.2",
+                    "BILLING_WEBHOOK_DISPATCH_INTERVAL_SECONDS": "0.05", **env}
         self.command = [sys.executable, "-m", "billing_svc.cli", "serve"]
         self.process: Any = None
         self.output_path: str = ""
@@ -222,3 +225,65 @@ class ServiceProcess:
         """SIGTERM and wait; returns the exit code."""
         self.process.terminate()
         return int(self.process.wait(timeout))
+
+
+class Receiver:
+    """A real HTTP webhook receiver on 127.0.0.1 (a thread). ``plan`` lists the status codes
+    to answer in turn (then 200); ``delay`` makes every answer slow."""
+
+    def __init__(self, plan: list[int] | None = None, delay: float = 0.0) -> None:
+        import http.server
+        import threading
+
+        self.plan = list(plan or [])
+        self.delay = delay
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                import time
+
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                with receiver.lock:
+                    receiver.requests.append(({k.lower(): v for k, v in self.headers.items()},
+                                              body))
+                    code = receiver.plan.pop(0) if receiver.plan else 200
+                if receiver.delay:
+                    time.sleep(receiver.delay)
+                self.send_response(code)
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+
+    def received(self) -> list[tuple[dict[str, str], bytes]]:
+        with self.lock:
+            return list(self.requests)
+
+    def wait_for(self, count: int, timeout: float = 15) -> list[tuple[dict[str, str], bytes]]:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.received()
+            if len(got) >= count:
+                return got
+            time.sleep(0.02)
+        raise AssertionError(f"received {len(self.received())} requests, wanted {count}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     usage_retention_days: int = 400
     dunning_schedule_days: str = "3,5,7"
     gl_account: str = "6100-AS2-MESSAGING"
+    # 10 s: an internal sender's timeout (Standard Webhooks: 15-30 s for the public internet).
+    webhook_timeout_seconds: float = 10.0
+    webhook_disable_after_days: float = 5.0
+    webhook_dispatch_interval_seconds: float = 0.5
+    webhook_max_concurrency: int = 64
+    webhook_per_endpoint_concurrency: int = 4
 
     @cached_property
     def token_specs(self) -> list[TokenSpec]:

@@ -11,6 +11,7 @@ from billing_svc.api.common import run
 from billing_svc.api.finance import FinanceRpcs
 from billing_svc.api.interceptor import current_context
 from billing_svc.api.invoices import InvoiceRpcs
+from billing_svc.api.webhooks import WebhookRpcs
 from billing_svc.domain import catalog
 from billing_svc.domain import subscriptions as subs
 from billing_svc.domain.errors import InvalidArgument
@@ -20,13 +21,15 @@ from billing_svc.storage.db import Database
 _SERVICE = "BillingService"
 
 
-class BillingServicer(InvoiceRpcs, FinanceRpcs, pb_grpc.BillingServiceServicer):
+class BillingServicer(InvoiceRpcs, FinanceRpcs, WebhookRpcs, pb_grpc.BillingServiceServicer):
     """Accounts, plans and partners here; other RPC groups come from the mixins in their own
     modules (webhooks, invoices, finance) as they land."""
 
     def __init__(self, db: Database, *, dunning_days: tuple[int, ...] = (3, 5, 7),
-                 gl_account: str = "6100-AS2-MESSAGING") -> None:
+                 gl_account: str = "6100-AS2-MESSAGING",
+                 allow_private_networks: bool = False) -> None:
         self.db = db
+        self.allow_private_networks = allow_private_networks
         self.dunning_days = dunning_days
         self.gl_account = gl_account
 

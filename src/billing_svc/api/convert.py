@@ -17,10 +17,17 @@ from billing_svc.domain import subscriptions as subs
 from billing_svc.domain.catalog import CustomTerms, MessageTier, Terms
 from billing_svc.domain.errors import InvalidArgument
 from billing_svc.domain.periods import Period
-from billing_svc.services import finance, invoicing, usage_reports
+from billing_svc.services import finance, invoicing, usage_reports, webhooks
 from billing_svc.services.accounts import AccountBilling
 from billing_svc.storage.idempotency import IdempotencyKey
-from billing_svc.storage.tables import Account, AuditRecord, Budget, MasterPartner, Tenant
+from billing_svc.storage.tables import (
+    Account,
+    AuditRecord,
+    Budget,
+    MasterPartner,
+    Tenant,
+    WebhookEndpoint,
+)
 
 _STATUS = {
     subs.TRIALING: pb.SUBSCRIPTION_STATUS_TRIALING,
@@ -410,3 +417,34 @@ def audit_out(record: AuditRecord) -> pb.AuditEvent:
         action=record.action, before_json=record.before_json, after_json=record.after_json,
         event_time=time_out(record.at), request_id=record.request_id,
         previous_hash=record.previous_hash, hash=record.hash)
+
+
+# ---------------------------------------------------------------------------------------------
+# Webhooks
+
+_ENDPOINT_STATUS = {"enabled": pb.WEBHOOK_ENDPOINT_STATUS_ENABLED,
+                    "disabled": pb.WEBHOOK_ENDPOINT_STATUS_DISABLED}
+_EVENT_STATUS_OUT = {"pending": pb.WEBHOOK_EVENT_STATUS_PENDING,
+                     "delivered": pb.WEBHOOK_EVENT_STATUS_DELIVERED,
+                     "failed": pb.WEBHOOK_EVENT_STATUS_FAILED}
+
+
+def endpoint_out(endpoint: WebhookEndpoint, *, with_secret: bool) -> pb.WebhookEndpoint:
+    return pb.WebhookEndpoint(
+        endpoint_id=endpoint.endpoint_id, account_id=endpoint.account_id, url=endpoint.url,
+        event_types=[t for t in endpoint.event_types.split(",") if t],
+        description=endpoint.description, secret=endpoint.secret if with_secret else "",
+        status=_ENDPOINT_STATUS.get(endpoint.status, pb.WEBHOOK_ENDPOINT_STATUS_UNSPECIFIED),
+        failure_streak=endpoint.failure_streak, failing_since=time_out(endpoint.failing_since),
+        disabled_reason=endpoint.disabled_reason, create_time=time_out(endpoint.created_at))
+
+
+def event_log_out(log: webhooks.EventLog) -> pb.WebhookEvent:
+    return pb.WebhookEvent(
+        event_id=log.event.event_id, account_id=log.event.account_id, type=log.event.type,
+        status=_EVENT_STATUS_OUT[log.status], create_time=time_out(log.event.created_at),
+        payload_json=log.event.body,
+        attempts=[pb.WebhookAttempt(endpoint_id=a.endpoint_id, attempt_number=a.attempt_number,
+                                    attempt_time=time_out(a.attempted_at),
+                                    status_code=a.status_code, latency_ms=a.latency_ms,
+                                    error=a.error) for a in log.attempts])

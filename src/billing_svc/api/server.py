@@ -23,6 +23,7 @@ from billing_svc.services.ingestion import IngestionWriter
 from billing_svc.settings import Settings
 from billing_svc.storage.db import Database
 from billing_svc.storage.migrate import upgrade
+from billing_svc.webhooks.dispatcher import Dispatcher
 
 log = structlog.get_logger("billing_svc.server")
 
@@ -43,6 +44,7 @@ class BillingServer:
         self._interceptor = ServiceInterceptor()
         self._stop_jobs = asyncio.Event()
         self._jobs: asyncio.Task[None] | None = None
+        self._dispatch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         # Created here, not in __init__: grpc.aio binds the server to the running loop.
@@ -54,7 +56,9 @@ class BillingServer:
         self._health = health.aio.HealthServicer()
         billing_grpc.add_BillingServiceServicer_to_server(
             BillingServicer(self.db, dunning_days=self.settings.dunning_days,
-                            gl_account=self.settings.gl_account), server)
+                            gl_account=self.settings.gl_account,
+                            allow_private_networks=self.settings.webhook_allow_private_networks),
+            server)
         self._writer = IngestionWriter(self.db, retention_days=self.settings.usage_retention_days)
         usage_grpc.add_UsageServiceServicer_to_server(UsageServicer(self.db, self._writer), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -73,6 +77,8 @@ class BillingServer:
         self._interceptor.activate(await asyncio.to_thread(load_token_store, self.settings,
                                                            self.db))
         self._writer.start()
+        self._dispatcher = Dispatcher(self.db, self.settings)
+        self._dispatch = asyncio.create_task(self._dispatcher.run(self._stop_jobs))
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self._jobs = asyncio.create_task(scheduler.run_forever(
             self.db, self.settings, self._stop_jobs))
@@ -105,6 +111,8 @@ class BillingServer:
         await self._writer.stop()
         if self._jobs is not None:
             await self._jobs
+        if self._dispatch is not None:
+            await self._dispatch
         self.db.dispose()
         log.info("stopped")
 

@@ -300,3 +300,64 @@ class PeriodNotice(SQLModel, table=True):
     period: str = Field(primary_key=True, max_length=7)
     notice_key: str = Field(primary_key=True, max_length=150)
     created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+# ---------------------------------------------------------------------------------------------
+# Webhooks: endpoints, one delivery per event and subscribed endpoint, one row per HTTP attempt.
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """An account's HTTPS endpoint for ``billing.*`` events, with its signing secret(s)."""
+
+    __tablename__ = "webhook_endpoint"
+
+    endpoint_id: str = Field(primary_key=True, max_length=40)
+    account_id: str = Field(sa_column=Column(ForeignKey(_ACCOUNT_FK), nullable=False, index=True))
+    url: str = Field(max_length=2000)
+    event_types: str = Field(default="", max_length=1000)  # comma-separated; empty = all
+    description: str = Field(default="", max_length=500)
+    secret: str = Field(max_length=100)
+    previous_secret: str | None = Field(default=None, max_length=100)
+    previous_secret_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    status: str = Field(default="enabled", max_length=20)  # enabled, disabled, deleted
+    failure_streak: int = 0
+    failing_since: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    disabled_reason: str = Field(default="", max_length=500)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event to one endpoint: its durable retry schedule and its lease."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
+                      Index("ix_webhook_delivery_event", "event_id"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=40)
+    endpoint_id: str = Field(max_length=40)
+    status: str = Field(default="pending", max_length=20)  # pending, delivered, failed, canceled
+    attempts: int = 0
+    next_attempt_at: datetime = Field(sa_type=UTCDateTime)
+    lease_owner: str | None = Field(default=None, max_length=60)
+    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class WebhookAttempt(SQLModel, table=True):
+    """One HTTP try of a delivery: when, the status code, how long, what went wrong."""
+
+    __tablename__ = "webhook_attempt"
+    __table_args__ = (Index("ix_webhook_attempt_event", "event_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int
+    event_id: str = Field(max_length=40)
+    endpoint_id: str = Field(max_length=40)
+    attempt_number: int
+    attempted_at: datetime = Field(sa_type=UTCDateTime)
+    status_code: int = 0
+    latency_ms: int = 0
+    error: str = Field(default="", max_length=1000)
+    response_body: str = Field(default="", sa_column=Column(Text, nullable=False))

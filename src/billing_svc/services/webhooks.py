@@ -1,0 +1,216 @@
+"""Webhook endpoints and the event log as accounts see them (spec §2; issue 4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlmodel import Session, select
+
+from billing_svc.domain.errors import InvalidArgument, NotFound
+from billing_svc.domain.events import EVENT_TYPES
+from billing_svc.domain.ids import new_id
+from billing_svc.services.common import idempotent_write, load_account
+from billing_svc.services.context import RequestContext
+from billing_svc.storage import audit
+from billing_svc.storage.db import Database
+from billing_svc.storage.idempotency import IdempotencyKey
+from billing_svc.storage.tables import (
+    OutboxEvent,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from billing_svc.webhooks import signing
+from billing_svc.webhooks.url_guard import UnsafeURL, resolve
+
+ROTATION_GRACE = timedelta(hours=24)
+ENABLED, DISABLED, DELETED = "enabled", "disabled", "deleted"
+
+
+def _event_types(values: list[str]) -> str:
+    for value in values:
+        if value not in EVENT_TYPES:
+            raise InvalidArgument("event_types", f"{value!r} is not a billing event type; "
+                                  f"choose from {', '.join(EVENT_TYPES)}")
+    return ",".join(sorted(set(values)))
+
+
+def _endpoint_snapshot(endpoint: WebhookEndpoint) -> dict[str, object]:
+    return {"endpoint_id": endpoint.endpoint_id, "url": endpoint.url,
+            "event_types": endpoint.event_types, "status": endpoint.status,
+            "disabled_reason": endpoint.disabled_reason}
+
+
+def create_endpoint(db: Database, ctx: RequestContext, *, account_id: str, url: str,
+                    event_types: list[str], description: str, allow_private: bool,
+                    key: IdempotencyKey | None) -> WebhookEndpoint:
+    """Register an endpoint; the response is the only time its secret is shown."""
+    try:
+        resolve(url.strip(), allow_private=allow_private)
+    except UnsafeURL as exc:
+        raise InvalidArgument("url", str(exc)) from exc
+    types = _event_types(event_types)
+    if len(description) > 500:
+        raise InvalidArgument("description", "is longer than 500 characters")
+
+    def create(session: Session) -> WebhookEndpoint:
+        load_account(session, account_id)
+        endpoint = WebhookEndpoint(endpoint_id=new_id("we"), account_id=account_id,
+                                   url=url.strip(), event_types=types,
+                                   description=description.strip(),
+                                   secret=signing.new_secret(), created_at=ctx.now)
+        session.add(endpoint)
+        audit.append(session, actor=ctx.caller.name, action="webhook_endpoint.created",
+                     account_id=account_id, before=None, after=_endpoint_snapshot(endpoint),
+                     at=ctx.now, request_id=ctx.request_id)
+        return endpoint
+
+    def load(session: Session, endpoint_id: str) -> WebhookEndpoint:
+        endpoint = session.get(WebhookEndpoint, endpoint_id)
+        assert endpoint is not None
+        return endpoint
+
+    return idempotent_write(db, ctx, key, create, load, lambda e: e.endpoint_id)
+
+
+def list_endpoints(db: Database, *, account_id: str, page_size: int,
+                   page_token: str) -> tuple[list[WebhookEndpoint], str]:
+    size = min(page_size or 50, 500)
+    with db.read() as session:
+        load_account(session, account_id)
+        statement = select(WebhookEndpoint).where(WebhookEndpoint.account_id == account_id,
+                                                  WebhookEndpoint.status != DELETED)
+        if page_token:
+            statement = statement.where(WebhookEndpoint.endpoint_id > page_token)
+        rows = list(session.exec(statement.order_by(WebhookEndpoint.endpoint_id)
+                                 .limit(size + 1)))
+    return rows[:size], rows[size - 1].endpoint_id if len(rows) > size else ""
+
+
+def _load_endpoint(session: Session, endpoint_id: str) -> WebhookEndpoint:
+    if not endpoint_id:
+        raise InvalidArgument("endpoint_id", "is required")
+    endpoint = session.get(WebhookEndpoint, endpoint_id, with_for_update=True)
+    if endpoint is None or endpoint.status == DELETED:
+        raise NotFound(f"webhook endpoint {endpoint_id!r} does not exist")
+    return endpoint
+
+
+def delete_endpoint(db: Database, ctx: RequestContext, *, endpoint_id: str) -> None:
+    """Stop delivering to the endpoint; its event log stays (the row is kept as deleted)."""
+    with db.write() as session:
+        endpoint = _load_endpoint(session, endpoint_id)
+        before = _endpoint_snapshot(endpoint)
+        endpoint.status = DELETED
+        session.add(endpoint)
+        for delivery in session.exec(select(WebhookDelivery).where(
+                WebhookDelivery.endpoint_id == endpoint_id,
+                WebhookDelivery.status == "pending")):
+            delivery.status = "canceled"
+            delivery.finished_at = ctx.now
+            session.add(delivery)
+        audit.append(session, actor=ctx.caller.name, action="webhook_endpoint.deleted",
+                     account_id=endpoint.account_id, before=before,
+                     after=_endpoint_snapshot(endpoint), at=ctx.now, request_id=ctx.request_id)
+
+
+def rotate_secret(db: Database, ctx: RequestContext, *, endpoint_id: str) -> WebhookEndpoint:
+    """A new secret; the old one keeps signing beside it for 24 hours."""
+    with db.write() as session:
+        endpoint = _load_endpoint(session, endpoint_id)
+        endpoint.previous_secret = endpoint.secret
+        endpoint.previous_secret_expires_at = ctx.now + ROTATION_GRACE
+        endpoint.secret = signing.new_secret()
+        session.add(endpoint)
+        audit.append(session, actor=ctx.caller.name, action="webhook_endpoint.secret_rotated",
+                     account_id=endpoint.account_id, before=None,
+                     after={"endpoint_id": endpoint_id,
+                            "previous_secret_expires_at": endpoint.previous_secret_expires_at},
+                     at=ctx.now, request_id=ctx.request_id)
+        return endpoint
+
+
+@dataclass(frozen=True)
+class EventLog:
+    event: OutboxEvent
+    status: str  # pending, delivered, failed
+    attempts: list[WebhookAttempt]
+
+
+def _status(event: OutboxEvent, deliveries: list[WebhookDelivery]) -> str:
+    if not event.fanned_out or any(d.status == "pending" for d in deliveries):
+        return "pending"
+    if any(d.status == "failed" for d in deliveries):
+        return "failed"
+    return "delivered"
+
+
+def list_events(db: Database, *, account_id: str, event_type: str, status: str | None,
+                page_size: int, page_token: str) -> tuple[list[EventLog], str]:
+    """The account's events, newest first, each with its delivery attempts."""
+    size = min(page_size or 50, 500)
+    if event_type and event_type not in EVENT_TYPES:
+        raise InvalidArgument("event_type", f"{event_type!r} is not a billing event type")
+    with db.read() as session:
+        load_account(session, account_id)
+        statement = select(OutboxEvent).where(OutboxEvent.account_id == account_id)
+        if event_type:
+            statement = statement.where(OutboxEvent.type == event_type)
+        if page_token:
+            statement = statement.where(OutboxEvent.event_id < page_token)
+        found: list[EventLog] = []
+        last_seen = ""
+        for event in session.exec(statement.order_by(OutboxEvent.event_id.desc())):  # type: ignore[attr-defined]
+            last_seen = event.event_id
+            deliveries = list(session.exec(select(WebhookDelivery).where(
+                WebhookDelivery.event_id == event.event_id)))
+            event_status = _status(event, deliveries)
+            if status and event_status != status:
+                continue
+            attempts = list(session.exec(select(WebhookAttempt).where(
+                WebhookAttempt.event_id == event.event_id).order_by(WebhookAttempt.id)))
+            found.append(EventLog(event, event_status, attempts))
+            if len(found) == size:
+                break
+        else:
+            last_seen = ""
+    return found, last_seen if len(found) == size else ""
+
+
+def redeliver(db: Database, ctx: RequestContext, *, event_id: str,
+              endpoint_id: str) -> EventLog:
+    """Queue the event again for every subscribed endpoint (or one), now."""
+    with db.write() as session:
+        event = session.get(OutboxEvent, event_id)
+        if event is None:
+            raise NotFound(f"webhook event {event_id!r} does not exist")
+        endpoints = subscribed_endpoints(session, event)
+        if endpoint_id:
+            endpoints = [e for e in endpoints if e.endpoint_id == endpoint_id]
+            if not endpoints:
+                raise NotFound(f"endpoint {endpoint_id!r} is not an enabled endpoint "
+                               f"subscribed to {event.type} for account {event.account_id}")
+        for endpoint in endpoints:
+            session.add(WebhookDelivery(event_id=event_id, endpoint_id=endpoint.endpoint_id,
+                                        next_attempt_at=ctx.now, created_at=ctx.now))
+        audit.append(session, actor=ctx.caller.name, action="webhook_event.redelivered",
+                     account_id=event.account_id, before=None,
+                     after={"event_id": event_id,
+                            "endpoints": [e.endpoint_id for e in endpoints]},
+                     at=ctx.now, request_id=ctx.request_id)
+        session.flush()
+        deliveries = list(session.exec(select(WebhookDelivery).where(
+            WebhookDelivery.event_id == event_id)))
+        attempts = list(session.exec(select(WebhookAttempt).where(
+            WebhookAttempt.event_id == event_id).order_by(WebhookAttempt.id)))
+        return EventLog(event, _status(event, deliveries), attempts)
+
+
+def subscribed_endpoints(session: Session, event: OutboxEvent) -> list[WebhookEndpoint]:
+    endpoints = session.exec(select(WebhookEndpoint).where(
+        WebhookEndpoint.account_id == event.account_id, WebhookEndpoint.status == ENABLED)).all()
+    return [e for e in endpoints
+            if not e.event_types or event.type in e.event_types.split(",")]
+
+
