@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     scheduler_interval_seconds: float = 30.0
     max_message_bytes: int = 16 * 1024 * 1024
     usage_retention_days: int = 400
+    max_streams_per_caller: int = 16
+    keepalive_seconds: float = 60.0
     dunning_schedule_days: str = "3,5,7"
     gl_account: str = "6100-AS2-MESSAGING"
     # 10 s: an internal sender's timeout (Standard Webhooks: 15-30 s for the public internet).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -373,3 +374,54 @@ def test_two_replicas_ingesting_overlapping_events_count_each_once(
     finally:
         other.close()
         replica.stop()
+
+
+def test_streams_per_caller_are_limited(tmp_path) -> None:
+    import threading
+
+    from tests.support import fresh_database, settings_for_tests
+
+    with fresh_database(str(tmp_path)) as url:
+        limited = ServerThread(settings_for_tests(url, max_streams_per_caller=1)).start()
+        client = Client(limited.target)
+        release = threading.Event()
+
+        def idle():
+            release.wait(10)
+            return
+            yield
+
+        try:
+            first = client.usage.StreamUsage(idle(), metadata=PRODUCER)
+            time.sleep(0.3)
+            with pytest.raises(grpc.RpcError) as error:
+                list(client.usage.StreamUsage(iter([]), metadata=PRODUCER))
+            assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "streams open" in error.value.details()
+            release.set()
+            assert list(first) == []
+            assert list(client.usage.StreamUsage(iter([]), metadata=PRODUCER)) == []
+        finally:
+            release.set()
+            client.close()
+            limited.stop()
+
+
+def test_a_call_past_its_deadline_does_no_work(client: Client, server: ServerThread) -> None:
+    from billing_svc.api.common import check_deadline, deadline
+    from billing_svc.domain.errors import DeadlineExceeded
+
+    token = deadline.set(time.monotonic() - 1)
+    try:
+        with pytest.raises(DeadlineExceeded):
+            check_deadline()
+    finally:
+        deadline.reset(token)
+    shop = Shop(client)
+    with pytest.raises(grpc.RpcError) as error:
+        shop.client.usage.RecordUsage(upb.RecordUsageRequest(events=[
+            shop.message(f"late-{i}") for i in range(2000)]), metadata=PRODUCER,
+            timeout=0.000_001)
+    assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    time.sleep(0.5)
+    assert stored_events(server, shop.account_id) == 0

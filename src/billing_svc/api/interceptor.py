@@ -16,6 +16,7 @@ import structlog
 
 from billing_svc import metrics
 from billing_svc.api.auth import METHOD_SCOPES, OPEN_PREFIXES, TokenStore
+from billing_svc.api.common import deadline
 from billing_svc.api.errors import status_code_of, trailing_details
 from billing_svc.domain.errors import BillingError
 from billing_svc.domain.ids import new_id
@@ -40,8 +41,10 @@ class _Refused(Exception):
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
     """Installed before the server starts; ``activate`` it once migrations are done."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_streams_per_caller: int = 16) -> None:
         self._tokens: TokenStore | None = None
+        self._max_streams = max_streams_per_caller
+        self._streams: dict[str, int] = {}
 
     def activate(self, tokens: TokenStore) -> None:
         self._tokens = tokens
@@ -65,6 +68,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
     def _authorize(self, method: str, context: grpc.aio.ServicerContext,
                    request: Any) -> RequestContext:
+        remaining = context.time_remaining()
+        deadline.set(time.monotonic() + remaining if remaining is not None else None)
         if self._tokens is None:
             raise _Refused(grpc.StatusCode.UNAVAILABLE, "billing-svc is starting; retry shortly")
         metadata = dict(context.invocation_metadata() or ())
@@ -106,15 +111,24 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         async def wrapped(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
             fields: dict[str, Any] = {"rpc": method, "code": grpc.StatusCode.OK}
+            caller = None
             try:
                 ctx = self._authorize(method, context, None)
                 fields.update(caller=ctx.caller.name, request_id=ctx.request_id)
                 _request_context.set(ctx)
+                if self._streams.get(ctx.caller.name, 0) >= self._max_streams:
+                    raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                   f"caller {ctx.caller.name!r} already has {self._max_streams} "
+                                   "streams open; send more batches per stream instead")
+                caller = ctx.caller.name
+                self._streams[caller] = self._streams.get(caller, 0) + 1
                 async for response in behavior(requests, context):
                     yield response
             except Exception as exc:
                 await _abort(context, exc, fields)
             finally:
+                if caller is not None:
+                    self._streams[caller] -= 1
                 _log_rpc(fields, started)
 
         return wrapped

@@ -41,7 +41,7 @@ class BillingServer:
         self.db = Database(settings.database_url)
         self.port = 0
         self.metrics_port = 0
-        self._interceptor = ServiceInterceptor()
+        self._interceptor = ServiceInterceptor(settings.max_streams_per_caller)
         self._stop_jobs = asyncio.Event()
         self._jobs: asyncio.Task[None] | None = None
         self._dispatch: asyncio.Task[None] | None = None
@@ -51,7 +51,12 @@ class BillingServer:
         self._server = server = grpc.aio.server(
             interceptors=[self._interceptor],
             options=[("grpc.max_receive_message_length", self.settings.max_message_bytes),
-                     ("grpc.max_send_message_length", self.settings.max_message_bytes)],
+                     ("grpc.max_send_message_length", self.settings.max_message_bytes),
+                     # Keepalive: find dead producers' streams; let clients ping every 10 s.
+                     ("grpc.keepalive_time_ms", int(self.settings.keepalive_seconds * 1000)),
+                     ("grpc.keepalive_timeout_ms", 20_000),
+                     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                     ("grpc.keepalive_permit_without_calls", 1)],
         )
         self._health = health.aio.HealthServicer()
         billing_grpc.add_BillingServiceServicer_to_server(

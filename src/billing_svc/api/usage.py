@@ -11,7 +11,7 @@ from as2aas.billing.v1 import usage_service_pb2 as pb
 from as2aas.billing.v1 import usage_service_pb2_grpc as pb_grpc
 
 from billing_svc.api import convert
-from billing_svc.api.common import run
+from billing_svc.api.common import deadline, run
 from billing_svc.domain import usage as rules
 from billing_svc.domain.errors import InvalidArgument
 from billing_svc.domain.usage import UsageEventIn
@@ -58,7 +58,7 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
 
     async def RecordUsage(self, request: pb.RecordUsageRequest,
                           context: grpc.aio.ServicerContext) -> pb.RecordUsageResponse:
-        result = await self.writer.submit(events_in(request.events))
+        result = await self.writer.submit(events_in(request.events), deadline.get())
         return pb.RecordUsageResponse(**ack_fields(request.batch_id, result))
 
     async def StreamUsage(self, requests: AsyncIterator[pb.StreamUsageRequest],
@@ -72,7 +72,7 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
             try:
                 async for request in requests:
                     batch = events_in(request.events)
-                    task = asyncio.ensure_future(self.writer.submit(batch))
+                    task = asyncio.ensure_future(self.writer.submit(batch, deadline.get()))
                     await in_flight.put((request.batch_id, task))
                 await in_flight.put(None)
             except Exception as exc:  # reported after the acks of the batches before it

@@ -44,5 +44,9 @@ class ResourceExhausted(BillingError):
     """A size or rate limit was exceeded."""
 
 
+class DeadlineExceeded(BillingError):
+    """The caller's deadline passed before the work started; nothing was done."""
+
+
 class Unavailable(BillingError):
     """A dependency (the database) is unreachable right now; the caller should retry."""

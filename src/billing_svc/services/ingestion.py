@@ -25,7 +25,7 @@ from billing_svc import metrics
 from billing_svc.domain import events
 from billing_svc.domain import usage as rules
 from billing_svc.domain.catalog import CustomTerms, effective_terms
-from billing_svc.domain.errors import Unavailable
+from billing_svc.domain.errors import DeadlineExceeded, Unavailable
 from billing_svc.domain.periods import Period
 from billing_svc.domain.usage import MESSAGE, UsageEventIn
 from billing_svc.services.finance import check_budgets
@@ -292,6 +292,7 @@ def _period_bounds(from_us: int, to_us: int) -> list[tuple[str, int, int]]:
 class _Pending:
     events: list[UsageEventIn]
     done: asyncio.Future[BatchResult]
+    deadline: float | None  # time.monotonic() by which the caller needs the ack
 
 
 class IngestionWriter:
@@ -317,10 +318,12 @@ class IngestionWriter:
             self._queue.get_nowait().done.set_exception(
                 Unavailable("billing-svc is shutting down; resend this batch"))
 
-    async def submit(self, batch: list[UsageEventIn]) -> BatchResult:
-        """Queue ``batch``; the result arrives once its group is committed."""
+    async def submit(self, batch: list[UsageEventIn],
+                     deadline: float | None = None) -> BatchResult:
+        """Queue ``batch``; the result arrives once its group is committed. A batch whose
+        ``deadline`` (monotonic) passes while it waits is not stored at all."""
         done: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(batch, done))
+        await self._queue.put(_Pending(batch, done, deadline))
         return await asyncio.shield(done)
 
     async def _run(self) -> None:
@@ -334,6 +337,15 @@ class IngestionWriter:
             await self._commit(group)
 
     async def _commit(self, group: list[_Pending]) -> None:
+        now = time.monotonic()
+        expired = [p for p in group if p.deadline is not None and p.deadline <= now]
+        for pending in expired:
+            pending.done.set_exception(DeadlineExceeded(
+                "the call's deadline passed before this batch was stored; nothing of it was "
+                "stored, resend it"))
+        group = [p for p in group if p not in expired]
+        if not group:
+            return
         now_us = rules.to_us(datetime.now(UTC))
         started = time.perf_counter()
         try:
