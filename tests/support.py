@@ -242,13 +242,19 @@ class Receiver:
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            # HTTP/1.1 keep-alive, and one buffered write per response (headers and body in
+            # one packet: separate small writes meet delayed ACKs and stall ~40 ms).
+            protocol_version = "HTTP/1.1"
+            wbufsize = 65536
+
             def do_POST(self) -> None:
                 import time
 
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                headers["x-bench-received"] = repr(time.time())
                 with receiver.lock:
-                    receiver.requests.append(({k.lower(): v for k, v in self.headers.items()},
-                                              body))
+                    receiver.requests.append((headers, body))
                     code = receiver.plan.pop(0) if receiver.plan else 200
                 if receiver.delay:
                     time.sleep(receiver.delay)

@@ -16,7 +16,7 @@ import tenacity
 from sqlmodel import select
 
 from billing_svc.services.context import system_context
-from billing_svc.services.webhooks import DISABLED, ENABLED, subscribed_endpoints
+from billing_svc.services.webhooks import DISABLED, ENABLED
 from billing_svc.storage import audit
 from billing_svc.storage.db import Database
 from billing_svc.storage.tables import (
@@ -64,8 +64,11 @@ def fan_out(db: Database, now: datetime, limit: int = 500) -> int:
         events = session.exec(select(OutboxEvent).where(OutboxEvent.fanned_out.is_(False))  # type: ignore[attr-defined]
                               .order_by(OutboxEvent.created_at).limit(limit)
                               .with_for_update(skip_locked=True)).all()
+        endpoints_of = _enabled_endpoints(session, {event.account_id for event in events})
         for event in events:
-            for endpoint in subscribed_endpoints(session, event):
+            for endpoint in endpoints_of.get(event.account_id, []):
+                if endpoint.event_types and event.type not in endpoint.event_types.split(","):
+                    continue
                 session.add(WebhookDelivery(event_id=event.event_id,
                                             endpoint_id=endpoint.endpoint_id,
                                             next_attempt_at=now, created_at=now))
@@ -88,11 +91,15 @@ def claim(db: Database, owner: str, now: datetime, *, lease: timedelta, limit: i
             .order_by(WebhookDelivery.next_attempt_at).limit(limit * 4)
             .with_for_update(skip_locked=True)).all()
         taken = dict(busy)
+        endpoints = {e.endpoint_id: e for e in session.exec(select(WebhookEndpoint).where(
+            WebhookEndpoint.endpoint_id.in_({d.endpoint_id for d in due})))}  # type: ignore[attr-defined]
+        events = {e.event_id: e for e in session.exec(select(OutboxEvent).where(
+            OutboxEvent.event_id.in_({d.event_id for d in due})))}  # type: ignore[attr-defined]
         for delivery in due:
             if len(claimed) >= limit or taken.get(delivery.endpoint_id, 0) >= per_endpoint:
                 continue
-            endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
-            event = session.get(OutboxEvent, delivery.event_id)
+            endpoint = endpoints.get(delivery.endpoint_id)
+            event = events.get(delivery.event_id)
             if endpoint is None or event is None or endpoint.status != ENABLED:
                 delivery.status, delivery.finished_at = "canceled", now
                 session.add(delivery)
@@ -131,46 +138,70 @@ def next_delay(attempt: int, schedule: Sequence[float], outcome: Outcome) -> flo
     return delay
 
 
-def record(db: Database, claimed: Claimed, owner: str, outcome: Outcome, now: datetime, *,
-           schedule: Sequence[float], disable_after: timedelta) -> bool:
-    """Write the attempt and move the delivery on; ``False`` if the lease was lost meanwhile."""
+def record(db: Database, outcomes: Sequence[tuple[Claimed, Outcome, datetime]], owner: str, *,
+           schedule: Sequence[float], disable_after: timedelta) -> int:
+    """Write each attempt and move its delivery on, all in one transaction; returns how many
+    were recorded (an outcome whose lease was lost meanwhile is dropped)."""
+    # One lock order for every replica (endpoint, then delivery): no deadlocks between them.
+    ordered = sorted(outcomes, key=lambda item: (item[0].endpoint_id, item[0].delivery_id))
     with db.write() as session:
-        delivery = session.get(WebhookDelivery, claimed.delivery_id, with_for_update=True)
-        if delivery is None or delivery.status != "pending" or delivery.lease_owner != owner:
-            return False
-        endpoint = session.get(WebhookEndpoint, claimed.endpoint_id, with_for_update=True)
-        assert endpoint is not None
-        session.add(WebhookAttempt(
-            delivery_id=claimed.delivery_id, event_id=claimed.event_id,
-            endpoint_id=claimed.endpoint_id, attempt_number=claimed.attempt_number,
-            attempted_at=now, status_code=outcome.status_code, latency_ms=outcome.latency_ms,
-            error=outcome.error[:1000], response_body=outcome.response_body[:RESPONSE_BODY_LIMIT]))
-        delivery.attempts = claimed.attempt_number
-        delivery.lease_owner = delivery.lease_until = None
-        if outcome.delivered:
-            delivery.status, delivery.finished_at = "delivered", now
-            endpoint.failure_streak, endpoint.failing_since = 0, None
+        # Lock and load every row the outcomes touch in two statements, not two per outcome.
+        session.exec(select(WebhookEndpoint).where(WebhookEndpoint.endpoint_id.in_(  # type: ignore[attr-defined]
+            sorted({c.endpoint_id for c, _, _ in ordered}))).with_for_update()).all()
+        session.exec(select(WebhookDelivery).where(WebhookDelivery.id.in_(  # type: ignore[union-attr]
+            sorted(c.delivery_id for c, _, _ in ordered))).with_for_update()).all()
+        return sum(_record_one(session, claimed, owner, outcome, now, schedule=schedule,
+                               disable_after=disable_after)
+                   for claimed, outcome, now in ordered)
+
+
+def _enabled_endpoints(session, account_ids: set[str]) -> dict[str, list[WebhookEndpoint]]:  # type: ignore[no-untyped-def]
+    by_account: dict[str, list[WebhookEndpoint]] = {}
+    for endpoint in session.exec(select(WebhookEndpoint).where(
+            WebhookEndpoint.account_id.in_(account_ids),  # type: ignore[attr-defined]
+            WebhookEndpoint.status == ENABLED)):
+        by_account.setdefault(endpoint.account_id, []).append(endpoint)
+    return by_account
+
+
+def _record_one(session, claimed: Claimed, owner: str, outcome: Outcome,  # type: ignore[no-untyped-def]
+                now: datetime, *, schedule: Sequence[float], disable_after: timedelta) -> bool:
+    delivery = session.get(WebhookDelivery, claimed.delivery_id)  # locked and loaded above
+    if delivery is None or delivery.status != "pending" or delivery.lease_owner != owner:
+        return False
+    endpoint = session.get(WebhookEndpoint, claimed.endpoint_id)
+    assert endpoint is not None
+    session.add(WebhookAttempt(
+        delivery_id=claimed.delivery_id, event_id=claimed.event_id,
+        endpoint_id=claimed.endpoint_id, attempt_number=claimed.attempt_number,
+        attempted_at=now, status_code=outcome.status_code, latency_ms=outcome.latency_ms,
+        error=outcome.error[:1000], response_body=outcome.response_body[:RESPONSE_BODY_LIMIT]))
+    delivery.attempts = claimed.attempt_number
+    delivery.lease_owner = delivery.lease_until = None
+    if outcome.delivered:
+        delivery.status, delivery.finished_at = "delivered", now
+        endpoint.failure_streak, endpoint.failing_since = 0, None
+    else:
+        endpoint.failure_streak += 1
+        endpoint.failing_since = endpoint.failing_since or now
+        if outcome.status_code == 410:
+            _disable(session, endpoint, now, "the endpoint answered 410 Gone")
+        elif now - endpoint.failing_since >= disable_after:
+            _disable(session, endpoint, now,
+                     f"failing continuously since {endpoint.failing_since.isoformat()}")
+        delay = None if endpoint.status != ENABLED else next_delay(
+            claimed.attempt_number, schedule, outcome)
+        if delay is None:
+            delivery.status, delivery.finished_at = "failed", now
         else:
-            endpoint.failure_streak += 1
-            endpoint.failing_since = endpoint.failing_since or now
-            if outcome.status_code == 410:
-                _disable(session, endpoint, now, "the endpoint answered 410 Gone")
-            elif now - endpoint.failing_since >= disable_after:
-                _disable(session, endpoint, now,
-                         f"failing continuously since {endpoint.failing_since.isoformat()}")
-            delay = None if endpoint.status != ENABLED else next_delay(
-                claimed.attempt_number, schedule, outcome)
-            if delay is None:
-                delivery.status, delivery.finished_at = "failed", now
-            else:
-                delivery.next_attempt_at = now + timedelta(seconds=delay)
-                log.info("webhook_retry", event_id=claimed.event_id,
-                         endpoint_id=claimed.endpoint_id, attempt=claimed.attempt_number,
-                         delay_seconds=round(delay, 3), status_code=outcome.status_code,
-                         error=outcome.error or None)
-        session.add(delivery)
-        session.add(endpoint)
-        return True
+            delivery.next_attempt_at = now + timedelta(seconds=delay)
+            log.info("webhook_retry", event_id=claimed.event_id,
+                     endpoint_id=claimed.endpoint_id, attempt=claimed.attempt_number,
+                     delay_seconds=round(delay, 3), status_code=outcome.status_code,
+                     error=outcome.error or None)
+    session.add(delivery)
+    session.add(endpoint)
+    return True
 
 
 def _disable(session, endpoint: WebhookEndpoint, now: datetime, reason: str) -> None:  # type: ignore[no-untyped-def]

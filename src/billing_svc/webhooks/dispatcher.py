@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import ipaddress
 import socket
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import structlog
@@ -43,6 +45,24 @@ def _retry_after(value: str | None) -> float | None:
     return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+async def _first(*waits: Any) -> None:
+    """Return when the first of ``waits`` completes; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
 class Dispatcher:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
@@ -52,7 +72,10 @@ class Dispatcher:
         # The lease outlives the request timeout and the in-attempt retry budget (3 tries).
         self.lease = timedelta(seconds=3 * self.timeout + 30)
         self.in_flight: dict[str, int] = defaultdict(int)
+        # Outcomes waiting to be recorded: one transaction per tick records them all.
+        self.outcomes: list[tuple[Claimed, Outcome, datetime]] = []
         self.tasks: set[asyncio.Task[None]] = set()
+        self.slot_freed = asyncio.Event()
         self.client = httpx.AsyncClient(
             follow_redirects=False, timeout=httpx.Timeout(self.timeout),
             limits=httpx.Limits(max_connections=settings.webhook_max_concurrency,
@@ -67,14 +90,27 @@ class Dispatcher:
             except Exception:  # the loop must survive a database blip
                 log.exception("webhook_dispatch_failed")
             if not busy:
+                # Sleep until the poll interval passes, a delivery frees a slot, or shutdown.
+                self.slot_freed.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=interval)
+                    await asyncio.wait_for(_first(stop.wait(), self.slot_freed.wait()),
+                                           timeout=interval)
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=self.timeout + 5)
+        await self.flush()
         await self.client.aclose()
+
+    async def flush(self) -> None:
+        outcomes, self.outcomes = self.outcomes, []
+        if outcomes:
+            await asyncio.to_thread(
+                deliveries.record, self.db, outcomes, self.owner,
+                schedule=self.settings.retry_schedule_seconds,
+                disable_after=timedelta(days=self.settings.webhook_disable_after_days))
 
     async def tick(self) -> bool:
         """Fan out new events and start due deliveries; ``True`` if there may be more now."""
+        await self.flush()
         now = datetime.now(UTC)
         fanned = await asyncio.to_thread(deliveries.fan_out, self.db, now)
         free = self.settings.webhook_max_concurrency - len(self.tasks)
@@ -88,21 +124,19 @@ class Dispatcher:
             task = asyncio.create_task(self._deliver(item))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
-        return (bool(claimed) and len(claimed) == free) or fanned >= 500
+        return (bool(claimed) and len(claimed) == free) or fanned >= 500 or bool(self.outcomes)
 
     async def _deliver(self, item: Claimed) -> None:
         try:
             outcome = await self._attempt(item)
             metrics.WEBHOOK_ATTEMPTS.labels("delivered" if outcome.delivered else "failed").inc()
-            await asyncio.to_thread(
-                deliveries.record, self.db, item, self.owner, outcome, datetime.now(UTC),
-                schedule=self.settings.retry_schedule_seconds,
-                disable_after=timedelta(days=self.settings.webhook_disable_after_days))
+            self.outcomes.append((item, outcome, datetime.now(UTC)))
         except Exception:
             log.exception("webhook_delivery_failed", event_id=item.event_id,
                           endpoint_id=item.endpoint_id)
         finally:
             self.in_flight[item.endpoint_id] -= 1
+            self.slot_freed.set()
 
     async def _attempt(self, item: Claimed) -> Outcome:
         started = time.perf_counter()
@@ -111,8 +145,10 @@ class Dispatcher:
             return int((time.perf_counter() - started) * 1000)
 
         try:
-            target = await asyncio.to_thread(
-                resolve, item.url, allow_private=self.settings.webhook_allow_private_networks)
+            allow = self.settings.webhook_allow_private_networks
+            host = httpx.URL(item.url).host
+            target = (resolve(item.url, allow_private=allow) if _is_ip_literal(host)
+                      else await asyncio.to_thread(resolve, item.url, allow_private=allow))
         except UnsafeURL as exc:
             return Outcome(0, elapsed(), f"refused: {exc}")
         url = httpx.URL(item.url)

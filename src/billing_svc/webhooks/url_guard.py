@@ -61,6 +61,14 @@ def resolve(url: str, *, allow_private: bool) -> Target:
     """Resolve the URL's host and pick an address it may reach; raises ``UnsafeURL``."""
     _, host, port = check_url(url, allow_private=allow_private)
     try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None:  # nothing to resolve
+        if not allow_private and not is_public(host):
+            raise UnsafeURL(f"{host} is not a public address; internal addresses are refused")
+        return Target(url=url, host=host, address=host, port=port)
+    try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise UnsafeURL(f"host {host!r} does not resolve") from exc
