@@ -132,7 +132,6 @@ def _close_period(db, label: str, account: str | None) -> int:  # type: ignore[n
 def _export_journal(db, settings: Settings, label: str, account: str | None,  # type: ignore[no-untyped-def]
                     output: str | None) -> int:
     from billing_svc.domain.errors import FailedPrecondition
-    from billing_svc.domain.periods import utcnow
     from billing_svc.services import finance
 
     period = _period(label)
@@ -144,7 +143,7 @@ def _export_journal(db, settings: Settings, label: str, account: str | None,  # 
         rows = 0
         for account_id in progress(_account_ids(db, period, account), f"exporting {label}"):
             try:
-                entries: Iterable = finance.journal_entries(db, account_id, period, utcnow(),
+                entries: Iterable = finance.journal_entries(db, account_id, period,
                                                             settings.gl_account)
             except FailedPrecondition:
                 if account:

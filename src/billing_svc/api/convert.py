@@ -405,7 +405,8 @@ def allocation_out(allocation: finance.Allocation) -> pb.GetCostAllocationRespon
         allocations=[pb.CostAllocation(
             department=d.department, message_count=d.messages, cost=money_out(d.cost),
             partners=[common_pb2.PartnerUsage(
-                partner_id=p.partner_id, partner_name=p.name, department=p.department,
+                partner_id=p.partner_id, partner_name=p.name,
+                department=p.department or usage_reports.UNALLOCATED,
                 message_count=p.messages, cost=money_out(p.cost)) for p in d.partners])
             for d in allocation.departments],
         total=money_out(allocation.total), invoiced=allocation.invoiced)

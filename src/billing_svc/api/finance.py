@@ -43,14 +43,14 @@ class FinanceRpcs:
             self, request: pb.GetCostAllocationRequest,
             context: grpc.aio.ServicerContext) -> pb.GetCostAllocationResponse:
         allocation = await run(finance.cost_allocation, self.db, request.account_id,
-                               convert.period_in(request.period), utcnow())
+                               convert.period_in(request.period))
         return convert.allocation_out(allocation)
 
     async def ExportJournalEntries(
             self, request: pb.ExportJournalEntriesRequest,
             context: grpc.aio.ServicerContext) -> pb.ExportJournalEntriesResponse:
         entries = await run(finance.journal_entries, self.db, request.account_id,
-                            convert.period_in(request.period), utcnow(), self.gl_account)
+                            convert.period_in(request.period), self.gl_account)
         return pb.ExportJournalEntriesResponse(entries=[
             pb.JournalEntry(gl_account=e.gl_account, department=e.department,
                             amount=convert.money_out(e.amount), description=e.description,

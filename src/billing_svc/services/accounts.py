@@ -23,7 +23,7 @@ from billing_svc.domain.errors import (
 )
 from billing_svc.domain.ids import new_id
 from billing_svc.domain.periods import Period
-from billing_svc.services.common import idempotent_write, load_account
+from billing_svc.services.common import idempotent_write, load_account, loader
 from billing_svc.services.context import RequestContext
 from billing_svc.storage import audit, notices, outbox
 from billing_svc.storage.db import Database
@@ -309,12 +309,7 @@ def create_tenant(db: Database, ctx: RequestContext, *, account_id: str, name: s
                      at=ctx.now, request_id=ctx.request_id)
         return tenant
 
-    def load(session: Session, tenant_id: str) -> Tenant:
-        tenant = session.get(Tenant, tenant_id)
-        assert tenant is not None
-        return tenant
-
-    return idempotent_write(db, ctx, key, create, load, lambda t: t.tenant_id)
+    return idempotent_write(db, ctx, key, create, loader(Tenant), lambda t: t.tenant_id)
 
 
 def _check_tenant_limit(session: Session, ctx: RequestContext, account: Account) -> None:
@@ -379,12 +374,7 @@ def create_master_partner(db: Database, ctx: RequestContext, *, account_id: str,
                      at=ctx.now, request_id=ctx.request_id)
         return partner
 
-    def load(session: Session, partner_id: str) -> MasterPartner:
-        partner = session.get(MasterPartner, partner_id)
-        assert partner is not None
-        return partner
-
-    partner = idempotent_write(db, ctx, key, create, load,
+    partner = idempotent_write(db, ctx, key, create, loader(MasterPartner),  # type: ignore[arg-type]
                                lambda p: p.partner_id if p else "")
     if partner is None:
         raise refusal[0]

@@ -44,6 +44,18 @@ def idempotent_write(db: Database, ctx: RequestContext, key: IdempotencyKey | No
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def loader(model: type[T]) -> Callable[[Session, str], T]:
+    """For ``idempotent_write``: load what a first call created, by its id."""
+
+    def load(session: Session, resource_id: str) -> T:
+        found = session.get(model, resource_id)
+        if found is None:  # the id came from our own idempotency record
+            raise NotFound(f"{model.__name__} {resource_id!r} no longer exists")
+        return found
+
+    return load
+
+
 def load_account(session: Session, account_id: str, *, for_update: bool = False) -> Account:
     """The account ``account_id``, or ``NotFound`` that names it."""
     if not account_id:

@@ -10,16 +10,22 @@ from decimal import Decimal
 
 from sqlmodel import Session, select
 
-from billing_svc.domain import catalog, events, money, rating
+from billing_svc.domain import catalog, events, rating
 from billing_svc.domain import usage as rules
 from billing_svc.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from billing_svc.domain.money import ZERO
 from billing_svc.domain.periods import Period
 from billing_svc.domain.subscriptions import MONTHLY, parse_thresholds
 from billing_svc.services.common import load_account
 from billing_svc.services.context import RequestContext
 from billing_svc.services.invoicing import view
 from billing_svc.services.terms import plan_spans
-from billing_svc.services.usage_reports import UNALLOCATED, period_snapshot
+from billing_svc.services.usage_reports import (
+    UNALLOCATED,
+    PartnerUsage,
+    monthly_usage,
+    period_snapshot,
+)
 from billing_svc.storage import audit, notices, outbox
 from billing_svc.storage.db import Database
 from billing_svc.storage.tables import (
@@ -28,9 +34,7 @@ from billing_svc.storage.tables import (
     AuditRecord,
     Budget,
     Invoice,
-    MasterPartner,
     Tenant,
-    UsagePartnerPeriod,
 )
 from billing_svc.storage.usage import UsageStore
 
@@ -120,20 +124,11 @@ def check_budgets(session: Session, account_id: str, now: datetime) -> int:
 
 
 @dataclass(frozen=True)
-class PartnerCost:
-    partner_id: str
-    name: str
-    department: str
-    messages: int
-    cost: Decimal
-
-
-@dataclass(frozen=True)
 class DepartmentCost:
     department: str
     messages: int
     cost: Decimal
-    partners: list[PartnerCost]
+    partners: list[PartnerUsage]
 
 
 @dataclass(frozen=True)
@@ -144,44 +139,23 @@ class Allocation:
     departments: list[DepartmentCost]
 
 
-def cost_allocation(db: Database, account_id: str, period: Period, now: datetime) -> Allocation:
-    """Split the period's invoice total (or, while open, its estimate) over partners by message
-    count with the largest-remainder method, then sum per department: the parts add up to the
-    total exactly. Messages without a partner, and partners without a department, fall under
-    ``Unallocated``."""
-    if period.start > now:
-        raise InvalidArgument("period", f"{period.label} has not started yet")
-    with db.read() as session:
-        account = load_account(session, account_id)
-        snapshot = period_snapshot(session, account, period, min(now, period.end))
-        rows = session.exec(
-            select(UsagePartnerPeriod, MasterPartner)
-            .join(MasterPartner, MasterPartner.partner_id == UsagePartnerPeriod.partner_id)
-            .where(UsagePartnerPeriod.account_id == account_id,
-                   UsagePartnerPeriod.period == period.label)
-            .order_by(UsagePartnerPeriod.partner_id)).all()
-    counts = [usage.messages for usage, _ in rows]
-    unpartnered = max(snapshot.messages - sum(counts), 0)
-    shares = money.split_largest_remainder(snapshot.total, [*counts, unpartnered])
-    partners = [PartnerCost(p.partner_id, p.name, p.department or UNALLOCATED, u.messages, share)
-                for (u, p), share in zip(rows, shares, strict=False)]
-    by_department: dict[str, list[PartnerCost]] = defaultdict(list)
-    for partner in partners:
-        by_department[partner.department].append(partner)
-    departments = [DepartmentCost(name, sum(p.messages for p in members),
-                                  sum((p.cost for p in members), Decimal(0)), members)
-                   for name, members in sorted(by_department.items())]
-    if unpartnered or not rows:
-        extra_cost = shares[-1]
-        existing = next((d for d in departments if d.department == UNALLOCATED), None)
-        if existing is not None:
-            departments.remove(existing)
-            departments.append(DepartmentCost(UNALLOCATED, existing.messages + unpartnered,
-                                              existing.cost + extra_cost, existing.partners))
-        elif unpartnered or extra_cost:
-            departments.append(DepartmentCost(UNALLOCATED, unpartnered, extra_cost, []))
-        departments.sort(key=lambda d: d.department)
-    return Allocation(period, snapshot.total, snapshot.invoiced, departments)
+def cost_allocation(db: Database, account_id: str, period: Period) -> Allocation:
+    """The period's costs per department: the partner split of ``monthly_usage`` summed by each
+    partner's department; partners without one, and messages without a partner, fall under
+    ``Unallocated``. The departments add up to the total exactly."""
+    usage = monthly_usage(db, account_id, period, field="period")
+    by_department: dict[str, list[PartnerUsage]] = defaultdict(list)
+    for partner in usage.partners:
+        by_department[partner.department or UNALLOCATED].append(partner)
+    totals = {name: [sum(p.messages for p in members), sum((p.cost for p in members), ZERO)]
+              for name, members in by_department.items()}
+    if usage.unpartnered_messages or usage.unpartnered_cost:
+        unallocated = totals.setdefault(UNALLOCATED, [0, ZERO])
+        unallocated[0] += usage.unpartnered_messages
+        unallocated[1] += usage.unpartnered_cost
+    departments = [DepartmentCost(name, int(messages), cost, by_department.get(name, []))
+                   for name, (messages, cost) in sorted(totals.items())]
+    return Allocation(period, usage.snapshot.total, usage.snapshot.invoiced, departments)
 
 
 @dataclass(frozen=True)
@@ -193,7 +167,7 @@ class JournalEntry:
     reference: str
 
 
-def journal_entries(db: Database, account_id: str, period: Period, now: datetime,
+def journal_entries(db: Database, account_id: str, period: Period,
                     gl_account: str = DEFAULT_GL_ACCOUNT) -> list[JournalEntry]:
     """One ERP entry per department, summing to the period's invoice total."""
     with db.read() as session:
@@ -203,7 +177,7 @@ def journal_entries(db: Database, account_id: str, period: Period, now: datetime
     if invoice is None:
         raise FailedPrecondition(f"period {period.label} of account {account_id} is not "
                                  "invoiced yet; close it first (CloseBillingPeriod)")
-    allocation = cost_allocation(db, account_id, period, now)
+    allocation = cost_allocation(db, account_id, period)
     return [JournalEntry(gl_account, d.department, d.cost, f"AS2 messaging - {d.department}",
                          f"AS2-{period.label}") for d in allocation.departments if d.cost]
 

@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 from billing_svc.domain import events
 from billing_svc.domain import subscriptions as subs
 from billing_svc.domain.errors import FailedPrecondition, InvalidArgument, NotFound
-from billing_svc.services.common import idempotent_write, load_account
+from billing_svc.services.common import idempotent_write, load_account, loader
 from billing_svc.services.context import RequestContext
 from billing_svc.services.invoicing import OPEN, PAID, UNCOLLECTIBLE, VOID, InvoiceView, view
 from billing_svc.storage import audit, outbox
@@ -122,9 +122,7 @@ def record_payment_result(db: Database, ctx: RequestContext, *, invoice_id: str,
         return view(invoice)
 
     def load(session: Session, found_id: str) -> InvoiceView:
-        invoice = session.get(Invoice, found_id)
-        assert invoice is not None
-        return view(invoice)
+        return view(loader(Invoice)(session, found_id))
 
     return idempotent_write(db, ctx, key, apply, load, lambda v: v.invoice.invoice_id)
 

@@ -84,6 +84,8 @@ class CurrentUsage:
 class MonthlyUsage:
     snapshot: PeriodSnapshot
     partners: list[PartnerUsage]
+    unpartnered_messages: int
+    unpartnered_cost: Decimal
 
 
 def current_usage(db: Database, account_id: str) -> CurrentUsage:
@@ -104,10 +106,14 @@ def current_usage(db: Database, account_id: str) -> CurrentUsage:
     return CurrentUsage(snapshot, projected, rating.invoice_total(lines))
 
 
-def monthly_usage(db: Database, account_id: str, period: Period) -> MonthlyUsage:
+def monthly_usage(db: Database, account_id: str, period: Period, *,
+                  field: str = "month") -> MonthlyUsage:
+    """The period's usage, with the period's invoice total (or, while open, its estimate) split
+    over partners by message count with the largest-remainder method: the costs of the partners
+    and of the messages without a partner add up to the total exactly."""
     now = utcnow()
     if period.start > now:
-        raise InvalidArgument("month", f"{period.label} has not started yet")
+        raise InvalidArgument(field, f"{period.label} has not started yet")
     with db.read() as session:
         account = load_account(session, account_id)
         snapshot = period_snapshot(session, account, period, min(now, period.end))
@@ -122,7 +128,8 @@ def monthly_usage(db: Database, account_id: str, period: Period) -> MonthlyUsage
     costs = money.split_largest_remainder(snapshot.total, [*counts, unpartnered])
     return MonthlyUsage(snapshot, [
         PartnerUsage(partner.partner_id, partner.name, partner.department, usage.messages, cost)
-        for (usage, partner), cost in zip(partners, costs, strict=False)])
+        for (usage, partner), cost in zip(partners, costs, strict=False)],
+        unpartnered, costs[-1])
 
 
 def period_snapshot(session: Session, account: Account, period: Period,

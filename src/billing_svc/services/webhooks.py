@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 from billing_svc.domain.errors import InvalidArgument, NotFound
 from billing_svc.domain.events import EVENT_TYPES
 from billing_svc.domain.ids import new_id
-from billing_svc.services.common import idempotent_write, load_account
+from billing_svc.services.common import idempotent_write, load_account, loader
 from billing_svc.services.context import RequestContext
 from billing_svc.storage import audit
 from billing_svc.storage.db import Database
@@ -66,12 +66,8 @@ def create_endpoint(db: Database, ctx: RequestContext, *, account_id: str, url: 
                      at=ctx.now, request_id=ctx.request_id)
         return endpoint
 
-    def load(session: Session, endpoint_id: str) -> WebhookEndpoint:
-        endpoint = session.get(WebhookEndpoint, endpoint_id)
-        assert endpoint is not None
-        return endpoint
-
-    return idempotent_write(db, ctx, key, create, load, lambda e: e.endpoint_id)
+    return idempotent_write(db, ctx, key, create, loader(WebhookEndpoint),
+                            lambda e: e.endpoint_id)
 
 
 def list_endpoints(db: Database, *, account_id: str, page_size: int,
