@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from billing_svc.storage import outbox
 from billing_svc.storage.db import Database
 from billing_svc.storage.migrate import upgrade
 from billing_svc.webhooks.dispatcher import Dispatcher
+from tests.support import DeadEndpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,19 +51,6 @@ class Receivers:
         self.process.wait(10)
 
 ADMIN = RequestContext(Caller("bench", frozenset({"admin"})))
-
-
-class DeadEndpoint:
-    """Accepts TCP connections (the kernel does) but never answers."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(1024)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hooks"
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 class Bench:
@@ -164,8 +151,8 @@ def main(quick: bool = False) -> str:
     count = 1000 if quick else 5000
     with tempfile.TemporaryDirectory() as directory:
         rate = throughput(directory, count)
-        healthy = latency_p99(directory, dead=0, seconds=5 if quick else 15, rate=100)
-        degraded = latency_p99(directory, dead=2, seconds=5 if quick else 15, rate=100)
+        healthy = latency_p99(directory, dead=0, seconds=8 if quick else 15, rate=100)
+        degraded = latency_p99(directory, dead=2, seconds=8 if quick else 15, rate=100)
     body = "\n".join([
         "## Webhook delivery", "", f"Machine: {describe()}", "",
         "Receivers are real HTTP/1.1 servers on 127.0.0.1 in their own process (one thread per "

@@ -293,3 +293,18 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class DeadEndpoint:
+    """An endpoint that accepts TCP connections (the kernel does) but never answers."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1024)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hooks"
+
+    def close(self) -> None:
+        self.sock.close()

@@ -277,3 +277,40 @@ def test_two_replicas_share_the_outbox_without_sending_twice(tmp_path) -> None:
             for r in replicas:
                 r.stop()
             receiver.close()
+
+
+def test_a_dead_endpoints_backlog_does_not_starve_healthy_endpoints(tmp_path) -> None:
+    from billing_svc.domain import events
+    from billing_svc.storage import outbox
+    from tests.support import DeadEndpoint
+
+    dead, healthy = DeadEndpoint(), Receiver()
+    with fresh_database(str(tmp_path)) as url:
+        server = ServerThread(settings_for_tests(
+            url, webhook_timeout_seconds=1.0, webhook_max_concurrency=8,
+            webhook_per_endpoint_concurrency=2)).start()
+        client = Client(server.target)
+        try:
+            stuck, fine = create_account(client, name="Stuck"), create_account(client, name="Fine")
+            endpoint(client, stuck.account_id, dead.url)
+            endpoint(client, fine.account_id, healthy.url)
+
+            def emit(account_id: str, count: int) -> None:
+                with server.db.write() as session:
+                    for i in range(count):
+                        outbox.enqueue(session, events.limit_exceeded(
+                            account_id=account_id, limit_type="tenants", current_usage=i,
+                            plan_limit=3, period="2026-11", refused=False,
+                            occurred_at=datetime.now(UTC)))
+
+            emit(stuck.account_id, 60)  # older than the healthy event: first in line
+            time.sleep(0.3)
+            started = time.monotonic()
+            emit(fine.account_id, 1)
+            healthy.wait_for(1, timeout=5)
+            assert time.monotonic() - started < 3
+        finally:
+            client.close()
+            server.stop()
+            dead.close()
+            healthy.close()

@@ -82,14 +82,19 @@ def claim(db: Database, owner: str, now: datetime, *, lease: timedelta, limit: i
     """Lease up to ``limit`` due deliveries, at most ``per_endpoint`` in flight per endpoint
     (``busy`` counts this process's), so one slow endpoint cannot take every slot."""
     claimed: list[Claimed] = []
+    # Endpoints with every slot taken are left out of the query itself: a dead endpoint's
+    # backlog must not fill the page of due rows and starve the healthy endpoints behind it.
+    full = sorted(endpoint for endpoint, count in busy.items() if count >= per_endpoint)
     with db.write() as session:
-        due = session.exec(
+        statement = (
             select(WebhookDelivery)
             .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now,
                    (WebhookDelivery.lease_until.is_(None))  # type: ignore[union-attr]
-                   | (WebhookDelivery.lease_until < now))
-            .order_by(WebhookDelivery.next_attempt_at).limit(limit * 4)
-            .with_for_update(skip_locked=True)).all()
+                   | (WebhookDelivery.lease_until < now)))
+        if full:
+            statement = statement.where(WebhookDelivery.endpoint_id.not_in(full))  # type: ignore[attr-defined]
+        due = session.exec(statement.order_by(WebhookDelivery.next_attempt_at)
+                           .limit(limit * 4).with_for_update(skip_locked=True)).all()
         taken = dict(busy)
         endpoints = {e.endpoint_id: e for e in session.exec(select(WebhookEndpoint).where(
             WebhookEndpoint.endpoint_id.in_({d.endpoint_id for d in due})))}  # type: ignore[attr-defined]
