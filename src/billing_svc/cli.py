@@ -21,18 +21,20 @@ T = TypeVar("T")
 
 
 def progress(items: list[T], label: str) -> Iterator[T]:
-    """Yield ``items``, showing progress on stderr: a live line on a terminal, else every 10 %."""
+    """Yield ``items``, showing progress on stderr: a rich progress bar on a terminal, plain
+    lines every 10 % otherwise (logs, CI)."""
     total = len(items)
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.progress import track
+
+        yield from track(items, description=label, console=Console(stderr=True))
+        return
     step = max(total // 10, 1)
-    live = sys.stderr.isatty()
     for index, item in enumerate(items, 1):
         yield item
-        if live:
-            print(f"\r{label}: {index}/{total}", end="", file=sys.stderr, flush=True)
-        elif index % step == 0 or index == total:
+        if index % step == 0 or index == total:
             print(f"{label}: {index}/{total}", file=sys.stderr, flush=True)
-    if live and total:
-        print(file=sys.stderr)
 
 
 def _parser() -> argparse.ArgumentParser:

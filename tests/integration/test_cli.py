@@ -70,3 +70,42 @@ def test_close_period_export_journal_and_audit_verify(tmp_path) -> None:
         broken = cli(url, "audit", "verify")
         assert broken.returncode == 1
         assert "record 3" in broken.stdout
+
+
+def test_long_jobs_show_a_progress_bar_on_a_terminal(tmp_path) -> None:
+    import pty
+
+    url = f"sqlite:///{tmp_path}/tty.db"
+    assert cli(url, "migrate").returncode == 0
+    from billing_svc.services import accounts
+    from billing_svc.services.context import Caller, RequestContext
+    from billing_svc.storage.db import Database
+
+    db = Database(url)
+    admin = RequestContext(Caller("admin", frozenset({"admin"})))
+    for i in range(3):
+        accounts.create_account(db, admin, name=f"T{i}", plan_id="startup",
+                                billing_interval="monthly", skip_trial=True,
+                                start_time=datetime.now(UTC) - timedelta(days=70),
+                                usage_thresholds=(), key=None)
+    db.dispose()
+    last = Period.containing(datetime.now(UTC)).previous().label
+    main, secondary = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "billing_svc.cli", "close-period",
+                                "--period", last], stdout=subprocess.DEVNULL, stderr=secondary,
+                               env={**os.environ, "BILLING_DATABASE_URL": url})
+    os.close(secondary)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    assert process.wait(60) == 0
+    text = output.decode("utf-8", "replace")
+    assert f"closing {last}" in text and "100%" in text  # rich's bar, not plain lines
+    plain = cli(url, "close-period", "--period", last)
+    assert f"closing {last}: 3/3" in plain.stderr

@@ -235,3 +235,26 @@ def test_the_closer_bills_ended_periods_once_but_never_before_registration(
     within_grace = RequestContext(caller=later.caller, now=this.end + timedelta(minutes=30))
     assert (fresh.account_id, this) not in invoicing.due_periods(server.db, within_grace.now,
                                                                   grace)
+
+
+def test_the_closer_on_two_replicas_at_once_issues_each_invoice_once(
+        client: Client, server: ServerThread) -> None:
+    from tests.support import settings_for_tests
+
+    replica = ServerThread(settings_for_tests(server.settings.database_url)).start()
+    try:
+        shops = [Shop(client, plan_id="startup", skip_trial=True) for _ in range(3)]
+        this = Period.containing(now())
+        grace = timedelta(hours=1)
+        later = RequestContext(caller=system_context("test").caller,
+                               now=this.end + grace + timedelta(seconds=1))
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda db: invoicing.close_due_periods(db, later, grace),
+                          [server.db, replica.db, server.db, replica.db]))
+        with server.db.read() as session:
+            rows = session.exec(select(Invoice).where(Invoice.account_id.in_(  # type: ignore[attr-defined]
+                [s.account_id for s in shops]))).all()
+        assert sorted(r.account_id for r in rows) == sorted(s.account_id for s in shops)
+        assert len(events_of(server, shops[0].account_id, "billing.invoice_generated")) == 1
+    finally:
+        replica.stop()

@@ -327,6 +327,13 @@ def test_estimated_charges_follow_the_plan(client: Client) -> None:
     # 100 messages over the 5,000 included at $0.05
     assert (lines["message_overage"].units, lines["message_overage"].nanos) == (5, 0)
     assert "base_fee" in lines
+    # The projection runs the rate so far to the period's end: more messages, more money.
+    current = shop.current()
+    estimated = current.usage_to_date.estimated_charges
+    projected = current.projection
+    assert projected.messages >= 5100
+    assert (projected.charges.units, projected.charges.nanos) >= (estimated.units,
+                                                                  estimated.nanos)
 
 
 def test_tenant_and_storage_limits_emit_limit_exceeded_once(client: Client,
@@ -425,3 +432,22 @@ def test_a_call_past_its_deadline_does_no_work(client: Client, server: ServerThr
     assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     time.sleep(0.5)
     assert stored_events(server, shop.account_id) == 0
+
+
+def test_a_message_over_the_size_limit_is_resource_exhausted(tmp_path) -> None:
+    from tests.support import fresh_database, settings_for_tests
+
+    with fresh_database(str(tmp_path)) as url:
+        small = ServerThread(settings_for_tests(url, max_message_bytes=64 * 1024)).start()
+        client = Client(small.target)
+        try:
+            shop = Shop(client)
+            events = [shop.message(f"big-{i}") for i in range(2000)]  # ~300 KB
+            with pytest.raises(grpc.RpcError) as error:
+                shop.record(events)
+            assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert shop.current().usage_to_date.messages == 0
+            assert shop.record(events[:100]).accepted == 100  # still serving
+        finally:
+            client.close()
+            small.stop()
