@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 import structlog
 import tenacity
+from sqlalchemy import func
 from sqlmodel import select
 
 from billing_svc.services.context import system_context
@@ -86,15 +87,24 @@ def claim(db: Database, owner: str, now: datetime, *, lease: timedelta, limit: i
     # backlog must not fill the page of due rows and starve the healthy endpoints behind it.
     full = sorted(endpoint for endpoint, count in busy.items() if count >= per_endpoint)
     with db.write() as session:
-        statement = (
-            select(WebhookDelivery)
+        # The database picks at most `per_endpoint` due rows per endpoint (a window function),
+        # so a long backlog costs one scan in SQL, not hundreds of rows loaded here.
+        rank = func.row_number().over(
+            partition_by=WebhookDelivery.endpoint_id,
+            order_by=(WebhookDelivery.next_attempt_at, WebhookDelivery.id)).label("rank")
+        candidates = (
+            select(WebhookDelivery.id, WebhookDelivery.next_attempt_at, rank)
             .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now,
                    (WebhookDelivery.lease_until.is_(None))  # type: ignore[union-attr]
                    | (WebhookDelivery.lease_until < now)))
         if full:
-            statement = statement.where(WebhookDelivery.endpoint_id.not_in(full))  # type: ignore[attr-defined]
-        due = session.exec(statement.order_by(WebhookDelivery.next_attempt_at)
-                           .limit(limit * 4).with_for_update(skip_locked=True)).all()
+            candidates = candidates.where(WebhookDelivery.endpoint_id.not_in(full))  # type: ignore[attr-defined]
+        ranked = candidates.subquery()
+        ids = session.exec(select(ranked.c.id).where(ranked.c.rank <= per_endpoint)
+                           .order_by(ranked.c.next_attempt_at).limit(limit * 2)).all()
+        due = session.exec(select(WebhookDelivery).where(WebhookDelivery.id.in_(ids))  # type: ignore[union-attr]
+                           .order_by(WebhookDelivery.next_attempt_at)
+                           .with_for_update(skip_locked=True)).all() if ids else []
         taken = dict(busy)
         endpoints = {e.endpoint_id: e for e in session.exec(select(WebhookEndpoint).where(
             WebhookEndpoint.endpoint_id.in_({d.endpoint_id for d in due})))}  # type: ignore[attr-defined]
