@@ -20,7 +20,7 @@ from billing_svc.services.ingestion import BatchResult, IngestionWriter
 from billing_svc.storage.db import Database
 
 # Batches one stream may have waiting for their commit: beyond it, gRPC flow control pushes back.
-MAX_IN_FLIGHT_PER_STREAM = 16
+MAX_IN_FLIGHT_PER_STREAM = 32
 
 
 def events_in(events: Any) -> list[UsageEventIn]:
