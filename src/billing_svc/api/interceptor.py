@@ -6,6 +6,7 @@ RPC's own task and the servicer reads the caller from a context variable.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import time
 from collections.abc import AsyncIterator
@@ -100,6 +101,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 fields.update(caller=ctx.caller.name, request_id=ctx.request_id)
                 _request_context.set(ctx)
                 return await behavior(request, context)
+            except asyncio.CancelledError:  # the caller went away or its deadline passed
+                fields["code"] = grpc.StatusCode.CANCELLED
+                raise
             except Exception as exc:  # every error becomes a status here
                 await _abort(context, exc, fields)
             finally:
@@ -124,6 +128,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 self._streams[caller] = self._streams.get(caller, 0) + 1
                 async for response in behavior(requests, context):
                     yield response
+            except asyncio.CancelledError:
+                fields["code"] = grpc.StatusCode.CANCELLED
+                raise
             except Exception as exc:
                 await _abort(context, exc, fields)
             finally:

@@ -93,12 +93,11 @@ def current_usage(db: Database, account_id: str) -> CurrentUsage:
     with db.read() as session:
         account = load_account(session, account_id)
         snapshot = period_snapshot(session, account, Period.containing(now), now)
-    period = snapshot.period
-    elapsed = (now - period.start).total_seconds()
-    factor = Decimal(period.seconds) / Decimal(max(elapsed, 1.0)).quantize(Decimal("0.001"))
-    projected = int((Decimal(snapshot.messages) * factor).to_integral_value(ROUND_HALF_UP))
-    with db.read() as session:
-        account = load_account(session, account_id)
+        period = snapshot.period
+        # The run rate so far, exactly: whole microseconds, never a float near money.
+        elapsed_us = max(rules.to_us(now) - rules.to_us(period.start), 1)
+        factor = Decimal(period.seconds * 1_000_000) / Decimal(elapsed_us)
+        projected = int((Decimal(snapshot.messages) * factor).to_integral_value(ROUND_HALF_UP))
         extra = projected - snapshot.messages
         lines = _rate(session, account, period, snapshot.billable_messages + extra,
                       snapshot.active_tenants,
