@@ -330,6 +330,14 @@ def test_trial_ends_on_time_past_due_without_payment_method(client: Client,
         (start + timedelta(days=14)).strftime("%Y-%m-%dT%H:%M:%S"))
     assert ("subscription.trial_ended", "system:trials") in audit_actions(
         server, account.account_id)
+    # A payment method added afterwards starts the subscription.
+    sub = client.billing.SetPaymentMethod(pb.SetPaymentMethodRequest(
+        account_id=account.account_id,
+        payment_method=pb.PaymentMethod(type="card", last4="4242", exp_month=12, exp_year=2035)),
+        metadata=WRITER).subscription
+    assert sub.status == pb.SUBSCRIPTION_STATUS_ACTIVE
+    assert outbox(server, account.account_id, "billing.subscription_updated")[-1]["data"][
+        "change"] == "payment_method_added"
 
 
 def test_trial_ends_active_with_payment_method(client: Client, server: ServerThread) -> None:

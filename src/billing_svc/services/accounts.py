@@ -28,7 +28,7 @@ from billing_svc.services.context import RequestContext
 from billing_svc.storage import audit, notices, outbox
 from billing_svc.storage.db import Database
 from billing_svc.storage.idempotency import IdempotencyKey
-from billing_svc.storage.tables import Account, MasterPartner, PlanSegment, Tenant
+from billing_svc.storage.tables import Account, Invoice, MasterPartner, PlanSegment, Tenant
 
 MAX_NAME_LENGTH = 200
 
@@ -249,8 +249,10 @@ def set_payment_method(db: Database, ctx: RequestContext, *, account_id: str,
 
 
 def _has_open_dunning(session: Session, account: Account) -> bool:
-    """Whether an unpaid invoice keeps the account past due (invoicing lands in a later issue)."""
-    return False
+    """Whether a failed payment keeps the account past due (then only paying clears it)."""
+    return session.exec(select(func.count()).select_from(Invoice).where(
+        Invoice.account_id == account.account_id, Invoice.failed_attempts > 0,
+        Invoice.status.in_(["open", "uncollectible"]))).one() > 0  # type: ignore[attr-defined]
 
 
 def set_custom_terms(db: Database, ctx: RequestContext, *, account_id: str,
