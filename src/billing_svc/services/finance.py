@@ -12,13 +12,13 @@ from sqlmodel import Session, select
 
 from billing_svc.domain import catalog, events, rating
 from billing_svc.domain import usage as rules
-from billing_svc.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from billing_svc.domain.errors import InvalidArgument, NotFound
 from billing_svc.domain.money import ZERO
 from billing_svc.domain.periods import Period
 from billing_svc.domain.subscriptions import MONTHLY, parse_thresholds
 from billing_svc.services.common import load_account
 from billing_svc.services.context import RequestContext
-from billing_svc.services.invoicing import view
+from billing_svc.services.invoicing import issued_invoice, view
 from billing_svc.services.terms import plan_spans
 from billing_svc.services.usage_reports import (
     UNALLOCATED,
@@ -33,7 +33,6 @@ from billing_svc.storage.tables import (
     AuditHead,
     AuditRecord,
     Budget,
-    Invoice,
     Tenant,
 )
 from billing_svc.storage.usage import UsageStore
@@ -172,11 +171,7 @@ def journal_entries(db: Database, account_id: str, period: Period,
     """One ERP entry per department, summing to the period's invoice total."""
     with db.read() as session:
         load_account(session, account_id)
-        invoice = session.exec(select(Invoice).where(Invoice.account_id == account_id,
-                                                     Invoice.period == period.label)).first()
-    if invoice is None:
-        raise FailedPrecondition(f"period {period.label} of account {account_id} is not "
-                                 "invoiced yet; close it first (CloseBillingPeriod)")
+        issued_invoice(session, account_id, period, "exporting journal entries")
     allocation = cost_allocation(db, account_id, period)
     return [JournalEntry(gl_account, d.department, d.cost, f"AS2 messaging - {d.department}",
                          f"AS2-{period.label}") for d in allocation.departments if d.cost]
@@ -261,11 +256,7 @@ def reconcile_period(db: Database, account_id: str, period: Period) -> Reconcili
     line type by line type. ``late_usage`` lines (usage of other periods) are not re-rated."""
     with db.read() as session:
         account = load_account(session, account_id)
-        invoice = session.exec(select(Invoice).where(Invoice.account_id == account_id,
-                                                     Invoice.period == period.label)).first()
-        if invoice is None:
-            raise FailedPrecondition(f"period {period.label} of account {account_id} has no "
-                                     "invoice to reconcile; close it first")
+        invoice = issued_invoice(session, account_id, period, "reconciling it")
         usage = _usage_from_raw_events(session, account, period)
         rerated = rating.rate_period(period, plan_spans(session, account, period), usage,
                                      trial_end=account.trial_ends_at,

@@ -64,7 +64,7 @@ def close_period(db: Database, ctx: RequestContext, *, account_id: str,
         try:
             with db.write() as session:
                 account = load_account(session, account_id, for_update=True)
-                existing = _find(session, account_id, period)
+                existing = find_invoice(session, account_id, period)
                 if existing is not None:
                     return view(existing)
                 if period.end <= account.created_at:
@@ -80,9 +80,19 @@ def close_period(db: Database, ctx: RequestContext, *, account_id: str,
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _find(session: Session, account_id: str, period: Period) -> Invoice | None:
+def find_invoice(session: Session, account_id: str, period: Period) -> Invoice | None:
+    """The account's invoice for ``period``, if it was closed."""
     return session.exec(select(Invoice).where(Invoice.account_id == account_id,
                                               Invoice.period == period.label)).first()
+
+
+def issued_invoice(session: Session, account_id: str, period: Period, purpose: str) -> Invoice:
+    """The period's invoice, or ``FailedPrecondition`` saying it must be closed for ``purpose``."""
+    invoice = find_invoice(session, account_id, period)
+    if invoice is None:
+        raise FailedPrecondition(f"period {period.label} of account {account_id} is not "
+                                 f"invoiced yet; close it (CloseBillingPeriod) before {purpose}")
+    return invoice
 
 
 def _late_usage(session: Session, account: Account, period: Period) -> list[rating.LateUsage]:
