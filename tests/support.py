@@ -69,8 +69,19 @@ def fresh_database(directory: str) -> Iterator[str]:
     try:
         yield url.set(database=name).render_as_string(hide_password=False)
     finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        import time
+
+        # An autovacuum worker (a superuser process) may be in the database: FORCE cannot end
+        # it without pg_signal_backend, but it finishes on its own within moments.
+        for attempt in range(20):
+            try:
+                with psycopg.connect(admin_dsn, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                break
+            except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
+                if attempt == 19:
+                    raise
+                time.sleep(0.5)
 
 
 def settings_for_tests(database_url: str, **overrides: Any) -> Settings:
