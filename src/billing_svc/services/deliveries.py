@@ -160,13 +160,17 @@ def record(db: Database, outcomes: Sequence[tuple[Claimed, Outcome, datetime]], 
     # One lock order for every replica (endpoint, then delivery): no deadlocks between them.
     ordered = sorted(outcomes, key=lambda item: (item[0].endpoint_id, item[0].delivery_id))
     with db.write() as session:
-        # Lock and load every row the outcomes touch in two statements, not two per outcome.
-        session.exec(select(WebhookEndpoint).where(WebhookEndpoint.endpoint_id.in_(  # type: ignore[attr-defined]
-            sorted({c.endpoint_id for c, _, _ in ordered}))).with_for_update()).all()
-        session.exec(select(WebhookDelivery).where(WebhookDelivery.id.in_(  # type: ignore[union-attr]
-            sorted(c.delivery_id for c, _, _ in ordered))).with_for_update()).all()
-        return sum(_record_one(session, claimed, owner, outcome, now, schedule=schedule,
-                               disable_after=disable_after)
+        # Lock and load every row the outcomes touch in two statements, not two per outcome
+        # (and hold on to them: the session's identity map only keeps weak references).
+        endpoints = {e.endpoint_id: e for e in session.exec(
+            select(WebhookEndpoint).where(WebhookEndpoint.endpoint_id.in_(  # type: ignore[attr-defined]
+                sorted({c.endpoint_id for c, _, _ in ordered}))).with_for_update())}
+        rows = {d.id: d for d in session.exec(
+            select(WebhookDelivery).where(WebhookDelivery.id.in_(  # type: ignore[union-attr]
+                sorted(c.delivery_id for c, _, _ in ordered))).with_for_update())}
+        return sum(_record_one(session, rows.get(claimed.delivery_id),
+                               endpoints[claimed.endpoint_id], claimed, owner, outcome, now,
+                               schedule=schedule, disable_after=disable_after)
                    for claimed, outcome, now in ordered)
 
 
@@ -179,13 +183,11 @@ def _enabled_endpoints(session, account_ids: set[str]) -> dict[str, list[Webhook
     return by_account
 
 
-def _record_one(session, claimed: Claimed, owner: str, outcome: Outcome,  # type: ignore[no-untyped-def]
-                now: datetime, *, schedule: Sequence[float], disable_after: timedelta) -> bool:
-    delivery = session.get(WebhookDelivery, claimed.delivery_id)  # locked and loaded above
+def _record_one(session, delivery: WebhookDelivery | None, endpoint: WebhookEndpoint,  # type: ignore[no-untyped-def]
+                claimed: Claimed, owner: str, outcome: Outcome, now: datetime, *,
+                schedule: Sequence[float], disable_after: timedelta) -> bool:
     if delivery is None or delivery.status != "pending" or delivery.lease_owner != owner:
         return False
-    endpoint = session.get(WebhookEndpoint, claimed.endpoint_id)
-    assert endpoint is not None
     session.add(WebhookAttempt(
         delivery_id=claimed.delivery_id, event_id=claimed.event_id,
         endpoint_id=claimed.endpoint_id, attempt_number=claimed.attempt_number,
