@@ -92,19 +92,22 @@ def claim(db: Database, owner: str, now: datetime, *, lease: timedelta, limit: i
         rank = func.row_number().over(
             partition_by=WebhookDelivery.endpoint_id,
             order_by=(WebhookDelivery.next_attempt_at, WebhookDelivery.id)).label("rank")
-        candidates = (
-            select(WebhookDelivery.id, WebhookDelivery.next_attempt_at, rank)
-            .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now,
-                   (WebhookDelivery.lease_until.is_(None))  # type: ignore[union-attr]
-                   | (WebhookDelivery.lease_until < now)))
+        claimable = (WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now,
+                     (WebhookDelivery.lease_until.is_(None))  # type: ignore[union-attr]
+                     | (WebhookDelivery.lease_until < now))
+        candidates = select(WebhookDelivery.id, WebhookDelivery.next_attempt_at,
+                            rank).where(*claimable)
         if full:
             candidates = candidates.where(WebhookDelivery.endpoint_id.not_in(full))  # type: ignore[attr-defined]
         ranked = candidates.subquery()
         ids = session.exec(select(ranked.c.id).where(ranked.c.rank <= per_endpoint)
                            .order_by(ranked.c.next_attempt_at).limit(limit * 2)).all()
-        due = session.exec(select(WebhookDelivery).where(WebhookDelivery.id.in_(ids))  # type: ignore[union-attr]
-                           .order_by(WebhookDelivery.next_attempt_at)
-                           .with_for_update(skip_locked=True)).all() if ids else []
+        # The claim conditions again in the locking query: PostgreSQL re-checks them against a
+        # row another replica leased and committed after our ranking read it, and skips it.
+        due = session.exec(select(WebhookDelivery).where(
+            WebhookDelivery.id.in_(ids), *claimable)  # type: ignore[union-attr]
+            .order_by(WebhookDelivery.next_attempt_at)
+            .with_for_update(skip_locked=True)).all() if ids else []
         taken = dict(busy)
         endpoints = {e.endpoint_id: e for e in session.exec(select(WebhookEndpoint).where(
             WebhookEndpoint.endpoint_id.in_({d.endpoint_id for d in due})))}  # type: ignore[attr-defined]
