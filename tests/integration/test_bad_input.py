@@ -3,6 +3,8 @@ service keeps serving (issue 7, bad input at scale)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import grpc
 import pytest
 from as2aas.billing.v1 import billing_service_pb2, usage_service_pb2
@@ -11,8 +13,15 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescri
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from billing_svc.storage.tables import AuditHead
 from tests.integration.test_usage import Shop
-from tests.support import ADMIN, Client, ServerThread
+from tests.support import (
+    ADMIN,
+    Client,
+    ServerThread,
+    fresh_database,
+    settings_for_tests,
+)
 
 F = FieldDescriptor
 _INTS = {F.TYPE_INT32: (-(2**31), 2**31 - 1), F.TYPE_INT64: (-(2**63), 2**63 - 1),
@@ -78,17 +87,44 @@ def messages(descriptor: Descriptor, depth: int = 0) -> st.SearchStrategy:
 
 
 @pytest.fixture(scope="module")
-def real_ids(server: ServerThread) -> list[str]:
-    client = Client(server.target)
-    shop = Shop(client)
+def quiet_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    """A server of its own whose periodic jobs never run during the test: every audit record
+    written is then the doing of a request."""
+    with fresh_database(str(tmp_path_factory.mktemp("fuzz"))) as url:
+        running = ServerThread(settings_for_tests(url, scheduler_interval_seconds=3600)).start()
+        yield running
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def fuzz_client(quiet_server: ServerThread) -> Iterator[Client]:
+    client = Client(quiet_server.target)
+    yield client
     client.close()
+
+
+@pytest.fixture(scope="module")
+def real_ids(fuzz_client: Client) -> list[str]:
+    shop = Shop(fuzz_client)
     _IDS.extend([shop.account_id, *shop.tenants, *shop.partners])
     return _IDS
 
 
+def _audit_length(server: ServerThread) -> int:
+    with server.db.read() as session:
+        head = session.get(AuditHead, 1)
+        return head.sequence if head else 0
+
+
+# A refused master partner is audited on purpose (spec §1.7); nothing else that fails may write.
+_FAILURES_THAT_WRITE = {("CreateMasterPartner", grpc.StatusCode.FAILED_PRECONDITION)}
+
+
 @pytest.mark.parametrize("method", UNARY, ids=lambda m: m.name)
-def test_random_requests_get_a_clear_status(method: MethodDescriptor, client: Client,
-                                            real_ids: list[str]) -> None:
+def test_random_requests_get_a_clear_status_and_failures_write_nothing(
+        method: MethodDescriptor, fuzz_client: Client, quiet_server: ServerThread,
+        real_ids: list[str]) -> None:
+    client = fuzz_client
     stub = client.billing if method.containing_service.name == "BillingService" else client.usage
     call = getattr(stub, method.name)
 
@@ -96,18 +132,22 @@ def test_random_requests_get_a_clear_status(method: MethodDescriptor, client: Cl
               suppress_health_check=list(HealthCheck))
     @given(messages(method.input_type))
     def run(request: object) -> None:
+        before = _audit_length(quiet_server)
         try:
             call(request, metadata=ADMIN, timeout=20)
         except grpc.RpcError as error:
             assert error.code() not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL), (
                 method.name, request, error.details())
             assert "Traceback" not in (error.details() or "")
+            if (method.name, error.code()) not in _FAILURES_THAT_WRITE:
+                assert _audit_length(quiet_server) == before, (method.name, request)
 
     run()
 
 
-def test_random_usage_streams_get_acks_or_a_clear_status(client: Client,
+def test_random_usage_streams_get_acks_or_a_clear_status(fuzz_client: Client,
                                                          real_ids: list[str]) -> None:
+    client = fuzz_client
     @settings(max_examples=25, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(st.lists(messages(usage_service_pb2.StreamUsageRequest.DESCRIPTOR), max_size=4))
