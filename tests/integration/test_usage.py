@@ -451,3 +451,17 @@ def test_a_message_over_the_size_limit_is_resource_exhausted(tmp_path) -> None:
         finally:
             client.close()
             small.stop()
+
+
+def test_text_with_nul_characters_is_bad_input(client: Client) -> None:
+    shop = Shop(client)
+    ack = shop.record([shop.message("nul\x00id"), shop.message("fine")])
+    assert ack.accepted == 1 and "NUL" in ack.rejected[0].reason
+    ack = shop.record([upb.UsageEvent(event_id="x", account_id="acc\x00", tenant_id="t",
+                                      kind=MESSAGE, quantity=1, occurred_at=ts(now()))])
+    assert "NUL" in ack.rejected[0].reason
+    with pytest.raises(grpc.RpcError) as error:
+        client.billing.CreateTenant(pb.CreateTenantRequest(account_id=shop.account_id,
+                                                           name="a\x00b"), metadata=WRITER)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "name" in error.value.details()

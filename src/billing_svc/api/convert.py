@@ -44,6 +44,23 @@ _INTERVAL_BACK = {v: k for k, v in _INTERVAL.items()}
 # Scalars
 
 
+def reject_nul(message: Message, prefix: str = "") -> None:
+    """Refuse text with NUL characters anywhere in a request: no database stores them
+    (PostgreSQL refuses them outright), so they are bad input, named by field."""
+    for field, value in message.ListFields():
+        name = f"{prefix}{field.name}"
+        if field.type == field.TYPE_STRING:
+            values = value if field.is_repeated else [value]
+            if any("\x00" in text for text in values):
+                raise InvalidArgument(name, "contains a NUL character")
+        elif field.type == field.TYPE_MESSAGE:
+            if field.is_repeated:
+                for index, item in enumerate(value):
+                    reject_nul(item, f"{name}[{index}].")
+            else:
+                reject_nul(value, f"{name}.")
+
+
 def money_out(amount: Decimal) -> common_pb2.Money:
     units, nanos = money.to_units_nanos(amount)
     return common_pb2.Money(currency_code=money.CURRENCY, units=units, nanos=nanos)

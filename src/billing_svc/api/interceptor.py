@@ -18,6 +18,7 @@ import structlog
 from billing_svc import metrics
 from billing_svc.api.auth import METHOD_SCOPES, OPEN_PREFIXES, TokenStore
 from billing_svc.api.common import deadline
+from billing_svc.api.convert import reject_nul
 from billing_svc.api.errors import status_code_of, trailing_details
 from billing_svc.domain.errors import BillingError
 from billing_svc.domain.ids import new_id
@@ -26,6 +27,8 @@ from billing_svc.services.context import RequestContext
 log = structlog.get_logger("billing_svc.rpc")
 
 _request_context: contextvars.ContextVar[RequestContext] = contextvars.ContextVar("request")
+# Usage batches are checked event by event in ingestion (a bad event is rejected, not the call).
+_PER_EVENT_CHECKED = frozenset({"/as2aas.billing.v1.UsageService/RecordUsage"})
 
 
 def current_context() -> RequestContext:
@@ -100,6 +103,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 ctx = self._authorize(method, context, request)
                 fields.update(caller=ctx.caller.name, request_id=ctx.request_id)
                 _request_context.set(ctx)
+                if method not in _PER_EVENT_CHECKED:
+                    reject_nul(request)
                 return await behavior(request, context)
             except asyncio.CancelledError:  # the caller went away or its deadline passed
                 fields["code"] = grpc.StatusCode.CANCELLED

@@ -50,6 +50,8 @@ def check_shape(event: UsageEventIn, now_us: int, retention_days: int) -> str | 
     occurred = event.occurred_at_us
     # The common case in one expression; the reasons below are only worked out for bad events.
     if (0 < len(event.event_id) <= MAX_EVENT_ID_LENGTH and event.account_id and event.tenant_id
+            and "\x00" not in event.event_id and "\x00" not in event.account_id
+            and "\x00" not in event.tenant_id and "\x00" not in event.partner_id
             and occurred is not None
             and now_us - retention_days * 86_400 * _US <= occurred <= now_us + _FUTURE_US
             and ((event.kind == MESSAGE and event.quantity >= 1)
@@ -57,6 +59,9 @@ def check_shape(event: UsageEventIn, now_us: int, retention_days: int) -> str | 
         return None
     if not event.event_id:
         return "event_id is empty; every event needs the producer's idempotency key"
+    if any("\x00" in text for text in (event.event_id, event.account_id, event.tenant_id,
+                                        event.partner_id)):
+        return "an id contains a NUL character"
     if len(event.event_id) > MAX_EVENT_ID_LENGTH:
         return f"event_id is longer than {MAX_EVENT_ID_LENGTH} characters"
     if not event.account_id:
