@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
 
 import grpc
 import pytest
 from as2aas.billing.v1 import billing_service_pb2 as pb
 from sqlmodel import select
 
+from billing_svc.domain.money import to_cents
 from billing_svc.domain.periods import Period
 from billing_svc.services import invoicing
 from billing_svc.services.context import RequestContext, system_context
@@ -72,6 +75,25 @@ def test_startup_invoice_with_every_overage_to_the_cent(client: Client) -> None:
     fetched = client.billing.GetInvoice(pb.GetInvoiceRequest(invoice_id=invoice.invoice_id),
                                         metadata=READER).invoice
     assert fetched == invoice
+
+
+def test_a_trial_ending_mid_period_bills_only_the_storage_held_after_it(client: Client) -> None:
+    last = Period.containing(now()).previous()
+    # A Startup trial (14 days) from 4 days before the period: it ends on day 10 of the period.
+    shop = Shop(client, plan_id="startup", start_time=ts(last.start - timedelta(days=4)))
+    ack = shop.record([shop.storage("s1", 10, last.start - timedelta(days=1))])
+    assert ack.accepted == 1
+    invoice = close(client, shop.account_id, last)
+    days = last.seconds // 86_400
+    paid = Fraction(days - 10, days)
+    # 10 GB held all month, but only (days - 10)/days of it after the trial; 5 GB included.
+    held = (Decimal(10 * paid.numerator) / paid.denominator).quantize(Decimal("1e-9"))
+    over = held - 5
+    lines = {line.type: (line.quantity, amount(line.amount)) for line in invoice.lines}
+    assert lines["storage_overage"] == (
+        str(over), str(to_cents(over * 2)))
+    assert lines["base_fee"][1] == str(to_cents(Decimal(99) * paid.numerator / paid.denominator))
+    assert set(lines) == {"base_fee", "storage_overage"}
 
 
 def test_closing_twice_or_concurrently_yields_one_invoice(client: Client,

@@ -25,6 +25,7 @@ from billing_svc.services.usage_reports import (
     PartnerUsage,
     monthly_usage,
     period_snapshot,
+    storage_gb_months_held,
 )
 from billing_svc.storage import audit, notices, outbox
 from billing_svc.storage.db import Database
@@ -290,18 +291,13 @@ def _usage_from_raw_events(session: Session, account: Account,
         "period = ? AND kind = 1 AND late = ? AND occurred_at_us >= ?",
         [account.account_id, period.label, False, first_hour])
     messages = int(rows[0][0])
-    end_us = rules.to_us(period.end)
     tenants = session.exec(select(Tenant).where(Tenant.account_id == account.account_id,
                                                 Tenant.created_at < period.end)).all()
-    byte_us = 0
-    for tenant in tenants:
-        series = [r for r in store.storage_readings(account.account_id, tenant.tenant_id,
-                                                    start_us) if r[0] < end_us]
-        for index, (t0, level) in enumerate(series):
-            t1 = series[index + 1][0] if index + 1 < len(series) else end_us
-            byte_us += level * max(0, min(t1, end_us) - max(t0, start_us))
-    gb_months = (Decimal(byte_us) / (rules.GB_BYTES * (end_us - start_us))).quantize(
-        Decimal("0.000000001"))
+    paid_from = period.start
+    if account.trial_ends_at is not None:
+        paid_from = min(max(account.trial_ends_at, period.start), period.end)
+    gb_months = storage_gb_months_held(session, account.account_id, period, paid_from,
+                                       period.end)
     return rating.PeriodUsage(messages=messages, active_tenants=len(tenants),
                               storage_gb_months=gb_months)
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -25,10 +24,10 @@ from billing_svc.services.accounts import terms_of
 from billing_svc.services.common import load_account
 from billing_svc.services.context import RequestContext
 from billing_svc.services.terms import plan_spans
-from billing_svc.services.usage_reports import messages_since, tenant_usage
+from billing_svc.services.usage_reports import measure
 from billing_svc.storage import audit, outbox
 from billing_svc.storage.db import Database
-from billing_svc.storage.tables import Account, Invoice, Tenant, UsagePeriod
+from billing_svc.storage.tables import Account, Invoice, UsagePeriod
 
 OPEN = "open"
 PAID = "paid"
@@ -114,18 +113,10 @@ def _late_usage(session: Session, account: Account, period: Period) -> list[rati
 
 
 def _issue(session: Session, ctx: RequestContext, account: Account, period: Period) -> Invoice:
-    tenants = tenant_usage(session, account.account_id, period, period.end)
-    counter = session.get(UsagePeriod, (account.account_id, period.label))
-    messages = counter.messages if counter else 0
-    if account.trial_ends_at is not None and account.trial_ends_at > period.start:
-        messages = messages_since(session, account.account_id, period, account.trial_ends_at)
-    active = session.exec(select(func.count()).select_from(Tenant).where(
-        Tenant.account_id == account.account_id, Tenant.created_at < period.end)).one()
-    gb_months = sum((t.storage_gb_months for t in tenants), Decimal(0))
-    spans = plan_spans(session, account, period)
+    measured = measure(session, account, period, period.end)
+    tenants = measured.tenants
     lines = rating.rate_period(
-        period, spans, rating.PeriodUsage(messages=messages, active_tenants=active,
-                                          storage_gb_months=gb_months),
+        period, plan_spans(session, account, period), measured.billable,
         trial_end=account.trial_ends_at, subscription_start=account.created_at,
         late=_late_usage(session, account, period))
     total = rating.invoice_total(lines)

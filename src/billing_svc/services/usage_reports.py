@@ -13,7 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from billing_svc.domain import money, rating
+from billing_svc.domain import money, rating, storage_meter
 from billing_svc.domain import usage as rules
 from billing_svc.domain.errors import InvalidArgument
 from billing_svc.domain.periods import Period, utcnow
@@ -32,8 +32,8 @@ from billing_svc.storage.tables import (
     UsagePeriod,
     UsageTenantPeriod,
 )
+from billing_svc.storage.usage import UsageStore
 
-GB_MONTH_PLACES = Decimal("0.000000001")
 UNALLOCATED = "Unallocated"
 
 
@@ -44,6 +44,7 @@ class TenantUsage:
     messages: int
     storage_gb_months: Decimal
     storage_bytes: int
+    storage_byte_us: int  # the exact numerator of storage_gb_months
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class PeriodSnapshot:
     active_tenants: int
     storage_bytes: int
     storage_gb_months: Decimal
+    billable_storage_gb_months: Decimal
     tenants: list[TenantUsage]
     lines: list[rating.InvoiceLine]
     total: Decimal
@@ -99,9 +101,12 @@ def current_usage(db: Database, account_id: str) -> CurrentUsage:
         factor = Decimal(period.seconds * 1_000_000) / Decimal(elapsed_us)
         projected = int((Decimal(snapshot.messages) * factor).to_integral_value(ROUND_HALF_UP))
         extra = projected - snapshot.messages
-        lines = _rate(session, account, period, snapshot.billable_messages + extra,
-                      snapshot.active_tenants,
-                      snapshot.storage_gb_months * factor)
+        # Storage: today's level held to the period's end, on top of what was held so far.
+        storage_to_come = storage_meter.gb_months_of(
+            snapshot.storage_bytes * (rules.to_us(period.end) - rules.to_us(now)), period)
+        lines = _rate(session, account, period, rating.PeriodUsage(
+            messages=snapshot.billable_messages + extra, active_tenants=snapshot.active_tenants,
+            storage_gb_months=snapshot.billable_storage_gb_months + storage_to_come))
     return CurrentUsage(snapshot, projected, rating.invoice_total(lines))
 
 
@@ -131,37 +136,80 @@ def monthly_usage(db: Database, account_id: str, period: Period, *,
         unpartnered, costs[-1])
 
 
-def period_snapshot(session: Session, account: Account, period: Period,
-                    as_of: datetime) -> PeriodSnapshot:
+@dataclass(frozen=True)
+class Measured:
+    """A period's usage up to a moment: all of it, and the part that is billable."""
+
+    tenants: list[TenantUsage]
+    messages: int
+    storage_gb_months: Decimal
+    billable: rating.PeriodUsage
+
+
+def measure(session: Session, account: Account, period: Period, as_of: datetime) -> Measured:
+    """The period's usage up to ``as_of`` from the counters and roll-ups (no raw-event scan,
+    except the storage readings after a trial that ends inside the period).
+
+    Billable (rating's contract): when a trial ends inside the period, only the messages from
+    the first whole hour after it and the GB-months held from its end on.
+    """
+    as_of = min(as_of, period.end)
+    tenants = tenant_usage(session, account.account_id, period, as_of)
     counter = session.get(UsagePeriod, (account.account_id, period.label))
     messages = counter.messages if counter else 0
-    tenants = tenant_usage(session, account.account_id, period, as_of)
     active = session.exec(select(func.count()).select_from(Tenant).where(
         Tenant.account_id == account.account_id, Tenant.created_at < period.end)).one()
-    gb_months = sum((t.storage_gb_months for t in tenants), Decimal(0))
-    billable = messages
-    if account.trial_ends_at is not None and account.trial_ends_at > period.start:
-        billable = messages_since(session, account.account_id, period, account.trial_ends_at)
+    # Summed exactly, rounded once.
+    gb_months = storage_meter.gb_months_of(sum(t.storage_byte_us for t in tenants), period)
+    billable_messages, billable_gb_months = messages, gb_months
+    trial_end = account.trial_ends_at
+    if trial_end is not None and trial_end > period.start:
+        billable_messages = messages_since(session, account.account_id, period, trial_end)
+        billable_gb_months = storage_gb_months_held(session, account.account_id, period,
+                                                    min(trial_end, as_of), as_of)
+    return Measured(tenants, messages, gb_months, rating.PeriodUsage(
+        messages=billable_messages, active_tenants=active, storage_gb_months=billable_gb_months))
+
+
+def storage_gb_months_held(session: Session, account_id: str, period: Period,
+                           since: datetime, until: datetime) -> Decimal:
+    """GB-months held over ``[since, until)``, a window of ``period``, from the raw gauge
+    readings (as a share of the whole period, as rating wants it)."""
+    store = UsageStore(session.connection())
+    tenant_ids = session.exec(select(Tenant.tenant_id).where(
+        Tenant.account_id == account_id, Tenant.created_at < period.end)).all()
+    readings = [(rules.from_us(at_us), tenant_id, level)
+                for tenant_id in tenant_ids
+                for at_us, level in store.storage_readings(account_id, tenant_id,
+                                                           rules.to_us(since))]
+    return storage_meter.gb_months(readings, since, until, period)
+
+
+def period_snapshot(session: Session, account: Account, period: Period,
+                    as_of: datetime) -> PeriodSnapshot:
+    measured = measure(session, account, period, as_of)
     invoice = session.exec(select(Invoice).where(Invoice.account_id == account.account_id,
                                                  Invoice.period == period.label)).first()
-    lines = _rate(session, account, period, billable, active, gb_months)
+    lines = _rate(session, account, period, measured.billable)
     total = invoice.total if invoice is not None else rating.invoice_total(lines)
     return PeriodSnapshot(
-        period=period, as_of=as_of, messages=messages, billable_messages=billable,
-        active_tenants=active, storage_bytes=sum(t.storage_bytes for t in tenants),
-        storage_gb_months=gb_months, tenants=tenants, lines=lines, total=total,
+        period=period, as_of=as_of, messages=measured.messages,
+        billable_messages=measured.billable.messages,
+        active_tenants=measured.billable.active_tenants,
+        storage_bytes=sum(t.storage_bytes for t in measured.tenants),
+        storage_gb_months=measured.storage_gb_months,
+        billable_storage_gb_months=measured.billable.storage_gb_months,
+        tenants=measured.tenants, lines=lines, total=total,
         invoiced=invoice is not None, included_messages=terms_of(account).included_messages)
 
 
-def _rate(session: Session, account: Account, period: Period, messages: int,
-          active_tenants: int, gb_months: Decimal) -> list[rating.InvoiceLine]:
+def _rate(session: Session, account: Account, period: Period,
+          usage: rating.PeriodUsage) -> list[rating.InvoiceLine]:
     spans = plan_spans(session, account, period)
     if not spans:
         return []
-    return rating.rate_period(
-        period, spans, rating.PeriodUsage(messages=messages, active_tenants=active_tenants,
-                                          storage_gb_months=gb_months),
-        trial_end=account.trial_ends_at, subscription_start=account.created_at)
+    return rating.rate_period(period, spans, usage, trial_end=account.trial_ends_at,
+                              subscription_start=account.created_at)
 
 
 def messages_since(session: Session, account_id: str, period: Period, since: datetime) -> int:
@@ -188,7 +236,6 @@ def tenant_usage(session: Session, account_id: str, period: Period,
         StorageLevel.account_id == account_id))}
     start_us, end_us = rules.to_us(period.start), rules.to_us(period.end)
     as_of_us = min(rules.to_us(as_of), end_us)
-    period_us = end_us - start_us
     result = []
     for tenant in tenants:
         row = rows.get(tenant.tenant_id)
@@ -200,10 +247,9 @@ def tenant_usage(session: Session, account_id: str, period: Period,
                 held_from = max(level.reading_at_us, start_us)
                 byte_us += level.level_bytes * max(as_of_us - held_from, 0)
             level_bytes = level.level_bytes
-        gb_months = (byte_us / (rules.GB_BYTES * period_us)).quantize(GB_MONTH_PLACES,
-                                                                      ROUND_HALF_UP)
         result.append(TenantUsage(tenant.tenant_id, tenant.name, row.messages if row else 0,
-                                  gb_months, level_bytes))
+                                  storage_meter.gb_months_of(int(byte_us), period),
+                                  level_bytes, int(byte_us)))
     return result
 
 
