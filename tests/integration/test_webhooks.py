@@ -3,12 +3,20 @@ library (spec §2, WEBHOOKS.md; issue 4)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import http.server
 import json
+import socket
+import ssl
+import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import grpc
+import httpx
 import pytest
 from as2aas.billing.v1 import billing_service_pb2 as pb
 from standardwebhooks.webhooks import Webhook
@@ -267,10 +275,19 @@ def test_two_replicas_share_the_outbox_without_sending_twice(tmp_path) -> None:
 
             with ThreadPoolExecutor(4) as pool:
                 list(pool.map(change, range(30)))
-            receiver.wait_for(30)
+            # And a burst straight into the outbox: both replicas claim at full speed.
+            from billing_svc.domain import events
+            from billing_svc.storage import outbox
+            with replicas[1].db.write() as session:
+                for i in range(300):
+                    outbox.enqueue(session, events.limit_exceeded(
+                        account_id=accounts[i % 30].account_id, limit_type="tenants",
+                        current_usage=i, plan_limit=3, period="2026-11", refused=False,
+                        occurred_at=datetime.now(UTC)))
+            receiver.wait_for(330)
             time.sleep(1.0)
             ids = [headers["webhook-id"] for headers, _ in receiver.received()]
-            assert len(ids) == len(set(ids)) == 30
+            assert len(ids) == len(set(ids)) == 330
         finally:
             for c in clients:
                 c.close()
@@ -314,3 +331,306 @@ def test_a_dead_endpoints_backlog_does_not_starve_healthy_endpoints(tmp_path) ->
             server.stop()
             dead.close()
             healthy.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The event log: statuses, filters, pages, and a redelivery that ends a failed event.
+
+
+def events_of(client: Client, account_id: str, **filters: object) -> pb.ListWebhookEventsResponse:
+    return client.billing.ListWebhookEvents(pb.ListWebhookEventsRequest(
+        account_id=account_id, **filters), metadata=READER)  # type: ignore[arg-type]
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 10) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            assert value, "condition not met in time"
+            return value
+        time.sleep(0.05)
+
+
+def test_the_event_log_filters_pages_and_redelivers_a_failed_event(client: Client) -> None:
+    failing, healthy = Receiver(plan=[500] * 4), Receiver()  # 4 = every attempt of the schedule
+    try:
+        account = create_account(client, plan_id="startup")
+        endpoint(client, account.account_id, failing.url, "billing.limit_exceeded")
+        endpoint(client, account.account_id, healthy.url, "billing.subscription_updated")
+        for i in range(11):  # the 11th is over the plan's 10: refused, billing.limit_exceeded
+            with pytest.raises(grpc.RpcError) if i == 10 else contextlib.nullcontext():
+                client.billing.CreateMasterPartner(pb.CreateMasterPartnerRequest(
+                    account_id=account.account_id, name=f"P{i}"), metadata=WRITER)
+        for plan_id in ("business", "enterprise"):  # upgrades: billing.subscription_updated
+            client.billing.ChangePlan(pb.ChangePlanRequest(
+                account_id=account.account_id, plan_id=plan_id), metadata=WRITER)
+        failing.wait_for(4)
+        healthy.wait_for(2)
+
+        failed, = wait_until(lambda: events_of(client, account.account_id,
+                                               status=pb.WEBHOOK_EVENT_STATUS_FAILED).events)
+        assert failed.type == "billing.limit_exceeded"
+        assert [(a.attempt_number, a.status_code) for a in failed.attempts] == [
+            (1, 500), (2, 500), (3, 500), (4, 500)]
+        updates = events_of(client, account.account_id,
+                            event_type="billing.subscription_updated").events
+        assert [e.status for e in updates] == [pb.WEBHOOK_EVENT_STATUS_DELIVERED] * 2
+
+        pages, token = [], ""
+        while True:  # newest first, one per page
+            page = events_of(client, account.account_id, page_size=1, page_token=token)
+            pages += [e.event_id for e in page.events]
+            token = page.next_page_token
+            if not token:
+                break
+        assert pages == sorted(pages, reverse=True) and len(pages) == 3
+        assert failed.event_id in pages
+
+        with failing.lock:
+            failing.plan.clear()  # the receiver is fixed
+        client.billing.RedeliverWebhookEvent(pb.RedeliverWebhookEventRequest(
+            event_id=failed.event_id), metadata=WRITER)
+        headers, _ = failing.wait_for(5)[-1]
+        assert headers["webhook-id"] == failed.event_id
+        wait_until(lambda: not events_of(client, account.account_id,
+                                         status=pb.WEBHOOK_EVENT_STATUS_FAILED).events)
+        again, = [e for e in events_of(client, account.account_id).events
+                  if e.event_id == failed.event_id]
+        assert again.status == pb.WEBHOOK_EVENT_STATUS_DELIVERED
+        assert [a.status_code for a in again.attempts] == [500, 500, 500, 500, 200]
+    finally:
+        failing.close()
+        healthy.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Endpoints failing for days are disabled; answers are bounded in time and size.
+
+
+def test_an_endpoint_failing_continuously_is_disabled_and_audited(tmp_path) -> None:
+    receiver = Receiver(plan=[500] * 1000)
+    with fresh_database(str(tmp_path)) as url:
+        server = ServerThread(settings_for_tests(
+            url, webhook_disable_after_days=1.0 / 86400,  # one second here, 5 days by default
+            webhook_retry_schedule=",".join(["0.2"] * 50))).start()
+        client = Client(server.target)
+        try:
+            account = create_account(client)
+            hook = endpoint(client, account.account_id, receiver.url)
+            client.billing.ChangePlan(pb.ChangePlanRequest(
+                account_id=account.account_id, plan_id="business"), metadata=WRITER)
+            listed = wait_until(lambda: [e for e in client.billing.ListWebhookEndpoints(
+                pb.ListWebhookEndpointsRequest(account_id=account.account_id),
+                metadata=READER).endpoints if e.status == pb.WEBHOOK_ENDPOINT_STATUS_DISABLED])
+            disabled, = listed  # type: ignore[misc]
+            assert disabled.endpoint_id == hook.endpoint_id
+            assert disabled.disabled_reason.startswith("failing continuously since")
+            assert disabled.failure_streak >= 2 and disabled.HasField("failing_since")
+            tried = len(receiver.received())
+            time.sleep(0.6)
+            assert len(receiver.received()) == tried  # no more attempts
+            event, = events_of(client, account.account_id).events
+            assert event.status == pb.WEBHOOK_EVENT_STATUS_FAILED
+            audit, = client.billing.ListAuditEvents(pb.ListAuditEventsRequest(
+                account_id=account.account_id, action="webhook_endpoint.disabled"),
+                metadata=ADMIN).audit_events
+            assert hook.endpoint_id in audit.after_json and "failing" in audit.after_json
+        finally:
+            client.close()
+            server.stop()
+            receiver.close()
+
+
+class _Odd(http.server.BaseHTTPRequestHandler):
+    """Receivers that misbehave, by path: /drip answers one byte every 0.2 s, /huge sends
+    50 MB, /redirect answers 302."""
+
+    protocol_version = "HTTP/1.1"
+    hits: list[str] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        _Odd.hits.append(self.path)
+        try:
+            if self.path == "/drip":
+                self.send_response(200)
+                self.send_header("content-length", "1000")
+                self.end_headers()
+                for _ in range(1000):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            elif self.path == "/huge":
+                self.send_response(200)
+                self.send_header("content-length", str(50 * 2**20))
+                self.end_headers()
+                chunk = b"y" * 2**16
+                for _ in range(50 * 2**4):
+                    self.wfile.write(chunk)
+            else:
+                self.send_response(302)
+                self.send_header("location", "http://127.0.0.1:9/elsewhere")
+                self.send_header("content-length", "0")
+                self.end_headers()
+        except OSError:  # the sender hung up: that is the point
+            pass
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def odd_receiver() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Odd)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_answers_are_cut_at_the_timeout_and_the_size_limit_and_never_followed(
+        tmp_path, odd_receiver: str) -> None:
+    with fresh_database(str(tmp_path)) as url:
+        server = ServerThread(settings_for_tests(url, webhook_timeout_seconds=1.0,
+                                                 webhook_retry_schedule="60")).start()
+        client = Client(server.target)
+        try:
+            account = create_account(client)
+            for path in ("/drip", "/huge", "/redirect"):
+                endpoint(client, account.account_id, odd_receiver + path)
+            started = time.monotonic()
+            client.billing.ChangePlan(pb.ChangePlanRequest(
+                account_id=account.account_id, plan_id="business"), metadata=WRITER)
+            event = wait_until(lambda: [e for e in events_of(client, account.account_id).events
+                                        if len(e.attempts) == 3])[0]  # type: ignore[index]
+            assert time.monotonic() - started < 5
+            endpoint_path = {e.endpoint_id: e.url.rsplit("/", 1)[1] for e in
+                             client.billing.ListWebhookEndpoints(pb.ListWebhookEndpointsRequest(
+                                 account_id=account.account_id), metadata=READER).endpoints}
+            by_path = {endpoint_path[a.endpoint_id]: a for a in event.attempts}
+            assert by_path["drip"].status_code == 0
+            assert by_path["drip"].error == "timed out after 1 s"
+            assert 900 <= by_path["drip"].latency_ms < 2000
+            assert by_path["huge"].status_code == 200 and by_path["huge"].latency_ms < 1000
+            assert (by_path["redirect"].status_code, by_path["redirect"].error) == (302, "HTTP 302")
+            assert "/elsewhere" not in _Odd.hits
+            with server.db.read() as session:
+                from sqlmodel import select
+
+                from billing_svc.storage.tables import WebhookAttempt
+                bodies = [a.response_body for a in session.exec(select(WebhookAttempt).where(
+                    WebhookAttempt.event_id == event.event_id))]
+            assert max(len(b) for b in bodies) == 2048
+        finally:
+            client.close()
+            server.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# SSRF at delivery time: the connection goes to the address just checked.
+
+
+@pytest.fixture
+def fake_dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """``*.test`` names resolve to ``fake_dns[name]``; ``fake_dns["lookups"]`` counts."""
+    answers: dict[str, list[str]] = {"lookups": []}
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if isinstance(host, str) and host.endswith(".test"):
+            answers["lookups"].append(host)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port or 0))
+                    for a in answers[host]]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return answers
+
+
+def test_a_host_rebound_to_an_internal_address_is_refused_at_delivery(
+        tmp_path, fake_dns: dict[str, list[str]]) -> None:
+    receiver = Receiver()
+    port = receiver.server.server_address[1]
+    with fresh_database(str(tmp_path)) as url:
+        server = ServerThread(settings_for_tests(
+            url, webhook_allow_private_networks=False, webhook_retry_schedule="60")).start()
+        client = Client(server.target)
+        try:
+            account = create_account(client)
+            fake_dns["hooks.rebind.test"] = ["93.184.216.34"]  # public when registered
+            endpoint(client, account.account_id, f"https://hooks.rebind.test:{port}/hooks")
+            fake_dns["hooks.rebind.test"] = ["127.0.0.1"]  # ... and internal when delivering
+            client.billing.ChangePlan(pb.ChangePlanRequest(
+                account_id=account.account_id, plan_id="business"), metadata=WRITER)
+            event, = wait_until(lambda: [e for e in events_of(client, account.account_id).events
+                                         if e.attempts])  # type: ignore[misc]
+            attempt, = event.attempts
+            assert attempt.status_code == 0
+            assert attempt.error.startswith("refused:") and "127.0.0.1" in attempt.error
+            assert receiver.received() == []
+        finally:
+            client.close()
+            server.stop()
+            receiver.close()
+
+
+def test_the_connection_goes_to_the_address_checked_and_names_the_host(
+        client: Client, fake_dns: dict[str, list[str]]) -> None:
+    receiver = Receiver()
+    port = receiver.server.server_address[1]
+    try:
+        account = create_account(client)
+        fake_dns["hooks.pinned.test"] = ["127.0.0.1"]
+        hook = endpoint(client, account.account_id, f"http://hooks.pinned.test:{port}/hooks")
+        assert fake_dns["lookups"] == ["hooks.pinned.test"]  # checked when created
+        client.billing.ChangePlan(pb.ChangePlanRequest(
+            account_id=account.account_id, plan_id="business"), metadata=WRITER)
+        request, = receiver.wait_for(1)
+        assert request[0]["host"] == f"hooks.pinned.test:{port}"
+        verify(hook.secret, request)
+        # One lookup to connect, by the guard: nothing resolved the name again behind it.
+        assert fake_dns["lookups"] == ["hooks.pinned.test"] * 2
+    finally:
+        receiver.close()
+
+
+def test_https_checks_the_certificate_against_the_urls_host_name(
+        tmp_path, fake_dns: dict[str, list[str]]) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from billing_svc.webhooks.transport import DeliveryTransport
+    from tests.integration.test_tls import _certificate, _pem_key
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "webhook test CA")])
+    ca = _certificate("webhook test CA", ca_key, ca_name, ca_key, ca=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _certificate("localhost", key, ca.subject, ca_key, server=True)  # localhost only
+    (tmp_path / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM)
+                                          + _pem_key(key))
+    receiver = Receiver()
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(tmp_path / "server.pem")
+    receiver.server.socket = tls.wrap_socket(receiver.server.socket, server_side=True)
+    port = receiver.server.server_address[1]
+    trust = ssl.create_default_context(cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
+    fake_dns["impostor.test"] = ["127.0.0.1"]  # the same address, a name the cert lacks
+
+    async def post(url: str) -> int:
+        transport = DeliveryTransport(allow_private=True, resolve_timeout=5,
+                                      max_connections_per_origin=4, ssl_context=trust)
+        async with httpx.AsyncClient(transport=transport) as http:
+            return (await http.post(url, content=b"{}")).status_code
+
+    try:
+        assert asyncio.run(post(f"https://localhost:{port}/hooks")) == 200
+        with pytest.raises(httpx.ConnectError, match="certificate"):
+            asyncio.run(post(f"https://impostor.test:{port}/hooks"))
+        assert len(receiver.received()) == 1
+    finally:
+        receiver.close()

@@ -135,11 +135,36 @@ class EventLog:
 
 
 def _status(event: OutboxEvent, deliveries: list[WebhookDelivery]) -> str:
-    if not event.fanned_out or any(d.status == "pending" for d in deliveries):
+    """Where an event stands, from the latest delivery to each endpoint: a redelivery that
+    succeeds after the schedule ran out makes the event delivered. Deliveries canceled because
+    their endpoint went away do not count. An event no endpoint subscribed to is delivered
+    (there is nothing left to do for it)."""
+    if not event.fanned_out:
         return "pending"
-    if any(d.status == "failed" for d in deliveries):
-        return "failed"
-    return "delivered"
+    latest: dict[str, WebhookDelivery] = {}
+    for delivery in sorted(deliveries, key=lambda d: d.id or 0):
+        if delivery.status != "canceled":
+            latest[delivery.endpoint_id] = delivery
+    statuses = {d.status for d in latest.values()}
+    if "pending" in statuses:
+        return "pending"
+    return "failed" if "failed" in statuses else "delivered"
+
+
+def _event_logs(session: Session, events: list[OutboxEvent]) -> list[EventLog]:
+    """Events with their statuses and attempts: two queries for the lot."""
+    ids = [event.event_id for event in events]
+    deliveries: dict[str, list[WebhookDelivery]] = {event_id: [] for event_id in ids}
+    attempts: dict[str, list[WebhookAttempt]] = {event_id: [] for event_id in ids}
+    if ids:
+        for delivery in session.exec(select(WebhookDelivery).where(
+                WebhookDelivery.event_id.in_(ids))):  # type: ignore[attr-defined]
+            deliveries[delivery.event_id].append(delivery)
+        for attempt in session.exec(select(WebhookAttempt).where(
+                WebhookAttempt.event_id.in_(ids)).order_by(WebhookAttempt.id)):  # type: ignore[attr-defined,arg-type]
+            attempts[attempt.event_id].append(attempt)
+    return [EventLog(event, _status(event, deliveries[event.event_id]), attempts[event.event_id])
+            for event in events]
 
 
 def list_events(db: Database, *, account_id: str, event_type: str, status: str | None,
@@ -153,30 +178,34 @@ def list_events(db: Database, *, account_id: str, event_type: str, status: str |
         statement = select(OutboxEvent).where(OutboxEvent.account_id == account_id)
         if event_type:
             statement = statement.where(OutboxEvent.type == event_type)
-        if page_token:
-            statement = statement.where(OutboxEvent.event_id < page_token)
         found: list[EventLog] = []
-        last_seen = ""
-        for event in session.exec(statement.order_by(OutboxEvent.event_id.desc())):  # type: ignore[attr-defined]
-            last_seen = event.event_id
-            deliveries = list(session.exec(select(WebhookDelivery).where(
-                WebhookDelivery.event_id == event.event_id)))
-            event_status = _status(event, deliveries)
-            if status and event_status != status:
-                continue
-            attempts = list(session.exec(select(WebhookAttempt).where(
-                WebhookAttempt.event_id == event.event_id).order_by(WebhookAttempt.id)))
-            found.append(EventLog(event, event_status, attempts))
-            if len(found) == size:
-                break
-        else:
-            last_seen = ""
-    return found, last_seen if len(found) == size else ""
+        cursor = page_token
+        # The status is derived from the deliveries, so a status filter reads events in
+        # chunks until the page is full or the account has no more.
+        while len(found) < size:
+            chunk_statement = statement
+            if cursor:
+                chunk_statement = chunk_statement.where(OutboxEvent.event_id < cursor)
+            chunk = list(session.exec(chunk_statement.order_by(
+                OutboxEvent.event_id.desc()).limit(size + 1)))  # type: ignore[attr-defined]
+            for log in _event_logs(session, chunk):
+                if len(found) == size:
+                    # One more matching event exists: the page ends at the last one found.
+                    return found, found[-1].event.event_id
+                if status is None or log.status == status:
+                    found.append(log)
+            if len(chunk) <= size:
+                return found, ""
+            cursor = chunk[-1].event_id
+    return found, found[-1].event.event_id if found else ""
 
 
 def redeliver(db: Database, ctx: RequestContext, *, event_id: str,
               endpoint_id: str) -> EventLog:
-    """Queue the event again for every subscribed endpoint (or one), now."""
+    """Deliver the event again, now, to every enabled endpoint subscribed to it (or to one).
+    A delivery waiting for a retry is moved to now instead of queued twice."""
+    if not event_id:
+        raise InvalidArgument("event_id", "is required")
     with db.write() as session:
         event = session.get(OutboxEvent, event_id)
         if event is None:
@@ -187,20 +216,27 @@ def redeliver(db: Database, ctx: RequestContext, *, event_id: str,
             if not endpoints:
                 raise NotFound(f"endpoint {endpoint_id!r} is not an enabled endpoint "
                                f"subscribed to {event.type} for account {event.account_id}")
+        waiting = {d.endpoint_id: d for d in session.exec(select(WebhookDelivery).where(
+            WebhookDelivery.event_id == event_id, WebhookDelivery.status == "pending"))}
         for endpoint in endpoints:
-            session.add(WebhookDelivery(event_id=event_id, endpoint_id=endpoint.endpoint_id,
-                                        next_attempt_at=ctx.now, created_at=ctx.now))
+            delivery = waiting.get(endpoint.endpoint_id)
+            in_flight = delivery is not None and delivery.lease_until is not None and \
+                delivery.lease_until > ctx.now
+            if delivery is not None and not in_flight:
+                delivery.next_attempt_at = ctx.now  # waiting for a retry: now instead
+                session.add(delivery)
+            else:
+                # None waiting, or one in flight right now (whose answer the caller has not
+                # seen): a new delivery.
+                session.add(WebhookDelivery(event_id=event_id, endpoint_id=endpoint.endpoint_id,
+                                            next_attempt_at=ctx.now, created_at=ctx.now))
         audit.append(session, actor=ctx.caller.name, action="webhook_event.redelivered",
                      account_id=event.account_id, before=None,
                      after={"event_id": event_id,
                             "endpoints": [e.endpoint_id for e in endpoints]},
                      at=ctx.now, request_id=ctx.request_id)
         session.flush()
-        deliveries = list(session.exec(select(WebhookDelivery).where(
-            WebhookDelivery.event_id == event_id)))
-        attempts = list(session.exec(select(WebhookAttempt).where(
-            WebhookAttempt.event_id == event_id).order_by(WebhookAttempt.id)))
-        return EventLog(event, _status(event, deliveries), attempts)
+        return _event_logs(session, [event])[0]
 
 
 def subscribed_endpoints(session: Session, event: OutboxEvent) -> list[WebhookEndpoint]:
@@ -208,5 +244,3 @@ def subscribed_endpoints(session: Session, event: OutboxEvent) -> list[WebhookEn
         WebhookEndpoint.account_id == event.account_id, WebhookEndpoint.status == ENABLED)).all()
     return [e for e in endpoints
             if not e.event_types or event.type in e.event_types.split(",")]
-
-

@@ -2,7 +2,11 @@
 schedule. Runs in every replica; leases keep replicas from sending the same attempt.
 
 One slow or dead endpoint never delays the others: each endpoint has its own in-flight limit,
-every delivery is its own task, and the request timeout bounds how long a slot is held.
+every delivery is its own task, and a deadline bounds how long one attempt holds its slot.
+
+The dispatcher runs in a thread of its own, with its own event loop: its database steps run
+inline on that loop (each a few milliseconds, one per cycle), so the HTTP work and the database
+work never hand the GIL back and forth per step, and neither delays the gRPC server's loop.
 """
 
 from __future__ import annotations
@@ -10,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-import ipaddress
-import socket
+import functools
+import threading
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -20,20 +24,31 @@ from typing import Any
 import httpx
 import structlog
 import tenacity
+from sqlalchemy.exc import DBAPIError
 
 from billing_svc import metrics
+from billing_svc.domain.errors import Unavailable
 from billing_svc.domain.ids import new_id
 from billing_svc.services import deliveries
 from billing_svc.services.deliveries import Claimed, Outcome
 from billing_svc.settings import Settings
 from billing_svc.storage.db import Database
 from billing_svc.webhooks import signing
-from billing_svc.webhooks.url_guard import UnsafeURL, resolve
+from billing_svc.webhooks.transport import DeliveryTransport
+from billing_svc.webhooks.url_guard import UnsafeURL
 
 log = structlog.get_logger("billing_svc.webhooks")
 
+# In-attempt retries (tenacity): blips only, a few tries within about a second.
+_BLIP_TRIES = 3
+_BLIP_WAIT = tenacity.wait_exponential(multiplier=0.2, max=1)
+_BLIPS = (httpx.ConnectError, httpx.RemoteProtocolError)
+# At shutdown, attempts in flight get this long to finish before they are abandoned.
+_SHUTDOWN_WAIT_SECONDS = 2.0
+
 
 def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds: delta-seconds or an HTTP date."""
     if not value:
         return None
     if value.strip().isdigit():
@@ -42,15 +57,15 @@ def _retry_after(value: str | None) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
     return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+@functools.lru_cache(maxsize=4096)
+def _url(url: str) -> httpx.URL:
+    """Endpoint URLs parsed once, not at every attempt (``httpx.URL`` is immutable)."""
+    return httpx.URL(url)
 
 
 async def _first(*waits: Any) -> None:
@@ -69,25 +84,59 @@ class Dispatcher:
         self.settings = settings
         self.owner = new_id("disp")
         self.timeout = settings.webhook_timeout_seconds
-        # The lease outlives the request timeout and the in-attempt retry budget (3 tries).
-        self.lease = timedelta(seconds=3 * self.timeout + 30)
+        # The lease outlives an attempt: every try is cut at the timeout, and tenacity's
+        # in-attempt tries and waits add at most (tries - 1) x timeout + 2 s.
+        self.lease = timedelta(seconds=_BLIP_TRIES * self.timeout + 30)
         self.in_flight: dict[str, int] = defaultdict(int)
-        # Outcomes waiting to be recorded: one transaction per tick records them all.
+        # Outcomes waiting to be recorded: the next step records them all in one transaction.
         self.outcomes: list[tuple[Claimed, Outcome, datetime]] = []
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: dict[asyncio.Task[None], Claimed] = {}
         self.slot_freed = asyncio.Event()
-        self.client = httpx.AsyncClient(
-            follow_redirects=False, timeout=httpx.Timeout(self.timeout),
-            limits=httpx.Limits(max_connections=settings.webhook_max_concurrency,
-                                max_keepalive_connections=settings.webhook_max_concurrency))
+        # The transport, without an httpx.Client around it: a delivery is one request, with
+        # no redirects followed, no cookies kept between receivers, no proxy from the
+        # environment (the URL guard checks the address the socket connects to).
+        self.transport = DeliveryTransport(
+            allow_private=settings.webhook_allow_private_networks,
+            resolve_timeout=self.timeout,
+            # Several endpoints may share an origin; each has its own in-flight limit.
+            max_connections_per_origin=settings.webhook_max_concurrency)
+        self._timeouts = {"timeout": dict.fromkeys(("connect", "read", "write", "pool"),
+                                                   self.timeout)}
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until ``stop`` is set (in the dispatcher's own thread)."""
+        self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+    def start(self) -> None:
+        """Start delivering in the dispatcher's own thread."""
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=asyncio.run, args=(self._main(),),
+                                        name="webhook-dispatcher", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+
+    async def stop(self) -> None:
+        """Stop: attempts in flight get a moment to finish, the rest are given back."""
+        with contextlib.suppress(RuntimeError):  # the loop is already closed
+            self._loop.call_soon_threadsafe(self._stop.set)
+        await asyncio.to_thread(self._thread.join)
+
+    async def _main(self) -> None:
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        self._ready.set()
+        await self._deliver_until(self._stop)
+
+    async def _deliver_until(self, stop: asyncio.Event) -> None:
         interval = self.settings.webhook_dispatch_interval_seconds
         while not stop.is_set():
             busy = False
             try:
                 busy = await self.tick()
-            except Exception:  # the loop must survive a database blip
+            except Exception:  # the loop must survive a database outage
                 log.exception("webhook_dispatch_failed")
             if not busy:
                 # Sleep until the poll interval passes, a delivery frees a slot, or shutdown.
@@ -95,83 +144,135 @@ class Dispatcher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(_first(stop.wait(), self.slot_freed.wait()),
                                            timeout=interval)
-        if self.tasks:
-            await asyncio.wait(self.tasks, timeout=self.timeout + 5)
-        await self.flush()
-        await self.client.aclose()
-
-    async def flush(self) -> None:
-        outcomes, self.outcomes = self.outcomes, []
-        if outcomes:
-            await asyncio.to_thread(
-                deliveries.record, self.db, outcomes, self.owner,
-                schedule=self.settings.retry_schedule_seconds,
-                disable_after=timedelta(days=self.settings.webhook_disable_after_days))
+        await self._shutdown()
 
     async def tick(self) -> bool:
-        """Fan out new events and start due deliveries; ``True`` if there may be more now."""
-        await self.flush()
-        now = datetime.now(UTC)
-        fanned = await asyncio.to_thread(deliveries.fan_out, self.db, now)
+        """Record finished attempts, fan out new events, start due deliveries; ``True`` if
+        there may be more to do right away."""
+        outcomes, self.outcomes = self.outcomes, []
         free = self.settings.webhook_max_concurrency - len(self.tasks)
-        if free <= 0:
-            return False
-        claimed = await asyncio.to_thread(
-            deliveries.claim, self.db, self.owner, now, lease=self.lease, limit=free,
-            busy=dict(self.in_flight), per_endpoint=self.settings.webhook_per_endpoint_concurrency)
-        for item in claimed:
+        try:
+            step = await self._step(outcomes, claim_limit=free)
+        except BaseException:
+            self.outcomes[:0] = outcomes  # not recorded: the next step tries again
+            raise
+        for item in step.claimed:
             self.in_flight[item.endpoint_id] += 1
             task = asyncio.create_task(self._deliver(item))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-        return (bool(claimed) and len(claimed) == free) or fanned >= 500 or bool(self.outcomes)
+            self.tasks[task] = item
+            task.add_done_callback(self._done)
+        return (bool(step.claimed) and len(step.claimed) == free) \
+            or step.fanned_out >= deliveries.FAN_OUT_BATCH or bool(self.outcomes)
+
+    async def _step(self, outcomes: list[tuple[Claimed, Outcome, datetime]], *,
+                    claim_limit: int) -> deliveries.Step:
+        # A database blip (a deadlock between replicas, a dropped connection) is retried at
+        # once a few times; the step is one transaction, so a retry repeats nothing.
+        async for attempt in tenacity.AsyncRetrying(
+                retry=tenacity.retry_if_exception_type((DBAPIError, Unavailable)),
+                stop=tenacity.stop_after_attempt(_BLIP_TRIES), wait=_BLIP_WAIT, reraise=True):
+            with attempt:
+                return deliveries.step(
+                    self.db, self.owner, outcomes, lease=self.lease,
+                    claim_limit=claim_limit, busy=dict(self.in_flight),
+                    per_endpoint=self.settings.webhook_per_endpoint_concurrency,
+                    schedule=self.settings.retry_schedule_seconds,
+                    disable_after=timedelta(days=self.settings.webhook_disable_after_days))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        item = self.tasks.pop(task)
+        self.in_flight[item.endpoint_id] -= 1
+        if not self.in_flight[item.endpoint_id]:
+            del self.in_flight[item.endpoint_id]
+        self.slot_freed.set()
+
+    async def _shutdown(self) -> None:
+        """Let attempts in flight finish briefly, record what finished, give the rest back."""
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=_SHUTDOWN_WAIT_SECONDS)
+        abandoned = [self.tasks[task].delivery_id for task in list(self.tasks)]
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks))
+        try:
+            if self.outcomes:
+                await self._step(self.outcomes, claim_limit=0)
+                self.outcomes = []
+            deliveries.release(self.db, self.owner, abandoned)
+        except Exception:  # their leases expire: another replica or the next start retries
+            log.exception("webhook_shutdown_record_failed")
+        await self.transport.aclose()
 
     async def _deliver(self, item: Claimed) -> None:
         try:
             outcome = await self._attempt(item)
-            metrics.WEBHOOK_ATTEMPTS.labels("delivered" if outcome.delivered else "failed").inc()
-            self.outcomes.append((item, outcome, datetime.now(UTC)))
-        except Exception:
+        except Exception:  # a bug must not stop the loop; the lease expires and it is retried
             log.exception("webhook_delivery_failed", event_id=item.event_id,
                           endpoint_id=item.endpoint_id)
-        finally:
-            self.in_flight[item.endpoint_id] -= 1
-            self.slot_freed.set()
+            return
+        metrics.WEBHOOK_ATTEMPTS.labels("delivered" if outcome.delivered else "failed").inc()
+        self.outcomes.append((item, outcome, datetime.now(UTC)))
 
     async def _attempt(self, item: Claimed) -> Outcome:
+        """One delivery attempt: a signed POST, the whole of it within the timeout (tenacity
+        retries a connection blip within the attempt)."""
         started = time.perf_counter()
 
         def elapsed() -> int:
             return int((time.perf_counter() - started) * 1000)
 
+        # A fresh timestamp for every attempt; the id stays the event's.
+        headers = signing.headers(item.signing_secrets, item.event_id, int(time.time()),
+                                  item.body)
+        headers["accept-encoding"] = "identity"  # the logged answer is read raw, undecoded
         try:
-            allow = self.settings.webhook_allow_private_networks
-            host = httpx.URL(item.url).host
-            target = (resolve(item.url, allow_private=allow) if _is_ip_literal(host)
-                      else await asyncio.to_thread(resolve, item.url, allow_private=allow))
+            status, body, retry_after = await self._send(item, headers)
         except UnsafeURL as exc:
             return Outcome(0, elapsed(), f"refused: {exc}")
-        url = httpx.URL(item.url)
-        pinned = url.copy_with(host=target.address)  # connect to the address just checked
-        host_header = url.netloc.decode("ascii")
-        timestamp = int(time.time())
-        headers = signing.headers(item.signing_secrets, item.event_id, timestamp, item.body)
-        headers["host"] = host_header
-        try:
-            async for attempt in tenacity.AsyncRetrying(
-                    retry=tenacity.retry_if_exception_type((httpx.ConnectError,
-                                                            httpx.RemoteProtocolError)),
-                    stop=tenacity.stop_after_attempt(3),
-                    wait=tenacity.wait_exponential(multiplier=0.2, max=1), reraise=True):
-                with attempt:
-                    response = await self.client.post(
-                        pinned, content=item.body, headers=headers,
-                        extensions={"sni_hostname": target.host})
-        except httpx.TimeoutException:
+        except (TimeoutError, httpx.TimeoutException):
             return Outcome(0, elapsed(), f"timed out after {self.timeout:g} s", timed_out=True)
-        except (httpx.HTTPError, socket.gaierror, OSError) as exc:
+        except (httpx.HTTPError, OSError) as exc:
             return Outcome(0, elapsed(), f"{type(exc).__name__}: {exc}"[:1000])
-        return Outcome(response.status_code, elapsed(),
-                       "" if response.is_success else f"HTTP {response.status_code}",
-                       response.text[:deliveries.RESPONSE_BODY_LIMIT],
-                       _retry_after(response.headers.get("retry-after")))
+        success = 200 <= status < 300
+        return Outcome(status, elapsed(), "" if success else f"HTTP {status}", body,
+                       None if success else _retry_after(retry_after))
+
+    async def _send(self, item: Claimed, headers: dict[str, str]) -> tuple[int, str, str | None]:
+        """``_post`` within the timeout; tenacity retries a blip (a refused connection, a
+        keep-alive connection the receiver had closed) a couple of times, within the attempt."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._post(item, headers)
+        except _BLIPS as exc:
+            blip: Exception | None = exc
+        # The try above was tenacity's first: it waits, then tries again.
+        async for attempt in tenacity.AsyncRetrying(
+                retry=tenacity.retry_if_exception_type(_BLIPS),
+                stop=tenacity.stop_after_attempt(_BLIP_TRIES), wait=_BLIP_WAIT, reraise=True):
+            with attempt:
+                if blip is not None:
+                    failed, blip = blip, None
+                    raise failed
+                async with asyncio.timeout(self.timeout):
+                    return await self._post(item, headers)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _post(self, item: Claimed, headers: dict[str, str]) -> tuple[int, str, str | None]:
+        """POST the event; the status, the first bytes of the answer, its Retry-After. The
+        answer is never read whole: a receiver could send gigabytes."""
+        limit = deliveries.RESPONSE_BODY_LIMIT
+        request = httpx.Request("POST", _url(item.url), content=item.body, headers=headers,
+                                extensions=self._timeouts)
+        response = await self.transport.handle_async_request(request)
+        try:
+            received = bytearray()
+            async for chunk in response.stream:  # type: ignore[union-attr]
+                received += chunk
+                if len(received) >= limit:
+                    break
+        finally:
+            await response.aclose()
+        return (response.status_code, received[:limit].decode("utf-8", "replace"),
+                response.headers.get("retry-after"))

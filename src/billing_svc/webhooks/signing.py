@@ -8,6 +8,7 @@ space-separated (two during a secret rotation's grace window).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -21,6 +22,7 @@ def new_secret() -> str:
     return PREFIX + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
+@functools.lru_cache(maxsize=4096)
 def _key(secret: str) -> bytes:
     return base64.b64decode(secret.removeprefix(PREFIX))
 
