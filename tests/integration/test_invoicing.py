@@ -280,3 +280,21 @@ def test_the_closer_on_two_replicas_at_once_issues_each_invoice_once(
         assert len(events_of(server, shops[0].account_id, "billing.invoice_generated")) == 1
     finally:
         replica.stop()
+
+
+def test_an_account_that_cannot_be_rated_does_not_hold_up_the_others(
+        client: Client, server: ServerThread) -> None:
+    shops = [Shop(client, plan_id="startup", skip_trial=True) for _ in range(3)]
+    broken = shops[1].account_id
+    with server.db.write() as session:  # damaged data: its terms cannot be read any more
+        session.connection().exec_driver_sql(
+            "UPDATE account SET custom_terms_json = '{not json' WHERE account_id = "
+            f"'{broken}'")
+    this = Period.containing(now())
+    later = RequestContext(caller=system_context("test").caller,
+                           now=this.end + timedelta(hours=2))
+    invoicing.close_due_periods(server.db, later, timedelta(hours=1))
+    with server.db.read() as session:
+        billed = set(session.exec(select(Invoice.account_id).where(Invoice.account_id.in_(  # type: ignore[attr-defined]
+            [s.account_id for s in shops]))).all())
+    assert billed == {shops[0].account_id, shops[2].account_id}

@@ -12,22 +12,28 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from billing_svc import metrics
 from billing_svc.domain import events, rating
-from billing_svc.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from billing_svc.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from billing_svc.domain.ids import new_id
 from billing_svc.domain.periods import Period
 from billing_svc.services.accounts import terms_of
 from billing_svc.services.common import load_account
 from billing_svc.services.context import RequestContext
-from billing_svc.services.terms import plan_spans
-from billing_svc.services.usage_reports import measure
+from billing_svc.services.terms import load_segments, plan_spans
+from billing_svc.services.usage_reports import PeriodRows, load_period_rows, measure
 from billing_svc.storage import audit, outbox
 from billing_svc.storage.db import Database
-from billing_svc.storage.tables import Account, Invoice, UsagePeriod
+from billing_svc.storage.tables import Account, Invoice, PlanSegment, UsagePeriod
+
+log = structlog.get_logger("billing_svc.invoicing")
+
+CLOSE_BATCH = 200
+"""Accounts closed per transaction by the automatic closer (measured: see BENCHMARKS.md)."""
 
 OPEN = "open"
 PAID = "paid"
@@ -59,24 +65,67 @@ def close_period(db: Database, ctx: RequestContext, *, account_id: str,
         raise FailedPrecondition(
             f"period {period.label} has not ended yet (it ends {period.end.isoformat()}); "
             "only ended periods can be closed")
+    if not account_id:
+        raise InvalidArgument("account_id", "is required")
     for attempt in range(2):
         try:
             with db.write() as session:
-                account = load_account(session, account_id, for_update=True)
-                existing = find_invoice(session, account_id, period)
-                if existing is not None:
-                    return view(existing)
-                if period.end <= account.created_at:
-                    raise FailedPrecondition(
-                        f"account {account_id} started on {account.created_at.date()}, after "
-                        f"period {period.label}; there is nothing to bill")
-                issued = _issue(session, ctx, account, period)
-            metrics.INVOICES_CLOSED.inc()  # counted once committed
-            return view(issued)
+                invoice = _close(session, ctx, [account_id], period, strict=True)[0][account_id]
+            return view(invoice)
         except IntegrityError:
             if attempt:
                 raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def close_periods(db: Database, ctx: RequestContext, account_ids: list[str],
+                  period: Period) -> int:
+    """Close ``period`` for many accounts in one transaction (the automatic closer's batches);
+    accounts that cannot be closed are skipped. The number of invoices issued."""
+    with db.write() as session:
+        return _close(session, ctx, account_ids, period, strict=False)[1]
+
+
+def _close(session: Session, ctx: RequestContext, account_ids: list[str], period: Period, *,
+           strict: bool) -> tuple[dict[str, Invoice], int]:
+    """Each account's invoice for ``period``, issuing the missing ones, in ``session``'s
+    transaction: a few queries per batch, not per account. ``strict``: an account that does not
+    exist or started after the period is an error (otherwise it is skipped). Also returns how
+    many invoices this call issued."""
+    ids = sorted(set(account_ids))  # one lock order for every replica
+    accounts = {account.account_id: account for account in session.exec(
+        select(Account).where(Account.account_id.in_(ids))  # type: ignore[attr-defined]
+        .order_by(Account.account_id).with_for_update())}
+    invoices = {invoice.account_id: invoice for invoice in session.exec(select(Invoice).where(
+        Invoice.account_id.in_(ids), Invoice.period == period.label))}  # type: ignore[attr-defined]
+    to_issue = []
+    for account_id in ids:
+        account = accounts.get(account_id)
+        if account is None:
+            if strict:
+                raise NotFound(f"account {account_id!r} does not exist")
+        elif account_id in invoices:
+            continue
+        elif period.end <= account.created_at:
+            if strict:
+                raise FailedPrecondition(
+                    f"account {account_id} started on {account.created_at.date()}, after "
+                    f"period {period.label}; there is nothing to bill")
+        else:
+            to_issue.append(account)
+    if not to_issue:
+        return invoices, 0
+    issuing = [account.account_id for account in to_issue]
+    rows = load_period_rows(session, issuing, period)
+    segments = load_segments(session, issuing)
+    late = _late_usage(session, to_issue, period, segments)
+    for account in to_issue:
+        invoices[account.account_id] = _issue(
+            session, ctx, account, period, rows[account.account_id],
+            segments[account.account_id], late[account.account_id])
+    session.flush()  # a second invoice for the period fails here, on the unique key
+    metrics.INVOICES_CLOSED.inc(len(to_issue))
+    return invoices, len(to_issue)
 
 
 def find_invoice(session: Session, account_id: str, period: Period) -> Invoice | None:
@@ -94,15 +143,21 @@ def issued_invoice(session: Session, account_id: str, period: Period, purpose: s
     return invoice
 
 
-def _late_usage(session: Session, account: Account, period: Period) -> list[rating.LateUsage]:
+def _late_usage(session: Session, accounts: list[Account], period: Period,
+                segments: dict[str, list[PlanSegment]]) -> dict[str, list[rating.LateUsage]]:
+    """Per account, the late messages of other periods not billed yet; marked billed."""
+    late: dict[str, list[rating.LateUsage]] = {account.account_id: [] for account in accounts}
+    by_id = {account.account_id: account for account in accounts}
     rows = session.exec(select(UsagePeriod).where(
-        UsagePeriod.account_id == account.account_id, UsagePeriod.period != period.label,
+        UsagePeriod.account_id.in_(list(by_id)),  # type: ignore[attr-defined]
+        UsagePeriod.period != period.label,
         UsagePeriod.late_messages > UsagePeriod.late_billed_messages)
-        .with_for_update()).all()
-    late = []
+        .order_by(UsagePeriod.account_id, UsagePeriod.period).with_for_update()).all()
     for row in rows:
-        spans = plan_spans(session, account, Period.parse(row.period))
-        late.append(rating.LateUsage(
+        account = by_id[row.account_id]
+        spans = plan_spans(session, account, Period.parse(row.period),
+                           segments[row.account_id])
+        late[row.account_id].append(rating.LateUsage(
             period=row.period,
             invoiced_messages=row.messages - row.late_messages + row.late_billed_messages,
             late_messages=row.late_messages - row.late_billed_messages,
@@ -112,13 +167,14 @@ def _late_usage(session: Session, account: Account, period: Period) -> list[rati
     return late
 
 
-def _issue(session: Session, ctx: RequestContext, account: Account, period: Period) -> Invoice:
-    measured = measure(session, account, period, period.end)
+def _issue(session: Session, ctx: RequestContext, account: Account, period: Period,
+           rows: PeriodRows, segments: list[PlanSegment],
+           late: list[rating.LateUsage]) -> Invoice:
+    measured = measure(session, account, period, period.end, rows)
     tenants = measured.tenants
     lines = rating.rate_period(
-        period, plan_spans(session, account, period), measured.billable,
-        trial_end=account.trial_ends_at, subscription_start=account.created_at,
-        late=_late_usage(session, account, period))
+        period, plan_spans(session, account, period, segments), measured.billable,
+        trial_end=account.trial_ends_at, subscription_start=account.created_at, late=late)
     total = rating.invoice_total(lines)
     invoice = Invoice(
         invoice_id=new_id("in"), account_id=account.account_id, period=period.label,
@@ -131,7 +187,6 @@ def _issue(session: Session, ctx: RequestContext, account: Account, period: Peri
         issued_at=ctx.now, paid_at=ctx.now if total == 0 else None, created_at=ctx.now,
     )
     session.add(invoice)
-    session.flush()
     audit.append(session, actor=ctx.caller.name, action="invoice.issued",
                  account_id=account.account_id, before=None,
                  after={"invoice_id": invoice.invoice_id, "period": period.label,
@@ -200,12 +255,31 @@ def list_invoices(db: Database, *, account_id: str, status: str | None, period: 
 
 def close_due_periods(db: Database, ctx: RequestContext, grace: timedelta) -> int:
     """The automatic closer: invoice every ended period past the grace window (all replicas run
-    it; the unique key and the account lock make each invoice happen once)."""
+    it; the unique key and the account locks make each invoice happen once).
+
+    Accounts are closed in batches of ``CLOSE_BATCH``, one transaction each. A batch that fails
+    (a replica's concurrent close, an account whose data cannot be rated) is closed again one
+    account at a time, so one bad account delays nobody else's invoice.
+    """
     closed = 0
-    for account_id, period in due_periods(db, ctx.now, grace):
+    due = due_periods(db, ctx.now, grace)
+    for start in range(0, len(due), CLOSE_BATCH):
+        batch = due[start:start + CLOSE_BATCH]
+        period = batch[0][1]  # due_periods returns one period
         try:
-            close_period(db, ctx, account_id=account_id, period=period)
-            closed += 1
-        except FailedPrecondition:
-            continue
+            closed += close_periods(db, ctx, [account_id for account_id, _ in batch], period)
+        except Unavailable:
+            raise
+        except Exception:
+            log.warning("period_close_batch_failed", period=period.label, accounts=len(batch),
+                        exc_info=True)
+            for account_id, _ in batch:
+                try:
+                    close_period(db, ctx, account_id=account_id, period=period)
+                    closed += 1
+                except FailedPrecondition:
+                    continue
+                except Exception:
+                    log.exception("period_close_failed", account_id=account_id,
+                                  period=period.label)
     return closed

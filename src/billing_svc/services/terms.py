@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlmodel import Session, select
 
 from billing_svc.domain.catalog import CustomTerms, effective_terms
@@ -10,17 +12,30 @@ from billing_svc.domain.rating import PlanSpan
 from billing_svc.storage.tables import Account, PlanSegment
 
 
-def plan_spans(session: Session, account: Account, period: Period) -> list[PlanSpan]:
+def load_segments(session: Session, account_ids: Sequence[str]) -> dict[str, list[PlanSegment]]:
+    """Every plan segment of each account, in order (a handful per account)."""
+    loaded: dict[str, list[PlanSegment]] = {account_id: [] for account_id in account_ids}
+    ids = list(account_ids)
+    for start in range(0, len(ids), 500):
+        for segment in session.exec(
+                select(PlanSegment).where(PlanSegment.account_id.in_(ids[start:start + 500]))  # type: ignore[attr-defined]
+                .order_by(PlanSegment.effective_at, PlanSegment.id)):
+            loaded[segment.account_id].append(segment)
+    return loaded
+
+
+def plan_spans(session: Session, account: Account, period: Period,
+               segments: Sequence[PlanSegment] | None = None) -> list[PlanSpan]:
     """The plan spans covering ``period`` from the account's start (or the period's) to its end.
 
     Custom terms are the account's current negotiated terms; the last span's plan is the plan in
-    force at the end of the period.
+    force at the end of the period. ``segments``: the account's ``load_segments``, when the
+    caller loaded them for many accounts at once.
     """
     custom = CustomTerms.from_json(account.custom_terms_json) if account.custom_terms_json else None
-    segments = session.exec(
-        select(PlanSegment).where(PlanSegment.account_id == account.account_id,
-                                  PlanSegment.effective_at < period.end)
-        .order_by(PlanSegment.effective_at, PlanSegment.id)).all()
+    if segments is None:
+        segments = load_segments(session, [account.account_id])[account.account_id]
+    segments = [s for s in segments if s.effective_at < period.end]
     spans: list[PlanSpan] = []
     for index, segment in enumerate(segments):
         start = max(segment.effective_at, period.start)

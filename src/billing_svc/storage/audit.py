@@ -20,6 +20,7 @@ from billing_svc.domain.events import encode_json, iso_utc
 from billing_svc.storage.tables import AuditHead, AuditRecord
 
 GENESIS_HASH = "0" * 64
+_HEAD = "billing_svc.audit_head"
 
 
 def record_hash(record: AuditRecord) -> str:
@@ -33,8 +34,15 @@ def record_hash(record: AuditRecord) -> str:
 
 def append(session: Session, *, actor: str, action: str, account_id: str, before: Any,
            after: Any, at: datetime, request_id: str = "") -> AuditRecord:
-    """Append one record to the chain inside ``session``'s transaction."""
-    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
+    """Append one record to the chain inside ``session``'s transaction.
+
+    The head is locked and read once per transaction (kept in ``session.info``): a transaction
+    that appends many records (the period closer) does not read it again for each.
+    """
+    head = session.info.get(_HEAD)
+    if head is None:
+        head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
+        session.info[_HEAD] = head
     record = AuditRecord(
         sequence=head.sequence + 1,
         account_id=account_id,
