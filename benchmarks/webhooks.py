@@ -17,7 +17,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
+import aiohttp
 
 from benchmarks.machine import describe
 from benchmarks.report import write_section
@@ -130,19 +130,22 @@ def throughput(database_url: str, directory: str, count: int) -> float:
 
 
 def bare_client(directory: str, count: int) -> float:
-    """The baseline: a plain httpx.AsyncClient posting the same small JSON body to the same
-    receivers with the same concurrency, no database and no signing."""
+    """The baseline: a plain aiohttp session (the dispatcher's HTTP library) posting the same
+    small JSON body to the same receivers with the same concurrency, no database, no signing,
+    no URL guard."""
     receivers = Receivers(ENDPOINTS, directory)
     body = events.limit_exceeded(account_id="acc_bench", limit_type="tenants", current_usage=1,
                                  plan_limit=3, period="2026-11", refused=False,
                                  occurred_at=datetime.now(UTC)).body().encode()
 
     async def post_all() -> None:
-        limits = httpx.Limits(max_connections=ENDPOINTS * PER_ENDPOINT)
-        async with httpx.AsyncClient(limits=limits) as client:
+        connector = aiohttp.TCPConnector(limit=ENDPOINTS * PER_ENDPOINT)
+        async with aiohttp.ClientSession(connector=connector) as client:
             async def worker(url: str, n: int) -> None:
                 for _ in range(n):
-                    (await client.post(url, content=body)).raise_for_status()
+                    async with client.post(url, data=body) as response:
+                        response.raise_for_status()
+                        await response.read()
 
             await asyncio.gather(*(worker(url, count // len(receivers.urls) // PER_ENDPOINT)
                                    for url in receivers.urls for _ in range(PER_ENDPOINT)))
@@ -202,7 +205,7 @@ def main(quick: bool = False) -> str:
         "every 50 ms when idle); each delivery is signed, leased, POSTed and recorded. "
         "Latency is from the event's commit to its receipt.", "",
         "| what | figure | goal |", "|---|---|---|",
-        f"| a plain httpx.AsyncClient, same body, receivers and concurrency (baseline) | "
+        f"| a plain aiohttp session, same body, receivers and concurrency (baseline) | "
         f"{baseline:,.0f} requests/s | |",
     ]
     lines += [f"| deliveries/s, a backlog of {count:,} events to {ENDPOINTS} endpoints, {name} "

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import grpc
-import httpx
 import pytest
 from as2aas.billing.v1 import billing_service_pb2 as pb
 from standardwebhooks.webhooks import Webhook
@@ -603,7 +603,7 @@ def test_https_checks_the_certificate_against_the_urls_host_name(
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    from billing_svc.webhooks.transport import DeliveryTransport
+    from billing_svc.webhooks.transport import DeliveryClient
     from tests.integration.test_tls import _certificate, _pem_key
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -622,14 +622,16 @@ def test_https_checks_the_certificate_against_the_urls_host_name(
     fake_dns["impostor.test"] = ["127.0.0.1"]  # the same address, a name the cert lacks
 
     async def post(url: str) -> int:
-        transport = DeliveryTransport(allow_private=True, resolve_timeout=5,
-                                      max_connections_per_origin=4, ssl_context=trust)
-        async with httpx.AsyncClient(transport=transport) as http:
-            return (await http.post(url, content=b"{}")).status_code
+        client = DeliveryClient(allow_private=True, timeout=5, max_connections=4,
+                                ssl_context=trust)
+        try:
+            return (await client.post(url, b"{}", {}, limit=100))[0]
+        finally:
+            await client.aclose()
 
     try:
         assert asyncio.run(post(f"https://localhost:{port}/hooks")) == 200
-        with pytest.raises(httpx.ConnectError, match="certificate"):
+        with pytest.raises(aiohttp.ClientConnectorCertificateError, match="certificate"):
             asyncio.run(post(f"https://impostor.test:{port}/hooks"))
         assert len(receiver.received()) == 1
     finally:

@@ -14,14 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-import functools
 import threading
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
+import aiohttp
 import structlog
 import tenacity
 from sqlalchemy.exc import DBAPIError
@@ -34,7 +33,7 @@ from billing_svc.services.deliveries import Claimed, Outcome
 from billing_svc.settings import Settings
 from billing_svc.storage.db import Database
 from billing_svc.webhooks import signing
-from billing_svc.webhooks.transport import DeliveryTransport
+from billing_svc.webhooks.transport import BLIPS, DeliveryClient
 from billing_svc.webhooks.url_guard import UnsafeURL
 
 log = structlog.get_logger("billing_svc.webhooks")
@@ -42,7 +41,6 @@ log = structlog.get_logger("billing_svc.webhooks")
 # In-attempt retries (tenacity): blips only, a few tries within about a second.
 _BLIP_TRIES = 3
 _BLIP_WAIT = tenacity.wait_exponential(multiplier=0.2, max=1)
-_BLIPS = (httpx.ConnectError, httpx.RemoteProtocolError)
 # At shutdown, attempts in flight get this long to finish before they are abandoned.
 _SHUTDOWN_WAIT_SECONDS = 2.0
 
@@ -60,12 +58,6 @@ def _retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max((when - datetime.now(UTC)).total_seconds(), 0.0)
-
-
-@functools.lru_cache(maxsize=4096)
-def _url(url: str) -> httpx.URL:
-    """Endpoint URLs parsed once, not at every attempt (``httpx.URL`` is immutable)."""
-    return httpx.URL(url)
 
 
 async def _first(*waits: Any) -> None:
@@ -92,16 +84,10 @@ class Dispatcher:
         self.outcomes: list[tuple[Claimed, Outcome, datetime]] = []
         self.tasks: dict[asyncio.Task[None], Claimed] = {}
         self.slot_freed = asyncio.Event()
-        # The transport, without an httpx.Client around it: a delivery is one request, with
-        # no redirects followed, no cookies kept between receivers, no proxy from the
-        # environment (the URL guard checks the address the socket connects to).
-        self.transport = DeliveryTransport(
-            allow_private=settings.webhook_allow_private_networks,
-            resolve_timeout=self.timeout,
-            # Several endpoints may share an origin; each has its own in-flight limit.
-            max_connections_per_origin=settings.webhook_max_concurrency)
-        self._timeouts = {"timeout": dict.fromkeys(("connect", "read", "write", "pool"),
-                                                   self.timeout)}
+        # Several endpoints may share a host; each has its own in-flight limit.
+        self.client = DeliveryClient(allow_private=settings.webhook_allow_private_networks,
+                                     timeout=self.timeout,
+                                     max_connections=settings.webhook_max_concurrency)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set (in the dispatcher's own thread)."""
@@ -203,7 +189,7 @@ class Dispatcher:
             deliveries.release(self.db, self.owner, abandoned)
         except Exception:  # their leases expire: another replica or the next start retries
             log.exception("webhook_shutdown_record_failed")
-        await self.transport.aclose()
+        await self.client.aclose()
 
     async def _deliver(self, item: Claimed) -> None:
         try:
@@ -231,9 +217,9 @@ class Dispatcher:
             status, body, retry_after = await self._send(item, headers)
         except UnsafeURL as exc:
             return Outcome(0, elapsed(), f"refused: {exc}")
-        except (TimeoutError, httpx.TimeoutException):
+        except TimeoutError:
             return Outcome(0, elapsed(), f"timed out after {self.timeout:g} s", timed_out=True)
-        except (httpx.HTTPError, OSError) as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             return Outcome(0, elapsed(), f"{type(exc).__name__}: {exc}"[:1000])
         success = 200 <= status < 300
         return Outcome(status, elapsed(), "" if success else f"HTTP {status}", body,
@@ -245,11 +231,11 @@ class Dispatcher:
         try:
             async with asyncio.timeout(self.timeout):
                 return await self._post(item, headers)
-        except _BLIPS as exc:
+        except BLIPS as exc:
             blip: Exception | None = exc
         # The try above was tenacity's first: it waits, then tries again.
         async for attempt in tenacity.AsyncRetrying(
-                retry=tenacity.retry_if_exception_type(_BLIPS),
+                retry=tenacity.retry_if_exception_type(BLIPS),
                 stop=tenacity.stop_after_attempt(_BLIP_TRIES), wait=_BLIP_WAIT, reraise=True):
             with attempt:
                 if blip is not None:
@@ -260,19 +246,5 @@ class Dispatcher:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _post(self, item: Claimed, headers: dict[str, str]) -> tuple[int, str, str | None]:
-        """POST the event; the status, the first bytes of the answer, its Retry-After. The
-        answer is never read whole: a receiver could send gigabytes."""
-        limit = deliveries.RESPONSE_BODY_LIMIT
-        request = httpx.Request("POST", _url(item.url), content=item.body, headers=headers,
-                                extensions=self._timeouts)
-        response = await self.transport.handle_async_request(request)
-        try:
-            received = bytearray()
-            async for chunk in response.stream:  # type: ignore[union-attr]
-                received += chunk
-                if len(received) >= limit:
-                    break
-        finally:
-            await response.aclose()
-        return (response.status_code, received[:limit].decode("utf-8", "replace"),
-                response.headers.get("retry-after"))
+        return await self.client.post(item.url, item.body, headers,
+                                      deliveries.RESPONSE_BODY_LIMIT)

@@ -86,6 +86,11 @@ def _literal(host: str) -> str | None:
         return None
 
 
+def is_literal(host: str) -> bool:
+    """Whether ``host`` is an IP address rather than a name."""
+    return _literal(host) is not None
+
+
 def _checked(host: str, addresses: list[str], *, allow_private: bool) -> list[str]:
     if not addresses:
         raise UnsafeURL(f"host {host!r} does not resolve")
