@@ -17,7 +17,7 @@ from billing_svc.domain.money import to_cents
 from billing_svc.domain.periods import Period
 from billing_svc.services import invoicing
 from billing_svc.services.context import RequestContext, system_context
-from billing_svc.storage.tables import Invoice, OutboxEvent
+from billing_svc.storage.tables import Invoice, OutboxEvent, PlanSegment
 from tests.integration.test_usage import Shop, ts
 from tests.support import ADMIN, READER, WRITER, Client, ServerThread
 
@@ -94,6 +94,26 @@ def test_a_trial_ending_mid_period_bills_only_the_storage_held_after_it(client: 
         str(over), str(to_cents(over * 2)))
     assert lines["base_fee"][1] == str(to_cents(Decimal(99) * paid.numerator / paid.denominator))
     assert set(lines) == {"base_fee", "storage_overage"}
+
+
+def test_switching_to_annual_on_the_first_instant_of_a_period_charges_the_rest_of_the_year(
+        client: Client, server: ServerThread) -> None:
+    last = Period.containing(now()).previous()
+    shop = imported_shop(client, plan_id="business", months_back=6)  # monthly, since 6 months
+    year_start = last.start
+    for _ in range(5):
+        year_start = Period.containing(year_start).previous().start
+    with server.db.write() as session:  # a switch scheduled for the period's end, applied
+        session.add(PlanSegment(account_id=shop.account_id, plan_id="business",
+                                billing_interval="annual", effective_at=last.start))
+    invoice = close(client, shop.account_id, last)
+    year_end = year_start.replace(year=year_start.year + 1)
+    left = Fraction((year_end - last.start) // timedelta(microseconds=1),
+                    (year_end - year_start) // timedelta(microseconds=1))
+    # 10 x $299 a year, nothing paid for this year yet (monthly before), for the part left
+    (line,) = [line for line in invoice.lines if line.type == "base_fee"]
+    assert amount(line.amount) == str(to_cents(Decimal(2990) * left.numerator / left.denominator))
+    assert amount(line.unit_price) == "2990.00"
 
 
 def test_closing_twice_or_concurrently_yields_one_invoice(client: Client,

@@ -26,7 +26,7 @@ def load_segments(session: Session, account_ids: Sequence[str]) -> dict[str, lis
 
 def plan_spans(session: Session, account: Account, period: Period,
                segments: Sequence[PlanSegment] | None = None) -> list[PlanSpan]:
-    """The plan spans covering ``period`` from the account's start (or the period's) to its end.
+    """The plan spans that overlap ``period``, and the one just before them, unclipped.
 
     Custom terms are the account's current negotiated terms; the last span's plan is the plan in
     force at the end of the period. ``segments``: the account's ``load_segments``, when the
@@ -38,15 +38,18 @@ def plan_spans(session: Session, account: Account, period: Period,
     segments = [s for s in segments if s.effective_at < period.end]
     spans: list[PlanSpan] = []
     for index, segment in enumerate(segments):
-        start = max(segment.effective_at, period.start)
         end = segments[index + 1].effective_at if index + 1 < len(segments) else period.end
-        end = min(end, period.end)
-        if end <= start and index + 1 < len(segments):
-            continue
+        if end <= segment.effective_at and index + 1 < len(segments):
+            continue  # replaced at the instant it began
         terms = effective_terms(segment.plan_id,
                                 custom if segment.plan_id == "custom" else None)
-        spans.append(PlanSpan(start=start, end=max(end, start), terms=terms,
-                              billing_interval=segment.billing_interval))
+        spans.append(PlanSpan(start=segment.effective_at, end=max(end, segment.effective_at),
+                              terms=terms, billing_interval=segment.billing_interval))
+    # Spans are not clipped to the period (rating bills only the overlap): the span just before
+    # the period stays, as the predecessor a change on the period's first instant replaces (an
+    # annual plan taken mid-year is charged the rest of the year, less what was paid for it).
+    first = next((i for i, span in enumerate(spans) if span.end > period.start), len(spans))
+    spans = spans[max(first - 1, 0):]
     if account.canceled_at is not None and spans and account.canceled_at < period.end:
         last = spans[-1]
         spans[-1] = PlanSpan(start=last.start, end=max(last.start, account.canceled_at),
