@@ -70,8 +70,9 @@ def close_period(db: Database, ctx: RequestContext, *, account_id: str,
     for attempt in range(2):
         try:
             with db.write() as session:
-                invoice = _close(session, ctx, [account_id], period, strict=True)[0][account_id]
-            return view(invoice)
+                invoices, issued = _close(session, ctx, [account_id], period, strict=True)
+            metrics.INVOICES_CLOSED.inc(issued)  # counted once committed
+            return view(invoices[account_id])
         except IntegrityError:
             if attempt:
                 raise
@@ -83,7 +84,9 @@ def close_periods(db: Database, ctx: RequestContext, account_ids: list[str],
     """Close ``period`` for many accounts in one transaction (the automatic closer's batches);
     accounts that cannot be closed are skipped. The number of invoices issued."""
     with db.write() as session:
-        return _close(session, ctx, account_ids, period, strict=False)[1]
+        issued = _close(session, ctx, account_ids, period, strict=False)[1]
+    metrics.INVOICES_CLOSED.inc(issued)  # counted once committed
+    return issued
 
 
 def _close(session: Session, ctx: RequestContext, account_ids: list[str], period: Period, *,
@@ -124,7 +127,6 @@ def _close(session: Session, ctx: RequestContext, account_ids: list[str], period
             session, ctx, account, period, rows[account.account_id],
             segments[account.account_id], late[account.account_id])
     session.flush()  # a second invoice for the period fails here, on the unique key
-    metrics.INVOICES_CLOSED.inc(len(to_issue))
     return invoices, len(to_issue)
 
 
