@@ -200,7 +200,8 @@ def main(quick: bool = False) -> str:
     lines = [
         "## Webhook delivery", "", f"Machine: {describe()}", "",
         f"Receivers: {ENDPOINTS} real HTTP/1.1 servers on 127.0.0.1 in their own process (one "
-        "thread per connection), one endpoint each. The dispatcher is the service's own (its "
+        "asyncio loop, keep-alive: lean, so that they leave the dispatcher most of the two "
+        "cores), one endpoint each. The dispatcher is the service's own (its "
         f"own thread and event loop, {PER_ENDPOINT} requests in flight per endpoint, polling "
         "every 50 ms when idle); each delivery is signed, leased, POSTed and recorded. "
         "Latency is from the event's commit to its receipt.", "",
