@@ -11,6 +11,7 @@ from fractions import Fraction
 import grpc
 import pytest
 from as2aas.billing.v1 import billing_service_pb2 as pb
+from as2aas.billing.v1 import common_pb2
 from sqlmodel import select
 
 from billing_svc.domain.money import to_cents
@@ -19,7 +20,7 @@ from billing_svc.services import invoicing
 from billing_svc.services.context import RequestContext, system_context
 from billing_svc.storage.tables import Invoice, OutboxEvent, PlanSegment
 from tests.integration.test_usage import Shop, ts
-from tests.support import ADMIN, READER, WRITER, Client, ServerThread
+from tests.support import ADMIN, READER, WRITER, Client, ServerThread, bad_request_fields
 
 
 def now() -> datetime:
@@ -318,3 +319,68 @@ def test_an_account_that_cannot_be_rated_does_not_hold_up_the_others(
         billed = set(session.exec(select(Invoice.account_id).where(Invoice.account_id.in_(  # type: ignore[attr-defined]
             [s.account_id for s in shops]))).all())
     assert billed == {shops[0].account_id, shops[2].account_id}
+
+
+def usd(units: int, nanos: int = 0) -> common_pb2.Money:
+    return common_pb2.Money(currency_code="USD", units=units, nanos=nanos)
+
+
+def issue_credit(client: Client, account_id: str, money: common_pb2.Money, description: str,
+                 request_id: str = "", metadata=ADMIN) -> pb.Credit:
+    return client.billing.IssueCredit(pb.IssueCreditRequest(
+        account_id=account_id, amount=money, description=description, request_id=request_id),
+        metadata=metadata).credit
+
+
+def test_credits_come_off_the_next_invoices_oldest_first_never_below_zero(
+        client: Client) -> None:
+    last = Period.containing(now()).previous()
+    shop = imported_shop(client)  # Startup, two tenants, no usage: $99.00 a month
+    first = issue_credit(client, shop.account_id, usd(60), "Goodwill credit", request_id="c-1")
+    again = issue_credit(client, shop.account_id, usd(60), "Goodwill credit", request_id="c-1")
+    assert again.credit_id == first.credit_id  # a retried call grants nothing more
+    second = issue_credit(client, shop.account_id, usd(50), "Outage of 2026-11-03")
+    invoice = close(client, shop.account_id, last)
+    lines = [(line.type, amount(line.amount), line.credit_id) for line in invoice.lines]
+    assert lines == [("base_fee", "99.00", ""), ("credit", "-60.00", first.credit_id),
+                     ("credit", "-39.00", second.credit_id)]
+    assert amount(invoice.total) == "0.00" and invoice.status == pb.INVOICE_STATUS_PAID
+    left = client.billing.ListCredits(pb.ListCreditsRequest(account_id=shop.account_id),
+                                      metadata=READER).credits
+    assert [(c.credit_id, amount(c.remaining)) for c in left] == [
+        (first.credit_id, "0.00"), (second.credit_id, "11.00")]
+    # What the first invoice could not absorb comes off the next one closed.
+    earlier = close(client, shop.account_id, last.previous())
+    assert [(line.type, amount(line.amount)) for line in earlier.lines] == [
+        ("base_fee", "99.00"), ("credit", "-11.00")]
+    assert amount(earlier.total) == "88.00"
+    # Closing again changes nothing and draws nothing more.
+    assert close(client, shop.account_id, last.previous()) == earlier
+    left = client.billing.ListCredits(pb.ListCreditsRequest(account_id=shop.account_id),
+                                      metadata=READER).credits
+    assert [amount(c.remaining) for c in left] == ["0.00", "0.00"]
+
+
+@pytest.mark.parametrize(("money", "description", "field"), [
+    (usd(0), "Zero", "amount"),
+    (usd(-5), "Negative", "amount"),
+    (usd(10, 5_000_000), "Half a cent", "amount"),
+    (common_pb2.Money(currency_code="EUR", units=5), "Euros", "amount.currency_code"),
+    (usd(5), "   ", "description"),
+])
+def test_a_credit_must_be_positive_whole_cents_usd_and_described(
+        client: Client, money: common_pb2.Money, description: str, field: str) -> None:
+    shop = imported_shop(client)
+    with pytest.raises(grpc.RpcError) as error:
+        issue_credit(client, shop.account_id, money, description)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_request_fields(error.value) == [field]
+
+
+def test_only_admins_issue_credits(client: Client) -> None:
+    shop = imported_shop(client)
+    with pytest.raises(grpc.RpcError) as error:
+        issue_credit(client, shop.account_id, usd(5), "Nice try", metadata=WRITER)
+    assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert client.billing.ListCredits(pb.ListCreditsRequest(account_id=shop.account_id),
+                                      metadata=READER).credits == []

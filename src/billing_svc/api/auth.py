@@ -30,7 +30,7 @@ METHOD_SCOPES: dict[str, str] = {
                                            "GetUsageHistory")},
     **{_BILLING + m: "billing:read" for m in (
         "ListPlans", "GetAccountBilling", "ListWebhookEndpoints", "ListWebhookEvents",
-        "GetInvoice", "ListInvoices", "ListBudgets", "GetCostAllocation",
+        "GetInvoice", "ListInvoices", "ListCredits", "ListBudgets", "GetCostAllocation",
         "ExportJournalEntries", "ReconcilePeriod", "ComparePlans")},
     **{_BILLING + m: "billing:write" for m in (
         "CreateAccount", "ChangePlan", "CancelSubscription", "SetPaymentMethod",
@@ -38,7 +38,8 @@ METHOD_SCOPES: dict[str, str] = {
         "CreateWebhookEndpoint", "DeleteWebhookEndpoint", "RotateWebhookSecret",
         "RedeliverWebhookEvent", "CloseBillingPeriod", "RecordPaymentResult", "SetBudget",
         "DeleteBudget")},
-    **{_BILLING + m: "admin" for m in ("SetCustomTerms", "VoidInvoice", "ListAuditEvents")},
+    **{_BILLING + m: "admin" for m in ("SetCustomTerms", "VoidInvoice", "IssueCredit",
+                                       "ListAuditEvents")},
 }
 
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

@@ -22,6 +22,7 @@ from billing_svc.services.accounts import AccountBilling
 from billing_svc.storage.idempotency import IdempotencyKey
 from billing_svc.storage.tables import (
     Account,
+    AccountCredit,
     AuditRecord,
     Budget,
     MasterPartner,
@@ -381,7 +382,14 @@ def invoice_line_out(line: rating.InvoiceLine) -> pb.InvoiceLine:
     return pb.InvoiceLine(type=line.type, description=line.description,
                           quantity=_decimal_text(line.quantity),
                           unit_price=money_out(_to_nanos(line.unit_price)),
-                          amount=money_out(line.amount), period=line.period or "")
+                          amount=money_out(line.amount), period=line.period or "",
+                          credit_id=line.credit_id or "")
+
+
+def credit_out(credit: AccountCredit) -> pb.Credit:
+    return pb.Credit(credit_id=credit.credit_id, account_id=credit.account_id,
+                     amount=money_out(credit.amount), remaining=money_out(credit.remaining),
+                     description=credit.description, create_time=time_out(credit.created_at))
 
 
 def _to_nanos(value: Decimal) -> Decimal:

@@ -8,7 +8,8 @@ from as2aas.billing.v1 import billing_service_pb2 as pb
 from billing_svc.api import convert
 from billing_svc.api.common import run
 from billing_svc.api.interceptor import current_context
-from billing_svc.services import invoicing, payments
+from billing_svc.domain.errors import InvalidArgument
+from billing_svc.services import credits, invoicing, payments
 from billing_svc.storage.db import Database
 
 
@@ -57,3 +58,19 @@ class InvoiceRpcs:
             key=convert.idempotency_key("BillingService.RecordPaymentResult", request,
                                         ctx.caller.name))
         return pb.RecordPaymentResultResponse(invoice=convert.invoice_out(invoice))
+
+    async def IssueCredit(self, request: pb.IssueCreditRequest,
+                          context: grpc.aio.ServicerContext) -> pb.IssueCreditResponse:
+        if not request.HasField("amount"):
+            raise InvalidArgument("amount", "is required, e.g. {currency_code: USD, units: 50}")
+        ctx = current_context()
+        credit = await run(
+            credits.issue_credit, self.db, ctx, account_id=request.account_id,
+            amount=convert.money_in(request.amount, "amount"), description=request.description,
+            key=convert.idempotency_key("BillingService.IssueCredit", request, ctx.caller.name))
+        return pb.IssueCreditResponse(credit=convert.credit_out(credit))
+
+    async def ListCredits(self, request: pb.ListCreditsRequest,
+                          context: grpc.aio.ServicerContext) -> pb.ListCreditsResponse:
+        found = await run(credits.list_credits, self.db, request.account_id)
+        return pb.ListCreditsResponse(credits=[convert.credit_out(c) for c in found])

@@ -101,6 +101,7 @@ class Credit:
 
     description: str
     amount: Decimal
+    credit_id: str = ""  # the stored credit it comes from, if any
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class InvoiceLine:
     unit_price: Decimal
     amount: Decimal
     period: str | None = None  # the period a late_usage line bills
+    credit_id: str | None = None  # the credit a credit line draws on
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,7 +435,8 @@ def _credit_lines(credits: Sequence[Credit], subtotal: Decimal) -> list[InvoiceL
         text = credit.description
         if applied != wanted:
             text += f" ({wanted} credit, {applied} applied: capped at the invoice total)"
-        lines.append(InvoiceLine(CREDIT, text, Decimal(1), -applied, -applied))
+        lines.append(InvoiceLine(CREDIT, text, Decimal(1), -applied, -applied,
+                                 credit_id=credit.credit_id or None))
         left -= applied
     return lines
 

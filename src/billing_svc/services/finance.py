@@ -254,7 +254,8 @@ class Reconciliation:
 
 def reconcile_period(db: Database, account_id: str, period: Period) -> Reconciliation:
     """Re-rate a closed period from its raw usage events and compare with the issued invoice,
-    line type by line type. ``late_usage`` lines (usage of other periods) are not re-rated."""
+    line type by line type. ``late_usage`` lines (usage of other periods) and ``credit`` lines
+    (granted, not rated) are not re-rated."""
     with db.read() as session:
         account = load_account(session, account_id)
         invoice = issued_invoice(session, account_id, period, "reconciling it")
@@ -265,7 +266,7 @@ def reconcile_period(db: Database, account_id: str, period: Period) -> Reconcili
         issued = view(invoice).lines
     totals: dict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0)] * 4)
     for line in issued:
-        if line.type != "late_usage":
+        if line.type not in (rating.LATE_USAGE, rating.CREDIT):
             totals[line.type][0] += line.quantity
             totals[line.type][2] += line.amount
     for line in rerated:

@@ -21,6 +21,7 @@ from billing_svc.domain import events, rating
 from billing_svc.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from billing_svc.domain.ids import new_id
 from billing_svc.domain.periods import Period
+from billing_svc.services import credits
 from billing_svc.services.accounts import terms_of
 from billing_svc.services.common import load_account
 from billing_svc.services.context import RequestContext
@@ -28,7 +29,13 @@ from billing_svc.services.terms import load_segments, plan_spans
 from billing_svc.services.usage_reports import PeriodRows, load_period_rows, measure
 from billing_svc.storage import audit, outbox
 from billing_svc.storage.db import Database
-from billing_svc.storage.tables import Account, Invoice, PlanSegment, UsagePeriod
+from billing_svc.storage.tables import (
+    Account,
+    AccountCredit,
+    Invoice,
+    PlanSegment,
+    UsagePeriod,
+)
 
 log = structlog.get_logger("billing_svc.invoicing")
 
@@ -53,7 +60,8 @@ def view(invoice: Invoice) -> InvoiceView:
     lines = [rating.InvoiceLine(type=line["type"], description=line["description"],
                                 quantity=Decimal(line["quantity"]),
                                 unit_price=Decimal(line["unit_price"]),
-                                amount=Decimal(line["amount"]), period=line.get("period"))
+                                amount=Decimal(line["amount"]), period=line.get("period"),
+                                credit_id=line.get("credit_id"))
              for line in json.loads(invoice.lines_json)]
     return InvoiceView(invoice, lines, json.loads(invoice.tenant_breakdown_json))
 
@@ -122,10 +130,12 @@ def _close(session: Session, ctx: RequestContext, account_ids: list[str], period
     rows = load_period_rows(session, issuing, period)
     segments = load_segments(session, issuing)
     late = _late_usage(session, to_issue, period, segments)
+    open_credits = credits.open_credits(session, issuing)
     for account in to_issue:
         invoices[account.account_id] = _issue(
             session, ctx, account, period, rows[account.account_id],
-            segments[account.account_id], late[account.account_id])
+            segments[account.account_id], late[account.account_id],
+            open_credits[account.account_id])
     session.flush()  # a second invoice for the period fails here, on the unique key
     return invoices, len(to_issue)
 
@@ -170,13 +180,15 @@ def _late_usage(session: Session, accounts: list[Account], period: Period,
 
 
 def _issue(session: Session, ctx: RequestContext, account: Account, period: Period,
-           rows: PeriodRows, segments: list[PlanSegment],
-           late: list[rating.LateUsage]) -> Invoice:
+           rows: PeriodRows, segments: list[PlanSegment], late: list[rating.LateUsage],
+           account_credits: list[AccountCredit]) -> Invoice:
     measured = measure(session, account, period, period.end, rows)
     tenants = measured.tenants
     lines = rating.rate_period(
         period, plan_spans(session, account, period, segments), measured.billable,
-        trial_end=account.trial_ends_at, subscription_start=account.created_at, late=late)
+        trial_end=account.trial_ends_at, subscription_start=account.created_at, late=late,
+        credits=credits.for_rating(account_credits))
+    credits.draw(session, account_credits, lines)
     total = rating.invoice_total(lines)
     invoice = Invoice(
         invoice_id=new_id("in"), account_id=account.account_id, period=period.label,
@@ -203,7 +215,8 @@ def _issue(session: Session, ctx: RequestContext, account: Account, period: Peri
 def _line_json(line: rating.InvoiceLine) -> dict[str, object]:
     return {"type": line.type, "description": line.description,
             "quantity": format(line.quantity, "f"), "unit_price": format(line.unit_price, "f"),
-            "amount": format(line.amount, "f"), "period": line.period}
+            "amount": format(line.amount, "f"), "period": line.period,
+            "credit_id": line.credit_id}
 
 
 def get_invoice(db: Database, invoice_id: str) -> InvoiceView:

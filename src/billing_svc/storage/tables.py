@@ -209,6 +209,20 @@ class Invoice(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UTCDateTime)
 
 
+class AccountCredit(SQLModel, table=True):
+    """An amount granted to an account (admin, audited), taken off its next invoices until used
+    up: ``remaining`` falls as invoices draw on it, oldest credit first."""
+
+    __tablename__ = "account_credit"
+
+    credit_id: str = Field(primary_key=True, max_length=40)
+    account_id: str = Field(sa_column=Column(ForeignKey(_ACCOUNT_FK), nullable=False, index=True))
+    amount: Decimal = Field(sa_column=Column(ExactDecimal(), nullable=False))
+    remaining: Decimal = Field(sa_column=Column(ExactDecimal(), nullable=False))
+    description: str = Field(max_length=200)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
 class Budget(SQLModel, table=True):
     """A named monthly spending limit of an account, with alert thresholds in percent."""
 

@@ -585,20 +585,22 @@ class RedeliverWebhookEventResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[WebhookEvent, _Mapping]] = ...) -> None: ...
 
 class InvoiceLine(_message.Message):
-    __slots__ = ("type", "description", "quantity", "unit_price", "amount", "period")
+    __slots__ = ("type", "description", "quantity", "unit_price", "amount", "period", "credit_id")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
     UNIT_PRICE_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     PERIOD_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_ID_FIELD_NUMBER: _ClassVar[int]
     type: str
     description: str
     quantity: str
     unit_price: _common_pb2.Money
     amount: _common_pb2.Money
     period: str
-    def __init__(self, type: _Optional[str] = ..., description: _Optional[str] = ..., quantity: _Optional[str] = ..., unit_price: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., amount: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., period: _Optional[str] = ...) -> None: ...
+    credit_id: str
+    def __init__(self, type: _Optional[str] = ..., description: _Optional[str] = ..., quantity: _Optional[str] = ..., unit_price: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., amount: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., period: _Optional[str] = ..., credit_id: _Optional[str] = ...) -> None: ...
 
 class Invoice(_message.Message):
     __slots__ = ("invoice_id", "account_id", "period", "status", "lines", "subtotal", "total", "tenant_breakdown", "issue_time", "paid_time", "amount_paid", "next_payment_attempt")
@@ -677,6 +679,52 @@ class ListInvoicesResponse(_message.Message):
     invoices: _containers.RepeatedCompositeFieldContainer[Invoice]
     next_page_token: str
     def __init__(self, invoices: _Optional[_Iterable[_Union[Invoice, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class Credit(_message.Message):
+    __slots__ = ("credit_id", "account_id", "amount", "remaining", "description", "create_time")
+    CREDIT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    credit_id: str
+    account_id: str
+    amount: _common_pb2.Money
+    remaining: _common_pb2.Money
+    description: str
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, credit_id: _Optional[str] = ..., account_id: _Optional[str] = ..., amount: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., remaining: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., description: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class IssueCreditRequest(_message.Message):
+    __slots__ = ("account_id", "amount", "description", "request_id")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    amount: _common_pb2.Money
+    description: str
+    request_id: str
+    def __init__(self, account_id: _Optional[str] = ..., amount: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., description: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class IssueCreditResponse(_message.Message):
+    __slots__ = ("credit",)
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
+    credit: Credit
+    def __init__(self, credit: _Optional[_Union[Credit, _Mapping]] = ...) -> None: ...
+
+class ListCreditsRequest(_message.Message):
+    __slots__ = ("account_id",)
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    def __init__(self, account_id: _Optional[str] = ...) -> None: ...
+
+class ListCreditsResponse(_message.Message):
+    __slots__ = ("credits",)
+    CREDITS_FIELD_NUMBER: _ClassVar[int]
+    credits: _containers.RepeatedCompositeFieldContainer[Credit]
+    def __init__(self, credits: _Optional[_Iterable[_Union[Credit, _Mapping]]] = ...) -> None: ...
 
 class VoidInvoiceRequest(_message.Message):
     __slots__ = ("invoice_id", "reason", "request_id")

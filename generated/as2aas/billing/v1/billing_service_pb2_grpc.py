@@ -145,6 +145,16 @@ class BillingServiceStub:
                 request_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.RecordPaymentResultRequest.SerializeToString,
                 response_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.RecordPaymentResultResponse.FromString,
                 _registered_method=True)
+        self.IssueCredit = channel.unary_unary(
+                '/as2aas.billing.v1.BillingService/IssueCredit',
+                request_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.IssueCreditRequest.SerializeToString,
+                response_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.IssueCreditResponse.FromString,
+                _registered_method=True)
+        self.ListCredits = channel.unary_unary(
+                '/as2aas.billing.v1.BillingService/ListCredits',
+                request_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ListCreditsRequest.SerializeToString,
+                response_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ListCreditsResponse.FromString,
+                _registered_method=True)
         self.SetBudget = channel.unary_unary(
                 '/as2aas.billing.v1.BillingService/SetBudget',
                 request_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.SetBudgetRequest.SerializeToString,
@@ -323,6 +333,18 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssueCredit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCredits(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetBudget(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -483,6 +505,16 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.RecordPaymentResult,
                     request_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.RecordPaymentResultRequest.FromString,
                     response_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.RecordPaymentResultResponse.SerializeToString,
+            ),
+            'IssueCredit': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueCredit,
+                    request_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.IssueCreditRequest.FromString,
+                    response_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.IssueCreditResponse.SerializeToString,
+            ),
+            'ListCredits': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCredits,
+                    request_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ListCreditsRequest.FromString,
+                    response_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ListCreditsResponse.SerializeToString,
             ),
             'SetBudget': grpc.unary_unary_rpc_method_handler(
                     servicer.SetBudget,
@@ -1120,6 +1152,60 @@ class BillingService:
             '/as2aas.billing.v1.BillingService/RecordPaymentResult',
             as2aas_dot_billing_dot_v1_dot_billing__service__pb2.RecordPaymentResultRequest.SerializeToString,
             as2aas_dot_billing_dot_v1_dot_billing__service__pb2.RecordPaymentResultResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueCredit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/as2aas.billing.v1.BillingService/IssueCredit',
+            as2aas_dot_billing_dot_v1_dot_billing__service__pb2.IssueCreditRequest.SerializeToString,
+            as2aas_dot_billing_dot_v1_dot_billing__service__pb2.IssueCreditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCredits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/as2aas.billing.v1.BillingService/ListCredits',
+            as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ListCreditsRequest.SerializeToString,
+            as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ListCreditsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -55,6 +55,8 @@ class BillingServiceStub:
     ListInvoices: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.ListInvoicesRequest, _billing_service_pb2.ListInvoicesResponse]
     VoidInvoice: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.VoidInvoiceRequest, _billing_service_pb2.VoidInvoiceResponse]
     RecordPaymentResult: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.RecordPaymentResultRequest, _billing_service_pb2.RecordPaymentResultResponse]
+    IssueCredit: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.IssueCreditRequest, _billing_service_pb2.IssueCreditResponse]
+    ListCredits: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.ListCreditsRequest, _billing_service_pb2.ListCreditsResponse]
     SetBudget: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.SetBudgetRequest, _billing_service_pb2.SetBudgetResponse]
     ListBudgets: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.ListBudgetsRequest, _billing_service_pb2.ListBudgetsResponse]
     DeleteBudget: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.DeleteBudgetRequest, _billing_service_pb2.DeleteBudgetResponse]
@@ -91,6 +93,8 @@ class BillingServiceAsyncStub(BillingServiceStub):
     ListInvoices: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.ListInvoicesRequest, _billing_service_pb2.ListInvoicesResponse]  # type: ignore[assignment]
     VoidInvoice: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.VoidInvoiceRequest, _billing_service_pb2.VoidInvoiceResponse]  # type: ignore[assignment]
     RecordPaymentResult: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.RecordPaymentResultRequest, _billing_service_pb2.RecordPaymentResultResponse]  # type: ignore[assignment]
+    IssueCredit: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.IssueCreditRequest, _billing_service_pb2.IssueCreditResponse]  # type: ignore[assignment]
+    ListCredits: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.ListCreditsRequest, _billing_service_pb2.ListCreditsResponse]  # type: ignore[assignment]
     SetBudget: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.SetBudgetRequest, _billing_service_pb2.SetBudgetResponse]  # type: ignore[assignment]
     ListBudgets: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.ListBudgetsRequest, _billing_service_pb2.ListBudgetsResponse]  # type: ignore[assignment]
     DeleteBudget: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.DeleteBudgetRequest, _billing_service_pb2.DeleteBudgetResponse]  # type: ignore[assignment]
@@ -256,6 +260,20 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _billing_service_pb2.RecordPaymentResultRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_service_pb2.RecordPaymentResultResponse, _abc.Awaitable[_billing_service_pb2.RecordPaymentResultResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def IssueCredit(
+        self,
+        request: _billing_service_pb2.IssueCreditRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_service_pb2.IssueCreditResponse, _abc.Awaitable[_billing_service_pb2.IssueCreditResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListCredits(
+        self,
+        request: _billing_service_pb2.ListCreditsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_service_pb2.ListCreditsResponse, _abc.Awaitable[_billing_service_pb2.ListCreditsResponse]]: ...
 
     @_abc_1.abstractmethod
     def SetBudget(
