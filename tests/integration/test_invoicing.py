@@ -12,6 +12,8 @@ import grpc
 import pytest
 from as2aas.billing.v1 import billing_service_pb2 as pb
 from as2aas.billing.v1 import common_pb2
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlmodel import select
 
 from billing_svc.domain.money import to_cents
@@ -384,3 +386,30 @@ def test_only_admins_issue_credits(client: Client) -> None:
     assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert client.billing.ListCredits(pb.ListCreditsRequest(account_id=shop.account_id),
                                       metadata=READER).credits == []
+
+
+@settings(max_examples=20, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(plan=st.sampled_from(["startup", "business", "enterprise"]),
+       messages=st.lists(st.tuples(st.integers(0, 27 * 86_400), st.integers(1, 40_000)),
+                         max_size=6),
+       storage_gb=st.integers(0, 600))
+def test_any_period_closed_twice_is_one_invoice_that_adds_up_without_a_float(
+        client: Client, server: ServerThread, plan: str, messages: list[tuple[int, int]],
+        storage_gb: int) -> None:
+    last = Period.containing(now()).previous()
+    shop = imported_shop(client, plan_id=plan)
+    shop.record([shop.message(f"m{i}", quantity, at=last.start + timedelta(seconds=second))
+                 for i, (second, quantity) in enumerate(messages)]
+                + [shop.storage("s", storage_gb, last.start + timedelta(days=3))])
+    first, second = close(client, shop.account_id, last), close(client, shop.account_id, last)
+    assert first == second
+    issued = invoicing.get_invoice(server.db, first.invoice_id)
+    with server.db.read() as session:
+        assert len(session.exec(select(Invoice).where(
+            Invoice.account_id == shop.account_id, Invoice.period == last.label)).all()) == 1
+    values = [issued.invoice.total, issued.invoice.subtotal] + [
+        value for line in issued.lines for value in (line.quantity, line.unit_price, line.amount)]
+    assert all(type(value) is Decimal for value in values)
+    assert issued.invoice.total == sum((line.amount for line in issued.lines), Decimal(0))
+    assert all(line.amount == line.amount.quantize(Decimal("0.01")) for line in issued.lines)
