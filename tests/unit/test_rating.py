@@ -450,28 +450,6 @@ def test_a_capped_credit_says_so() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Estimates so far (GetCurrentUsage)
-
-
-@pytest.mark.parametrize(("spans", "period_usage", "expected", "total"), [
-    # April 10: the plan in force runs to the end of April: the full 99, plus usage so far.
-    ([span(STARTUP, APRIL.start, utc(2024, 4, 10))], usage(6000),
-     [("base_fee", "1", "99.00"), ("message_overage", "1000", "50.00")], "149.00"),
-    # Canceled at once on April 5: 99 x 4/30 = 13.20, nothing more.
-    ([span(STARTUP, APRIL.start, utc(2024, 4, 5))], usage(),
-     [("base_fee", "0.133333333", "13.20")], "13.20"),
-    # Upgraded on April 6 to Business, still in force: 99 x 5/30 = 16.50; 299 x 25/30 =
-    # 249.1666.. -> 249.17.
-    ([span(STARTUP, APRIL.start, utc(2024, 4, 6)), span(BUSINESS, utc(2024, 4, 6), APRIL.end)],
-     usage(), [("base_fee", "0.166666667", "16.50"), ("base_fee", "0.833333333", "249.17")],
-     "265.67"),
-], ids=["plan-runs-to-period-end", "canceled-earlier", "after-an-upgrade"])
-def test_estimate_so_far(spans: list[PlanSpan], period_usage: PeriodUsage,
-                         expected: list[tuple[str, str, str]], total: str) -> None:
-    check(rating.estimate(APRIL, spans, period_usage, as_of=utc(2024, 4, 10)), expected, total)
-
-
-# ---------------------------------------------------------------------------------------------
 # Refused input
 
 

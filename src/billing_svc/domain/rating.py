@@ -13,7 +13,7 @@ is each line's amount, half-up to the cent (§1.5). Where the spec is silent the
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import (
     Context,
@@ -155,28 +155,6 @@ def rate_period(period: Period, spans: Sequence[PlanSpan], usage: PeriodUsage, *
     lines = [line for line in lines if line.amount]
     lines.extend(_credit_lines(credits, invoice_total(lines)))
     return lines
-
-
-def estimate(period: Period, spans: Sequence[PlanSpan], usage_to_date: PeriodUsage, *,
-             as_of: datetime, trial_end: datetime | None = None,
-             subscription_start: datetime | None = None, anniversary: datetime | None = None,
-             late: Sequence[LateUsage] = (), credits: Sequence[Credit] = ()
-             ) -> list[InvoiceLine]:
-    """The period's charges so far (GetCurrentUsage, budgets): the lines its invoice would carry
-    if no more usage arrived after ``as_of``, by the same rules as ``rate_period``.
-
-    Decision: the plan in force at ``as_of`` is assumed to run to the period's end (a downgrade
-    only takes effect then), so the base fee is the whole committed fee, not the part accrued
-    so far; a span that already ended (an immediate cancellation) is kept as it is.
-    """
-    if as_of < period.start:
-        raise ValueError(f"as_of {as_of.isoformat()} is before period {period.label} starts")
-    spans = _checked_spans(spans)
-    if spans and period.start < spans[-1].end < period.end and spans[-1].end >= as_of:
-        spans[-1] = replace(spans[-1], end=period.end)
-    return rate_period(period, spans, usage_to_date, trial_end=trial_end,
-                       subscription_start=subscription_start, anniversary=anniversary,
-                       late=late, credits=credits)
 
 
 def invoice_total(lines: Iterable[InvoiceLine]) -> Decimal:
