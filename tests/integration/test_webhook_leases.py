@@ -103,6 +103,22 @@ def test_each_endpoint_gets_at_most_its_share_of_slots(db: Database) -> None:
     assert [c.endpoint_id for c in more] == [two] * 2
 
 
+def test_a_long_backlog_delays_another_endpoint_by_one_cycle_at_most(db: Database) -> None:
+    busy_account, (backlogged,) = account_with_endpoints(db, 1)
+    emit(db, busy_account, 300)  # older than anything else: the head of the due index
+    other_account, (quiet,) = account_with_endpoints(db, 1)
+    emit(db, other_account, 1)
+    step(db, "r", limit=0)  # fan out only
+    # A claim ranks only the head of the due rows (all the backlog's here): the backlogged
+    # endpoint gets its share...
+    first = [c.endpoint_id for c in step(db, "r", limit=5, per_endpoint=2).claimed]
+    assert first.count(backlogged) == 2
+    # ... and with its slots taken it is left out of the next claim: the quiet one is served.
+    second = [c.endpoint_id for c in step(db, "r", limit=5, per_endpoint=2,
+                                          busy={backlogged: 2}).claimed]
+    assert backlogged not in second and quiet in first + second
+
+
 def test_a_delivered_outcome_finishes_and_shutdown_gives_leases_back(db: Database) -> None:
     account_id, _ = account_with_endpoints(db, 1)
     emit(db, account_id, 2)
