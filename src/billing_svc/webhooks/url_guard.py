@@ -1,7 +1,7 @@
 """SSRF guard: webhook URLs must not reach internal addresses unless an operator allows it.
 
 Checked when an endpoint is created (``resolve``) and again each time a delivery opens a
-connection (``addresses_to_connect``, called by the transport's network backend): the socket
+connection (``addresses_to_connect``, called by the HTTP client's resolver): the socket
 connects to an address that was just checked, never to a name resolved again later, so DNS
 rebinding cannot slip past an earlier check. The URL keeps its host name, so TLS checks the
 certificate against it as usual.
