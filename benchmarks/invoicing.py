@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from benchmarks.machine import describe
 from benchmarks.report import write_section
 from billing_svc.domain.periods import Period
-from billing_svc.domain.usage import UsageEventIn, to_us
+from billing_svc.domain.usage import UsageBatch, UsageEventIn, to_us
 from billing_svc.services import accounts, ingestion, invoicing
 from billing_svc.services.context import Caller, RequestContext, system_context
 from billing_svc.storage.db import Database
@@ -61,10 +61,10 @@ def setup(db: Database, n: int, period: Period) -> list[str]:
         batch.append(UsageEventIn(f"s{i}", account.account_id, tenant.tenant_id, "", 2,
                                   (i % 10) * 10**9, at))
         if len(batch) >= 2000:
-            ingestion.ingest(db, [batch], now_us=to_us(datetime.now(UTC)))
+            ingestion.ingest(db, [UsageBatch("setup", batch)], now_us=to_us(datetime.now(UTC)))
             batch = []
     if batch:
-        ingestion.ingest(db, [batch], now_us=to_us(datetime.now(UTC)))
+        ingestion.ingest(db, [UsageBatch("setup", batch)], now_us=to_us(datetime.now(UTC)))
     return account_ids
 
 

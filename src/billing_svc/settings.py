@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     max_message_bytes: int = 16 * 1024 * 1024
     usage_retention_days: int = 400
     max_streams_per_caller: int = 16
+    # The compiled ingestion kernel, when built (billing_svc.native); false: the Python path only.
+    native_ingestion: bool = True
     keepalive_seconds: float = 60.0
     dunning_schedule_days: str = "3,5,7"
     gl_account: str = "6100-AS2-MESSAGING"

@@ -9,15 +9,14 @@ import grpc
 import structlog
 from as2aas.billing.v1 import billing_service_pb2, usage_service_pb2
 from as2aas.billing.v1 import billing_service_pb2_grpc as billing_grpc
-from as2aas.billing.v1 import usage_service_pb2_grpc as usage_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from billing_svc import scheduler
+from billing_svc import native, scheduler
+from billing_svc.api import usage
 from billing_svc.api.auth import load_token_store
 from billing_svc.api.billing import BillingServicer
 from billing_svc.api.interceptor import ServiceInterceptor
-from billing_svc.api.usage import UsageServicer
 from billing_svc.metrics import serve_metrics
 from billing_svc.services.ingestion import IngestionWriter
 from billing_svc.settings import Settings
@@ -38,7 +37,7 @@ class BillingServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.db = Database(settings.database_url)
+        self.db = Database(settings.database_url, background_checkpoints=True)
         self.port = 0
         self.metrics_port = 0
         self._interceptor = ServiceInterceptor(settings.max_streams_per_caller)
@@ -65,7 +64,11 @@ class BillingServer:
                             allow_private_networks=self.settings.webhook_allow_private_networks),
             server)
         self._writer = IngestionWriter(self.db, retention_days=self.settings.usage_retention_days)
-        usage_grpc.add_UsageServiceServicer_to_server(UsageServicer(self.db, self._writer), server)
+        kernel, unavailable = native.load()
+        if not self.settings.native_ingestion:
+            kernel, unavailable = None, "switched off (BILLING_NATIVE_INGESTION=false)"
+        log.info("ingestion_kernel", active=kernel is not None, reason=unavailable or None)
+        usage.add_to_server(usage.UsageServicer(self.db, self._writer), server, kernel)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -1,35 +1,63 @@
-"""``UsageService`` servicer: batches go to the process's group-commit writer; reads are thin."""
+"""``UsageService`` servicer: batches go to the process's group-commit writer; reads are thin.
+
+The two ingest RPCs receive their requests as ``UsageBatch`` values made by ``decode_request``
+from the raw bytes (the compiled kernel when it takes them, else the protobuf library), so a plain
+batch never becomes a Python object per event.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from types import ModuleType
 from typing import Any
 
 import grpc
 from as2aas.billing.v1 import usage_service_pb2 as pb
 from as2aas.billing.v1 import usage_service_pb2_grpc as pb_grpc
+from google.protobuf.message import DecodeError
 
 from billing_svc.api import convert
 from billing_svc.api.common import deadline, run
 from billing_svc.domain import usage as rules
 from billing_svc.domain.errors import InvalidArgument
-from billing_svc.domain.usage import UsageEventIn
+from billing_svc.domain.usage import UsageBatch, UsageEventIn
 from billing_svc.services import usage_reports
 from billing_svc.services.ingestion import BatchResult, IngestionWriter
 from billing_svc.storage.db import Database
 
+SERVICE = pb.DESCRIPTOR.services_by_name["UsageService"].full_name
+_INGEST_METHODS = ("StreamUsage", "RecordUsage")
 # Batches one stream may have waiting for their commit: beyond it, gRPC flow control pushes back.
 MAX_IN_FLIGHT_PER_STREAM = 32
+
+# What the ingest RPCs' deserializer hands their servicer: a batch, or why the bytes are not one
+# (returned, not raised: gRPC would turn an exception raised while deserializing into UNKNOWN).
+UsageRequest = UsageBatch | InvalidArgument
+
+
+def decode_request(kernel: ModuleType | None) -> Callable[[bytes], UsageRequest]:
+    """The request deserializer of StreamUsage and RecordUsage, whose requests have the same
+    fields (``batch_id = 1``, ``events = 2``)."""
+
+    def decode(raw: bytes) -> UsageRequest:
+        native = kernel.decode(raw) if kernel is not None else None
+        if native is not None:
+            return UsageBatch(native.batch_id, native=native)
+        try:
+            request = pb.StreamUsageRequest.FromString(raw)
+        except DecodeError as exc:
+            return InvalidArgument("events", f"the request is not a valid usage batch ({exc}); "
+                                   "send a StreamUsageRequest or RecordUsageRequest")
+        return UsageBatch(request.batch_id, events_in(request.events))
+
+    return decode
 
 
 def events_in(events: Any) -> list[UsageEventIn]:
     """Proto events to domain values (no validation here: that is per event, in ingestion)."""
-    if len(events) > rules.MAX_BATCH_EVENTS:
-        raise InvalidArgument("events", f"{len(events)} events in one batch; at most "
-                              f"{rules.MAX_BATCH_EVENTS} are accepted, split the batch")
-    # The hot path: about a microsecond an event. An unset occurred_at reads as the epoch, and
-    # the epoch is reported as missing (no real AS2 message is from 1970).
+    # An unset occurred_at reads as the epoch, and the epoch is reported as missing (no real AS2
+    # message is from 1970).
     new = tuple.__new__
     batch = []
     append = batch.append
@@ -40,6 +68,16 @@ def events_in(events: Any) -> list[UsageEventIn]:
             event.event_id, event.account_id, event.tenant_id, event.partner_id, event.kind,
             event.quantity, seconds * 1_000_000 + nanos // 1000 if seconds or nanos else None)))
     return batch
+
+
+def batch_of(request: UsageRequest) -> UsageBatch:
+    """The batch of a decoded request, or the INVALID_ARGUMENT that fails the call."""
+    if isinstance(request, InvalidArgument):
+        raise request
+    if len(request) > rules.MAX_BATCH_EVENTS:
+        raise InvalidArgument("events", f"{len(request)} events in one batch; at most "
+                              f"{rules.MAX_BATCH_EVENTS} are accepted, split the batch")
+    return request
 
 
 def ack_fields(batch_id: str, result: BatchResult) -> dict[str, Any]:
@@ -56,12 +94,13 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
         self.db = db
         self.writer = writer
 
-    async def RecordUsage(self, request: pb.RecordUsageRequest,
+    async def RecordUsage(self, request: UsageRequest,  # type: ignore[override]
                           context: grpc.aio.ServicerContext) -> pb.RecordUsageResponse:
-        result = await self.writer.submit(events_in(request.events), deadline.get())
-        return pb.RecordUsageResponse(**ack_fields(request.batch_id, result))
+        batch = batch_of(request)
+        result = await self.writer.submit(batch, deadline.get())
+        return pb.RecordUsageResponse(**ack_fields(batch.batch_id, result))
 
-    async def StreamUsage(self, requests: AsyncIterator[pb.StreamUsageRequest],
+    async def StreamUsage(self, requests: AsyncIterator[UsageRequest],  # type: ignore[override]
                           context: grpc.aio.ServicerContext
                           ) -> AsyncIterator[pb.StreamUsageResponse]:
         """Acks are sent in batch order, each once its batch is committed; batches pipeline."""
@@ -71,9 +110,9 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
         async def read() -> None:
             try:
                 async for request in requests:
-                    batch = events_in(request.events)
+                    batch = batch_of(request)
                     task = asyncio.ensure_future(self.writer.submit(batch, deadline.get()))
-                    await in_flight.put((request.batch_id, task))
+                    await in_flight.put((batch.batch_id, task))
                 await in_flight.put(None)
             except Exception as exc:  # reported after the acks of the batches before it
                 await in_flight.put(exc)
@@ -108,3 +147,29 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
         query = convert.history_query_in(request)
         page = await run(usage_reports.usage_history, self.db, query)
         return convert.history_out(page)
+
+
+class _Registered:
+    """Takes the handlers the generated ``add_UsageServiceServicer_to_server`` registers."""
+
+    handlers: dict[str, Any]
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        pass
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        self.handlers = handlers
+
+
+def add_to_server(servicer: UsageServicer, server: grpc.aio.Server,
+                  kernel: ModuleType | None) -> None:
+    """Register ``UsageService`` as generated, except that the ingest RPCs' requests come from
+    ``decode_request(kernel)``."""
+    registered = _Registered()
+    pb_grpc.add_UsageServiceServicer_to_server(servicer, registered)
+    decode = decode_request(kernel)
+    handlers = {name: handler._replace(request_deserializer=decode)
+                if name in _INGEST_METHODS else handler
+                for name, handler in registered.handlers.items()}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)

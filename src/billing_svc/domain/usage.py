@@ -6,10 +6,11 @@ state as plain arguments.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 MESSAGE = 1
 STORAGE = 2
@@ -45,15 +46,49 @@ class UsageEventIn(NamedTuple):
                 self.occurred_at_us) == (tenant_id, partner_id, kind, quantity, occurred_at_us)
 
 
+class UsageBatch:
+    """One batch as it arrived: the producer's ``batch_id`` and its events.
+
+    ``native`` is the compiled kernel's view of the batch when the kernel decoded it
+    (``billing_svc.native``): ingestion can check and store a plain batch through it without a
+    Python object per event. ``events`` are made from it only for batches that need the Python
+    path.
+    """
+
+    __slots__ = ("_events", "batch_id", "native")
+
+    def __init__(self, batch_id: str, events: Sequence[UsageEventIn] | None = None,
+                 native: Any = None) -> None:
+        if (events is None) == (native is None):
+            raise ValueError("a UsageBatch has either its events or the kernel's batch")
+        self.batch_id = batch_id
+        self.native = native
+        self._events = events
+
+    @property
+    def events(self) -> Sequence[UsageEventIn]:
+        if self._events is None:
+            self._events = self.native.events()
+        return self._events
+
+    def __len__(self) -> int:
+        return len(self.native if self._events is None else self._events)
+
+
+def accept_window(now_us: int, retention_days: int) -> tuple[int, int]:
+    """The oldest and the newest ``occurred_at_us`` accepted at ``now_us``."""
+    return now_us - retention_days * _DAY_US, now_us + _FUTURE_US
+
+
 def check_shape(event: UsageEventIn, now_us: int, retention_days: int) -> str | None:
     """The reason ``event`` is invalid on its own, or ``None``. Stored-state checks come after."""
     occurred = event.occurred_at_us
+    oldest_us, newest_us = accept_window(now_us, retention_days)
     # The common case in one expression; the reasons below are only worked out for bad events.
     if (0 < len(event.event_id) <= MAX_EVENT_ID_LENGTH and event.account_id and event.tenant_id
             and "\x00" not in event.event_id and "\x00" not in event.account_id
             and "\x00" not in event.tenant_id and "\x00" not in event.partner_id
-            and occurred is not None
-            and now_us - retention_days * 86_400 * _US <= occurred <= now_us + _FUTURE_US
+            and occurred is not None and oldest_us <= occurred <= newest_us
             and ((event.kind == MESSAGE and event.quantity >= 1)
                  or (event.kind == STORAGE and event.quantity >= 0))):
         return None
@@ -76,9 +111,9 @@ def check_shape(event: UsageEventIn, now_us: int, retention_days: int) -> str | 
         return f"quantity {event.quantity} is negative; a storage gauge is bytes stored (>= 0)"
     if event.occurred_at_us is None:
         return "occurred_at is missing"
-    if event.occurred_at_us > now_us + int(FUTURE_TOLERANCE.total_seconds()) * _US:
+    if event.occurred_at_us > newest_us:
         return "occurred_at is more than 5 minutes in the future; check the producer's clock"
-    if event.occurred_at_us < now_us - retention_days * 86_400 * _US:
+    if event.occurred_at_us < oldest_us:
         return f"occurred_at is older than the {retention_days}-day retention window"
     return None
 

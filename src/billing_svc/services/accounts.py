@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import and_, func, or_
 from sqlmodel import Session, select
 
 from billing_svc.domain import catalog, events
@@ -410,12 +411,23 @@ def update_master_partner(db: Database, ctx: RequestContext, *, partner_id: str,
 # Scheduled transitions (run by the scheduler on every replica; each row changes once)
 
 
+def _any_account(db: Database, *conditions: Any) -> bool:
+    """A read first: the periodic jobs must not take SQLite's one write lock every few seconds
+    when nothing is due (ingestion's group commits would wait for it)."""
+    with db.read() as session:
+        return session.exec(select(Account.account_id).where(*conditions).limit(1)).first() \
+            is not None
+
+
 def end_due_trials(db: Database, ctx: RequestContext, *, limit: int = 500) -> int:
     """End every trial whose time has come: ``active`` with a payment method, else ``past_due``."""
+    due_now = (Account.status == subs.TRIALING, Account.trial_ends_at <= ctx.now)  # type: ignore[operator]
+    if not _any_account(db, *due_now):
+        return 0
     with db.write() as session:
         due = session.exec(
             select(Account)
-            .where(Account.status == subs.TRIALING, Account.trial_ends_at <= ctx.now)
+            .where(*due_now)
             .order_by(Account.trial_ends_at).limit(limit)
             .with_for_update(skip_locked=True)
         ).all()
@@ -430,12 +442,17 @@ def end_due_trials(db: Database, ctx: RequestContext, *, limit: int = 500) -> in
 
 def apply_period_end_changes(db: Database, ctx: RequestContext, *, limit: int = 500) -> int:
     """Apply downgrades and cancellations scheduled for a period end that has passed."""
+    downgrade_due = (Account.pending_plan_id.is_not(None),  # type: ignore[union-attr]
+                     Account.pending_effective_at <= ctx.now)  # type: ignore[operator]
+    cancel_due = (Account.cancel_at_period_end.is_(True),  # type: ignore[attr-defined]
+                  Account.status != subs.CANCELED, Account.canceled_at <= ctx.now)  # type: ignore[operator]
+    if not _any_account(db, or_(and_(*downgrade_due), and_(*cancel_due))):
+        return 0
     changed = 0
     with db.write() as session:
         downgrades = session.exec(
             select(Account)
-            .where(Account.pending_plan_id.is_not(None),  # type: ignore[union-attr]
-                   Account.pending_effective_at <= ctx.now)
+            .where(*downgrade_due)
             .limit(limit).with_for_update(skip_locked=True)
         ).all()
         for account in downgrades:
@@ -454,8 +471,7 @@ def apply_period_end_changes(db: Database, ctx: RequestContext, *, limit: int = 
             changed += 1
         cancels = session.exec(
             select(Account)
-            .where(Account.cancel_at_period_end.is_(True),  # type: ignore[attr-defined]
-                   Account.status != subs.CANCELED, Account.canceled_at <= ctx.now)
+            .where(*cancel_due)
             .limit(limit).with_for_update(skip_locked=True)
         ).all()
         for account in cancels:

@@ -89,6 +89,9 @@ def step(db: Database, owner: str, outcomes: Sequence[tuple[Claimed, Outcome, da
     """One dispatcher cycle in one transaction: record ``outcomes``, fan new events out, lease
     up to ``claim_limit`` due deliveries (at most ``per_endpoint`` in flight per endpoint,
     counting this process's ``busy`` ones)."""
+    if not outcomes and not _work_waiting(db, utcnow(), claim=claim_limit > 0, busy=busy,
+                                          per_endpoint=per_endpoint):
+        return Step(0, 0)
     with db.write() as session:
         recorded = _record(session, outcomes, owner, schedule=schedule,
                            disable_after=disable_after)
@@ -165,22 +168,43 @@ def _fan_out(session: Session, now: datetime, limit: int = FAN_OUT_BATCH) -> int
 # Claims
 
 
-def _claim(session: Session, owner: str, now: datetime, *, lease: timedelta, limit: int,
-           busy: dict[str, int], per_endpoint: int) -> list[Claimed]:
+def _work_waiting(db: Database, now: datetime, *, claim: bool, busy: dict[str, int],
+                  per_endpoint: int) -> bool:
+    """Has a step anything to do besides recording outcomes: events to fan out, deliveries to
+    claim? A read: an idle dispatcher must not take SQLite's one write lock every poll
+    (ingestion's group commits would wait for it)."""
+    with db.read() as session:
+        if session.execute(select(_event.c.event_id).where(_event.c.fanned_out.is_(False))
+                           .limit(1)).first() is not None:
+            return True
+        return claim and session.execute(
+            _due(now, busy, per_endpoint, _delivery.c.id).limit(1)).first() is not None
+
+
+def _claimable(now: datetime) -> tuple[Any, ...]:
     d = _delivery
-    claimable = (d.c.status == PENDING, d.c.next_attempt_at <= now,
-                 d.c.lease_until.is_(None) | (d.c.lease_until < now))
+    return (d.c.status == PENDING, d.c.next_attempt_at <= now,
+            d.c.lease_until.is_(None) | (d.c.lease_until < now))
+
+
+def _due(now: datetime, busy: dict[str, int], per_endpoint: int, *columns: Any) -> Any:
+    """``columns`` of the claimable deliveries of endpoints with a free slot."""
+    query = select(*columns).where(*_claimable(now))
     # Endpoints with every slot taken are left out of the query itself: a dead endpoint's
     # backlog must not fill the page of due rows and starve the healthy endpoints behind it.
     full = sorted(endpoint for endpoint, count in busy.items() if count >= per_endpoint)
+    return query.where(_delivery.c.endpoint_id.not_in(full)) if full else query
+
+
+def _claim(session: Session, owner: str, now: datetime, *, lease: timedelta, limit: int,
+           busy: dict[str, int], per_endpoint: int) -> list[Claimed]:
+    d = _delivery
     # The database picks at most `per_endpoint` due rows per endpoint (a window function)
     # among the first due rows in the index's order: a tick costs a bounded index range, not
     # a scan of the whole backlog. If one endpoint's backlog fills that window, it gets its
     # `per_endpoint` rows now and is full, so left out, at the next tick.
     window = max(limit * per_endpoint * 2, 100)
-    candidates = select(d.c.id, d.c.endpoint_id, d.c.next_attempt_at).where(*claimable)
-    if full:
-        candidates = candidates.where(d.c.endpoint_id.not_in(full))
+    candidates = _due(now, busy, per_endpoint, d.c.id, d.c.endpoint_id, d.c.next_attempt_at)
     head = candidates.order_by(d.c.next_attempt_at, d.c.id).limit(window).subquery()
     rank = func.row_number().over(partition_by=head.c.endpoint_id,
                                   order_by=(head.c.next_attempt_at, head.c.id)).label("rank")
@@ -198,7 +222,7 @@ def _claim(session: Session, owner: str, now: datetime, *, lease: timedelta, lim
                w.c.previous_secret_expires_at, e.c.body)
         .select_from(d.outerjoin(w, w.c.endpoint_id == d.c.endpoint_id)
                      .outerjoin(e, e.c.event_id == d.c.event_id))
-        .where(d.c.id.in_(ids), *claimable).order_by(d.c.next_attempt_at, d.c.id)
+        .where(d.c.id.in_(ids), *_claimable(now)).order_by(d.c.next_attempt_at, d.c.id)
         .with_for_update(skip_locked=True, of=d)).all()
     taken = dict(busy)
     claimed: list[Claimed] = []

@@ -5,6 +5,14 @@ which stores every batch waiting at that moment in a single transaction, so one 
 serves many batches. An ack is released only after that commit. If a group fails for a reason
 other than the database being unavailable, its batches are retried one by one so that one bad
 batch cannot fail its neighbours.
+
+Two ways into the tables, one outcome. A batch the compiled kernel decoded (``batch.native``) and
+found plain (every event a well-formed message event) whose accounts, tenants and partners all
+check out and whose periods are not invoiced is inserted by the kernel on SQLite, under a
+savepoint: if one of its keys already exists, nothing of it stays and it takes the Python path,
+which works event by event and says which ones were duplicates, conflicts, late or rejected.
+Batches are stored in arrival order either way, and both ways feed one ``_Rollup``, so the
+counters, thresholds, budgets and storage levels are written by the same code.
 """
 
 from __future__ import annotations
@@ -12,11 +20,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import queue
+import threading
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import structlog
 from sqlalchemy.exc import IntegrityError
@@ -27,7 +39,7 @@ from billing_svc.domain import usage as rules
 from billing_svc.domain.catalog import CustomTerms, effective_terms
 from billing_svc.domain.errors import DeadlineExceeded, Unavailable
 from billing_svc.domain.periods import Period
-from billing_svc.domain.usage import MESSAGE, UsageEventIn
+from billing_svc.domain.usage import MESSAGE, UsageBatch, UsageEventIn
 from billing_svc.services.finance import check_budgets
 from billing_svc.storage import notices, outbox
 from billing_svc.storage.db import Database
@@ -53,11 +65,11 @@ class BatchResult:
     rejected: list[Rejection] = field(default_factory=list)
 
 
-# An accepted event: (event, period label, late). A plain tuple: one is made per event.
-_Accepted = tuple[UsageEventIn, str, bool]
+# Events of one batch that passed check_shape, with their index in the batch.
+_Candidates = list[tuple[int, UsageEventIn]]
 
 
-def ingest(db: Database, batches: list[list[UsageEventIn]], *, now_us: int,
+def ingest(db: Database, batches: Sequence[UsageBatch], *, now_us: int,
            retention_days: int = rules.DEFAULT_RETENTION_DAYS) -> list[BatchResult]:
     """Store ``batches`` in one transaction and return one result per batch."""
     for attempt in range(3):
@@ -73,119 +85,213 @@ def ingest(db: Database, batches: list[list[UsageEventIn]], *, now_us: int,
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _ingest(store: UsageStore, session, batches: list[list[UsageEventIn]],  # type: ignore[no-untyped-def]
+def _ingest(store: UsageStore, session, batches: Sequence[UsageBatch],  # type: ignore[no-untyped-def]
             now_us: int, retention_days: int) -> list[BatchResult]:
     results = [BatchResult() for _ in batches]
-    candidates: list[tuple[int, int, UsageEventIn]] = []
-    for b, batch in enumerate(batches):
-        for i, event in enumerate(batch):
-            reason = rules.check_shape(event, now_us, retention_days)
-            if reason:
-                results[b].rejected.append(Rejection(event.event_id, i, reason))
-            else:
-                candidates.append((b, i, event))
-    if not candidates:
-        return results
-
-    account_ids = {e.account_id for _, _, e in candidates}
-    accounts = store.accounts(account_ids)
-    tenants = store.tenant_owners({e.tenant_id for _, _, e in candidates})
-    partners = store.partner_owners({e.partner_id for _, _, e in candidates if e.partner_id})
-    invoiced = store.invoiced_periods(accounts)
-    ids_by_account: dict[str, set[str]] = defaultdict(set)
-    for _, _, e in candidates:
-        if e.account_id in accounts:
-            ids_by_account[e.account_id].add(e.event_id)
-    stored = {acc: store.existing_events(acc, ids) for acc, ids in ids_by_account.items()}
-
-    accepted: list[_Accepted] = []
-    in_group: dict[tuple[str, str], UsageEventIn] = {}
-    label_of = rules.period_label_of
-    for b, i, e in candidates:
-        account_id = e.account_id
-        if (account_id not in accounts or tenants.get(e.tenant_id) != account_id
-                or (e.partner_id and partners.get(e.partner_id) != account_id)):
-            results[b].rejected.append(Rejection(e.event_id, i, _reference_problem(
-                e, accounts, tenants, partners)))
+    window = rules.accept_window(now_us, retention_days)
+    # The kernel inserts on SQLite only; on PostgreSQL its batches give their events (COPY).
+    native = [batch.native if store.native_inserts and batch.native is not None
+              and batch.native.plain(*window) else None for batch in batches]
+    candidates = {index: _check_shapes(batch, results[index], now_us, retention_days)
+                  for index, batch in enumerate(batches) if native[index] is None}
+    refs = _References.load(store, [n for n in native if n is not None], candidates.values())
+    admitted = [plain is not None and refs.admit(plain) for plain in native]
+    for index, plain in enumerate(native):
+        if plain is not None and not admitted[index]:  # the Python path says what is wrong
+            candidates[index] = list(enumerate(batches[index].events))  # all pass check_shape
+    rollup = _Rollup()
+    # Runs of batches that go the same way, in arrival order.
+    start = 0
+    while start < len(batches):
+        end = start + 1
+        while end < len(batches) and admitted[end] == admitted[start]:
+            end += 1
+        if not admitted[start]:
+            _store_events(store, [(results[i], candidates[i]) for i in range(start, end)], refs,
+                          rollup, now_us)
+            start = end
             continue
-        key = (account_id, e.event_id)
-        previous = stored[account_id].get(e.event_id)
-        earlier = in_group.get(key) if previous is None else None
-        if previous is not None or earlier is not None:
-            if e.same_content(*previous) if previous is not None else earlier == e:
-                results[b].duplicates += 1
-            else:
-                results[b].rejected.append(Rejection(
-                    e.event_id, i, f"event_id {e.event_id!r} was already used with different "
-                    "content; a resend must repeat the event exactly"))
-            continue
-        period = label_of(e.occurred_at_us)  # type: ignore[arg-type]
-        late = (account_id, period) in invoiced
-        in_group[key] = e
-        accepted.append((e, period, late))
-        result = results[b]
-        result.accepted += 1
-        if late:
-            result.late += 1
-
-    if accepted:
-        _store(store, session, accepted, accounts, now_us)
+        stored = store.insert_native(native[start:end], received_at_us=now_us)
+        for index, whole in zip(range(start, end), stored, strict=False):
+            if whole:
+                results[index].accepted = len(batches[index])
+                rollup.add_hourly_messages(native[index].hourly())
+            else:  # it met a stored key: the Python path says which events are duplicates
+                candidates[index] = list(enumerate(batches[index].events))  # all pass check_shape
+                _store_events(store, [(results[index], candidates[index])], refs, rollup,
+                              now_us)
+        start += len(stored)
+    if rollup:
+        _write_rollup(store, session, rollup, refs, now_us)
     for result in results:
         result.rejected.sort(key=lambda rejection: rejection.index)
     return results
 
 
-def _reference_problem(e: UsageEventIn, accounts: dict, tenants: dict, partners: dict) -> str:
-    if e.account_id not in accounts:
-        return f"account {e.account_id!r} does not exist"
-    if tenants.get(e.tenant_id) != e.account_id:
-        return f"tenant {e.tenant_id!r} is not a tenant of account {e.account_id}"
-    return f"partner {e.partner_id!r} is not a master partner of account {e.account_id}"
+def _check_shapes(batch: UsageBatch, result: BatchResult, now_us: int,
+                  retention_days: int) -> _Candidates:
+    candidates = []
+    for i, event in enumerate(batch.events):
+        reason = rules.check_shape(event, now_us, retention_days)
+        if reason:
+            result.rejected.append(Rejection(event.event_id, i, reason))
+        else:
+            candidates.append((i, event))
+    return candidates
 
 
-def _store(store: UsageStore, session, accepted: list[_Accepted],  # type: ignore[no-untyped-def]
-           accounts: dict[str, tuple], now_us: int) -> None:
-    store.insert_events([(*e, period, late, now_us) for e, period, late in accepted])
+@dataclass
+class _References:
+    """What the group's events refer to, read once per group."""
 
-    period_messages: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    accounts: dict[str, tuple[Any, ...]]  # account_id -> (id, plan, custom terms, thresholds)
+    tenant_owners: dict[str, str]
+    partner_owners: dict[str, str]
+    invoiced: set[tuple[str, str]]  # (account_id, period label)
+
+    @classmethod
+    def load(cls, store: UsageStore, plain: list[Any],
+             candidates: Any) -> _References:
+        account_ids: set[str] = set()
+        tenant_ids: set[str] = set()
+        partner_ids: set[str] = set()
+        for batch in plain:
+            accounts, tenants, partners = batch.references()
+            account_ids |= accounts
+            tenant_ids.update(tenant for _, tenant in tenants)
+            partner_ids.update(partner for _, partner in partners)
+        for batch_candidates in candidates:
+            for _, e in batch_candidates:
+                account_ids.add(e.account_id)
+                tenant_ids.add(e.tenant_id)
+                if e.partner_id:
+                    partner_ids.add(e.partner_id)
+        accounts = store.accounts(account_ids)
+        return cls(accounts, store.tenant_owners(tenant_ids), store.partner_owners(partner_ids),
+                   store.invoiced_periods(accounts))
+
+    def admit(self, plain: Any) -> bool:
+        """May the kernel store this plain batch: are all its tenants and partners the named
+        account's own (so the account exists), and is none of its events late?"""
+        _, tenants, partners = plain.references()
+        label_of = rules.period_label_of
+        return (all(self.tenant_owners.get(t) == account for account, t in tenants)
+                and all(self.partner_owners.get(p) == account for account, p in partners)
+                and not any((account, label_of(hour_us)) in self.invoiced
+                            for account, hour_us, *_ in plain.hourly()))
+
+    def problem(self, e: UsageEventIn) -> str | None:
+        if e.account_id not in self.accounts:
+            return f"account {e.account_id!r} does not exist"
+        if self.tenant_owners.get(e.tenant_id) != e.account_id:
+            return f"tenant {e.tenant_id!r} is not a tenant of account {e.account_id}"
+        if e.partner_id and self.partner_owners.get(e.partner_id) != e.account_id:
+            return f"partner {e.partner_id!r} is not a master partner of account {e.account_id}"
+        return None
+
+
+class _Rollup:
+    """What a group adds to the counters: per (account, hour, tenant, partner, kind) the messages
+    and the highest storage reading, and each tenant's new storage readings."""
+
+    def __init__(self) -> None:
+        self.hourly: dict[tuple[str, int, str, str, int], list[int]] = defaultdict(
+            lambda: [0, 0])
+        self.readings: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
+
+    def __bool__(self) -> bool:
+        return bool(self.hourly)
+
+    def add_hourly_messages(self, rows: list[tuple[str, int, str, str, int]]) -> None:
+        for account_id, hour_us, tenant_id, partner_id, messages in rows:
+            self.hourly[(account_id, hour_us, tenant_id, partner_id, MESSAGE)][0] += messages
+
+    def add_event(self, e: UsageEventIn) -> None:
+        occurred_at_us: int = e.occurred_at_us  # type: ignore[assignment]
+        roll = self.hourly[(e.account_id, rules.hour_of(occurred_at_us), e.tenant_id,
+                            e.partner_id, e.kind)]
+        if e.kind == MESSAGE:
+            roll[0] += e.quantity
+        else:
+            roll[1] = max(roll[1], e.quantity)
+            self.readings[(e.account_id, e.tenant_id)].append((occurred_at_us, e.quantity))
+
+
+def _store_events(store: UsageStore, batches: list[tuple[BatchResult, _Candidates]],
+                  refs: _References, rollup: _Rollup, now_us: int) -> None:
+    """The Python path: classify each candidate (rejected, duplicate, conflict, late or new)
+    against the stored events and the ones before it, then insert the new ones."""
+    ids_by_account: dict[str, set[str]] = defaultdict(set)
+    for _, candidates in batches:
+        for _, e in candidates:
+            if e.account_id in refs.accounts:
+                ids_by_account[e.account_id].add(e.event_id)
+    stored = {acc: store.existing_events(acc, ids) for acc, ids in ids_by_account.items()}
+    rows = []
+    seen: dict[tuple[str, str], UsageEventIn] = {}
+    label_of = rules.period_label_of
+    for result, candidates in batches:
+        for i, e in candidates:
+            problem = refs.problem(e)
+            if problem:
+                result.rejected.append(Rejection(e.event_id, i, problem))
+                continue
+            previous = stored[e.account_id].get(e.event_id)
+            earlier = seen.get((e.account_id, e.event_id)) if previous is None else None
+            if previous is not None or earlier is not None:
+                if e.same_content(*previous) if previous is not None else earlier == e:
+                    result.duplicates += 1
+                else:
+                    result.rejected.append(Rejection(
+                        e.event_id, i, f"event_id {e.event_id!r} was already used with "
+                        "different content; a resend must repeat the event exactly"))
+                continue
+            period = label_of(e.occurred_at_us)  # type: ignore[arg-type]
+            late = (e.account_id, period) in refs.invoiced
+            seen[(e.account_id, e.event_id)] = e
+            rows.append((*e, period, late))
+            result.accepted += 1
+            result.late += late
+            rollup.add_event(e)
+    store.insert_events(rows, received_at_us=now_us)
+
+
+def _write_rollup(store: UsageStore, session, rollup: _Rollup,  # type: ignore[no-untyped-def]
+                  refs: _References, now_us: int) -> None:
+    """Add the group's usage to the counters and roll-ups, then send the notices it crossed.
+
+    Lateness is per (account, period): every event of an invoiced period is late, so a period's
+    late messages are all its messages of the group or none."""
+    period_messages: dict[tuple[str, str], int] = defaultdict(int)
     tenant_messages: dict[tuple[str, str, str], int] = defaultdict(int)
     partner_messages: dict[tuple[str, str, str], int] = defaultdict(int)
-    hourly: dict[tuple[str, int, str, str, int], list[int]] = defaultdict(lambda: [0, 0])
-    readings: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
-    hour_us = 3_600_000_000
-    for (_, account_id, tenant_id, partner_id, kind, quantity, occurred_at_us), period, late \
-            in accepted:
-        roll = hourly[(account_id, occurred_at_us - occurred_at_us % hour_us, tenant_id,
-                       partner_id, kind)]
+    label_of = rules.period_label_of
+    for (account_id, hour_us, tenant_id, partner_id, kind), (messages, _) in \
+            rollup.hourly.items():
         if kind == MESSAGE:
-            counts = period_messages[(account_id, period)]
-            counts[0] += quantity
-            if late:
-                counts[1] += quantity
-            tenant_messages[(account_id, period, tenant_id)] += quantity
+            period = label_of(hour_us)
+            period_messages[(account_id, period)] += messages
+            tenant_messages[(account_id, period, tenant_id)] += messages
             if partner_id:
-                partner_messages[(account_id, period, partner_id)] += quantity
-            roll[0] += quantity
-        else:
-            roll[1] = max(roll[1], quantity)
-            readings[(account_id, tenant_id)].append((occurred_at_us, quantity))
-
+                partner_messages[(account_id, period, partner_id)] += messages
     store.add_tenant_messages([(*k, v) for k, v in tenant_messages.items()])
     store.add_partner_messages([(*k, v) for k, v in partner_messages.items()])
-    store.add_hourly([(*k, v[0], v[1]) for k, v in hourly.items()])
+    store.add_hourly([(*k, v[0], v[1]) for k, v in rollup.hourly.items()])
 
-    current = Period.containing(rules.from_us(now_us))
-    for (account_id, period), (messages, late) in period_messages.items():
-        after = store.add_period_messages(account_id, period, messages, late)
-        if late < messages:
+    accounts = refs.accounts
+    for (account_id, period), messages in period_messages.items():
+        late = (account_id, period) in refs.invoiced
+        after = store.add_period_messages(account_id, period, messages,
+                                          messages if late else 0)
+        if not late:
             _notify_messages(session, accounts[account_id], Period.parse(period),
                              after - messages, after, now_us)
     for account_id in store.accounts_with_budgets({key[0] for key in period_messages}):
         check_budgets(session, account_id, rules.from_us(now_us))
-    storage_accounts = {account_id for account_id, _ in readings}
-    for account_id in storage_accounts:
-        _apply_storage(store, account_id,
-                       {t: r for (acc, t), r in readings.items() if acc == account_id})
+    current = Period.containing(rules.from_us(now_us))
+    for account_id in {account_id for account_id, _ in rollup.readings}:
+        _apply_storage(store, account_id, {t: r for (acc, t), r in rollup.readings.items()
+                                           if acc == account_id})
         _notify_storage(store, session, accounts[account_id], current, now_us)
 
 
@@ -290,85 +396,114 @@ def _period_bounds(from_us: int, to_us: int) -> list[tuple[str, int, int]]:
 
 @dataclass
 class _Pending:
-    events: list[UsageEventIn]
+    batch: UsageBatch
     done: asyncio.Future[BatchResult]
     deadline: float | None  # time.monotonic() by which the caller needs the ack
 
 
 class IngestionWriter:
-    """Collects batches from every stream of this process and commits them in groups."""
+    """Collects batches from every stream of this process and commits them in groups.
+
+    The groups are stored by one thread of its own, which takes the next group as soon as one is
+    committed (without waiting for the event loop in between) and hands the results back to the
+    event loop with one call per group."""
 
     def __init__(self, db: Database, *, retention_days: int = rules.DEFAULT_RETENTION_DAYS,
                  max_group_events: int = 50_000) -> None:
         self.db = db
         self.retention_days = retention_days
         self.max_group_events = max_group_events
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="usage-writer", daemon=True)
+        self._thread.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        while not self._queue.empty():
-            self._queue.get_nowait().done.set_exception(
-                Unavailable("billing-svc is shutting down; resend this batch"))
+        """Finish the group being stored; refuse the batches still waiting."""
+        self._stopping = True
+        self._queue.put(None)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+        refused = Unavailable("billing-svc is shutting down; resend this batch")
+        with contextlib.suppress(queue.Empty):
+            while True:
+                pending = self._queue.get_nowait()
+                if pending is not None and not pending.done.done():
+                    pending.done.set_exception(refused)
 
-    async def submit(self, batch: list[UsageEventIn],
-                     deadline: float | None = None) -> BatchResult:
+    async def submit(self, batch: UsageBatch, deadline: float | None = None) -> BatchResult:
         """Queue ``batch``; the result arrives once its group is committed. A batch whose
         ``deadline`` (monotonic) passes while it waits is not stored at all."""
         done: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(batch, done, deadline))
+        self._queue.put(_Pending(batch, done, deadline))
         return await asyncio.shield(done)
 
-    async def _run(self) -> None:
-        while True:
-            group = [await self._queue.get()]
-            size = len(group[0].events)
-            while not self._queue.empty() and size < self.max_group_events:
-                pending = self._queue.get_nowait()
-                group.append(pending)
-                size += len(pending.events)
-            await self._commit(group)
+    def _run(self) -> None:
+        while not self._stopping:
+            first = self._queue.get()
+            if first is None:
+                continue
+            group, size = [first], len(first.batch)
+            with contextlib.suppress(queue.Empty):
+                while size < self.max_group_events:
+                    pending = self._queue.get_nowait()
+                    if pending is None:
+                        break
+                    group.append(pending)
+                    size += len(pending.batch)
+            outcomes: list[tuple[_Pending, BatchResult | BaseException]] = []
+            self._commit(group, outcomes)
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(_settle, outcomes)
 
-    async def _commit(self, group: list[_Pending]) -> None:
+    def _commit(self, group: list[_Pending],
+                outcomes: list[tuple[_Pending, BatchResult | BaseException]]) -> None:
         now = time.monotonic()
-        expired = [p for p in group if p.deadline is not None and p.deadline <= now]
-        for pending in expired:
-            pending.done.set_exception(DeadlineExceeded(
-                "the call's deadline passed before this batch was stored; nothing of it was "
-                "stored, resend it"))
-        group = [p for p in group if p not in expired]
-        if not group:
+        live = []
+        for pending in group:
+            if pending.deadline is not None and pending.deadline <= now:
+                outcomes.append((pending, DeadlineExceeded(
+                    "the call's deadline passed before this batch was stored; nothing of it "
+                    "was stored, resend it")))
+            else:
+                live.append(pending)
+        if not live:
             return
         now_us = rules.to_us(datetime.now(UTC))
         started = time.perf_counter()
         try:
-            results = await asyncio.to_thread(
-                ingest, self.db, [p.events for p in group], now_us=now_us,
-                retention_days=self.retention_days)
-            metrics.BATCH_COMMIT_SECONDS.observe(time.perf_counter() - started)
-            metrics.BATCHES_PER_COMMIT.observe(len(group))
+            results = ingest(self.db, [p.batch for p in live], now_us=now_us,
+                             retention_days=self.retention_days)
         except Exception as exc:
-            if len(group) > 1 and not isinstance(exc, Unavailable):
-                for pending in group:
-                    await self._commit([pending])
+            if len(live) > 1 and not isinstance(exc, Unavailable):
+                for pending in live:  # one bad batch must not fail its neighbours
+                    self._commit([pending], outcomes)
                 return
             if not isinstance(exc, Unavailable):
-                log.exception("ingest_failed", batches=len(group))
-            for pending in group:
-                if not pending.done.done():
-                    pending.done.set_exception(exc)
+                log.exception("ingest_failed", batches=len(live))
+            outcomes.extend((pending, exc) for pending in live)
             return
-        for pending, result in zip(group, results, strict=True):
+        metrics.BATCH_COMMIT_SECONDS.observe(time.perf_counter() - started)
+        metrics.BATCHES_PER_COMMIT.observe(len(live))
+        for pending, result in zip(live, results, strict=True):
             metrics.USAGE_EVENTS.labels("accepted").inc(result.accepted - result.late)
             metrics.USAGE_EVENTS.labels("late").inc(result.late)
             metrics.USAGE_EVENTS.labels("duplicate").inc(result.duplicates)
             metrics.USAGE_EVENTS.labels("rejected").inc(len(result.rejected))
-            if not pending.done.done():
-                pending.done.set_result(result)
+            outcomes.append((pending, result))
+
+
+def _settle(outcomes: list[tuple[_Pending, BatchResult | BaseException]]) -> None:
+    """On the event loop: release the acks (or errors) of a committed group."""
+    for pending, outcome in outcomes:
+        if pending.done.done():
+            continue
+        if isinstance(outcome, BaseException):
+            pending.done.set_exception(outcome)
+        else:
+            pending.done.set_result(outcome)

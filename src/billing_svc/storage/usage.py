@@ -14,7 +14,16 @@ from typing import Any
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from billing_svc import native
+
 _CHUNK = 500  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
+_EVENT_COLUMNS = ("event_id, account_id, tenant_id, partner_id, kind, quantity, occurred_at_us, "
+                  "period, late, received_at_us")
+# One statement for both ways in: executemany here, and the kernel's own loop (which binds the
+# ten parameters in this order).
+_INSERT_EVENT = f"INSERT INTO usage_event ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
+_NATIVE_ROWS_PER_INSERT = 20  # ~12 % fewer instructions per row than one row per statement
+_INSERT_EVENTS = _INSERT_EVENT + ",(?,?,?,?,?,?,?,?,?,?)" * (_NATIVE_ROWS_PER_INSERT - 1)
 
 
 class UsageStore:
@@ -23,6 +32,8 @@ class UsageStore:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.postgres = connection.dialect.name == "postgresql"
+        # Kernel inserts bind the sqlite3 connection's own handle; PostgreSQL has COPY instead.
+        self.native_inserts = not self.postgres
 
     def _sql(self, statement: str) -> str:
         return statement.replace("?", "%s") if self.postgres else statement
@@ -93,28 +104,37 @@ class UsageStore:
 
     # -- writes --------------------------------------------------------------------------------
 
-    def insert_events(self, rows: list[tuple[Any, ...]]) -> None:
-        """Insert new events, each ``(*UsageEventIn, period, late, received_at_us)``.
+    def insert_events(self, rows: list[tuple[Any, ...]], *, received_at_us: int) -> None:
+        """Insert new events, each ``(*UsageEventIn, period, late)``.
 
         No ON CONFLICT on purpose: a concurrent replica's insert of the same key raises
         IntegrityError, the caller retries and sees a duplicate, so nothing counts twice."""
-        if self.postgres and rows:
+        if not rows:
+            return
+        if self.postgres:
             # COPY: several times faster than a multi-row INSERT, in the same transaction.
             import psycopg
 
-            statement = ("COPY usage_event (event_id, account_id, tenant_id, partner_id, kind, "
-                         "quantity, occurred_at_us, period, late, received_at_us) FROM STDIN")
+            statement = f"COPY usage_event ({_EVENT_COLUMNS}) FROM STDIN"
             cursor = self.connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
             try:
                 with cursor.copy(statement) as copy:
                     for row in rows:
-                        copy.write_row(row)
+                        copy.write_row((*row, received_at_us))
             except psycopg.errors.UniqueViolation as exc:
                 raise IntegrityError(statement, None, exc) from exc
             return
-        self._many(
-            "INSERT INTO usage_event (event_id, account_id, tenant_id, partner_id, kind, quantity,"
-            " occurred_at_us, period, late, received_at_us) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+        self._many(_INSERT_EVENT, [(*row, received_at_us) for row in rows])
+
+    def insert_native(self, batches: list[Any], *, received_at_us: int) -> list[bool]:
+        """Insert plain batches decoded by the compiled kernel (SQLite), in order, each whole
+        under a savepoint, with no Python object per event. Stops at the first batch that meets
+        an existing key: the result is one ``True`` per stored batch, then ``False`` for that
+        one (nothing of it stored) if there was one."""
+        kernel, _ = native.load()
+        sqlite_connection = self.connection.connection.driver_connection
+        return kernel.insert(sqlite_connection, _INSERT_EVENT, _INSERT_EVENTS, batches,  # type: ignore[union-attr]
+                             received_at_us)
 
     def add_period_messages(self, account_id: str, period: str, messages: int,
                             late: int) -> int:

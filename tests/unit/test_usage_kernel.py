@@ -1,0 +1,243 @@
+"""The compiled ingestion kernel against its Python references (billing_svc.native).
+
+Each promise of ``_usage_kernel.c`` is checked against the code it stands in for, on generated
+batches: ``decode`` against the protobuf library and ``events_in``, ``plain`` against
+``check_shape``, ``references``/``hourly`` against plain Python over the decoded events, the
+period label against ``period_label_of``. Storing is checked in
+tests/integration/test_native_ingestion.py (it needs a database).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+from as2aas.billing.v1 import usage_service_pb2 as pb
+from google.protobuf.message import DecodeError
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from billing_svc import native
+from billing_svc.api.usage import decode_request, events_in
+from billing_svc.domain.errors import InvalidArgument
+from billing_svc.domain.usage import (
+    MESSAGE,
+    UsageBatch,
+    accept_window,
+    check_shape,
+    hour_of,
+    period_label_of,
+)
+
+KERNEL, WHY_NOT = native.load()
+pytestmark = pytest.mark.skipif(KERNEL is None, reason=f"the ingestion kernel: {WHY_NOT}")
+
+NOW_US = 1_795_600_000_000_000  # 2026-11-25
+RETENTION_DAYS = 400
+WINDOW = accept_window(NOW_US, RETENTION_DAYS)
+DAY_US = 86_400 * 10**6
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+# --- generated requests ----------------------------------------------------------------------
+
+ids = st.one_of(
+    st.sampled_from(["acc_a", "acc_b", "ten_1", "ten_2", "prt_x", ""]),
+    st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=126), max_size=12),
+    st.text(max_size=6),  # any Unicode, NUL included: the protobuf path's case
+)
+event_ids = st.one_of(
+    st.text(alphabet="abcdef-0123456789", min_size=1, max_size=20),
+    st.text(alphabet="x", min_size=126, max_size=131),  # around the 128-character limit
+    ids,
+)
+quantities = st.one_of(st.integers(-3, 5), st.sampled_from([10**9, 10**9 + 1]),
+                       st.integers(-(2**63), 2**63 - 1))
+seconds = st.one_of(
+    st.integers(NOW_US // 10**6 - 401 * 86_400, NOW_US // 10**6 + 600),  # the window's edges
+    st.sampled_from([0, 1, -1, 2**42, 2**42 + 1, -(2**42) - 1]),
+    st.integers(-(2**63), 2**63 - 1),
+)
+nanos = st.one_of(st.integers(0, 999_999_999), st.integers(-(2**31), 2**31 - 1))
+
+
+@st.composite
+def usage_events(draw: st.DrawFn) -> pb.UsageEvent:
+    event = pb.UsageEvent(event_id=draw(event_ids), account_id=draw(ids), tenant_id=draw(ids),
+                          partner_id=draw(ids), kind=draw(st.sampled_from([0, 1, 1, 1, 2, 3, -1])),
+                          quantity=draw(quantities))
+    if draw(st.booleans()):
+        event.occurred_at.seconds = draw(seconds)
+        event.occurred_at.nanos = draw(nanos)
+    return event
+
+
+requests = st.builds(lambda batch_id, events: pb.StreamUsageRequest(batch_id=batch_id,
+                                                                     events=events),
+                     ids, st.lists(usage_events(), max_size=8))
+
+
+@st.composite
+def plain_requests(draw: st.DrawFn) -> pb.StreamUsageRequest:
+    """Batches the kernel must take whole: well-formed ASCII message events in the window."""
+    names = st.text(alphabet="abcdefghjkmnpqrstvwxyz0123456789_", min_size=1, max_size=30)
+    events = [pb.UsageEvent(
+        event_id=draw(st.text(alphabet="abc-0123456789", min_size=1, max_size=128)),
+        account_id=draw(st.sampled_from(["acc_a", "acc_b"])), tenant_id=draw(names),
+        partner_id=draw(st.sampled_from(["", "prt_x", "prt_y"])), kind=MESSAGE,
+        quantity=draw(st.integers(1, 10**9)),
+        occurred_at={"seconds": draw(st.integers(WINDOW[0] // 10**6 + 1, WINDOW[1] // 10**6 - 1)),
+                     "nanos": draw(st.integers(0, 999_999_999))})
+        for _ in range(draw(st.integers(0, 40)))]
+    return pb.StreamUsageRequest(batch_id=draw(names), events=events)
+
+
+def reference(raw: bytes) -> tuple[str, list] | None:
+    """What the protobuf library makes of ``raw`` (None: it refuses the bytes)."""
+    try:
+        request = pb.StreamUsageRequest.FromString(raw)
+    except DecodeError:
+        return None
+    return request.batch_id, events_in(request.events)
+
+
+def unknown_fields(raw: bytes, tag_bytes: bytes) -> bytes:
+    """``raw`` with a field this schema does not have appended (a newer producer's)."""
+    return raw + tag_bytes
+
+
+# --- decode -----------------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(requests)
+def test_decode_agrees_with_the_protobuf_library(request: pb.StreamUsageRequest) -> None:
+    raw = request.SerializeToString()
+    batch = KERNEL.decode(raw)
+    if batch is not None:  # None leaves the bytes to the protobuf library
+        assert (batch.batch_id, batch.events()) == reference(raw)
+        assert len(batch) == len(request.events)
+
+
+@SETTINGS
+@given(plain_requests())
+def test_decode_takes_every_plain_batch(request: pb.StreamUsageRequest) -> None:
+    raw = request.SerializeToString()
+    batch = KERNEL.decode(raw)
+    assert batch is not None
+    assert (batch.batch_id, batch.events()) == reference(raw)
+    assert batch.plain(*WINDOW)
+
+
+@SETTINGS
+@given(requests, st.data())
+@example(pb.StreamUsageRequest(batch_id="b"), None)
+def test_damaged_bytes_are_refused_or_read_as_the_protobuf_library_reads_them(
+        request: pb.StreamUsageRequest, data: st.DataObject | None) -> None:
+    raw = bytearray(request.SerializeToString())
+    if data is not None and raw:
+        for _ in range(data.draw(st.integers(1, 3))):
+            at = data.draw(st.integers(0, len(raw) - 1))
+            raw[at] = data.draw(st.integers(0, 255))
+        raw = raw[:data.draw(st.integers(0, len(raw)))]
+    batch = KERNEL.decode(bytes(raw))
+    if batch is not None:
+        assert (batch.batch_id, batch.events()) == reference(bytes(raw))
+
+
+@pytest.mark.parametrize("extra", [
+    b"\x48\x07",  # field 9, varint
+    b"\x51" + b"\x00" * 8,  # field 10, fixed64
+    b"\x5a\x03abc",  # field 11, bytes
+    b"\x65" + b"\x00" * 4,  # field 12, fixed32
+], ids=["varint", "fixed64", "bytes", "fixed32"])
+def test_fields_a_newer_producer_adds_are_skipped(extra: bytes) -> None:
+    event = pb.UsageEvent(event_id="e1", account_id="acc_a", tenant_id="ten_1", kind=MESSAGE,
+                          quantity=2, occurred_at={"seconds": NOW_US // 10**6})
+    raw = pb.StreamUsageRequest(batch_id="b", events=[event]).SerializeToString()
+    event_raw = event.SerializeToString() + extra
+    with_unknown = b"\x0a\x01b" + b"\x12" + bytes([len(event_raw)]) + event_raw + extra
+    assert reference(with_unknown) == reference(raw)
+    batch = KERNEL.decode(with_unknown)
+    assert batch is not None, "an unknown field must not push the batch off the fast path"
+    assert batch.events() == reference(raw)[1]  # type: ignore[index]
+
+
+def test_the_deserializer_turns_bytes_that_are_no_request_into_invalid_argument() -> None:
+    for kernel in (KERNEL, None):
+        outcome = decode_request(kernel)(b"\x12\xff\x01garbage")
+        assert isinstance(outcome, InvalidArgument)
+        assert "not a valid usage batch" in str(outcome)
+        good = decode_request(kernel)(pb.StreamUsageRequest(batch_id="b").SerializeToString())
+        assert isinstance(good, UsageBatch) and good.batch_id == "b"
+
+
+# --- plain, references, hourly ----------------------------------------------------------------
+
+
+@SETTINGS
+@given(st.one_of(requests, plain_requests()))
+def test_plain_is_check_shape_for_message_events(request: pb.StreamUsageRequest) -> None:
+    batch = KERNEL.decode(request.SerializeToString())
+    if batch is None:
+        return
+    expected = all(check_shape(e, NOW_US, RETENTION_DAYS) is None and e.kind == MESSAGE
+                   and e.quantity <= KERNEL.MAX_PLAIN_QUANTITY for e in batch.events())
+    assert batch.plain(*WINDOW) is expected
+
+
+@SETTINGS
+@given(plain_requests())
+def test_references_and_hourly_sums_agree_with_the_events(
+        request: pb.StreamUsageRequest) -> None:
+    batch = KERNEL.decode(request.SerializeToString())
+    assert batch.plain(*WINDOW)
+    events = batch.events()
+    sums: dict[tuple, int] = defaultdict(int)
+    for e in events:
+        sums[(e.account_id, hour_of(e.occurred_at_us), e.tenant_id, e.partner_id)] += e.quantity
+    assert batch.references() == (
+        {e.account_id for e in events}, {(e.account_id, e.tenant_id) for e in events},
+        {(e.account_id, e.partner_id) for e in events if e.partner_id})
+    hourly = batch.hourly()
+    assert len(hourly) == len(sums)
+    assert {(a, h, t, p): n for a, h, t, p, n in hourly} == sums
+
+
+@pytest.mark.parametrize(("quantity", "plain"), [
+    (1, True), (10**9, True), (10**9 + 1, False), (0, False), (-1, False)])
+def test_plain_message_quantities_run_from_one_to_a_billion(quantity: int, plain: bool) -> None:
+    """Beyond a billion messages an event takes the Python path: no sum of a plain batch can
+    overflow the kernel's 64-bit counters."""
+    request = pb.StreamUsageRequest(batch_id="b", events=[pb.UsageEvent(
+        event_id="e1", account_id="acc_a", tenant_id="ten_1", kind=MESSAGE, quantity=quantity,
+        occurred_at={"seconds": NOW_US // 10**6})])
+    assert KERNEL.decode(request.SerializeToString()).plain(*WINDOW) is plain
+
+
+def test_a_batch_that_is_not_plain_is_never_summarized_or_stored() -> None:
+    request = pb.StreamUsageRequest(batch_id="b", events=[pb.UsageEvent(
+        event_id="e1", account_id="acc_a", tenant_id="ten_1", kind=MESSAGE, quantity=0,
+        occurred_at={"seconds": NOW_US // 10**6})])
+    batch = KERNEL.decode(request.SerializeToString())
+    assert not batch.plain(*WINDOW)
+    for call in (batch.references, batch.hourly):
+        with pytest.raises(RuntimeError, match="plain"):
+            call()
+    import sqlite3
+
+    with pytest.raises(RuntimeError, match="plain"):
+        KERNEL.insert(sqlite3.connect(":memory:"), "SELECT 1", "SELECT 1", [batch], 0)
+
+
+# --- period labels ----------------------------------------------------------------------------
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.integers(0, 2_932_896))  # 1970-01-01 to 9999-12-31
+@example(0)
+@example(59)  # 1970-03-01
+@example(11_016)  # 2000-02-29
+@example(2_932_896)
+def test_the_kernels_period_label_is_period_label_of(day: int) -> None:
+    assert KERNEL.month_label_of_day(day) == period_label_of(day * DAY_US)
