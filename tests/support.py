@@ -4,6 +4,7 @@ random port, and small helpers to make test data through the public API."""
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import os
 import secrets
@@ -238,6 +239,13 @@ class ServiceProcess:
         return int(self.process.wait(timeout))
 
 
+class _ReceiverServer(http.server.ThreadingHTTPServer):
+    # The standard library listens with a backlog of 5: a burst of connections from two
+    # dispatchers overflows it, Linux then drops the handshake's last ACK, and requests are
+    # accepted seconds later, after the sender has timed out (and waits 60 s to retry).
+    request_queue_size = 1024
+
+
 class Receiver:
     """A real HTTP webhook receiver on 127.0.0.1 (a thread). ``plan`` lists the status codes
     to answer in turn (then 200); ``delay`` makes every answer slow."""
@@ -277,7 +285,7 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _ReceiverServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
