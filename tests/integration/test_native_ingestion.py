@@ -322,6 +322,22 @@ def test_the_kernel_stops_at_the_first_batch_that_meets_a_stored_key(
         db.dispose()
 
 
+def test_a_database_error_in_the_kernel_is_reported_as_sqlalchemy_reports_it(
+        template: Template) -> None:
+    """So that db.py maps it like any other (a lost database is UNAVAILABLE, say)."""
+    from sqlalchemy.exc import OperationalError
+
+    batch = KERNEL.decode(request("gone", [message(template, "g1")]))
+    assert batch.plain(*accept_window(NOW_US, 400))
+    db = template.copy("gone")
+    try:
+        with pytest.raises(OperationalError, match="no such table"), db.write() as session:
+            session.connection().exec_driver_sql("DROP TABLE usage_event")
+            UsageStore(session.connection()).insert_native([batch], received_at_us=NOW_US)
+    finally:
+        db.dispose()
+
+
 # --- over gRPC --------------------------------------------------------------------------------
 
 

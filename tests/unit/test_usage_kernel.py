@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from billing_svc import native
-from billing_svc.api.usage import decode_request, events_in
+from billing_svc.api.usage import batch_of, decode_request, events_in
 from billing_svc.domain.errors import InvalidArgument
 from billing_svc.domain.usage import (
     MESSAGE,
@@ -161,6 +161,59 @@ def test_fields_a_newer_producer_adds_are_skipped(extra: bytes) -> None:
     batch = KERNEL.decode(with_unknown)
     assert batch is not None, "an unknown field must not push the batch off the fast path"
     assert batch.events() == reference(raw)[1]  # type: ignore[index]
+
+
+def varint(value: int, size: int) -> bytes:
+    """``value`` as a varint of exactly ``size`` bytes (padded with empty 7-bit groups)."""
+    groups = []
+    for _ in range(size):
+        groups.append(value & 0x7F)
+        value >>= 7
+    assert value == 0
+    return bytes([g | 0x80 for g in groups[:-1]] + [groups[-1]])
+
+
+def overlong_request(where: str, size: int) -> bytes:
+    """A valid one-event request with one tag or length written in ``size`` bytes."""
+    stamp = (b"\x08" + varint(NOW_US // 10**6, 5))
+    stamp_field = (varint(0x3A, size) if where == "timestamp tag" else b"\x3a") + (
+        varint(len(stamp), size) if where == "timestamp length" else bytes([len(stamp)]))
+    event = b"\x0a\x02e1\x12\x05acc_a\x1a\x05ten_1\x28\x01\x30\x02" + stamp_field + stamp
+    batch_id = (varint(0x0A, size) if where == "batch_id tag" else b"\x0a") + (
+        varint(1, size) if where == "batch_id length" else b"\x01") + b"b"
+    return batch_id + b"\x12" + (varint(len(event), size) if where == "event length"
+                                 else bytes([len(event)])) + event
+
+
+@pytest.mark.parametrize("size", range(1, 11))
+@pytest.mark.parametrize("where", ["batch_id tag", "batch_id length", "event length",
+                                   "timestamp tag", "timestamp length"])
+def test_tags_and_lengths_longer_than_the_protobuf_library_takes_are_left_to_it(
+        where: str, size: int) -> None:
+    """The protobuf library reads a tag or a length of at most 5 bytes and calls a longer one
+    corrupt: the kernel must never take what it refuses."""
+    raw = overlong_request(where, size)
+    expected = reference(raw)
+    assert (expected is not None) is (size <= 5), "the request is built as intended"
+    batch = KERNEL.decode(raw)
+    if size <= 5:
+        assert batch is not None and (batch.batch_id, batch.events()) == expected
+    else:
+        assert batch is None
+
+
+def test_an_oversized_batch_is_refused_before_it_is_decoded() -> None:
+    from billing_svc.domain.usage import MAX_BATCH_EVENTS
+
+    raw = b"\x0a\x01b" + b"\x12\x00" * (MAX_BATCH_EVENTS + 1)  # 10,001 empty events
+    assert KERNEL.count_events(raw) == MAX_BATCH_EVENTS + 1
+    assert KERNEL.count_events(b"\x12\xff") is None  # unreadable: the library says why
+    refused = decode_request(KERNEL)(raw)
+    assert isinstance(refused, InvalidArgument)
+    assert f"{MAX_BATCH_EVENTS + 1} events in one batch" in str(refused)
+    python_path = decode_request(None)(raw)  # decoded, then refused by the servicer
+    with pytest.raises(InvalidArgument, match=f"{MAX_BATCH_EVENTS + 1} events in one batch"):
+        batch_of(python_path)
 
 
 def test_the_deserializer_turns_bytes_that_are_no_request_into_invalid_argument() -> None:

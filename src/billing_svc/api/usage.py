@@ -41,6 +41,10 @@ def decode_request(kernel: ModuleType | None) -> Callable[[bytes], UsageRequest]
     fields (``batch_id = 1``, ``events = 2``)."""
 
     def decode(raw: bytes) -> UsageRequest:
+        # Counted first: 16 MiB of tiny events must be refused before they are decoded.
+        count = kernel.count_events(raw) if kernel is not None else None
+        if count is not None and count > rules.MAX_BATCH_EVENTS:
+            return _too_many(count)
         native = kernel.decode(raw) if kernel is not None else None
         if native is not None:
             return UsageBatch(native.batch_id, native=native)
@@ -75,9 +79,13 @@ def batch_of(request: UsageRequest) -> UsageBatch:
     if isinstance(request, InvalidArgument):
         raise request
     if len(request) > rules.MAX_BATCH_EVENTS:
-        raise InvalidArgument("events", f"{len(request)} events in one batch; at most "
-                              f"{rules.MAX_BATCH_EVENTS} are accepted, split the batch")
+        raise _too_many(len(request))
     return request
+
+
+def _too_many(count: int) -> InvalidArgument:
+    return InvalidArgument("events", f"{count} events in one batch; at most "
+                           f"{rules.MAX_BATCH_EVENTS} are accepted, split the batch")
 
 
 def ack_fields(batch_id: str, result: BatchResult) -> dict[str, Any]:

@@ -7,6 +7,7 @@
  * the GIL while it inserts, so that gRPC can decode the next batches on the other core.
  *
  * What it promises (each promise has a Python reference that the tests compare it against):
+ *   count_events(raw)     how many events the request holds, reading only its top level.
  *   decode(raw)           the same events as the protobuf library, or None when the bytes are
  *                         anything but the plain case (non-ASCII text, an unexpected wire type,
  *                         a timestamp given twice or far out of range): the caller then decodes
@@ -30,6 +31,12 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <dlfcn.h>
+
+/* ConnectionHead below mirrors these versions' pysqlite_Connection; elsewhere the build fails
+ * and the optional extension is skipped (the Python path takes every batch). */
+#if PY_VERSION_HEX < 0x030A0000 || PY_VERSION_HEX >= 0x030E0000
+#error "the sqlite3.Connection layout is only known for CPython 3.10 to 3.13"
+#endif
 #include <stdint.h>
 #include <string.h>
 
@@ -126,9 +133,11 @@ typedef struct {
     const uint8_t *base, *p, *end;
 } Reader;
 
-static int read_varint(Reader *r, uint64_t *out) {
+/* A varint of at most ``max_bytes`` bytes: 10 for values; the protobuf library takes at most 5
+ * for a tag or a length and calls a longer one corrupt, and so do we (None). */
+static int read_varint_of(Reader *r, uint64_t *out, int max_bytes) {
     uint64_t value = 0;
-    for (int shift = 0; shift < 64 && r->p < r->end; shift += 7) {
+    for (int shift = 0; shift < 7 * max_bytes && r->p < r->end; shift += 7) {
         uint8_t byte = *r->p++;
         value |= (uint64_t)(byte & 0x7f) << shift;
         if (!(byte & 0x80)) {
@@ -139,9 +148,15 @@ static int read_varint(Reader *r, uint64_t *out) {
     return 0;
 }
 
+static int read_varint(Reader *r, uint64_t *out) {
+    return read_varint_of(r, out, 10);
+}
+
 static int read_length(Reader *r, Reader *inner) {
     uint64_t length;
-    if (!read_varint(r, &length) || length > (uint64_t)(r->end - r->p)) return 0;
+    if (!read_varint_of(r, &length, 5) || length >= INT32_MAX
+            || length > (uint64_t)(r->end - r->p))
+        return 0;
     inner->base = r->base;
     inner->p = r->p;
     inner->end = r->p + length;
@@ -178,7 +193,7 @@ static int read_tag(Reader *r, uint32_t *field, int *wire_type, int *ok) {
     uint64_t tag;
     *ok = 1;
     if (r->p >= r->end) return 0;
-    if (!read_varint(r, &tag) || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) {
+    if (!read_varint_of(r, &tag, 5) || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) {
         *ok = 0;
         return 0;
     }
@@ -585,6 +600,7 @@ typedef struct {
     sqlite3_stmt *one, *many, *savepoint, *release, *rollback_to;
     int rows_per_many;
     LabelCache labels;
+    char bound_labels[MAX_ROWS_PER_STATEMENT][8]; /* bound STATIC: they live as long as the run */
     int code;           /* extended result code of the failure, 0 if none */
     char message[256];  /* and its message */
 } Inserter;
@@ -600,7 +616,7 @@ static int run(Inserter *ins, sqlite3_stmt *statement) {
 
 /* One batch under its own savepoint: 1 stored, 0 a key exists (nothing stored), -1 an error. */
 static int insert_batch(Inserter *ins, const Batch *batch, long long received_at_us) {
-    char labels[MAX_ROWS_PER_STATEMENT][8];
+    char (*labels)[8] = ins->bound_labels;
     if (!run(ins, ins->savepoint)) return -1;
     Py_ssize_t i = 0;
     int stored = 1;
@@ -683,14 +699,26 @@ static PyObject *insert(PyObject *module, PyObject *args) {
                      MAX_ROWS_PER_STATEMENT);
         goto finish;
     }
+    /* Our own references: the caller's list may change while the GIL is released. */
+    Batch **held = PyMem_Malloc((n ? (size_t)n : 1) * sizeof *held);
+    if (!held) {
+        PyErr_NoMemory();
+        goto finish;
+    }
+    for (Py_ssize_t b = 0; b < n; b++) {
+        held[b] = (Batch *)PyList_GET_ITEM(batches, b);
+        Py_INCREF(held[b]);
+    }
     Py_ssize_t done = 0;
     int last = 1;
-    Py_BEGIN_ALLOW_THREADS /* the batches are not touched by Python meanwhile: the list holds them */
+    Py_BEGIN_ALLOW_THREADS
     while (done < n && last == 1) {
-        last = insert_batch(&ins, (const Batch *)PyList_GET_ITEM(batches, done), received_at_us);
+        last = insert_batch(&ins, held[done], received_at_us);
         outcomes[done++] = (signed char)last;
     }
     Py_END_ALLOW_THREADS
+    for (Py_ssize_t b = 0; b < n; b++) Py_DECREF(held[b]);
+    PyMem_Free(held);
     if (last < 0) {
         PyErr_SetString((ins.code & 0xff) == SQLITE_CONSTRAINT ? integrity_error : operational_error,
                         ins.message);
@@ -739,6 +767,31 @@ static PyTypeObject BatchType = {
 
 /* ------------------------------------------------------------------------------------------ */
 /* Module functions                                                                            */
+
+/* How many events a request holds, from its top-level fields alone; -1 if that much of it is
+ * not readable (the protobuf library then says what is wrong). Nothing is allocated. */
+static Py_ssize_t count_events_in(const char *base, Py_ssize_t size) {
+    Reader r = {(const uint8_t *)base, (const uint8_t *)base, (const uint8_t *)base + size};
+    Py_ssize_t count = 0;
+    uint32_t field;
+    int wire_type, ok;
+    while (read_tag(&r, &field, &wire_type, &ok)) {
+        if (field == 2 && wire_type == 2) count++;
+        if (!skip_field(&r, wire_type)) return -1;
+    }
+    return ok ? count : -1;
+}
+
+static PyObject *count_events(PyObject *module, PyObject *raw) {
+    (void)module;
+    if (!PyBytes_Check(raw)) {
+        PyErr_SetString(PyExc_TypeError, "count_events() takes the request's bytes");
+        return NULL;
+    }
+    Py_ssize_t count = count_events_in(PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw));
+    if (count < 0) Py_RETURN_NONE;
+    return PyLong_FromSsize_t(count);
+}
 
 static PyObject *decode(PyObject *module, PyObject *raw) {
     (void)module;
@@ -846,6 +899,10 @@ static PyObject *month_label_of_day(PyObject *module, PyObject *arg) {
     (void)module;
     long long day = PyLong_AsLongLong(arg);
     if (day == -1 && PyErr_Occurred()) return NULL;
+    if (day < 0 || day > 2932896) { /* 1970-01-01 to 9999-12-31: four-digit years */
+        PyErr_SetString(PyExc_ValueError, "day out of range (1970 to 9999)");
+        return NULL;
+    }
     char label[8];
     month_label(day, label);
     return PyUnicode_FromString(label);
@@ -854,6 +911,9 @@ static PyObject *month_label_of_day(PyObject *module, PyObject *arg) {
 static PyMethodDef module_methods[] = {
     {"decode", decode, METH_O,
      "decode(raw) -> Batch, or None when the protobuf library should decode these bytes."},
+    {"count_events", count_events, METH_O,
+     "count_events(raw) -> how many events the request holds (None: unreadable), allocating "
+     "nothing: an oversized batch is refused before it is decoded."},
     {"insert", insert, METH_VARARGS,
      "insert(connection, sql_one, sql_many, batches, received_at_us) -> [True, ..., False?]: "
      "plain batches in order, each whole under a savepoint, up to the first one that meets an "

@@ -457,7 +457,12 @@ class IngestionWriter:
                     group.append(pending)
                     size += len(pending.batch)
             outcomes: list[tuple[_Pending, BatchResult | BaseException]] = []
-            self._commit(group, outcomes)
+            try:
+                self._commit(group, outcomes)
+            except Exception as exc:  # a bug: these batches fail, the writer goes on
+                log.exception("ingest_writer_failed", batches=len(group))
+                settled = {id(pending) for pending, _ in outcomes}
+                outcomes += [(pending, exc) for pending in group if id(pending) not in settled]
             assert self._loop is not None
             self._loop.call_soon_threadsafe(_settle, outcomes)
 

@@ -66,6 +66,12 @@ class Checkpointer:
         self._thread.join()
 
     def _run(self) -> None:
+        try:
+            self._checkpoint_after_commits()
+        except Exception:  # never expected: writers then stop waiting, and the WAL grows
+            log.exception("checkpointer_stopped", path=self._path)
+
+    def _checkpoint_after_commits(self) -> None:
         connection = sqlite3.connect(self._path, isolation_level=None, timeout=_WAIT_SECONDS,
                                      check_same_thread=False)
         try:

@@ -7,12 +7,13 @@ parameter style and ``max``/``GREATEST``.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from billing_svc import native
 
@@ -133,8 +134,11 @@ class UsageStore:
         one (nothing of it stored) if there was one."""
         kernel, _ = native.load()
         sqlite_connection = self.connection.connection.driver_connection
-        return kernel.insert(sqlite_connection, _INSERT_EVENT, _INSERT_EVENTS, batches,  # type: ignore[union-attr]
-                             received_at_us)
+        try:
+            return kernel.insert(sqlite_connection, _INSERT_EVENT, _INSERT_EVENTS,  # type: ignore[union-attr]
+                                 batches, received_at_us)
+        except sqlite3.Error as exc:  # wrapped as SQLAlchemy wraps its own (db.py maps them)
+            raise DBAPIError.instance(_INSERT_EVENTS, None, exc, sqlite3.Error) from exc
 
     def add_period_messages(self, account_id: str, period: str, messages: int,
                             late: int) -> int:
