@@ -18,7 +18,7 @@ from billing_svc.api.auth import load_token_store
 from billing_svc.api.billing import BillingServicer
 from billing_svc.api.interceptor import ServiceInterceptor
 from billing_svc.metrics import serve_metrics
-from billing_svc.services.ingestion import IngestionWriter
+from billing_svc.services.group_commit import IngestionWriter
 from billing_svc.settings import Settings
 from billing_svc.storage.db import Database
 from billing_svc.storage.migrate import upgrade

@@ -23,7 +23,8 @@ from billing_svc.domain import usage as rules
 from billing_svc.domain.errors import InvalidArgument
 from billing_svc.domain.usage import UsageBatch, UsageEventIn
 from billing_svc.services import usage_reports
-from billing_svc.services.ingestion import BatchResult, IngestionWriter
+from billing_svc.services.group_commit import IngestionWriter
+from billing_svc.services.ingestion import BatchResult
 from billing_svc.storage.db import Database
 
 SERVICE = pb.DESCRIPTOR.services_by_name["UsageService"].full_name

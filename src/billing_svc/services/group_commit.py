@@ -1,0 +1,149 @@
+"""Group commit: every stream's batches stored by one writer thread, many batches per transaction.
+
+The stream and unary RPCs hand their batches to one ``IngestionWriter`` per process. Its thread
+takes every batch waiting at that moment as one group and stores it with ``ingestion.ingest`` in a
+single transaction, so one commit (one fsync) serves many batches; an ack is released only after
+that commit. It takes the next group as soon as one is committed, without waiting for the event
+loop in between, and hands each group's results back to the event loop with one call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from billing_svc import metrics
+from billing_svc.domain import usage as rules
+from billing_svc.domain.errors import DeadlineExceeded, Unavailable
+from billing_svc.domain.usage import UsageBatch
+from billing_svc.services.ingestion import BatchResult, ingest
+from billing_svc.storage.db import Database
+
+log = structlog.get_logger("billing_svc.ingestion")
+
+
+@dataclass
+class _Pending:
+    batch: UsageBatch
+    done: asyncio.Future[BatchResult]
+    deadline: float | None  # time.monotonic() by which the caller needs the ack
+
+
+class IngestionWriter:
+    """Collects batches from every stream of this process and commits them in groups.
+
+    The groups are stored by one thread of its own, which takes the next group as soon as one is
+    committed (without waiting for the event loop in between) and hands the results back to the
+    event loop with one call per group."""
+
+    def __init__(self, db: Database, *, retention_days: int = rules.DEFAULT_RETENTION_DAYS,
+                 max_group_events: int = 50_000) -> None:
+        self.db = db
+        self.retention_days = retention_days
+        self.max_group_events = max_group_events
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="usage-writer", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        """Finish the group being stored; refuse the batches still waiting."""
+        self._stopping = True
+        self._queue.put(None)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+        refused = Unavailable("billing-svc is shutting down; resend this batch")
+        with contextlib.suppress(queue.Empty):
+            while True:
+                pending = self._queue.get_nowait()
+                if pending is not None and not pending.done.done():
+                    pending.done.set_exception(refused)
+
+    async def submit(self, batch: UsageBatch, deadline: float | None = None) -> BatchResult:
+        """Queue ``batch``; the result arrives once its group is committed. A batch whose
+        ``deadline`` (monotonic) passes while it waits is not stored at all."""
+        done: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
+        self._queue.put(_Pending(batch, done, deadline))
+        return await asyncio.shield(done)
+
+    def _run(self) -> None:
+        while not self._stopping:
+            first = self._queue.get()
+            if first is None:
+                continue
+            group, size = [first], len(first.batch)
+            with contextlib.suppress(queue.Empty):
+                while size < self.max_group_events:
+                    pending = self._queue.get_nowait()
+                    if pending is None:
+                        break
+                    group.append(pending)
+                    size += len(pending.batch)
+            outcomes: list[tuple[_Pending, BatchResult | BaseException]] = []
+            try:
+                self._commit(group, outcomes)
+            except Exception as exc:  # a bug: these batches fail, the writer goes on
+                log.exception("ingest_writer_failed", batches=len(group))
+                settled = {id(pending) for pending, _ in outcomes}
+                outcomes += [(pending, exc) for pending in group if id(pending) not in settled]
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(_settle, outcomes)
+
+    def _commit(self, group: list[_Pending],
+                outcomes: list[tuple[_Pending, BatchResult | BaseException]]) -> None:
+        now = time.monotonic()
+        live = []
+        for pending in group:
+            if pending.deadline is not None and pending.deadline <= now:
+                outcomes.append((pending, DeadlineExceeded(
+                    "the call's deadline passed before this batch was stored; nothing of it "
+                    "was stored, resend it")))
+            else:
+                live.append(pending)
+        if not live:
+            return
+        now_us = rules.to_us(datetime.now(UTC))
+        started = time.perf_counter()
+        try:
+            results = ingest(self.db, [p.batch for p in live], now_us=now_us,
+                             retention_days=self.retention_days)
+        except Exception as exc:
+            if len(live) > 1 and not isinstance(exc, Unavailable):
+                for pending in live:  # one bad batch must not fail its neighbours
+                    self._commit([pending], outcomes)
+                return
+            if not isinstance(exc, Unavailable):
+                log.exception("ingest_failed", batches=len(live))
+            outcomes.extend((pending, exc) for pending in live)
+            return
+        metrics.BATCH_COMMIT_SECONDS.observe(time.perf_counter() - started)
+        metrics.BATCHES_PER_COMMIT.observe(len(live))
+        for pending, result in zip(live, results, strict=True):
+            metrics.USAGE_EVENTS.labels("accepted").inc(result.accepted - result.late)
+            metrics.USAGE_EVENTS.labels("late").inc(result.late)
+            metrics.USAGE_EVENTS.labels("duplicate").inc(result.duplicates)
+            metrics.USAGE_EVENTS.labels("rejected").inc(len(result.rejected))
+            outcomes.append((pending, result))
+
+
+def _settle(outcomes: list[tuple[_Pending, BatchResult | BaseException]]) -> None:
+    """On the event loop: release the acks (or errors) of a committed group."""
+    for pending, outcome in outcomes:
+        if pending.done.done():
+            continue
+        if isinstance(outcome, BaseException):
+            pending.done.set_exception(outcome)
+        else:
+            pending.done.set_result(outcome)
