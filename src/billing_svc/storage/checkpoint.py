@@ -7,13 +7,18 @@ connections leave that to this thread instead, which checkpoints after every com
 mode (it blocks neither readers nor writers) while the writer goes on with the next transaction.
 
 The WAL only starts over from its beginning when a write transaction begins with all of it
-checkpointed, which a writer that never pauses does not leave time for. So once the WAL has grown
-past ``wal_limit_frames``, the next write transaction first waits until everything committed is
+checkpointed, which a writer that never pauses does not leave time for. So once the WAL is longer
+than ``wal_limit_bytes``, the next write transaction first waits until everything committed is
 checkpointed, and then starts the WAL over: it stays bounded under any load.
+
+The writer measures the WAL itself, from the file's size, however far behind this thread is:
+``journal_size_limit`` (set by ``writer_pragmas``) has SQLite cut the file back to the limit when
+the WAL starts over, so the file is longer than the limit only while the WAL is.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 
@@ -21,24 +26,29 @@ import structlog
 
 log = structlog.get_logger("billing_svc.storage")
 
-DEFAULT_WAL_LIMIT_FRAMES = 16_384  # 64 MiB of 4 KiB pages
+DEFAULT_WAL_LIMIT_BYTES = 64 * 1024 * 1024
 _WAIT_SECONDS = 30.0  # a checkpoint that takes longer is logged, and the writer goes on
 
 
 class Checkpointer:
     """Checkpoints one SQLite database file, after every ``committed()``."""
 
-    def __init__(self, path: str, *, wal_limit_frames: int = DEFAULT_WAL_LIMIT_FRAMES) -> None:
+    def __init__(self, path: str, *, wal_limit_bytes: int = DEFAULT_WAL_LIMIT_BYTES) -> None:
         self._path = path
-        self._limit = wal_limit_frames
+        self._wal_path = f"{path}-wal"
+        self._limit = wal_limit_bytes
         self._changed = threading.Condition()
         self._commits = 0  # write transactions committed so far
         self._covered = 0  # of those, the ones the last finished checkpoint included
-        self._wal_frames = 0  # the WAL's length at the last checkpoint
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="sqlite-checkpointer",
                                         daemon=True)
         self._thread.start()
+
+    def writer_pragmas(self) -> tuple[str, ...]:
+        """The settings of a connection that writes to this database."""
+        return ("PRAGMA wal_autocheckpoint=0",  # this thread's job
+                f"PRAGMA journal_size_limit={self._limit}")
 
     def committed(self) -> None:
         """A write transaction committed: its pages are to be checkpointed."""
@@ -49,14 +59,19 @@ class Checkpointer:
     def before_write(self) -> None:
         """Call before a write transaction begins: when the WAL is past its limit, wait until
         every commit so far is checkpointed, so that this transaction starts the WAL over."""
+        try:
+            wal_bytes = os.stat(self._wal_path).st_size
+        except FileNotFoundError:
+            return
+        if wal_bytes <= self._limit:
+            return
         with self._changed:
-            if self._wal_frames <= self._limit or not self._thread.is_alive():
+            if not self._thread.is_alive():
                 return
             target = self._commits
             if not self._changed.wait_for(lambda: self._covered >= target or self._stopping,
                                           timeout=_WAIT_SECONDS):
-                log.warning("checkpoint_slow", wal_frames=self._wal_frames,
-                            waited_seconds=_WAIT_SECONDS)
+                log.warning("checkpoint_slow", wal_bytes=wal_bytes, waited_seconds=_WAIT_SECONDS)
 
     def stop(self) -> None:
         """Checkpoint what is left and end the thread."""
@@ -80,11 +95,9 @@ class Checkpointer:
                     self._changed.wait_for(
                         lambda: self._commits > self._covered or self._stopping)
                     target, stopping = self._commits, self._stopping
-                wal_frames = self._checkpoint(connection)
+                self._checkpoint(connection)
                 with self._changed:
                     self._covered = target
-                    if wal_frames is not None:
-                        self._wal_frames = wal_frames
                     self._changed.notify_all()
                 if stopping:
                     return
@@ -92,11 +105,9 @@ class Checkpointer:
             connection.close()
 
     @staticmethod
-    def _checkpoint(connection: sqlite3.Connection) -> int | None:
-        """One PASSIVE checkpoint; the WAL's length in frames, or None if it failed."""
+    def _checkpoint(connection: sqlite3.Connection) -> None:
+        """One PASSIVE checkpoint."""
         try:
-            _, wal_frames, _ = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            return int(wal_frames)
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error as exc:  # e.g. a full disk: logged, tried again after the next commit
             log.warning("checkpoint_failed", error=str(exc))
-            return None

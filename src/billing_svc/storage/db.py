@@ -71,8 +71,8 @@ class Database:
                 # Savepoint journals (one per usage batch) in memory: spilled to a temporary
                 # file past 64 KiB, they cost ingestion ~20 % (measured).
                 cursor.execute("PRAGMA temp_store=MEMORY")
-                if self.checkpointer is not None:
-                    cursor.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job
+                for pragma in self.checkpointer.writer_pragmas() if self.checkpointer else ():
+                    cursor.execute(pragma)
             cursor.close()
 
         @event.listens_for(engine, "begin")
