@@ -59,7 +59,7 @@ def decode_request(kernel: ModuleType | None) -> Callable[[bytes], UsageRequest]
         except DecodeError as exc:
             return InvalidArgument("events", f"the request is not a valid usage batch ({exc}); "
                                    "send a StreamUsageRequest or RecordUsageRequest")
-        if len(request.events) > rules.MAX_BATCH_EVENTS:  # bytes the count could not read
+        if len(request.events) > most:  # bytes the count could not read
             return _too_many(len(request.events))
         return UsageBatch(request.batch_id, events_in(request.events))
 
