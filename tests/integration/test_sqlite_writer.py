@@ -32,7 +32,7 @@ ADMIN_CTX = RequestContext(Caller("test", frozenset({"admin"})))
 
 
 def write_transactions(path: Path, count: int, checkpointer: Checkpointer) -> int:
-    """``count`` back-to-back transactions of ~16 pages each; the WAL's largest size."""
+    """``count`` back-to-back transactions of ~22 pages each; the WAL's largest size."""
     connection = sqlite3.connect(path, isolation_level=None)
     connection.execute("PRAGMA journal_mode=WAL")
     for pragma in checkpointer.writer_pragmas():
