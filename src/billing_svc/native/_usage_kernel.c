@@ -34,8 +34,8 @@
 
 /* ConnectionHead below mirrors these versions' pysqlite_Connection; elsewhere the build fails
  * and the optional extension is skipped (the Python path takes every batch). */
-#if PY_VERSION_HEX < 0x030A0000 || PY_VERSION_HEX >= 0x030E0000
-#error "the sqlite3.Connection layout is only known for CPython 3.10 to 3.13"
+#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030E0000
+#error "the sqlite3.Connection layout is only known for CPython 3.11 to 3.13"
 #endif
 #include <stdint.h>
 #include <string.h>
@@ -71,7 +71,7 @@ static PyTypeObject *event_type = NULL;      /* billing_svc.domain.usage.UsageEv
 static PyObject *integrity_error = NULL;     /* sqlite3.IntegrityError */
 static PyObject *operational_error = NULL;   /* sqlite3.OperationalError */
 
-/* The start of CPython's pysqlite_Connection (Modules/_sqlite/connection.h, 3.10 to 3.13). */
+/* The start of CPython's pysqlite_Connection (Modules/_sqlite/connection.h, 3.11 to 3.13). */
 typedef struct {
     PyObject_HEAD
     sqlite3 *db;
