@@ -4,9 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -25,9 +22,10 @@ from billing_svc.storage.tables import ApiToken, AuditRecord
 from tests.integration.test_usage import Shop
 from tests.integration.token_support import (
     PROMISED_SECONDS,
-    HeldStream,
     bearer,
+    cli,
     database_token_server,
+    open_stream,
     refused,
     within,
 )
@@ -36,13 +34,6 @@ from tests.support import Client, ServerThread, tokens_json
 
 def operator() -> RequestContext:
     return RequestContext(Caller("operator", frozenset({"admin"})))
-
-
-def cli(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if k != "BILLING_AUTH_TOKENS"}
-    environment.update(BILLING_DATABASE_URL=url, **env)
-    return subprocess.run([sys.executable, "-m", "billing_svc.cli", *args], text=True,
-                          capture_output=True, env=environment, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +119,7 @@ def test_an_expired_token_is_refused_saying_so_and_its_stream_closed(
     shop = Shop(client)
     secret = tokens.create_token(server.db, operator(), name="brief", scopes=["usage:write"],
                                  expires_in=timedelta(seconds=3))
-    stream, _ = within(PROMISED_SECONDS, lambda: _open_stream(client, secret, shop),
+    stream, _ = within(PROMISED_SECONDS, lambda: open_stream(client, secret, shop),
                        "the new token's stream")
     try:
         error = stream.wait_end(timeout=3 + PROMISED_SECONDS)
@@ -141,24 +132,12 @@ def test_an_expired_token_is_refused_saying_so_and_its_stream_closed(
     assert "expired at" in late.details()
 
 
-def _open_stream(client: Client, secret: str, shop: Shop) -> HeldStream:
-    stream = HeldStream(client.usage, bearer(secret))
-    try:
-        ack = stream.send(upb.StreamUsageRequest(batch_id="first", events=[
-            shop.message(f"held-{time.monotonic_ns()}")]), timeout=10)
-    except Exception:
-        stream.close()
-        raise
-    assert ack.accepted == 1
-    return stream
-
-
 def test_a_revoked_token_is_refused_and_its_open_streams_are_closed(
         server: ServerThread, client: Client) -> None:
     shop = Shop(client)
     secret = tokens.create_token(server.db, operator(), name="leaky", scopes=["usage:write"])
-    idle, _ = within(PROMISED_SECONDS, lambda: _open_stream(client, secret, shop), "stream")
-    busy = _open_stream(client, secret, shop)
+    idle, _ = within(PROMISED_SECONDS, lambda: open_stream(client, secret, shop), "stream")
+    busy = open_stream(client, secret, shop)
     try:
         revoked = cli(_url(server), "tokens", "revoke", "leaky")
         assert revoked.returncode == 0, revoked.stderr

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import queue
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -51,6 +54,15 @@ def database_token_server(directory: str) -> Iterator[ServerThread]:
             yield server
         finally:
             server.stop()
+
+
+def cli(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``billing-svc ARGS`` on ``url`` as a process of its own (database tokens unless ``env``
+    sets BILLING_AUTH_TOKENS)."""
+    environment = {k: v for k, v in os.environ.items() if k != "BILLING_AUTH_TOKENS"}
+    environment.update(BILLING_DATABASE_URL=url, **env)
+    return subprocess.run([sys.executable, "-m", "billing_svc.cli", *args], text=True,
+                          capture_output=True, env=environment, timeout=120)
 
 
 def bearer(secret: str) -> list[tuple[str, str]]:
@@ -132,3 +144,16 @@ class HeldStream:
     def close(self) -> None:
         self._requests.put(None)
         self._call.cancel()
+
+
+def open_stream(client: Any, secret: str, shop: Any) -> HeldStream:
+    """A stream of ``secret``'s whose first batch (one event of ``shop``) was acked."""
+    stream = HeldStream(client.usage, bearer(secret))
+    try:
+        ack = stream.send(upb.StreamUsageRequest(batch_id="first", events=[
+            shop.message(f"held-{time.monotonic_ns()}")]), timeout=10)
+    except Exception:
+        stream.close()
+        raise
+    assert ack.accepted == 1
+    return stream
