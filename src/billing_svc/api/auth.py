@@ -113,15 +113,14 @@ class _HeldStream:
 
 
 class TokenStore:
-    """Token SHA-256 -> caller. A lookup is by the digest of what the caller sent (a dict of
-    SHA-256 digests leaks no more through timing than comparing each one would, and stays one
-    lookup with a token per account)."""
+    """Token SHA-256 -> caller, one dict lookup per call however many tokens there are (one per
+    account, say). The key is the digest of what the caller sent, so whatever the lookup's timing
+    could tell is about a SHA-256 digest, which takes a preimage to turn into a token."""
 
-    def __init__(self, entries: dict[str, _Entry], db: Database | None = None,
-                 marker: int = 0) -> None:
+    def __init__(self, entries: dict[str, _Entry], db: Database | None = None) -> None:
         self._entries = entries
         self._db = db  # None: BILLING_AUTH_TOKENS, the same set for the process's life
-        self._marker = marker
+        self._marker = 0
         self._loaded_at = time.monotonic()
         self._used: dict[str, float] = {}  # token id -> its last use seen here (epoch s)
         self._recorded: dict[str, float] = {}  # token id -> the last use written (or read)
@@ -191,7 +190,10 @@ class TokenStore:
                 await asyncio.to_thread(self._refresh, due)
             except Exception:  # the database is away: the tokens known stay in force meanwhile
                 log.warning("token_refresh_failed", exc_info=True)
-            await self._close_invalid_streams()
+            try:
+                await self._close_invalid_streams()
+            except Exception:  # a bug: logged, and the next round tries again
+                log.exception("token_streams_close_failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), REFRESH_SECONDS)
 

@@ -27,8 +27,7 @@ from billing_svc.storage import audit
 from billing_svc.storage.db import Database
 from billing_svc.storage.tables import ApiToken, AuditRecord
 
-CREATED, REVOKED = "api_token.created", "api_token.revoked"
-ACTIVE, EXPIRED = "active", "expired"
+CREATED, REVOKED = "api_token.created", "api_token.revoked"  # their audit actions
 
 
 @dataclass(frozen=True)
@@ -49,8 +48,8 @@ class TokenInfo:
         if self.revoked_at is not None:
             return "revoked"
         if self.expires_at is not None and self.expires_at <= now:
-            return EXPIRED
-        return ACTIVE
+            return "expired"
+        return "active"
 
 
 @dataclass(frozen=True)
@@ -150,6 +149,8 @@ def change_marker(db: Database) -> int:
 def load(db: Database) -> tuple[list[StoredToken], int]:
     """Every database token, and the ``change_marker`` they are current with (one snapshot)."""
     with db.read() as session:
+        # The marker first: a change between the two reads (PostgreSQL reads each statement's
+        # own snapshot) then shows as a marker moved, and the next poll loads again.
         marker = _marker(session)
         rows = session.exec(select(ApiToken)).all()
         return [StoredToken(_info(row), row.token_sha256) for row in rows], marker
