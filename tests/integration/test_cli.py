@@ -25,7 +25,8 @@ def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 def test_help_on_every_command(tmp_path) -> None:
     url = f"sqlite:///{tmp_path}/help.db"
     for command in ([], ["serve"], ["migrate"], ["close-period"], ["export-journal"],
-                    ["audit"], ["audit", "verify"], ["create-token"]):
+                    ["audit"], ["audit", "verify"], ["create-token"], ["tokens"],
+                    ["tokens", "list"], ["tokens", "revoke"]):
         result = cli(url, *command, "--help")
         assert result.returncode == 0, result.stderr
         assert "usage: billing-svc" in result.stdout

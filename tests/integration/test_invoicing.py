@@ -19,7 +19,7 @@ from sqlmodel import select
 from billing_svc.domain.money import to_cents
 from billing_svc.domain.periods import Period
 from billing_svc.services import invoicing
-from billing_svc.services.context import RequestContext, system_context
+from billing_svc.services.context import SYSTEM, RequestContext, system_context
 from billing_svc.storage.tables import Invoice, OutboxEvent, PlanSegment
 from tests.integration.test_usage import Shop, ts
 from tests.support import ADMIN, READER, WRITER, Client, ServerThread, bad_request_fields
@@ -404,7 +404,7 @@ def test_any_period_closed_twice_is_one_invoice_that_adds_up_without_a_float(
                 + [shop.storage("s", storage_gb, last.start + timedelta(days=3))])
     first, second = close(client, shop.account_id, last), close(client, shop.account_id, last)
     assert first == second
-    issued = invoicing.get_invoice(server.db, first.invoice_id)
+    issued = invoicing.get_invoice(server.db, first.invoice_id, caller=SYSTEM)
     with server.db.read() as session:
         assert len(session.exec(select(Invoice).where(
             Invoice.account_id == shop.account_id, Invoice.period == last.label)).all()) == 1

@@ -16,7 +16,7 @@ import grpc
 import structlog
 
 from billing_svc import metrics
-from billing_svc.api.auth import METHOD_SCOPES, OPEN_PREFIXES, TokenStore
+from billing_svc.api.auth import METHOD_SCOPES, OPEN_PREFIXES, TokenStore, check_account
 from billing_svc.api.common import deadline
 from billing_svc.api.convert import reject_nul
 from billing_svc.api.errors import status_code_of, trailing_details
@@ -82,9 +82,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if scheme.lower() != "bearer" or not token.strip():
             raise _Refused(grpc.StatusCode.UNAUTHENTICATED,
                            "missing credentials: send 'authorization: Bearer <token>' metadata")
-        caller = self._tokens.authenticate(token.strip())
-        if caller is None:
-            raise _Refused(grpc.StatusCode.UNAUTHENTICATED, "the bearer token is not valid")
+        caller = self._tokens.authenticate(token.strip())  # Unauthenticated, saying why
         scope = METHOD_SCOPES.get(method)
         if scope is None or not caller.has(scope):
             needed = scope or "a known method"
@@ -105,6 +103,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 _request_context.set(ctx)
                 if method not in _PER_EVENT_CHECKED:
                     reject_nul(request)
+                check_account(ctx.caller, method, request)
                 return await behavior(request, context)
             except asyncio.CancelledError:  # the caller went away or its deadline passed
                 fields["code"] = grpc.StatusCode.CANCELLED
@@ -131,8 +130,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                                    "streams open; send more batches per stream instead")
                 caller = ctx.caller.name
                 self._streams[caller] = self._streams.get(caller, 0) + 1
-                async for response in behavior(requests, context):
-                    yield response
+                assert self._tokens is not None
+                with self._tokens.hold_stream(ctx.caller, context, fields):
+                    async for response in behavior(requests, context):
+                        yield response
             except asyncio.CancelledError:
                 fields["code"] = grpc.StatusCode.CANCELLED
                 raise

@@ -27,7 +27,8 @@ class InvoiceRpcs:
 
     async def GetInvoice(self, request: pb.GetInvoiceRequest,
                          context: grpc.aio.ServicerContext) -> pb.GetInvoiceResponse:
-        invoice = await run(invoicing.get_invoice, self.db, request.invoice_id)
+        invoice = await run(invoicing.get_invoice, self.db, request.invoice_id,
+                            caller=current_context().caller)
         return pb.GetInvoiceResponse(invoice=convert.invoice_out(invoice))
 
     async def ListInvoices(self, request: pb.ListInvoicesRequest,

@@ -44,6 +44,7 @@ class BillingServer:
         self._stop_jobs = asyncio.Event()
         self._jobs: asyncio.Task[None] | None = None
         self._dispatch: asyncio.Task[None] | None = None
+        self._tokens_current: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         # Created here, not in __init__: grpc.aio binds the server to the running loop.
@@ -83,9 +84,10 @@ class BillingServer:
         host = self.settings.listen.rsplit(":", 1)[0]
         log.info("listening", address=f"{host}:{self.port}")
 
-        await asyncio.to_thread(upgrade, self.db)
-        self._interceptor.activate(await asyncio.to_thread(load_token_store, self.settings,
-                                                           self.db))
+        await asyncio.to_thread(upgrade, self.db, settings=self.settings)
+        tokens = await asyncio.to_thread(load_token_store, self.settings, self.db)
+        self._interceptor.activate(tokens)
+        self._tokens_current = asyncio.create_task(tokens.keep_current(self._stop_jobs))
         self._writer.start()
         self._dispatcher = Dispatcher(self.db, self.settings)
         self._dispatch = asyncio.create_task(self._dispatcher.run(self._stop_jobs))
@@ -123,6 +125,8 @@ class BillingServer:
             await self._jobs
         if self._dispatch is not None:
             await self._dispatch
+        if self._tokens_current is not None:
+            await self._tokens_current
         self.db.dispose()
         log.info("stopped")
 

@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 
 from billing_svc.api import convert
 from billing_svc.api.common import deadline, run
+from billing_svc.api.interceptor import current_context
 from billing_svc.domain import usage as rules
 from billing_svc.domain.errors import InvalidArgument
 from billing_svc.domain.usage import UsageBatch, UsageEventIn
@@ -123,9 +124,11 @@ def events_in(events: Any) -> list[UsageEventIn]:
 
 
 def batch_of(request: UsageRequest) -> UsageBatch:
-    """The batch of a decoded request, or the INVALID_ARGUMENT that fails the call."""
+    """The batch of a decoded request (held to its caller's account, for an account-bound
+    token), or the INVALID_ARGUMENT that fails the call."""
     if isinstance(request, InvalidArgument):
         raise request
+    request.bound_account = current_context().caller.account_id
     return request
 
 

@@ -52,10 +52,11 @@ class UsageBatch:
     ``native`` is the compiled kernel's view of the batch when the kernel decoded it
     (``billing_svc.native``): ingestion can check and store a plain batch through it without a
     Python object per event. ``events`` are made from it only for batches that need the Python
-    path.
+    path. ``bound_account`` is set when the batch came from an account-bound token: events of any
+    other account are then rejected.
     """
 
-    __slots__ = ("_events", "batch_id", "native")
+    __slots__ = ("_events", "batch_id", "bound_account", "native")
 
     def __init__(self, batch_id: str, events: Sequence[UsageEventIn] | None = None,
                  native: Any = None) -> None:
@@ -64,6 +65,7 @@ class UsageBatch:
         self.batch_id = batch_id
         self.native = native
         self._events = events
+        self.bound_account = ""
 
     @property
     def events(self) -> Sequence[UsageEventIn]:

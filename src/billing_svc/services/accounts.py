@@ -24,7 +24,7 @@ from billing_svc.domain.errors import (
 )
 from billing_svc.domain.ids import new_id
 from billing_svc.domain.periods import Period
-from billing_svc.services.common import idempotent_write, load_account, loader
+from billing_svc.services.common import idempotent_write, load_account, loader, visible
 from billing_svc.services.context import RequestContext
 from billing_svc.storage import audit, notices, outbox
 from billing_svc.storage.db import Database
@@ -389,9 +389,8 @@ def update_master_partner(db: Database, ctx: RequestContext, *, partner_id: str,
     if not partner_id:
         raise InvalidArgument("partner_id", "is required")
     with db.write() as session:
-        partner = session.get(MasterPartner, partner_id, with_for_update=True)
-        if partner is None:
-            raise NotFound(f"master partner {partner_id!r} does not exist")
+        partner = visible(ctx.caller, session.get(MasterPartner, partner_id, with_for_update=True),
+                          f"master partner {partner_id!r} does not exist")
         before = {"name": partner.name, "department": partner.department}
         if name is not None:
             partner.name = _name(name)

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from billing_svc.domain.errors import InvalidArgument, NotFound
-from billing_svc.services.context import RequestContext
+from billing_svc.services.context import Caller, RequestContext
 from billing_svc.storage import idempotency
 from billing_svc.storage.db import Database
 from billing_svc.storage.idempotency import IdempotencyKey
 from billing_svc.storage.tables import Account
 
 T = TypeVar("T")
+
+
+class _OfAnAccount(Protocol):
+    account_id: str
+
+
+R = TypeVar("R", bound=_OfAnAccount)
 
 
 def idempotent_write(db: Database, ctx: RequestContext, key: IdempotencyKey | None,
@@ -30,18 +37,29 @@ def idempotent_write(db: Database, ctx: RequestContext, key: IdempotencyKey | No
         try:
             with db.write() as session:
                 if key is not None:
-                    existing = idempotency.find(session, key)
+                    existing = idempotency.find(session, key, ctx.caller.token_id)
                     if existing is not None:
                         return load(session, existing)
                 result = create(session)
                 if key is not None:
                     session.flush()
-                    idempotency.remember(session, key, ctx.caller.name, result_id(result))
+                    idempotency.remember(session, key, token_id=ctx.caller.token_id,
+                                         caller=ctx.caller.name, result_id=result_id(result))
                 return result
         except IntegrityError:
             if key is None or attempt:
                 raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def visible(caller: Caller, row: R | None, missing: str) -> R:
+    """``row`` if it exists and ``caller`` may see it (its ``account_id``), else
+    ``NotFound(missing)``: to an account-bound token another account's invoice, endpoint, event,
+    partner or credit is indistinguishable from a missing one. Every lookup by a resource id goes
+    through here (change requests too, when they come)."""
+    if row is None or not caller.sees(row.account_id):
+        raise NotFound(missing)
+    return row
 
 
 def loader(model: type[T]) -> Callable[[Session, str], T]:

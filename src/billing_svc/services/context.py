@@ -8,17 +8,28 @@ from datetime import datetime
 from billing_svc.domain.periods import utcnow
 
 SCOPES = ("usage:write", "usage:read", "billing:read", "billing:write", "admin")
+# The caller id of the service's own jobs, the CLI and direct calls: no token stands behind them.
+SYSTEM_TOKEN_ID = "system"
 
 
 @dataclass(frozen=True)
 class Caller:
-    """An authenticated caller: its name (for logs and the audit trail) and its scopes."""
+    """An authenticated caller: its name (for logs and the audit trail), its scopes, the stable id
+    of its token (what idempotency keys belong to: a token made again under an old name is
+    another caller) and, for an account-bound token, its account."""
 
     name: str
     scopes: frozenset[str]
+    token_id: str = SYSTEM_TOKEN_ID
+    account_id: str = ""
 
     def has(self, scope: str) -> bool:
         return "admin" in self.scopes or scope in self.scopes
+
+    def sees(self, account_id: str) -> bool:
+        """May this caller see a resource of ``account_id``? Only an account-bound token is
+        limited: to its own account."""
+        return not self.account_id or self.account_id == account_id
 
 
 SYSTEM = Caller("system", frozenset({"admin"}))

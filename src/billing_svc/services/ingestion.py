@@ -78,7 +78,7 @@ def _ingest(store: UsageStore, session, batches: Sequence[UsageBatch],  # type: 
     window = rules.accept_window(now_us, retention_days)
     # The kernel inserts on SQLite only; on PostgreSQL its batches give their events (COPY).
     native = [batch.native if store.native_inserts and batch.native is not None
-              and batch.native.plain(*window) else None for batch in batches]
+              and batch.native.plain(*window) and _all_own(batch) else None for batch in batches]
     candidates = {index: _check_shapes(batch, results[index], now_us, retention_days)
                   for index, batch in enumerate(batches) if native[index] is None}
     refs = _References.load(store, [n for n in native if n is not None], candidates.values())
@@ -115,11 +115,20 @@ def _ingest(store: UsageStore, session, batches: Sequence[UsageBatch],  # type: 
     return results
 
 
+def _all_own(batch: UsageBatch) -> bool:
+    """Are all events of the batch its token's account's (or is its token not bound to one)?"""
+    return not batch.bound_account or set(batch.native.references()[0]) <= {batch.bound_account}
+
+
 def _check_shapes(batch: UsageBatch, result: BatchResult, now_us: int,
                   retention_days: int) -> _Candidates:
     candidates = []
+    bound = batch.bound_account
     for i, event in enumerate(batch.events):
         reason = rules.check_shape(event, now_us, retention_days)
+        if not reason and bound and event.account_id != bound:
+            reason = (f"this token is bound to account {bound} and records usage for it only; "
+                      "the event names another account")
         if reason:
             result.rejected.append(Rejection(event.event_id, i, reason))
         else:

@@ -23,8 +23,8 @@ from billing_svc.domain.ids import new_id
 from billing_svc.domain.periods import Period
 from billing_svc.services import credits
 from billing_svc.services.accounts import terms_of
-from billing_svc.services.common import load_account
-from billing_svc.services.context import RequestContext
+from billing_svc.services.common import load_account, visible
+from billing_svc.services.context import Caller, RequestContext
 from billing_svc.services.terms import load_segments, plan_spans
 from billing_svc.services.usage_reports import PeriodRows, load_period_rows, measure
 from billing_svc.storage import audit, outbox
@@ -219,13 +219,12 @@ def _line_json(line: rating.InvoiceLine) -> dict[str, object]:
             "credit_id": line.credit_id}
 
 
-def get_invoice(db: Database, invoice_id: str) -> InvoiceView:
+def get_invoice(db: Database, invoice_id: str, *, caller: Caller) -> InvoiceView:
     if not invoice_id:
         raise InvalidArgument("invoice_id", "is required")
     with db.read() as session:
-        invoice = session.get(Invoice, invoice_id)
-        if invoice is None:
-            raise NotFound(f"invoice {invoice_id!r} does not exist")
+        invoice = visible(caller, session.get(Invoice, invoice_id),
+                          f"invoice {invoice_id!r} does not exist")
         return view(invoice)
 
 

@@ -13,8 +13,8 @@ from sqlmodel import Session, select
 
 from billing_svc.domain import events
 from billing_svc.domain import subscriptions as subs
-from billing_svc.domain.errors import FailedPrecondition, InvalidArgument, NotFound
-from billing_svc.services.common import idempotent_write, load_account, loader
+from billing_svc.domain.errors import FailedPrecondition, InvalidArgument
+from billing_svc.services.common import idempotent_write, load_account, loader, visible
 from billing_svc.services.context import RequestContext
 from billing_svc.services.invoicing import OPEN, PAID, UNCOLLECTIBLE, VOID, InvoiceView, view
 from billing_svc.storage import audit, outbox
@@ -25,13 +25,11 @@ from billing_svc.storage.tables import Account, Invoice
 DEFAULT_DUNNING_DAYS = (3, 5, 7)
 
 
-def _load_invoice(session: Session, invoice_id: str) -> Invoice:
+def _load_invoice(session: Session, ctx: RequestContext, invoice_id: str) -> Invoice:
     if not invoice_id:
         raise InvalidArgument("invoice_id", "is required")
-    invoice = session.get(Invoice, invoice_id, with_for_update=True)
-    if invoice is None:
-        raise NotFound(f"invoice {invoice_id!r} does not exist")
-    return invoice
+    return visible(ctx.caller, session.get(Invoice, invoice_id, with_for_update=True),
+                   f"invoice {invoice_id!r} does not exist")
 
 
 def _set_account_status(session: Session, ctx: RequestContext, account: Account,
@@ -79,7 +77,7 @@ def record_payment_result(db: Database, ctx: RequestContext, *, invoice_id: str,
         raise InvalidArgument("attempt_time", "must not be in the future")
 
     def apply(session: Session) -> InvoiceView:
-        invoice = _load_invoice(session, invoice_id)
+        invoice = _load_invoice(session, ctx, invoice_id)
         if invoice.status in (PAID, VOID):
             raise FailedPrecondition(f"invoice {invoice_id} is {invoice.status}; no payment "
                                      "can be recorded against it")
@@ -132,7 +130,7 @@ def void_invoice(db: Database, ctx: RequestContext, *, invoice_id: str,
     if not reason.strip():
         raise InvalidArgument("reason", "is required: say why the invoice is voided")
     with db.write() as session:
-        invoice = _load_invoice(session, invoice_id)
+        invoice = _load_invoice(session, ctx, invoice_id)
         if invoice.status == VOID:
             return view(invoice)
         if invoice.status == PAID:

@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 from billing_svc.domain.errors import InvalidArgument, NotFound
 from billing_svc.domain.events import EVENT_TYPES
 from billing_svc.domain.ids import new_id
-from billing_svc.services.common import idempotent_write, load_account, loader
+from billing_svc.services.common import idempotent_write, load_account, loader, visible
 from billing_svc.services.context import RequestContext
 from billing_svc.storage import audit
 from billing_svc.storage.db import Database
@@ -84,19 +84,21 @@ def list_endpoints(db: Database, *, account_id: str, page_size: int,
     return rows[:size], rows[size - 1].endpoint_id if len(rows) > size else ""
 
 
-def _load_endpoint(session: Session, endpoint_id: str) -> WebhookEndpoint:
+def _load_endpoint(session: Session, ctx: RequestContext, endpoint_id: str) -> WebhookEndpoint:
     if not endpoint_id:
         raise InvalidArgument("endpoint_id", "is required")
-    endpoint = session.get(WebhookEndpoint, endpoint_id, with_for_update=True)
-    if endpoint is None or endpoint.status == DELETED:
-        raise NotFound(f"webhook endpoint {endpoint_id!r} does not exist")
+    missing = f"webhook endpoint {endpoint_id!r} does not exist"
+    endpoint = visible(ctx.caller, session.get(WebhookEndpoint, endpoint_id, with_for_update=True),
+                       missing)
+    if endpoint.status == DELETED:
+        raise NotFound(missing)
     return endpoint
 
 
 def delete_endpoint(db: Database, ctx: RequestContext, *, endpoint_id: str) -> None:
     """Stop delivering to the endpoint; its event log stays (the row is kept as deleted)."""
     with db.write() as session:
-        endpoint = _load_endpoint(session, endpoint_id)
+        endpoint = _load_endpoint(session, ctx, endpoint_id)
         before = _endpoint_snapshot(endpoint)
         endpoint.status = DELETED
         session.add(endpoint)
@@ -114,7 +116,7 @@ def delete_endpoint(db: Database, ctx: RequestContext, *, endpoint_id: str) -> N
 def rotate_secret(db: Database, ctx: RequestContext, *, endpoint_id: str) -> WebhookEndpoint:
     """A new secret; the old one keeps signing beside it for 24 hours."""
     with db.write() as session:
-        endpoint = _load_endpoint(session, endpoint_id)
+        endpoint = _load_endpoint(session, ctx, endpoint_id)
         endpoint.previous_secret = endpoint.secret
         endpoint.previous_secret_expires_at = ctx.now + ROTATION_GRACE
         endpoint.secret = signing.new_secret()
@@ -207,9 +209,8 @@ def redeliver(db: Database, ctx: RequestContext, *, event_id: str,
     if not event_id:
         raise InvalidArgument("event_id", "is required")
     with db.write() as session:
-        event = session.get(OutboxEvent, event_id)
-        if event is None:
-            raise NotFound(f"webhook event {event_id!r} does not exist")
+        event = visible(ctx.caller, session.get(OutboxEvent, event_id),
+                        f"webhook event {event_id!r} does not exist")
         endpoints = subscribed_endpoints(session, event)
         if endpoint_id:
             endpoints = [e for e in endpoints if e.endpoint_id == endpoint_id]

@@ -1,4 +1,7 @@
-"""AIP-155 request ids: remember what a create made so a retry returns the same resource."""
+"""AIP-155 request ids: remember what a create made so a retry returns the same resource.
+
+A key belongs to its caller (the token's id): the same ``request_id`` from two callers is two
+requests, and nothing about one caller's keys reaches another, not even in an error message."""
 
 from __future__ import annotations
 
@@ -20,9 +23,10 @@ class IdempotencyKey:
     fingerprint: str
 
 
-def find(session: Session, key: IdempotencyKey) -> str | None:
-    """The id of what the first call with this key made, or ``None`` for a first call."""
-    record = session.get(IdempotencyRecord, (key.method, key.request_id))
+def find(session: Session, key: IdempotencyKey, token_id: str) -> str | None:
+    """The id of what the first call with this key by the caller ``token_id`` made, or ``None``
+    for a first call."""
+    record = session.get(IdempotencyRecord, (token_id, key.method, key.request_id))
     if record is None:
         return None
     if record.fingerprint != key.fingerprint:
@@ -33,8 +37,9 @@ def find(session: Session, key: IdempotencyKey) -> str | None:
     return record.result_id
 
 
-def remember(session: Session, key: IdempotencyKey, caller: str, result_id: str) -> None:
+def remember(session: Session, key: IdempotencyKey, *, token_id: str, caller: str,
+             result_id: str) -> None:
     session.add(IdempotencyRecord(
-        method=key.method, request_id=key.request_id, caller=caller,
+        token_id=token_id, method=key.method, request_id=key.request_id, caller=caller,
         fingerprint=key.fingerprint, result_id=result_id, created_at=utcnow(),
     ))

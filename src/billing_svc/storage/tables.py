@@ -239,6 +239,8 @@ class IdempotencyRecord(SQLModel, table=True):
 
     __tablename__ = "idempotency_record"
 
+    # The caller's token id (``Caller.token_id``): keys of different callers never meet.
+    token_id: str = Field(primary_key=True, max_length=40)
     method: str = Field(primary_key=True, max_length=60)
     request_id: str = Field(primary_key=True, max_length=100)
     caller: str = Field(max_length=100)
@@ -293,15 +295,22 @@ class AuditHead(SQLModel, table=True):
 
 
 class ApiToken(SQLModel, table=True):
-    """Bearer tokens kept by the service itself (only their SHA-256 is stored)."""
+    """Bearer tokens kept by the service itself (only their SHA-256 is stored). A revoked token's
+    row stays (the service can say it was revoked) until its name is given to a new token."""
 
     __tablename__ = "api_token"
-    __table_args__ = (UniqueConstraint("token_sha256"),)
+    __table_args__ = (UniqueConstraint("token_sha256"),
+                      UniqueConstraint("token_id", name="uq_api_token_token_id"))
 
     name: str = Field(primary_key=True, max_length=100)
     token_sha256: str = Field(max_length=64)
     scopes: str = Field(max_length=200)
     created_at: datetime = Field(sa_type=UTCDateTime)
+    token_id: str = Field(max_length=40)  # the caller's stable id (``tok_...``)
+    account_id: str | None = Field(default=None, max_length=40)  # bound to this account
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 
