@@ -15,9 +15,9 @@ from google.protobuf.message import Message
 from billing_svc.domain import money, rating
 from billing_svc.domain import subscriptions as subs
 from billing_svc.domain.catalog import CustomTerms, MessageTier, Terms
-from billing_svc.domain.errors import InvalidArgument
-from billing_svc.domain.periods import Period
-from billing_svc.services import finance, invoicing, usage_reports, webhooks
+from billing_svc.domain.errors import InvalidArgument, shown
+from billing_svc.domain.periods import EARLIEST, LATEST, Period
+from billing_svc.services import finance, invoicing, paging, usage_reports, webhooks
 from billing_svc.services.accounts import AccountBilling
 from billing_svc.storage.idempotency import IdempotencyKey
 from billing_svc.storage.tables import (
@@ -45,21 +45,42 @@ _INTERVAL_BACK = {v: k for k, v in _INTERVAL.items()}
 # Scalars
 
 
-def reject_nul(message: Message, prefix: str = "") -> None:
-    """Refuse text with NUL characters anywhere in a request: no database stores them
-    (PostgreSQL refuses them outright), so they are bad input, named by field."""
+MAX_ID_LENGTH = 128
+MAX_TEXT_LENGTH = 200
+# Text fields allowed more (or less) than MAX_TEXT_LENGTH, by name; any other ``*_id`` field
+# holds at most MAX_ID_LENGTH. The services check the fields whose columns hold less (a budget's
+# name, a credit's description, a department: 100, 200, 100).
+TEXT_LIMITS = {"request_id": 100, "url": 2000, "description": 500, "reason": 500,
+               "failure_reason": 500, "page_token": paging.MAX_TOKEN_LENGTH}
+
+
+def text_limit(field: str) -> int:
+    """The most characters text field ``field`` of a request may hold."""
+    if field in TEXT_LIMITS:
+        return TEXT_LIMITS[field]
+    return MAX_ID_LENGTH if field.endswith("_id") else MAX_TEXT_LENGTH
+
+
+def check_text(message: Message, prefix: str = "") -> None:
+    """Refuse text anywhere in a request that is longer than its field's ``text_limit`` (the API
+    bounds it: PostgreSQL enforces column lengths, SQLite does not) or has a NUL character (no
+    database stores one; PostgreSQL refuses them outright), naming the field."""
     for field, value in message.ListFields():
         name = f"{prefix}{field.name}"
         if field.type == field.TYPE_STRING:
-            values = value if field.is_repeated else [value]
-            if any("\x00" in text for text in values):
-                raise InvalidArgument(name, "contains a NUL character")
+            limit = text_limit(field.name)
+            for text in value if field.is_repeated else [value]:
+                if len(text) > limit:
+                    raise InvalidArgument(name, f"is longer than {limit} characters "
+                                          f"({len(text):,})")
+                if "\x00" in text:
+                    raise InvalidArgument(name, "contains a NUL character")
         elif field.type == field.TYPE_MESSAGE:
             if field.is_repeated:
                 for index, item in enumerate(value):
-                    reject_nul(item, f"{name}[{index}].")
+                    check_text(item, f"{name}[{index}].")
             else:
-                reject_nul(value, f"{name}.")
+                check_text(value, f"{name}.")
 
 
 def money_out(amount: Decimal) -> common_pb2.Money:
@@ -69,8 +90,8 @@ def money_out(amount: Decimal) -> common_pb2.Money:
 
 def money_in(value: common_pb2.Money, field: str) -> Decimal:
     if value.currency_code not in ("", money.CURRENCY):
-        raise InvalidArgument(f"{field}.currency_code",
-                              f"{value.currency_code!r} is not supported; billing-svc bills USD")
+        raise InvalidArgument(f"{field}.currency_code", f"{shown(value.currency_code)} is not "
+                              "supported; billing-svc bills USD")
     try:
         return money.from_units_nanos(value.units, value.nanos)
     except ValueError as exc:
@@ -85,14 +106,26 @@ def time_out(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
     return stamp
 
 
-def time_in(message: Message, field: str) -> datetime | None:
-    """Timestamp field ``field`` of ``message`` as an aware UTC datetime; ``None`` if unset."""
+_EARLIEST_SECONDS = int(EARLIEST.timestamp())
+_LATEST_SECONDS = int(LATEST.timestamp())
+
+
+def time_in(message: Message, field: str, prefix: str = "") -> datetime | None:
+    """Timestamp field ``field`` of ``message`` as an aware UTC datetime; ``None`` if unset.
+
+    The one check of every timestamp a request carries: nanos within [0, 10^9) and the moment
+    within [``EARLIEST``, ``LATEST``), else ``InvalidArgument`` naming ``prefix + field``.
+    """
     if not message.HasField(field):
         return None
     stamp: timestamp_pb2.Timestamp = getattr(message, field)
-    if not (0 <= stamp.nanos < 1_000_000_000) or not (
-            -62135596800 <= stamp.seconds <= 253402300799):
-        raise InvalidArgument(field, "is not a valid timestamp")
+    if not 0 <= stamp.nanos < 1_000_000_000:
+        raise InvalidArgument(prefix + field,
+                              f"nanos {stamp.nanos} is not within 0..999999999")
+    if not _EARLIEST_SECONDS <= stamp.seconds < _LATEST_SECONDS:
+        raise InvalidArgument(prefix + field,
+                              f"seconds {stamp.seconds} is not within {EARLIEST.isoformat()} "
+                              f"(0) and {LATEST.isoformat()} ({_LATEST_SECONDS}, exclusive)")
     return stamp.ToDatetime(tzinfo=UTC)
 
 
@@ -183,8 +216,8 @@ def custom_terms_in(message: pb.CustomTerms) -> CustomTerms:
         message_overage=amount("message_overage"),
         storage_overage_per_gb=amount("storage_overage_per_gb"),
         message_tiers=tiers,
-        contract_start=time_in(message, "contract_start"),
-        contract_end=time_in(message, "contract_end"),
+        contract_start=time_in(message, "contract_start", "terms."),
+        contract_end=time_in(message, "contract_end", "terms."),
         account_manager=message.account_manager.strip(),
     )
 
@@ -277,8 +310,8 @@ def period_out(period: Period) -> common_pb2.BillingPeriod:
 def year_month_in(year: int, month: int) -> Period:
     if not 1 <= month <= 12:
         raise InvalidArgument("month", f"{month} is not within 1..12")
-    if not 1970 <= year <= 9998:
-        raise InvalidArgument("year", f"{year} is not a valid year")
+    if not EARLIEST.year <= year < LATEST.year:
+        raise InvalidArgument("year", f"{year} is not within {EARLIEST.year}..{LATEST.year - 1}")
     return Period(year, month)
 
 

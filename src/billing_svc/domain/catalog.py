@@ -14,7 +14,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from billing_svc.domain.errors import InvalidArgument, NotFound
+from billing_svc.domain.errors import InvalidArgument, NotFound, shown
 
 RATE_DECIMAL_PLACES = 6
 
@@ -163,7 +163,7 @@ def plan(plan_id: str) -> Terms:
         if terms.plan_id == plan_id:
             return terms
     valid = ", ".join(t.plan_id for t in catalog())
-    raise NotFound(f"plan {plan_id!r} does not exist; choose one of: {valid}")
+    raise NotFound(f"plan {shown(plan_id)} does not exist; choose one of: {valid}")
 
 
 def effective_terms(plan_id: str, custom: CustomTerms | None) -> Terms:

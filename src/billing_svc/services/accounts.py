@@ -21,6 +21,7 @@ from billing_svc.domain.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    shown,
 )
 from billing_svc.domain.ids import new_id
 from billing_svc.domain.periods import Period
@@ -391,7 +392,7 @@ def update_master_partner(db: Database, ctx: RequestContext, *, partner_id: str,
     with db.write() as session:
         partner = session.get(MasterPartner, partner_id, with_for_update=True)
         if partner is None:
-            raise NotFound(f"master partner {partner_id!r} does not exist")
+            raise NotFound(f"master partner {shown(partner_id)} does not exist")
         before = {"name": partner.name, "department": partner.department}
         if name is not None:
             partner.name = _name(name)

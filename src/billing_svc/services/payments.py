@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from billing_svc.domain import events
 from billing_svc.domain import subscriptions as subs
-from billing_svc.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from billing_svc.domain.errors import FailedPrecondition, InvalidArgument, NotFound, shown
 from billing_svc.services.common import idempotent_write, load_account, loader
 from billing_svc.services.context import RequestContext
 from billing_svc.services.invoicing import OPEN, PAID, UNCOLLECTIBLE, VOID, InvoiceView, view
@@ -30,7 +30,7 @@ def _load_invoice(session: Session, invoice_id: str) -> Invoice:
         raise InvalidArgument("invoice_id", "is required")
     invoice = session.get(Invoice, invoice_id, with_for_update=True)
     if invoice is None:
-        raise NotFound(f"invoice {invoice_id!r} does not exist")
+        raise NotFound(f"invoice {shown(invoice_id)} does not exist")
     return invoice
 
 
