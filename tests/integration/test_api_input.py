@@ -319,7 +319,8 @@ def test_the_first_and_last_periods_are_periods_like_any_other(subject: Shop) ->
 
 def test_every_report_of_a_period_before_the_account_existed_says_so(client: Client) -> None:
     this = Period.containing(now())
-    shop = Shop(client, plan_id="startup", skip_trial=True, start_time=ts(this.start))
+    shop = Shop(client, plan_id="startup")
+    created = shop.account.create_time.ToDatetime(tzinfo=UTC)
     before = this.previous()
     billing = client.billing
     account_id = shop.account_id
@@ -339,7 +340,7 @@ def test_every_report_of_a_period_before_the_account_existed_says_so(client: Cli
         error = refused(call, request)
         assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error.details()
         assert error.details() == (
-            f"account {account_id} started on {this.start.date()}, after period "
+            f"account {account_id} started on {created.date()}, after period "
             f"{before.label}; it has no usage or charges for that period")
     # The period it started in is one it existed in.
     costs = billing.ComparePlans(pb.ComparePlansRequest(account_id=account_id,

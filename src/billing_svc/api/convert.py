@@ -14,6 +14,7 @@ from google.protobuf.message import Message
 
 from billing_svc.domain import money, rating
 from billing_svc.domain import subscriptions as subs
+from billing_svc.domain.bounds import MAX_AMOUNT
 from billing_svc.domain.catalog import CustomTerms, MessageTier, Terms
 from billing_svc.domain.errors import InvalidArgument, shown
 from billing_svc.domain.periods import EARLIEST, LATEST, Period
@@ -93,9 +94,12 @@ def money_in(value: common_pb2.Money, field: str) -> Decimal:
         raise InvalidArgument(f"{field}.currency_code", f"{shown(value.currency_code)} is not "
                               "supported; billing-svc bills USD")
     try:
-        return money.from_units_nanos(value.units, value.nanos)
+        amount = money.from_units_nanos(value.units, value.nanos)
     except ValueError as exc:
         raise InvalidArgument(field, str(exc)) from exc
+    if abs(amount) > MAX_AMOUNT:
+        raise InvalidArgument(field, f"is more than the {MAX_AMOUNT:,} USD billing-svc handles")
+    return amount
 
 
 def time_out(moment: datetime | None) -> timestamp_pb2.Timestamp | None:

@@ -74,7 +74,7 @@ class PaymentMethodInput:
         if not re.fullmatch(r"[a-z][a-z0-9_]{1,29}", self.type):
             raise InvalidArgument("payment_method.type",
                                   "must be a lowercase word such as 'card' or 'sepa_debit'")
-        if not re.fullmatch(r"\d{4}", self.last4):
+        if not re.fullmatch(r"[0-9]{4}", self.last4):
             raise InvalidArgument("payment_method.last4", "must be exactly 4 digits")
         if not 1 <= self.exp_month <= 12:
             raise InvalidArgument("payment_method.exp_month", "must be within 1..12")

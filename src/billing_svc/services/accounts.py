@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 
 from billing_svc.domain import catalog, events
 from billing_svc.domain import subscriptions as subs
+from billing_svc.domain.bounds import MAX_TENANTS_PER_ACCOUNT
 from billing_svc.domain.catalog import CustomTerms, Terms
 from billing_svc.domain.errors import (
     FailedPrecondition,
@@ -298,9 +299,15 @@ def create_tenant(db: Database, ctx: RequestContext, *, account_id: str, name: s
     created_at = _start_time(ctx, start_time)
 
     def create(session: Session) -> Tenant:
-        account = load_account(session, account_id)
+        account = load_account(session, account_id, for_update=True)
         if account.status == subs.CANCELED:
             raise FailedPrecondition(f"account {account_id} is canceled")
+        count = session.exec(select(func.count()).select_from(Tenant)
+                             .where(Tenant.account_id == account_id)).one()
+        if count >= MAX_TENANTS_PER_ACCOUNT:
+            raise FailedPrecondition(
+                f"account {account_id} has {count:,} tenants, the most billing-svc keeps for "
+                "one account (their usage and invoices stay within its bounds)")
         tenant = Tenant(tenant_id=new_id("ten"), account_id=account_id, name=name,
                         created_at=created_at)
         session.add(tenant)

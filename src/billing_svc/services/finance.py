@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+import structlog
 from sqlmodel import Session, select
 
 from billing_svc.domain import catalog, events, rating
 from billing_svc.domain import usage as rules
-from billing_svc.domain.errors import InvalidArgument, NotFound, shown
-from billing_svc.domain.money import ZERO
+from billing_svc.domain.bounds import MAX_AMOUNT
+from billing_svc.domain.errors import InvalidArgument, NotFound, Unratable, shown
+from billing_svc.domain.money import ZERO, to_cents
 from billing_svc.domain.periods import Period
 from billing_svc.domain.subscriptions import MONTHLY, parse_thresholds
 from billing_svc.services import paging
@@ -39,6 +41,8 @@ from billing_svc.storage.tables import (
 )
 from billing_svc.storage.usage import UsageStore
 
+log = structlog.get_logger("billing_svc.finance")
+
 DEFAULT_GL_ACCOUNT = "6100-AS2-MESSAGING"
 MAX_BUDGET_NAME = 100
 
@@ -52,8 +56,9 @@ def set_budget(db: Database, ctx: RequestContext, *, account_id: str, name: str,
     name = name.strip()
     if not name or len(name) > MAX_BUDGET_NAME:
         raise InvalidArgument("name", f"is required, at most {MAX_BUDGET_NAME} characters")
-    if limit <= 0:
-        raise InvalidArgument("limit", "must be a positive amount")
+    if not ZERO < limit <= MAX_AMOUNT or to_cents(limit) != limit:
+        raise InvalidArgument("limit", f"must be a positive amount in whole cents, at most "
+                              f"{MAX_AMOUNT:,} USD")
     parsed = parse_thresholds(thresholds, "threshold_percentages")
     with db.write() as session:
         load_account(session, account_id, for_update=True)
@@ -115,7 +120,12 @@ def check_budgets(session: Session, account_id: str, now: datetime) -> int:
     account = session.get(Account, account_id)
     assert account is not None
     period = Period.containing(now)
-    estimate = period_snapshot(session, account, period, now).total
+    try:
+        estimate = period_snapshot(session, account, period, now).total
+    except Unratable as exc:
+        # The usage that got here is stored all the same; reads of the account say why.
+        log.warning("budget_check_skipped", account_id=account_id, reason=str(exc))
+        return 0
     sent = 0
     for budget in budgets:
         for percentage in (int(p) for p in budget.thresholds.split(",") if p):

@@ -23,6 +23,7 @@ from billing_svc.domain.errors import (
     InvalidArgument,
     NotFound,
     Unavailable,
+    Unratable,
     shown,
 )
 from billing_svc.domain.ids import new_id
@@ -299,6 +300,9 @@ def close_due_periods(db: Database, ctx: RequestContext, grace: timedelta) -> in
                 try:
                     close_period(db, ctx, account_id=account_id, period=period)
                     closed += 1
+                except Unratable as exc:
+                    log.warning("period_close_failed", account_id=account_id,
+                                period=period.label, reason=str(exc))
                 except FailedPrecondition:
                     continue
                 except Exception:
