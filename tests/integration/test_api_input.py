@@ -182,8 +182,10 @@ def paged(server) -> Iterator[dict[str, Paged]]:  # type: ignore[no-untyped-def]
                  shop.message("p2", at=now() - timedelta(hours=1))])
     for account_id in (shop.account_id, other.account_id):
         for n in range(2):
+            # Subscribed to an event these accounts never have: nothing is sent to them.
             client.billing.CreateWebhookEndpoint(pb.CreateWebhookEndpointRequest(
-                account_id=account_id, url=f"http://127.0.0.1:1/hook{n}"), metadata=WRITER)
+                account_id=account_id, url=f"http://127.0.0.1:1/hook{n}",
+                event_types=["billing.payment_succeeded"]), metadata=WRITER)
             client.billing.IssueCredit(pb.IssueCreditRequest(
                 account_id=account_id, amount=usd(5 + n), description=f"Credit {n}"),
                 metadata=ADMIN)
@@ -444,6 +446,20 @@ def test_a_department_or_budget_name_is_bounded_by_its_column(subject: Shop) -> 
         account_id=subject.account_id, name="b" * 101, limit=usd(10)), "name", metadata=WRITER)
     invalid(billing.IssueCredit, pb.IssueCreditRequest(
         account_id=subject.account_id, amount=usd(1), description="c" * 201), "description")
+
+
+def test_threshold_lists_are_bounded_by_the_text_they_are_stored_as(subject: Shop) -> None:
+    billing = subject.client.billing
+    many = list(range(900, 1000, 2))  # 50: 199 characters as "900,902,...,998"
+    invalid(billing.SetUsageThresholds, pb.SetUsageThresholdsRequest(
+        account_id=subject.account_id, threshold_percentages=many), "threshold_percentages")
+    invalid(billing.SetBudget, pb.SetBudgetRequest(
+        account_id=subject.account_id, name="Many", limit=usd(10),
+        threshold_percentages=many), "threshold_percentages")
+    most = list(range(981, 1001))  # the most: 20, as 80 characters
+    account = billing.SetUsageThresholds(pb.SetUsageThresholdsRequest(
+        account_id=subject.account_id, threshold_percentages=most), metadata=WRITER).account
+    assert list(account.usage_threshold_percentages) == most
 
 
 def test_an_oversized_id_in_a_usage_batch_is_rejected_with_a_short_reason(

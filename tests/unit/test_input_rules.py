@@ -3,6 +3,8 @@ error, page tokens."""
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from billing_svc.domain.errors import InvalidArgument, cut, shown
@@ -64,6 +66,10 @@ def test_a_page_token_comes_back_to_its_query_only() -> None:
         _refused(flipped)
     for bad in (token[:-1], token + "A", token + "=", " " + token, "99999999999999999999"):
         _refused(bad)
+    # The same content spelled otherwise: trailing whitespace, spaces, unused bits.
+    body = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    for spelled in (body + b"\r", body + b" ", body.replace(b",", b", ")):
+        _refused(base64.urlsafe_b64encode(spelled).decode().rstrip("="))
 
 
 def test_a_cursor_that_passes_the_digest_is_still_checked_part_by_part() -> None:

@@ -52,11 +52,7 @@ def resource_id(prefix: str) -> Check:
 def next_token(rpc: str, query: Sequence[object], cursor: Cursor) -> str:
     """The token of the page that starts after ``cursor`` in ``rpc``'s ``query``."""
     body = json.dumps([list(cursor), _check(rpc, query, cursor)], separators=(",", ":"))
-    return _text_of(body.encode())
-
-
-def _text_of(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
 
 
 def read_token(token: str, rpc: str, query: Sequence[object],
@@ -73,17 +69,16 @@ def read_token(token: str, rpc: str, query: Sequence[object],
         raise refused
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        # Only the one spelling next_token makes: not the same bytes with other unused bits.
-        if _text_of(raw) != token:
-            raise refused
-        parts, check = json.loads(raw.decode("utf-8"))
+        parts, _ = json.loads(raw.decode("utf-8"))
     except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, RecursionError):
         raise refused from None
     if (not isinstance(parts, list) or len(parts) != len(shape)
             or not all(accepts(part) for accepts, part in zip(shape, parts, strict=True))):
         raise refused
     cursor = tuple(parts)
-    if check != _check(rpc, query, cursor):
+    # Exactly the token next_token makes of this cursor for this query, to the byte: the digest
+    # matches, and no other spelling of the same content (spaces, unused bits) passes either.
+    if next_token(rpc, query, cursor) != token:
         raise refused
     return cursor
 
