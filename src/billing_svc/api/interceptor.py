@@ -18,8 +18,8 @@ import structlog
 from billing_svc import metrics
 from billing_svc.api.auth import METHOD_SCOPES, OPEN_PREFIXES, TokenStore
 from billing_svc.api.common import deadline
-from billing_svc.api.convert import TEXT_LIMITS, check_text
 from billing_svc.api.errors import status_code_of, trailing_details
+from billing_svc.api.limits import TEXT_LIMITS, check_text
 from billing_svc.domain.errors import BillingError, InvalidArgument
 from billing_svc.domain.ids import new_id
 from billing_svc.services.context import RequestContext
