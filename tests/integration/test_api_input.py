@@ -438,16 +438,6 @@ def test_every_text_field_is_bounded_in_the_api(subject: Shop, field: str, limit
     assert "xxxx" not in message
 
 
-def test_a_department_or_budget_name_is_bounded_by_its_column(subject: Shop) -> None:
-    billing = subject.client.billing
-    invalid(billing.UpdateMasterPartner, pb.UpdateMasterPartnerRequest(
-        partner_id=subject.partners[0], department="d" * 101), "department")
-    invalid(billing.SetBudget, pb.SetBudgetRequest(
-        account_id=subject.account_id, name="b" * 101, limit=usd(10)), "name", metadata=WRITER)
-    invalid(billing.IssueCredit, pb.IssueCreditRequest(
-        account_id=subject.account_id, amount=usd(1), description="c" * 201), "description")
-
-
 def test_threshold_lists_are_bounded_by_the_text_they_are_stored_as(subject: Shop) -> None:
     billing = subject.client.billing
     many = list(range(900, 1000, 2))  # 50: 199 characters as "900,902,...,998"
