@@ -14,9 +14,10 @@ from google.protobuf.message import Message
 
 from billing_svc.domain import money, rating
 from billing_svc.domain import subscriptions as subs
+from billing_svc.domain.bounds import MAX_AMOUNT
 from billing_svc.domain.catalog import CustomTerms, MessageTier, Terms
-from billing_svc.domain.errors import InvalidArgument
-from billing_svc.domain.periods import Period
+from billing_svc.domain.errors import InvalidArgument, shown
+from billing_svc.domain.periods import EARLIEST, LATEST, Period
 from billing_svc.services import finance, invoicing, usage_reports, webhooks
 from billing_svc.services.accounts import AccountBilling
 from billing_svc.storage.idempotency import IdempotencyKey
@@ -45,23 +46,6 @@ _INTERVAL_BACK = {v: k for k, v in _INTERVAL.items()}
 # Scalars
 
 
-def reject_nul(message: Message, prefix: str = "") -> None:
-    """Refuse text with NUL characters anywhere in a request: no database stores them
-    (PostgreSQL refuses them outright), so they are bad input, named by field."""
-    for field, value in message.ListFields():
-        name = f"{prefix}{field.name}"
-        if field.type == field.TYPE_STRING:
-            values = value if field.is_repeated else [value]
-            if any("\x00" in text for text in values):
-                raise InvalidArgument(name, "contains a NUL character")
-        elif field.type == field.TYPE_MESSAGE:
-            if field.is_repeated:
-                for index, item in enumerate(value):
-                    reject_nul(item, f"{name}[{index}].")
-            else:
-                reject_nul(value, f"{name}.")
-
-
 def money_out(amount: Decimal) -> common_pb2.Money:
     units, nanos = money.to_units_nanos(amount)
     return common_pb2.Money(currency_code=money.CURRENCY, units=units, nanos=nanos)
@@ -69,12 +53,15 @@ def money_out(amount: Decimal) -> common_pb2.Money:
 
 def money_in(value: common_pb2.Money, field: str) -> Decimal:
     if value.currency_code not in ("", money.CURRENCY):
-        raise InvalidArgument(f"{field}.currency_code",
-                              f"{value.currency_code!r} is not supported; billing-svc bills USD")
+        raise InvalidArgument(f"{field}.currency_code", f"{shown(value.currency_code)} is not "
+                              "supported; billing-svc bills USD")
     try:
-        return money.from_units_nanos(value.units, value.nanos)
+        amount = money.from_units_nanos(value.units, value.nanos)
     except ValueError as exc:
         raise InvalidArgument(field, str(exc)) from exc
+    if abs(amount) > MAX_AMOUNT:
+        raise InvalidArgument(field, f"is more than the {MAX_AMOUNT:,} USD billing-svc handles")
+    return amount
 
 
 def time_out(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -85,14 +72,26 @@ def time_out(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
     return stamp
 
 
-def time_in(message: Message, field: str) -> datetime | None:
-    """Timestamp field ``field`` of ``message`` as an aware UTC datetime; ``None`` if unset."""
+_EARLIEST_SECONDS = int(EARLIEST.timestamp())
+_LATEST_SECONDS = int(LATEST.timestamp())
+
+
+def time_in(message: Message, field: str, prefix: str = "") -> datetime | None:
+    """Timestamp field ``field`` of ``message`` as an aware UTC datetime; ``None`` if unset.
+
+    The one check of every timestamp a request carries: nanos within [0, 10^9) and the moment
+    within [``EARLIEST``, ``LATEST``), else ``InvalidArgument`` naming ``prefix + field``.
+    """
     if not message.HasField(field):
         return None
     stamp: timestamp_pb2.Timestamp = getattr(message, field)
-    if not (0 <= stamp.nanos < 1_000_000_000) or not (
-            -62135596800 <= stamp.seconds <= 253402300799):
-        raise InvalidArgument(field, "is not a valid timestamp")
+    if not 0 <= stamp.nanos < 1_000_000_000:
+        raise InvalidArgument(prefix + field,
+                              f"nanos {stamp.nanos} is not within 0..999999999")
+    if not _EARLIEST_SECONDS <= stamp.seconds < _LATEST_SECONDS:
+        raise InvalidArgument(prefix + field,
+                              f"seconds {stamp.seconds} is not within {EARLIEST.isoformat()} "
+                              f"(0) and {LATEST.isoformat()} ({_LATEST_SECONDS}, exclusive)")
     return stamp.ToDatetime(tzinfo=UTC)
 
 
@@ -183,8 +182,8 @@ def custom_terms_in(message: pb.CustomTerms) -> CustomTerms:
         message_overage=amount("message_overage"),
         storage_overage_per_gb=amount("storage_overage_per_gb"),
         message_tiers=tiers,
-        contract_start=time_in(message, "contract_start"),
-        contract_end=time_in(message, "contract_end"),
+        contract_start=time_in(message, "contract_start", "terms."),
+        contract_end=time_in(message, "contract_end", "terms."),
         account_manager=message.account_manager.strip(),
     )
 
@@ -277,8 +276,8 @@ def period_out(period: Period) -> common_pb2.BillingPeriod:
 def year_month_in(year: int, month: int) -> Period:
     if not 1 <= month <= 12:
         raise InvalidArgument("month", f"{month} is not within 1..12")
-    if not 1970 <= year <= 9998:
-        raise InvalidArgument("year", f"{year} is not a valid year")
+    if not EARLIEST.year <= year < LATEST.year:
+        raise InvalidArgument("year", f"{year} is not within {EARLIEST.year}..{LATEST.year - 1}")
     return Period(year, month)
 
 

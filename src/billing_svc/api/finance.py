@@ -30,8 +30,11 @@ class FinanceRpcs:
 
     async def ListBudgets(self, request: pb.ListBudgetsRequest,
                           context: grpc.aio.ServicerContext) -> pb.ListBudgetsResponse:
-        budgets = await run(finance.list_budgets, self.db, request.account_id)
-        return pb.ListBudgetsResponse(budgets=[convert.budget_out(b) for b in budgets])
+        budgets, token = await run(finance.list_budgets, self.db, request.account_id,
+                                   page_size=convert.page_size_in(request.page_size),
+                                   page_token=request.page_token)
+        return pb.ListBudgetsResponse(budgets=[convert.budget_out(b) for b in budgets],
+                                      next_page_token=token)
 
     async def DeleteBudget(self, request: pb.DeleteBudgetRequest,
                            context: grpc.aio.ServicerContext) -> pb.DeleteBudgetResponse:

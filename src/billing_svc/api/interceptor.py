@@ -18,9 +18,9 @@ import structlog
 from billing_svc import metrics
 from billing_svc.api.auth import METHOD_SCOPES, OPEN_PREFIXES, TokenStore, check_account
 from billing_svc.api.common import deadline
-from billing_svc.api.convert import reject_nul
 from billing_svc.api.errors import status_code_of, trailing_details
-from billing_svc.domain.errors import BillingError
+from billing_svc.api.limits import TEXT_LIMITS, check_text
+from billing_svc.domain.errors import BillingError, InvalidArgument
 from billing_svc.domain.ids import new_id
 from billing_svc.services.context import RequestContext
 
@@ -90,6 +90,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                            f"caller {caller.name!r} lacks the {needed!r} scope for {method}")
         request_id = (getattr(request, "request_id", "") or str(metadata.get("x-request-id", ""))
                       or new_id("req"))
+        if len(request_id) > TEXT_LIMITS["request_id"]:  # it is logged, audited and quoted
+            raise InvalidArgument("request_id", f"(or x-request-id metadata) is longer than "
+                                  f"{TEXT_LIMITS['request_id']} characters")
         return RequestContext(caller=caller, request_id=request_id)
 
     def _wrap_unary(self, method: str, behavior: Any) -> Any:
@@ -102,7 +105,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 fields.update(caller=ctx.caller.name, request_id=ctx.request_id)
                 _request_context.set(ctx)
                 if method not in _PER_EVENT_CHECKED:
-                    reject_nul(request)
+                    check_text(request)
                 check_account(ctx.caller, method, request)
                 return await behavior(request, context)
             except asyncio.CancelledError:  # the caller went away or its deadline passed

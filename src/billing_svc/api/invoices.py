@@ -73,5 +73,8 @@ class InvoiceRpcs:
 
     async def ListCredits(self, request: pb.ListCreditsRequest,
                           context: grpc.aio.ServicerContext) -> pb.ListCreditsResponse:
-        found = await run(credits.list_credits, self.db, request.account_id)
-        return pb.ListCreditsResponse(credits=[convert.credit_out(c) for c in found])
+        found, token = await run(credits.list_credits, self.db, request.account_id,
+                                 page_size=convert.page_size_in(request.page_size),
+                                 page_token=request.page_token)
+        return pb.ListCreditsResponse(credits=[convert.credit_out(c) for c in found],
+                                      next_page_token=token)

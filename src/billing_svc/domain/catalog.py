@@ -14,9 +14,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from billing_svc.domain.errors import InvalidArgument, NotFound
-
-RATE_DECIMAL_PLACES = 6
+from billing_svc.domain import bounds
+from billing_svc.domain.errors import InvalidArgument, NotFound, shown
 
 
 @dataclass(frozen=True)
@@ -70,34 +69,39 @@ class CustomTerms:
     account_manager: str = ""
 
     def validate(self) -> None:
-        """Raise ``InvalidArgument`` naming the first field that cannot be a term."""
-        for name in ("base_fee", "included_storage_gb", "tenant_overage", "message_overage",
-                     "storage_overage_per_gb"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise InvalidArgument(f"terms.{name}", "must not be negative")
-        for name in ("tenant_overage", "message_overage", "storage_overage_per_gb"):
-            value = getattr(self, name)
-            if value is not None and -value.as_tuple().exponent > RATE_DECIMAL_PLACES:
-                raise InvalidArgument(
-                    f"terms.{name}", f"rates have at most {RATE_DECIMAL_PLACES} decimal places")
+        """Raise ``InvalidArgument`` naming the first field that cannot be a term: every amount
+        finite, not negative, within its maximum (``domain.bounds``) and with at most 6 decimal
+        places, so that any usage within the bounds can be rated exactly."""
+        for name, most in (("base_fee", bounds.MAX_BASE_FEE),
+                           ("included_storage_gb", bounds.MAX_INCLUDED_STORAGE_GB),
+                           ("tenant_overage", bounds.MAX_TENANT_OVERAGE),
+                           ("message_overage", bounds.MAX_MESSAGE_RATE),
+                           ("storage_overage_per_gb", bounds.MAX_STORAGE_RATE)):
+            _check_amount(f"terms.{name}", getattr(self, name), most)
         for name in ("included_tenants", "included_master_partners", "included_messages"):
             value = getattr(self, name)
-            if value is not None and value < 0:
-                raise InvalidArgument(f"terms.{name}", "must not be negative")
+            if value is not None and not (type(value) is int
+                                          and 0 <= value <= bounds.MAX_INCLUDED_COUNT):
+                raise InvalidArgument(f"terms.{name}",
+                                      f"must be a whole number within 0..{bounds.INT64_MAX}")
+        if len(self.message_tiers) > bounds.MAX_MESSAGE_TIERS:
+            raise InvalidArgument("terms.message_tiers",
+                                  f"at most {bounds.MAX_MESSAGE_TIERS} tiers")
         previous = 0
         for index, tier in enumerate(self.message_tiers):
             where = f"terms.message_tiers[{index}]"
-            if tier.unit_price < 0 or -tier.unit_price.as_tuple().exponent > RATE_DECIMAL_PLACES:
-                raise InvalidArgument(
-                    where, f"unit_price must be >= 0 with at most {RATE_DECIMAL_PLACES} decimals")
+            _check_amount(f"{where}.unit_price", tier.unit_price, bounds.MAX_MESSAGE_RATE)
             if tier.up_to_messages is None:
                 if index != len(self.message_tiers) - 1:
                     raise InvalidArgument(where, "only the last tier may be unbounded (0)")
-            elif tier.up_to_messages <= previous:
+            elif not (type(tier.up_to_messages) is int
+                      and previous < tier.up_to_messages <= bounds.INT64_MAX):
                 raise InvalidArgument(where, "up_to_messages must increase from tier to tier")
             else:
                 previous = tier.up_to_messages
+        if len(self.account_manager) > bounds.MAX_ACCOUNT_MANAGER_LENGTH:
+            raise InvalidArgument("terms.account_manager", "is longer than "
+                                  f"{bounds.MAX_ACCOUNT_MANAGER_LENGTH} characters")
         if self.contract_start and self.contract_end and self.contract_end <= self.contract_start:
             raise InvalidArgument("terms.contract_end", "must be after contract_start")
 
@@ -133,6 +137,23 @@ class CustomTerms:
         return cls(message_tiers=tiers, **data)
 
 
+_TERM_QUANTUM = Decimal(1).scaleb(-bounds.TERM_DECIMAL_PLACES)
+
+
+def _check_amount(field: str, value: Decimal | None, most: Decimal) -> None:
+    if value is None:
+        return
+    if not value.is_finite():
+        raise InvalidArgument(field, "must be a finite number")
+    if value < 0:
+        raise InvalidArgument(field, "must not be negative")
+    if value > most:
+        raise InvalidArgument(field, f"is above the most billing-svc takes, {most:,f}")
+    if value != value.quantize(_TERM_QUANTUM):
+        raise InvalidArgument(field, f"has more than {bounds.TERM_DECIMAL_PLACES} decimal "
+                              "places")
+
+
 def _terms_from_record(record: dict[str, Any]) -> Terms:
     return Terms(
         plan_id=record["plan_id"],
@@ -163,7 +184,7 @@ def plan(plan_id: str) -> Terms:
         if terms.plan_id == plan_id:
             return terms
     valid = ", ".join(t.plan_id for t in catalog())
-    raise NotFound(f"plan {plan_id!r} does not exist; choose one of: {valid}")
+    raise NotFound(f"plan {shown(plan_id)} does not exist; choose one of: {valid}")
 
 
 def effective_terms(plan_id: str, custom: CustomTerms | None) -> Terms:

@@ -6,6 +6,24 @@ place (``api/errors.py``). Messages are written for a person: they say what is w
 
 from __future__ import annotations
 
+SHOWN_CHARACTERS = 64
+"""How much of a caller's value an error message or rejection reason quotes: a reply is never as
+big as the request (a 20 KB id echoed in a status message made it too big for its trailers)."""
+
+
+def cut(text: str, limit: int = SHOWN_CHARACTERS) -> str:
+    """``text``, or its first ``limit`` characters and "…" when it is longer."""
+    return text if len(text) <= limit else f"{text[:limit]}…"
+
+
+def shown(value: object) -> str:
+    """A caller's value as an error message quotes it: in quotes, cut to ``SHOWN_CHARACTERS``
+    characters, with the length said when it was cut."""
+    text = str(value)
+    if len(text) <= SHOWN_CHARACTERS:
+        return repr(text)
+    return f"{cut(text)!r} ({len(text):,} characters)"
+
 
 class BillingError(Exception):
     """Base class of every error billing-svc reports to a caller."""
@@ -30,6 +48,11 @@ class AlreadyExists(BillingError):
 
 class FailedPrecondition(BillingError):
     """The request is well-formed but the system is not in a state that allows it."""
+
+
+class Unratable(FailedPrecondition):
+    """An account's terms or usage cannot be priced within billing-svc's bounds (terms stored
+    before the bounds existed, or charges beyond the largest amount an invoice holds)."""
 
 
 class PermissionDenied(BillingError):

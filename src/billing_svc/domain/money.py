@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 
+from billing_svc.domain.errors import shown
+
 CURRENCY = "USD"
 CENT = Decimal("0.01")
 NANO = Decimal("0.000000001")
@@ -28,9 +30,9 @@ def parse_decimal(text: str, *, field: str = "amount") -> Decimal:
     try:
         value = Decimal(str(text).strip())
     except InvalidOperation as exc:
-        raise ValueError(f"{field}: {text!r} is not a decimal number") from exc
+        raise ValueError(f"{field}: {shown(text)} is not a decimal number") from exc
     if not value.is_finite():
-        raise ValueError(f"{field}: {text!r} is not a finite number")
+        raise ValueError(f"{field}: {shown(text)} is not a finite number")
     return value
 
 

@@ -6,7 +6,15 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-_LABEL = re.compile(r"^(\d{4})-(\d{2})$")
+from billing_svc.domain.errors import shown
+
+# ASCII digits only, the whole text: ``\d`` would take Arabic-Indic digits, and ``$`` a newline.
+_LABEL = re.compile(r"([0-9]{4})-([0-9]{2})")
+
+# Every moment billing-svc accepts lies in [EARLIEST, LATEST): the periods from 1970-01 to 9998-12
+# (the narrowest range any part of the service handles), for every timestamp of every request.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, order=True)
@@ -19,15 +27,15 @@ class Period:
     def __post_init__(self) -> None:
         if not 1 <= self.month <= 12:
             raise ValueError(f"month {self.month} is not within 1..12")
-        if not 1970 <= self.year <= 9998:
-            raise ValueError(f"year {self.year} is out of range")
+        if not EARLIEST.year <= self.year < LATEST.year:
+            raise ValueError(f"year {self.year} is not within {EARLIEST.year}..{LATEST.year - 1}")
 
     @classmethod
     def parse(cls, label: str) -> Period:
         """Parse ``YYYY-MM``; raises ``ValueError`` with a readable message otherwise."""
-        match = _LABEL.match(label or "")
+        match = _LABEL.fullmatch(label or "")
         if not match:
-            raise ValueError(f"{label!r} is not a period; expected YYYY-MM, e.g. 2024-01")
+            raise ValueError(f"{shown(label)} is not a period; expected YYYY-MM, e.g. 2024-01")
         return cls(int(match.group(1)), int(match.group(2)))
 
     @classmethod
@@ -45,7 +53,8 @@ class Period:
 
     @property
     def end(self) -> datetime:
-        return self.next().start
+        # Not next().start: the last period's end (LATEST) starts no period.
+        return datetime(self.year + self.month // 12, self.month % 12 + 1, 1, tzinfo=UTC)
 
     @property
     def seconds(self) -> int:

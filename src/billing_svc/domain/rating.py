@@ -25,7 +25,9 @@ from decimal import (
 )
 from fractions import Fraction
 
+from billing_svc.domain.bounds import MAX_AMOUNT
 from billing_svc.domain.catalog import MessageTier, Terms
+from billing_svc.domain.errors import Unratable
 from billing_svc.domain.money import ZERO, to_cents
 from billing_svc.domain.periods import Period
 from billing_svc.domain.subscriptions import ANNUAL, ANNUAL_FEE_MONTHS, MONTHLY
@@ -153,6 +155,7 @@ def rate_period(period: Period, spans: Sequence[PlanSpan], usage: PeriodUsage, *
             lines.extend(_storage_lines(usage.storage_gb_months, terms))
     lines.extend(_late_lines(late))
     lines = [line for line in lines if line.amount]
+    _check_bounded(period, lines)
     lines.extend(_credit_lines(credits, invoice_total(lines)))
     return lines
 
@@ -462,6 +465,22 @@ def _check_tiers(tiers: Sequence[MessageTier]) -> None:
             raise ValueError(f"tier {index + 1}: bounds must increase from tier to tier")
         else:
             lower = tier.up_to_messages
+
+
+def _check_bounded(period: Period, lines: Sequence[InvoiceLine]) -> None:
+    """Decision: an invoice's charges hold at most ``MAX_AMOUNT`` (the wire's and the money
+    columns' limit). Within the bounds of terms and usage a period's own lines stay far below
+    it; late usage of many huge periods can pass it, and is refused, naming the lines."""
+    charges = invoice_total(lines)
+    if charges <= MAX_AMOUNT:
+        return
+    by_type: dict[str, Decimal] = {}
+    for line in lines:
+        by_type[line.type] = by_type.get(line.type, ZERO) + line.amount
+    parts = ", ".join(f"{kind} {amount:,}" for kind, amount in by_type.items())
+    raise Unratable(f"the charges of {period.label} come to {charges:,} USD ({parts}), more "
+                    f"than the {MAX_AMOUNT:,} USD an invoice can hold; the usage counted for "
+                    "it cannot be billed as it is")
 
 
 def _exact_sum(values: Iterable[Decimal]) -> Decimal:

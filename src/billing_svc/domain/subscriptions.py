@@ -40,10 +40,15 @@ def is_upgrade(current: Terms, new: Terms) -> bool:
     return new.base_fee > current.base_fee
 
 
+MAX_THRESHOLDS = 20  # they are stored as text of at most 100 characters: "75,90,100"
+
+
 def parse_thresholds(values: list[int] | tuple[int, ...], field: str) -> tuple[int, ...]:
     """Validate threshold percentages: 1..1000, unique; returned sorted. Empty means the default."""
     if not values:
         return DEFAULT_USAGE_THRESHOLDS
+    if len(values) > MAX_THRESHOLDS:
+        raise InvalidArgument(field, f"at most {MAX_THRESHOLDS} percentages")
     for value in values:
         if not 1 <= value <= 1000:
             raise InvalidArgument(field, f"{value} is not a percentage within 1..1000")
@@ -74,7 +79,7 @@ class PaymentMethodInput:
         if not re.fullmatch(r"[a-z][a-z0-9_]{1,29}", self.type):
             raise InvalidArgument("payment_method.type",
                                   "must be a lowercase word such as 'card' or 'sepa_debit'")
-        if not re.fullmatch(r"\d{4}", self.last4):
+        if not re.fullmatch(r"[0-9]{4}", self.last4):
             raise InvalidArgument("payment_method.last4", "must be exactly 4 digits")
         if not 1 <= self.exp_month <= 12:
             raise InvalidArgument("payment_method.exp_month", "must be within 1..12")

@@ -15,12 +15,14 @@ from sqlmodel import Session, select
 
 from billing_svc.domain import catalog, events
 from billing_svc.domain import subscriptions as subs
+from billing_svc.domain.bounds import MAX_TENANTS_PER_ACCOUNT
 from billing_svc.domain.catalog import CustomTerms, Terms
 from billing_svc.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    shown,
 )
 from billing_svc.domain.ids import new_id
 from billing_svc.domain.periods import Period
@@ -297,9 +299,15 @@ def create_tenant(db: Database, ctx: RequestContext, *, account_id: str, name: s
     created_at = _start_time(ctx, start_time)
 
     def create(session: Session) -> Tenant:
-        account = load_account(session, account_id)
+        account = load_account(session, account_id, for_update=True)
         if account.status == subs.CANCELED:
             raise FailedPrecondition(f"account {account_id} is canceled")
+        count = session.exec(select(func.count()).select_from(Tenant)
+                             .where(Tenant.account_id == account_id)).one()
+        if count >= MAX_TENANTS_PER_ACCOUNT:
+            raise FailedPrecondition(
+                f"account {account_id} has {count:,} tenants, the most billing-svc keeps for "
+                "one account (their usage and invoices stay within its bounds)")
         tenant = Tenant(tenant_id=new_id("ten"), account_id=account_id, name=name,
                         created_at=created_at)
         session.add(tenant)
@@ -390,7 +398,7 @@ def update_master_partner(db: Database, ctx: RequestContext, *, partner_id: str,
         raise InvalidArgument("partner_id", "is required")
     with db.write() as session:
         partner = visible(ctx.caller, session.get(MasterPartner, partner_id, with_for_update=True),
-                          f"master partner {partner_id!r} does not exist")
+                          f"master partner {shown(partner_id)} does not exist")
         before = {"name": partner.name, "department": partner.department}
         if name is not None:
             partner.name = _name(name)

@@ -8,7 +8,8 @@ from typing import Protocol, TypeVar
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from billing_svc.domain.errors import InvalidArgument, NotFound
+from billing_svc.domain.errors import FailedPrecondition, InvalidArgument, NotFound, shown
+from billing_svc.domain.periods import Period
 from billing_svc.services.context import Caller, RequestContext
 from billing_svc.storage import idempotency
 from billing_svc.storage.db import Database
@@ -68,7 +69,7 @@ def loader(model: type[T]) -> Callable[[Session, str], T]:
     def load(session: Session, resource_id: str) -> T:
         found = session.get(model, resource_id)
         if found is None:  # the id came from our own idempotency record
-            raise NotFound(f"{model.__name__} {resource_id!r} no longer exists")
+            raise NotFound(f"{model.__name__} {shown(resource_id)} no longer exists")
         return found
 
     return load
@@ -80,5 +81,14 @@ def load_account(session: Session, account_id: str, *, for_update: bool = False)
         raise InvalidArgument("account_id", "is required")
     account = session.get(Account, account_id, with_for_update=for_update)
     if account is None:
-        raise NotFound(f"account {account_id!r} does not exist")
+        raise NotFound(f"account {shown(account_id)} does not exist")
     return account
+
+
+def require_existed(account: Account, period: Period) -> None:
+    """``FailedPrecondition`` unless ``account`` existed at some moment of ``period``: every
+    report and close of a period says so instead of pricing a period the account never had."""
+    if period.end <= account.created_at:
+        raise FailedPrecondition(
+            f"account {account.account_id} started on {account.created_at.date()}, after "
+            f"period {period.label}; it has no usage or charges for that period")

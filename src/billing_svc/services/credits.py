@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from sqlalchemy import and_, or_
 from sqlmodel import Session, select
 
 from billing_svc.domain import rating
@@ -16,6 +17,8 @@ from billing_svc.domain.errors import FailedPrecondition, InvalidArgument
 from billing_svc.domain.ids import new_id
 from billing_svc.domain.money import ZERO, to_cents
 from billing_svc.domain.subscriptions import CANCELED
+from billing_svc.domain.usage import from_us, to_us
+from billing_svc.services import paging
 from billing_svc.services.common import idempotent_write, load_account, loader
 from billing_svc.services.context import RequestContext
 from billing_svc.storage import audit
@@ -55,12 +58,31 @@ def issue_credit(db: Database, ctx: RequestContext, *, account_id: str, amount: 
     return idempotent_write(db, ctx, key, create, loader(AccountCredit), lambda c: c.credit_id)
 
 
-def list_credits(db: Database, account_id: str) -> list[AccountCredit]:
+def list_credits(db: Database, account_id: str, *, page_size: int = 0,
+                 page_token: str = "") -> tuple[list[AccountCredit], str]:
+    """The account's credits, oldest first, ``page_size`` (default 100, at most 1000) a page."""
+    size = min(page_size or 100, 1000)
+    query = (account_id,)
+    # Ordered by (created_at, credit_id): credit ids sort by the moment they were made, which
+    # an imported credit's created_at need not follow.
+    after = paging.read_token(page_token, "ListCredits", query,
+                              (paging.whole(0), paging.resource_id("cr")))
     with db.read() as session:
         load_account(session, account_id)
-        return list(session.exec(select(AccountCredit).where(
-            AccountCredit.account_id == account_id)
-            .order_by(AccountCredit.created_at, AccountCredit.credit_id)).all())  # type: ignore[arg-type]
+        statement = select(AccountCredit).where(AccountCredit.account_id == account_id)
+        if after:
+            at, credit_id = from_us(int(after[0])), str(after[1])
+            statement = statement.where(or_(
+                AccountCredit.created_at > at,  # type: ignore[arg-type,operator]
+                and_(AccountCredit.created_at == at, AccountCredit.credit_id > credit_id)))
+        rows = list(session.exec(statement.order_by(
+            AccountCredit.created_at, AccountCredit.credit_id)  # type: ignore[arg-type]
+            .limit(size + 1)).all())
+    token = ""
+    if len(rows) > size:
+        last = rows[size - 1]
+        token = paging.next_token("ListCredits", query, (to_us(last.created_at), last.credit_id))
+    return rows[:size], token
 
 
 def open_credits(session: Session, account_ids: list[str]) -> dict[str, list[AccountCredit]]:

@@ -8,15 +8,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+import structlog
 from sqlmodel import Session, select
 
 from billing_svc.domain import catalog, events, rating
 from billing_svc.domain import usage as rules
-from billing_svc.domain.errors import InvalidArgument, NotFound
-from billing_svc.domain.money import ZERO
+from billing_svc.domain.bounds import MAX_AMOUNT
+from billing_svc.domain.errors import InvalidArgument, NotFound, Unratable, shown
+from billing_svc.domain.money import ZERO, to_cents
 from billing_svc.domain.periods import Period
 from billing_svc.domain.subscriptions import MONTHLY, parse_thresholds
-from billing_svc.services.common import load_account
+from billing_svc.services import paging
+from billing_svc.services.common import load_account, require_existed
 from billing_svc.services.context import RequestContext
 from billing_svc.services.invoicing import issued_invoice, view
 from billing_svc.services.terms import plan_spans
@@ -38,7 +41,10 @@ from billing_svc.storage.tables import (
 )
 from billing_svc.storage.usage import UsageStore
 
+log = structlog.get_logger("billing_svc.finance")
+
 DEFAULT_GL_ACCOUNT = "6100-AS2-MESSAGING"
+MAX_BUDGET_NAME = 100
 
 
 # ---------------------------------------------------------------------------------------------
@@ -48,10 +54,11 @@ DEFAULT_GL_ACCOUNT = "6100-AS2-MESSAGING"
 def set_budget(db: Database, ctx: RequestContext, *, account_id: str, name: str,
                limit: Decimal, thresholds: tuple[int, ...]) -> Budget:
     name = name.strip()
-    if not name or len(name) > 100:
-        raise InvalidArgument("name", "is required, at most 100 characters")
-    if limit <= 0:
-        raise InvalidArgument("limit", "must be a positive amount")
+    if not name or len(name) > MAX_BUDGET_NAME:
+        raise InvalidArgument("name", f"is required, at most {MAX_BUDGET_NAME} characters")
+    if not ZERO < limit <= MAX_AMOUNT or to_cents(limit) != limit:
+        raise InvalidArgument("limit", f"must be a positive amount in whole cents, at most "
+                              f"{MAX_AMOUNT:,} USD")
     parsed = parse_thresholds(thresholds, "threshold_percentages")
     with db.write() as session:
         load_account(session, account_id, for_update=True)
@@ -74,18 +81,29 @@ def set_budget(db: Database, ctx: RequestContext, *, account_id: str, name: str,
         return budget
 
 
-def list_budgets(db: Database, account_id: str) -> list[Budget]:
+def list_budgets(db: Database, account_id: str, *, page_size: int = 0,
+                 page_token: str = "") -> tuple[list[Budget], str]:
+    """The account's budgets by name, ``page_size`` (default 100, at most 1000) a page."""
+    size = min(page_size or 100, 1000)
+    query = (account_id,)
+    after = paging.read_token(page_token, "ListBudgets", query,
+                              (paging.matching(rf"[^\x00]{{1,{MAX_BUDGET_NAME}}}"),))
     with db.read() as session:
         load_account(session, account_id)
-        return list(session.exec(select(Budget).where(Budget.account_id == account_id)
-                                 .order_by(Budget.name)).all())
+        statement = select(Budget).where(Budget.account_id == account_id)
+        if after:
+            statement = statement.where(Budget.name > after[0])
+        rows = list(session.exec(statement.order_by(Budget.name).limit(size + 1)).all())
+    token = (paging.next_token("ListBudgets", query, (rows[size - 1].name,))
+             if len(rows) > size else "")
+    return rows[:size], token
 
 
 def delete_budget(db: Database, ctx: RequestContext, *, account_id: str, name: str) -> None:
     with db.write() as session:
         budget = session.get(Budget, (account_id, name.strip()))
         if budget is None:
-            raise NotFound(f"account {account_id!r} has no budget named {name!r}")
+            raise NotFound(f"account {shown(account_id)} has no budget named {shown(name)}")
         session.delete(budget)
         audit.append(session, actor=ctx.caller.name, action="budget.deleted",
                      account_id=account_id, before={"name": budget.name,
@@ -102,7 +120,12 @@ def check_budgets(session: Session, account_id: str, now: datetime) -> int:
     account = session.get(Account, account_id)
     assert account is not None
     period = Period.containing(now)
-    estimate = period_snapshot(session, account, period, now).total
+    try:
+        estimate = period_snapshot(session, account, period, now).total
+    except Unratable as exc:
+        # The usage that got here is stored all the same; reads of the account say why.
+        log.warning("budget_check_skipped", account_id=account_id, reason=str(exc))
+        return 0
     sent = 0
     for budget in budgets:
         for percentage in (int(p) for p in budget.thresholds.split(",") if p):
@@ -171,7 +194,7 @@ def journal_entries(db: Database, account_id: str, period: Period,
                     gl_account: str = DEFAULT_GL_ACCOUNT) -> list[JournalEntry]:
     """One ERP entry per department, summing to the period's invoice total."""
     with db.read() as session:
-        load_account(session, account_id)
+        require_existed(load_account(session, account_id), period)
         issued_invoice(session, account_id, period, "exporting journal entries")
     allocation = cost_allocation(db, account_id, period)
     return [JournalEntry(gl_account, d.department, d.cost, f"AS2 messaging - {d.department}",
@@ -195,14 +218,14 @@ def list_audit_events(db: Database, *, account_id: str, action: str, start: date
         statement = statement.where(AuditRecord.at >= start)
     if end:
         statement = statement.where(AuditRecord.at < end)
-    if page_token:
-        try:
-            statement = statement.where(AuditRecord.sequence > int(page_token))
-        except ValueError as exc:
-            raise InvalidArgument("page_token", "is not a token from a previous page") from exc
+    query = (account_id, action, start, end)
+    after = paging.read_token(page_token, "ListAuditEvents", query, (paging.whole(1),))
+    if after:
+        statement = statement.where(AuditRecord.sequence > after[0])
     with db.read() as session:
         rows = list(session.exec(statement.order_by(AuditRecord.sequence).limit(size + 1)))
-    token = str(rows[size - 1].sequence) if len(rows) > size else ""
+    token = (paging.next_token("ListAuditEvents", query, (rows[size - 1].sequence,))
+             if len(rows) > size else "")
     return rows[:size], token
 
 
@@ -258,6 +281,7 @@ def reconcile_period(db: Database, account_id: str, period: Period) -> Reconcili
     (granted, not rated) are not re-rated."""
     with db.read() as session:
         account = load_account(session, account_id)
+        require_existed(account, period)
         invoice = issued_invoice(session, account_id, period, "reconciling it")
         usage = _usage_from_raw_events(session, account, period)
         rerated = rating.rate_period(period, plan_spans(session, account, period), usage,
@@ -317,6 +341,7 @@ def compare_plans(db: Database, account_id: str, period: Period, now: datetime) 
         raise InvalidArgument("period", f"{period.label} has not started yet")
     with db.read() as session:
         account = load_account(session, account_id)
+        require_existed(account, period)
         snapshot = period_snapshot(session, account, period, min(now, period.end))
     usage = rating.PeriodUsage(messages=snapshot.messages, active_tenants=snapshot.active_tenants,
                                storage_gb_months=snapshot.storage_gb_months)

@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from billing_svc.domain import events
 from billing_svc.domain import usage as rules
 from billing_svc.domain.catalog import CustomTerms, effective_terms
+from billing_svc.domain.errors import shown
 from billing_svc.domain.periods import Period
 from billing_svc.domain.usage import MESSAGE, UsageBatch, UsageEventIn
 from billing_svc.services.finance import check_budgets
@@ -178,11 +179,12 @@ class _References:
 
     def problem(self, e: UsageEventIn) -> str | None:
         if e.account_id not in self.accounts:
-            return f"account {e.account_id!r} does not exist"
+            return f"account {shown(e.account_id)} does not exist"
         if self.tenant_owners.get(e.tenant_id) != e.account_id:
-            return f"tenant {e.tenant_id!r} is not a tenant of account {e.account_id}"
+            return f"tenant {shown(e.tenant_id)} is not a tenant of account {e.account_id}"
         if e.partner_id and self.partner_owners.get(e.partner_id) != e.account_id:
-            return f"partner {e.partner_id!r} is not a master partner of account {e.account_id}"
+            return (f"partner {shown(e.partner_id)} is not a master partner of account "
+                    f"{e.account_id}")
         return None
 
 
@@ -239,7 +241,7 @@ def _store_events(store: UsageStore, batches: list[tuple[BatchResult, _Candidate
                     result.duplicates += 1
                 else:
                     result.rejected.append(Rejection(
-                        e.event_id, i, f"event_id {e.event_id!r} was already used with "
+                        e.event_id, i, f"event_id {shown(e.event_id)} was already used with "
                         "different content; a resend must repeat the event exactly"))
                 continue
             period = label_of(e.occurred_at_us)  # type: ignore[arg-type]

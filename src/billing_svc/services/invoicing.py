@@ -18,12 +18,19 @@ from sqlmodel import Session, select
 
 from billing_svc import metrics
 from billing_svc.domain import events, rating
-from billing_svc.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from billing_svc.domain.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+    Unratable,
+    shown,
+)
 from billing_svc.domain.ids import new_id
 from billing_svc.domain.periods import Period
-from billing_svc.services import credits
+from billing_svc.services import credits, paging
 from billing_svc.services.accounts import terms_of
-from billing_svc.services.common import load_account, visible
+from billing_svc.services.common import load_account, require_existed, visible
 from billing_svc.services.context import Caller, RequestContext
 from billing_svc.services.terms import load_segments, plan_spans
 from billing_svc.services.usage_reports import PeriodRows, load_period_rows, measure
@@ -114,14 +121,12 @@ def _close(session: Session, ctx: RequestContext, account_ids: list[str], period
         account = accounts.get(account_id)
         if account is None:
             if strict:
-                raise NotFound(f"account {account_id!r} does not exist")
+                raise NotFound(f"account {shown(account_id)} does not exist")
         elif account_id in invoices:
             continue
         elif period.end <= account.created_at:
             if strict:
-                raise FailedPrecondition(
-                    f"account {account_id} started on {account.created_at.date()}, after "
-                    f"period {period.label}; there is nothing to bill")
+                require_existed(account, period)
         else:
             to_issue.append(account)
     if not to_issue:
@@ -224,7 +229,7 @@ def get_invoice(db: Database, invoice_id: str, *, caller: Caller) -> InvoiceView
         raise InvalidArgument("invoice_id", "is required")
     with db.read() as session:
         invoice = visible(caller, session.get(Invoice, invoice_id),
-                          f"invoice {invoice_id!r} does not exist")
+                          f"invoice {shown(invoice_id)} does not exist")
         return view(invoice)
 
 
@@ -252,6 +257,8 @@ def list_invoices(db: Database, *, account_id: str, status: str | None, period: 
                   page_size: int, page_token: str) -> tuple[list[InvoiceView], str]:
     """The account's invoices, newest first, ``page_size`` (default 50, at most 500) a page."""
     size = min(page_size or 50, 500)
+    query = (account_id, status, period.label if period else None)
+    after = paging.read_token(page_token, "ListInvoices", query, (paging.resource_id("in"),))
     with db.read() as session:
         load_account(session, account_id)
         statement = select(Invoice).where(Invoice.account_id == account_id)
@@ -259,11 +266,12 @@ def list_invoices(db: Database, *, account_id: str, status: str | None, period: 
             statement = statement.where(Invoice.status == status)
         if period:
             statement = statement.where(Invoice.period == period.label)
-        if page_token:
-            statement = statement.where(Invoice.invoice_id < page_token)
+        if after:
+            statement = statement.where(Invoice.invoice_id < after[0])
         rows = session.exec(statement.order_by(Invoice.invoice_id.desc())  # type: ignore[attr-defined]
                             .limit(size + 1)).all()
-    token = rows[size - 1].invoice_id if len(rows) > size else ""
+    token = (paging.next_token("ListInvoices", query, (rows[size - 1].invoice_id,))
+             if len(rows) > size else "")
     return [view(row) for row in rows[:size]], token
 
 
@@ -291,6 +299,9 @@ def close_due_periods(db: Database, ctx: RequestContext, grace: timedelta) -> in
                 try:
                     close_period(db, ctx, account_id=account_id, period=period)
                     closed += 1
+                except Unratable as exc:
+                    log.warning("period_close_failed", account_id=account_id,
+                                period=period.label, reason=str(exc))
                 except FailedPrecondition:
                     continue
                 except Exception:

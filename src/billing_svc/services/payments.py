@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from billing_svc.domain import events
 from billing_svc.domain import subscriptions as subs
-from billing_svc.domain.errors import FailedPrecondition, InvalidArgument
+from billing_svc.domain.errors import FailedPrecondition, InvalidArgument, shown
 from billing_svc.services.common import idempotent_write, load_account, loader, visible
 from billing_svc.services.context import RequestContext
 from billing_svc.services.invoicing import OPEN, PAID, UNCOLLECTIBLE, VOID, InvoiceView, view
@@ -29,7 +29,7 @@ def _load_invoice(session: Session, ctx: RequestContext, invoice_id: str) -> Inv
     if not invoice_id:
         raise InvalidArgument("invoice_id", "is required")
     return visible(ctx.caller, session.get(Invoice, invoice_id, with_for_update=True),
-                   f"invoice {invoice_id!r} does not exist")
+                   f"invoice {shown(invoice_id)} does not exist")
 
 
 def _set_account_status(session: Session, ctx: RequestContext, account: Account,

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from sqlmodel import Session, select
 
 from billing_svc.domain.catalog import CustomTerms, effective_terms
+from billing_svc.domain.errors import InvalidArgument, Unratable
 from billing_svc.domain.periods import Period
 from billing_svc.domain.rating import PlanSpan
 from billing_svc.storage.tables import Account, PlanSegment
@@ -24,6 +25,25 @@ def load_segments(session: Session, account_ids: Sequence[str]) -> dict[str, lis
     return loaded
 
 
+def ratable_custom_terms(account: Account) -> CustomTerms | None:
+    """The account's negotiated terms, or ``Unratable`` naming the term when the stored ones
+    cannot be rated: set before ``SetCustomTerms`` had its bounds (1e400 GB included), or
+    damaged. The account's usage is still taken; its charges wait until the terms are set
+    again."""
+    if not account.custom_terms_json:
+        return None
+    try:
+        custom = CustomTerms.from_json(account.custom_terms_json)
+        custom.validate()
+    except InvalidArgument as exc:
+        raise Unratable(f"the custom terms of account {account.account_id} cannot be rated: "
+                        f"{exc}; set them again (SetCustomTerms)") from exc
+    except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError) as exc:
+        raise Unratable(f"the custom terms of account {account.account_id} cannot be read "
+                        f"({type(exc).__name__}); set them again (SetCustomTerms)") from exc
+    return custom
+
+
 def plan_spans(session: Session, account: Account, period: Period,
                segments: Sequence[PlanSegment] | None = None) -> list[PlanSpan]:
     """The plan spans that overlap ``period``, and the one just before them, unclipped.
@@ -32,7 +52,7 @@ def plan_spans(session: Session, account: Account, period: Period,
     force at the end of the period. ``segments``: the account's ``load_segments``, when the
     caller loaded them for many accounts at once.
     """
-    custom = CustomTerms.from_json(account.custom_terms_json) if account.custom_terms_json else None
+    custom = ratable_custom_terms(account)
     if segments is None:
         segments = load_segments(session, [account.account_id])[account.account_id]
     segments = [s for s in segments if s.effective_at < period.end]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import func
@@ -16,10 +16,12 @@ from sqlmodel import Session, select
 
 from billing_svc.domain import money, rating, storage_meter
 from billing_svc.domain import usage as rules
+from billing_svc.domain.bounds import INT64_MAX
 from billing_svc.domain.errors import InvalidArgument
 from billing_svc.domain.periods import Period, utcnow
+from billing_svc.services import paging
 from billing_svc.services.accounts import terms_of
-from billing_svc.services.common import load_account
+from billing_svc.services.common import load_account, require_existed
 from billing_svc.services.terms import plan_spans
 from billing_svc.storage.db import Database
 from billing_svc.storage.tables import (
@@ -101,6 +103,7 @@ def current_usage(db: Database, account_id: str) -> CurrentUsage:
         elapsed_us = max(rules.to_us(now) - rules.to_us(period.start), 1)
         factor = Decimal(period.seconds * 1_000_000) / Decimal(elapsed_us)
         projected = int((Decimal(snapshot.messages) * factor).to_integral_value(ROUND_HALF_UP))
+        projected = min(projected, INT64_MAX)  # a counter's most, early in a huge period
         extra = projected - snapshot.messages
         # Storage: today's level held to the period's end, on top of what was held so far.
         storage_to_come = storage_meter.gb_months_of(
@@ -121,6 +124,7 @@ def monthly_usage(db: Database, account_id: str, period: Period, *,
         raise InvalidArgument(field, f"{period.label} has not started yet")
     with db.read() as session:
         account = load_account(session, account_id)
+        require_existed(account, period)
         snapshot = period_snapshot(session, account, period, min(now, period.end))
         partners = session.exec(
             select(UsagePartnerPeriod, MasterPartner)
@@ -333,11 +337,13 @@ def _bucket_start(moment: datetime, granularity: str) -> datetime:
 def usage_history(db: Database, query: HistoryQuery) -> HistoryPage:
     """Buckets with usage between ``start`` and ``end``, oldest first, paged by bucket start."""
     start = query.start
-    if query.page_token:
-        try:
-            start = datetime.fromtimestamp(int(query.page_token), UTC)
-        except ValueError as exc:
-            raise InvalidArgument("page_token", "is not a token from a previous page") from exc
+    # Not the end: it is often "now" (or unset, which means now), a moment later on the next
+    # page. The next page starts at a bucket of this query's range.
+    filters = (query.account_id, query.granularity, query.start, query.tenant_id)
+    after = paging.read_token(query.page_token, "GetUsageHistory", filters, (paging.whole(
+        rules.to_us(_bucket_start(query.start, query.granularity)), rules.to_us(query.end) - 1),))
+    if after:
+        start = rules.from_us(int(after[0]))
     page_size = min(query.page_size or 100, MAX_PAGE_SIZE)
     with db.read() as session:
         load_account(session, query.account_id)
@@ -355,7 +361,8 @@ def usage_history(db: Database, query: HistoryQuery) -> HistoryPage:
         for hour_us, kind, messages, storage in session.exec(statement):
             bucket = _bucket_start(rules.from_us(int(hour_us)), query.granularity)
             if bucket not in buckets and len(buckets) == page_size:
-                next_token = str(int(bucket.timestamp()))
+                next_token = paging.next_token("GetUsageHistory", filters,
+                                               (rules.to_us(bucket),))
                 break
             if kind == rules.MESSAGE:
                 buckets[bucket][0] += int(messages)

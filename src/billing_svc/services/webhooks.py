@@ -7,9 +7,10 @@ from datetime import timedelta
 
 from sqlmodel import Session, select
 
-from billing_svc.domain.errors import InvalidArgument, NotFound
+from billing_svc.domain.errors import InvalidArgument, NotFound, shown
 from billing_svc.domain.events import EVENT_TYPES
 from billing_svc.domain.ids import new_id
+from billing_svc.services import paging
 from billing_svc.services.common import idempotent_write, load_account, loader, visible
 from billing_svc.services.context import RequestContext
 from billing_svc.storage import audit
@@ -31,7 +32,7 @@ ENABLED, DISABLED, DELETED = "enabled", "disabled", "deleted"
 def _event_types(values: list[str]) -> str:
     for value in values:
         if value not in EVENT_TYPES:
-            raise InvalidArgument("event_types", f"{value!r} is not a billing event type; "
+            raise InvalidArgument("event_types", f"{shown(value)} is not a billing event type; "
                                   f"choose from {', '.join(EVENT_TYPES)}")
     return ",".join(sorted(set(values)))
 
@@ -73,21 +74,26 @@ def create_endpoint(db: Database, ctx: RequestContext, *, account_id: str, url: 
 def list_endpoints(db: Database, *, account_id: str, page_size: int,
                    page_token: str) -> tuple[list[WebhookEndpoint], str]:
     size = min(page_size or 50, 500)
+    query = (account_id,)
+    after = paging.read_token(page_token, "ListWebhookEndpoints", query,
+                              (paging.resource_id("we"),))
     with db.read() as session:
         load_account(session, account_id)
         statement = select(WebhookEndpoint).where(WebhookEndpoint.account_id == account_id,
                                                   WebhookEndpoint.status != DELETED)
-        if page_token:
-            statement = statement.where(WebhookEndpoint.endpoint_id > page_token)
+        if after:
+            statement = statement.where(WebhookEndpoint.endpoint_id > after[0])
         rows = list(session.exec(statement.order_by(WebhookEndpoint.endpoint_id)
                                  .limit(size + 1)))
-    return rows[:size], rows[size - 1].endpoint_id if len(rows) > size else ""
+    token = (paging.next_token("ListWebhookEndpoints", query, (rows[size - 1].endpoint_id,))
+             if len(rows) > size else "")
+    return rows[:size], token
 
 
 def _load_endpoint(session: Session, ctx: RequestContext, endpoint_id: str) -> WebhookEndpoint:
     if not endpoint_id:
         raise InvalidArgument("endpoint_id", "is required")
-    missing = f"webhook endpoint {endpoint_id!r} does not exist"
+    missing = f"webhook endpoint {shown(endpoint_id)} does not exist"
     endpoint = visible(ctx.caller, session.get(WebhookEndpoint, endpoint_id, with_for_update=True),
                        missing)
     if endpoint.status == DELETED:
@@ -174,14 +180,25 @@ def list_events(db: Database, *, account_id: str, event_type: str, status: str |
     """The account's events, newest first, each with its delivery attempts."""
     size = min(page_size or 50, 500)
     if event_type and event_type not in EVENT_TYPES:
-        raise InvalidArgument("event_type", f"{event_type!r} is not a billing event type")
+        raise InvalidArgument("event_type", f"{shown(event_type)} is not a billing event type")
+    query = (account_id, event_type, status)
+    after = paging.read_token(page_token, "ListWebhookEvents", query,
+                              (paging.resource_id("msg"),))
+    found, last = _events_page(db, account_id, event_type, status, size,
+                               str(after[0]) if after else "")
+    return found, paging.next_token("ListWebhookEvents", query, (last,)) if last else ""
+
+
+def _events_page(db: Database, account_id: str, event_type: str, status: str | None,
+                 size: int, cursor: str) -> tuple[list[EventLog], str]:
+    """Up to ``size`` events older than ``cursor`` (any, when empty), and the id the next page
+    starts after (empty when there is none)."""
     with db.read() as session:
         load_account(session, account_id)
         statement = select(OutboxEvent).where(OutboxEvent.account_id == account_id)
         if event_type:
             statement = statement.where(OutboxEvent.type == event_type)
         found: list[EventLog] = []
-        cursor = page_token
         # The status is derived from the deliveries, so a status filter reads events in
         # chunks until the page is full or the account has no more.
         while len(found) < size:
@@ -210,12 +227,12 @@ def redeliver(db: Database, ctx: RequestContext, *, event_id: str,
         raise InvalidArgument("event_id", "is required")
     with db.write() as session:
         event = visible(ctx.caller, session.get(OutboxEvent, event_id),
-                        f"webhook event {event_id!r} does not exist")
+                        f"webhook event {shown(event_id)} does not exist")
         endpoints = subscribed_endpoints(session, event)
         if endpoint_id:
             endpoints = [e for e in endpoints if e.endpoint_id == endpoint_id]
             if not endpoints:
-                raise NotFound(f"endpoint {endpoint_id!r} is not an enabled endpoint "
+                raise NotFound(f"endpoint {shown(endpoint_id)} is not an enabled endpoint "
                                f"subscribed to {event.type} for account {event.account_id}")
         waiting = {d.endpoint_id: d for d in session.exec(select(WebhookDelivery).where(
             WebhookDelivery.event_id == event_id, WebhookDelivery.status == "pending"))}

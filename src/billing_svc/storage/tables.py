@@ -12,7 +12,7 @@ from decimal import Decimal
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from billing_svc.storage.types import ExactDecimal, UTCDateTime
+from billing_svc.storage.types import MONEY, ExactDecimal, UTCDateTime
 
 __all__ = [
     "Account",
@@ -195,10 +195,10 @@ class Invoice(SQLModel, table=True):
     period: str = Field(max_length=7)
     status: str = Field(max_length=20, index=True)
     currency_code: str = Field(default="USD", max_length=3)
-    subtotal: Decimal = Field(sa_column=Column(ExactDecimal(), nullable=False))
-    total: Decimal = Field(sa_column=Column(ExactDecimal(), nullable=False))
+    subtotal: Decimal = Field(sa_column=Column(MONEY, nullable=False))
+    total: Decimal = Field(sa_column=Column(MONEY, nullable=False))
     amount_paid: Decimal = Field(default=Decimal(0),
-                                 sa_column=Column(ExactDecimal(), nullable=False))
+                                 sa_column=Column(MONEY, nullable=False))
     lines_json: str = Field(sa_column=Column(Text, nullable=False))
     tenant_breakdown_json: str = Field(sa_column=Column(Text, nullable=False))
     issued_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -217,8 +217,8 @@ class AccountCredit(SQLModel, table=True):
 
     credit_id: str = Field(primary_key=True, max_length=40)
     account_id: str = Field(sa_column=Column(ForeignKey(_ACCOUNT_FK), nullable=False, index=True))
-    amount: Decimal = Field(sa_column=Column(ExactDecimal(), nullable=False))
-    remaining: Decimal = Field(sa_column=Column(ExactDecimal(), nullable=False))
+    amount: Decimal = Field(sa_column=Column(MONEY, nullable=False))
+    remaining: Decimal = Field(sa_column=Column(MONEY, nullable=False))
     description: str = Field(max_length=200)
     created_at: datetime = Field(sa_type=UTCDateTime)
 
@@ -228,7 +228,7 @@ class Budget(SQLModel, table=True):
 
     account_id: str = Field(sa_column=Column(ForeignKey(_ACCOUNT_FK), primary_key=True))
     name: str = Field(primary_key=True, max_length=100)
-    limit_amount: Decimal = Field(sa_column=Column(ExactDecimal(), nullable=False))
+    limit_amount: Decimal = Field(sa_column=Column(MONEY, nullable=False))
     thresholds: str = Field(default="75,90,100", max_length=100)
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)

@@ -1,8 +1,8 @@
 """Column types that keep money exact and time in UTC on both SQLite and PostgreSQL.
 
 SQLite has no exact decimal type (``NUMERIC`` there is a float in disguise), so amounts are stored
-as canonical decimal text on SQLite and as ``NUMERIC(20, 9)`` on PostgreSQL. Timestamps are stored
-as naive UTC and always come back timezone-aware.
+as canonical decimal text on SQLite and as ``NUMERIC(precision, scale)`` on PostgreSQL. Timestamps
+are stored as naive UTC and always come back timezone-aware.
 """
 
 from __future__ import annotations
@@ -14,6 +14,11 @@ from typing import Any
 from sqlalchemy import DateTime, Numeric, String
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+# Money columns: 19 digits before the point hold any google.type.Money (int64 units) and so
+# domain.bounds.MAX_AMOUNT; 9 after it, the Money's nanos. (NUMERIC(20, 9) held 10^11 only.)
+MONEY_PRECISION = 28
+MONEY_SCALE = 9
 
 
 class ExactDecimal(TypeDecorator[Decimal]):
@@ -67,3 +72,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         if isinstance(value, str):  # SQLite raw text in some expression results
             value = datetime.fromisoformat(value)
         return value.replace(tzinfo=UTC)
+
+
+MONEY = ExactDecimal(MONEY_PRECISION, MONEY_SCALE)
+"""The type of every money column."""

@@ -15,6 +15,8 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from billing_svc.domain.errors import shown
+
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 # IPv6 prefixes that carry an IPv4 address a gateway may forward to: NAT64 (RFC 6052, RFC 8215)
 # and 6to4 (RFC 3056). The embedded IPv4 address must be public too.
@@ -93,12 +95,12 @@ def is_literal(host: str) -> bool:
 
 def _checked(host: str, addresses: list[str], *, allow_private: bool) -> list[str]:
     if not addresses:
-        raise UnsafeURL(f"host {host!r} does not resolve")
+        raise UnsafeURL(f"host {shown(host)} does not resolve")
     if not allow_private:
         # Every address, not only the first: the socket layer may try any of them.
         blocked = [a for a in addresses if not is_public(a)]
         if blocked:
-            raise UnsafeURL(f"host {host!r} resolves to a non-public address ({blocked[0]}); "
+            raise UnsafeURL(f"host {shown(host)} resolves to a non-public address ({blocked[0]}); "
                             "internal addresses are refused")
     return list(dict.fromkeys(addresses))
 
@@ -114,7 +116,7 @@ def resolve(url: str, *, allow_private: bool) -> Target:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise UnsafeURL(f"host {host!r} does not resolve") from exc
+        raise UnsafeURL(f"host {shown(host)} does not resolve") from exc
     addresses = _checked(host, [str(info[4][0]) for info in infos], allow_private=allow_private)
     return Target(url=url, host=host, address=addresses[0], port=port)
 
@@ -130,7 +132,7 @@ async def addresses_to_connect(host: str, port: int, *, allow_private: bool,
         infos = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(
             host, port, type=socket.SOCK_STREAM), timeout)
     except (socket.gaierror, UnicodeError) as exc:
-        raise UnsafeURL(f"host {host!r} does not resolve") from exc
+        raise UnsafeURL(f"host {shown(host)} does not resolve") from exc
     except TimeoutError as exc:
-        raise UnsafeURL(f"host {host!r} did not resolve within {timeout:g} s") from exc
+        raise UnsafeURL(f"host {shown(host)} did not resolve within {timeout:g} s") from exc
     return _checked(host, [str(info[4][0]) for info in infos], allow_private=allow_private)

@@ -715,16 +715,22 @@ class IssueCreditResponse(_message.Message):
     def __init__(self, credit: _Optional[_Union[Credit, _Mapping]] = ...) -> None: ...
 
 class ListCreditsRequest(_message.Message):
-    __slots__ = ("account_id",)
+    __slots__ = ("account_id", "page_size", "page_token")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     account_id: str
-    def __init__(self, account_id: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, account_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListCreditsResponse(_message.Message):
-    __slots__ = ("credits",)
+    __slots__ = ("credits", "next_page_token")
     CREDITS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     credits: _containers.RepeatedCompositeFieldContainer[Credit]
-    def __init__(self, credits: _Optional[_Iterable[_Union[Credit, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, credits: _Optional[_Iterable[_Union[Credit, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class VoidInvoiceRequest(_message.Message):
     __slots__ = ("invoice_id", "reason", "request_id")
@@ -797,16 +803,22 @@ class SetBudgetResponse(_message.Message):
     def __init__(self, budget: _Optional[_Union[Budget, _Mapping]] = ...) -> None: ...
 
 class ListBudgetsRequest(_message.Message):
-    __slots__ = ("account_id",)
+    __slots__ = ("account_id", "page_size", "page_token")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     account_id: str
-    def __init__(self, account_id: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, account_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListBudgetsResponse(_message.Message):
-    __slots__ = ("budgets",)
+    __slots__ = ("budgets", "next_page_token")
     BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     budgets: _containers.RepeatedCompositeFieldContainer[Budget]
-    def __init__(self, budgets: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, budgets: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class DeleteBudgetRequest(_message.Message):
     __slots__ = ("account_id", "name")
