@@ -277,7 +277,7 @@ def test_a_projection_beyond_a_counter_is_capped_at_the_counter(
 
 
 # ---------------------------------------------------------------------------------------------
-# Migration 0007: the columns widen and every stored amount stays as it was.
+# Migration 0008: the columns widen and every stored amount stays as it was.
 
 
 def test_the_migration_widens_the_money_columns_keeping_every_amount(tmp_path) -> None:
@@ -318,7 +318,7 @@ def test_the_migration_widens_the_money_columns_keeping_every_amount(tmp_path) -
                     assert (columns["total"].precision, columns["total"].scale) == (28, 9)
                     version = session.connection().execute(
                         text("SELECT version_num FROM alembic_version")).scalar()
-                    assert version == "0007_money_columns"
+                    assert version == "0008_money_columns"
             with db.write() as session:
                 invoice = session.get(Invoice, "in_m")
                 invoice.total = bounds.MAX_AMOUNT - D("0.000000001")

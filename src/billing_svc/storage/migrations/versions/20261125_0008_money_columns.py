@@ -1,7 +1,7 @@
 """money columns widened to NUMERIC(28, 9)
 
-Revision ID: 0007_money_columns
-Revises: 0006_credits
+Revision ID: 0008_money_columns
+Revises: 0007_tokens
 Create Date: 2026-11-25 10:00:00
 
 NUMERIC(20, 9) held amounts below 10^11: 10^13 messages at $0.05 could not be invoiced on
@@ -15,8 +15,8 @@ from alembic import op
 
 import billing_svc.storage.types
 
-revision: str = '0007_money_columns'
-down_revision: str | None = '0006_credits'
+revision: str = '0008_money_columns'
+down_revision: str | None = '0007_tokens'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
