@@ -80,7 +80,9 @@ class BillingServer:
         # Off is a warning: the service is correct without it, but several times slower on SQLite.
         (log.info if kernel is not None else log.warning)(
             "ingestion_kernel", active=kernel is not None, reason=unavailable or None)
-        usage.add_to_server(usage.UsageServicer(self.db, self._writer), server, kernel)
+        usage.add_to_server(usage.UsageServicer(
+            self.db, self._writer, stream_idle_seconds=self.settings.stream_idle_seconds),
+            server, kernel)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
