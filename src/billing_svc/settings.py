@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     max_message_bytes: int = 16 * 1024 * 1024
     usage_retention_days: int = 400
     max_streams_per_caller: int = 16
+    # Every method but StreamUsage and RecordUsage: larger requests are refused before decoding.
+    max_request_bytes: int = 1024 * 1024
+    # Calls in flight, open streams included: 16 producers' 16 streams each, as many unary calls.
+    max_concurrent_rpcs: int = 512
+    stream_idle_seconds: float = 300.0
     # The compiled ingestion kernel, when built (billing_svc.native); false: the Python path only.
     native_ingestion: bool = True
     keepalive_seconds: float = 60.0

@@ -1,19 +1,29 @@
-"""Around every RPC: authentication, scope check, request context, error mapping and one log line.
+"""Around every RPC: admission (caller, capacity, size), decoding, request context, error mapping
+and one log line.
 
-Implemented as a server interceptor that wraps each method handler, so the wrapper runs in the
-RPC's own task and the servicer reads the caller from a context variable.
+Implemented as a server interceptor that serves every method through a request-streaming handler
+whose deserializer is the identity. grpc.aio receives and decodes a unary request's body before it
+calls a unary handler, so only a handler that reads the body itself can refuse a call from its
+metadata (an unknown caller, a server at capacity) without receiving it; and only bytes decoded
+here have their decode errors mapped (grpc would answer ``UNKNOWN``). The wrapper runs in the
+RPC's own task, so the servicer reads the caller from a context variable.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import dataclasses
+import inspect
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import structlog
+from google.protobuf.message import DecodeError
 
 from billing_svc import metrics
 from billing_svc.api.auth import METHOD_SCOPES, OPEN_PREFIXES, TokenStore, check_account
@@ -27,8 +37,11 @@ from billing_svc.services.context import RequestContext
 log = structlog.get_logger("billing_svc.rpc")
 
 _request_context: contextvars.ContextVar[RequestContext] = contextvars.ContextVar("request")
+_USAGE = "/as2aas.billing.v1.UsageService/"
 # Usage batches are checked event by event in ingestion (a bad event is rejected, not the call).
-_PER_EVENT_CHECKED = frozenset({"/as2aas.billing.v1.UsageService/RecordUsage"})
+_PER_EVENT_CHECKED = frozenset({_USAGE + "RecordUsage"})
+# The only methods whose requests may be as large as BILLING_MAX_MESSAGE_BYTES (gRPC's own limit).
+LARGE_REQUEST_METHODS = frozenset({_USAGE + "StreamUsage", _USAGE + "RecordUsage"})
 
 
 def current_context() -> RequestContext:
@@ -42,41 +55,95 @@ class _Refused(Exception):
         self.code = code
 
 
+@dataclass(frozen=True)
+class _Method:
+    """What the wrapper needs to know of one method to read its requests."""
+
+    name: str
+    deserializer: Callable[[bytes], Any]
+    max_request_bytes: int | None  # None: only gRPC's server-wide limit
+    open: bool  # health and reflection: no token, and logged only when they fail
+
+    def decode(self, raw: bytes) -> Any:
+        """The request in ``raw``, refused from its length first, then if it does not decode."""
+        if self.max_request_bytes is not None and len(raw) > self.max_request_bytes:
+            raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                           f"the request is {len(raw):,} bytes; {self.name} accepts at most "
+                           f"{self.max_request_bytes:,} (BILLING_MAX_REQUEST_BYTES): only "
+                           "StreamUsage and RecordUsage take large messages")
+        try:
+            return self.deserializer(raw)
+        except DecodeError as exc:
+            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"the request bytes are not a valid request of {self.name} ({exc}); "
+                           "send the message its .proto declares, serialized by a protobuf "
+                           "library (strings in UTF-8, groups and messages nested at most 100 "
+                           "deep)") from exc
+
+
+@dataclass
+class _Call:
+    """One RPC being served: its log fields and the slots it holds."""
+
+    fields: dict[str, Any]
+    counted: bool = False
+    stream_of: str | None = None
+
+
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
     """Installed before the server starts; ``activate`` it once migrations are done."""
 
-    def __init__(self, max_streams_per_caller: int = 16) -> None:
+    def __init__(self, max_streams_per_caller: int = 16, *, max_request_bytes: int = 1 << 20,
+                 max_concurrent_rpcs: int = 512) -> None:
         self._tokens: TokenStore | None = None
         self._max_streams = max_streams_per_caller
         self._streams: dict[str, int] = {}
+        self._max_request_bytes = max_request_bytes
+        self._max_in_flight = max_concurrent_rpcs
+        self._in_flight = 0
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     def activate(self, tokens: TokenStore) -> None:
         self._tokens = tokens
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(details)
+        if handler is None:  # gRPC answers UNIMPLEMENTED without reading the request
+            return None
         method = details.method
-        if handler is None or method.startswith(OPEN_PREFIXES):
-            return handler
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(
-                self._wrap_stream(method, handler.stream_stream),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        return handler
+        known = self._wrapped.get(method)
+        if known is None or known[0] is not handler:
+            known = (handler, self._wrap(method, handler))
+            self._wrapped[method] = known
+        return known[1]
 
-    def _authorize(self, method: str, context: grpc.aio.ServicerContext,
-                   request: Any) -> RequestContext:
-        remaining = context.time_remaining()
-        deadline.set(time.monotonic() + remaining if remaining is not None else None)
+    def _wrap(self, method: str, handler: Any) -> Any:
+        """The handler that serves ``method`` in ``handler``'s place; any kind of handler it cannot
+        wrap is refused (``UNIMPLEMENTED``), never served as it is, without authentication."""
+        spec = _Method(method, handler.request_deserializer or _identity,
+                       None if method in LARGE_REQUEST_METHODS else self._max_request_bytes,
+                       method.startswith(OPEN_PREFIXES))
+        behavior = (handler.unary_unary or handler.unary_stream or handler.stream_unary
+                    or handler.stream_stream)
+        serializer = handler.response_serializer
+        if handler.response_streaming and (inspect.isasyncgenfunction(behavior)
+                                           or inspect.iscoroutinefunction(behavior)):
+            return grpc.stream_stream_rpc_method_handler(
+                self._stream_response(spec, behavior, handler.request_streaming),
+                response_serializer=serializer)
+        if not handler.response_streaming and inspect.iscoroutinefunction(behavior):
+            return grpc.stream_unary_rpc_method_handler(
+                self._unary_response(spec, behavior, handler.request_streaming),
+                response_serializer=serializer)
+        log.warning("rpc_handler_refused", rpc=method,
+                    reason="not an asyncio unary or streaming handler")
+        return grpc.stream_unary_rpc_method_handler(_refuse_unwrapped(method))
+
+    def _authorize(self, method: str, metadata: Mapping[str, Any]) -> RequestContext:
+        """The caller of a call to ``method`` and its context, from the call's metadata alone
+        (nothing of the request has been received yet); raises if the call may not proceed."""
         if self._tokens is None:
             raise _Refused(grpc.StatusCode.UNAVAILABLE, "billing-svc is starting; retry shortly")
-        metadata = dict(context.invocation_metadata() or ())
         authorization = str(metadata.get("authorization", ""))
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -88,66 +155,132 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             needed = scope or "a known method"
             raise _Refused(grpc.StatusCode.PERMISSION_DENIED,
                            f"caller {caller.name!r} lacks the {needed!r} scope for {method}")
-        request_id = (getattr(request, "request_id", "") or str(metadata.get("x-request-id", ""))
-                      or new_id("req"))
+        request_id = str(metadata.get("x-request-id", "")) or new_id("req")
         if len(request_id) > TEXT_LIMITS["request_id"]:  # it is logged, audited and quoted
             raise InvalidArgument("request_id", f"(or x-request-id metadata) is longer than "
                                   f"{TEXT_LIMITS['request_id']} characters")
         return RequestContext(caller=caller, request_id=request_id)
 
-    def _wrap_unary(self, method: str, behavior: Any) -> Any:
-        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    def _admit(self, spec: _Method, context: grpc.aio.ServicerContext, call: _Call,
+               streaming_requests: bool) -> None:
+        """Deadline, caller, capacity and the caller's streams: all decided before a byte of the
+        request is read."""
+        remaining = context.time_remaining()
+        deadline.set(time.monotonic() + remaining if remaining is not None else None)
+        caller = None
+        if not spec.open:
+            ctx = self._authorize(spec.name, dict(context.invocation_metadata() or ()))
+            caller = ctx.caller.name
+            call.fields.update(caller=caller, request_id=ctx.request_id)
+            _request_context.set(ctx)
+        if self._in_flight >= self._max_in_flight:
+            raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                           f"billing-svc is serving {self._max_in_flight} calls, its limit "
+                           "(BILLING_MAX_CONCURRENT_RPCS); retry with backoff")
+        self._in_flight += 1
+        call.counted = True
+        if caller is not None and streaming_requests:
+            if self._streams.get(caller, 0) >= self._max_streams:
+                raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               f"caller {caller!r} already has {self._max_streams} "
+                               "streams open; send more batches per stream instead")
+            self._streams[caller] = self._streams.get(caller, 0) + 1
+            call.stream_of = caller
+
+    def _release(self, call: _Call) -> None:
+        if call.counted:
+            self._in_flight -= 1
+        if call.stream_of is not None:
+            self._streams[call.stream_of] -= 1
+
+    async def _request(self, spec: _Method, context: grpc.aio.ServicerContext,
+                       call: _Call) -> Any:
+        """The one request of a unary-request method, read, checked and decoded."""
+        raw = await context.read()
+        if raw is grpc.aio.EOF:
+            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"the call to {spec.name} carried no request message")
+        request = spec.decode(raw)
+        if spec.open:
+            return request
+        call.fields["account_id"] = getattr(request, "account_id", "") or None
+        request_id = getattr(request, "request_id", "")
+        if request_id:
+            call.fields["request_id"] = request_id
+            _request_context.set(dataclasses.replace(_request_context.get(),
+                                                     request_id=request_id))
+        if spec.name not in _PER_EVENT_CHECKED:
+            check_text(request)
+        check_account(_request_context.get().caller, spec.name, request)
+        return request
+
+    def _unary_response(self, spec: _Method, behavior: Any, streaming_requests: bool) -> Any:
+        async def serve(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
-            fields = {"rpc": method, "account_id": getattr(request, "account_id", "") or None,
-                      "code": grpc.StatusCode.OK}
+            call = _Call({"rpc": spec.name, "account_id": None, "code": grpc.StatusCode.OK})
             try:
-                ctx = self._authorize(method, context, request)
-                fields.update(caller=ctx.caller.name, request_id=ctx.request_id)
-                _request_context.set(ctx)
-                if method not in _PER_EVENT_CHECKED:
-                    check_text(request)
-                check_account(ctx.caller, method, request)
-                return await behavior(request, context)
+                self._admit(spec, context, call, streaming_requests)
+                argument = (_decoded(spec, requests) if streaming_requests
+                            else await self._request(spec, context, call))
+                return await behavior(argument, context)
             except asyncio.CancelledError:  # the caller went away or its deadline passed
-                fields["code"] = grpc.StatusCode.CANCELLED
+                call.fields["code"] = grpc.StatusCode.CANCELLED
                 raise
             except Exception as exc:  # every error becomes a status here
-                await _abort(context, exc, fields)
+                await _abort(context, exc, call.fields)
             finally:
-                _log_rpc(fields, started)
+                self._release(call)
+                _log_rpc(call.fields, started, spec.open)
 
-        return wrapped
+        return serve
 
-    def _wrap_stream(self, method: str, behavior: Any) -> Any:
-        async def wrapped(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    def _stream_response(self, spec: _Method, behavior: Any, streaming_requests: bool) -> Any:
+        async def serve(requests: AsyncIterator[bytes],
+                        context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
-            fields: dict[str, Any] = {"rpc": method, "code": grpc.StatusCode.OK}
-            caller = None
+            call = _Call({"rpc": spec.name, "code": grpc.StatusCode.OK})
             try:
-                ctx = self._authorize(method, context, None)
-                fields.update(caller=ctx.caller.name, request_id=ctx.request_id)
-                _request_context.set(ctx)
-                if self._streams.get(ctx.caller.name, 0) >= self._max_streams:
-                    raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                   f"caller {ctx.caller.name!r} already has {self._max_streams} "
-                                   "streams open; send more batches per stream instead")
-                caller = ctx.caller.name
-                self._streams[caller] = self._streams.get(caller, 0) + 1
-                assert self._tokens is not None
-                with self._tokens.hold_stream(ctx.caller, context, fields):
-                    async for response in behavior(requests, context):
-                        yield response
+                self._admit(spec, context, call, streaming_requests)
+                argument = (_decoded(spec, requests) if streaming_requests
+                            else await self._request(spec, context, call))
+                # A stream of a token revoked or expired meanwhile is closed from outside.
+                held = (contextlib.nullcontext() if spec.open or self._tokens is None else
+                        self._tokens.hold_stream(_request_context.get().caller, context,
+                                                 call.fields))
+                with held:
+                    if inspect.isasyncgenfunction(behavior):
+                        async for response in behavior(argument, context):
+                            yield response
+                    else:  # a coroutine that writes its responses with context.write
+                        await behavior(argument, context)
             except asyncio.CancelledError:
-                fields["code"] = grpc.StatusCode.CANCELLED
+                call.fields["code"] = grpc.StatusCode.CANCELLED
                 raise
             except Exception as exc:
-                await _abort(context, exc, fields)
+                await _abort(context, exc, call.fields)
             finally:
-                if caller is not None:
-                    self._streams[caller] -= 1
-                _log_rpc(fields, started)
+                self._release(call)
+                _log_rpc(call.fields, started, spec.open)
 
-        return wrapped
+        return serve
+
+
+def _identity(raw: bytes) -> bytes:
+    return raw
+
+
+async def _decoded(spec: _Method, requests: AsyncIterator[bytes]) -> AsyncIterator[Any]:
+    async for raw in requests:
+        yield spec.decode(raw)
+
+
+def _refuse_unwrapped(method: str) -> Any:
+    async def refuse(requests: Any, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                            f"{method} cannot be served: its handler is of a kind the "
+                            "interceptor does not wrap (an asyncio handler is needed)")
+
+    return refuse
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception,
@@ -172,8 +305,10 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception,
     await context.abort(code, message, trailing_metadata=trailers)
 
 
-def _log_rpc(fields: dict[str, Any], started: float) -> None:
+def _log_rpc(fields: dict[str, Any], started: float, only_failures: bool = False) -> None:
     code: grpc.StatusCode = fields.pop("code")
+    if only_failures and code == grpc.StatusCode.OK:
+        return
     metrics.observe_rpc(fields["rpc"], code.name, started)
     log.info("rpc", code=code.name, duration_ms=round((time.perf_counter() - started) * 1000, 3),
              **fields)

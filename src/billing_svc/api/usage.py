@@ -21,7 +21,7 @@ from billing_svc.api import convert
 from billing_svc.api.common import deadline, run
 from billing_svc.api.interceptor import current_context
 from billing_svc.domain import usage as rules
-from billing_svc.domain.errors import InvalidArgument
+from billing_svc.domain.errors import InvalidArgument, Unavailable
 from billing_svc.domain.usage import UsageBatch, UsageEventIn
 from billing_svc.services import usage_reports
 from billing_svc.services.group_commit import IngestionWriter
@@ -149,9 +149,11 @@ def ack_fields(batch_id: str, result: BatchResult) -> dict[str, Any]:
 
 
 class UsageServicer(pb_grpc.UsageServiceServicer):
-    def __init__(self, db: Database, writer: IngestionWriter) -> None:
+    def __init__(self, db: Database, writer: IngestionWriter, *,
+                 stream_idle_seconds: float = 300.0) -> None:
         self.db = db
         self.writer = writer
+        self.stream_idle_seconds = stream_idle_seconds
 
     async def RecordUsage(self, request: UsageRequest,  # type: ignore[override]
                           context: grpc.aio.ServicerContext) -> pb.RecordUsageResponse:
@@ -162,7 +164,9 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
     async def StreamUsage(self, requests: AsyncIterator[UsageRequest],  # type: ignore[override]
                           context: grpc.aio.ServicerContext
                           ) -> AsyncIterator[pb.StreamUsageResponse]:
-        """Acks are sent in batch order, each once its batch is committed; batches pipeline."""
+        """Acks are sent in batch order, each once its batch is committed; batches pipeline.
+        A stream idle for ``stream_idle_seconds`` (no batch received, none waiting for its commit
+        or its ack) is closed with ``UNAVAILABLE``, which frees its slot."""
         in_flight: asyncio.Queue[tuple[str, asyncio.Task[BatchResult]] | Exception | None] = \
             asyncio.Queue(MAX_IN_FLIGHT_PER_STREAM)
 
@@ -179,7 +183,11 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
         reader = asyncio.ensure_future(read())
         try:
             while True:
-                item = await in_flight.get()
+                # An empty queue here means every batch received so far has been acked.
+                if in_flight.empty():
+                    item = await self._next_or_idle(in_flight)
+                else:
+                    item = in_flight.get_nowait()
                 if item is None:
                     break
                 if isinstance(item, Exception):
@@ -189,6 +197,15 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
                 yield pb.StreamUsageResponse(**ack_fields(batch_id, result))
         finally:
             reader.cancel()
+
+    async def _next_or_idle(self, in_flight: asyncio.Queue[Any]) -> Any:
+        try:
+            return await asyncio.wait_for(in_flight.get(), self.stream_idle_seconds)
+        except TimeoutError:
+            raise Unavailable(
+                f"this stream sent no batch for {self.stream_idle_seconds:g} s with none waiting "
+                "for its ack (BILLING_STREAM_IDLE_SECONDS), so it was closed to free its slot; "
+                "reconnect and resend the batches that were not acked") from None
 
     async def GetCurrentUsage(self, request: pb.GetCurrentUsageRequest,
                               context: grpc.aio.ServicerContext) -> pb.GetCurrentUsageResponse:
