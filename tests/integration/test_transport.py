@@ -15,9 +15,9 @@ from as2aas.billing.v1 import billing_service_pb2 as pb
 from as2aas.billing.v1 import usage_service_pb2 as upb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from billing_svc.api.auth import TokenStore, hash_token
+from billing_svc.api.auth import TokenStore
 from billing_svc.api.interceptor import ServiceInterceptor
-from billing_svc.services.context import Caller
+from billing_svc.settings import TokenSpec
 from tests.integration.test_raw_bytes import reflected_methods, send, tag, varint
 from tests.support import (
     ADMIN,
@@ -34,6 +34,7 @@ from tests.support import (
 MIB = 1024 * 1024
 CREATE_ACCOUNT = "/as2aas.billing.v1.BillingService/CreateAccount"
 RECORD_USAGE = "/as2aas.billing.v1.UsageService/RecordUsage"
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 USAGE_METHODS = {"as2aas.billing.v1.UsageService.StreamUsage",
                  "as2aas.billing.v1.UsageService.RecordUsage"}
 
@@ -53,6 +54,14 @@ def status_of(call: grpc.UnaryUnaryMultiCallable, body: bytes, **kwargs) -> grpc
     except grpc.RpcError as error:
         return error.code()
     return grpc.StatusCode.OK
+
+
+def refusal_of(call: grpc.UnaryUnaryMultiCallable, body: bytes) -> tuple[grpc.StatusCode, str]:
+    try:
+        call(body, timeout=60)
+    except grpc.RpcError as error:
+        return error.code(), error.details() or ""
+    return grpc.StatusCode.OK, ""
 
 
 def test_a_call_without_a_token_is_refused_before_its_body_is_received(client: Client) -> None:
@@ -173,8 +182,9 @@ class ProbeServer:
             return request
 
         interceptor = ServiceInterceptor(max_request_bytes=1024)
-        interceptor.activate(TokenStore({hash_token(token): Caller(name, frozenset(scopes))
-                                         for name, (token, scopes) in TOKENS.items()}))
+        interceptor.activate(TokenStore.configured(
+            TokenSpec(name=name, token=token, scopes=scopes)
+            for name, (token, scopes) in TOKENS.items()))
         self.server = grpc.aio.server(interceptors=[interceptor])
         kinds = {"ProbeUnaryStream": grpc.unary_stream_rpc_method_handler(echo_stream),
                  "ProbeStreamUnary": grpc.stream_unary_rpc_method_handler(join),
@@ -256,6 +266,17 @@ def test_48_large_calls_without_a_token_leave_the_server_small_and_serving(tmp_p
                 assert codes == {grpc.StatusCode.UNAUTHENTICATED}, path
             peak = _peak_rss_mib(service.process.pid)
             assert peak < 300, f"server peak RSS {peak:.0f} MiB"
+            # Health and reflection need no token, so their bodies are read: at most
+            # MAX_OPEN_CALLS at once, the rest refused unread.
+            calls = [channel.unary_unary(HEALTH_CHECK) for channel in channels]
+            with ThreadPoolExecutor(48) as pool:
+                refusals = list(pool.map(refusal_of, calls, [body] * 48))
+            assert {code for code, _ in refusals} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+            assert any("health and reflection calls are in flight" in details
+                       for _, details in refusals), refusals
+            health = health_pb2_grpc.HealthStub(channels[0])
+            assert health.Check(health_pb2.HealthCheckRequest()).status == \
+                health_pb2.HealthCheckResponse.SERVING
             client = Client(service.target)
             try:
                 assert client.billing.ListPlans(pb.ListPlansRequest(), metadata=READER).plans

@@ -42,6 +42,11 @@ _USAGE = "/as2aas.billing.v1.UsageService/"
 _PER_EVENT_CHECKED = frozenset({_USAGE + "RecordUsage"})
 # The only methods whose requests may be as large as BILLING_MAX_MESSAGE_BYTES (gRPC's own limit).
 LARGE_REQUEST_METHODS = frozenset({_USAGE + "StreamUsage", _USAGE + "RecordUsage"})
+# Health and reflection calls in flight at once. They need no token, so nothing refuses their
+# bodies unread: gRPC takes in up to BILLING_MAX_MESSAGE_BYTES of one before its length can be
+# checked. This bounds what callers nobody knows can make the server hold (4 x 16 MiB); a real
+# health check is a few bytes answered at once, so 4 is more than probes need.
+MAX_OPEN_CALLS = 4
 
 
 def current_context() -> RequestContext:
@@ -87,6 +92,7 @@ class _Call:
 
     fields: dict[str, Any]
     counted: bool = False
+    counted_open: bool = False
     stream_of: str | None = None
 
 
@@ -101,6 +107,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         self._max_request_bytes = max_request_bytes
         self._max_in_flight = max_concurrent_rpcs
         self._in_flight = 0
+        self._open_in_flight = 0
         self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     def activate(self, tokens: TokenStore) -> None:
@@ -179,6 +186,13 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                            "(BILLING_MAX_CONCURRENT_RPCS); retry with backoff")
         self._in_flight += 1
         call.counted = True
+        if spec.open:
+            if self._open_in_flight >= MAX_OPEN_CALLS:
+                raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               f"{MAX_OPEN_CALLS} health and reflection calls are in flight, "
+                               "their limit; retry shortly")
+            self._open_in_flight += 1
+            call.counted_open = True
         if caller is not None and streaming_requests:
             if self._streams.get(caller, 0) >= self._max_streams:
                 raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -190,6 +204,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     def _release(self, call: _Call) -> None:
         if call.counted:
             self._in_flight -= 1
+        if call.counted_open:
+            self._open_in_flight -= 1
         if call.stream_of is not None:
             self._streams[call.stream_of] -= 1
 
