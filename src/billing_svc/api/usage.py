@@ -107,18 +107,17 @@ def _varint(raw: bytes, at: int) -> tuple[int, int]:
 
 
 def events_in(events: Any) -> list[UsageEventIn]:
-    """Proto events to domain values (no validation here: that is per event, in ingestion)."""
-    # An unset occurred_at reads as the epoch, and the epoch is reported as missing (no real AS2
-    # message is from 1970).
+    """Proto events to domain values (no validation here: that is per event, in ingestion; a
+    timestamp that names no accepted time becomes a value check_shape gives the reason for)."""
     new = tuple.__new__
+    occurred_at_us_of = rules.occurred_at_us_of
     batch = []
     append = batch.append
     for event in events:
         stamp = event.occurred_at
-        seconds, nanos = stamp.seconds, stamp.nanos
         append(new(UsageEventIn, (
             event.event_id, event.account_id, event.tenant_id, event.partner_id, event.kind,
-            event.quantity, seconds * 1_000_000 + nanos // 1000 if seconds or nanos else None)))
+            event.quantity, occurred_at_us_of(stamp.seconds, stamp.nanos))))
     return batch
 
 

@@ -8,6 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 _LABEL = re.compile(r"^(\d{4})-(\d{2})$")
 
+# The one range of time the service takes, from any field: the narrower of what a Timestamp
+# holds (years 1-9999) and what a period can be (four-digit years whose month has an end).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)  # exclusive
+
 
 @dataclass(frozen=True, order=True)
 class Period:
@@ -19,7 +24,7 @@ class Period:
     def __post_init__(self) -> None:
         if not 1 <= self.month <= 12:
             raise ValueError(f"month {self.month} is not within 1..12")
-        if not 1970 <= self.year <= 9998:
+        if not EARLIEST.year <= self.year < LATEST.year:
             raise ValueError(f"year {self.year} is out of range")
 
     @classmethod
@@ -45,7 +50,8 @@ class Period:
 
     @property
     def end(self) -> datetime:
-        return self.next().start
+        # Not next().start: the period after 9998-12 does not exist, its start does (LATEST).
+        return datetime(self.year + self.month // 12, self.month % 12 + 1, 1, tzinfo=UTC)
 
     @property
     def seconds(self) -> int:
