@@ -38,15 +38,16 @@ class Headroom:
         self.maxima: dict[tuple[str, int, str, str], int] = {}
         self.account_bytes: dict[str, int] = defaultdict(int)
         self.hour_bytes: dict[tuple[str, int], int] = defaultdict(int)
-        events = [e for batch in candidates for _, e in batch]
+        candidates = list(candidates)
         if messages:
-            counted = [e for e in events if e.kind == MESSAGE]
+            counted = [e for batch in candidates for _, e in batch if e.kind == MESSAGE]
             self.counters = store.message_counters(
                 {(e.account_id, rules.period_label_of(e.occurred_at_us))  # type: ignore[arg-type]
                  for e in counted},
                 {(e.account_id, rules.hour_of(e.occurred_at_us))  # type: ignore[arg-type]
                  for e in counted})
-        readings = [e for e in events if e.kind == STORAGE]
+        readings = [e for batch in candidates for _, e in batch if e.kind == STORAGE]
+        self.checks = messages or bool(readings)  # False: refuse() would take every event
         if readings:
             self.levels, self.maxima = store.storage_counters(
                 {e.account_id for e in readings},

@@ -231,6 +231,7 @@ def _store_events(store: UsageStore, batches: list[tuple[BatchResult, _Candidate
     rows = []
     seen: dict[tuple[str, str], UsageEventIn] = {}
     label_of = rules.period_label_of
+    refuse = headroom.refuse if headroom.checks else None
     for result, candidates in batches:
         for i, e in candidates:
             problem = refs.problem(e)
@@ -249,8 +250,7 @@ def _store_events(store: UsageStore, batches: list[tuple[BatchResult, _Candidate
                 continue
             period = label_of(e.occurred_at_us)  # type: ignore[arg-type]
             late = (e.account_id, period) in refs.invoiced
-            full = headroom.refuse(e, period, late)
-            if full:
+            if refuse is not None and (full := refuse(e, period, late)):
                 result.rejected.append(Rejection(e.event_id, i, full))
                 continue
             seen[(e.account_id, e.event_id)] = e
