@@ -24,7 +24,15 @@ from hypothesis import strategies as st
 from billing_svc import native
 from billing_svc.api.usage import decode_request
 from billing_svc.domain.periods import Period
-from billing_svc.domain.usage import MESSAGE, STORAGE, UsageBatch, accept_window, to_us
+from billing_svc.domain.usage import (
+    LATEST_SECONDS,
+    MAX_COUNTER,
+    MESSAGE,
+    STORAGE,
+    UsageBatch,
+    accept_window,
+    to_us,
+)
 from billing_svc.services import accounts, invoicing
 from billing_svc.services.context import Caller, RequestContext
 from billing_svc.services.ingestion import BatchResult, ingest
@@ -114,11 +122,18 @@ def run(db: Database, groups: list[list[bytes]], *, kernel: object) -> list[list
     return acks
 
 
-def both_ways(template: Template, groups: list[list[bytes]], name: str) -> tuple[list, list]:
-    """Acks and tables after ``groups`` through the kernel, then through the Python path."""
+def both_ways(template: Template, groups: list[list[bytes]], name: str,
+              seed: str = "") -> tuple[list, list]:
+    """Acks and tables after ``groups`` through the kernel, then through the Python path, from
+    copies of the template (``seed``: SQL run on each copy first)."""
     outcomes = []
     for kernel in (KERNEL, None):
         db = template.copy(f"{name}-{'kernel' if kernel else 'python'}")
+        if seed:
+            connection = sqlite3.connect(str(db.url.database))
+            with connection:
+                connection.execute(seed)
+            connection.close()
         try:
             acks = run(db, groups, kernel=kernel)
             outcomes.append(([[asdict(result) for result in group] for group in acks],
@@ -163,7 +178,7 @@ def events(draw: st.DrawFn, template: Template, plain: bool) -> pb.UsageEvent:
     if plain:
         return event
     trouble = draw(st.sampled_from(["none", "none", "storage", "zero", "account", "tenant",
-                                    "partner", "unset"]))
+                                    "partner", "unset", "huge", "nanos", "timeless"]))
     if trouble == "storage":
         event.kind, event.quantity, event.partner_id = STORAGE, draw(st.integers(0, 10**12)), ""
     elif trouble == "zero":
@@ -176,6 +191,13 @@ def events(draw: st.DrawFn, template: Template, plain: bool) -> pb.UsageEvent:
         event.partner_id = template.partners[template.accounts[1 - account]][0]
     elif trouble == "unset":
         event.ClearField("occurred_at")
+    elif trouble == "huge":  # beyond the contract's limits, up to int64's
+        event.quantity = draw(st.sampled_from([10**9 + 1, 10**18 + 1, 2**63 - 1, -(2**63)]))
+        event.kind = draw(st.sampled_from([MESSAGE, STORAGE]))
+    elif trouble == "nanos":
+        event.occurred_at.nanos = draw(st.sampled_from([-1, 10**9, 2**31 - 1, -(2**31)]))
+    elif trouble == "timeless":  # seconds outside 1970 to 9999
+        event.occurred_at.seconds = draw(st.sampled_from([-1, LATEST_SECONDS, 2**63 - 1]))
     return event
 
 
@@ -211,6 +233,32 @@ def test_the_kernel_path_and_the_python_path_leave_the_same_acks_and_rows(
 
     check()
     assert stored_by_kernel > 20, "the generated groups must exercise the kernel path"
+
+
+def test_both_ways_reject_the_same_events_at_a_counters_maximum(template: Template) -> None:
+    """A counter seeded near its maximum: the group that would pass it is redone on the Python
+    path whichever way it came, and the same events are rejected."""
+    full = 0
+    period = Period.containing(NOW).label
+
+    @settings(max_examples=30, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(groups(template), st.integers(0, 12_000), st.sampled_from([
+        "INSERT INTO usage_period (account_id, period, messages, late_messages, "
+        "late_billed_messages) VALUES ('{a}', '{p}', {v}, 0, 0)",
+        "INSERT INTO usage_tenant_period (account_id, period, tenant_id, messages, "
+        "storage_byte_us) VALUES ('{a}', '{p}', '{t}', {v}, '0')"]))
+    def check(made: list[list[bytes]], room: int, seed: str) -> None:
+        nonlocal full
+        account_id = template.accounts[0]
+        kernel_way, python_way = both_ways(template, made, "full", seed.format(
+            a=account_id, p=period, t=template.tenants[account_id][0], v=MAX_COUNTER - room))
+        assert kernel_way == python_way
+        full += sum("the most it can hold" in rejection["reason"] for group in kernel_way[0]
+                    for ack in group for rejection in ack["rejected"])
+
+    check()
+    assert full > 0, "the generated groups must reach the counter's maximum"
 
 
 def test_a_batch_that_meets_a_stored_key_takes_the_python_path_in_arrival_order(

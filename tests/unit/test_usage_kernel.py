@@ -21,6 +21,9 @@ from billing_svc import native
 from billing_svc.api.usage import decode_request, events_in
 from billing_svc.domain.errors import InvalidArgument
 from billing_svc.domain.usage import (
+    LATEST_SECONDS,
+    MAX_MESSAGE_QUANTITY,
+    MAX_STORAGE_BYTES,
     MESSAGE,
     UsageBatch,
     accept_window,
@@ -51,14 +54,19 @@ event_ids = st.one_of(
     st.text(alphabet="x", min_size=126, max_size=131),  # around the 128-character limit
     ids,
 )
-quantities = st.one_of(st.integers(-3, 5), st.sampled_from([10**9, 10**9 + 1]),
-                       st.integers(-(2**63), 2**63 - 1))
+INT64 = (-(2**63), 2**63 - 1)
+quantities = st.one_of(st.integers(-3, 5), st.sampled_from([
+    MAX_MESSAGE_QUANTITY, MAX_MESSAGE_QUANTITY + 1, MAX_STORAGE_BYTES, MAX_STORAGE_BYTES + 1,
+    *INT64, INT64[0] + 1, INT64[1] - 1]), st.integers(*INT64))
 seconds = st.one_of(
     st.integers(NOW_US // 10**6 - 401 * 86_400, NOW_US // 10**6 + 600),  # the window's edges
-    st.sampled_from([0, 1, -1, 2**42, 2**42 + 1, -(2**42) - 1]),
-    st.integers(-(2**63), 2**63 - 1),
+    st.sampled_from([0, 1, -1, 2**42, 2**42 + 1, -(2**42) - 1, LATEST_SECONDS - 1,
+                     LATEST_SECONDS, *INT64]),  # the service's range of time, int64's
+    st.integers(*INT64),
 )
-nanos = st.one_of(st.integers(0, 999_999_999), st.integers(-(2**31), 2**31 - 1))
+nanos = st.one_of(st.integers(0, 999_999_999),
+                  st.sampled_from([-1, 10**9, 2**31 - 1, -(2**31), 999_999_999]),
+                  st.integers(-(2**31), 2**31 - 1))
 
 
 @st.composite
@@ -225,6 +233,62 @@ def test_the_deserializer_turns_bytes_that_are_no_request_into_invalid_argument(
         assert isinstance(good, UsageBatch) and good.batch_id == "b"
 
 
+# --- timestamps -------------------------------------------------------------------------------
+
+NOW_S = NOW_US // 10**6
+NANOS_WRONG = "occurred_at.nanos is outside 0 to 999,999,999"
+
+
+@pytest.mark.parametrize(("seconds", "nanos", "reason"), [
+    (NOW_S, 0, None),
+    (NOW_S, 999_999_999, None),
+    (NOW_S, -1, NANOS_WRONG),
+    (NOW_S, 10**9, NANOS_WRONG),
+    (NOW_S, 2**31 - 1, NANOS_WRONG),  # was read as ~2,147 s later
+    (NOW_S, -(2**31), NANOS_WRONG),
+    (0, -1, NANOS_WRONG),
+    (0, 0, "occurred_at is missing"),  # the epoch reads as unset on the wire
+    (-1, 999_999_999, "before 1970-01-01T00:00:00Z"),
+    (-(2**63), 0, "before 1970-01-01T00:00:00Z"),
+    (LATEST_SECONDS, 0, "not before 9999-01-01T00:00:00Z"),
+    (2**63 - 1, 999_999_999, "not before 9999-01-01T00:00:00Z"),
+    (2**42 + 1, 0, "not before 9999-01-01T00:00:00Z"),
+    (LATEST_SECONDS - 1, 999_999_999, "more than 5 minutes in the future"),
+    (1, 0, "older than the 400-day retention window"),
+])
+def test_a_timestamp_is_read_alike_both_ways_and_nanos_never_shift_it(
+        seconds: int, nanos: int, reason: str | None) -> None:
+    event = pb.UsageEvent(event_id="e1", account_id="acc_a", tenant_id="ten_1", kind=MESSAGE,
+                          quantity=1, occurred_at={"seconds": seconds, "nanos": nanos})
+    raw = pb.StreamUsageRequest(batch_id="b", events=[event]).SerializeToString()
+    batch = KERNEL.decode(raw)
+    assert batch is not None, "any int64 seconds and int32 nanos are the kernel's to decode"
+    [decoded] = batch.events()
+    assert [decoded] == reference(raw)[1]  # type: ignore[index]
+    found = check_shape(decoded, NOW_US, RETENTION_DAYS)
+    if reason is None:
+        assert found is None and batch.plain(*WINDOW)
+        assert decoded.occurred_at_us == seconds * 10**6 + nanos // 1000
+    else:
+        assert found is not None and reason in found
+        assert not batch.plain(*WINDOW)
+
+
+def test_the_kernel_takes_its_limits_only_from_bind() -> None:
+    from billing_svc.native import LIMITS
+
+    with pytest.raises(KeyError, match="max_message_quantity"):
+        KERNEL.bind(None, object, tuple, Exception, Exception, {})
+    with pytest.raises(ValueError, match="limits"):
+        KERNEL.bind(None, object, tuple, Exception, Exception,
+                    {**LIMITS, "max_message_quantity": 2**40})
+    at_the_limit = pb.StreamUsageRequest(batch_id="b", events=[pb.UsageEvent(
+        event_id="e1", account_id="acc_a", tenant_id="ten_1", kind=MESSAGE,
+        quantity=MAX_MESSAGE_QUANTITY, occurred_at={"seconds": NOW_S})])
+    assert KERNEL.decode(at_the_limit.SerializeToString()).plain(*WINDOW), \
+        "a refused bind() leaves the limits it had"
+
+
 # --- plain, references, hourly ----------------------------------------------------------------
 
 
@@ -235,7 +299,7 @@ def test_plain_is_check_shape_for_message_events(request: pb.StreamUsageRequest)
     if batch is None:
         return
     expected = all(check_shape(e, NOW_US, RETENTION_DAYS) is None and e.kind == MESSAGE
-                   and e.quantity <= KERNEL.MAX_PLAIN_QUANTITY for e in batch.events())
+                   for e in batch.events())
     assert batch.plain(*WINDOW) is expected
 
 
@@ -258,10 +322,11 @@ def test_references_and_hourly_sums_agree_with_the_events(
 
 
 @pytest.mark.parametrize(("quantity", "plain"), [
-    (1, True), (10**9, True), (10**9 + 1, False), (0, False), (-1, False)])
+    (1, True), (10**9, True), (10**9 + 1, False), (0, False), (-1, False), (2**63 - 1, False),
+    (-(2**63), False)])
 def test_plain_message_quantities_run_from_one_to_a_billion(quantity: int, plain: bool) -> None:
-    """Beyond a billion messages an event takes the Python path: no sum of a plain batch can
-    overflow the kernel's 64-bit counters."""
+    """The contract's limit, which the kernel is given at bind(): beyond a billion messages an
+    event takes the Python path, which rejects it; no sum of a plain batch can overflow."""
     request = pb.StreamUsageRequest(batch_id="b", events=[pb.UsageEvent(
         event_id="e1", account_id="acc_a", tenant_id="ten_1", kind=MESSAGE, quantity=quantity,
         occurred_at={"seconds": NOW_US // 10**6})])

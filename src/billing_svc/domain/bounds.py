@@ -30,8 +30,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-INT64_MAX = 2**63 - 1
-GB_BYTES = 10**9
+from billing_svc.domain.usage import GB_BYTES, MAX_COUNTER, MAX_STORAGE_BYTES
+
+INT64_MAX = MAX_COUNTER  # what a counter, a Money's units and every int64 field hold
 
 MAX_AMOUNT = Decimal(9 * 10**18)
 """The most any amount may be, in USD: an invoice total, a line, a budget limit."""
@@ -41,7 +42,6 @@ MAX_AMOUNT = Decimal(9 * 10**18)
 MAX_MESSAGES_PER_PERIOD = INT64_MAX
 MAX_TENANTS_PER_ACCOUNT = 10_000
 """Also keeps an invoice's per-tenant breakdown (about 270 bytes a tenant) within a 4 MiB reply."""
-MAX_STORAGE_BYTES = 10**18
 MAX_GB_MONTHS = Decimal(MAX_TENANTS_PER_ACCOUNT * MAX_STORAGE_BYTES // GB_BYTES)
 
 # Prices and included amounts of negotiated (custom) terms, in USD. The catalog's are far below.

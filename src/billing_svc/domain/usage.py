@@ -12,6 +12,8 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+from billing_svc.domain.periods import EARLIEST, LATEST
+
 MESSAGE = 1
 STORAGE = 2
 KINDS = (MESSAGE, STORAGE)
@@ -24,6 +26,26 @@ GB_BYTES = 10**9
 _US = 1_000_000
 _FUTURE_US = int(FUTURE_TOLERANCE.total_seconds()) * _US
 _DAY_US = 86_400 * _US
+
+# Contract limits (spec: "a message event's quantity is at most 10^9; a storage gauge at most
+# 10^18 bytes"). The kernel is given these at bind(): one source.
+MAX_MESSAGE_QUANTITY = 10**9
+MAX_STORAGE_BYTES = 10**18
+# What every usage counter holds at most: BIGINT on PostgreSQL, SQLite's INTEGER, the int64 of
+# the usage replies. An event that would take one past it is rejected (services.ingestion).
+MAX_COUNTER = 2**63 - 1
+
+# periods.EARLIEST and LATEST in the forms a wire Timestamp and occurred_at_us take.
+EARLIEST_SECONDS = int((EARLIEST - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds())
+LATEST_SECONDS = int((LATEST - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds())
+EARLIEST_US = EARLIEST_SECONDS * _US
+LATEST_US = LATEST_SECONDS * _US  # exclusive
+NANOS_PER_SECOND = 10**9
+# occurred_at_us of a Timestamp that names no time the service takes: each is outside
+# [EARLIEST_US, LATEST_US), so no window can take it for a time, and check_shape says why.
+NANOS_OUT_OF_RANGE_US = EARLIEST_US - 2
+BEFORE_EARLIEST_US = EARLIEST_US - 1
+NOT_BEFORE_LATEST_US = LATEST_US
 
 
 class UsageEventIn(NamedTuple):
@@ -77,9 +99,29 @@ class UsageBatch:
         return len(self.native if self._events is None else self._events)
 
 
+def occurred_at_us_of(seconds: int, nanos: int) -> int | None:
+    """A wire Timestamp ``(seconds, nanos)`` as ``occurred_at_us``: epoch microseconds; None if
+    unset (the epoch reads as unset on the wire); for a Timestamp that names no time the service
+    takes, the one of NANOS_OUT_OF_RANGE_US, BEFORE_EARLIEST_US and NOT_BEFORE_LATEST_US that
+    says why. Nanos outside [0, 10^9) never shift the time: the kernel's decode does the same."""
+    if not 0 <= nanos < NANOS_PER_SECOND:
+        return NANOS_OUT_OF_RANGE_US
+    if not seconds and not nanos:
+        return None
+    if seconds < EARLIEST_SECONDS:
+        return BEFORE_EARLIEST_US
+    if seconds >= LATEST_SECONDS:
+        return NOT_BEFORE_LATEST_US
+    return seconds * _US + nanos // 1000
+
+
 def accept_window(now_us: int, retention_days: int) -> tuple[int, int]:
-    """The oldest and the newest ``occurred_at_us`` accepted at ``now_us``."""
-    return now_us - retention_days * _DAY_US, now_us + _FUTURE_US
+    """The oldest and the newest ``occurred_at_us`` accepted at ``now_us``: the retention window,
+    within the service's range of time."""
+    oldest_us, newest_us = now_us - retention_days * _DAY_US, now_us + _FUTURE_US
+    # Not max()/min(): check_shape runs this per event, and they cost it ~40 % more.
+    return (oldest_us if oldest_us > EARLIEST_US else EARLIEST_US,
+            newest_us if newest_us < LATEST_US else LATEST_US - 1)
 
 
 def check_shape(event: UsageEventIn, now_us: int, retention_days: int) -> str | None:
@@ -91,8 +133,8 @@ def check_shape(event: UsageEventIn, now_us: int, retention_days: int) -> str | 
             and "\x00" not in event.event_id and "\x00" not in event.account_id
             and "\x00" not in event.tenant_id and "\x00" not in event.partner_id
             and occurred is not None and oldest_us <= occurred <= newest_us
-            and ((event.kind == MESSAGE and event.quantity >= 1)
-                 or (event.kind == STORAGE and event.quantity >= 0))):
+            and ((event.kind == MESSAGE and 1 <= event.quantity <= MAX_MESSAGE_QUANTITY)
+                 or (event.kind == STORAGE and 0 <= event.quantity <= MAX_STORAGE_BYTES))):
         return None
     if not event.event_id:
         return "event_id is empty; every event needs the producer's idempotency key"
@@ -111,8 +153,21 @@ def check_shape(event: UsageEventIn, now_us: int, retention_days: int) -> str | 
         return f"quantity {event.quantity} is below 1; a message event counts at least 1 message"
     if event.kind == STORAGE and event.quantity < 0:
         return f"quantity {event.quantity} is negative; a storage gauge is bytes stored (>= 0)"
+    if event.kind == MESSAGE and event.quantity > MAX_MESSAGE_QUANTITY:
+        return (f"quantity {event.quantity} is above {MAX_MESSAGE_QUANTITY:,}, the most one "
+                "message event counts; split the count over several events")
+    if event.kind == STORAGE and event.quantity > MAX_STORAGE_BYTES:
+        return (f"quantity {event.quantity} is above {MAX_STORAGE_BYTES:,} bytes (10^18), the "
+                "largest storage gauge accepted")
     if event.occurred_at_us is None:
         return "occurred_at is missing"
+    if event.occurred_at_us == NANOS_OUT_OF_RANGE_US:
+        return (f"occurred_at.nanos is outside 0 to {NANOS_PER_SECOND - 1:,}; nanos are the "
+                "fraction of occurred_at's second")
+    if event.occurred_at_us < EARLIEST_US:
+        return f"occurred_at is before {EARLIEST:%Y-%m-%dT%H:%M:%SZ}, the earliest time taken"
+    if event.occurred_at_us >= LATEST_US:
+        return f"occurred_at is not before {LATEST:%Y-%m-%dT%H:%M:%SZ}, the end of the time taken"
     if event.occurred_at_us > newest_us:
         return "occurred_at is more than 5 minutes in the future; check the producer's clock"
     if event.occurred_at_us < oldest_us:
@@ -132,6 +187,12 @@ def from_us(micros: int) -> datetime:
 def hour_of(micros: int) -> int:
     """The start of the UTC hour containing ``micros``."""
     return micros - micros % (3600 * _US)
+
+
+def counter_full(counter: str, quantity: int) -> str:
+    """The reason an event is rejected because ``counter`` cannot take its ``quantity``."""
+    return (f"quantity {quantity} would take {counter} past {MAX_COUNTER:,} (2^63-1), the most "
+            "it can hold; the event is not counted")
 
 
 def crossed_thresholds(before: int, after: int, included: int,

@@ -14,7 +14,18 @@ import sqlite3
 from functools import cache
 from types import ModuleType
 
+from billing_svc.domain import usage as rules
 from billing_svc.domain.usage import MESSAGE, UsageEventIn
+
+# What the kernel decides by, handed to it at bind(): these constants are the one source.
+LIMITS = {
+    "max_message_quantity": rules.MAX_MESSAGE_QUANTITY,
+    "earliest_seconds": rules.EARLIEST_SECONDS,
+    "latest_seconds": rules.LATEST_SECONDS,
+    "nanos_out_of_range_us": rules.NANOS_OUT_OF_RANGE_US,
+    "before_earliest_us": rules.BEFORE_EARLIEST_US,
+    "not_before_latest_us": rules.NOT_BEFORE_LATEST_US,
+}
 
 # The probe's table: the same column order as usage_event, in memory.
 _PROBE_TABLE = ("CREATE TABLE probe (event_id TEXT, account_id TEXT, tenant_id TEXT, "
@@ -34,7 +45,8 @@ def load() -> tuple[ModuleType | None, str]:
 
     try:
         _usage_kernel.bind(getattr(_sqlite3, "__file__", None), sqlite3.Connection,
-                           UsageEventIn, sqlite3.IntegrityError, sqlite3.OperationalError)
+                           UsageEventIn, sqlite3.IntegrityError, sqlite3.OperationalError,
+                           LIMITS)
         _probe(_usage_kernel)
     except Exception as exc:
         return None, f"its probe failed: {exc!r}"

@@ -8,13 +8,14 @@
  *
  * What it promises (each promise has a Python reference that the tests compare it against):
  *   count_events(raw)     how many events the request holds, reading only its top level.
- *   decode(raw)           the same events as the protobuf library, or None when the bytes are
- *                         anything but the plain case (non-ASCII text, an unexpected wire type,
- *                         a timestamp given twice or far out of range): the caller then decodes
- *                         with the protobuf library, which decides.
+ *   decode(raw)           the same events as the protobuf library and events_in(), timestamps
+ *                         read by occurred_at_us_of(), or None when the bytes are anything but
+ *                         the plain case (non-ASCII text, an unexpected wire type, a timestamp
+ *                         given twice): the caller then decodes with the protobuf library, which
+ *                         decides.
  *   Batch.events()        the events as billing_svc.domain.usage.UsageEventIn tuples.
  *   Batch.plain(lo, hi)   true iff every event is a message event that check_shape() accepts
- *                         for the window [lo, hi] with a quantity of at most MAX_PLAIN_QUANTITY.
+ *                         for the window [lo, hi].
  *   Batch.references()    the accounts, (account, tenant) and (account, partner) pairs named.
  *   Batch.hourly()        message counts summed per (account, UTC hour, tenant, partner).
  *   insert(...)           plain batches, in order, each inserted whole under a savepoint with the
@@ -82,11 +83,16 @@ typedef struct {
 
 #define MESSAGE 1
 #define MAX_EVENT_ID_LENGTH 128
-/* A plain event counts at most this many messages, so that no sum of a batch can overflow. */
-#define MAX_PLAIN_QUANTITY 1000000000LL
-/* Timestamps beyond this many seconds from the epoch (~139,000 years) go to the protobuf path,
- * so that microseconds always fit in 63 bits here. */
-#define MAX_ABS_SECONDS (1LL << 42)
+#define NANOS_PER_S 1000000000LL
+/* The limits of billing_svc.domain.usage, given by bind(): the Python constants are the one
+ * source. A timestamp's seconds are compared with the range before they are scaled, so that
+ * microseconds always fit in 63 bits here. */
+static struct {
+    int64_t max_message_quantity;
+    int64_t earliest_seconds, latest_seconds; /* [earliest, latest) */
+    int64_t nanos_out_of_range_us, before_earliest_us, not_before_latest_us;
+} limits;
+static int limits_bound = 0;
 #define US_PER_S 1000000LL
 #define US_PER_HOUR 3600000000LL
 #define US_PER_DAY 86400000000LL
@@ -98,8 +104,7 @@ typedef struct {
 typedef struct {
     Span event_id, account_id, tenant_id, partner_id;
     int64_t quantity;
-    int64_t seconds;
-    int32_t nanos;
+    int64_t occurred_us; /* as occurred_at_us_of() reads the timestamp, when has_time */
     int32_t kind;
     int has_time; /* occurred_at was sent and is not the epoch (the epoch reads as unset) */
 } Event;
@@ -110,7 +115,17 @@ static int64_t floor_div(int64_t a, int64_t b) {
 }
 
 static int64_t occurred_us(const Event *e) {
-    return e->seconds * US_PER_S + floor_div(e->nanos, 1000);
+    return e->occurred_us;
+}
+
+/* billing_svc.domain.usage.occurred_at_us_of: nanos outside [0, 10^9) never shift the time. */
+static void read_time(Event *e, int64_t seconds, int32_t nanos) {
+    e->has_time = 1;
+    if (nanos < 0 || nanos >= NANOS_PER_S) e->occurred_us = limits.nanos_out_of_range_us;
+    else if (seconds == 0 && nanos == 0) e->has_time = 0;
+    else if (seconds < limits.earliest_seconds) e->occurred_us = limits.before_earliest_us;
+    else if (seconds >= limits.latest_seconds) e->occurred_us = limits.not_before_latest_us;
+    else e->occurred_us = seconds * US_PER_S + nanos / 1000;
 }
 
 /* "YYYY-MM" of the UTC month containing day ``days`` since the epoch (H. Hinnant's algorithm). */
@@ -206,18 +221,19 @@ static int parse_timestamp(Reader *r, Event *e) {
     uint32_t field;
     int wire_type, ok;
     uint64_t value;
+    int64_t seconds = 0;
+    int32_t nanos = 0;
     while (read_tag(r, &field, &wire_type, &ok)) {
         if (field == 1 || field == 2) {
             if (wire_type != 0 || !read_varint(r, &value)) return 0;
-            if (field == 1) e->seconds = (int64_t)value;
-            else e->nanos = (int32_t)(uint32_t)value;
+            if (field == 1) seconds = (int64_t)value;
+            else nanos = (int32_t)(uint32_t)value;
         } else if (!skip_field(r, wire_type)) {
             return 0;
         }
     }
     if (!ok) return 0;
-    if (e->seconds > MAX_ABS_SECONDS || e->seconds < -MAX_ABS_SECONDS) return 0;
-    e->has_time = e->seconds != 0 || e->nanos != 0;
+    read_time(e, seconds, nanos);
     return 1;
 }
 
@@ -451,7 +467,8 @@ static PyObject *Batch_plain(Batch *self, PyObject *args) {
         const Event *e = &self->events[i];
         if (e->event_id.length < 1 || e->event_id.length > MAX_EVENT_ID_LENGTH
                 || e->account_id.length == 0 || e->tenant_id.length == 0
-                || e->kind != MESSAGE || e->quantity < 1 || e->quantity > MAX_PLAIN_QUANTITY
+                || e->kind != MESSAGE || e->quantity < 1
+                || e->quantity > limits.max_message_quantity
                 || !e->has_time) {
             plain = 0;
             break;
@@ -799,6 +816,10 @@ static PyObject *decode(PyObject *module, PyObject *raw) {
         PyErr_SetString(PyExc_TypeError, "decode() takes the request's bytes");
         return NULL;
     }
+    if (!limits_bound) {
+        PyErr_SetString(PyExc_RuntimeError, "bind() has not been called");
+        return NULL;
+    }
     Py_ssize_t size = PyBytes_GET_SIZE(raw);
     if (size >= (Py_ssize_t)UINT32_MAX) Py_RETURN_NONE;
     Batch *batch = PyObject_New(Batch, &BatchType);
@@ -844,19 +865,54 @@ plain_case_ends: /* not an error here: the protobuf library decodes it, or says 
     Py_RETURN_NONE;
 }
 
+/* The limits from bind()'s dict; 0 with an exception if one is missing or unusable. */
+static int read_limits(PyObject *given) {
+    struct { int64_t *slot; const char *name; } names[] = {
+        {&limits.max_message_quantity, "max_message_quantity"},
+        {&limits.earliest_seconds, "earliest_seconds"},
+        {&limits.latest_seconds, "latest_seconds"},
+        {&limits.nanos_out_of_range_us, "nanos_out_of_range_us"},
+        {&limits.before_earliest_us, "before_earliest_us"},
+        {&limits.not_before_latest_us, "not_before_latest_us"},
+    };
+    int64_t values[sizeof names / sizeof *names];
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        PyObject *value = PyDict_GetItemString(given, names[i].name); /* borrowed */
+        if (!value) {
+            PyErr_Format(PyExc_KeyError, "bind() needs the limit %s", names[i].name);
+            return 0;
+        }
+        long long number = PyLong_AsLongLong(value);
+        if (number == -1 && PyErr_Occurred()) return 0;
+        values[i] = number;
+    }
+    /* A batch holds fewer than 2^31 events: with at most 2^32 messages each, no sum of one
+     * overflows; and microseconds of the accepted seconds must fit in 63 bits. */
+    int64_t most_seconds = INT64_MAX / US_PER_S - 1;
+    if (values[0] < 1 || values[0] > (1LL << 32) || values[1] >= values[2]
+            || values[1] < -most_seconds || values[2] > most_seconds) {
+        PyErr_SetString(PyExc_ValueError, "bind(): limits out of the kernel's range");
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) *names[i].slot = values[i];
+    limits_bound = 1;
+    return 1;
+}
+
 static PyObject *bind(PyObject *module, PyObject *args) {
     (void)module;
     const char *library;
-    PyObject *conn_type, *evt_type, *integrity, *operational;
-    if (!PyArg_ParseTuple(args, "zOOOO:bind", &library, &conn_type, &evt_type, &integrity,
-                          &operational))
+    PyObject *conn_type, *evt_type, *integrity, *operational, *given_limits;
+    if (!PyArg_ParseTuple(args, "zOOOOO!:bind", &library, &conn_type, &evt_type, &integrity,
+                          &operational, &PyDict_Type, &given_limits))
         return NULL;
     if (!PyType_Check(conn_type) || !PyType_Check(evt_type)
             || !PyType_IsSubtype((PyTypeObject *)evt_type, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "bind(library, sqlite3.Connection, UsageEventIn, "
-                        "sqlite3.IntegrityError, sqlite3.OperationalError)");
+                        "sqlite3.IntegrityError, sqlite3.OperationalError, limits)");
         return NULL;
     }
+    if (!read_limits(given_limits)) return NULL;
     /* The handle of the already-loaded _sqlite3 extension: dlsym searches it and the libraries
      * it depends on, i.e. exactly the SQLite the sqlite3 module runs on. (NULL: _sqlite3 is
      * built into the interpreter; the program's own handle then finds it.) */
@@ -919,7 +975,8 @@ static PyMethodDef module_methods[] = {
      "plain batches in order, each whole under a savepoint, up to the first one that meets an "
      "existing key (False: nothing of it stored)."},
     {"bind", bind, METH_VARARGS,
-     "bind(sqlite3_library_path, Connection, UsageEventIn, IntegrityError, OperationalError)."},
+     "bind(sqlite3_library_path, Connection, UsageEventIn, IntegrityError, OperationalError, "
+     "limits): limits is a dict of billing_svc.domain.usage's (see native.LIMITS)."},
     {"month_label_of_day", month_label_of_day, METH_O,
      "The YYYY-MM label of a day since the epoch, as insert() writes it (for the tests)."},
     {NULL, NULL, 0, NULL},
@@ -935,8 +992,7 @@ PyMODINIT_FUNC PyInit__usage_kernel(void) {
     if (PyType_Ready(&BatchType) < 0) return NULL;
     PyObject *module = PyModule_Create(&module_def);
     if (!module) return NULL;
-    if (PyModule_AddObjectRef(module, "Batch", (PyObject *)&BatchType) < 0
-            || PyModule_AddIntConstant(module, "MAX_PLAIN_QUANTITY", MAX_PLAIN_QUANTITY) < 0) {
+    if (PyModule_AddObjectRef(module, "Batch", (PyObject *)&BatchType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -11,6 +11,9 @@ one of its keys already exists, nothing of it stays and it takes the Python path
 event by event and says which ones were duplicates, conflicts, late or rejected. Batches are
 stored in arrival order either way, and both ways feed one ``_Rollup``, so the counters,
 thresholds, budgets and storage levels are written by the same code.
+
+No counter passes its maximum: the rare group that would fill one is redone on the Python path,
+which then rejects exactly the events that do not fit (``services.headroom``).
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ from billing_svc.domain.errors import shown
 from billing_svc.domain.periods import Period
 from billing_svc.domain.usage import MESSAGE, UsageBatch, UsageEventIn
 from billing_svc.services.finance import check_budgets
+from billing_svc.services.headroom import Headroom
 from billing_svc.storage import notices, outbox
 from billing_svc.storage.db import Database
-from billing_svc.storage.usage import UsageStore
+from billing_svc.storage.usage import CounterFull, UsageStore
 
 
 @dataclass
@@ -60,11 +64,17 @@ _Candidates = list[tuple[int, UsageEventIn]]
 def ingest(db: Database, batches: Sequence[UsageBatch], *, now_us: int,
            retention_days: int = rules.DEFAULT_RETENTION_DAYS) -> list[BatchResult]:
     """Store ``batches`` in one transaction and return one result per batch."""
+    check_counters = False
     for attempt in range(3):
         try:
             with db.write() as session:
                 return _ingest(UsageStore(session.connection()), session, batches, now_us,
-                               retention_days)
+                               retention_days, check_counters)
+        except CounterFull:
+            # Some counter cannot take the group: again, checking each event against them.
+            if attempt == 2:
+                raise
+            check_counters = True
         except IntegrityError:
             # A replica stored one of these events between our check and our insert: run again,
             # it is now a duplicate.
@@ -74,12 +84,14 @@ def ingest(db: Database, batches: Sequence[UsageBatch], *, now_us: int,
 
 
 def _ingest(store: UsageStore, session, batches: Sequence[UsageBatch],  # type: ignore[no-untyped-def]
-            now_us: int, retention_days: int) -> list[BatchResult]:
+            now_us: int, retention_days: int, check_counters: bool) -> list[BatchResult]:
     results = [BatchResult() for _ in batches]
     window = rules.accept_window(now_us, retention_days)
     # The kernel inserts on SQLite only; on PostgreSQL its batches give their events (COPY).
-    native = [batch.native if store.native_inserts and batch.native is not None
-              and batch.native.plain(*window) and _all_own(batch) else None for batch in batches]
+    # Counters checked event by event: the Python path only.
+    native = [batch.native if store.native_inserts and not check_counters
+              and batch.native is not None and batch.native.plain(*window) and _all_own(batch)
+              else None for batch in batches]
     candidates = {index: _check_shapes(batch, results[index], now_us, retention_days)
                   for index, batch in enumerate(batches) if native[index] is None}
     refs = _References.load(store, [n for n in native if n is not None], candidates.values())
@@ -87,6 +99,7 @@ def _ingest(store: UsageStore, session, batches: Sequence[UsageBatch],  # type: 
     for index, plain in enumerate(native):
         if plain is not None and not admitted[index]:  # the Python path says what is wrong
             candidates[index] = list(enumerate(batches[index].events))  # all pass check_shape
+    headroom = Headroom(store, candidates.values(), messages=check_counters)
     rollup = _Rollup()
     # Runs of batches that go the same way, in arrival order.
     start = 0
@@ -96,7 +109,7 @@ def _ingest(store: UsageStore, session, batches: Sequence[UsageBatch],  # type: 
             end += 1
         if not admitted[start]:
             _store_events(store, [(results[i], candidates[i]) for i in range(start, end)], refs,
-                          rollup, now_us)
+                          headroom, rollup, now_us)
             start = end
             continue
         stored = store.insert_native(native[start:end], received_at_us=now_us)
@@ -106,8 +119,8 @@ def _ingest(store: UsageStore, session, batches: Sequence[UsageBatch],  # type: 
                 rollup.add_hourly_messages(native[index].hourly())
             else:  # it met a stored key: the Python path says which events are duplicates
                 candidates[index] = list(enumerate(batches[index].events))  # all pass check_shape
-                _store_events(store, [(results[index], candidates[index])], refs, rollup,
-                              now_us)
+                _store_events(store, [(results[index], candidates[index])], refs, headroom,
+                              rollup, now_us)
         start += len(stored)
     if rollup:
         _write_rollup(store, session, rollup, refs, now_us)
@@ -216,9 +229,10 @@ class _Rollup:
 
 
 def _store_events(store: UsageStore, batches: list[tuple[BatchResult, _Candidates]],
-                  refs: _References, rollup: _Rollup, now_us: int) -> None:
-    """The Python path: classify each candidate (rejected, duplicate, conflict, late or new)
-    against the stored events and the ones before it, then insert the new ones."""
+                  refs: _References, headroom: Headroom, rollup: _Rollup, now_us: int) -> None:
+    """The Python path: classify each candidate (rejected, duplicate, conflict, late, beyond a
+    counter's headroom or new) against the stored events and the ones before it, then insert
+    the new ones."""
     ids_by_account: dict[str, set[str]] = defaultdict(set)
     for _, candidates in batches:
         for _, e in candidates:
@@ -228,6 +242,7 @@ def _store_events(store: UsageStore, batches: list[tuple[BatchResult, _Candidate
     rows = []
     seen: dict[tuple[str, str], UsageEventIn] = {}
     label_of = rules.period_label_of
+    refuse = headroom.refuse if headroom.checks else None
     for result, candidates in batches:
         for i, e in candidates:
             problem = refs.problem(e)
@@ -246,6 +261,9 @@ def _store_events(store: UsageStore, batches: list[tuple[BatchResult, _Candidate
                 continue
             period = label_of(e.occurred_at_us)  # type: ignore[arg-type]
             late = (e.account_id, period) in refs.invoiced
+            if refuse is not None and (full := refuse(e, period, late)):
+                result.rejected.append(Rejection(e.event_id, i, full))
+                continue
             seen[(e.account_id, e.event_id)] = e
             rows.append((*e, period, late))
             result.accepted += 1

@@ -16,7 +16,6 @@ from sqlmodel import Session, select
 
 from billing_svc.domain import money, rating, storage_meter
 from billing_svc.domain import usage as rules
-from billing_svc.domain.bounds import INT64_MAX
 from billing_svc.domain.errors import InvalidArgument
 from billing_svc.domain.periods import Period, utcnow
 from billing_svc.services import paging
@@ -103,7 +102,7 @@ def current_usage(db: Database, account_id: str) -> CurrentUsage:
         elapsed_us = max(rules.to_us(now) - rules.to_us(period.start), 1)
         factor = Decimal(period.seconds * 1_000_000) / Decimal(elapsed_us)
         projected = int((Decimal(snapshot.messages) * factor).to_integral_value(ROUND_HALF_UP))
-        projected = min(projected, INT64_MAX)  # a counter's most, early in a huge period
+        projected = min(projected, rules.MAX_COUNTER)  # an int64 reply field, like the counter
         extra = projected - snapshot.messages
         # Storage: today's level held to the period's end, on top of what was held so far.
         storage_to_come = storage_meter.gb_months_of(

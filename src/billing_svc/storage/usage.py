@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from billing_svc import native
+from billing_svc.domain.usage import MAX_COUNTER
 
 _CHUNK = 500  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
 _EVENT_COLUMNS = ("event_id, account_id, tenant_id, partner_id, kind, quantity, occurred_at_us, "
@@ -25,6 +26,19 @@ _EVENT_COLUMNS = ("event_id, account_id, tenant_id, partner_id, kind, quantity, 
 _INSERT_EVENT = f"INSERT INTO usage_event ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
 _NATIVE_ROWS_PER_INSERT = 20  # ~12 % fewer instructions per row than one row per statement
 _INSERT_EVENTS = _INSERT_EVENT + ",(?,?,?,?,?,?,?,?,?,?)" * (_NATIVE_ROWS_PER_INSERT - 1)
+
+
+class CounterFull(Exception):
+    """A counter could not take what the group adds to it: nothing of the transaction may stay
+    (services.ingestion redoes the group, checking each event against the counters)."""
+
+
+def _add(table: str, column: str) -> str:
+    """``column + excluded.column`` for an upsert, or NULL, which the column refuses (NOT NULL),
+    when the sum would pass MAX_COUNTER. Left alone, SQLite would make the counter a float and
+    PostgreSQL fail with 'bigint out of range'; this way both fail alike, as CounterFull."""
+    return (f"CASE WHEN {table}.{column} <= {MAX_COUNTER} - excluded.{column} "
+            f"THEN {table}.{column} + excluded.{column} END")
 
 
 class UsageStore:
@@ -143,36 +157,103 @@ class UsageStore:
     def add_period_messages(self, account_id: str, period: str, messages: int,
                             late: int) -> int:
         """Add to the period's counters; returns the period's message total after the add."""
-        rows = self._all(
-            "INSERT INTO usage_period (account_id, period, messages, late_messages, "
-            "late_billed_messages) VALUES (?,?,?,?,0) ON CONFLICT (account_id, period) DO UPDATE "
-            "SET messages = usage_period.messages + excluded.messages, "
-            "late_messages = usage_period.late_messages + excluded.late_messages "
-            "RETURNING messages", [account_id, period, messages, late])
+        try:
+            rows = self._all(
+                "INSERT INTO usage_period (account_id, period, messages, late_messages, "
+                "late_billed_messages) VALUES (?,?,?,?,0) ON CONFLICT (account_id, period) "
+                f"DO UPDATE SET messages = {_add('usage_period', 'messages')}, "
+                f"late_messages = {_add('usage_period', 'late_messages')} "
+                "RETURNING messages", [account_id, period, messages, late])
+        except IntegrityError as exc:
+            raise CounterFull("usage_period") from exc
         return int(rows[0][0])
 
     def add_tenant_messages(self, rows: list[tuple[str, str, str, int]]) -> None:
-        self._many(
+        self._add_many(
+            "usage_tenant_period",
             "INSERT INTO usage_tenant_period (account_id, period, tenant_id, messages, "
             "storage_byte_us) VALUES (?,?,?,?,'0') ON CONFLICT (account_id, period, tenant_id) "
-            "DO UPDATE SET messages = usage_tenant_period.messages + excluded.messages",
+            f"DO UPDATE SET messages = {_add('usage_tenant_period', 'messages')}",
             [(*row[:3], row[3]) for row in rows])
 
     def add_partner_messages(self, rows: list[tuple[str, str, str, int]]) -> None:
-        self._many(
+        self._add_many(
+            "usage_partner_period",
             "INSERT INTO usage_partner_period (account_id, period, partner_id, messages) "
             "VALUES (?,?,?,?) ON CONFLICT (account_id, period, partner_id) "
-            "DO UPDATE SET messages = usage_partner_period.messages + excluded.messages", rows)
+            f"DO UPDATE SET messages = {_add('usage_partner_period', 'messages')}", rows)
 
     def add_hourly(self, rows: list[tuple[str, int, str, str, int, int, int]]) -> None:
         greatest = "GREATEST" if self.postgres else "max"
-        self._many(
+        self._add_many(
+            "usage_hourly",
             "INSERT INTO usage_hourly (account_id, hour_us, tenant_id, partner_id, kind, messages,"
             " storage_bytes_max) VALUES (?,?,?,?,?,?,?) ON CONFLICT (account_id, hour_us, "
             "tenant_id, partner_id, kind) DO UPDATE SET "
-            "messages = usage_hourly.messages + excluded.messages, "
+            f"messages = {_add('usage_hourly', 'messages')}, "
             f"storage_bytes_max = {greatest}(usage_hourly.storage_bytes_max, "
             "excluded.storage_bytes_max)", rows)
+
+    def _add_many(self, table: str, statement: str, rows: list[tuple[Any, ...]]) -> None:
+        """An upsert into counters (``_add``): the only constraint it can meet is the guard's."""
+        try:
+            self._many(statement, rows)
+        except IntegrityError as exc:
+            raise CounterFull(table) from exc
+
+    # -- the counters' headroom ----------------------------------------------------------------
+
+    def _in_pairs(self, statement: str, pairs: Iterable[tuple[Any, Any]]) -> list[tuple]:
+        """Run ``statement`` (with ``{pairs}`` for a ``VALUES`` list) over ``pairs`` in chunks."""
+        pairs = list(pairs)
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(pairs), _CHUNK // 2):
+            chunk = pairs[start:start + _CHUNK // 2]
+            rows.extend(self._all(statement.format(pairs=",".join(["(?,?)"] * len(chunk))),
+                                  [value for pair in chunk for value in pair]))
+        return rows
+
+    def message_counters(self, periods: Iterable[tuple[str, str]],
+                         hours: Iterable[tuple[str, int]]) -> dict[tuple[Any, ...], int]:
+        """The message counters of the ``(account, period)`` and ``(account, hour_us)`` pairs
+        given, keyed ``("period" | "late", account, period)``, ``("tenant" | "partner",
+        account, period, id)`` and ``("hourly", account, hour_us, tenant, partner)``."""
+        periods = list(periods)
+        counters: dict[tuple[Any, ...], int] = {}
+        in_periods = "WHERE (account_id, period) IN (VALUES {pairs})"
+        for account_id, period, messages, late in self._in_pairs(
+                f"SELECT account_id, period, messages, late_messages FROM usage_period "
+                f"{in_periods}", periods):
+            counters[("period", account_id, period)] = messages
+            counters[("late", account_id, period)] = late
+        for kind, table, column in (("tenant", "usage_tenant_period", "tenant_id"),
+                                    ("partner", "usage_partner_period", "partner_id")):
+            for account_id, period, key, messages in self._in_pairs(
+                    f"SELECT account_id, period, {column}, messages FROM {table} {in_periods}",
+                    periods):
+                counters[(kind, account_id, period, key)] = messages
+        for account_id, hour_us, tenant_id, partner_id, messages in self._in_pairs(
+                "SELECT account_id, hour_us, tenant_id, partner_id, messages FROM usage_hourly "
+                "WHERE kind = 1 AND (account_id, hour_us) IN (VALUES {pairs})", hours):
+            counters[("hourly", account_id, hour_us, tenant_id, partner_id)] = messages
+        return counters
+
+    def storage_counters(self, account_ids: Iterable[str], hours: Iterable[tuple[str, int]]
+                         ) -> tuple[dict[tuple[str, str], tuple[int, int]],
+                                    dict[tuple[str, int, str, str], int]]:
+        """Every tenant's latest reading ``(reading_at_us, level_bytes)`` by (account, tenant),
+        and the hourly storage maxima of the ``(account, hour_us)`` pairs given by (account,
+        hour_us, tenant, partner)."""
+        levels = {(account_id, tenant_id): (reading_at_us, level_bytes)
+                  for account_id, tenant_id, level_bytes, reading_at_us in self._in(
+                      "SELECT account_id, tenant_id, level_bytes, reading_at_us FROM "
+                      "storage_level WHERE account_id IN ({marks})", [], account_ids)}
+        maxima = {(account_id, hour_us, tenant_id, partner_id): level
+                  for account_id, hour_us, tenant_id, partner_id, level in self._in_pairs(
+                      "SELECT account_id, hour_us, tenant_id, partner_id, storage_bytes_max "
+                      "FROM usage_hourly WHERE kind = 2 AND (account_id, hour_us) IN "
+                      "(VALUES {pairs})", hours)}
+        return levels, maxima
 
     # -- storage gauges ------------------------------------------------------------------------
 
