@@ -32,6 +32,8 @@ SERVICE = pb.DESCRIPTOR.services_by_name["UsageService"].full_name
 _INGEST_METHODS = ("StreamUsage", "RecordUsage")
 # Batches one stream may have waiting for their commit: beyond it, gRPC flow control pushes back.
 MAX_IN_FLIGHT_PER_STREAM = 32
+# A batch id is the producer's own, echoed in its ack; ids are at most 128 characters (PRODUCT §6).
+MAX_BATCH_ID_LENGTH = 128
 
 # What the ingest RPCs' deserializer hands their servicer: a batch, or why the bytes are not one
 # (returned, not raised: gRPC would turn an exception raised while deserializing into UNKNOWN).
@@ -133,6 +135,9 @@ def batch_of(request: UsageRequest) -> UsageBatch:
     token), or the INVALID_ARGUMENT that fails the call."""
     if isinstance(request, InvalidArgument):
         raise request
+    if len(request.batch_id) > MAX_BATCH_ID_LENGTH:  # it is echoed in the ack: never as sent
+        raise InvalidArgument("batch_id", f"is {len(request.batch_id):,} characters; at most "
+                              f"{MAX_BATCH_ID_LENGTH} are accepted")
     request.bound_account = current_context().caller.account_id
     return request
 
@@ -148,7 +153,9 @@ def ack_fields(batch_id: str, result: BatchResult) -> dict[str, Any]:
     return {
         "batch_id": batch_id, "accepted": result.accepted, "duplicates": result.duplicates,
         "late": result.late,
-        "rejected": [pb.RejectedEvent(event_id=r.event_id, index=r.index, reason=r.reason)
+        # An overlong event_id (itself a reason to reject) comes back cut: `index` names it.
+        "rejected": [pb.RejectedEvent(event_id=r.event_id[:rules.MAX_EVENT_ID_LENGTH],
+                                      index=r.index, reason=r.reason)
                      for r in result.rejected],
     }
 
