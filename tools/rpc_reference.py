@@ -45,7 +45,10 @@ _SCALARS = {
 }
 
 
-class ReferenceError(Exception):
+_Locations = dict[tuple[int, ...], descriptor_pb2.SourceCodeInfo.Location]
+
+
+class ContractError(Exception):
     """The proto files cannot be compiled, or an RPC has no scope."""
 
 
@@ -79,7 +82,7 @@ def descriptors() -> descriptor_pb2.FileDescriptorSet:
             f"--descriptor_set_out={out}",
             *(str(path.relative_to(PROTO_ROOT)) for path in proto_files())])
         if status != 0:
-            raise ReferenceError(f"protoc failed (exit {status}); its errors are above")
+            raise ContractError(f"protoc failed (exit {status}); its errors are above")
         return descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
 
 
@@ -106,7 +109,7 @@ class _Package:
         self.package = ""
         for file in files.file:
             if self.package and file.package != self.package:
-                raise ReferenceError(f"{file.name} is in package {file.package}, not "
+                raise ContractError(f"{file.name} is in package {file.package}, not "
                                      f"{self.package}: one reference per package")
             self.package = file.package
             where = {tuple(loc.path): loc for loc in file.source_code_info.location}
@@ -121,7 +124,7 @@ class _Package:
                 self._add_enum(enum, enum.name, (_ENUM, index), where)
 
     def _add_message(self, message: descriptor_pb2.DescriptorProto, name: str,
-                     path: tuple[int, ...], where: dict) -> None:  # type: ignore[type-arg]
+                     path: tuple[int, ...], where: _Locations) -> None:
         self.messages[name] = _Message(name, message, _comment(where.get(path)), tuple(
             _comment(where.get((*path, _FIELD, f))) for f in range(len(message.field))))
         for index, nested in enumerate(message.nested_type):
@@ -130,7 +133,7 @@ class _Package:
             self._add_enum(enum, f"{name}.{enum.name}", (*path, _NESTED_ENUM, index), where)
 
     def _add_enum(self, enum: descriptor_pb2.EnumDescriptorProto, name: str,
-                  path: tuple[int, ...], where: dict) -> None:  # type: ignore[type-arg]
+                  path: tuple[int, ...], where: _Locations) -> None:
         self.enums[name] = _Enum(name, enum, _comment(where.get(path)), tuple(
             _comment(where.get((*path, _VALUE, v))) for v in range(len(enum.value))))
 
@@ -211,7 +214,7 @@ def scope_of(service: str, method: str) -> str:
     """The scope the server requires for ``service``'s ``method``."""
     scope = METHOD_SCOPES.get(f"/{service}/{method}")
     if scope is None:
-        raise ReferenceError(f"{service}.{method} has no scope in "
+        raise ContractError(f"{service}.{method} has no scope in "
                              "billing_svc.api.auth.METHOD_SCOPES (the server refuses it)")
     return scope
 
@@ -300,7 +303,7 @@ def _check_anchors(lines: list[str]) -> None:
         if line.startswith("#"):
             anchor = _anchor(line.lstrip("#").strip())
             if anchor in seen:
-                raise ReferenceError(f"two headings would share the anchor #{anchor}")
+                raise ContractError(f"two headings would share the anchor #{anchor}")
             seen.add(anchor)
 
 
@@ -311,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         text = render()
-    except ReferenceError as exc:
+    except ContractError as exc:
         print(f"rpc reference: {exc}", file=sys.stderr)
         return 1
     args.output.parent.mkdir(parents=True, exist_ok=True)

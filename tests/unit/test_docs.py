@@ -151,6 +151,6 @@ def test_an_rpc_without_a_scope_is_refused() -> None:
                  if service.name == "UsageService")
     usage.method.add(name="ForgetUsage", input_type=".as2aas.billing.v1.GetCurrentUsageRequest",
                      output_type=".as2aas.billing.v1.GetCurrentUsageResponse")
-    with pytest.raises(rpc_reference.ReferenceError,
+    with pytest.raises(rpc_reference.ContractError,
                        match=re.escape("UsageService.ForgetUsage has no scope")):
         rpc_reference.render(files)
