@@ -202,193 +202,424 @@ class BillingServiceServicer:
     """
 
     def ListPlans(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The plan catalog, in the order it is offered: startup, business, enterprise and custom (the
+        defaults of a Custom Enterprise account until SetCustomTerms gives it negotiated terms).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateAccount(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Creates an account (acc_…, with its customer id cus_… and subscription id sub_…) on a
+        catalog plan. The subscription starts `trialing` for the plan's trial days, or `active` at
+        once when `skip_trial` is set. Importing a customer from another billing system: `start_time`
+        dates the account in the past (periods that ended before the import are never closed
+        automatically, only by CloseBillingPeriod).
+
+        Errors: INVALID_ARGUMENT for a missing or unknown plan_id, an unknown billing_interval, a
+        missing name or one over 200 characters, threshold percentages outside 1..1000 or repeated,
+        a start_time in the future; PERMISSION_DENIED for skip_trial or start_time without the
+        `admin` scope.
+
+        Idempotent by request_id: a retry returns the account the first call made.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetAccountBilling(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The account's billing in the seed's shape: customer id, subscription, the terms in force (the
+        catalog plan merged with any custom terms) and the payment method on file.
+
+        Errors: INVALID_ARGUMENT without account_id; NOT_FOUND for an unknown account.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ChangePlan(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Moves the account to another catalog plan and/or billing interval. A plan with a higher
+        monthly base fee (custom terms counted) is an upgrade, in force at once: the base fee is
+        prorated from this moment and a pending change is dropped. Anything else (a lower or equal
+        fee, or a change of billing interval alone) is scheduled for the end of the current period
+        and shown as pending_plan_id. Asking for the plan and interval in force drops a pending change.
+        Emits billing.subscription_updated (change: upgraded, downgrade_scheduled or
+        pending_change_canceled).
+
+        Errors: INVALID_ARGUMENT for a missing or unknown plan_id or an unknown billing_interval;
+        NOT_FOUND for an unknown account; FAILED_PRECONDITION for a canceled subscription.
+
+        Safe to retry: a retry asks for the state the first call made (a retried downgrade is
+        audited and announced again).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelSubscription(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Cancels the subscription, now or at the end of the current period. At period end: it stays
+        usable until then (cancel_at_period_end, canceled_at = the period's end), then becomes
+        `canceled`. Now: `canceled` at once, a pending plan change dropped; the current period is
+        billed up to this moment. Canceled is final: ChangePlan, CreateTenant, CreateMasterPartner and
+        IssueCredit are refused afterwards, a scheduled cancellation cannot be taken back, and
+        invoices already issued can still be paid. Emits billing.subscription_updated (change:
+        cancel_scheduled or canceled).
+
+        Errors: INVALID_ARGUMENT without account_id; NOT_FOUND for an unknown account.
+
+        Idempotent: a canceled subscription, or a cancellation already scheduled, is returned as is.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SetPaymentMethod(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Stores the account's payment method: a reference (type, last 4 digits, expiry), never a card
+        number. A subscription that is `past_due` only because its trial ended without a payment
+        method becomes `active` (billing.subscription_updated, change: payment_method_added); one
+        past due for a failed payment stays so until a payment succeeds.
+
+        Errors: INVALID_ARGUMENT for a missing payment_method, any value with 12 or more digits
+        (refused as a card number), a type that is not a lowercase word, a last4 that is not 4
+        digits, an exp_month outside 1..12, an exp_year outside 2000..2100 or an expiry in the past;
+        NOT_FOUND for an unknown account. Repeating it stores the same method again.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SetCustomTerms(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Gives the account negotiated Custom Enterprise terms and moves it to the `custom` plan at
+        once (no upgrade or downgrade rule applies; a pending change is dropped). Each call replaces
+        the previous custom terms whole; the fields it leaves unset keep the catalog's `custom`
+        values. Terms have no history: every stretch the account spent on `custom` is rated with the
+        terms set last (an invoice already issued keeps its lines). Emits
+        billing.subscription_updated (change: custom_terms).
+
+        Errors: INVALID_ARGUMENT for missing terms, a negative amount or count, a rate or tier price
+        with more than 6 decimals, tier bounds that do not increase or an unbounded tier before the
+        last, a contract_end not after contract_start, a currency other than USD; NOT_FOUND for an
+        unknown account. Repeating it sets the same terms again.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SetUsageThresholds(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Replaces the percentages of the included messages at which billing.usage_threshold is sent
+        (once per threshold and period). A percentage the period's count has already passed when it
+        is set is not sent for that period.
+
+        Errors: INVALID_ARGUMENT for a percentage outside 1..1000 or repeated; NOT_FOUND for an
+        unknown account. Repeatable.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateTenant(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Adds a tenant (ten_…), a usage source, to the account. Tenants beyond the plan's included
+        count are allowed and billed as tenant overage; the first one beyond it in a period sends
+        billing.limit_exceeded (limit_type tenants, action overage_billed).
+
+        Errors: INVALID_ARGUMENT for a missing name or one over 200 characters, a start_time in the
+        future; PERMISSION_DENIED for start_time without the `admin` scope; NOT_FOUND for an unknown
+        account; FAILED_PRECONDITION for a canceled subscription.
+
+        Idempotent by request_id.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateMasterPartner(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Adds a master partner (prt_…), a trading partner shared by all the account's tenants. The
+        plan's master partner count is a hard limit: beyond it the call is refused, and
+        billing.limit_exceeded (limit_type master_partners, action refused) is sent once per period.
+        A downgrade never removes partners; it only refuses new ones above the new limit.
+
+        Errors: INVALID_ARGUMENT for a missing name or one over 200 characters, a department over 100
+        characters, a start_time in the future; PERMISSION_DENIED for start_time without the `admin`
+        scope; NOT_FOUND for an unknown account; FAILED_PRECONDITION at the plan's limit (naming it)
+        or for a canceled subscription.
+
+        Idempotent by request_id.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdateMasterPartner(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Renames a master partner or moves it to another department; each field only when it is set.
+        Cost allocations and journal entries read the department when they are asked for, so a move
+        shows in every period's allocation, past ones included.
+
+        Errors: INVALID_ARGUMENT without partner_id, for an empty name or one over 200 characters, a
+        department over 100 characters; NOT_FOUND for an unknown partner. Repeatable.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateWebhookEndpoint(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Registers an endpoint (we_…) for the account's billing.* events and returns its signing
+        secret (whsec_…), which only this response and RotateWebhookSecret ever show. The URL must be
+        https (http only where the operator allows private networks), carry no credentials, and its
+        host must resolve only to public addresses unless BILLING_WEBHOOK_ALLOW_PRIVATE_NETWORKS is
+        set; the address is checked again at every connection. The endpoint receives the events that
+        occur after it is registered; RedeliverWebhookEvent sends it earlier ones.
+
+        Errors: INVALID_ARGUMENT for the URL (saying why), an event type that is not a billing.*
+        type, a description over 500 characters; NOT_FOUND for an unknown account.
+
+        Idempotent by request_id: a retry returns the same endpoint and secret.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListWebhookEndpoints(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The account's endpoints, oldest first, without their secrets and without deleted ones;
+        status, failure_streak, failing_since and disabled_reason say how delivery is going.
+
+        Errors: INVALID_ARGUMENT for a negative page_size; NOT_FOUND for an unknown account.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteWebhookEndpoint(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Stops delivering to the endpoint: deliveries waiting for it are canceled, and its attempts
+        stay in the event log.
+
+        Errors: INVALID_ARGUMENT without endpoint_id; NOT_FOUND for an unknown or already deleted
+        endpoint (so a retry after a success is NOT_FOUND).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RotateWebhookSecret(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Gives the endpoint a new secret, returned once here. For 24 hours deliveries carry two
+        signatures, one per secret, so the receiver can switch without failing a delivery. Works on
+        a disabled endpoint too.
+
+        Errors: INVALID_ARGUMENT without endpoint_id; NOT_FOUND for an unknown or deleted endpoint.
+
+        Not idempotent: each call rotates again, and only the secret it replaces keeps signing.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListWebhookEvents(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The account's events, newest first, each with its body and its delivery attempts, optionally
+        of one type or status.
+
+        Errors: INVALID_ARGUMENT for an event_type that is not a billing.* type or a negative
+        page_size; NOT_FOUND for an unknown account.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RedeliverWebhookEvent(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Delivers an event again, now and with the same webhook-id, to every enabled endpoint of its
+        account subscribed to its type (or only to endpoint_id), whatever its status; endpoints
+        registered after the event count. A delivery already waiting for a retry is moved to now
+        instead of being queued twice.
+
+        Errors: INVALID_ARGUMENT without event_id; NOT_FOUND for an unknown event, or an endpoint_id
+        that is not an enabled endpoint subscribed to the event's type.
+
+        A retry may deliver the event once more: receivers dedupe by webhook-id.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CloseBillingPeriod(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Closes an ended period for one account: issues its invoice (in_…; `open`, or `paid` at once
+        when the total is zero), sends billing.invoice_generated and returns it. One invoice per
+        account and period, ever: a period already invoiced returns that invoice, whatever the
+        retries, replicas or the automatic closer. It does not wait for the grace window
+        (BILLING_PERIOD_CLOSE_GRACE_SECONDS) the automatic closer leaves: usage of the period
+        arriving afterwards is billed as late usage on the next invoice.
+
+        Errors: INVALID_ARGUMENT without account_id or for a period that is not YYYY-MM; NOT_FOUND
+        for an unknown account; FAILED_PRECONDITION for a period that has not ended, or that ended
+        before the account started. Idempotent.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetInvoice(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One invoice, with its lines and tenant breakdown.
+
+        Errors: INVALID_ARGUMENT without invoice_id; NOT_FOUND for an unknown invoice.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListInvoices(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The account's invoices, newest first, optionally of one status or one period.
+
+        Errors: INVALID_ARGUMENT for a period that is not YYYY-MM, an unknown status or a negative
+        page_size; NOT_FOUND for an unknown account.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def VoidInvoice(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Voids an open or uncollectible invoice, for a reason that the audit trail keeps. Dunning
+        stops, and the subscription's status is worked out again from the account's other invoices.
+        The period stays invoiced (no second invoice is ever issued for it), and the credits and late
+        usage the invoice carried are not given back: issue a credit to make up for them.
+
+        Errors: INVALID_ARGUMENT without invoice_id or reason; NOT_FOUND for an unknown invoice;
+        FAILED_PRECONDITION for a paid invoice. Idempotent: a void invoice is returned as is.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RecordPaymentResult(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Records the outcome of one payment attempt, as the payment processor reports it: billing-svc
+        never moves money itself. Success: the invoice is paid in full, billing.payment_succeeded is
+        sent, and the subscription becomes `active` again if no other invoice is in dunning and a
+        payment method is on file. Failure: billing.payment_failed with the retry date; the first
+        three failures schedule the next attempt 3, 5 and 7 days later
+        (BILLING_DUNNING_SCHEDULE_DAYS) and make the subscription `past_due`; the fourth makes the
+        invoice `uncollectible` and the subscription `unpaid`. An uncollectible invoice can still be
+        paid. A trialing or canceled subscription keeps its status.
+
+        Errors: INVALID_ARGUMENT without invoice_id, for a failure without failure_reason or an
+        attempt_time more than 5 minutes ahead; NOT_FOUND for an unknown invoice;
+        FAILED_PRECONDITION for a paid or void invoice.
+
+        Idempotent by request_id: send one, or a retried failure counts as a second failed attempt.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def IssueCredit(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Grants the account a credit (cr_…): taken off the next invoices closed for the account as
+        `credit` lines, oldest credit first, never below a zero total; what an invoice cannot absorb
+        stays for the next one.
+
+        Errors: INVALID_ARGUMENT for a missing amount, one that is not a positive whole number of
+        cents in USD or is over 1,000,000, a missing description or one over 200 characters;
+        NOT_FOUND for an unknown account; FAILED_PRECONDITION for a canceled subscription.
+
+        Idempotent by request_id.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListCredits(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Every credit of the account, used-up ones included, with what is left of each.
+
+        Errors: INVALID_ARGUMENT without account_id; NOT_FOUND for an unknown account.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SetBudget(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Creates the account's budget of that name, or replaces its limit and thresholds.
+        billing.budget_alert is sent once per budget, threshold and period when the period's
+        estimated charges (GetCurrentUsage's estimate) reach the threshold: checked by this call, and
+        whenever messages are ingested for the account.
+
+        Errors: INVALID_ARGUMENT for a missing name or one over 100 characters, a missing or
+        non-positive limit, a currency other than USD, threshold percentages outside 1..1000 or
+        repeated; NOT_FOUND for an unknown account. Repeatable: alerts already sent in the period
+        are not sent again, even after the limit changes.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListBudgets(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The account's budgets.
+
+        Errors: INVALID_ARGUMENT without account_id; NOT_FOUND for an unknown account.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteBudget(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Deletes the account's budget of that name; it sends no more alerts.
+
+        Errors: NOT_FOUND when the account has no budget of that name (so a retry after a success is
+        NOT_FOUND).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetCostAllocation(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The period's cost per department: each master partner's share of the amount by message
+        count, summed by its department; partners without a department and messages without a
+        partner are "Unallocated". The amount is the period's invoice total, or the estimated charges
+        so far while it is open; the departments add up to it to the cent.
+
+        Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started; NOT_FOUND for
+        an unknown account.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ExportJournalEntries(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The ERP journal entries of an invoiced period: one per department with a non-zero cost,
+        adding up to the invoice total. `billing-svc export-journal` writes the same as CSV.
+
+        Errors: INVALID_ARGUMENT for a period that is not YYYY-MM; NOT_FOUND for an unknown account;
+        FAILED_PRECONDITION for a period that is not invoiced yet.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListAuditEvents(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The audit trail, oldest first: every change of billing state, with who made it, before and
+        after. Each record carries its hash and its predecessor's, so a page can be checked;
+        `billing-svc audit verify` checks the whole chain.
+
+        Errors: INVALID_ARGUMENT for a page_token that is not from a previous page or a negative
+        page_size.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReconcilePeriod(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Re-rates an invoiced period from its raw usage events and compares the result with the
+        invoice, line type by line type. late_usage and credit lines are left out: they are not the
+        period's own usage. Custom terms are the ones set last.
+
+        Errors: INVALID_ARGUMENT for a period that is not YYYY-MM; NOT_FOUND for an unknown account;
+        FAILED_PRECONDITION for a period that is not invoiced yet.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ComparePlans(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """What a period's usage costs on each catalog plan (startup, business, enterprise), billed
+        monthly, without a trial, from the account's start: the same rating as an invoice. An open
+        period is priced on its usage so far.
+
+        Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started; NOT_FOUND for
+        an unknown account.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

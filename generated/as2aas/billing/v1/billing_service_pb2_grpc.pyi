@@ -34,37 +34,300 @@ class BillingServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> BillingServiceAsyncStub: ...
     ListPlans: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.ListPlansRequest, _billing_service_pb2.ListPlansResponse]
+    """The plan catalog, in the order it is offered: startup, business, enterprise and custom (the
+    defaults of a Custom Enterprise account until SetCustomTerms gives it negotiated terms).
+    """
     CreateAccount: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.CreateAccountRequest, _billing_service_pb2.CreateAccountResponse]
+    """Creates an account (acc_…, with its customer id cus_… and subscription id sub_…) on a
+    catalog plan. The subscription starts `trialing` for the plan's trial days, or `active` at
+    once when `skip_trial` is set. Importing a customer from another billing system: `start_time`
+    dates the account in the past (periods that ended before the import are never closed
+    automatically, only by CloseBillingPeriod).
+
+    Errors: INVALID_ARGUMENT for a missing or unknown plan_id, an unknown billing_interval, a
+    missing name or one over 200 characters, threshold percentages outside 1..1000 or repeated,
+    a start_time in the future; PERMISSION_DENIED for skip_trial or start_time without the
+    `admin` scope.
+
+    Idempotent by request_id: a retry returns the account the first call made.
+    """
     GetAccountBilling: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.GetAccountBillingRequest, _billing_service_pb2.GetAccountBillingResponse]
+    """The account's billing in the seed's shape: customer id, subscription, the terms in force (the
+    catalog plan merged with any custom terms) and the payment method on file.
+
+    Errors: INVALID_ARGUMENT without account_id; NOT_FOUND for an unknown account.
+    """
     ChangePlan: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.ChangePlanRequest, _billing_service_pb2.ChangePlanResponse]
+    """Moves the account to another catalog plan and/or billing interval. A plan with a higher
+    monthly base fee (custom terms counted) is an upgrade, in force at once: the base fee is
+    prorated from this moment and a pending change is dropped. Anything else (a lower or equal
+    fee, or a change of billing interval alone) is scheduled for the end of the current period
+    and shown as pending_plan_id. Asking for the plan and interval in force drops a pending change.
+    Emits billing.subscription_updated (change: upgraded, downgrade_scheduled or
+    pending_change_canceled).
+
+    Errors: INVALID_ARGUMENT for a missing or unknown plan_id or an unknown billing_interval;
+    NOT_FOUND for an unknown account; FAILED_PRECONDITION for a canceled subscription.
+
+    Safe to retry: a retry asks for the state the first call made (a retried downgrade is
+    audited and announced again).
+    """
     CancelSubscription: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.CancelSubscriptionRequest, _billing_service_pb2.CancelSubscriptionResponse]
+    """Cancels the subscription, now or at the end of the current period. At period end: it stays
+    usable until then (cancel_at_period_end, canceled_at = the period's end), then becomes
+    `canceled`. Now: `canceled` at once, a pending plan change dropped; the current period is
+    billed up to this moment. Canceled is final: ChangePlan, CreateTenant, CreateMasterPartner and
+    IssueCredit are refused afterwards, a scheduled cancellation cannot be taken back, and
+    invoices already issued can still be paid. Emits billing.subscription_updated (change:
+    cancel_scheduled or canceled).
+
+    Errors: INVALID_ARGUMENT without account_id; NOT_FOUND for an unknown account.
+
+    Idempotent: a canceled subscription, or a cancellation already scheduled, is returned as is.
+    """
     SetPaymentMethod: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.SetPaymentMethodRequest, _billing_service_pb2.SetPaymentMethodResponse]
+    """Stores the account's payment method: a reference (type, last 4 digits, expiry), never a card
+    number. A subscription that is `past_due` only because its trial ended without a payment
+    method becomes `active` (billing.subscription_updated, change: payment_method_added); one
+    past due for a failed payment stays so until a payment succeeds.
+
+    Errors: INVALID_ARGUMENT for a missing payment_method, any value with 12 or more digits
+    (refused as a card number), a type that is not a lowercase word, a last4 that is not 4
+    digits, an exp_month outside 1..12, an exp_year outside 2000..2100 or an expiry in the past;
+    NOT_FOUND for an unknown account. Repeating it stores the same method again.
+    """
     SetCustomTerms: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.SetCustomTermsRequest, _billing_service_pb2.SetCustomTermsResponse]
+    """Gives the account negotiated Custom Enterprise terms and moves it to the `custom` plan at
+    once (no upgrade or downgrade rule applies; a pending change is dropped). Each call replaces
+    the previous custom terms whole; the fields it leaves unset keep the catalog's `custom`
+    values. Terms have no history: every stretch the account spent on `custom` is rated with the
+    terms set last (an invoice already issued keeps its lines). Emits
+    billing.subscription_updated (change: custom_terms).
+
+    Errors: INVALID_ARGUMENT for missing terms, a negative amount or count, a rate or tier price
+    with more than 6 decimals, tier bounds that do not increase or an unbounded tier before the
+    last, a contract_end not after contract_start, a currency other than USD; NOT_FOUND for an
+    unknown account. Repeating it sets the same terms again.
+    """
     SetUsageThresholds: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.SetUsageThresholdsRequest, _billing_service_pb2.SetUsageThresholdsResponse]
+    """Replaces the percentages of the included messages at which billing.usage_threshold is sent
+    (once per threshold and period). A percentage the period's count has already passed when it
+    is set is not sent for that period.
+
+    Errors: INVALID_ARGUMENT for a percentage outside 1..1000 or repeated; NOT_FOUND for an
+    unknown account. Repeatable.
+    """
     CreateTenant: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.CreateTenantRequest, _billing_service_pb2.CreateTenantResponse]
+    """Adds a tenant (ten_…), a usage source, to the account. Tenants beyond the plan's included
+    count are allowed and billed as tenant overage; the first one beyond it in a period sends
+    billing.limit_exceeded (limit_type tenants, action overage_billed).
+
+    Errors: INVALID_ARGUMENT for a missing name or one over 200 characters, a start_time in the
+    future; PERMISSION_DENIED for start_time without the `admin` scope; NOT_FOUND for an unknown
+    account; FAILED_PRECONDITION for a canceled subscription.
+
+    Idempotent by request_id.
+    """
     CreateMasterPartner: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.CreateMasterPartnerRequest, _billing_service_pb2.CreateMasterPartnerResponse]
+    """Adds a master partner (prt_…), a trading partner shared by all the account's tenants. The
+    plan's master partner count is a hard limit: beyond it the call is refused, and
+    billing.limit_exceeded (limit_type master_partners, action refused) is sent once per period.
+    A downgrade never removes partners; it only refuses new ones above the new limit.
+
+    Errors: INVALID_ARGUMENT for a missing name or one over 200 characters, a department over 100
+    characters, a start_time in the future; PERMISSION_DENIED for start_time without the `admin`
+    scope; NOT_FOUND for an unknown account; FAILED_PRECONDITION at the plan's limit (naming it)
+    or for a canceled subscription.
+
+    Idempotent by request_id.
+    """
     UpdateMasterPartner: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.UpdateMasterPartnerRequest, _billing_service_pb2.UpdateMasterPartnerResponse]
+    """Renames a master partner or moves it to another department; each field only when it is set.
+    Cost allocations and journal entries read the department when they are asked for, so a move
+    shows in every period's allocation, past ones included.
+
+    Errors: INVALID_ARGUMENT without partner_id, for an empty name or one over 200 characters, a
+    department over 100 characters; NOT_FOUND for an unknown partner. Repeatable.
+    """
     CreateWebhookEndpoint: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.CreateWebhookEndpointRequest, _billing_service_pb2.CreateWebhookEndpointResponse]
+    """Registers an endpoint (we_…) for the account's billing.* events and returns its signing
+    secret (whsec_…), which only this response and RotateWebhookSecret ever show. The URL must be
+    https (http only where the operator allows private networks), carry no credentials, and its
+    host must resolve only to public addresses unless BILLING_WEBHOOK_ALLOW_PRIVATE_NETWORKS is
+    set; the address is checked again at every connection. The endpoint receives the events that
+    occur after it is registered; RedeliverWebhookEvent sends it earlier ones.
+
+    Errors: INVALID_ARGUMENT for the URL (saying why), an event type that is not a billing.*
+    type, a description over 500 characters; NOT_FOUND for an unknown account.
+
+    Idempotent by request_id: a retry returns the same endpoint and secret.
+    """
     ListWebhookEndpoints: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.ListWebhookEndpointsRequest, _billing_service_pb2.ListWebhookEndpointsResponse]
+    """The account's endpoints, oldest first, without their secrets and without deleted ones;
+    status, failure_streak, failing_since and disabled_reason say how delivery is going.
+
+    Errors: INVALID_ARGUMENT for a negative page_size; NOT_FOUND for an unknown account.
+    """
     DeleteWebhookEndpoint: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.DeleteWebhookEndpointRequest, _billing_service_pb2.DeleteWebhookEndpointResponse]
+    """Stops delivering to the endpoint: deliveries waiting for it are canceled, and its attempts
+    stay in the event log.
+
+    Errors: INVALID_ARGUMENT without endpoint_id; NOT_FOUND for an unknown or already deleted
+    endpoint (so a retry after a success is NOT_FOUND).
+    """
     RotateWebhookSecret: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.RotateWebhookSecretRequest, _billing_service_pb2.RotateWebhookSecretResponse]
+    """Gives the endpoint a new secret, returned once here. For 24 hours deliveries carry two
+    signatures, one per secret, so the receiver can switch without failing a delivery. Works on
+    a disabled endpoint too.
+
+    Errors: INVALID_ARGUMENT without endpoint_id; NOT_FOUND for an unknown or deleted endpoint.
+
+    Not idempotent: each call rotates again, and only the secret it replaces keeps signing.
+    """
     ListWebhookEvents: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.ListWebhookEventsRequest, _billing_service_pb2.ListWebhookEventsResponse]
+    """The account's events, newest first, each with its body and its delivery attempts, optionally
+    of one type or status.
+
+    Errors: INVALID_ARGUMENT for an event_type that is not a billing.* type or a negative
+    page_size; NOT_FOUND for an unknown account.
+    """
     RedeliverWebhookEvent: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.RedeliverWebhookEventRequest, _billing_service_pb2.RedeliverWebhookEventResponse]
+    """Delivers an event again, now and with the same webhook-id, to every enabled endpoint of its
+    account subscribed to its type (or only to endpoint_id), whatever its status; endpoints
+    registered after the event count. A delivery already waiting for a retry is moved to now
+    instead of being queued twice.
+
+    Errors: INVALID_ARGUMENT without event_id; NOT_FOUND for an unknown event, or an endpoint_id
+    that is not an enabled endpoint subscribed to the event's type.
+
+    A retry may deliver the event once more: receivers dedupe by webhook-id.
+    """
     CloseBillingPeriod: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.CloseBillingPeriodRequest, _billing_service_pb2.CloseBillingPeriodResponse]
+    """Closes an ended period for one account: issues its invoice (in_…; `open`, or `paid` at once
+    when the total is zero), sends billing.invoice_generated and returns it. One invoice per
+    account and period, ever: a period already invoiced returns that invoice, whatever the
+    retries, replicas or the automatic closer. It does not wait for the grace window
+    (BILLING_PERIOD_CLOSE_GRACE_SECONDS) the automatic closer leaves: usage of the period
+    arriving afterwards is billed as late usage on the next invoice.
+
+    Errors: INVALID_ARGUMENT without account_id or for a period that is not YYYY-MM; NOT_FOUND
+    for an unknown account; FAILED_PRECONDITION for a period that has not ended, or that ended
+    before the account started. Idempotent.
+    """
     GetInvoice: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.GetInvoiceRequest, _billing_service_pb2.GetInvoiceResponse]
+    """One invoice, with its lines and tenant breakdown.
+
+    Errors: INVALID_ARGUMENT without invoice_id; NOT_FOUND for an unknown invoice.
+    """
     ListInvoices: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.ListInvoicesRequest, _billing_service_pb2.ListInvoicesResponse]
+    """The account's invoices, newest first, optionally of one status or one period.
+
+    Errors: INVALID_ARGUMENT for a period that is not YYYY-MM, an unknown status or a negative
+    page_size; NOT_FOUND for an unknown account.
+    """
     VoidInvoice: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.VoidInvoiceRequest, _billing_service_pb2.VoidInvoiceResponse]
+    """Voids an open or uncollectible invoice, for a reason that the audit trail keeps. Dunning
+    stops, and the subscription's status is worked out again from the account's other invoices.
+    The period stays invoiced (no second invoice is ever issued for it), and the credits and late
+    usage the invoice carried are not given back: issue a credit to make up for them.
+
+    Errors: INVALID_ARGUMENT without invoice_id or reason; NOT_FOUND for an unknown invoice;
+    FAILED_PRECONDITION for a paid invoice. Idempotent: a void invoice is returned as is.
+    """
     RecordPaymentResult: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.RecordPaymentResultRequest, _billing_service_pb2.RecordPaymentResultResponse]
+    """Records the outcome of one payment attempt, as the payment processor reports it: billing-svc
+    never moves money itself. Success: the invoice is paid in full, billing.payment_succeeded is
+    sent, and the subscription becomes `active` again if no other invoice is in dunning and a
+    payment method is on file. Failure: billing.payment_failed with the retry date; the first
+    three failures schedule the next attempt 3, 5 and 7 days later
+    (BILLING_DUNNING_SCHEDULE_DAYS) and make the subscription `past_due`; the fourth makes the
+    invoice `uncollectible` and the subscription `unpaid`. An uncollectible invoice can still be
+    paid. A trialing or canceled subscription keeps its status.
+
+    Errors: INVALID_ARGUMENT without invoice_id, for a failure without failure_reason or an
+    attempt_time more than 5 minutes ahead; NOT_FOUND for an unknown invoice;
+    FAILED_PRECONDITION for a paid or void invoice.
+
+    Idempotent by request_id: send one, or a retried failure counts as a second failed attempt.
+    """
     IssueCredit: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.IssueCreditRequest, _billing_service_pb2.IssueCreditResponse]
+    """Grants the account a credit (cr_…): taken off the next invoices closed for the account as
+    `credit` lines, oldest credit first, never below a zero total; what an invoice cannot absorb
+    stays for the next one.
+
+    Errors: INVALID_ARGUMENT for a missing amount, one that is not a positive whole number of
+    cents in USD or is over 1,000,000, a missing description or one over 200 characters;
+    NOT_FOUND for an unknown account; FAILED_PRECONDITION for a canceled subscription.
+
+    Idempotent by request_id.
+    """
     ListCredits: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.ListCreditsRequest, _billing_service_pb2.ListCreditsResponse]
+    """Every credit of the account, used-up ones included, with what is left of each.
+
+    Errors: INVALID_ARGUMENT without account_id; NOT_FOUND for an unknown account.
+    """
     SetBudget: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.SetBudgetRequest, _billing_service_pb2.SetBudgetResponse]
+    """Creates the account's budget of that name, or replaces its limit and thresholds.
+    billing.budget_alert is sent once per budget, threshold and period when the period's
+    estimated charges (GetCurrentUsage's estimate) reach the threshold: checked by this call, and
+    whenever messages are ingested for the account.
+
+    Errors: INVALID_ARGUMENT for a missing name or one over 100 characters, a missing or
+    non-positive limit, a currency other than USD, threshold percentages outside 1..1000 or
+    repeated; NOT_FOUND for an unknown account. Repeatable: alerts already sent in the period
+    are not sent again, even after the limit changes.
+    """
     ListBudgets: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.ListBudgetsRequest, _billing_service_pb2.ListBudgetsResponse]
+    """The account's budgets.
+
+    Errors: INVALID_ARGUMENT without account_id; NOT_FOUND for an unknown account.
+    """
     DeleteBudget: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.DeleteBudgetRequest, _billing_service_pb2.DeleteBudgetResponse]
+    """Deletes the account's budget of that name; it sends no more alerts.
+
+    Errors: NOT_FOUND when the account has no budget of that name (so a retry after a success is
+    NOT_FOUND).
+    """
     GetCostAllocation: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.GetCostAllocationRequest, _billing_service_pb2.GetCostAllocationResponse]
+    """The period's cost per department: each master partner's share of the amount by message
+    count, summed by its department; partners without a department and messages without a
+    partner are "Unallocated". The amount is the period's invoice total, or the estimated charges
+    so far while it is open; the departments add up to it to the cent.
+
+    Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started; NOT_FOUND for
+    an unknown account.
+    """
     ExportJournalEntries: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.ExportJournalEntriesRequest, _billing_service_pb2.ExportJournalEntriesResponse]
+    """The ERP journal entries of an invoiced period: one per department with a non-zero cost,
+    adding up to the invoice total. `billing-svc export-journal` writes the same as CSV.
+
+    Errors: INVALID_ARGUMENT for a period that is not YYYY-MM; NOT_FOUND for an unknown account;
+    FAILED_PRECONDITION for a period that is not invoiced yet.
+    """
     ListAuditEvents: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.ListAuditEventsRequest, _billing_service_pb2.ListAuditEventsResponse]
+    """The audit trail, oldest first: every change of billing state, with who made it, before and
+    after. Each record carries its hash and its predecessor's, so a page can be checked;
+    `billing-svc audit verify` checks the whole chain.
+
+    Errors: INVALID_ARGUMENT for a page_token that is not from a previous page or a negative
+    page_size.
+    """
     ReconcilePeriod: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.ReconcilePeriodRequest, _billing_service_pb2.ReconcilePeriodResponse]
+    """Re-rates an invoiced period from its raw usage events and compares the result with the
+    invoice, line type by line type. late_usage and credit lines are left out: they are not the
+    period's own usage. Custom terms are the ones set last.
+
+    Errors: INVALID_ARGUMENT for a period that is not YYYY-MM; NOT_FOUND for an unknown account;
+    FAILED_PRECONDITION for a period that is not invoiced yet.
+    """
     ComparePlans: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.ComparePlansRequest, _billing_service_pb2.ComparePlansResponse]
+    """What a period's usage costs on each catalog plan (startup, business, enterprise), billed
+    monthly, without a trial, from the account's start: the same rating as an invoice. An open
+    period is priced on its usage so far.
+
+    Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started; NOT_FOUND for
+    an unknown account.
+    """
 
 @_typing.type_check_only
 class BillingServiceAsyncStub(BillingServiceStub):
@@ -72,37 +335,300 @@ class BillingServiceAsyncStub(BillingServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListPlans: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.ListPlansRequest, _billing_service_pb2.ListPlansResponse]  # type: ignore[assignment]
+    """The plan catalog, in the order it is offered: startup, business, enterprise and custom (the
+    defaults of a Custom Enterprise account until SetCustomTerms gives it negotiated terms).
+    """
     CreateAccount: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.CreateAccountRequest, _billing_service_pb2.CreateAccountResponse]  # type: ignore[assignment]
+    """Creates an account (acc_…, with its customer id cus_… and subscription id sub_…) on a
+    catalog plan. The subscription starts `trialing` for the plan's trial days, or `active` at
+    once when `skip_trial` is set. Importing a customer from another billing system: `start_time`
+    dates the account in the past (periods that ended before the import are never closed
+    automatically, only by CloseBillingPeriod).
+
+    Errors: INVALID_ARGUMENT for a missing or unknown plan_id, an unknown billing_interval, a
+    missing name or one over 200 characters, threshold percentages outside 1..1000 or repeated,
+    a start_time in the future; PERMISSION_DENIED for skip_trial or start_time without the
+    `admin` scope.
+
+    Idempotent by request_id: a retry returns the account the first call made.
+    """
     GetAccountBilling: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.GetAccountBillingRequest, _billing_service_pb2.GetAccountBillingResponse]  # type: ignore[assignment]
+    """The account's billing in the seed's shape: customer id, subscription, the terms in force (the
+    catalog plan merged with any custom terms) and the payment method on file.
+
+    Errors: INVALID_ARGUMENT without account_id; NOT_FOUND for an unknown account.
+    """
     ChangePlan: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.ChangePlanRequest, _billing_service_pb2.ChangePlanResponse]  # type: ignore[assignment]
+    """Moves the account to another catalog plan and/or billing interval. A plan with a higher
+    monthly base fee (custom terms counted) is an upgrade, in force at once: the base fee is
+    prorated from this moment and a pending change is dropped. Anything else (a lower or equal
+    fee, or a change of billing interval alone) is scheduled for the end of the current period
+    and shown as pending_plan_id. Asking for the plan and interval in force drops a pending change.
+    Emits billing.subscription_updated (change: upgraded, downgrade_scheduled or
+    pending_change_canceled).
+
+    Errors: INVALID_ARGUMENT for a missing or unknown plan_id or an unknown billing_interval;
+    NOT_FOUND for an unknown account; FAILED_PRECONDITION for a canceled subscription.
+
+    Safe to retry: a retry asks for the state the first call made (a retried downgrade is
+    audited and announced again).
+    """
     CancelSubscription: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.CancelSubscriptionRequest, _billing_service_pb2.CancelSubscriptionResponse]  # type: ignore[assignment]
+    """Cancels the subscription, now or at the end of the current period. At period end: it stays
+    usable until then (cancel_at_period_end, canceled_at = the period's end), then becomes
+    `canceled`. Now: `canceled` at once, a pending plan change dropped; the current period is
+    billed up to this moment. Canceled is final: ChangePlan, CreateTenant, CreateMasterPartner and
+    IssueCredit are refused afterwards, a scheduled cancellation cannot be taken back, and
+    invoices already issued can still be paid. Emits billing.subscription_updated (change:
+    cancel_scheduled or canceled).
+
+    Errors: INVALID_ARGUMENT without account_id; NOT_FOUND for an unknown account.
+
+    Idempotent: a canceled subscription, or a cancellation already scheduled, is returned as is.
+    """
     SetPaymentMethod: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.SetPaymentMethodRequest, _billing_service_pb2.SetPaymentMethodResponse]  # type: ignore[assignment]
+    """Stores the account's payment method: a reference (type, last 4 digits, expiry), never a card
+    number. A subscription that is `past_due` only because its trial ended without a payment
+    method becomes `active` (billing.subscription_updated, change: payment_method_added); one
+    past due for a failed payment stays so until a payment succeeds.
+
+    Errors: INVALID_ARGUMENT for a missing payment_method, any value with 12 or more digits
+    (refused as a card number), a type that is not a lowercase word, a last4 that is not 4
+    digits, an exp_month outside 1..12, an exp_year outside 2000..2100 or an expiry in the past;
+    NOT_FOUND for an unknown account. Repeating it stores the same method again.
+    """
     SetCustomTerms: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.SetCustomTermsRequest, _billing_service_pb2.SetCustomTermsResponse]  # type: ignore[assignment]
+    """Gives the account negotiated Custom Enterprise terms and moves it to the `custom` plan at
+    once (no upgrade or downgrade rule applies; a pending change is dropped). Each call replaces
+    the previous custom terms whole; the fields it leaves unset keep the catalog's `custom`
+    values. Terms have no history: every stretch the account spent on `custom` is rated with the
+    terms set last (an invoice already issued keeps its lines). Emits
+    billing.subscription_updated (change: custom_terms).
+
+    Errors: INVALID_ARGUMENT for missing terms, a negative amount or count, a rate or tier price
+    with more than 6 decimals, tier bounds that do not increase or an unbounded tier before the
+    last, a contract_end not after contract_start, a currency other than USD; NOT_FOUND for an
+    unknown account. Repeating it sets the same terms again.
+    """
     SetUsageThresholds: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.SetUsageThresholdsRequest, _billing_service_pb2.SetUsageThresholdsResponse]  # type: ignore[assignment]
+    """Replaces the percentages of the included messages at which billing.usage_threshold is sent
+    (once per threshold and period). A percentage the period's count has already passed when it
+    is set is not sent for that period.
+
+    Errors: INVALID_ARGUMENT for a percentage outside 1..1000 or repeated; NOT_FOUND for an
+    unknown account. Repeatable.
+    """
     CreateTenant: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.CreateTenantRequest, _billing_service_pb2.CreateTenantResponse]  # type: ignore[assignment]
+    """Adds a tenant (ten_…), a usage source, to the account. Tenants beyond the plan's included
+    count are allowed and billed as tenant overage; the first one beyond it in a period sends
+    billing.limit_exceeded (limit_type tenants, action overage_billed).
+
+    Errors: INVALID_ARGUMENT for a missing name or one over 200 characters, a start_time in the
+    future; PERMISSION_DENIED for start_time without the `admin` scope; NOT_FOUND for an unknown
+    account; FAILED_PRECONDITION for a canceled subscription.
+
+    Idempotent by request_id.
+    """
     CreateMasterPartner: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.CreateMasterPartnerRequest, _billing_service_pb2.CreateMasterPartnerResponse]  # type: ignore[assignment]
+    """Adds a master partner (prt_…), a trading partner shared by all the account's tenants. The
+    plan's master partner count is a hard limit: beyond it the call is refused, and
+    billing.limit_exceeded (limit_type master_partners, action refused) is sent once per period.
+    A downgrade never removes partners; it only refuses new ones above the new limit.
+
+    Errors: INVALID_ARGUMENT for a missing name or one over 200 characters, a department over 100
+    characters, a start_time in the future; PERMISSION_DENIED for start_time without the `admin`
+    scope; NOT_FOUND for an unknown account; FAILED_PRECONDITION at the plan's limit (naming it)
+    or for a canceled subscription.
+
+    Idempotent by request_id.
+    """
     UpdateMasterPartner: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.UpdateMasterPartnerRequest, _billing_service_pb2.UpdateMasterPartnerResponse]  # type: ignore[assignment]
+    """Renames a master partner or moves it to another department; each field only when it is set.
+    Cost allocations and journal entries read the department when they are asked for, so a move
+    shows in every period's allocation, past ones included.
+
+    Errors: INVALID_ARGUMENT without partner_id, for an empty name or one over 200 characters, a
+    department over 100 characters; NOT_FOUND for an unknown partner. Repeatable.
+    """
     CreateWebhookEndpoint: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.CreateWebhookEndpointRequest, _billing_service_pb2.CreateWebhookEndpointResponse]  # type: ignore[assignment]
+    """Registers an endpoint (we_…) for the account's billing.* events and returns its signing
+    secret (whsec_…), which only this response and RotateWebhookSecret ever show. The URL must be
+    https (http only where the operator allows private networks), carry no credentials, and its
+    host must resolve only to public addresses unless BILLING_WEBHOOK_ALLOW_PRIVATE_NETWORKS is
+    set; the address is checked again at every connection. The endpoint receives the events that
+    occur after it is registered; RedeliverWebhookEvent sends it earlier ones.
+
+    Errors: INVALID_ARGUMENT for the URL (saying why), an event type that is not a billing.*
+    type, a description over 500 characters; NOT_FOUND for an unknown account.
+
+    Idempotent by request_id: a retry returns the same endpoint and secret.
+    """
     ListWebhookEndpoints: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.ListWebhookEndpointsRequest, _billing_service_pb2.ListWebhookEndpointsResponse]  # type: ignore[assignment]
+    """The account's endpoints, oldest first, without their secrets and without deleted ones;
+    status, failure_streak, failing_since and disabled_reason say how delivery is going.
+
+    Errors: INVALID_ARGUMENT for a negative page_size; NOT_FOUND for an unknown account.
+    """
     DeleteWebhookEndpoint: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.DeleteWebhookEndpointRequest, _billing_service_pb2.DeleteWebhookEndpointResponse]  # type: ignore[assignment]
+    """Stops delivering to the endpoint: deliveries waiting for it are canceled, and its attempts
+    stay in the event log.
+
+    Errors: INVALID_ARGUMENT without endpoint_id; NOT_FOUND for an unknown or already deleted
+    endpoint (so a retry after a success is NOT_FOUND).
+    """
     RotateWebhookSecret: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.RotateWebhookSecretRequest, _billing_service_pb2.RotateWebhookSecretResponse]  # type: ignore[assignment]
+    """Gives the endpoint a new secret, returned once here. For 24 hours deliveries carry two
+    signatures, one per secret, so the receiver can switch without failing a delivery. Works on
+    a disabled endpoint too.
+
+    Errors: INVALID_ARGUMENT without endpoint_id; NOT_FOUND for an unknown or deleted endpoint.
+
+    Not idempotent: each call rotates again, and only the secret it replaces keeps signing.
+    """
     ListWebhookEvents: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.ListWebhookEventsRequest, _billing_service_pb2.ListWebhookEventsResponse]  # type: ignore[assignment]
+    """The account's events, newest first, each with its body and its delivery attempts, optionally
+    of one type or status.
+
+    Errors: INVALID_ARGUMENT for an event_type that is not a billing.* type or a negative
+    page_size; NOT_FOUND for an unknown account.
+    """
     RedeliverWebhookEvent: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.RedeliverWebhookEventRequest, _billing_service_pb2.RedeliverWebhookEventResponse]  # type: ignore[assignment]
+    """Delivers an event again, now and with the same webhook-id, to every enabled endpoint of its
+    account subscribed to its type (or only to endpoint_id), whatever its status; endpoints
+    registered after the event count. A delivery already waiting for a retry is moved to now
+    instead of being queued twice.
+
+    Errors: INVALID_ARGUMENT without event_id; NOT_FOUND for an unknown event, or an endpoint_id
+    that is not an enabled endpoint subscribed to the event's type.
+
+    A retry may deliver the event once more: receivers dedupe by webhook-id.
+    """
     CloseBillingPeriod: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.CloseBillingPeriodRequest, _billing_service_pb2.CloseBillingPeriodResponse]  # type: ignore[assignment]
+    """Closes an ended period for one account: issues its invoice (in_…; `open`, or `paid` at once
+    when the total is zero), sends billing.invoice_generated and returns it. One invoice per
+    account and period, ever: a period already invoiced returns that invoice, whatever the
+    retries, replicas or the automatic closer. It does not wait for the grace window
+    (BILLING_PERIOD_CLOSE_GRACE_SECONDS) the automatic closer leaves: usage of the period
+    arriving afterwards is billed as late usage on the next invoice.
+
+    Errors: INVALID_ARGUMENT without account_id or for a period that is not YYYY-MM; NOT_FOUND
+    for an unknown account; FAILED_PRECONDITION for a period that has not ended, or that ended
+    before the account started. Idempotent.
+    """
     GetInvoice: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.GetInvoiceRequest, _billing_service_pb2.GetInvoiceResponse]  # type: ignore[assignment]
+    """One invoice, with its lines and tenant breakdown.
+
+    Errors: INVALID_ARGUMENT without invoice_id; NOT_FOUND for an unknown invoice.
+    """
     ListInvoices: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.ListInvoicesRequest, _billing_service_pb2.ListInvoicesResponse]  # type: ignore[assignment]
+    """The account's invoices, newest first, optionally of one status or one period.
+
+    Errors: INVALID_ARGUMENT for a period that is not YYYY-MM, an unknown status or a negative
+    page_size; NOT_FOUND for an unknown account.
+    """
     VoidInvoice: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.VoidInvoiceRequest, _billing_service_pb2.VoidInvoiceResponse]  # type: ignore[assignment]
+    """Voids an open or uncollectible invoice, for a reason that the audit trail keeps. Dunning
+    stops, and the subscription's status is worked out again from the account's other invoices.
+    The period stays invoiced (no second invoice is ever issued for it), and the credits and late
+    usage the invoice carried are not given back: issue a credit to make up for them.
+
+    Errors: INVALID_ARGUMENT without invoice_id or reason; NOT_FOUND for an unknown invoice;
+    FAILED_PRECONDITION for a paid invoice. Idempotent: a void invoice is returned as is.
+    """
     RecordPaymentResult: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.RecordPaymentResultRequest, _billing_service_pb2.RecordPaymentResultResponse]  # type: ignore[assignment]
+    """Records the outcome of one payment attempt, as the payment processor reports it: billing-svc
+    never moves money itself. Success: the invoice is paid in full, billing.payment_succeeded is
+    sent, and the subscription becomes `active` again if no other invoice is in dunning and a
+    payment method is on file. Failure: billing.payment_failed with the retry date; the first
+    three failures schedule the next attempt 3, 5 and 7 days later
+    (BILLING_DUNNING_SCHEDULE_DAYS) and make the subscription `past_due`; the fourth makes the
+    invoice `uncollectible` and the subscription `unpaid`. An uncollectible invoice can still be
+    paid. A trialing or canceled subscription keeps its status.
+
+    Errors: INVALID_ARGUMENT without invoice_id, for a failure without failure_reason or an
+    attempt_time more than 5 minutes ahead; NOT_FOUND for an unknown invoice;
+    FAILED_PRECONDITION for a paid or void invoice.
+
+    Idempotent by request_id: send one, or a retried failure counts as a second failed attempt.
+    """
     IssueCredit: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.IssueCreditRequest, _billing_service_pb2.IssueCreditResponse]  # type: ignore[assignment]
+    """Grants the account a credit (cr_…): taken off the next invoices closed for the account as
+    `credit` lines, oldest credit first, never below a zero total; what an invoice cannot absorb
+    stays for the next one.
+
+    Errors: INVALID_ARGUMENT for a missing amount, one that is not a positive whole number of
+    cents in USD or is over 1,000,000, a missing description or one over 200 characters;
+    NOT_FOUND for an unknown account; FAILED_PRECONDITION for a canceled subscription.
+
+    Idempotent by request_id.
+    """
     ListCredits: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.ListCreditsRequest, _billing_service_pb2.ListCreditsResponse]  # type: ignore[assignment]
+    """Every credit of the account, used-up ones included, with what is left of each.
+
+    Errors: INVALID_ARGUMENT without account_id; NOT_FOUND for an unknown account.
+    """
     SetBudget: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.SetBudgetRequest, _billing_service_pb2.SetBudgetResponse]  # type: ignore[assignment]
+    """Creates the account's budget of that name, or replaces its limit and thresholds.
+    billing.budget_alert is sent once per budget, threshold and period when the period's
+    estimated charges (GetCurrentUsage's estimate) reach the threshold: checked by this call, and
+    whenever messages are ingested for the account.
+
+    Errors: INVALID_ARGUMENT for a missing name or one over 100 characters, a missing or
+    non-positive limit, a currency other than USD, threshold percentages outside 1..1000 or
+    repeated; NOT_FOUND for an unknown account. Repeatable: alerts already sent in the period
+    are not sent again, even after the limit changes.
+    """
     ListBudgets: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.ListBudgetsRequest, _billing_service_pb2.ListBudgetsResponse]  # type: ignore[assignment]
+    """The account's budgets.
+
+    Errors: INVALID_ARGUMENT without account_id; NOT_FOUND for an unknown account.
+    """
     DeleteBudget: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.DeleteBudgetRequest, _billing_service_pb2.DeleteBudgetResponse]  # type: ignore[assignment]
+    """Deletes the account's budget of that name; it sends no more alerts.
+
+    Errors: NOT_FOUND when the account has no budget of that name (so a retry after a success is
+    NOT_FOUND).
+    """
     GetCostAllocation: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.GetCostAllocationRequest, _billing_service_pb2.GetCostAllocationResponse]  # type: ignore[assignment]
+    """The period's cost per department: each master partner's share of the amount by message
+    count, summed by its department; partners without a department and messages without a
+    partner are "Unallocated". The amount is the period's invoice total, or the estimated charges
+    so far while it is open; the departments add up to it to the cent.
+
+    Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started; NOT_FOUND for
+    an unknown account.
+    """
     ExportJournalEntries: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.ExportJournalEntriesRequest, _billing_service_pb2.ExportJournalEntriesResponse]  # type: ignore[assignment]
+    """The ERP journal entries of an invoiced period: one per department with a non-zero cost,
+    adding up to the invoice total. `billing-svc export-journal` writes the same as CSV.
+
+    Errors: INVALID_ARGUMENT for a period that is not YYYY-MM; NOT_FOUND for an unknown account;
+    FAILED_PRECONDITION for a period that is not invoiced yet.
+    """
     ListAuditEvents: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.ListAuditEventsRequest, _billing_service_pb2.ListAuditEventsResponse]  # type: ignore[assignment]
+    """The audit trail, oldest first: every change of billing state, with who made it, before and
+    after. Each record carries its hash and its predecessor's, so a page can be checked;
+    `billing-svc audit verify` checks the whole chain.
+
+    Errors: INVALID_ARGUMENT for a page_token that is not from a previous page or a negative
+    page_size.
+    """
     ReconcilePeriod: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.ReconcilePeriodRequest, _billing_service_pb2.ReconcilePeriodResponse]  # type: ignore[assignment]
+    """Re-rates an invoiced period from its raw usage events and compares the result with the
+    invoice, line type by line type. late_usage and credit lines are left out: they are not the
+    period's own usage. Custom terms are the ones set last.
+
+    Errors: INVALID_ARGUMENT for a period that is not YYYY-MM; NOT_FOUND for an unknown account;
+    FAILED_PRECONDITION for a period that is not invoiced yet.
+    """
     ComparePlans: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.ComparePlansRequest, _billing_service_pb2.ComparePlansResponse]  # type: ignore[assignment]
+    """What a period's usage costs on each catalog plan (startup, business, enterprise), billed
+    monthly, without a trial, from the account's start: the same rating as an invoice. An open
+    period is priced on its usage so far.
+
+    Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started; NOT_FOUND for
+    an unknown account.
+    """
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Plans, accounts, subscriptions, webhooks, invoices, payments, budgets and finance reports."""
@@ -112,223 +638,486 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _billing_service_pb2.ListPlansRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.ListPlansResponse, _abc.Awaitable[_billing_service_pb2.ListPlansResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.ListPlansResponse, _abc.Awaitable[_billing_service_pb2.ListPlansResponse]]:
+        """The plan catalog, in the order it is offered: startup, business, enterprise and custom (the
+        defaults of a Custom Enterprise account until SetCustomTerms gives it negotiated terms).
+        """
 
     @_abc_1.abstractmethod
     def CreateAccount(
         self,
         request: _billing_service_pb2.CreateAccountRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.CreateAccountResponse, _abc.Awaitable[_billing_service_pb2.CreateAccountResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.CreateAccountResponse, _abc.Awaitable[_billing_service_pb2.CreateAccountResponse]]:
+        """Creates an account (acc_…, with its customer id cus_… and subscription id sub_…) on a
+        catalog plan. The subscription starts `trialing` for the plan's trial days, or `active` at
+        once when `skip_trial` is set. Importing a customer from another billing system: `start_time`
+        dates the account in the past (periods that ended before the import are never closed
+        automatically, only by CloseBillingPeriod).
+
+        Errors: INVALID_ARGUMENT for a missing or unknown plan_id, an unknown billing_interval, a
+        missing name or one over 200 characters, threshold percentages outside 1..1000 or repeated,
+        a start_time in the future; PERMISSION_DENIED for skip_trial or start_time without the
+        `admin` scope.
+
+        Idempotent by request_id: a retry returns the account the first call made.
+        """
 
     @_abc_1.abstractmethod
     def GetAccountBilling(
         self,
         request: _billing_service_pb2.GetAccountBillingRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.GetAccountBillingResponse, _abc.Awaitable[_billing_service_pb2.GetAccountBillingResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.GetAccountBillingResponse, _abc.Awaitable[_billing_service_pb2.GetAccountBillingResponse]]:
+        """The account's billing in the seed's shape: customer id, subscription, the terms in force (the
+        catalog plan merged with any custom terms) and the payment method on file.
+
+        Errors: INVALID_ARGUMENT without account_id; NOT_FOUND for an unknown account.
+        """
 
     @_abc_1.abstractmethod
     def ChangePlan(
         self,
         request: _billing_service_pb2.ChangePlanRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.ChangePlanResponse, _abc.Awaitable[_billing_service_pb2.ChangePlanResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.ChangePlanResponse, _abc.Awaitable[_billing_service_pb2.ChangePlanResponse]]:
+        """Moves the account to another catalog plan and/or billing interval. A plan with a higher
+        monthly base fee (custom terms counted) is an upgrade, in force at once: the base fee is
+        prorated from this moment and a pending change is dropped. Anything else (a lower or equal
+        fee, or a change of billing interval alone) is scheduled for the end of the current period
+        and shown as pending_plan_id. Asking for the plan and interval in force drops a pending change.
+        Emits billing.subscription_updated (change: upgraded, downgrade_scheduled or
+        pending_change_canceled).
+
+        Errors: INVALID_ARGUMENT for a missing or unknown plan_id or an unknown billing_interval;
+        NOT_FOUND for an unknown account; FAILED_PRECONDITION for a canceled subscription.
+
+        Safe to retry: a retry asks for the state the first call made (a retried downgrade is
+        audited and announced again).
+        """
 
     @_abc_1.abstractmethod
     def CancelSubscription(
         self,
         request: _billing_service_pb2.CancelSubscriptionRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.CancelSubscriptionResponse, _abc.Awaitable[_billing_service_pb2.CancelSubscriptionResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.CancelSubscriptionResponse, _abc.Awaitable[_billing_service_pb2.CancelSubscriptionResponse]]:
+        """Cancels the subscription, now or at the end of the current period. At period end: it stays
+        usable until then (cancel_at_period_end, canceled_at = the period's end), then becomes
+        `canceled`. Now: `canceled` at once, a pending plan change dropped; the current period is
+        billed up to this moment. Canceled is final: ChangePlan, CreateTenant, CreateMasterPartner and
+        IssueCredit are refused afterwards, a scheduled cancellation cannot be taken back, and
+        invoices already issued can still be paid. Emits billing.subscription_updated (change:
+        cancel_scheduled or canceled).
+
+        Errors: INVALID_ARGUMENT without account_id; NOT_FOUND for an unknown account.
+
+        Idempotent: a canceled subscription, or a cancellation already scheduled, is returned as is.
+        """
 
     @_abc_1.abstractmethod
     def SetPaymentMethod(
         self,
         request: _billing_service_pb2.SetPaymentMethodRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.SetPaymentMethodResponse, _abc.Awaitable[_billing_service_pb2.SetPaymentMethodResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.SetPaymentMethodResponse, _abc.Awaitable[_billing_service_pb2.SetPaymentMethodResponse]]:
+        """Stores the account's payment method: a reference (type, last 4 digits, expiry), never a card
+        number. A subscription that is `past_due` only because its trial ended without a payment
+        method becomes `active` (billing.subscription_updated, change: payment_method_added); one
+        past due for a failed payment stays so until a payment succeeds.
+
+        Errors: INVALID_ARGUMENT for a missing payment_method, any value with 12 or more digits
+        (refused as a card number), a type that is not a lowercase word, a last4 that is not 4
+        digits, an exp_month outside 1..12, an exp_year outside 2000..2100 or an expiry in the past;
+        NOT_FOUND for an unknown account. Repeating it stores the same method again.
+        """
 
     @_abc_1.abstractmethod
     def SetCustomTerms(
         self,
         request: _billing_service_pb2.SetCustomTermsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.SetCustomTermsResponse, _abc.Awaitable[_billing_service_pb2.SetCustomTermsResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.SetCustomTermsResponse, _abc.Awaitable[_billing_service_pb2.SetCustomTermsResponse]]:
+        """Gives the account negotiated Custom Enterprise terms and moves it to the `custom` plan at
+        once (no upgrade or downgrade rule applies; a pending change is dropped). Each call replaces
+        the previous custom terms whole; the fields it leaves unset keep the catalog's `custom`
+        values. Terms have no history: every stretch the account spent on `custom` is rated with the
+        terms set last (an invoice already issued keeps its lines). Emits
+        billing.subscription_updated (change: custom_terms).
+
+        Errors: INVALID_ARGUMENT for missing terms, a negative amount or count, a rate or tier price
+        with more than 6 decimals, tier bounds that do not increase or an unbounded tier before the
+        last, a contract_end not after contract_start, a currency other than USD; NOT_FOUND for an
+        unknown account. Repeating it sets the same terms again.
+        """
 
     @_abc_1.abstractmethod
     def SetUsageThresholds(
         self,
         request: _billing_service_pb2.SetUsageThresholdsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.SetUsageThresholdsResponse, _abc.Awaitable[_billing_service_pb2.SetUsageThresholdsResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.SetUsageThresholdsResponse, _abc.Awaitable[_billing_service_pb2.SetUsageThresholdsResponse]]:
+        """Replaces the percentages of the included messages at which billing.usage_threshold is sent
+        (once per threshold and period). A percentage the period's count has already passed when it
+        is set is not sent for that period.
+
+        Errors: INVALID_ARGUMENT for a percentage outside 1..1000 or repeated; NOT_FOUND for an
+        unknown account. Repeatable.
+        """
 
     @_abc_1.abstractmethod
     def CreateTenant(
         self,
         request: _billing_service_pb2.CreateTenantRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.CreateTenantResponse, _abc.Awaitable[_billing_service_pb2.CreateTenantResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.CreateTenantResponse, _abc.Awaitable[_billing_service_pb2.CreateTenantResponse]]:
+        """Adds a tenant (ten_…), a usage source, to the account. Tenants beyond the plan's included
+        count are allowed and billed as tenant overage; the first one beyond it in a period sends
+        billing.limit_exceeded (limit_type tenants, action overage_billed).
+
+        Errors: INVALID_ARGUMENT for a missing name or one over 200 characters, a start_time in the
+        future; PERMISSION_DENIED for start_time without the `admin` scope; NOT_FOUND for an unknown
+        account; FAILED_PRECONDITION for a canceled subscription.
+
+        Idempotent by request_id.
+        """
 
     @_abc_1.abstractmethod
     def CreateMasterPartner(
         self,
         request: _billing_service_pb2.CreateMasterPartnerRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.CreateMasterPartnerResponse, _abc.Awaitable[_billing_service_pb2.CreateMasterPartnerResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.CreateMasterPartnerResponse, _abc.Awaitable[_billing_service_pb2.CreateMasterPartnerResponse]]:
+        """Adds a master partner (prt_…), a trading partner shared by all the account's tenants. The
+        plan's master partner count is a hard limit: beyond it the call is refused, and
+        billing.limit_exceeded (limit_type master_partners, action refused) is sent once per period.
+        A downgrade never removes partners; it only refuses new ones above the new limit.
+
+        Errors: INVALID_ARGUMENT for a missing name or one over 200 characters, a department over 100
+        characters, a start_time in the future; PERMISSION_DENIED for start_time without the `admin`
+        scope; NOT_FOUND for an unknown account; FAILED_PRECONDITION at the plan's limit (naming it)
+        or for a canceled subscription.
+
+        Idempotent by request_id.
+        """
 
     @_abc_1.abstractmethod
     def UpdateMasterPartner(
         self,
         request: _billing_service_pb2.UpdateMasterPartnerRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.UpdateMasterPartnerResponse, _abc.Awaitable[_billing_service_pb2.UpdateMasterPartnerResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.UpdateMasterPartnerResponse, _abc.Awaitable[_billing_service_pb2.UpdateMasterPartnerResponse]]:
+        """Renames a master partner or moves it to another department; each field only when it is set.
+        Cost allocations and journal entries read the department when they are asked for, so a move
+        shows in every period's allocation, past ones included.
+
+        Errors: INVALID_ARGUMENT without partner_id, for an empty name or one over 200 characters, a
+        department over 100 characters; NOT_FOUND for an unknown partner. Repeatable.
+        """
 
     @_abc_1.abstractmethod
     def CreateWebhookEndpoint(
         self,
         request: _billing_service_pb2.CreateWebhookEndpointRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.CreateWebhookEndpointResponse, _abc.Awaitable[_billing_service_pb2.CreateWebhookEndpointResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.CreateWebhookEndpointResponse, _abc.Awaitable[_billing_service_pb2.CreateWebhookEndpointResponse]]:
+        """Registers an endpoint (we_…) for the account's billing.* events and returns its signing
+        secret (whsec_…), which only this response and RotateWebhookSecret ever show. The URL must be
+        https (http only where the operator allows private networks), carry no credentials, and its
+        host must resolve only to public addresses unless BILLING_WEBHOOK_ALLOW_PRIVATE_NETWORKS is
+        set; the address is checked again at every connection. The endpoint receives the events that
+        occur after it is registered; RedeliverWebhookEvent sends it earlier ones.
+
+        Errors: INVALID_ARGUMENT for the URL (saying why), an event type that is not a billing.*
+        type, a description over 500 characters; NOT_FOUND for an unknown account.
+
+        Idempotent by request_id: a retry returns the same endpoint and secret.
+        """
 
     @_abc_1.abstractmethod
     def ListWebhookEndpoints(
         self,
         request: _billing_service_pb2.ListWebhookEndpointsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.ListWebhookEndpointsResponse, _abc.Awaitable[_billing_service_pb2.ListWebhookEndpointsResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.ListWebhookEndpointsResponse, _abc.Awaitable[_billing_service_pb2.ListWebhookEndpointsResponse]]:
+        """The account's endpoints, oldest first, without their secrets and without deleted ones;
+        status, failure_streak, failing_since and disabled_reason say how delivery is going.
+
+        Errors: INVALID_ARGUMENT for a negative page_size; NOT_FOUND for an unknown account.
+        """
 
     @_abc_1.abstractmethod
     def DeleteWebhookEndpoint(
         self,
         request: _billing_service_pb2.DeleteWebhookEndpointRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.DeleteWebhookEndpointResponse, _abc.Awaitable[_billing_service_pb2.DeleteWebhookEndpointResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.DeleteWebhookEndpointResponse, _abc.Awaitable[_billing_service_pb2.DeleteWebhookEndpointResponse]]:
+        """Stops delivering to the endpoint: deliveries waiting for it are canceled, and its attempts
+        stay in the event log.
+
+        Errors: INVALID_ARGUMENT without endpoint_id; NOT_FOUND for an unknown or already deleted
+        endpoint (so a retry after a success is NOT_FOUND).
+        """
 
     @_abc_1.abstractmethod
     def RotateWebhookSecret(
         self,
         request: _billing_service_pb2.RotateWebhookSecretRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.RotateWebhookSecretResponse, _abc.Awaitable[_billing_service_pb2.RotateWebhookSecretResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.RotateWebhookSecretResponse, _abc.Awaitable[_billing_service_pb2.RotateWebhookSecretResponse]]:
+        """Gives the endpoint a new secret, returned once here. For 24 hours deliveries carry two
+        signatures, one per secret, so the receiver can switch without failing a delivery. Works on
+        a disabled endpoint too.
+
+        Errors: INVALID_ARGUMENT without endpoint_id; NOT_FOUND for an unknown or deleted endpoint.
+
+        Not idempotent: each call rotates again, and only the secret it replaces keeps signing.
+        """
 
     @_abc_1.abstractmethod
     def ListWebhookEvents(
         self,
         request: _billing_service_pb2.ListWebhookEventsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.ListWebhookEventsResponse, _abc.Awaitable[_billing_service_pb2.ListWebhookEventsResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.ListWebhookEventsResponse, _abc.Awaitable[_billing_service_pb2.ListWebhookEventsResponse]]:
+        """The account's events, newest first, each with its body and its delivery attempts, optionally
+        of one type or status.
+
+        Errors: INVALID_ARGUMENT for an event_type that is not a billing.* type or a negative
+        page_size; NOT_FOUND for an unknown account.
+        """
 
     @_abc_1.abstractmethod
     def RedeliverWebhookEvent(
         self,
         request: _billing_service_pb2.RedeliverWebhookEventRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.RedeliverWebhookEventResponse, _abc.Awaitable[_billing_service_pb2.RedeliverWebhookEventResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.RedeliverWebhookEventResponse, _abc.Awaitable[_billing_service_pb2.RedeliverWebhookEventResponse]]:
+        """Delivers an event again, now and with the same webhook-id, to every enabled endpoint of its
+        account subscribed to its type (or only to endpoint_id), whatever its status; endpoints
+        registered after the event count. A delivery already waiting for a retry is moved to now
+        instead of being queued twice.
+
+        Errors: INVALID_ARGUMENT without event_id; NOT_FOUND for an unknown event, or an endpoint_id
+        that is not an enabled endpoint subscribed to the event's type.
+
+        A retry may deliver the event once more: receivers dedupe by webhook-id.
+        """
 
     @_abc_1.abstractmethod
     def CloseBillingPeriod(
         self,
         request: _billing_service_pb2.CloseBillingPeriodRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.CloseBillingPeriodResponse, _abc.Awaitable[_billing_service_pb2.CloseBillingPeriodResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.CloseBillingPeriodResponse, _abc.Awaitable[_billing_service_pb2.CloseBillingPeriodResponse]]:
+        """Closes an ended period for one account: issues its invoice (in_…; `open`, or `paid` at once
+        when the total is zero), sends billing.invoice_generated and returns it. One invoice per
+        account and period, ever: a period already invoiced returns that invoice, whatever the
+        retries, replicas or the automatic closer. It does not wait for the grace window
+        (BILLING_PERIOD_CLOSE_GRACE_SECONDS) the automatic closer leaves: usage of the period
+        arriving afterwards is billed as late usage on the next invoice.
+
+        Errors: INVALID_ARGUMENT without account_id or for a period that is not YYYY-MM; NOT_FOUND
+        for an unknown account; FAILED_PRECONDITION for a period that has not ended, or that ended
+        before the account started. Idempotent.
+        """
 
     @_abc_1.abstractmethod
     def GetInvoice(
         self,
         request: _billing_service_pb2.GetInvoiceRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.GetInvoiceResponse, _abc.Awaitable[_billing_service_pb2.GetInvoiceResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.GetInvoiceResponse, _abc.Awaitable[_billing_service_pb2.GetInvoiceResponse]]:
+        """One invoice, with its lines and tenant breakdown.
+
+        Errors: INVALID_ARGUMENT without invoice_id; NOT_FOUND for an unknown invoice.
+        """
 
     @_abc_1.abstractmethod
     def ListInvoices(
         self,
         request: _billing_service_pb2.ListInvoicesRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.ListInvoicesResponse, _abc.Awaitable[_billing_service_pb2.ListInvoicesResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.ListInvoicesResponse, _abc.Awaitable[_billing_service_pb2.ListInvoicesResponse]]:
+        """The account's invoices, newest first, optionally of one status or one period.
+
+        Errors: INVALID_ARGUMENT for a period that is not YYYY-MM, an unknown status or a negative
+        page_size; NOT_FOUND for an unknown account.
+        """
 
     @_abc_1.abstractmethod
     def VoidInvoice(
         self,
         request: _billing_service_pb2.VoidInvoiceRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.VoidInvoiceResponse, _abc.Awaitable[_billing_service_pb2.VoidInvoiceResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.VoidInvoiceResponse, _abc.Awaitable[_billing_service_pb2.VoidInvoiceResponse]]:
+        """Voids an open or uncollectible invoice, for a reason that the audit trail keeps. Dunning
+        stops, and the subscription's status is worked out again from the account's other invoices.
+        The period stays invoiced (no second invoice is ever issued for it), and the credits and late
+        usage the invoice carried are not given back: issue a credit to make up for them.
+
+        Errors: INVALID_ARGUMENT without invoice_id or reason; NOT_FOUND for an unknown invoice;
+        FAILED_PRECONDITION for a paid invoice. Idempotent: a void invoice is returned as is.
+        """
 
     @_abc_1.abstractmethod
     def RecordPaymentResult(
         self,
         request: _billing_service_pb2.RecordPaymentResultRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.RecordPaymentResultResponse, _abc.Awaitable[_billing_service_pb2.RecordPaymentResultResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.RecordPaymentResultResponse, _abc.Awaitable[_billing_service_pb2.RecordPaymentResultResponse]]:
+        """Records the outcome of one payment attempt, as the payment processor reports it: billing-svc
+        never moves money itself. Success: the invoice is paid in full, billing.payment_succeeded is
+        sent, and the subscription becomes `active` again if no other invoice is in dunning and a
+        payment method is on file. Failure: billing.payment_failed with the retry date; the first
+        three failures schedule the next attempt 3, 5 and 7 days later
+        (BILLING_DUNNING_SCHEDULE_DAYS) and make the subscription `past_due`; the fourth makes the
+        invoice `uncollectible` and the subscription `unpaid`. An uncollectible invoice can still be
+        paid. A trialing or canceled subscription keeps its status.
+
+        Errors: INVALID_ARGUMENT without invoice_id, for a failure without failure_reason or an
+        attempt_time more than 5 minutes ahead; NOT_FOUND for an unknown invoice;
+        FAILED_PRECONDITION for a paid or void invoice.
+
+        Idempotent by request_id: send one, or a retried failure counts as a second failed attempt.
+        """
 
     @_abc_1.abstractmethod
     def IssueCredit(
         self,
         request: _billing_service_pb2.IssueCreditRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.IssueCreditResponse, _abc.Awaitable[_billing_service_pb2.IssueCreditResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.IssueCreditResponse, _abc.Awaitable[_billing_service_pb2.IssueCreditResponse]]:
+        """Grants the account a credit (cr_…): taken off the next invoices closed for the account as
+        `credit` lines, oldest credit first, never below a zero total; what an invoice cannot absorb
+        stays for the next one.
+
+        Errors: INVALID_ARGUMENT for a missing amount, one that is not a positive whole number of
+        cents in USD or is over 1,000,000, a missing description or one over 200 characters;
+        NOT_FOUND for an unknown account; FAILED_PRECONDITION for a canceled subscription.
+
+        Idempotent by request_id.
+        """
 
     @_abc_1.abstractmethod
     def ListCredits(
         self,
         request: _billing_service_pb2.ListCreditsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.ListCreditsResponse, _abc.Awaitable[_billing_service_pb2.ListCreditsResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.ListCreditsResponse, _abc.Awaitable[_billing_service_pb2.ListCreditsResponse]]:
+        """Every credit of the account, used-up ones included, with what is left of each.
+
+        Errors: INVALID_ARGUMENT without account_id; NOT_FOUND for an unknown account.
+        """
 
     @_abc_1.abstractmethod
     def SetBudget(
         self,
         request: _billing_service_pb2.SetBudgetRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.SetBudgetResponse, _abc.Awaitable[_billing_service_pb2.SetBudgetResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.SetBudgetResponse, _abc.Awaitable[_billing_service_pb2.SetBudgetResponse]]:
+        """Creates the account's budget of that name, or replaces its limit and thresholds.
+        billing.budget_alert is sent once per budget, threshold and period when the period's
+        estimated charges (GetCurrentUsage's estimate) reach the threshold: checked by this call, and
+        whenever messages are ingested for the account.
+
+        Errors: INVALID_ARGUMENT for a missing name or one over 100 characters, a missing or
+        non-positive limit, a currency other than USD, threshold percentages outside 1..1000 or
+        repeated; NOT_FOUND for an unknown account. Repeatable: alerts already sent in the period
+        are not sent again, even after the limit changes.
+        """
 
     @_abc_1.abstractmethod
     def ListBudgets(
         self,
         request: _billing_service_pb2.ListBudgetsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.ListBudgetsResponse, _abc.Awaitable[_billing_service_pb2.ListBudgetsResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.ListBudgetsResponse, _abc.Awaitable[_billing_service_pb2.ListBudgetsResponse]]:
+        """The account's budgets.
+
+        Errors: INVALID_ARGUMENT without account_id; NOT_FOUND for an unknown account.
+        """
 
     @_abc_1.abstractmethod
     def DeleteBudget(
         self,
         request: _billing_service_pb2.DeleteBudgetRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.DeleteBudgetResponse, _abc.Awaitable[_billing_service_pb2.DeleteBudgetResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.DeleteBudgetResponse, _abc.Awaitable[_billing_service_pb2.DeleteBudgetResponse]]:
+        """Deletes the account's budget of that name; it sends no more alerts.
+
+        Errors: NOT_FOUND when the account has no budget of that name (so a retry after a success is
+        NOT_FOUND).
+        """
 
     @_abc_1.abstractmethod
     def GetCostAllocation(
         self,
         request: _billing_service_pb2.GetCostAllocationRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.GetCostAllocationResponse, _abc.Awaitable[_billing_service_pb2.GetCostAllocationResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.GetCostAllocationResponse, _abc.Awaitable[_billing_service_pb2.GetCostAllocationResponse]]:
+        """The period's cost per department: each master partner's share of the amount by message
+        count, summed by its department; partners without a department and messages without a
+        partner are "Unallocated". The amount is the period's invoice total, or the estimated charges
+        so far while it is open; the departments add up to it to the cent.
+
+        Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started; NOT_FOUND for
+        an unknown account.
+        """
 
     @_abc_1.abstractmethod
     def ExportJournalEntries(
         self,
         request: _billing_service_pb2.ExportJournalEntriesRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.ExportJournalEntriesResponse, _abc.Awaitable[_billing_service_pb2.ExportJournalEntriesResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.ExportJournalEntriesResponse, _abc.Awaitable[_billing_service_pb2.ExportJournalEntriesResponse]]:
+        """The ERP journal entries of an invoiced period: one per department with a non-zero cost,
+        adding up to the invoice total. `billing-svc export-journal` writes the same as CSV.
+
+        Errors: INVALID_ARGUMENT for a period that is not YYYY-MM; NOT_FOUND for an unknown account;
+        FAILED_PRECONDITION for a period that is not invoiced yet.
+        """
 
     @_abc_1.abstractmethod
     def ListAuditEvents(
         self,
         request: _billing_service_pb2.ListAuditEventsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.ListAuditEventsResponse, _abc.Awaitable[_billing_service_pb2.ListAuditEventsResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.ListAuditEventsResponse, _abc.Awaitable[_billing_service_pb2.ListAuditEventsResponse]]:
+        """The audit trail, oldest first: every change of billing state, with who made it, before and
+        after. Each record carries its hash and its predecessor's, so a page can be checked;
+        `billing-svc audit verify` checks the whole chain.
+
+        Errors: INVALID_ARGUMENT for a page_token that is not from a previous page or a negative
+        page_size.
+        """
 
     @_abc_1.abstractmethod
     def ReconcilePeriod(
         self,
         request: _billing_service_pb2.ReconcilePeriodRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.ReconcilePeriodResponse, _abc.Awaitable[_billing_service_pb2.ReconcilePeriodResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.ReconcilePeriodResponse, _abc.Awaitable[_billing_service_pb2.ReconcilePeriodResponse]]:
+        """Re-rates an invoiced period from its raw usage events and compares the result with the
+        invoice, line type by line type. late_usage and credit lines are left out: they are not the
+        period's own usage. Custom terms are the ones set last.
+
+        Errors: INVALID_ARGUMENT for a period that is not YYYY-MM; NOT_FOUND for an unknown account;
+        FAILED_PRECONDITION for a period that is not invoiced yet.
+        """
 
     @_abc_1.abstractmethod
     def ComparePlans(
         self,
         request: _billing_service_pb2.ComparePlansRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_service_pb2.ComparePlansResponse, _abc.Awaitable[_billing_service_pb2.ComparePlansResponse]]: ...
+    ) -> _typing.Union[_billing_service_pb2.ComparePlansResponse, _abc.Awaitable[_billing_service_pb2.ComparePlansResponse]]:
+        """What a period's usage costs on each catalog plan (startup, business, enterprise), billed
+        monthly, without a trial, from the account's start: the same rating as an invoice. An open
+        period is priced on its usage so far.
+
+        Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started; NOT_FOUND for
+        an unknown account.
+        """
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

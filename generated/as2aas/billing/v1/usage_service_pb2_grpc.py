@@ -67,36 +67,73 @@ class UsageServiceServicer:
     """
 
     def StreamUsage(self, request_iterator, context):
-        """A long-lived stream of usage batches. Each response acknowledges one batch and is sent only
-        after that batch is durably committed. Batches may be pipelined.
+        """A long-lived stream of usage batches: the way producers should send. Each response
+        acknowledges one batch, in the order the batches were sent, and is sent only after that
+        batch is durably committed. Batches may be pipelined: up to 32 wait for their commit per
+        stream before gRPC flow control holds the sender back.
+
+        Each event of a batch is accepted, a duplicate (its event_id is stored with the same
+        content: counted once), late (accepted, but its period is invoiced: billed on the next
+        invoice) or rejected with a reason; a rejected event never stops the rest of its batch.
+
+        Errors: INVALID_ARGUMENT for bytes that are no usage request or a batch of more than 10,000
+        events; RESOURCE_EXHAUSTED for a message over BILLING_MAX_MESSAGE_BYTES (16 MiB) or more than
+        BILLING_MAX_STREAMS_PER_CALLER (16) open streams of one caller; DEADLINE_EXCEEDED when the
+        call's deadline passed before a batch was stored (nothing of it is); UNAVAILABLE while the
+        database is unreachable or the server shuts down. An error ends the stream after the acks of
+        the batches before its cause.
+
+        Resending a batch whose ack was not received is always safe: its events are then
+        duplicates.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RecordUsage(self, request, context):
-        """One batch, unary.
+        """One batch, unary: the same rules and ack as StreamUsage, for producers that send rarely.
+
+        Errors: those of StreamUsage, for this one batch (the stream limit aside).
+
+        Safe to retry: the events of a batch resent are duplicates.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetCurrentUsage(self, request, context):
-        """The current period's usage and estimated charges, in real time.
+        """The current calendar month's usage in real time (every acked event counts at once), its
+        estimated charges and a projection to the month's end. The estimate is the month's invoice as
+        if it closed with the usage so far: the whole base fee (prorated only by plan changes and the
+        trial) plus the overage of the usage so far. It covers the month's own usage: late usage of
+        other periods and open credits, which the next invoice will also carry, are not in it.
+
+        Errors: INVALID_ARGUMENT without account_id; NOT_FOUND for an unknown account.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetMonthlyUsage(self, request, context):
-        """One calendar month's usage with partner and tenant breakdowns.
+        """One calendar month's usage: totals, every tenant's usage, and every master partner's messages
+        with its share of the month's invoice total (or, while the month is open, of its estimate).
+        Messages without a partner take a share too, which is not listed here (GetCostAllocation
+        shows it as "Unallocated").
+
+        Errors: INVALID_ARGUMENT for a month outside 1..12, a year outside 1970..9998 or a month that
+        has not started; NOT_FOUND for an unknown account.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetUsageHistory(self, request, context):
-        """Usage in hourly, daily or monthly buckets over a time range.
+        """Usage in hourly, daily or monthly UTC buckets, oldest first, read from the hourly roll-ups;
+        buckets without usage are left out. For forecasting and trends.
+
+        Errors: INVALID_ARGUMENT for an unspecified granularity, a missing start_time, an end_time
+        not after start_time, a negative page_size or a page_token that is not from a previous page;
+        NOT_FOUND for an unknown account.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

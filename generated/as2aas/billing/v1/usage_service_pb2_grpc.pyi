@@ -34,17 +34,58 @@ class UsageServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> UsageServiceAsyncStub: ...
     StreamUsage: _grpc.StreamStreamMultiCallable[_usage_service_pb2.StreamUsageRequest, _usage_service_pb2.StreamUsageResponse]
-    """A long-lived stream of usage batches. Each response acknowledges one batch and is sent only
-    after that batch is durably committed. Batches may be pipelined.
+    """A long-lived stream of usage batches: the way producers should send. Each response
+    acknowledges one batch, in the order the batches were sent, and is sent only after that
+    batch is durably committed. Batches may be pipelined: up to 32 wait for their commit per
+    stream before gRPC flow control holds the sender back.
+
+    Each event of a batch is accepted, a duplicate (its event_id is stored with the same
+    content: counted once), late (accepted, but its period is invoiced: billed on the next
+    invoice) or rejected with a reason; a rejected event never stops the rest of its batch.
+
+    Errors: INVALID_ARGUMENT for bytes that are no usage request or a batch of more than 10,000
+    events; RESOURCE_EXHAUSTED for a message over BILLING_MAX_MESSAGE_BYTES (16 MiB) or more than
+    BILLING_MAX_STREAMS_PER_CALLER (16) open streams of one caller; DEADLINE_EXCEEDED when the
+    call's deadline passed before a batch was stored (nothing of it is); UNAVAILABLE while the
+    database is unreachable or the server shuts down. An error ends the stream after the acks of
+    the batches before its cause.
+
+    Resending a batch whose ack was not received is always safe: its events are then
+    duplicates.
     """
     RecordUsage: _grpc.UnaryUnaryMultiCallable[_usage_service_pb2.RecordUsageRequest, _usage_service_pb2.RecordUsageResponse]
-    """One batch, unary."""
+    """One batch, unary: the same rules and ack as StreamUsage, for producers that send rarely.
+
+    Errors: those of StreamUsage, for this one batch (the stream limit aside).
+
+    Safe to retry: the events of a batch resent are duplicates.
+    """
     GetCurrentUsage: _grpc.UnaryUnaryMultiCallable[_usage_service_pb2.GetCurrentUsageRequest, _usage_service_pb2.GetCurrentUsageResponse]
-    """The current period's usage and estimated charges, in real time."""
+    """The current calendar month's usage in real time (every acked event counts at once), its
+    estimated charges and a projection to the month's end. The estimate is the month's invoice as
+    if it closed with the usage so far: the whole base fee (prorated only by plan changes and the
+    trial) plus the overage of the usage so far. It covers the month's own usage: late usage of
+    other periods and open credits, which the next invoice will also carry, are not in it.
+
+    Errors: INVALID_ARGUMENT without account_id; NOT_FOUND for an unknown account.
+    """
     GetMonthlyUsage: _grpc.UnaryUnaryMultiCallable[_usage_service_pb2.GetMonthlyUsageRequest, _usage_service_pb2.GetMonthlyUsageResponse]
-    """One calendar month's usage with partner and tenant breakdowns."""
+    """One calendar month's usage: totals, every tenant's usage, and every master partner's messages
+    with its share of the month's invoice total (or, while the month is open, of its estimate).
+    Messages without a partner take a share too, which is not listed here (GetCostAllocation
+    shows it as "Unallocated").
+
+    Errors: INVALID_ARGUMENT for a month outside 1..12, a year outside 1970..9998 or a month that
+    has not started; NOT_FOUND for an unknown account.
+    """
     GetUsageHistory: _grpc.UnaryUnaryMultiCallable[_usage_service_pb2.GetUsageHistoryRequest, _usage_service_pb2.GetUsageHistoryResponse]
-    """Usage in hourly, daily or monthly buckets over a time range."""
+    """Usage in hourly, daily or monthly UTC buckets, oldest first, read from the hourly roll-ups;
+    buckets without usage are left out. For forecasting and trends.
+
+    Errors: INVALID_ARGUMENT for an unspecified granularity, a missing start_time, an end_time
+    not after start_time, a negative page_size or a page_token that is not from a previous page;
+    NOT_FOUND for an unknown account.
+    """
 
 @_typing.type_check_only
 class UsageServiceAsyncStub(UsageServiceStub):
@@ -52,17 +93,58 @@ class UsageServiceAsyncStub(UsageServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     StreamUsage: _aio.StreamStreamMultiCallable[_usage_service_pb2.StreamUsageRequest, _usage_service_pb2.StreamUsageResponse]  # type: ignore[assignment]
-    """A long-lived stream of usage batches. Each response acknowledges one batch and is sent only
-    after that batch is durably committed. Batches may be pipelined.
+    """A long-lived stream of usage batches: the way producers should send. Each response
+    acknowledges one batch, in the order the batches were sent, and is sent only after that
+    batch is durably committed. Batches may be pipelined: up to 32 wait for their commit per
+    stream before gRPC flow control holds the sender back.
+
+    Each event of a batch is accepted, a duplicate (its event_id is stored with the same
+    content: counted once), late (accepted, but its period is invoiced: billed on the next
+    invoice) or rejected with a reason; a rejected event never stops the rest of its batch.
+
+    Errors: INVALID_ARGUMENT for bytes that are no usage request or a batch of more than 10,000
+    events; RESOURCE_EXHAUSTED for a message over BILLING_MAX_MESSAGE_BYTES (16 MiB) or more than
+    BILLING_MAX_STREAMS_PER_CALLER (16) open streams of one caller; DEADLINE_EXCEEDED when the
+    call's deadline passed before a batch was stored (nothing of it is); UNAVAILABLE while the
+    database is unreachable or the server shuts down. An error ends the stream after the acks of
+    the batches before its cause.
+
+    Resending a batch whose ack was not received is always safe: its events are then
+    duplicates.
     """
     RecordUsage: _aio.UnaryUnaryMultiCallable[_usage_service_pb2.RecordUsageRequest, _usage_service_pb2.RecordUsageResponse]  # type: ignore[assignment]
-    """One batch, unary."""
+    """One batch, unary: the same rules and ack as StreamUsage, for producers that send rarely.
+
+    Errors: those of StreamUsage, for this one batch (the stream limit aside).
+
+    Safe to retry: the events of a batch resent are duplicates.
+    """
     GetCurrentUsage: _aio.UnaryUnaryMultiCallable[_usage_service_pb2.GetCurrentUsageRequest, _usage_service_pb2.GetCurrentUsageResponse]  # type: ignore[assignment]
-    """The current period's usage and estimated charges, in real time."""
+    """The current calendar month's usage in real time (every acked event counts at once), its
+    estimated charges and a projection to the month's end. The estimate is the month's invoice as
+    if it closed with the usage so far: the whole base fee (prorated only by plan changes and the
+    trial) plus the overage of the usage so far. It covers the month's own usage: late usage of
+    other periods and open credits, which the next invoice will also carry, are not in it.
+
+    Errors: INVALID_ARGUMENT without account_id; NOT_FOUND for an unknown account.
+    """
     GetMonthlyUsage: _aio.UnaryUnaryMultiCallable[_usage_service_pb2.GetMonthlyUsageRequest, _usage_service_pb2.GetMonthlyUsageResponse]  # type: ignore[assignment]
-    """One calendar month's usage with partner and tenant breakdowns."""
+    """One calendar month's usage: totals, every tenant's usage, and every master partner's messages
+    with its share of the month's invoice total (or, while the month is open, of its estimate).
+    Messages without a partner take a share too, which is not listed here (GetCostAllocation
+    shows it as "Unallocated").
+
+    Errors: INVALID_ARGUMENT for a month outside 1..12, a year outside 1970..9998 or a month that
+    has not started; NOT_FOUND for an unknown account.
+    """
     GetUsageHistory: _aio.UnaryUnaryMultiCallable[_usage_service_pb2.GetUsageHistoryRequest, _usage_service_pb2.GetUsageHistoryResponse]  # type: ignore[assignment]
-    """Usage in hourly, daily or monthly buckets over a time range."""
+    """Usage in hourly, daily or monthly UTC buckets, oldest first, read from the hourly roll-ups;
+    buckets without usage are left out. For forecasting and trends.
+
+    Errors: INVALID_ARGUMENT for an unspecified granularity, a missing start_time, an end_time
+    not after start_time, a negative page_size or a page_token that is not from a previous page;
+    NOT_FOUND for an unknown account.
+    """
 
 class UsageServiceServicer(metaclass=_abc_1.ABCMeta):
     """Usage producers send billable events here; accounts read their usage back."""
@@ -73,8 +155,24 @@ class UsageServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_usage_service_pb2.StreamUsageRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_usage_service_pb2.StreamUsageResponse], _abc.AsyncIterator[_usage_service_pb2.StreamUsageResponse]]:
-        """A long-lived stream of usage batches. Each response acknowledges one batch and is sent only
-        after that batch is durably committed. Batches may be pipelined.
+        """A long-lived stream of usage batches: the way producers should send. Each response
+        acknowledges one batch, in the order the batches were sent, and is sent only after that
+        batch is durably committed. Batches may be pipelined: up to 32 wait for their commit per
+        stream before gRPC flow control holds the sender back.
+
+        Each event of a batch is accepted, a duplicate (its event_id is stored with the same
+        content: counted once), late (accepted, but its period is invoiced: billed on the next
+        invoice) or rejected with a reason; a rejected event never stops the rest of its batch.
+
+        Errors: INVALID_ARGUMENT for bytes that are no usage request or a batch of more than 10,000
+        events; RESOURCE_EXHAUSTED for a message over BILLING_MAX_MESSAGE_BYTES (16 MiB) or more than
+        BILLING_MAX_STREAMS_PER_CALLER (16) open streams of one caller; DEADLINE_EXCEEDED when the
+        call's deadline passed before a batch was stored (nothing of it is); UNAVAILABLE while the
+        database is unreachable or the server shuts down. An error ends the stream after the acks of
+        the batches before its cause.
+
+        Resending a batch whose ack was not received is always safe: its events are then
+        duplicates.
         """
 
     @_abc_1.abstractmethod
@@ -83,7 +181,12 @@ class UsageServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _usage_service_pb2.RecordUsageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_usage_service_pb2.RecordUsageResponse, _abc.Awaitable[_usage_service_pb2.RecordUsageResponse]]:
-        """One batch, unary."""
+        """One batch, unary: the same rules and ack as StreamUsage, for producers that send rarely.
+
+        Errors: those of StreamUsage, for this one batch (the stream limit aside).
+
+        Safe to retry: the events of a batch resent are duplicates.
+        """
 
     @_abc_1.abstractmethod
     def GetCurrentUsage(
@@ -91,7 +194,14 @@ class UsageServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _usage_service_pb2.GetCurrentUsageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_usage_service_pb2.GetCurrentUsageResponse, _abc.Awaitable[_usage_service_pb2.GetCurrentUsageResponse]]:
-        """The current period's usage and estimated charges, in real time."""
+        """The current calendar month's usage in real time (every acked event counts at once), its
+        estimated charges and a projection to the month's end. The estimate is the month's invoice as
+        if it closed with the usage so far: the whole base fee (prorated only by plan changes and the
+        trial) plus the overage of the usage so far. It covers the month's own usage: late usage of
+        other periods and open credits, which the next invoice will also carry, are not in it.
+
+        Errors: INVALID_ARGUMENT without account_id; NOT_FOUND for an unknown account.
+        """
 
     @_abc_1.abstractmethod
     def GetMonthlyUsage(
@@ -99,7 +209,14 @@ class UsageServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _usage_service_pb2.GetMonthlyUsageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_usage_service_pb2.GetMonthlyUsageResponse, _abc.Awaitable[_usage_service_pb2.GetMonthlyUsageResponse]]:
-        """One calendar month's usage with partner and tenant breakdowns."""
+        """One calendar month's usage: totals, every tenant's usage, and every master partner's messages
+        with its share of the month's invoice total (or, while the month is open, of its estimate).
+        Messages without a partner take a share too, which is not listed here (GetCostAllocation
+        shows it as "Unallocated").
+
+        Errors: INVALID_ARGUMENT for a month outside 1..12, a year outside 1970..9998 or a month that
+        has not started; NOT_FOUND for an unknown account.
+        """
 
     @_abc_1.abstractmethod
     def GetUsageHistory(
@@ -107,6 +224,12 @@ class UsageServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _usage_service_pb2.GetUsageHistoryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_usage_service_pb2.GetUsageHistoryResponse, _abc.Awaitable[_usage_service_pb2.GetUsageHistoryResponse]]:
-        """Usage in hourly, daily or monthly buckets over a time range."""
+        """Usage in hourly, daily or monthly UTC buckets, oldest first, read from the hourly roll-ups;
+        buckets without usage are left out. For forecasting and trends.
+
+        Errors: INVALID_ARGUMENT for an unspecified granularity, a missing start_time, an end_time
+        not after start_time, a negative page_size or a page_token that is not from a previous page;
+        NOT_FOUND for an unknown account.
+        """
 
 def add_UsageServiceServicer_to_server(servicer: UsageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
