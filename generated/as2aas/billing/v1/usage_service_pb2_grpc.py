@@ -76,12 +76,15 @@ class UsageServiceServicer:
         content: counted once), late (accepted, but its period is invoiced: billed on the next
         invoice) or rejected with a reason; a rejected event never stops the rest of its batch.
 
-        Errors: INVALID_ARGUMENT for bytes that are no usage request or a batch of more than 10,000
-        events; RESOURCE_EXHAUSTED for a message over BILLING_MAX_MESSAGE_BYTES (16 MiB) or more than
-        BILLING_MAX_STREAMS_PER_CALLER (16) open streams of one caller; DEADLINE_EXCEEDED when the
-        call's deadline passed before a batch was stored (nothing of it is); UNAVAILABLE while the
-        database is unreachable or the server shuts down. An error ends the stream after the acks of
-        the batches before its cause.
+        Errors: INVALID_ARGUMENT for bytes that are no usage request, a batch of more than 10,000
+        events or a batch_id over 128 characters; RESOURCE_EXHAUSTED for a message over
+        BILLING_MAX_MESSAGE_BYTES (16 MiB), more than BILLING_MAX_STREAMS_PER_CALLER (16) open
+        streams of one caller or more than BILLING_MAX_CONCURRENT_RPCS calls in flight;
+        DEADLINE_EXCEEDED when the call's deadline passed before a batch was stored (nothing of it
+        is); UNAVAILABLE while the database is unreachable, the server shuts down, or when the stream
+        sent nothing for BILLING_STREAM_IDLE_SECONDS (300): reconnect and resend what was not acked;
+        UNAUTHENTICATED when the caller's token is revoked or expires while the stream is open. An
+        error ends the stream after the acks of the batches before its cause.
 
         Resending a batch whose ack was not received is always safe: its events are then
         duplicates.
