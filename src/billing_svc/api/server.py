@@ -10,10 +10,9 @@ import structlog
 from as2aas.billing.v1 import billing_service_pb2, usage_service_pb2
 from as2aas.billing.v1 import billing_service_pb2_grpc as billing_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from billing_svc import native, scheduler
-from billing_svc.api import usage
+from billing_svc.api import reflection, usage
 from billing_svc.api.auth import load_token_store
 from billing_svc.api.billing import BillingServicer
 from billing_svc.api.interceptor import ServiceInterceptor
@@ -85,8 +84,7 @@ class BillingServer:
             self.db, self._writer, stream_idle_seconds=self.settings.stream_idle_seconds),
             server, kernel)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        reflection.enable((*SERVICE_NAMES, health.SERVICE_NAME), server)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.port = self._bind(server)
         if self.settings.metrics_listen:
