@@ -285,7 +285,7 @@ def _write_rollup(store: UsageStore, session, rollup: _Rollup,  # type: ignore[n
     tenant_messages: dict[tuple[str, str, str], int] = defaultdict(int)
     partner_messages: dict[tuple[str, str, str], int] = defaultdict(int)
     label_of = rules.period_label_of
-    for (account_id, hour_us, tenant_id, partner_id, kind), (messages, _) in \
+    for (account_id, hour_us, tenant_id, partner_id, kind), (messages, *_) in \
             rollup.hourly.items():
         if kind == MESSAGE:
             period = label_of(hour_us)
