@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-import structlog
 from sqlalchemy import delete, tuple_, update
 from sqlmodel import Session, select
 
@@ -52,8 +51,6 @@ from billing_svc.storage.tables import (
     UsageReportDue,
     UsageReportHead,
 )
-
-log = structlog.get_logger("billing_svc.hourly_reports")
 
 HOUR_US = 3_600_000_000
 # (account, hour) marks one job transaction takes: a short lock on the head row, and a replica
@@ -102,6 +99,12 @@ class ReportPage:
 def report_closed_hours(db: Database, now: datetime, grace: timedelta) -> int:
     """Report every marked hour that closed at least ``grace`` ago; returns the reports made."""
     made = 0
+    last_closed_hour_us = rules.to_us(now - grace) - HOUR_US
+    with db.read() as session:
+        # A read first: an idle job must not take SQLite's one write lock every run.
+        if session.execute(select(UsageReportDue.hour_us).where(
+                UsageReportDue.hour_us <= last_closed_hour_us).limit(1)).first() is None:
+            return 0
     while True:
         with db.write() as session:
             count, claimed = _report_batch(session, now, grace)
