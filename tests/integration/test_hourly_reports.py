@@ -18,7 +18,8 @@ from as2aas.billing.v1 import usage_service_pb2 as upb
 from sqlmodel import select
 
 from billing_svc.domain.periods import Period
-from billing_svc.storage.tables import UsageReport
+from billing_svc.services import hourly_reports
+from billing_svc.storage.tables import Account, UsageReport
 from tests.integration.test_invoicing import close, imported_shop
 from tests.integration.test_usage import USAGE_READER, Shop, now, ts
 from tests.integration.test_webhooks import endpoint, verify
@@ -367,3 +368,35 @@ def test_two_replicas_report_to_billing_systems_hourly_exactly_once_and_the_curs
     finally:
         other.close()
         replica.stop()
+
+
+def test_an_hour_that_cannot_be_reported_to_billing_systems_hourly_holds_back_no_other(
+        tmp_path) -> None:
+    # The scheduler runs at start, then not for an hour: the test runs the job itself.
+    with fresh_database(str(tmp_path)) as url:
+        running = ServerThread(settings_for_tests(url, scheduler_interval_seconds=3600)).start()
+        client = Client(running.target)
+        try:
+            broken, fine = account_shop(client), account_shop(client)
+            hour = hour_start(now() - timedelta(hours=2))
+            for shop in (broken, fine):
+                shop.record([shop.message("a", 2, at=hour)])
+            with running.db.write() as session:  # terms that cannot be read: no estimate
+                account = session.get(Account, broken.account_id)
+                account.custom_terms_json = "{not json"
+                session.add(account)
+            made = hourly_reports.report_closed_hours(running.db, now(), timedelta(seconds=300))
+            assert made == 1
+            assert len(all_reports(client, fine.account_id)) == 1
+            assert not all_reports(client, broken.account_id)
+            with running.db.write() as session:
+                account = session.get(Account, broken.account_id)
+                account.custom_terms_json = None
+                session.add(account)
+            assert hourly_reports.report_closed_hours(
+                running.db, now(), timedelta(seconds=300)) == 1
+            report, = all_reports(client, broken.account_id)
+            assert tenants_of(report) == {broken.tenants[0]: (2, 0)}
+        finally:
+            client.close()
+            running.stop()

@@ -32,12 +32,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+import structlog
 from sqlalchemy import delete, tuple_, update
 from sqlmodel import Session, select
 
 from billing_svc.domain import events
 from billing_svc.domain import usage as rules
-from billing_svc.domain.errors import InvalidArgument
+from billing_svc.domain.errors import InvalidArgument, Unavailable
 from billing_svc.domain.periods import Period
 from billing_svc.services import paging
 from billing_svc.services.common import load_account
@@ -51,6 +52,8 @@ from billing_svc.storage.tables import (
     UsageReportDue,
     UsageReportHead,
 )
+
+log = structlog.get_logger("billing_svc.hourly_reports")
 
 HOUR_US = 3_600_000_000
 # (account, hour) marks one job transaction takes: a short lock on the head row, and a replica
@@ -106,20 +109,53 @@ def report_closed_hours(db: Database, now: datetime, grace: timedelta) -> int:
                 UsageReportDue.hour_us <= last_closed_hour_us).limit(1)).first() is None:
             return 0
     while True:
-        with db.write() as session:
-            count, claimed = _report_batch(session, now, grace)
+        try:
+            with db.write() as session:
+                count, claimed = _report_batch(session, now, last_closed_hour_us)
+        except Unavailable:
+            raise
+        except Exception:
+            # One hour that cannot be reported (say, an account whose terms cannot be rated)
+            # must not hold back the others: again one mark per transaction, skipping it.
+            log.warning("usage_report_batch_failed", exc_info=True)
+            return made + _report_one_by_one(db, now, last_closed_hour_us)
         made += count
         if claimed < REPORT_BATCH:
             return made
 
 
-def _report_batch(session: Session, now: datetime, grace: timedelta) -> tuple[int, int]:
-    """One transaction: claim up to REPORT_BATCH closed marks, report them, delete the marks."""
-    last_closed_hour_us = rules.to_us(now - grace) - HOUR_US
+def _report_one_by_one(db: Database, now: datetime, last_closed_hour_us: int) -> int:
+    with db.read() as session:
+        marks = session.execute(
+            select(UsageReportDue.account_id, UsageReportDue.hour_us)
+            .where(UsageReportDue.hour_us <= last_closed_hour_us)
+            .order_by(UsageReportDue.hour_us, UsageReportDue.account_id)
+            .limit(REPORT_BATCH)).all()
+    made = 0
+    for account_id, hour_us in marks:
+        try:
+            with db.write() as session:
+                made += _report_batch(session, now, last_closed_hour_us,
+                                      only=(account_id, int(hour_us)))[0]
+        except Unavailable:
+            raise
+        except Exception:
+            log.exception("usage_report_failed", account_id=account_id,
+                          hour=events.iso_utc(rules.from_us(int(hour_us))))
+    return made
+
+
+def _report_batch(session: Session, now: datetime, last_closed_hour_us: int,
+                  only: tuple[str, int] | None = None) -> tuple[int, int]:
+    """One transaction: claim up to REPORT_BATCH closed marks (or just ``only``), report them,
+    delete the marks."""
+    claim = select(UsageReportDue.account_id, UsageReportDue.hour_us).where(
+        UsageReportDue.hour_us <= last_closed_hour_us)
+    if only is not None:
+        claim = claim.where(UsageReportDue.account_id == only[0],
+                            UsageReportDue.hour_us == only[1])
     due = session.execute(
-        select(UsageReportDue.account_id, UsageReportDue.hour_us)
-        .where(UsageReportDue.hour_us <= last_closed_hour_us)
-        .order_by(UsageReportDue.hour_us, UsageReportDue.account_id)
+        claim.order_by(UsageReportDue.hour_us, UsageReportDue.account_id)
         .limit(REPORT_BATCH).with_for_update(skip_locked=True)).all()
     if not due:
         return 0, 0
