@@ -162,6 +162,12 @@ def _report_batch(session: Session, now: datetime, last_closed_hour_us: int,
     drafts = [draft for account_id, hour_us in due
               if (draft := _draft(session, account_id, int(hour_us))) is not None]
     charges: dict[tuple[str, str], Decimal] = {}
+    for draft in drafts:
+        key = (draft.account_id, draft.period)
+        if key not in charges:
+            charges[key] = _estimated_charges(session, draft.account_id, draft.period, now)
+        draft.estimated_charges = charges[key]
+        draft.created_at = now
     if drafts:
         # Last: the head row's lock is held from here to the commit (see the module docstring).
         head = session.execute(
@@ -169,12 +175,7 @@ def _report_batch(session: Session, now: datetime, last_closed_hour_us: int,
             .values(sequence=UsageReportHead.sequence + len(drafts))
             .returning(UsageReportHead.sequence)).scalar_one()
         for offset, draft in enumerate(drafts):
-            key = (draft.account_id, draft.period)
-            if key not in charges:
-                charges[key] = _estimated_charges(session, draft.account_id, draft.period, now)
             draft.sequence = head - len(drafts) + 1 + offset
-            draft.estimated_charges = charges[key]
-            draft.created_at = now
             session.add(draft)
             outbox.enqueue(session, _event(draft))
     session.execute(delete(UsageReportDue).where(
