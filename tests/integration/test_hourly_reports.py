@@ -127,7 +127,7 @@ def _reported_after_the_hour_and_grace(client: Client) -> None:
     assert partners_of(report) == {p0: 5, p1: 3}
     assert report.sequence > earlier.sequence
     assert report.estimated_charges_to_date.units > 0  # the plan's base fee at least
-    assert report.created_at.ToDatetime() > report.hour.ToDatetime()
+    assert report.create_time.ToDatetime() > report.hour.ToDatetime()
 
 
 def test_a_late_event_is_reported_to_billing_systems_hourly_as_a_new_revision_with_the_delta(

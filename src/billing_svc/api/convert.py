@@ -360,7 +360,7 @@ def hourly_reports_out(page: hourly_reports.ReportPage) -> usage_pb.ListUsageRep
         partners=[usage_pb.UsageReportPartner(partner_id=p.partner_id, messages=p.messages)
                   for p in r.partners],
         estimated_charges_to_date=money_out(r.estimated_charges),
-        created_at=time_out(r.created_at), sequence=r.sequence) for r in page.reports],
+        create_time=time_out(r.created_at), sequence=r.sequence) for r in page.reports],
         resume_token=page.resume_token)
 
 

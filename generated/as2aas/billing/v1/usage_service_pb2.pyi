@@ -235,7 +235,7 @@ class UsageReportPartner(_message.Message):
     def __init__(self, partner_id: _Optional[str] = ..., messages: _Optional[int] = ...) -> None: ...
 
 class UsageReport(_message.Message):
-    __slots__ = ("account_id", "hour", "revision", "period", "tenants", "partners", "estimated_charges_to_date", "created_at", "sequence")
+    __slots__ = ("account_id", "hour", "revision", "period", "tenants", "partners", "estimated_charges_to_date", "create_time", "sequence")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     HOUR_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
@@ -243,7 +243,7 @@ class UsageReport(_message.Message):
     TENANTS_FIELD_NUMBER: _ClassVar[int]
     PARTNERS_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_CHARGES_TO_DATE_FIELD_NUMBER: _ClassVar[int]
-    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     hour: _timestamp_pb2.Timestamp
@@ -252,9 +252,9 @@ class UsageReport(_message.Message):
     tenants: _containers.RepeatedCompositeFieldContainer[UsageReportTenant]
     partners: _containers.RepeatedCompositeFieldContainer[UsageReportPartner]
     estimated_charges_to_date: _common_pb2.Money
-    created_at: _timestamp_pb2.Timestamp
+    create_time: _timestamp_pb2.Timestamp
     sequence: int
-    def __init__(self, account_id: _Optional[str] = ..., hour: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision: _Optional[int] = ..., period: _Optional[str] = ..., tenants: _Optional[_Iterable[_Union[UsageReportTenant, _Mapping]]] = ..., partners: _Optional[_Iterable[_Union[UsageReportPartner, _Mapping]]] = ..., estimated_charges_to_date: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sequence: _Optional[int] = ...) -> None: ...
+    def __init__(self, account_id: _Optional[str] = ..., hour: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision: _Optional[int] = ..., period: _Optional[str] = ..., tenants: _Optional[_Iterable[_Union[UsageReportTenant, _Mapping]]] = ..., partners: _Optional[_Iterable[_Union[UsageReportPartner, _Mapping]]] = ..., estimated_charges_to_date: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class ListUsageReportsResponse(_message.Message):
     __slots__ = ("reports", "resume_token")
