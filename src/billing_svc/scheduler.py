@@ -1,4 +1,5 @@
-"""Periodic jobs every replica runs: trial ends, period-end plan changes, closing ended periods.
+"""Periodic jobs every replica runs: trial ends, period-end plan changes, hourly usage reports,
+closing ended periods.
 
 Each job is a short transaction whose row claims (``FOR UPDATE SKIP LOCKED``, status checks, the
 invoice's unique key) make running it on several replicas at once safe: every change happens once.
@@ -13,7 +14,8 @@ from datetime import timedelta
 
 import structlog
 
-from billing_svc.services import accounts, invoicing
+from billing_svc.domain.periods import utcnow
+from billing_svc.services import accounts, hourly_reports, invoicing
 from billing_svc.services.context import system_context
 from billing_svc.settings import Settings
 from billing_svc.storage.db import Database
@@ -28,6 +30,8 @@ def run_due_jobs(db: Database, settings: Settings) -> dict[str, int]:
         "period_end_changes": lambda: accounts.apply_period_end_changes(
             db, system_context("period_end_changes")),
     }
+    jobs["usage_reports"] = lambda: hourly_reports.report_closed_hours(
+        db, utcnow(), timedelta(seconds=settings.usage_report_grace_seconds))
     if settings.auto_close_periods:
         jobs["periods_closed"] = lambda: invoicing.close_due_periods(
             db, system_context("period_closer"),

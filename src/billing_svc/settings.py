@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     webhook_retry_schedule: str = DEFAULT_WEBHOOK_RETRY_SCHEDULE
     auto_close_periods: bool = True
     period_close_grace_seconds: int = 3600
+    # An hour is reported to billing systems this long after it closed: producers' last events of
+    # the hour arrive first (later ones make a new revision).
+    usage_report_grace_seconds: int = Field(default=300, ge=0)
     metrics_listen: str = ""
     tls_cert_file: str = ""
     tls_key_file: str = ""

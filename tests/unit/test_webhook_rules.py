@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from billing_svc.domain.events import subscribed
 from billing_svc.services.deliveries import Outcome, next_delay
 
 SCHEDULE = (5.0, 300.0, 1800.0)
@@ -45,3 +46,18 @@ def test_the_default_schedule_reaches_about_three_days() -> None:
     schedule = Settings(_env_file=None).retry_schedule_seconds  # type: ignore[call-arg]
     assert len(schedule) + 1 == 10  # attempts: the first, then one per step
     assert 2.5 * 86400 < sum(schedule) < 3.5 * 86400
+
+
+@pytest.mark.parametrize(("event_type", "endpoint_types", "gets_it"), [
+    ("billing.invoice_generated", set(), True),                          # empty: all events
+    ("billing.invoice_generated", {"billing.invoice_generated"}, True),
+    ("billing.invoice_generated", {"billing.payment_failed"}, False),
+    ("billing.usage_reported", set(), False),                            # ... but not this one
+    ("billing.usage_reported", {"billing.payment_failed"}, False),
+    ("billing.usage_reported", {"billing.usage_reported"}, True),        # named explicitly
+    ("billing.usage_reported", {"billing.usage_reported", "billing.payment_failed"}, True),
+], ids=["all", "named", "other", "usage-reported-not-in-all", "usage-reported-other",
+        "usage-reported-named", "usage-reported-named-among-others"])
+def test_usage_reported_to_billing_systems_hourly_only_to_endpoints_naming_it(
+        event_type: str, endpoint_types: set[str], gets_it: bool) -> None:
+    assert subscribed(event_type, endpoint_types) is gets_it

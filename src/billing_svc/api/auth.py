@@ -37,7 +37,7 @@ _USAGE = "/as2aas.billing.v1.UsageService/"
 METHOD_SCOPES: dict[str, str] = {
     **{_USAGE + m: "usage:write" for m in ("StreamUsage", "RecordUsage")},
     **{_USAGE + m: "usage:read" for m in ("GetCurrentUsage", "GetMonthlyUsage",
-                                           "GetUsageHistory")},
+                                           "GetUsageHistory", "ListUsageReports")},
     **{_BILLING + m: "billing:read" for m in (
         "ListPlans", "GetAccountBilling", "ListWebhookEndpoints", "ListWebhookEvents",
         "GetInvoice", "ListInvoices", "ListCredits", "ListBudgets", "GetCostAllocation",

@@ -18,7 +18,7 @@ from billing_svc.domain.bounds import MAX_AMOUNT
 from billing_svc.domain.catalog import CustomTerms, MessageTier, Terms
 from billing_svc.domain.errors import InvalidArgument, shown
 from billing_svc.domain.periods import EARLIEST, LATEST, Period
-from billing_svc.services import finance, invoicing, usage_reports, webhooks
+from billing_svc.services import finance, hourly_reports, invoicing, usage_reports, webhooks
 from billing_svc.services.accounts import AccountBilling
 from billing_svc.storage.idempotency import IdempotencyKey
 from billing_svc.storage.tables import (
@@ -350,6 +350,18 @@ def history_out(page: usage_reports.HistoryPage) -> usage_pb.GetUsageHistoryResp
         buckets=[usage_pb.UsageBucket(start=time_out(b.start), messages=b.messages,
                                       storage_bytes=b.storage_bytes) for b in page.buckets],
         next_page_token=page.next_page_token)
+
+
+def hourly_reports_out(page: hourly_reports.ReportPage) -> usage_pb.ListUsageReportsResponse:
+    return usage_pb.ListUsageReportsResponse(reports=[usage_pb.UsageReport(
+        account_id=r.account_id, hour=time_out(r.hour), revision=r.revision, period=r.period,
+        tenants=[usage_pb.UsageReportTenant(tenant_id=t.tenant_id, messages=t.messages,
+                                            storage_bytes=t.storage_bytes) for t in r.tenants],
+        partners=[usage_pb.UsageReportPartner(partner_id=p.partner_id, messages=p.messages)
+                  for p in r.partners],
+        estimated_charges_to_date=money_out(r.estimated_charges),
+        create_time=time_out(r.created_at), sequence=r.sequence) for r in page.reports],
+        resume_token=page.resume_token)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ MAX_TEXT_LENGTH = 200
 # holds at most MAX_ID_LENGTH. The services check the fields whose columns hold less (a budget's
 # name, a credit's description, a department: 100, 200, 100).
 TEXT_LIMITS = {"request_id": 100, "url": 2000, "description": 500, "reason": 500,
-               "failure_reason": 500, "page_token": paging.MAX_TOKEN_LENGTH}
+               "failure_reason": 500, "page_token": paging.MAX_TOKEN_LENGTH,
+               "resume_token": paging.MAX_TOKEN_LENGTH}
 
 
 def text_limit(field: str) -> int:

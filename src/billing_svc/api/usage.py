@@ -23,7 +23,7 @@ from billing_svc.api.interceptor import current_context
 from billing_svc.domain import usage as rules
 from billing_svc.domain.errors import InvalidArgument, Unavailable
 from billing_svc.domain.usage import UsageBatch, UsageEventIn
-from billing_svc.services import usage_reports
+from billing_svc.services import hourly_reports, usage_reports
 from billing_svc.services.group_commit import IngestionWriter
 from billing_svc.services.ingestion import BatchResult
 from billing_svc.storage.db import Database
@@ -235,6 +235,13 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
         query = convert.history_query_in(request)
         page = await run(usage_reports.usage_history, self.db, query)
         return convert.history_out(page)
+
+    async def ListUsageReports(self, request: pb.ListUsageReportsRequest,
+                               context: grpc.aio.ServicerContext) -> pb.ListUsageReportsResponse:
+        page = await run(hourly_reports.list_usage_reports, self.db,
+                         account_id=request.account_id, page_size=request.page_size,
+                         resume_token=request.resume_token)
+        return convert.hourly_reports_out(page)
 
 
 class _Registered:

@@ -20,11 +20,23 @@ PAYMENT_SUCCEEDED = "billing.payment_succeeded"
 SUBSCRIPTION_UPDATED = "billing.subscription_updated"
 INVOICE_GENERATED = "billing.invoice_generated"
 BUDGET_ALERT = "billing.budget_alert"
+USAGE_REPORTED = "billing.usage_reported"
 
 EVENT_TYPES = (
     USAGE_THRESHOLD, LIMIT_EXCEEDED, PAYMENT_FAILED, PAYMENT_SUCCEEDED, SUBSCRIPTION_UPDATED,
-    INVOICE_GENERATED, BUDGET_ALERT,
+    INVOICE_GENERATED, BUDGET_ALERT, USAGE_REPORTED,
 )
+
+# Types an endpoint gets only when its filter names them: an empty filter ("all events") would
+# otherwise receive one report per account and hour (issue 15).
+EXPLICIT_ONLY_TYPES = frozenset({USAGE_REPORTED})
+
+
+def subscribed(event_type: str, endpoint_types: set[str] | frozenset[str]) -> bool:
+    """Does an endpoint whose filter is ``endpoint_types`` (empty: all events) get this type?"""
+    if event_type in EXPLICIT_ONLY_TYPES:
+        return event_type in endpoint_types
+    return not endpoint_types or event_type in endpoint_types
 
 # Decimals travel through json.dumps as marked strings, then become bare number literals. The
 # random part keeps a caller's string (a budget name, say) from ever posing as a marker.
@@ -160,4 +172,25 @@ def budget_alert(*, account_id: str, budget_name: str, threshold_percentage: int
         "current_usage": current_usage,
         "budget_limit": budget_limit,
         "period_remaining_days": period_remaining_days,
+    })
+
+
+def usage_reported(*, account_id: str, hour: datetime, revision: int, sequence: int,
+                   period: str, tenants: list[tuple[str, int, int]],
+                   partners: list[tuple[str, int]], estimated_charges_to_date: Decimal,
+                   occurred_at: datetime) -> BillingEvent:
+    """One hourly report revision: ``tenants`` as (tenant_id, message delta, storage bytes at the
+    hour's end), ``partners`` as (partner_id, message delta)."""
+    return BillingEvent(USAGE_REPORTED, account_id, occurred_at, {
+        "account_id": account_id,
+        "hour": iso_utc(hour),
+        "revision": revision,
+        "sequence": sequence,
+        "period": period,
+        "tenants": [{"tenant_id": tenant_id, "messages": messages, "storage_bytes": storage}
+                    for tenant_id, messages, storage in tenants],
+        "partners": [{"partner_id": partner_id, "messages": messages}
+                     for partner_id, messages in partners],
+        "estimated_charges_to_date": estimated_charges_to_date,
+        "currency": "USD",
     })

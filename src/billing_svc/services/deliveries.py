@@ -23,6 +23,7 @@ import tenacity
 from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlmodel import Session
 
+from billing_svc.domain.events import subscribed
 from billing_svc.domain.periods import utcnow
 from billing_svc.services.context import system_context
 from billing_svc.services.webhooks import DISABLED, ENABLED
@@ -156,7 +157,7 @@ def _fan_out(session: Session, now: datetime, limit: int = FAN_OUT_BATCH) -> int
              "attempts": 0, "next_attempt_at": now, "created_at": now}
             for event in events
             for endpoint_id, types in endpoints_of.get(event.account_id, ())
-            if not types or event.type in types]
+            if subscribed(event.type, types)]
     if rows:
         session.execute(insert(_delivery), rows)
     session.execute(update(_event).where(_event.c.event_id.in_([e.event_id for e in events]))

@@ -202,12 +202,13 @@ class _References:
 
 
 class _Rollup:
-    """What a group adds to the counters: per (account, hour, tenant, partner, kind) the messages
-    and the highest storage reading, and each tenant's new storage readings."""
+    """What a group adds to the counters: per (account, hour, tenant, partner, kind) the messages,
+    the highest storage reading and the latest one (``[messages, max, last at_us, last
+    bytes]``), and each tenant's new storage readings."""
 
     def __init__(self) -> None:
         self.hourly: dict[tuple[str, int, str, str, int], list[int]] = defaultdict(
-            lambda: [0, 0])
+            lambda: [0, 0, 0, 0])
         self.readings: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
 
     def __bool__(self) -> bool:
@@ -225,6 +226,8 @@ class _Rollup:
             roll[0] += e.quantity
         else:
             roll[1] = max(roll[1], e.quantity)
+            if occurred_at_us >= roll[2]:
+                roll[2], roll[3] = occurred_at_us, e.quantity
             self.readings[(e.account_id, e.tenant_id)].append((occurred_at_us, e.quantity))
 
 
@@ -282,7 +285,7 @@ def _write_rollup(store: UsageStore, session, rollup: _Rollup,  # type: ignore[n
     tenant_messages: dict[tuple[str, str, str], int] = defaultdict(int)
     partner_messages: dict[tuple[str, str, str], int] = defaultdict(int)
     label_of = rules.period_label_of
-    for (account_id, hour_us, tenant_id, partner_id, kind), (messages, _) in \
+    for (account_id, hour_us, tenant_id, partner_id, kind), (messages, *_) in \
             rollup.hourly.items():
         if kind == MESSAGE:
             period = label_of(hour_us)
@@ -292,7 +295,8 @@ def _write_rollup(store: UsageStore, session, rollup: _Rollup,  # type: ignore[n
                 partner_messages[(account_id, period, partner_id)] += messages
     store.add_tenant_messages([(*k, v) for k, v in tenant_messages.items()])
     store.add_partner_messages([(*k, v) for k, v in partner_messages.items()])
-    store.add_hourly([(*k, v[0], v[1]) for k, v in rollup.hourly.items()])
+    store.add_hourly([(*k, *v) for k, v in rollup.hourly.items()])
+    store.mark_reports_due(list({(key[0], key[1]) for key in rollup.hourly}), now_us)
 
     accounts = refs.accounts
     for (account_id, period), messages in period_messages.items():

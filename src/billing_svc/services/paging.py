@@ -56,14 +56,15 @@ def next_token(rpc: str, query: Sequence[object], cursor: Cursor) -> str:
 
 
 def read_token(token: str, rpc: str, query: Sequence[object],
-               shape: Sequence[Check]) -> Cursor | None:
+               shape: Sequence[Check], *, field: str = "page_token") -> Cursor | None:
     """The cursor of ``token`` (``None`` for the first page, an empty token), or
-    ``InvalidArgument`` naming ``page_token`` unless it was made by ``next_token`` for this
+    ``InvalidArgument`` naming ``field`` unless it was made by ``next_token`` for this
     ``rpc`` and ``query`` and each part of its cursor passes its check in ``shape``."""
     if not token:
         return None
+    made_by = "next_page_token" if field == "page_token" else field
     refused = InvalidArgument(
-        "page_token", f"is not a next_page_token of {rpc} for these filters; send the token "
+        field, f"is not a {made_by} of {rpc} for these filters; send the token "
         "of the previous page unchanged, with the same filters, or none for the first page")
     if len(token) > MAX_TOKEN_LENGTH or not _BASE64URL.fullmatch(token):
         raise refused

@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlmodel import Session, select
 
 from billing_svc.domain.errors import InvalidArgument, NotFound, shown
-from billing_svc.domain.events import EVENT_TYPES
+from billing_svc.domain.events import EVENT_TYPES, subscribed
 from billing_svc.domain.ids import new_id
 from billing_svc.services import paging
 from billing_svc.services.common import idempotent_write, load_account, loader, visible
@@ -261,4 +261,4 @@ def subscribed_endpoints(session: Session, event: OutboxEvent) -> list[WebhookEn
     endpoints = session.exec(select(WebhookEndpoint).where(
         WebhookEndpoint.account_id == event.account_id, WebhookEndpoint.status == ENABLED)).all()
     return [e for e in endpoints
-            if not e.event_types or event.type in e.event_types.split(",")]
+            if subscribed(event.type, {t for t in e.event_types.split(",") if t})]

@@ -168,6 +168,12 @@ class UsageHourly(SQLModel, table=True):
     kind: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     messages: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     storage_bytes_max: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    # The hour's latest storage reading (by occurred_at): the level held at the hour's end, which
+    # the hourly reports send. 0/0 on message rows.
+    storage_last_at_us: int = Field(default=0, sa_column=Column(BigInteger, nullable=False,
+                                                                server_default="0"))
+    storage_bytes_last: int = Field(default=0, sa_column=Column(BigInteger, nullable=False,
+                                                                server_default="0"))
 
 
 class StorageLevel(SQLModel, table=True):
@@ -179,6 +185,54 @@ class StorageLevel(SQLModel, table=True):
     tenant_id: str = Field(primary_key=True, max_length=40)
     level_bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
     reading_at_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+# ---------------------------------------------------------------------------------------------
+# Hourly usage reports to billing systems (services/hourly_reports.py)
+
+
+class UsageReportDue(SQLModel, table=True):
+    """An (account, hour) whose roll-ups changed since its last report: ingestion marks it in
+    its transaction, the report job takes it (``FOR UPDATE SKIP LOCKED``) once the hour closed."""
+
+    __tablename__ = "usage_report_due"
+
+    account_id: str = Field(primary_key=True, max_length=40)
+    hour_us: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    marked_at_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class UsageReport(SQLModel, table=True):
+    """One revision of one account's hour as reported: message deltas since the previous
+    revision, storage levels at the hour's end as known when it was made."""
+
+    __tablename__ = "usage_report"
+    __table_args__ = (UniqueConstraint("account_id", "hour_us", "revision"),
+                      Index("ix_usage_report_account_sequence", "account_id", "sequence"))
+
+    # Assigned under the usage_report_head lock: commit order, so a cursor on it skips nothing.
+    sequence: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    account_id: str = Field(max_length=40)
+    hour_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+    revision: int
+    period: str = Field(max_length=7)
+    # [[tenant_id, messages delta, storage bytes at the hour's end], ...] by tenant_id.
+    tenants_json: str = Field(sa_column=Column(Text, nullable=False))
+    # [[partner_id, messages delta], ...] by partner_id.
+    partners_json: str = Field(sa_column=Column(Text, nullable=False))
+    # The hour's totals as of this revision: the next revision's deltas are taken against them.
+    totals_json: str = Field(sa_column=Column(Text, nullable=False))
+    estimated_charges: Decimal = Field(sa_column=Column(MONEY, nullable=False))
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class UsageReportHead(SQLModel, table=True):
+    """The last report sequence given out, one row: locking it orders reports across replicas."""
+
+    __tablename__ = "usage_report_head"
+
+    id: int = Field(default=1, primary_key=True)
+    sequence: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
 
 
 # ---------------------------------------------------------------------------------------------

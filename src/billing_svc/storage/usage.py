@@ -183,16 +183,35 @@ class UsageStore:
             "VALUES (?,?,?,?) ON CONFLICT (account_id, period, partner_id) "
             f"DO UPDATE SET messages = {_add('usage_partner_period', 'messages')}", rows)
 
-    def add_hourly(self, rows: list[tuple[str, int, str, str, int, int, int]]) -> None:
+    def add_hourly(self, rows: list[tuple[str, int, str, str, int, int, int, int, int]]) -> None:
+        """Rows ``(account, hour_us, tenant, partner, kind, messages, storage max, storage last
+        at_us, storage last bytes)``; the last reading wins by occurred_at (ties: the newer)."""
         greatest = "GREATEST" if self.postgres else "max"
         self._add_many(
             "usage_hourly",
             "INSERT INTO usage_hourly (account_id, hour_us, tenant_id, partner_id, kind, messages,"
-            " storage_bytes_max) VALUES (?,?,?,?,?,?,?) ON CONFLICT (account_id, hour_us, "
+            " storage_bytes_max, storage_last_at_us, storage_bytes_last) "
+            "VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (account_id, hour_us, "
             "tenant_id, partner_id, kind) DO UPDATE SET "
             f"messages = {_add('usage_hourly', 'messages')}, "
             f"storage_bytes_max = {greatest}(usage_hourly.storage_bytes_max, "
-            "excluded.storage_bytes_max)", rows)
+            "excluded.storage_bytes_max), "
+            "storage_bytes_last = CASE WHEN excluded.storage_last_at_us >= "
+            "usage_hourly.storage_last_at_us THEN excluded.storage_bytes_last "
+            "ELSE usage_hourly.storage_bytes_last END, "
+            f"storage_last_at_us = {greatest}(usage_hourly.storage_last_at_us, "
+            "excluded.storage_last_at_us)", rows)
+
+    def mark_reports_due(self, hours: list[tuple[str, int]], now_us: int) -> None:
+        """Mark ``(account, hour_us)`` pairs for the hourly report job, in sorted order (a fixed
+        lock order). DO UPDATE, not DO NOTHING: on PostgreSQL it waits for a report job that
+        holds the row, and inserts it anew once the job deleted it, so a change the job did not
+        see is always reported by a later run."""
+        self._many(
+            "INSERT INTO usage_report_due (account_id, hour_us, marked_at_us) VALUES (?,?,?) "
+            "ON CONFLICT (account_id, hour_us) DO UPDATE SET "
+            "marked_at_us = excluded.marked_at_us",
+            [(account_id, hour_us, now_us) for account_id, hour_us in sorted(hours)])
 
     def _add_many(self, table: str, statement: str, rows: list[tuple[Any, ...]]) -> None:
         """An upsert into counters (``_add``): the only constraint it can meet is the guard's."""

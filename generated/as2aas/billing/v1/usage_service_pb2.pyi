@@ -205,3 +205,61 @@ class GetUsageHistoryResponse(_message.Message):
     buckets: _containers.RepeatedCompositeFieldContainer[UsageBucket]
     next_page_token: str
     def __init__(self, buckets: _Optional[_Iterable[_Union[UsageBucket, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListUsageReportsRequest(_message.Message):
+    __slots__ = ("account_id", "page_size", "resume_token")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    page_size: int
+    resume_token: str
+    def __init__(self, account_id: _Optional[str] = ..., page_size: _Optional[int] = ..., resume_token: _Optional[str] = ...) -> None: ...
+
+class UsageReportTenant(_message.Message):
+    __slots__ = ("tenant_id", "messages", "storage_bytes")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    messages: int
+    storage_bytes: int
+    def __init__(self, tenant_id: _Optional[str] = ..., messages: _Optional[int] = ..., storage_bytes: _Optional[int] = ...) -> None: ...
+
+class UsageReportPartner(_message.Message):
+    __slots__ = ("partner_id", "messages")
+    PARTNER_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    partner_id: str
+    messages: int
+    def __init__(self, partner_id: _Optional[str] = ..., messages: _Optional[int] = ...) -> None: ...
+
+class UsageReport(_message.Message):
+    __slots__ = ("account_id", "hour", "revision", "period", "tenants", "partners", "estimated_charges_to_date", "create_time", "sequence")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    HOUR_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    TENANTS_FIELD_NUMBER: _ClassVar[int]
+    PARTNERS_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_CHARGES_TO_DATE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    hour: _timestamp_pb2.Timestamp
+    revision: int
+    period: str
+    tenants: _containers.RepeatedCompositeFieldContainer[UsageReportTenant]
+    partners: _containers.RepeatedCompositeFieldContainer[UsageReportPartner]
+    estimated_charges_to_date: _common_pb2.Money
+    create_time: _timestamp_pb2.Timestamp
+    sequence: int
+    def __init__(self, account_id: _Optional[str] = ..., hour: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision: _Optional[int] = ..., period: _Optional[str] = ..., tenants: _Optional[_Iterable[_Union[UsageReportTenant, _Mapping]]] = ..., partners: _Optional[_Iterable[_Union[UsageReportPartner, _Mapping]]] = ..., estimated_charges_to_date: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sequence: _Optional[int] = ...) -> None: ...
+
+class ListUsageReportsResponse(_message.Message):
+    __slots__ = ("reports", "resume_token")
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    reports: _containers.RepeatedCompositeFieldContainer[UsageReport]
+    resume_token: str
+    def __init__(self, reports: _Optional[_Iterable[_Union[UsageReport, _Mapping]]] = ..., resume_token: _Optional[str] = ...) -> None: ...

@@ -60,6 +60,11 @@ class UsageServiceStub:
                 request_serializer=as2aas_dot_billing_dot_v1_dot_usage__service__pb2.GetUsageHistoryRequest.SerializeToString,
                 response_deserializer=as2aas_dot_billing_dot_v1_dot_usage__service__pb2.GetUsageHistoryResponse.FromString,
                 _registered_method=True)
+        self.ListUsageReports = channel.unary_unary(
+                '/as2aas.billing.v1.UsageService/ListUsageReports',
+                request_serializer=as2aas_dot_billing_dot_v1_dot_usage__service__pb2.ListUsageReportsRequest.SerializeToString,
+                response_deserializer=as2aas_dot_billing_dot_v1_dot_usage__service__pb2.ListUsageReportsResponse.FromString,
+                _registered_method=True)
 
 
 class UsageServiceServicer:
@@ -142,6 +147,25 @@ class UsageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUsageReports(self, request, context):
+        """The account's hourly usage reports for billing systems that pull, oldest first (scope
+        usage:read). Each UTC hour with messages or a new storage reading is reported once it has
+        closed plus BILLING_USAGE_REPORT_GRACE_SECONDS (300); a later event that changes a reported
+        hour makes a new revision of it with the message deltas, so summing the messages of every
+        revision gives the period's counters as finally recorded, late events included. The same
+        reports go to webhook endpoints whose filter names billing.usage_reported.
+
+        A cursor, not pages: the response's resume_token is always set; send it back to get only
+        the reports made since, in the order they were committed (none is skipped, whichever replica
+        made it). An empty response with a resume_token means nothing new yet: poll again later.
+
+        Errors: INVALID_ARGUMENT without account_id, for a negative page_size or a resume_token that
+        is not one this RPC returned for this account; NOT_FOUND for an unknown account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UsageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -169,6 +193,11 @@ def add_UsageServiceServicer_to_server(servicer, server):
                     servicer.GetUsageHistory,
                     request_deserializer=as2aas_dot_billing_dot_v1_dot_usage__service__pb2.GetUsageHistoryRequest.FromString,
                     response_serializer=as2aas_dot_billing_dot_v1_dot_usage__service__pb2.GetUsageHistoryResponse.SerializeToString,
+            ),
+            'ListUsageReports': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsageReports,
+                    request_deserializer=as2aas_dot_billing_dot_v1_dot_usage__service__pb2.ListUsageReportsRequest.FromString,
+                    response_serializer=as2aas_dot_billing_dot_v1_dot_usage__service__pb2.ListUsageReportsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -307,6 +336,33 @@ class UsageService:
             '/as2aas.billing.v1.UsageService/GetUsageHistory',
             as2aas_dot_billing_dot_v1_dot_usage__service__pb2.GetUsageHistoryRequest.SerializeToString,
             as2aas_dot_billing_dot_v1_dot_usage__service__pb2.GetUsageHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsageReports(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/as2aas.billing.v1.UsageService/ListUsageReports',
+            as2aas_dot_billing_dot_v1_dot_usage__service__pb2.ListUsageReportsRequest.SerializeToString,
+            as2aas_dot_billing_dot_v1_dot_usage__service__pb2.ListUsageReportsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -89,6 +89,21 @@ class UsageServiceStub:
     not after start_time, a negative page_size or a page_token that is not from a previous page;
     NOT_FOUND for an unknown account.
     """
+    ListUsageReports: _grpc.UnaryUnaryMultiCallable[_usage_service_pb2.ListUsageReportsRequest, _usage_service_pb2.ListUsageReportsResponse]
+    """The account's hourly usage reports for billing systems that pull, oldest first (scope
+    usage:read). Each UTC hour with messages or a new storage reading is reported once it has
+    closed plus BILLING_USAGE_REPORT_GRACE_SECONDS (300); a later event that changes a reported
+    hour makes a new revision of it with the message deltas, so summing the messages of every
+    revision gives the period's counters as finally recorded, late events included. The same
+    reports go to webhook endpoints whose filter names billing.usage_reported.
+
+    A cursor, not pages: the response's resume_token is always set; send it back to get only
+    the reports made since, in the order they were committed (none is skipped, whichever replica
+    made it). An empty response with a resume_token means nothing new yet: poll again later.
+
+    Errors: INVALID_ARGUMENT without account_id, for a negative page_size or a resume_token that
+    is not one this RPC returned for this account; NOT_FOUND for an unknown account.
+    """
 
 @_typing.type_check_only
 class UsageServiceAsyncStub(UsageServiceStub):
@@ -150,6 +165,21 @@ class UsageServiceAsyncStub(UsageServiceStub):
     Errors: INVALID_ARGUMENT for an unspecified granularity, a missing start_time, an end_time
     not after start_time, a negative page_size or a page_token that is not from a previous page;
     NOT_FOUND for an unknown account.
+    """
+    ListUsageReports: _aio.UnaryUnaryMultiCallable[_usage_service_pb2.ListUsageReportsRequest, _usage_service_pb2.ListUsageReportsResponse]  # type: ignore[assignment]
+    """The account's hourly usage reports for billing systems that pull, oldest first (scope
+    usage:read). Each UTC hour with messages or a new storage reading is reported once it has
+    closed plus BILLING_USAGE_REPORT_GRACE_SECONDS (300); a later event that changes a reported
+    hour makes a new revision of it with the message deltas, so summing the messages of every
+    revision gives the period's counters as finally recorded, late events included. The same
+    reports go to webhook endpoints whose filter names billing.usage_reported.
+
+    A cursor, not pages: the response's resume_token is always set; send it back to get only
+    the reports made since, in the order they were committed (none is skipped, whichever replica
+    made it). An empty response with a resume_token means nothing new yet: poll again later.
+
+    Errors: INVALID_ARGUMENT without account_id, for a negative page_size or a resume_token that
+    is not one this RPC returned for this account; NOT_FOUND for an unknown account.
     """
 
 class UsageServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -239,6 +269,27 @@ class UsageServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors: INVALID_ARGUMENT for an unspecified granularity, a missing start_time, an end_time
         not after start_time, a negative page_size or a page_token that is not from a previous page;
         NOT_FOUND for an unknown account.
+        """
+
+    @_abc_1.abstractmethod
+    def ListUsageReports(
+        self,
+        request: _usage_service_pb2.ListUsageReportsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_usage_service_pb2.ListUsageReportsResponse, _abc.Awaitable[_usage_service_pb2.ListUsageReportsResponse]]:
+        """The account's hourly usage reports for billing systems that pull, oldest first (scope
+        usage:read). Each UTC hour with messages or a new storage reading is reported once it has
+        closed plus BILLING_USAGE_REPORT_GRACE_SECONDS (300); a later event that changes a reported
+        hour makes a new revision of it with the message deltas, so summing the messages of every
+        revision gives the period's counters as finally recorded, late events included. The same
+        reports go to webhook endpoints whose filter names billing.usage_reported.
+
+        A cursor, not pages: the response's resume_token is always set; send it back to get only
+        the reports made since, in the order they were committed (none is skipped, whichever replica
+        made it). An empty response with a resume_token means nothing new yet: poll again later.
+
+        Errors: INVALID_ARGUMENT without account_id, for a negative page_size or a resume_token that
+        is not one this RPC returned for this account; NOT_FOUND for an unknown account.
         """
 
 def add_UsageServiceServicer_to_server(servicer: UsageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
