@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     auto_close_periods: bool = True
     period_close_grace_seconds: int = 3600
     metrics_listen: str = ""
+    # host:port of the seed's REST surface (api/rest.py, docs/rest.md); empty: no HTTP port.
+    http_listen: str = ""
     tls_cert_file: str = ""
     tls_key_file: str = ""
     tls_client_ca_file: str = ""
