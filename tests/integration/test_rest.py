@@ -259,7 +259,7 @@ def test_tls_by_the_grpc_settings(tmp_path: Path, pki: dict[str, Path]) -> None:
             port = server.server.http_port
             shop_id = _account_over_tls(server, pki)
             response = _get(f"https://127.0.0.1:{port}", f"/v1/accounts/{shop_id}/billing",
-                            token("reader"), verify=ssl.create_default_context(cafile=str(pki["ca"])))
+                            token("reader"), verify=trusting(pki))
             assert response.status_code == 200
             assert response.json()["subscription"]["status"] == "trialing"
             with pytest.raises(httpx.HTTPError):
@@ -286,9 +286,13 @@ def test_mutual_tls_wants_a_client_certificate(tmp_path: Path, pki: dict[str, Pa
             assert error_of(response) == (404, "NOT_FOUND")  # through TLS to the service
             with pytest.raises(httpx.HTTPError):
                 _get(base, "/v1/accounts/acc_nope/billing", token("reader"),
-                     verify=ssl.create_default_context(cafile=str(pki["ca"])))
+                     verify=trusting(pki))
         finally:
             server.stop()
+
+
+def trusting(pki: dict[str, Path]) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(pki["ca"]))
 
 
 def _account_over_tls(server: ServerThread, pki: dict[str, Path]) -> str:
