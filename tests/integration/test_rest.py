@@ -251,6 +251,25 @@ def test_http_listen_must_be_host_and_port(tmp_path: Path) -> None:
         thread.loop.call_soon_threadsafe(thread.loop.stop)
 
 
+def test_a_port_in_use_refuses_to_start(rest: Rest, tmp_path: Path) -> None:
+    with fresh_database(str(tmp_path)) as url:
+        taken = f"127.0.0.1:{rest.server.server.http_port}"
+        thread = ServerThread(settings_for_tests(url, http_listen=taken))
+        with pytest.raises(OSError, match=r"BILLING_HTTP_LISTEN=.*cannot listen"):
+            thread.start()
+        thread.loop.call_soon_threadsafe(thread.loop.stop)
+    # The first server still answers every call itself.
+    assert _get(rest.base, f"/v1/accounts/{rest.mine.account_id}/billing",
+                token("reader")).status_code == 200
+
+
+def test_head_answers_the_status_without_a_body(rest: Rest) -> None:
+    response = httpx.head(f"{rest.base}/v1/accounts/{rest.mine.account_id}/billing",
+                          headers={"Authorization": f"Bearer {token('reader')}"}, timeout=10)
+    assert response.status_code == 200 and response.content == b""
+    assert response.headers["server"] == "billing-svc"
+
+
 def test_tls_by_the_grpc_settings(tmp_path: Path, pki: dict[str, Path]) -> None:
     with fresh_database(str(tmp_path)) as url:
         server = http_server(url, tls_cert_file=str(pki["server_cert"]),

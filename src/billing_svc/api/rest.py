@@ -144,7 +144,13 @@ class RestServer:
         # No SO_REUSEPORT: a second server on the same port fails to start instead of sharing it.
         site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context(self.settings),
                            reuse_port=False)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise OSError(exc.errno, f"BILLING_HTTP_LISTEN={self.settings.http_listen}: cannot "
+                          f"listen there ({exc.strerror or exc}); is another process serving "
+                          "it?") from exc
         self.port = int(self._runner.addresses[0][1])
         return self.port
 
@@ -278,7 +284,9 @@ def _admit(caller: Caller, rpc: str, message: Any) -> None:
 
 
 def _json(status: int, body: dict[str, Any]) -> web.Response:
-    return web.Response(status=status, text=rest_json.dumps(body), content_type="application/json")
+    # Our own Server header: aiohttp's names its version and Python's.
+    return web.Response(status=status, text=rest_json.dumps(body), content_type="application/json",
+                        headers={"Server": "billing-svc"})
 
 
 def _error_response(status: int, code: grpc.StatusCode, message: str) -> web.Response:

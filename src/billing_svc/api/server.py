@@ -93,14 +93,15 @@ class BillingServer:
         if self.settings.metrics_listen:
             self.metrics_port = serve_metrics(self.settings.metrics_listen, self.db)
             log.info("metrics", address=self.settings.metrics_listen, port=self.metrics_port)
-        await server.start()
-        host = self.settings.listen.rsplit(":", 1)[0]
-        log.info("listening", address=f"{host}:{self.port}")
+        # Bound before gRPC serves: a port in use stops the start before any call is answered.
         if self.settings.http_listen:
             self._rest = RestServer(self.db, self.settings)
             self.http_port = await self._rest.start()
             log.info("http_listening", address=self.settings.http_listen, port=self.http_port,
                      tls=bool(self.settings.tls_cert_file))
+        await server.start()
+        host = self.settings.listen.rsplit(":", 1)[0]
+        log.info("listening", address=f"{host}:{self.port}")
 
         await asyncio.to_thread(upgrade, self.db, settings=self.settings)
         tokens = await asyncio.to_thread(load_token_store, self.settings, self.db)
