@@ -4,6 +4,7 @@ exact JSON, bearer tokens and scopes as on gRPC, account-bound tokens, JSON erro
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -261,6 +262,22 @@ def test_a_port_in_use_refuses_to_start(rest: Rest, tmp_path: Path) -> None:
     # The first server still answers every call itself.
     assert _get(rest.base, f"/v1/accounts/{rest.mine.account_id}/billing",
                 token("reader")).status_code == 200
+
+
+def test_a_body_is_never_read_before_the_answer(rest: Rest) -> None:
+    # Headers announce 50 MB and send 10 bytes of them: the answer comes without the rest.
+    with socket.create_connection(("127.0.0.1", rest.server.server.http_port), timeout=10) as sock:
+        sock.sendall(f"GET /v1/accounts/{rest.mine.account_id}/billing HTTP/1.1\r\n"
+                     "Host: billing\r\nContent-Length: 50000000\r\n\r\n0123456789".encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 401")
+    assert json.loads(body)["error"]["code"] == "UNAUTHENTICATED"
 
 
 def test_head_answers_the_status_without_a_body(rest: Rest) -> None:
