@@ -31,6 +31,8 @@ from tests.support import (
     TOKENS,
     Client,
     ServerThread,
+    ServiceProcess,
+    free_port,
     fresh_database,
     settings_for_tests,
 )
@@ -80,9 +82,10 @@ def rest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rest]:
             server.stop()
 
 
-def _get(base: str, path: str, token: str | None, **kwargs) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.get(base + path, headers=headers, timeout=10, **kwargs)
+def _get(base: str, path: str, token: str | None, *, headers: dict[str, str] | None = None,
+         **kwargs) -> httpx.Response:
+    sent = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.get(base + path, headers={**sent, **(headers or {})}, timeout=10, **kwargs)
 
 
 def token(name: str) -> str:
@@ -238,6 +241,29 @@ def test_a_revoked_token_is_refused_like_on_grpc(rest: Rest) -> None:
             return
         time.sleep(0.1)
     pytest.fail("the revoked token was still accepted")
+
+
+def test_serve_answers_on_billing_http_listen_and_logs_each_call(tmp_path: Path) -> None:
+    with fresh_database(str(tmp_path)) as url:
+        port = free_port()
+        process = ServiceProcess(url, BILLING_HTTP_LISTEN=f"127.0.0.1:{port}").start()
+        try:
+            response = _get(f"http://127.0.0.1:{port}", "/v1/accounts/acc_nope/billing",
+                            token("reader"), headers={"X-Request-Id": "req-log-1"})
+            assert error_of(response) == (404, "NOT_FOUND")
+        finally:
+            assert process.terminate() == 0
+        lines = [json.loads(line) for line in process.output().splitlines()
+                 if line.startswith("{")]
+        (logged,) = [line for line in lines if line.get("event") == "http"]
+        assert logged | {"timestamp": None, "duration_ms": None} == {
+            "event": "http", "level": "info", "timestamp": None, "duration_ms": None,
+            "route": "GET /v1/accounts/{account}/billing",
+            "rpc": "/as2aas.billing.v1.BillingService/GetAccountBilling",
+            "account_id": "acc_nope", "caller": "reader", "request_id": "req-log-1",
+            "status": 404, "code": "NOT_FOUND", "error": "account 'acc_nope' does not exist"}
+        assert any(line.get("event") == "http_listening" and line["port"] == port
+                   for line in lines)
 
 
 def test_no_http_port_unless_configured(server: ServerThread) -> None:

@@ -82,7 +82,8 @@ class _Route:
 
     name: str  # "GET /v1/…", for logs and metrics
     rpc: str
-    handler: Callable[[web.Request, Caller], Awaitable[tuple[dict[str, Any], str]]]
+    # (request, caller, log fields) -> body; it names its account in the log fields.
+    handler: Callable[[web.Request, Caller, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 def parse_listen(address: str) -> tuple[str, int]:
@@ -180,8 +181,7 @@ class RestServer:
                 if len(request.raw_path) > MAX_TARGET_LENGTH:
                     raise InvalidArgument("path", f"is longer than {MAX_TARGET_LENGTH} "
                                           "characters, path and query together")
-                body, fields["account_id"] = await route.handler(request, ctx.caller)
-                response = _json(200, body)
+                response = _json(200, await route.handler(request, ctx.caller, fields))
             except Exception as exc:  # every error becomes a JSON error here
                 code, response = self._error(exc, fields, request_id)
             finally:
@@ -215,25 +215,28 @@ class RestServer:
                                   "characters")
         return RequestContext(caller=caller, request_id=request_id)
 
-    async def _account_billing(self, request: web.Request,
-                               caller: Caller) -> tuple[dict[str, Any], str]:
+    async def _account_billing(self, request: web.Request, caller: Caller,
+                               fields: dict[str, Any]) -> dict[str, Any]:
+        account_id = request.match_info["account"]
+        fields["account_id"] = cut(account_id)
         _only_parameters(request, ())
-        message = pb.GetAccountBillingRequest(account_id=request.match_info["account"])
+        message = pb.GetAccountBillingRequest(account_id=account_id)
         _admit(caller, _BILLING_RPC, message)
-        view = await run(accounts.get_account_billing, self.db, message.account_id)
-        return rest_json.account_billing(convert.account_billing_out(view)), message.account_id
+        view = await run(accounts.get_account_billing, self.db, account_id)
+        return rest_json.account_billing(convert.account_billing_out(view))
 
-    async def _current_usage(self, request: web.Request,
-                             caller: Caller) -> tuple[dict[str, Any], str]:
+    async def _current_usage(self, request: web.Request, caller: Caller,
+                             fields: dict[str, Any]) -> dict[str, Any]:
         _only_parameters(request, ("account_id",))
         account_id = request.query.get("account_id", "") or caller.account_id
+        fields["account_id"] = cut(account_id) or None
         if not account_id:
             raise InvalidArgument("account_id", "is required for a token not bound to an "
                                   "account: add ?account_id=acc_… to the URL")
         message = usage_pb.GetCurrentUsageRequest(account_id=account_id)
         _admit(caller, _USAGE_RPC, message)
         report = await run(usage_reports.current_usage, self.db, account_id)
-        return rest_json.current_usage(convert.current_usage_out(report)), account_id
+        return rest_json.current_usage(convert.current_usage_out(report))
 
     async def _unknown(self, request: web.Request) -> web.Response:
         log.info("http", status=404, code="NOT_FOUND", path=cut(request.path, 200))
