@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 
@@ -27,6 +28,8 @@ from billing_svc.api.auth import METHOD_SCOPES
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
+# google/api/annotations.proto and http.proto, for the google.api.http options (vendored).
+VENDORED_ROOT = ROOT / "third_party" / "googleapis"
 OUTPUT = ROOT / "docs" / "rpc-reference.md"
 
 # Paths into FileDescriptorProto (descriptor.proto's field numbers), as SourceCodeInfo uses them.
@@ -78,7 +81,8 @@ def descriptors() -> descriptor_pb2.FileDescriptorSet:
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "descriptors.pb"
         status = protoc.main([
-            "grpc_tools.protoc", f"-I{PROTO_ROOT}", f"-I{well_known}", "--include_source_info",
+            "grpc_tools.protoc", f"-I{PROTO_ROOT}", f"-I{VENDORED_ROOT}", f"-I{well_known}",
+            "--include_source_info",
             f"--descriptor_set_out={out}",
             *(str(path.relative_to(PROTO_ROOT)) for path in proto_files())])
         if status != 0:
@@ -227,6 +231,14 @@ def _signature(method: descriptor_pb2.MethodDescriptorProto, package: _Package) 
             f"returns ({side(method.output_type, method.server_streaming)})")
 
 
+def _http(method: descriptor_pb2.MethodDescriptorProto) -> str:
+    """The method's ``google.api.http`` GET path, for a transcoder (docs/rest.md), if any."""
+    if not method.options.HasExtension(annotations_pb2.http):
+        return ""
+    rule = method.options.Extensions[annotations_pb2.http]
+    return f" · HTTP `GET {rule.get}` (via a transcoder)" if rule.get else ""
+
+
 def render(files: descriptor_pb2.FileDescriptorSet | None = None) -> str:
     """The whole reference as Markdown."""
     package = _Package(files if files is not None else descriptors())
@@ -276,7 +288,7 @@ def render(files: descriptor_pb2.FileDescriptorSet | None = None) -> str:
         for method, method_comment in zip(service.method, method_comments, strict=True):
             lines += [f"### {method.name}", "",
                       f"`{_signature(method, package)}` · scope "
-                      f"`{scope_of(full_name, method.name)}`", ""]
+                      f"`{scope_of(full_name, method.name)}`{_http(method)}", ""]
             if method_comment:
                 lines += [method_comment, ""]
             for type_name in (method.input_type, method.output_type):

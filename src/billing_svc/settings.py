@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     # the hour arrive first (later ones make a new revision).
     usage_report_grace_seconds: int = Field(default=300, ge=0)
     metrics_listen: str = ""
+    # host:port of the seed's REST surface (api/rest.py, docs/rest.md); empty: no HTTP port.
+    http_listen: str = ""
     tls_cert_file: str = ""
     tls_key_file: str = ""
     tls_client_ca_file: str = ""

@@ -7,9 +7,11 @@ const grpc = require("@grpc/grpc-js");
 const protoLoader = require("@grpc/proto-loader");
 
 const PROTO_ROOT = path.join(__dirname, "..", "..", "proto");
+// google/api/annotations.proto, which the services import for their google.api.http options.
+const VENDORED_ROOT = path.join(__dirname, "..", "..", "third_party", "googleapis");
 const definition = protoLoader.loadSync(
   ["as2aas/billing/v1/billing_service.proto", "as2aas/billing/v1/usage_service.proto"],
-  { includeDirs: [PROTO_ROOT], keepCase: true, longs: String, enums: String, defaults: true },
+  { includeDirs: [PROTO_ROOT, VENDORED_ROOT], keepCase: true, longs: String, enums: String, defaults: true },
 );
 const v1 = grpc.loadPackageDefinition(definition).as2aas.billing.v1;
 

@@ -16,6 +16,7 @@ from billing_svc.api import reflection, usage
 from billing_svc.api.auth import load_token_store
 from billing_svc.api.billing import BillingServicer
 from billing_svc.api.interceptor import ServiceInterceptor
+from billing_svc.api.rest import RestServer
 from billing_svc.metrics import serve_metrics
 from billing_svc.services.group_commit import IngestionWriter
 from billing_svc.settings import Settings
@@ -42,6 +43,8 @@ class BillingServer:
         self.db = Database(settings.database_url, background_checkpoints=True)
         self.port = 0
         self.metrics_port = 0
+        self.http_port = 0
+        self._rest: RestServer | None = None
         self._interceptor = ServiceInterceptor(
             settings.max_streams_per_caller, max_request_bytes=settings.max_request_bytes,
             max_concurrent_rpcs=settings.max_concurrent_rpcs)
@@ -90,6 +93,12 @@ class BillingServer:
         if self.settings.metrics_listen:
             self.metrics_port = serve_metrics(self.settings.metrics_listen, self.db)
             log.info("metrics", address=self.settings.metrics_listen, port=self.metrics_port)
+        # Bound before gRPC serves: a port in use stops the start before any call is answered.
+        if self.settings.http_listen:
+            self._rest = RestServer(self.db, self.settings)
+            self.http_port = await self._rest.start()
+            log.info("http_listening", address=self.settings.http_listen, port=self.http_port,
+                     tls=bool(self.settings.tls_cert_file))
         await server.start()
         host = self.settings.listen.rsplit(":", 1)[0]
         log.info("listening", address=f"{host}:{self.port}")
@@ -97,6 +106,8 @@ class BillingServer:
         await asyncio.to_thread(upgrade, self.db, settings=self.settings)
         tokens = await asyncio.to_thread(load_token_store, self.settings, self.db)
         self._interceptor.activate(tokens)
+        if self._rest is not None:
+            self._rest.activate(tokens)
         self._tokens_current = asyncio.create_task(tokens.keep_current(self._stop_jobs))
         self._writer.start()
         self._dispatcher = Dispatcher(self.db, self.settings)
@@ -129,7 +140,9 @@ class BillingServer:
         log.info("draining", grace_seconds=grace)
         await self._health.enter_graceful_shutdown()
         self._stop_jobs.set()
-        await self._server.stop(grace)
+        # Both ports drain at once, within the one grace period.
+        await asyncio.gather(self._server.stop(grace),
+                             *([self._rest.stop()] if self._rest is not None else []))
         await self._writer.stop()
         if self._jobs is not None:
             await self._jobs

@@ -23,60 +23,65 @@ _sym_db = _symbol_database.Default()
 
 
 from as2aas.billing.v1 import common_pb2 as as2aas_dot_billing_dot_v1_dot_common__pb2
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%as2aas/billing/v1/usage_service.proto\x12\x11\x61s2aas.billing.v1\x1a\x1e\x61s2aas/billing/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x01\n\nUsageEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x11\n\ttenant_id\x18\x03 \x01(\t\x12\x12\n\npartner_id\x18\x04 \x01(\t\x12*\n\x04kind\x18\x05 \x01(\x0e\x32\x1c.as2aas.billing.v1.UsageKind\x12\x10\n\x08quantity\x18\x06 \x01(\x03\x12/\n\x0boccurred_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"@\n\rRejectedEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\"U\n\x12StreamUsageRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12-\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1d.as2aas.billing.v1.UsageEvent\"\x8f\x01\n\x13StreamUsageResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x05\x12\x12\n\nduplicates\x18\x03 \x01(\x05\x12\x0c\n\x04late\x18\x04 \x01(\x05\x12\x32\n\x08rejected\x18\x05 \x03(\x0b\x32 .as2aas.billing.v1.RejectedEvent\"U\n\x12RecordUsageRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12-\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1d.as2aas.billing.v1.UsageEvent\"\x8f\x01\n\x13RecordUsageResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x05\x12\x12\n\nduplicates\x18\x03 \x01(\x05\x12\x0c\n\x04late\x18\x04 \x01(\x05\x12\x32\n\x08rejected\x18\x05 \x03(\x0b\x32 .as2aas.billing.v1.RejectedEvent\",\n\x16GetCurrentUsageRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"I\n\x0f\x45stimatedCharge\x12\x0c\n\x04type\x18\x01 \x01(\t\x12(\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x18.as2aas.billing.v1.Money\"\xf6\x01\n\x0bUsageToDate\x12\x10\n\x08messages\x18\x01 \x01(\x03\x12\x16\n\x0e\x61\x63tive_tenants\x18\x02 \x01(\x05\x12\x19\n\x11storage_gb_months\x18\x03 \x01(\t\x12\x33\n\x11\x65stimated_charges\x18\x04 \x01(\x0b\x32\x18.as2aas.billing.v1.Money\x12\x15\n\rstorage_bytes\x18\x05 \x01(\x03\x12;\n\x0f\x65stimated_lines\x18\x06 \x03(\x0b\x32\".as2aas.billing.v1.EstimatedCharge\x12\x19\n\x11included_messages\x18\x07 \x01(\x03\"N\n\x0fUsageProjection\x12\x10\n\x08messages\x18\x01 \x01(\x03\x12)\n\x07\x63harges\x18\x02 \x01(\x0b\x32\x18.as2aas.billing.v1.Money\"\xba\x01\n\x17GetCurrentUsageResponse\x12\x30\n\x06period\x18\x01 \x01(\x0b\x32 .as2aas.billing.v1.BillingPeriod\x12\x35\n\rusage_to_date\x18\x02 \x01(\x0b\x32\x1e.as2aas.billing.v1.UsageToDate\x12\x36\n\nprojection\x18\x03 \x01(\x0b\x32\".as2aas.billing.v1.UsageProjection\"I\n\x16GetMonthlyUsageRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0c\n\x04year\x18\x02 \x01(\x05\x12\r\n\x05month\x18\x03 \x01(\x05\"\x8c\x02\n\x17GetMonthlyUsageResponse\x12\x30\n\x06period\x18\x01 \x01(\x0b\x32 .as2aas.billing.v1.BillingPeriod\x12\x16\n\x0etotal_messages\x18\x02 \x01(\x03\x12:\n\x11partner_breakdown\x18\x03 \x03(\x0b\x32\x1f.as2aas.billing.v1.PartnerUsage\x12\x38\n\x10tenant_breakdown\x18\x04 \x03(\x0b\x32\x1e.as2aas.billing.v1.TenantUsage\x12\x16\n\x0e\x61\x63tive_tenants\x18\x05 \x01(\x05\x12\x19\n\x11storage_gb_months\x18\x06 \x01(\t\"\xf9\x01\n\x16GetUsageHistoryRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x33\n\x0bgranularity\x18\x02 \x01(\x0e\x32\x1e.as2aas.billing.v1.Granularity\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\ttenant_id\x18\x05 \x01(\t\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"a\n\x0bUsageBucket\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08messages\x18\x02 \x01(\x03\x12\x15\n\rstorage_bytes\x18\x03 \x01(\x03\"c\n\x17GetUsageHistoryResponse\x12/\n\x07\x62uckets\x18\x01 \x03(\x0b\x32\x1e.as2aas.billing.v1.UsageBucket\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"V\n\x17ListUsageReportsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x14\n\x0cresume_token\x18\x03 \x01(\t\"O\n\x11UsageReportTenant\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08messages\x18\x02 \x01(\x03\x12\x15\n\rstorage_bytes\x18\x03 \x01(\x03\":\n\x12UsageReportPartner\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12\x10\n\x08messages\x18\x02 \x01(\x03\"\xdd\x02\n\x0bUsageReport\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12(\n\x04hour\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08revision\x18\x03 \x01(\x05\x12\x0e\n\x06period\x18\x04 \x01(\t\x12\x35\n\x07tenants\x18\x05 \x03(\x0b\x32$.as2aas.billing.v1.UsageReportTenant\x12\x37\n\x08partners\x18\x06 \x03(\x0b\x32%.as2aas.billing.v1.UsageReportPartner\x12;\n\x19\x65stimated_charges_to_date\x18\x07 \x01(\x0b\x32\x18.as2aas.billing.v1.Money\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08sequence\x18\t \x01(\x03\"a\n\x18ListUsageReportsResponse\x12/\n\x07reports\x18\x01 \x03(\x0b\x32\x1e.as2aas.billing.v1.UsageReport\x12\x14\n\x0cresume_token\x18\x02 \x01(\t*l\n\x0bGranularity\x12\x1b\n\x17GRANULARITY_UNSPECIFIED\x10\x00\x12\x14\n\x10GRANULARITY_HOUR\x10\x01\x12\x13\n\x0fGRANULARITY_DAY\x10\x02\x12\x15\n\x11GRANULARITY_MONTH\x10\x03\x32\xf9\x04\n\x0cUsageService\x12`\n\x0bStreamUsage\x12%.as2aas.billing.v1.StreamUsageRequest\x1a&.as2aas.billing.v1.StreamUsageResponse(\x01\x30\x01\x12\\\n\x0bRecordUsage\x12%.as2aas.billing.v1.RecordUsageRequest\x1a&.as2aas.billing.v1.RecordUsageResponse\x12h\n\x0fGetCurrentUsage\x12).as2aas.billing.v1.GetCurrentUsageRequest\x1a*.as2aas.billing.v1.GetCurrentUsageResponse\x12h\n\x0fGetMonthlyUsage\x12).as2aas.billing.v1.GetMonthlyUsageRequest\x1a*.as2aas.billing.v1.GetMonthlyUsageResponse\x12h\n\x0fGetUsageHistory\x12).as2aas.billing.v1.GetUsageHistoryRequest\x1a*.as2aas.billing.v1.GetUsageHistoryResponse\x12k\n\x10ListUsageReports\x12*.as2aas.billing.v1.ListUsageReportsRequest\x1a+.as2aas.billing.v1.ListUsageReportsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%as2aas/billing/v1/usage_service.proto\x12\x11\x61s2aas.billing.v1\x1a\x1e\x61s2aas/billing/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x01\n\nUsageEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x11\n\ttenant_id\x18\x03 \x01(\t\x12\x12\n\npartner_id\x18\x04 \x01(\t\x12*\n\x04kind\x18\x05 \x01(\x0e\x32\x1c.as2aas.billing.v1.UsageKind\x12\x10\n\x08quantity\x18\x06 \x01(\x03\x12/\n\x0boccurred_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"@\n\rRejectedEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\"U\n\x12StreamUsageRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12-\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1d.as2aas.billing.v1.UsageEvent\"\x8f\x01\n\x13StreamUsageResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x05\x12\x12\n\nduplicates\x18\x03 \x01(\x05\x12\x0c\n\x04late\x18\x04 \x01(\x05\x12\x32\n\x08rejected\x18\x05 \x03(\x0b\x32 .as2aas.billing.v1.RejectedEvent\"U\n\x12RecordUsageRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12-\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1d.as2aas.billing.v1.UsageEvent\"\x8f\x01\n\x13RecordUsageResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x05\x12\x12\n\nduplicates\x18\x03 \x01(\x05\x12\x0c\n\x04late\x18\x04 \x01(\x05\x12\x32\n\x08rejected\x18\x05 \x03(\x0b\x32 .as2aas.billing.v1.RejectedEvent\",\n\x16GetCurrentUsageRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"I\n\x0f\x45stimatedCharge\x12\x0c\n\x04type\x18\x01 \x01(\t\x12(\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x18.as2aas.billing.v1.Money\"\xf6\x01\n\x0bUsageToDate\x12\x10\n\x08messages\x18\x01 \x01(\x03\x12\x16\n\x0e\x61\x63tive_tenants\x18\x02 \x01(\x05\x12\x19\n\x11storage_gb_months\x18\x03 \x01(\t\x12\x33\n\x11\x65stimated_charges\x18\x04 \x01(\x0b\x32\x18.as2aas.billing.v1.Money\x12\x15\n\rstorage_bytes\x18\x05 \x01(\x03\x12;\n\x0f\x65stimated_lines\x18\x06 \x03(\x0b\x32\".as2aas.billing.v1.EstimatedCharge\x12\x19\n\x11included_messages\x18\x07 \x01(\x03\"N\n\x0fUsageProjection\x12\x10\n\x08messages\x18\x01 \x01(\x03\x12)\n\x07\x63harges\x18\x02 \x01(\x0b\x32\x18.as2aas.billing.v1.Money\"\xba\x01\n\x17GetCurrentUsageResponse\x12\x30\n\x06period\x18\x01 \x01(\x0b\x32 .as2aas.billing.v1.BillingPeriod\x12\x35\n\rusage_to_date\x18\x02 \x01(\x0b\x32\x1e.as2aas.billing.v1.UsageToDate\x12\x36\n\nprojection\x18\x03 \x01(\x0b\x32\".as2aas.billing.v1.UsageProjection\"I\n\x16GetMonthlyUsageRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0c\n\x04year\x18\x02 \x01(\x05\x12\r\n\x05month\x18\x03 \x01(\x05\"\x8c\x02\n\x17GetMonthlyUsageResponse\x12\x30\n\x06period\x18\x01 \x01(\x0b\x32 .as2aas.billing.v1.BillingPeriod\x12\x16\n\x0etotal_messages\x18\x02 \x01(\x03\x12:\n\x11partner_breakdown\x18\x03 \x03(\x0b\x32\x1f.as2aas.billing.v1.PartnerUsage\x12\x38\n\x10tenant_breakdown\x18\x04 \x03(\x0b\x32\x1e.as2aas.billing.v1.TenantUsage\x12\x16\n\x0e\x61\x63tive_tenants\x18\x05 \x01(\x05\x12\x19\n\x11storage_gb_months\x18\x06 \x01(\t\"\xf9\x01\n\x16GetUsageHistoryRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x33\n\x0bgranularity\x18\x02 \x01(\x0e\x32\x1e.as2aas.billing.v1.Granularity\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\ttenant_id\x18\x05 \x01(\t\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"a\n\x0bUsageBucket\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08messages\x18\x02 \x01(\x03\x12\x15\n\rstorage_bytes\x18\x03 \x01(\x03\"c\n\x17GetUsageHistoryResponse\x12/\n\x07\x62uckets\x18\x01 \x03(\x0b\x32\x1e.as2aas.billing.v1.UsageBucket\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"V\n\x17ListUsageReportsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x14\n\x0cresume_token\x18\x03 \x01(\t\"O\n\x11UsageReportTenant\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08messages\x18\x02 \x01(\x03\x12\x15\n\rstorage_bytes\x18\x03 \x01(\x03\":\n\x12UsageReportPartner\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12\x10\n\x08messages\x18\x02 \x01(\x03\"\xdd\x02\n\x0bUsageReport\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12(\n\x04hour\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08revision\x18\x03 \x01(\x05\x12\x0e\n\x06period\x18\x04 \x01(\t\x12\x35\n\x07tenants\x18\x05 \x03(\x0b\x32$.as2aas.billing.v1.UsageReportTenant\x12\x37\n\x08partners\x18\x06 \x03(\x0b\x32%.as2aas.billing.v1.UsageReportPartner\x12;\n\x19\x65stimated_charges_to_date\x18\x07 \x01(\x0b\x32\x18.as2aas.billing.v1.Money\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08sequence\x18\t \x01(\x03\"a\n\x18ListUsageReportsResponse\x12/\n\x07reports\x18\x01 \x03(\x0b\x32\x1e.as2aas.billing.v1.UsageReport\x12\x14\n\x0cresume_token\x18\x02 \x01(\t*l\n\x0bGranularity\x12\x1b\n\x17GRANULARITY_UNSPECIFIED\x10\x00\x12\x14\n\x10GRANULARITY_HOUR\x10\x01\x12\x13\n\x0fGRANULARITY_DAY\x10\x02\x12\x15\n\x11GRANULARITY_MONTH\x10\x03\x32\xc1\x05\n\x0cUsageService\x12`\n\x0bStreamUsage\x12%.as2aas.billing.v1.StreamUsageRequest\x1a&.as2aas.billing.v1.StreamUsageResponse(\x01\x30\x01\x12\\\n\x0bRecordUsage\x12%.as2aas.billing.v1.RecordUsageRequest\x1a&.as2aas.billing.v1.RecordUsageResponse\x12h\n\x0fGetCurrentUsage\x12).as2aas.billing.v1.GetCurrentUsageRequest\x1a*.as2aas.billing.v1.GetCurrentUsageResponse\x12\x8b\x01\n\x0fGetMonthlyUsage\x12).as2aas.billing.v1.GetMonthlyUsageRequest\x1a*.as2aas.billing.v1.GetMonthlyUsageResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/billing/usage/monthly\x12\x8b\x01\n\x0fGetUsageHistory\x12).as2aas.billing.v1.GetUsageHistoryRequest\x1a*.as2aas.billing.v1.GetUsageHistoryResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/billing/usage/history\x12k\n\x10ListUsageReports\x12*.as2aas.billing.v1.ListUsageReportsRequest\x1a+.as2aas.billing.v1.ListUsageReportsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'as2aas.billing.v1.usage_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GRANULARITY']._serialized_start=2977
-  _globals['_GRANULARITY']._serialized_end=3085
-  _globals['_USAGEEVENT']._serialized_start=126
-  _globals['_USAGEEVENT']._serialized_end=326
-  _globals['_REJECTEDEVENT']._serialized_start=328
-  _globals['_REJECTEDEVENT']._serialized_end=392
-  _globals['_STREAMUSAGEREQUEST']._serialized_start=394
-  _globals['_STREAMUSAGEREQUEST']._serialized_end=479
-  _globals['_STREAMUSAGERESPONSE']._serialized_start=482
-  _globals['_STREAMUSAGERESPONSE']._serialized_end=625
-  _globals['_RECORDUSAGEREQUEST']._serialized_start=627
-  _globals['_RECORDUSAGEREQUEST']._serialized_end=712
-  _globals['_RECORDUSAGERESPONSE']._serialized_start=715
-  _globals['_RECORDUSAGERESPONSE']._serialized_end=858
-  _globals['_GETCURRENTUSAGEREQUEST']._serialized_start=860
-  _globals['_GETCURRENTUSAGEREQUEST']._serialized_end=904
-  _globals['_ESTIMATEDCHARGE']._serialized_start=906
-  _globals['_ESTIMATEDCHARGE']._serialized_end=979
-  _globals['_USAGETODATE']._serialized_start=982
-  _globals['_USAGETODATE']._serialized_end=1228
-  _globals['_USAGEPROJECTION']._serialized_start=1230
-  _globals['_USAGEPROJECTION']._serialized_end=1308
-  _globals['_GETCURRENTUSAGERESPONSE']._serialized_start=1311
-  _globals['_GETCURRENTUSAGERESPONSE']._serialized_end=1497
-  _globals['_GETMONTHLYUSAGEREQUEST']._serialized_start=1499
-  _globals['_GETMONTHLYUSAGEREQUEST']._serialized_end=1572
-  _globals['_GETMONTHLYUSAGERESPONSE']._serialized_start=1575
-  _globals['_GETMONTHLYUSAGERESPONSE']._serialized_end=1843
-  _globals['_GETUSAGEHISTORYREQUEST']._serialized_start=1846
-  _globals['_GETUSAGEHISTORYREQUEST']._serialized_end=2095
-  _globals['_USAGEBUCKET']._serialized_start=2097
-  _globals['_USAGEBUCKET']._serialized_end=2194
-  _globals['_GETUSAGEHISTORYRESPONSE']._serialized_start=2196
-  _globals['_GETUSAGEHISTORYRESPONSE']._serialized_end=2295
-  _globals['_LISTUSAGEREPORTSREQUEST']._serialized_start=2297
-  _globals['_LISTUSAGEREPORTSREQUEST']._serialized_end=2383
-  _globals['_USAGEREPORTTENANT']._serialized_start=2385
-  _globals['_USAGEREPORTTENANT']._serialized_end=2464
-  _globals['_USAGEREPORTPARTNER']._serialized_start=2466
-  _globals['_USAGEREPORTPARTNER']._serialized_end=2524
-  _globals['_USAGEREPORT']._serialized_start=2527
-  _globals['_USAGEREPORT']._serialized_end=2876
-  _globals['_LISTUSAGEREPORTSRESPONSE']._serialized_start=2878
-  _globals['_LISTUSAGEREPORTSRESPONSE']._serialized_end=2975
-  _globals['_USAGESERVICE']._serialized_start=3088
-  _globals['_USAGESERVICE']._serialized_end=3721
+  _globals['_USAGESERVICE'].methods_by_name['GetMonthlyUsage']._loaded_options = None
+  _globals['_USAGESERVICE'].methods_by_name['GetMonthlyUsage']._serialized_options = b'\202\323\344\223\002\033\022\031/v1/billing/usage/monthly'
+  _globals['_USAGESERVICE'].methods_by_name['GetUsageHistory']._loaded_options = None
+  _globals['_USAGESERVICE'].methods_by_name['GetUsageHistory']._serialized_options = b'\202\323\344\223\002\033\022\031/v1/billing/usage/history'
+  _globals['_GRANULARITY']._serialized_start=3007
+  _globals['_GRANULARITY']._serialized_end=3115
+  _globals['_USAGEEVENT']._serialized_start=156
+  _globals['_USAGEEVENT']._serialized_end=356
+  _globals['_REJECTEDEVENT']._serialized_start=358
+  _globals['_REJECTEDEVENT']._serialized_end=422
+  _globals['_STREAMUSAGEREQUEST']._serialized_start=424
+  _globals['_STREAMUSAGEREQUEST']._serialized_end=509
+  _globals['_STREAMUSAGERESPONSE']._serialized_start=512
+  _globals['_STREAMUSAGERESPONSE']._serialized_end=655
+  _globals['_RECORDUSAGEREQUEST']._serialized_start=657
+  _globals['_RECORDUSAGEREQUEST']._serialized_end=742
+  _globals['_RECORDUSAGERESPONSE']._serialized_start=745
+  _globals['_RECORDUSAGERESPONSE']._serialized_end=888
+  _globals['_GETCURRENTUSAGEREQUEST']._serialized_start=890
+  _globals['_GETCURRENTUSAGEREQUEST']._serialized_end=934
+  _globals['_ESTIMATEDCHARGE']._serialized_start=936
+  _globals['_ESTIMATEDCHARGE']._serialized_end=1009
+  _globals['_USAGETODATE']._serialized_start=1012
+  _globals['_USAGETODATE']._serialized_end=1258
+  _globals['_USAGEPROJECTION']._serialized_start=1260
+  _globals['_USAGEPROJECTION']._serialized_end=1338
+  _globals['_GETCURRENTUSAGERESPONSE']._serialized_start=1341
+  _globals['_GETCURRENTUSAGERESPONSE']._serialized_end=1527
+  _globals['_GETMONTHLYUSAGEREQUEST']._serialized_start=1529
+  _globals['_GETMONTHLYUSAGEREQUEST']._serialized_end=1602
+  _globals['_GETMONTHLYUSAGERESPONSE']._serialized_start=1605
+  _globals['_GETMONTHLYUSAGERESPONSE']._serialized_end=1873
+  _globals['_GETUSAGEHISTORYREQUEST']._serialized_start=1876
+  _globals['_GETUSAGEHISTORYREQUEST']._serialized_end=2125
+  _globals['_USAGEBUCKET']._serialized_start=2127
+  _globals['_USAGEBUCKET']._serialized_end=2224
+  _globals['_GETUSAGEHISTORYRESPONSE']._serialized_start=2226
+  _globals['_GETUSAGEHISTORYRESPONSE']._serialized_end=2325
+  _globals['_LISTUSAGEREPORTSREQUEST']._serialized_start=2327
+  _globals['_LISTUSAGEREPORTSREQUEST']._serialized_end=2413
+  _globals['_USAGEREPORTTENANT']._serialized_start=2415
+  _globals['_USAGEREPORTTENANT']._serialized_end=2494
+  _globals['_USAGEREPORTPARTNER']._serialized_start=2496
+  _globals['_USAGEREPORTPARTNER']._serialized_end=2554
+  _globals['_USAGEREPORT']._serialized_start=2557
+  _globals['_USAGEREPORT']._serialized_end=2906
+  _globals['_LISTUSAGEREPORTSRESPONSE']._serialized_start=2908
+  _globals['_LISTUSAGEREPORTSRESPONSE']._serialized_end=3005
+  _globals['_USAGESERVICE']._serialized_start=3118
+  _globals['_USAGESERVICE']._serialized_end=3823
 # @@protoc_insertion_point(module_scope)
