@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import structlog
 
-from billing_svc.services import accounts, invoicing
+from billing_svc.services import accounts, approvals, invoicing
 from billing_svc.services.context import system_context
 from billing_svc.settings import Settings
 from billing_svc.storage.db import Database
@@ -27,6 +27,8 @@ def run_due_jobs(db: Database, settings: Settings) -> dict[str, int]:
         "trials": lambda: accounts.end_due_trials(db, system_context("trials")),
         "period_end_changes": lambda: accounts.apply_period_end_changes(
             db, system_context("period_end_changes")),
+        "change_requests_expired": lambda: approvals.expire_due(
+            db, system_context("change_request_expiry")),
     }
     if settings.auto_close_periods:
         jobs["periods_closed"] = lambda: invoicing.close_due_periods(

@@ -20,10 +20,13 @@ PAYMENT_SUCCEEDED = "billing.payment_succeeded"
 SUBSCRIPTION_UPDATED = "billing.subscription_updated"
 INVOICE_GENERATED = "billing.invoice_generated"
 BUDGET_ALERT = "billing.budget_alert"
+APPROVAL_REQUESTED = "billing.approval_requested"
+APPROVAL_DECIDED = "billing.approval_decided"
 
 EVENT_TYPES = (
     USAGE_THRESHOLD, LIMIT_EXCEEDED, PAYMENT_FAILED, PAYMENT_SUCCEEDED, SUBSCRIPTION_UPDATED,
     INVOICE_GENERATED, BUDGET_ALERT,
+    APPROVAL_REQUESTED, APPROVAL_DECIDED,
 )
 
 # Decimals travel through json.dumps as marked strings, then become bare number literals. The
@@ -160,4 +163,31 @@ def budget_alert(*, account_id: str, budget_name: str, threshold_percentage: int
         "current_usage": current_usage,
         "budget_limit": budget_limit,
         "period_remaining_days": period_remaining_days,
+    })
+
+
+def approval_requested(*, account_id: str, change_request_id: str, kind: str, requested_by: str,
+                       summary: str, expires_at: datetime, occurred_at: datetime) -> BillingEvent:
+    """A change held by the account's approval policy (issue 15)."""
+    return BillingEvent(APPROVAL_REQUESTED, account_id, occurred_at, {
+        "account_id": account_id,
+        "change_request_id": change_request_id,
+        "kind": kind,
+        "requested_by": requested_by,
+        "summary": summary,
+        "expires_at": iso_utc(expires_at),
+    })
+
+
+def approval_decided(*, account_id: str, change_request_id: str, decision: str,
+                     decided_by: str, reason: str | None,
+                     occurred_at: datetime) -> BillingEvent:
+    """``decision``: ``approved``, ``rejected`` or ``expired``; ``reason`` ``None`` when the
+    decider gave none."""
+    return BillingEvent(APPROVAL_DECIDED, account_id, occurred_at, {
+        "account_id": account_id,
+        "change_request_id": change_request_id,
+        "decision": decision,
+        "decided_by": decided_by,
+        "reason": reason,
     })
