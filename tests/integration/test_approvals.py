@@ -17,10 +17,16 @@ from as2aas.billing.v1 import billing_service_pb2 as pb
 from as2aas.billing.v1 import common_pb2
 
 from billing_svc.domain.periods import Period
-from billing_svc.services import accounts
-from billing_svc.services.context import RequestContext, system_context
+from billing_svc.services import accounts, tokens
+from billing_svc.services.context import Caller, RequestContext, system_context
 from billing_svc.storage.db import Database
 from billing_svc.storage.migrate import upgrade
+from tests.integration.token_support import (
+    PROMISED_SECONDS,
+    bearer,
+    database_token_server,
+    within,
+)
 from tests.support import (
     TOKENS,
     Client,
@@ -574,3 +580,43 @@ def test_implement_approval_workflows_for_plan_changes_endpoints_may_subscribe_t
         metadata=ADMIN).endpoint
     assert sorted(endpoint.event_types) == ["billing.approval_decided",
                                             "billing.approval_requested"]
+
+
+def test_implement_approval_workflows_for_plan_changes_an_account_bound_approver_stays_in_its_account(  # noqa: E501
+        tmp_path) -> None:
+    with database_token_server(str(tmp_path)) as server:
+        client = Client(server.target)
+        try:
+            held = {}
+            for name in ("mine", "theirs"):
+                account = create_account(client, skip_trial=True, metadata=ADMIN)
+                client.billing.SetApprovalPolicy(pb.SetApprovalPolicyRequest(
+                    account_id=account.account_id, policy=pb.ApprovalPolicy(upgrades=True)),
+                    metadata=ADMIN)
+                held[name] = upgrade_request(client, account.account_id,
+                                             metadata=ADMIN)
+            operator = RequestContext(Caller("operator", frozenset({"admin"})))
+            secret = tokens.create_token(
+                server.db, operator, name="mine-approver",
+                scopes=["billing:read", "billing:approve"],
+                account_id=held["mine"].account_id)
+            bound = bearer(secret)
+            within(PROMISED_SECONDS, lambda: client.billing.ListChangeRequests(
+                pb.ListChangeRequestsRequest(account_id=held["mine"].account_id),
+                metadata=bound), "the bound token")
+            foreign = refused(client.billing.ApproveChangeRequest, pb.ApproveChangeRequestRequest(
+                change_request_id=held["theirs"].change_request_id), bound)
+            missing = refused(client.billing.ApproveChangeRequest, pb.ApproveChangeRequestRequest(
+                change_request_id="chg_00000000000000000000000000"), bound)
+            assert foreign.code() == missing.code() == grpc.StatusCode.NOT_FOUND
+            assert foreign.details().replace(held["theirs"].change_request_id,
+                                             "chg_00000000000000000000000000") == \
+                missing.details()
+            listing = refused(client.billing.ListChangeRequests, pb.ListChangeRequestsRequest(
+                account_id=held["theirs"].account_id), bound)
+            assert listing.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert approve(client, held["mine"].change_request_id, bound).change_request.status \
+                == pb.CHANGE_REQUEST_STATUS_APPROVED
+            assert plan_of(client, held["theirs"].account_id).plan_id == "startup"
+        finally:
+            client.close()

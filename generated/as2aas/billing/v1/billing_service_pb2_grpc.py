@@ -264,7 +264,9 @@ class BillingServiceServicer:
         fee, or a change of billing interval alone) is scheduled for the end of the current period
         and shown as pending_plan_id. Asking for the plan and interval in force drops a pending change.
         Emits billing.subscription_updated (change: upgraded, downgrade_scheduled or
-        pending_change_canceled).
+        pending_change_canceled). When the account's approval policy holds the change
+        (SetApprovalPolicy), nothing changes yet: the response carries a change_request and
+        billing.approval_requested is sent; a retry by the same caller returns that request.
 
         Errors: INVALID_ARGUMENT for a missing or unknown plan_id or an unknown billing_interval;
         NOT_FOUND for an unknown account; FAILED_PRECONDITION for a canceled subscription.
@@ -283,7 +285,8 @@ class BillingServiceServicer:
         billed up to this moment. Canceled is final: ChangePlan, CreateTenant, CreateMasterPartner and
         IssueCredit are refused afterwards, a scheduled cancellation cannot be taken back, and
         invoices already issued can still be paid. Emits billing.subscription_updated (change:
-        cancel_scheduled or canceled).
+        cancel_scheduled or canceled). When the account's approval policy holds cancellations,
+        nothing changes yet: the response carries a change_request (billing.approval_requested).
 
         Errors: INVALID_ARGUMENT without account_id; NOT_FOUND for an unknown account.
 
@@ -314,7 +317,9 @@ class BillingServiceServicer:
         the previous custom terms whole; the fields it leaves unset keep the catalog's `custom`
         values. Terms have no history: every stretch the account spent on `custom` is rated with the
         terms set last (an invoice already issued keeps its lines). Emits
-        billing.subscription_updated (change: custom_terms).
+        billing.subscription_updated (change: custom_terms). When the account's approval policy
+        holds the change, nothing changes yet: the response carries a change_request
+        (billing.approval_requested).
 
         Errors: INVALID_ARGUMENT for missing terms, a negative amount or count, a rate or tier price
         with more than 6 decimals, tier bounds that do not increase or an unbounded tier before the
