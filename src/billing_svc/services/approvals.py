@@ -124,7 +124,7 @@ def change_plan(db: Database, ctx: RequestContext, *, account_id: str, plan_id: 
         if is_change and account.status != subs.CANCELED:
             current = accounts.terms_of(account)
             after = accounts.plan_after_change(account, new_terms)
-            kind = approvals.UPGRADE if after.base_fee > current.base_fee else approvals.DOWNGRADE
+            kind = approvals.UPGRADE if subs.is_upgrade(current, after) else approvals.DOWNGRADE
             summary = (f"{kind} from {account.plan_id} ({account.billing_interval}) to "
                        f"{new_terms.plan_id} ({interval})")
             held = _hold(session, ctx, account, kind, after.base_fee,
