@@ -76,7 +76,7 @@ def change_request_out(request: ChangeRequest | None) -> pb.ChangeRequest | None
     out = pb.ChangeRequest(
         change_request_id=request.change_request_id, account_id=request.account_id,
         status=_STATUS[request.status], kind=_KIND[request.kind],
-        requested_by=request.requested_by, created_at=convert.time_out(request.created_at),
+        requested_by=request.requested_by, create_time=convert.time_out(request.created_at),
         expires_at=convert.time_out(request.expires_at), summary=request.summary,
         plan_id=change.get("plan_id") or "",
         billing_interval=_INTERVAL.get(change.get("billing_interval") or "",

@@ -1045,13 +1045,13 @@ class ApprovalPolicy(_message.Message):
     def __init__(self, upgrades: _Optional[bool] = ..., downgrades: _Optional[bool] = ..., cancellations: _Optional[bool] = ..., custom_terms: _Optional[bool] = ..., base_fee_above: _Optional[_Union[_common_pb2.Money, _Mapping]] = ...) -> None: ...
 
 class ChangeRequest(_message.Message):
-    __slots__ = ("change_request_id", "account_id", "status", "kind", "requested_by", "created_at", "expires_at", "summary", "plan_id", "billing_interval", "at_period_end", "custom_terms", "decided_by", "decided_at", "reason")
+    __slots__ = ("change_request_id", "account_id", "status", "kind", "requested_by", "create_time", "expires_at", "summary", "plan_id", "billing_interval", "at_period_end", "custom_terms", "decided_by", "decided_at", "reason")
     CHANGE_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
-    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     PLAN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -1066,7 +1066,7 @@ class ChangeRequest(_message.Message):
     status: ChangeRequestStatus
     kind: ChangeRequestKind
     requested_by: str
-    created_at: _timestamp_pb2.Timestamp
+    create_time: _timestamp_pb2.Timestamp
     expires_at: _timestamp_pb2.Timestamp
     summary: str
     plan_id: str
@@ -1076,7 +1076,7 @@ class ChangeRequest(_message.Message):
     decided_by: str
     decided_at: _timestamp_pb2.Timestamp
     reason: str
-    def __init__(self, change_request_id: _Optional[str] = ..., account_id: _Optional[str] = ..., status: _Optional[_Union[ChangeRequestStatus, str]] = ..., kind: _Optional[_Union[ChangeRequestKind, str]] = ..., requested_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., summary: _Optional[str] = ..., plan_id: _Optional[str] = ..., billing_interval: _Optional[_Union[BillingInterval, str]] = ..., at_period_end: _Optional[bool] = ..., custom_terms: _Optional[_Union[CustomTerms, _Mapping]] = ..., decided_by: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+    def __init__(self, change_request_id: _Optional[str] = ..., account_id: _Optional[str] = ..., status: _Optional[_Union[ChangeRequestStatus, str]] = ..., kind: _Optional[_Union[ChangeRequestKind, str]] = ..., requested_by: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., summary: _Optional[str] = ..., plan_id: _Optional[str] = ..., billing_interval: _Optional[_Union[BillingInterval, str]] = ..., at_period_end: _Optional[bool] = ..., custom_terms: _Optional[_Union[CustomTerms, _Mapping]] = ..., decided_by: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class SetApprovalPolicyRequest(_message.Message):
     __slots__ = ("account_id", "policy", "request_id")
