@@ -281,6 +281,40 @@ def test_implement_approval_workflows_for_plan_changes_an_approved_downgrade_wai
     assert len(changes(client, account_id, "downgraded")) == 1
 
 
+def test_implement_approval_workflows_for_plan_changes_approval_applies_as_of_its_moment(
+        client: Client) -> None:
+    account_id = account_with_policy(client, upgrades=True, cancellations=True)
+    upgrade = upgrade_request(client, account_id)
+    later = client.billing.CancelSubscription(pb.CancelSubscriptionRequest(
+        account_id=account_id, at_period_end=True), metadata=REQUESTER).change_request
+    assert later.at_period_end and later.summary == "cancellation at the end of the period"
+    scheduled = approve(client, later.change_request_id)
+    assert not scheduled.effective_immediately
+    assert scheduled.subscription.cancel_at_period_end
+    assert scheduled.subscription.status == pb.SUBSCRIPTION_STATUS_ACTIVE
+    assert len(changes(client, account_id, "cancel_scheduled")) == 1
+    # Canceled now, past the policy (an admin's change with the policy cleared): the upgrade
+    # can no longer be made, and its request stays pending for a rejection.
+    client.billing.SetApprovalPolicy(pb.SetApprovalPolicyRequest(
+        account_id=account_id, policy=pb.ApprovalPolicy()), metadata=ADMIN)
+    client.billing.CancelSubscription(pb.CancelSubscriptionRequest(account_id=account_id),
+                                      metadata=REQUESTER)
+    error = refused(client.billing.ApproveChangeRequest, pb.ApproveChangeRequestRequest(
+        change_request_id=upgrade.change_request_id), APPROVER)
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "cannot be applied now" in error.details() and "canceled" in error.details()
+    still, = client.billing.ListChangeRequests(pb.ListChangeRequestsRequest(
+        account_id=account_id, status=pb.CHANGE_REQUEST_STATUS_PENDING),
+        metadata=ADMIN).change_requests
+    assert still.change_request_id == upgrade.change_request_id
+    client.billing.RejectChangeRequest(pb.RejectChangeRequestRequest(
+        change_request_id=upgrade.change_request_id, reason="account closed"),
+        metadata=APPROVER)
+    assert sorted(e["decision"] for e in events(client, account_id,
+                                                "billing.approval_decided")) == \
+        ["approved", "rejected"]
+
+
 def test_implement_approval_workflows_for_plan_changes_custom_terms_over_a_base_fee(
         client: Client) -> None:
     account_id = account_with_policy(client, plan_id="enterprise", base_fee_above=usd(1000))
