@@ -15,7 +15,7 @@ from datetime import timedelta
 import structlog
 
 from billing_svc.domain.periods import utcnow
-from billing_svc.services import accounts, hourly_reports, invoicing
+from billing_svc.services import accounts, approvals, hourly_reports, invoicing
 from billing_svc.services.context import system_context
 from billing_svc.settings import Settings
 from billing_svc.storage.db import Database
@@ -29,6 +29,8 @@ def run_due_jobs(db: Database, settings: Settings) -> dict[str, int]:
         "trials": lambda: accounts.end_due_trials(db, system_context("trials")),
         "period_end_changes": lambda: accounts.apply_period_end_changes(
             db, system_context("period_end_changes")),
+        "change_requests_expired": lambda: approvals.expire_due(
+            db, system_context("change_request_expiry")),
     }
     jobs["usage_reports"] = lambda: hourly_reports.report_closed_hours(
         db, utcnow(), timedelta(seconds=settings.usage_report_grace_seconds))

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     webhook_dispatch_interval_seconds: float = 0.5
     webhook_max_concurrency: int = 64
     webhook_per_endpoint_concurrency: int = 4
+    # How long a change held by an approval policy waits for a decision (fractions for tests).
+    change_request_ttl_hours: float = Field(default=168.0, gt=0)
 
     @cached_property
     def token_specs(self) -> list[TokenSpec]:

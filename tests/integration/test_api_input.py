@@ -193,6 +193,11 @@ def paged(server) -> Iterator[dict[str, Paged]]:  # type: ignore[no-untyped-def]
                 account_id=account_id, name=f"Budget {n}", limit=usd(100 + n)),
                 metadata=WRITER)
     billing, usage = client.billing, client.usage
+    billing.SetApprovalPolicy(pb.SetApprovalPolicyRequest(
+        account_id=shop.account_id, policy=pb.ApprovalPolicy(upgrades=True)), metadata=ADMIN)
+    for plan_id in ("business", "enterprise"):  # two change requests, held
+        billing.ChangePlan(pb.ChangePlanRequest(account_id=shop.account_id, plan_id=plan_id),
+                           metadata=ADMIN)
     since = ts(now() - timedelta(hours=5))
 
     def account(other_filters: bool) -> str:
@@ -223,6 +228,11 @@ def paged(server) -> Iterator[dict[str, Paged]]:  # type: ignore[no-untyped-def]
             account_id=account(o), page_size=1, page_token=token), metadata=ADMIN)),
         "ListBudgets": Paged(lambda token, o: billing.ListBudgets(pb.ListBudgetsRequest(
             account_id=account(o), page_size=1, page_token=token), metadata=ADMIN)),
+        "ListChangeRequests": Paged(lambda token, o: billing.ListChangeRequests(
+            pb.ListChangeRequestsRequest(
+                account_id=shop.account_id, page_size=1, page_token=token,
+                status=pb.CHANGE_REQUEST_STATUS_PENDING if o else
+                pb.CHANGE_REQUEST_STATUS_UNSPECIFIED), metadata=ADMIN)),
     }
     client.close()
 

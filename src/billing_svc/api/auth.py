@@ -41,7 +41,7 @@ METHOD_SCOPES: dict[str, str] = {
     **{_BILLING + m: "billing:read" for m in (
         "ListPlans", "GetAccountBilling", "ListWebhookEndpoints", "ListWebhookEvents",
         "GetInvoice", "ListInvoices", "ListCredits", "ListBudgets", "GetCostAllocation",
-        "ExportJournalEntries", "ReconcilePeriod", "ComparePlans")},
+        "ExportJournalEntries", "ReconcilePeriod", "ComparePlans", "ListChangeRequests")},
     **{_BILLING + m: "billing:write" for m in (
         "CreateAccount", "ChangePlan", "CancelSubscription", "SetPaymentMethod",
         "SetUsageThresholds", "CreateTenant", "CreateMasterPartner", "UpdateMasterPartner",
@@ -49,7 +49,9 @@ METHOD_SCOPES: dict[str, str] = {
         "RedeliverWebhookEvent", "CloseBillingPeriod", "RecordPaymentResult", "SetBudget",
         "DeleteBudget")},
     **{_BILLING + m: "admin" for m in ("SetCustomTerms", "VoidInvoice", "IssueCredit",
-                                       "ListAuditEvents")},
+                                       "ListAuditEvents", "SetApprovalPolicy")},
+    **{_BILLING + m: "billing:approve" for m in ("ApproveChangeRequest",
+                                                 "RejectChangeRequest")},
 }
 
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import grpc
 from as2aas.billing.v1 import billing_service_pb2 as pb
 from as2aas.billing.v1 import billing_service_pb2_grpc as pb_grpc
 
 from billing_svc.api import convert
+from billing_svc.api.approvals import ApprovalRpcs, change_request_out
 from billing_svc.api.common import run
 from billing_svc.api.finance import FinanceRpcs
 from billing_svc.api.interceptor import current_context
@@ -15,20 +18,23 @@ from billing_svc.api.webhooks import WebhookRpcs
 from billing_svc.domain import catalog
 from billing_svc.domain import subscriptions as subs
 from billing_svc.domain.errors import InvalidArgument
-from billing_svc.services import accounts
+from billing_svc.services import accounts, approvals
 from billing_svc.storage.db import Database
 
 _SERVICE = "BillingService"
 
 
-class BillingServicer(InvoiceRpcs, FinanceRpcs, WebhookRpcs, pb_grpc.BillingServiceServicer):
+class BillingServicer(InvoiceRpcs, FinanceRpcs, WebhookRpcs, ApprovalRpcs,
+                      pb_grpc.BillingServiceServicer):
     """Accounts, plans and partners here; other RPC groups come from the mixins in their own
     modules (webhooks, invoices, finance) as they land."""
 
     def __init__(self, db: Database, *, dunning_days: tuple[int, ...] = (3, 5, 7),
                  gl_account: str = "6100-AS2-MESSAGING",
-                 allow_private_networks: bool = False) -> None:
+                 allow_private_networks: bool = False,
+                 change_request_ttl: timedelta = approvals.DEFAULT_TTL) -> None:
         self.db = db
+        self.change_request_ttl = change_request_ttl
         self.allow_private_networks = allow_private_networks
         self.dunning_days = dunning_days
         self.gl_account = gl_account
@@ -56,20 +62,29 @@ class BillingServicer(InvoiceRpcs, FinanceRpcs, WebhookRpcs, pb_grpc.BillingServ
 
     async def ChangePlan(self, request: pb.ChangePlanRequest,
                          context: grpc.aio.ServicerContext) -> pb.ChangePlanResponse:
-        account, immediate = await run(
-            accounts.change_plan, self.db, current_context(), account_id=request.account_id,
+        ctx = current_context()
+        change = await run(
+            approvals.change_plan, self.db, ctx, account_id=request.account_id,
             plan_id=request.plan_id,
             billing_interval=convert.interval_in(request.billing_interval, "billing_interval",
-                                                 default=None))
-        return pb.ChangePlanResponse(subscription=convert.subscription_out(account),
-                                     effective_immediately=immediate)
+                                                 default=None),
+            ttl=self.change_request_ttl,
+            key=convert.idempotency_key(f"{_SERVICE}.ChangePlan", request, ctx.caller.name))
+        return pb.ChangePlanResponse(subscription=convert.subscription_out(change.account),
+                                     effective_immediately=change.effective_immediately,
+                                     change_request=change_request_out(change.change_request))
 
     async def CancelSubscription(
             self, request: pb.CancelSubscriptionRequest,
             context: grpc.aio.ServicerContext) -> pb.CancelSubscriptionResponse:
-        account = await run(accounts.cancel_subscription, self.db, current_context(),
-                            account_id=request.account_id, at_period_end=request.at_period_end)
-        return pb.CancelSubscriptionResponse(subscription=convert.subscription_out(account))
+        ctx = current_context()
+        account, held = await run(
+            approvals.cancel_subscription, self.db, ctx, account_id=request.account_id,
+            at_period_end=request.at_period_end, ttl=self.change_request_ttl,
+            key=convert.idempotency_key(f"{_SERVICE}.CancelSubscription", request,
+                                        ctx.caller.name))
+        return pb.CancelSubscriptionResponse(subscription=convert.subscription_out(account),
+                                             change_request=change_request_out(held))
 
     async def SetPaymentMethod(self, request: pb.SetPaymentMethodRequest,
                                context: grpc.aio.ServicerContext) -> pb.SetPaymentMethodResponse:
@@ -85,10 +100,13 @@ class BillingServicer(InvoiceRpcs, FinanceRpcs, WebhookRpcs, pb_grpc.BillingServ
                              context: grpc.aio.ServicerContext) -> pb.SetCustomTermsResponse:
         if not request.HasField("terms"):
             raise InvalidArgument("terms", "is required")
-        view = await run(accounts.set_custom_terms, self.db, current_context(),
-                         account_id=request.account_id,
-                         terms=convert.custom_terms_in(request.terms))
-        return pb.SetCustomTermsResponse(billing_plan=convert.billing_plan_out(view.terms))
+        ctx = current_context()
+        view, held = await run(
+            approvals.set_custom_terms, self.db, ctx, account_id=request.account_id,
+            terms=convert.custom_terms_in(request.terms), ttl=self.change_request_ttl,
+            key=convert.idempotency_key(f"{_SERVICE}.SetCustomTerms", request, ctx.caller.name))
+        return pb.SetCustomTermsResponse(billing_plan=convert.billing_plan_out(view.terms),
+                                         change_request=change_request_out(held))
 
     async def SetUsageThresholds(
             self, request: pb.SetUsageThresholdsRequest,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from datetime import timedelta
 
 import grpc
 import structlog
@@ -74,7 +75,9 @@ class BillingServer:
         billing_grpc.add_BillingServiceServicer_to_server(
             BillingServicer(self.db, dunning_days=self.settings.dunning_days,
                             gl_account=self.settings.gl_account,
-                            allow_private_networks=self.settings.webhook_allow_private_networks),
+                            allow_private_networks=self.settings.webhook_allow_private_networks,
+                            change_request_ttl=timedelta(
+                                hours=self.settings.change_request_ttl_hours)),
             server)
         self._writer = IngestionWriter(self.db, retention_days=self.settings.usage_retention_days)
         kernel, unavailable = native.load()

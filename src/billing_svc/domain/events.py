@@ -21,10 +21,13 @@ SUBSCRIPTION_UPDATED = "billing.subscription_updated"
 INVOICE_GENERATED = "billing.invoice_generated"
 BUDGET_ALERT = "billing.budget_alert"
 USAGE_REPORTED = "billing.usage_reported"
+APPROVAL_REQUESTED = "billing.approval_requested"
+APPROVAL_DECIDED = "billing.approval_decided"
 
 EVENT_TYPES = (
     USAGE_THRESHOLD, LIMIT_EXCEEDED, PAYMENT_FAILED, PAYMENT_SUCCEEDED, SUBSCRIPTION_UPDATED,
     INVOICE_GENERATED, BUDGET_ALERT, USAGE_REPORTED,
+    APPROVAL_REQUESTED, APPROVAL_DECIDED,
 )
 
 # Types an endpoint gets only when its filter names them: an empty filter ("all events") would
@@ -193,4 +196,31 @@ def usage_reported(*, account_id: str, hour: datetime, revision: int, sequence: 
                      for partner_id, messages in partners],
         "estimated_charges_to_date": estimated_charges_to_date,
         "currency": "USD",
+    })
+
+
+def approval_requested(*, account_id: str, change_request_id: str, kind: str, requested_by: str,
+                       summary: str, expires_at: datetime, occurred_at: datetime) -> BillingEvent:
+    """A change held by the account's approval policy (issue 15)."""
+    return BillingEvent(APPROVAL_REQUESTED, account_id, occurred_at, {
+        "account_id": account_id,
+        "change_request_id": change_request_id,
+        "kind": kind,
+        "requested_by": requested_by,
+        "summary": summary,
+        "expires_at": iso_utc(expires_at),
+    })
+
+
+def approval_decided(*, account_id: str, change_request_id: str, decision: str,
+                     decided_by: str, reason: str | None,
+                     occurred_at: datetime) -> BillingEvent:
+    """``decision``: ``approved``, ``rejected`` or ``expired``; ``reason`` ``None`` when the
+    decider gave none."""
+    return BillingEvent(APPROVAL_DECIDED, account_id, occurred_at, {
+        "account_id": account_id,
+        "change_request_id": change_request_id,
+        "decision": decision,
+        "decided_by": decided_by,
+        "reason": reason,
     })

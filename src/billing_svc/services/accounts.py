@@ -58,6 +58,11 @@ def _catalog_plan(plan_id: str, field: str = "plan_id") -> Terms:
         raise InvalidArgument(field, str(exc)) from exc
 
 
+def catalog_plan(plan_id: str) -> Terms:
+    """A catalog plan by id, or ``InvalidArgument`` naming ``plan_id``."""
+    return _catalog_plan(plan_id)
+
+
 def _name(value: str, field: str = "name") -> str:
     value = value.strip()
     if not value:
@@ -172,63 +177,82 @@ def change_plan(db: Database, ctx: RequestContext, *, account_id: str, plan_id: 
     new_terms = _catalog_plan(plan_id)
     with db.write() as session:
         account = load_account(session, account_id, for_update=True)
-        if account.status == subs.CANCELED:
-            raise FailedPrecondition(
-                f"account {account_id} is canceled; create a new account to subscribe again")
-        interval = billing_interval or account.billing_interval
-        before = _snapshot(account)
-        current = terms_of(account)
-        if new_terms.plan_id == account.plan_id and interval == account.billing_interval:
-            if account.pending_plan_id is None:
-                return account, True
-            account.pending_plan_id = account.pending_billing_interval = None
-            account.pending_effective_at = None
-            _record_change(session, ctx, account, "subscription.pending_change_canceled", before,
-                           event_change="pending_change_canceled")
+        return apply_plan_change(session, ctx, account, new_terms, billing_interval)
+
+
+def plan_after_change(account: Account, new_terms: Terms) -> Terms:
+    """The terms ``account`` would have on ``new_terms``'s plan (its custom terms, for custom)."""
+    custom = (CustomTerms.from_json(account.custom_terms_json)
+              if account.custom_terms_json and new_terms.plan_id == "custom" else None)
+    return catalog.effective_terms(new_terms.plan_id, custom)
+
+
+def apply_plan_change(session: Session, ctx: RequestContext, account: Account,
+                      new_terms: Terms, billing_interval: str | None) -> tuple[Account, bool]:
+    """``change_plan`` on a locked ``account`` inside ``session``'s transaction: what a direct
+    call and an approved change request both do."""
+    account_id = account.account_id
+    if account.status == subs.CANCELED:
+        raise FailedPrecondition(
+            f"account {account_id} is canceled; create a new account to subscribe again")
+    interval = billing_interval or account.billing_interval
+    before = _snapshot(account)
+    current = terms_of(account)
+    if new_terms.plan_id == account.plan_id and interval == account.billing_interval:
+        if account.pending_plan_id is None:
             return account, True
-        custom = (CustomTerms.from_json(account.custom_terms_json)
-                  if account.custom_terms_json and new_terms.plan_id == "custom" else None)
-        effective_new = catalog.effective_terms(new_terms.plan_id, custom)
-        if subs.is_upgrade(current, effective_new):
-            account.plan_id = new_terms.plan_id
-            account.billing_interval = interval
-            account.pending_plan_id = account.pending_billing_interval = None
-            account.pending_effective_at = None
-            session.add(PlanSegment(account_id=account_id, plan_id=new_terms.plan_id,
-                                    billing_interval=interval, effective_at=ctx.now))
-            _record_change(session, ctx, account, "subscription.upgraded", before,
-                           event_change="upgraded")
-            return account, True
-        account.pending_plan_id = new_terms.plan_id
-        account.pending_billing_interval = interval
-        account.pending_effective_at = Period.containing(ctx.now).end
-        _record_change(session, ctx, account, "subscription.downgrade_scheduled", before,
-                       event_change="downgrade_scheduled")
-        return account, False
+        account.pending_plan_id = account.pending_billing_interval = None
+        account.pending_effective_at = None
+        _record_change(session, ctx, account, "subscription.pending_change_canceled", before,
+                       event_change="pending_change_canceled")
+        return account, True
+    effective_new = plan_after_change(account, new_terms)
+    if subs.is_upgrade(current, effective_new):
+        account.plan_id = new_terms.plan_id
+        account.billing_interval = interval
+        account.pending_plan_id = account.pending_billing_interval = None
+        account.pending_effective_at = None
+        session.add(PlanSegment(account_id=account_id, plan_id=new_terms.plan_id,
+                                billing_interval=interval, effective_at=ctx.now))
+        _record_change(session, ctx, account, "subscription.upgraded", before,
+                       event_change="upgraded")
+        return account, True
+    account.pending_plan_id = new_terms.plan_id
+    account.pending_billing_interval = interval
+    account.pending_effective_at = Period.containing(ctx.now).end
+    _record_change(session, ctx, account, "subscription.downgrade_scheduled", before,
+                   event_change="downgrade_scheduled")
+    return account, False
 
 
 def cancel_subscription(db: Database, ctx: RequestContext, *, account_id: str,
                         at_period_end: bool) -> Account:
     with db.write() as session:
         account = load_account(session, account_id, for_update=True)
-        if account.status == subs.CANCELED:
-            return account
-        before = _snapshot(account)
-        if at_period_end:
-            if account.cancel_at_period_end:
-                return account
-            account.cancel_at_period_end = True
-            account.canceled_at = Period.containing(ctx.now).end
-            _record_change(session, ctx, account, "subscription.cancel_scheduled", before,
-                           event_change="cancel_scheduled")
-        else:
-            account.status = subs.CANCELED
-            account.canceled_at = ctx.now
-            account.pending_plan_id = account.pending_billing_interval = None
-            account.pending_effective_at = None
-            _record_change(session, ctx, account, "subscription.canceled", before,
-                           event_change="canceled")
+        return apply_cancellation(session, ctx, account, at_period_end)
+
+
+def apply_cancellation(session: Session, ctx: RequestContext, account: Account,
+                       at_period_end: bool) -> Account:
+    """``cancel_subscription`` on a locked ``account`` inside ``session``'s transaction."""
+    if account.status == subs.CANCELED:
         return account
+    before = _snapshot(account)
+    if at_period_end:
+        if account.cancel_at_period_end:
+            return account
+        account.cancel_at_period_end = True
+        account.canceled_at = Period.containing(ctx.now).end
+        _record_change(session, ctx, account, "subscription.cancel_scheduled", before,
+                       event_change="cancel_scheduled")
+    else:
+        account.status = subs.CANCELED
+        account.canceled_at = ctx.now
+        account.pending_plan_id = account.pending_billing_interval = None
+        account.pending_effective_at = None
+        _record_change(session, ctx, account, "subscription.canceled", before,
+                       event_change="canceled")
+    return account
 
 
 def set_payment_method(db: Database, ctx: RequestContext, *, account_id: str,
@@ -263,19 +287,26 @@ def set_custom_terms(db: Database, ctx: RequestContext, *, account_id: str,
     terms.validate()
     with db.write() as session:
         account = load_account(session, account_id, for_update=True)
-        before = _snapshot(account)
-        previous_plan = account.plan_id
-        account.custom_terms_json = terms.to_json()
-        account.plan_id = "custom"
-        account.pending_plan_id = account.pending_billing_interval = None
-        account.pending_effective_at = None
-        if previous_plan != "custom":
-            session.add(PlanSegment(account_id=account_id, plan_id="custom",
-                                    billing_interval=account.billing_interval,
-                                    effective_at=ctx.now))
-        _record_change(session, ctx, account, "custom_terms.set", before,
-                       event_change="custom_terms")
-        return AccountBilling(account, terms_of(account))
+        return apply_custom_terms(session, ctx, account, terms)
+
+
+def apply_custom_terms(session: Session, ctx: RequestContext, account: Account,
+                       terms: CustomTerms) -> AccountBilling:
+    """``set_custom_terms`` (validated terms) on a locked ``account`` inside ``session``'s
+    transaction."""
+    before = _snapshot(account)
+    previous_plan = account.plan_id
+    account.custom_terms_json = terms.to_json()
+    account.plan_id = "custom"
+    account.pending_plan_id = account.pending_billing_interval = None
+    account.pending_effective_at = None
+    if previous_plan != "custom":
+        session.add(PlanSegment(account_id=account.account_id, plan_id="custom",
+                                billing_interval=account.billing_interval,
+                                effective_at=ctx.now))
+    _record_change(session, ctx, account, "custom_terms.set", before,
+                   event_change="custom_terms")
+    return AccountBilling(account, terms_of(account))
 
 
 def set_usage_thresholds(db: Database, ctx: RequestContext, *, account_id: str,

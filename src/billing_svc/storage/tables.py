@@ -17,8 +17,10 @@ from billing_svc.storage.types import MONEY, ExactDecimal, UTCDateTime
 __all__ = [
     "Account",
     "ApiToken",
+    "ApprovalPolicy",
     "AuditHead",
     "AuditRecord",
+    "ChangeRequest",
     "IdempotencyRecord",
     "MasterPartner",
     "OutboxEvent",
@@ -438,3 +440,46 @@ class WebhookAttempt(SQLModel, table=True):
     latency_ms: int = 0
     error: str = Field(default="", max_length=1000)
     response_body: str = Field(default="", sa_column=Column(Text, nullable=False))
+
+
+# ---------------------------------------------------------------------------------------------
+# Approvals: an account's policy, and the subscription changes it holds for a decision.
+
+
+class ApprovalPolicy(SQLModel, table=True):
+    """Which of the account's subscription changes wait for a second person (admin, audited)."""
+
+    __tablename__ = "approval_policy"
+
+    account_id: str = Field(sa_column=Column(ForeignKey(_ACCOUNT_FK), primary_key=True))
+    upgrades: bool = False
+    downgrades: bool = False
+    cancellations: bool = False
+    custom_terms: bool = False
+    base_fee_above: Decimal | None = Field(default=None, sa_column=Column(MONEY, nullable=True))
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ChangeRequest(SQLModel, table=True):
+    """A held subscription change (``chg_...``): what was asked, by whom, and its decision."""
+
+    __tablename__ = "change_request"
+    __table_args__ = (Index("ix_change_request_account_status", "account_id", "status"),
+                      Index("ix_change_request_status_expires", "status", "expires_at"))
+
+    change_request_id: str = Field(primary_key=True, max_length=40)
+    account_id: str = Field(sa_column=Column(ForeignKey(_ACCOUNT_FK), nullable=False))
+    kind: str = Field(max_length=20)  # upgrade, downgrade, cancellation, custom_terms
+    status: str = Field(max_length=20)  # pending, approved, rejected, expired
+    # The change's parameters, as the direct call would take them (plan_id, at_period_end, ...).
+    change_json: str = Field(sa_column=Column(Text, nullable=False))
+    summary: str = Field(max_length=300)
+    requested_by: str = Field(max_length=100)
+    # The requester's token id: with the name, what "not the requester" is checked against.
+    requested_by_token_id: str = Field(max_length=40)
+    request_id: str = Field(default="", max_length=100)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    decided_by: str = Field(default="", max_length=100)
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    reason: str = Field(default="", max_length=500)

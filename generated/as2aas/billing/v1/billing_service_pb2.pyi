@@ -48,6 +48,22 @@ class InvoiceStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INVOICE_STATUS_PAID: _ClassVar[InvoiceStatus]
     INVOICE_STATUS_UNCOLLECTIBLE: _ClassVar[InvoiceStatus]
     INVOICE_STATUS_VOID: _ClassVar[InvoiceStatus]
+
+class ChangeRequestStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CHANGE_REQUEST_STATUS_UNSPECIFIED: _ClassVar[ChangeRequestStatus]
+    CHANGE_REQUEST_STATUS_PENDING: _ClassVar[ChangeRequestStatus]
+    CHANGE_REQUEST_STATUS_APPROVED: _ClassVar[ChangeRequestStatus]
+    CHANGE_REQUEST_STATUS_REJECTED: _ClassVar[ChangeRequestStatus]
+    CHANGE_REQUEST_STATUS_EXPIRED: _ClassVar[ChangeRequestStatus]
+
+class ChangeRequestKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CHANGE_REQUEST_KIND_UNSPECIFIED: _ClassVar[ChangeRequestKind]
+    CHANGE_REQUEST_KIND_UPGRADE: _ClassVar[ChangeRequestKind]
+    CHANGE_REQUEST_KIND_DOWNGRADE: _ClassVar[ChangeRequestKind]
+    CHANGE_REQUEST_KIND_CANCELLATION: _ClassVar[ChangeRequestKind]
+    CHANGE_REQUEST_KIND_CUSTOM_TERMS: _ClassVar[ChangeRequestKind]
 BILLING_INTERVAL_UNSPECIFIED: BillingInterval
 BILLING_INTERVAL_MONTHLY: BillingInterval
 BILLING_INTERVAL_ANNUAL: BillingInterval
@@ -70,6 +86,16 @@ INVOICE_STATUS_OPEN: InvoiceStatus
 INVOICE_STATUS_PAID: InvoiceStatus
 INVOICE_STATUS_UNCOLLECTIBLE: InvoiceStatus
 INVOICE_STATUS_VOID: InvoiceStatus
+CHANGE_REQUEST_STATUS_UNSPECIFIED: ChangeRequestStatus
+CHANGE_REQUEST_STATUS_PENDING: ChangeRequestStatus
+CHANGE_REQUEST_STATUS_APPROVED: ChangeRequestStatus
+CHANGE_REQUEST_STATUS_REJECTED: ChangeRequestStatus
+CHANGE_REQUEST_STATUS_EXPIRED: ChangeRequestStatus
+CHANGE_REQUEST_KIND_UNSPECIFIED: ChangeRequestKind
+CHANGE_REQUEST_KIND_UPGRADE: ChangeRequestKind
+CHANGE_REQUEST_KIND_DOWNGRADE: ChangeRequestKind
+CHANGE_REQUEST_KIND_CANCELLATION: ChangeRequestKind
+CHANGE_REQUEST_KIND_CUSTOM_TERMS: ChangeRequestKind
 
 class Plan(_message.Message):
     __slots__ = ("plan_id", "name", "base_fee", "trial_days", "included_tenants", "included_master_partners", "included_messages", "included_storage_gb", "tenant_overage", "message_overage", "storage_overage_per_gb", "support", "message_tiers")
@@ -250,12 +276,14 @@ class ChangePlanRequest(_message.Message):
     def __init__(self, account_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., request_id: _Optional[str] = ..., billing_interval: _Optional[_Union[BillingInterval, str]] = ...) -> None: ...
 
 class ChangePlanResponse(_message.Message):
-    __slots__ = ("subscription", "effective_immediately")
+    __slots__ = ("subscription", "effective_immediately", "change_request")
     SUBSCRIPTION_FIELD_NUMBER: _ClassVar[int]
     EFFECTIVE_IMMEDIATELY_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_REQUEST_FIELD_NUMBER: _ClassVar[int]
     subscription: Subscription
     effective_immediately: bool
-    def __init__(self, subscription: _Optional[_Union[Subscription, _Mapping]] = ..., effective_immediately: _Optional[bool] = ...) -> None: ...
+    change_request: ChangeRequest
+    def __init__(self, subscription: _Optional[_Union[Subscription, _Mapping]] = ..., effective_immediately: _Optional[bool] = ..., change_request: _Optional[_Union[ChangeRequest, _Mapping]] = ...) -> None: ...
 
 class CancelSubscriptionRequest(_message.Message):
     __slots__ = ("account_id", "at_period_end", "request_id")
@@ -268,10 +296,12 @@ class CancelSubscriptionRequest(_message.Message):
     def __init__(self, account_id: _Optional[str] = ..., at_period_end: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class CancelSubscriptionResponse(_message.Message):
-    __slots__ = ("subscription",)
+    __slots__ = ("subscription", "change_request")
     SUBSCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_REQUEST_FIELD_NUMBER: _ClassVar[int]
     subscription: Subscription
-    def __init__(self, subscription: _Optional[_Union[Subscription, _Mapping]] = ...) -> None: ...
+    change_request: ChangeRequest
+    def __init__(self, subscription: _Optional[_Union[Subscription, _Mapping]] = ..., change_request: _Optional[_Union[ChangeRequest, _Mapping]] = ...) -> None: ...
 
 class SetPaymentMethodRequest(_message.Message):
     __slots__ = ("account_id", "payment_method", "request_id")
@@ -330,10 +360,12 @@ class SetCustomTermsRequest(_message.Message):
     def __init__(self, account_id: _Optional[str] = ..., terms: _Optional[_Union[CustomTerms, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class SetCustomTermsResponse(_message.Message):
-    __slots__ = ("billing_plan",)
+    __slots__ = ("billing_plan", "change_request")
     BILLING_PLAN_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_REQUEST_FIELD_NUMBER: _ClassVar[int]
     billing_plan: BillingPlan
-    def __init__(self, billing_plan: _Optional[_Union[BillingPlan, _Mapping]] = ...) -> None: ...
+    change_request: ChangeRequest
+    def __init__(self, billing_plan: _Optional[_Union[BillingPlan, _Mapping]] = ..., change_request: _Optional[_Union[ChangeRequest, _Mapping]] = ...) -> None: ...
 
 class SetUsageThresholdsRequest(_message.Message):
     __slots__ = ("account_id", "threshold_percentages")
@@ -998,3 +1030,121 @@ class ComparePlansResponse(_message.Message):
     PLAN_COSTS_FIELD_NUMBER: _ClassVar[int]
     plan_costs: _containers.RepeatedCompositeFieldContainer[PlanCost]
     def __init__(self, plan_costs: _Optional[_Iterable[_Union[PlanCost, _Mapping]]] = ...) -> None: ...
+
+class ApprovalPolicy(_message.Message):
+    __slots__ = ("upgrades", "downgrades", "cancellations", "custom_terms", "base_fee_above")
+    UPGRADES_FIELD_NUMBER: _ClassVar[int]
+    DOWNGRADES_FIELD_NUMBER: _ClassVar[int]
+    CANCELLATIONS_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_TERMS_FIELD_NUMBER: _ClassVar[int]
+    BASE_FEE_ABOVE_FIELD_NUMBER: _ClassVar[int]
+    upgrades: bool
+    downgrades: bool
+    cancellations: bool
+    custom_terms: bool
+    base_fee_above: _common_pb2.Money
+    def __init__(self, upgrades: _Optional[bool] = ..., downgrades: _Optional[bool] = ..., cancellations: _Optional[bool] = ..., custom_terms: _Optional[bool] = ..., base_fee_above: _Optional[_Union[_common_pb2.Money, _Mapping]] = ...) -> None: ...
+
+class ChangeRequest(_message.Message):
+    __slots__ = ("change_request_id", "account_id", "status", "kind", "requested_by", "create_time", "expires_at", "summary", "plan_id", "billing_interval", "at_period_end", "custom_terms", "decided_by", "decided_at", "reason")
+    CHANGE_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    BILLING_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    AT_PERIOD_END_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_TERMS_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    change_request_id: str
+    account_id: str
+    status: ChangeRequestStatus
+    kind: ChangeRequestKind
+    requested_by: str
+    create_time: _timestamp_pb2.Timestamp
+    expires_at: _timestamp_pb2.Timestamp
+    summary: str
+    plan_id: str
+    billing_interval: BillingInterval
+    at_period_end: bool
+    custom_terms: CustomTerms
+    decided_by: str
+    decided_at: _timestamp_pb2.Timestamp
+    reason: str
+    def __init__(self, change_request_id: _Optional[str] = ..., account_id: _Optional[str] = ..., status: _Optional[_Union[ChangeRequestStatus, str]] = ..., kind: _Optional[_Union[ChangeRequestKind, str]] = ..., requested_by: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., summary: _Optional[str] = ..., plan_id: _Optional[str] = ..., billing_interval: _Optional[_Union[BillingInterval, str]] = ..., at_period_end: _Optional[bool] = ..., custom_terms: _Optional[_Union[CustomTerms, _Mapping]] = ..., decided_by: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SetApprovalPolicyRequest(_message.Message):
+    __slots__ = ("account_id", "policy", "request_id")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    policy: ApprovalPolicy
+    request_id: str
+    def __init__(self, account_id: _Optional[str] = ..., policy: _Optional[_Union[ApprovalPolicy, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class SetApprovalPolicyResponse(_message.Message):
+    __slots__ = ("policy",)
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    policy: ApprovalPolicy
+    def __init__(self, policy: _Optional[_Union[ApprovalPolicy, _Mapping]] = ...) -> None: ...
+
+class ListChangeRequestsRequest(_message.Message):
+    __slots__ = ("account_id", "status", "page_size", "page_token")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    status: ChangeRequestStatus
+    page_size: int
+    page_token: str
+    def __init__(self, account_id: _Optional[str] = ..., status: _Optional[_Union[ChangeRequestStatus, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListChangeRequestsResponse(_message.Message):
+    __slots__ = ("change_requests", "next_page_token")
+    CHANGE_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    change_requests: _containers.RepeatedCompositeFieldContainer[ChangeRequest]
+    next_page_token: str
+    def __init__(self, change_requests: _Optional[_Iterable[_Union[ChangeRequest, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ApproveChangeRequestRequest(_message.Message):
+    __slots__ = ("change_request_id", "request_id")
+    CHANGE_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    change_request_id: str
+    request_id: str
+    def __init__(self, change_request_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ApproveChangeRequestResponse(_message.Message):
+    __slots__ = ("change_request", "subscription", "effective_immediately")
+    CHANGE_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_IMMEDIATELY_FIELD_NUMBER: _ClassVar[int]
+    change_request: ChangeRequest
+    subscription: Subscription
+    effective_immediately: bool
+    def __init__(self, change_request: _Optional[_Union[ChangeRequest, _Mapping]] = ..., subscription: _Optional[_Union[Subscription, _Mapping]] = ..., effective_immediately: _Optional[bool] = ...) -> None: ...
+
+class RejectChangeRequestRequest(_message.Message):
+    __slots__ = ("change_request_id", "reason", "request_id")
+    CHANGE_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    change_request_id: str
+    reason: str
+    request_id: str
+    def __init__(self, change_request_id: _Optional[str] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RejectChangeRequestResponse(_message.Message):
+    __slots__ = ("change_request",)
+    CHANGE_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    change_request: ChangeRequest
+    def __init__(self, change_request: _Optional[_Union[ChangeRequest, _Mapping]] = ...) -> None: ...

@@ -195,6 +195,26 @@ class BillingServiceStub:
                 request_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ComparePlansRequest.SerializeToString,
                 response_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ComparePlansResponse.FromString,
                 _registered_method=True)
+        self.SetApprovalPolicy = channel.unary_unary(
+                '/as2aas.billing.v1.BillingService/SetApprovalPolicy',
+                request_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.SetApprovalPolicyRequest.SerializeToString,
+                response_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.SetApprovalPolicyResponse.FromString,
+                _registered_method=True)
+        self.ListChangeRequests = channel.unary_unary(
+                '/as2aas.billing.v1.BillingService/ListChangeRequests',
+                request_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ListChangeRequestsRequest.SerializeToString,
+                response_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ListChangeRequestsResponse.FromString,
+                _registered_method=True)
+        self.ApproveChangeRequest = channel.unary_unary(
+                '/as2aas.billing.v1.BillingService/ApproveChangeRequest',
+                request_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ApproveChangeRequestRequest.SerializeToString,
+                response_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ApproveChangeRequestResponse.FromString,
+                _registered_method=True)
+        self.RejectChangeRequest = channel.unary_unary(
+                '/as2aas.billing.v1.BillingService/RejectChangeRequest',
+                request_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.RejectChangeRequestRequest.SerializeToString,
+                response_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.RejectChangeRequestResponse.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -244,7 +264,9 @@ class BillingServiceServicer:
         fee, or a change of billing interval alone) is scheduled for the end of the current period
         and shown as pending_plan_id. Asking for the plan and interval in force drops a pending change.
         Emits billing.subscription_updated (change: upgraded, downgrade_scheduled or
-        pending_change_canceled).
+        pending_change_canceled). When the account's approval policy holds the change
+        (SetApprovalPolicy), nothing changes yet: the response carries a change_request and
+        billing.approval_requested is sent; a retry by the same caller returns that request.
 
         Errors: INVALID_ARGUMENT for a missing or unknown plan_id or an unknown billing_interval;
         NOT_FOUND for an unknown account; FAILED_PRECONDITION for a canceled subscription.
@@ -263,7 +285,8 @@ class BillingServiceServicer:
         billed up to this moment. Canceled is final: ChangePlan, CreateTenant, CreateMasterPartner and
         IssueCredit are refused afterwards, a scheduled cancellation cannot be taken back, and
         invoices already issued can still be paid. Emits billing.subscription_updated (change:
-        cancel_scheduled or canceled).
+        cancel_scheduled or canceled). When the account's approval policy holds cancellations,
+        nothing changes yet: the response carries a change_request (billing.approval_requested).
 
         Errors: INVALID_ARGUMENT without account_id; NOT_FOUND for an unknown account.
 
@@ -294,7 +317,9 @@ class BillingServiceServicer:
         the previous custom terms whole; the fields it leaves unset keep the catalog's `custom`
         values. Terms have no history: every stretch the account spent on `custom` is rated with the
         terms set last (an invoice already issued keeps its lines). Emits
-        billing.subscription_updated (change: custom_terms).
+        billing.subscription_updated (change: custom_terms). When the account's approval policy
+        holds the change, nothing changes yet: the response carries a change_request
+        (billing.approval_requested).
 
         Errors: INVALID_ARGUMENT for missing terms, a negative amount or count, a rate or tier price
         with more than 6 decimals, tier bounds that do not increase or an unbounded tier before the
@@ -624,6 +649,69 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetApprovalPolicy(self, request, context):
+        """Sets which of the account's subscription changes wait for a second person's decision
+        (`admin` scope, audited): upgrades, downgrades (a change of billing interval alone counts as
+        one), cancellations, custom-terms changes, and/or any change whose monthly base fee
+        afterwards is above base_fee_above. A held ChangePlan, CancelSubscription or SetCustomTerms
+        leaves the subscription as it was and answers with a change_request (chg_…) instead,
+        announced by billing.approval_requested. Each call replaces the policy whole; a policy
+        holding nothing lets every change through at once. Requests already pending stay pending.
+
+        Errors: INVALID_ARGUMENT for a missing policy, a negative base_fee_above or a currency other
+        than USD; NOT_FOUND for an unknown account. Repeatable.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListChangeRequests(self, request, context):
+        """The change requests of the account (or of every account, when account_id is empty and the
+        caller is not bound to one), oldest first; `billing:read` scope.
+
+        Errors: INVALID_ARGUMENT for an unknown status, a negative page_size or a page_token that is
+        not from a previous page with the same filters; NOT_FOUND for an unknown account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveChangeRequest(self, request, context):
+        """Approves a pending change request and applies its change exactly as the direct call would
+        now: an upgrade at once, a downgrade or a change of interval at the period's end, a
+        cancellation now or at the period's end as asked, custom terms at once (with their
+        billing.subscription_updated). Needs the `billing:approve` scope (admin implies it) and a
+        caller other than the requester. Emits billing.approval_decided (decision: approved).
+
+        Errors: INVALID_ARGUMENT without change_request_id; NOT_FOUND for an unknown change request;
+        PERMISSION_DENIED for the requester; FAILED_PRECONDITION for a request already decided by
+        someone else or otherwise, one that has expired (it is marked expired), or a change that can
+        no longer be made (the subscription was canceled meanwhile: reject the request).
+
+        Idempotent: by request_id, and a repeated approval by the same caller returns the request
+        as it is; two approvals at once make one change and one event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectChangeRequest(self, request, context):
+        """Rejects a pending change request with a reason; the subscription stays as it is. Needs the
+        `billing:approve` scope (admin implies it) and a caller other than the requester. Emits
+        billing.approval_decided (decision: rejected, with the reason).
+
+        Errors: INVALID_ARGUMENT without change_request_id, without a reason or with one over 500
+        characters; NOT_FOUND for an unknown change request; PERMISSION_DENIED for the requester;
+        FAILED_PRECONDITION for a request already decided by someone else or otherwise, or one that
+        has expired.
+
+        Idempotent: by request_id, and a repeated rejection by the same caller returns the request
+        as it is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -786,6 +874,26 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.ComparePlans,
                     request_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ComparePlansRequest.FromString,
                     response_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ComparePlansResponse.SerializeToString,
+            ),
+            'SetApprovalPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetApprovalPolicy,
+                    request_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.SetApprovalPolicyRequest.FromString,
+                    response_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.SetApprovalPolicyResponse.SerializeToString,
+            ),
+            'ListChangeRequests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListChangeRequests,
+                    request_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ListChangeRequestsRequest.FromString,
+                    response_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ListChangeRequestsResponse.SerializeToString,
+            ),
+            'ApproveChangeRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveChangeRequest,
+                    request_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ApproveChangeRequestRequest.FromString,
+                    response_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ApproveChangeRequestResponse.SerializeToString,
+            ),
+            'RejectChangeRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectChangeRequest,
+                    request_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.RejectChangeRequestRequest.FromString,
+                    response_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.RejectChangeRequestResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1653,6 +1761,114 @@ class BillingService:
             '/as2aas.billing.v1.BillingService/ComparePlans',
             as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ComparePlansRequest.SerializeToString,
             as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ComparePlansResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetApprovalPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/as2aas.billing.v1.BillingService/SetApprovalPolicy',
+            as2aas_dot_billing_dot_v1_dot_billing__service__pb2.SetApprovalPolicyRequest.SerializeToString,
+            as2aas_dot_billing_dot_v1_dot_billing__service__pb2.SetApprovalPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListChangeRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/as2aas.billing.v1.BillingService/ListChangeRequests',
+            as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ListChangeRequestsRequest.SerializeToString,
+            as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ListChangeRequestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveChangeRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/as2aas.billing.v1.BillingService/ApproveChangeRequest',
+            as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ApproveChangeRequestRequest.SerializeToString,
+            as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ApproveChangeRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectChangeRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/as2aas.billing.v1.BillingService/RejectChangeRequest',
+            as2aas_dot_billing_dot_v1_dot_billing__service__pb2.RejectChangeRequestRequest.SerializeToString,
+            as2aas_dot_billing_dot_v1_dot_billing__service__pb2.RejectChangeRequestResponse.FromString,
             options,
             channel_credentials,
             insecure,

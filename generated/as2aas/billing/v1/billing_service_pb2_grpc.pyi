@@ -64,7 +64,9 @@ class BillingServiceStub:
     fee, or a change of billing interval alone) is scheduled for the end of the current period
     and shown as pending_plan_id. Asking for the plan and interval in force drops a pending change.
     Emits billing.subscription_updated (change: upgraded, downgrade_scheduled or
-    pending_change_canceled).
+    pending_change_canceled). When the account's approval policy holds the change
+    (SetApprovalPolicy), nothing changes yet: the response carries a change_request and
+    billing.approval_requested is sent; a retry by the same caller returns that request.
 
     Errors: INVALID_ARGUMENT for a missing or unknown plan_id or an unknown billing_interval;
     NOT_FOUND for an unknown account; FAILED_PRECONDITION for a canceled subscription.
@@ -79,7 +81,8 @@ class BillingServiceStub:
     billed up to this moment. Canceled is final: ChangePlan, CreateTenant, CreateMasterPartner and
     IssueCredit are refused afterwards, a scheduled cancellation cannot be taken back, and
     invoices already issued can still be paid. Emits billing.subscription_updated (change:
-    cancel_scheduled or canceled).
+    cancel_scheduled or canceled). When the account's approval policy holds cancellations,
+    nothing changes yet: the response carries a change_request (billing.approval_requested).
 
     Errors: INVALID_ARGUMENT without account_id; NOT_FOUND for an unknown account.
 
@@ -102,7 +105,9 @@ class BillingServiceStub:
     the previous custom terms whole; the fields it leaves unset keep the catalog's `custom`
     values. Terms have no history: every stretch the account spent on `custom` is rated with the
     terms set last (an invoice already issued keeps its lines). Emits
-    billing.subscription_updated (change: custom_terms).
+    billing.subscription_updated (change: custom_terms). When the account's approval policy
+    holds the change, nothing changes yet: the response carries a change_request
+    (billing.approval_requested).
 
     Errors: INVALID_ARGUMENT for missing terms, a negative amount or count, a rate or tier price
     with more than 6 decimals, tier bounds that do not increase or an unbounded tier before the
@@ -328,6 +333,53 @@ class BillingServiceStub:
     Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started; NOT_FOUND for
     an unknown account.
     """
+    SetApprovalPolicy: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.SetApprovalPolicyRequest, _billing_service_pb2.SetApprovalPolicyResponse]
+    """Sets which of the account's subscription changes wait for a second person's decision
+    (`admin` scope, audited): upgrades, downgrades (a change of billing interval alone counts as
+    one), cancellations, custom-terms changes, and/or any change whose monthly base fee
+    afterwards is above base_fee_above. A held ChangePlan, CancelSubscription or SetCustomTerms
+    leaves the subscription as it was and answers with a change_request (chg_…) instead,
+    announced by billing.approval_requested. Each call replaces the policy whole; a policy
+    holding nothing lets every change through at once. Requests already pending stay pending.
+
+    Errors: INVALID_ARGUMENT for a missing policy, a negative base_fee_above or a currency other
+    than USD; NOT_FOUND for an unknown account. Repeatable.
+    """
+    ListChangeRequests: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.ListChangeRequestsRequest, _billing_service_pb2.ListChangeRequestsResponse]
+    """The change requests of the account (or of every account, when account_id is empty and the
+    caller is not bound to one), oldest first; `billing:read` scope.
+
+    Errors: INVALID_ARGUMENT for an unknown status, a negative page_size or a page_token that is
+    not from a previous page with the same filters; NOT_FOUND for an unknown account.
+    """
+    ApproveChangeRequest: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.ApproveChangeRequestRequest, _billing_service_pb2.ApproveChangeRequestResponse]
+    """Approves a pending change request and applies its change exactly as the direct call would
+    now: an upgrade at once, a downgrade or a change of interval at the period's end, a
+    cancellation now or at the period's end as asked, custom terms at once (with their
+    billing.subscription_updated). Needs the `billing:approve` scope (admin implies it) and a
+    caller other than the requester. Emits billing.approval_decided (decision: approved).
+
+    Errors: INVALID_ARGUMENT without change_request_id; NOT_FOUND for an unknown change request;
+    PERMISSION_DENIED for the requester; FAILED_PRECONDITION for a request already decided by
+    someone else or otherwise, one that has expired (it is marked expired), or a change that can
+    no longer be made (the subscription was canceled meanwhile: reject the request).
+
+    Idempotent: by request_id, and a repeated approval by the same caller returns the request
+    as it is; two approvals at once make one change and one event.
+    """
+    RejectChangeRequest: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.RejectChangeRequestRequest, _billing_service_pb2.RejectChangeRequestResponse]
+    """Rejects a pending change request with a reason; the subscription stays as it is. Needs the
+    `billing:approve` scope (admin implies it) and a caller other than the requester. Emits
+    billing.approval_decided (decision: rejected, with the reason).
+
+    Errors: INVALID_ARGUMENT without change_request_id, without a reason or with one over 500
+    characters; NOT_FOUND for an unknown change request; PERMISSION_DENIED for the requester;
+    FAILED_PRECONDITION for a request already decided by someone else or otherwise, or one that
+    has expired.
+
+    Idempotent: by request_id, and a repeated rejection by the same caller returns the request
+    as it is.
+    """
 
 @_typing.type_check_only
 class BillingServiceAsyncStub(BillingServiceStub):
@@ -365,7 +417,9 @@ class BillingServiceAsyncStub(BillingServiceStub):
     fee, or a change of billing interval alone) is scheduled for the end of the current period
     and shown as pending_plan_id. Asking for the plan and interval in force drops a pending change.
     Emits billing.subscription_updated (change: upgraded, downgrade_scheduled or
-    pending_change_canceled).
+    pending_change_canceled). When the account's approval policy holds the change
+    (SetApprovalPolicy), nothing changes yet: the response carries a change_request and
+    billing.approval_requested is sent; a retry by the same caller returns that request.
 
     Errors: INVALID_ARGUMENT for a missing or unknown plan_id or an unknown billing_interval;
     NOT_FOUND for an unknown account; FAILED_PRECONDITION for a canceled subscription.
@@ -380,7 +434,8 @@ class BillingServiceAsyncStub(BillingServiceStub):
     billed up to this moment. Canceled is final: ChangePlan, CreateTenant, CreateMasterPartner and
     IssueCredit are refused afterwards, a scheduled cancellation cannot be taken back, and
     invoices already issued can still be paid. Emits billing.subscription_updated (change:
-    cancel_scheduled or canceled).
+    cancel_scheduled or canceled). When the account's approval policy holds cancellations,
+    nothing changes yet: the response carries a change_request (billing.approval_requested).
 
     Errors: INVALID_ARGUMENT without account_id; NOT_FOUND for an unknown account.
 
@@ -403,7 +458,9 @@ class BillingServiceAsyncStub(BillingServiceStub):
     the previous custom terms whole; the fields it leaves unset keep the catalog's `custom`
     values. Terms have no history: every stretch the account spent on `custom` is rated with the
     terms set last (an invoice already issued keeps its lines). Emits
-    billing.subscription_updated (change: custom_terms).
+    billing.subscription_updated (change: custom_terms). When the account's approval policy
+    holds the change, nothing changes yet: the response carries a change_request
+    (billing.approval_requested).
 
     Errors: INVALID_ARGUMENT for missing terms, a negative amount or count, a rate or tier price
     with more than 6 decimals, tier bounds that do not increase or an unbounded tier before the
@@ -629,6 +686,53 @@ class BillingServiceAsyncStub(BillingServiceStub):
     Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started; NOT_FOUND for
     an unknown account.
     """
+    SetApprovalPolicy: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.SetApprovalPolicyRequest, _billing_service_pb2.SetApprovalPolicyResponse]  # type: ignore[assignment]
+    """Sets which of the account's subscription changes wait for a second person's decision
+    (`admin` scope, audited): upgrades, downgrades (a change of billing interval alone counts as
+    one), cancellations, custom-terms changes, and/or any change whose monthly base fee
+    afterwards is above base_fee_above. A held ChangePlan, CancelSubscription or SetCustomTerms
+    leaves the subscription as it was and answers with a change_request (chg_…) instead,
+    announced by billing.approval_requested. Each call replaces the policy whole; a policy
+    holding nothing lets every change through at once. Requests already pending stay pending.
+
+    Errors: INVALID_ARGUMENT for a missing policy, a negative base_fee_above or a currency other
+    than USD; NOT_FOUND for an unknown account. Repeatable.
+    """
+    ListChangeRequests: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.ListChangeRequestsRequest, _billing_service_pb2.ListChangeRequestsResponse]  # type: ignore[assignment]
+    """The change requests of the account (or of every account, when account_id is empty and the
+    caller is not bound to one), oldest first; `billing:read` scope.
+
+    Errors: INVALID_ARGUMENT for an unknown status, a negative page_size or a page_token that is
+    not from a previous page with the same filters; NOT_FOUND for an unknown account.
+    """
+    ApproveChangeRequest: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.ApproveChangeRequestRequest, _billing_service_pb2.ApproveChangeRequestResponse]  # type: ignore[assignment]
+    """Approves a pending change request and applies its change exactly as the direct call would
+    now: an upgrade at once, a downgrade or a change of interval at the period's end, a
+    cancellation now or at the period's end as asked, custom terms at once (with their
+    billing.subscription_updated). Needs the `billing:approve` scope (admin implies it) and a
+    caller other than the requester. Emits billing.approval_decided (decision: approved).
+
+    Errors: INVALID_ARGUMENT without change_request_id; NOT_FOUND for an unknown change request;
+    PERMISSION_DENIED for the requester; FAILED_PRECONDITION for a request already decided by
+    someone else or otherwise, one that has expired (it is marked expired), or a change that can
+    no longer be made (the subscription was canceled meanwhile: reject the request).
+
+    Idempotent: by request_id, and a repeated approval by the same caller returns the request
+    as it is; two approvals at once make one change and one event.
+    """
+    RejectChangeRequest: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.RejectChangeRequestRequest, _billing_service_pb2.RejectChangeRequestResponse]  # type: ignore[assignment]
+    """Rejects a pending change request with a reason; the subscription stays as it is. Needs the
+    `billing:approve` scope (admin implies it) and a caller other than the requester. Emits
+    billing.approval_decided (decision: rejected, with the reason).
+
+    Errors: INVALID_ARGUMENT without change_request_id, without a reason or with one over 500
+    characters; NOT_FOUND for an unknown change request; PERMISSION_DENIED for the requester;
+    FAILED_PRECONDITION for a request already decided by someone else or otherwise, or one that
+    has expired.
+
+    Idempotent: by request_id, and a repeated rejection by the same caller returns the request
+    as it is.
+    """
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Plans, accounts, subscriptions, webhooks, invoices, payments, budgets and finance reports."""
@@ -687,7 +791,9 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         fee, or a change of billing interval alone) is scheduled for the end of the current period
         and shown as pending_plan_id. Asking for the plan and interval in force drops a pending change.
         Emits billing.subscription_updated (change: upgraded, downgrade_scheduled or
-        pending_change_canceled).
+        pending_change_canceled). When the account's approval policy holds the change
+        (SetApprovalPolicy), nothing changes yet: the response carries a change_request and
+        billing.approval_requested is sent; a retry by the same caller returns that request.
 
         Errors: INVALID_ARGUMENT for a missing or unknown plan_id or an unknown billing_interval;
         NOT_FOUND for an unknown account; FAILED_PRECONDITION for a canceled subscription.
@@ -708,7 +814,8 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         billed up to this moment. Canceled is final: ChangePlan, CreateTenant, CreateMasterPartner and
         IssueCredit are refused afterwards, a scheduled cancellation cannot be taken back, and
         invoices already issued can still be paid. Emits billing.subscription_updated (change:
-        cancel_scheduled or canceled).
+        cancel_scheduled or canceled). When the account's approval policy holds cancellations,
+        nothing changes yet: the response carries a change_request (billing.approval_requested).
 
         Errors: INVALID_ARGUMENT without account_id; NOT_FOUND for an unknown account.
 
@@ -743,7 +850,9 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         the previous custom terms whole; the fields it leaves unset keep the catalog's `custom`
         values. Terms have no history: every stretch the account spent on `custom` is rated with the
         terms set last (an invoice already issued keeps its lines). Emits
-        billing.subscription_updated (change: custom_terms).
+        billing.subscription_updated (change: custom_terms). When the account's approval policy
+        holds the change, nothing changes yet: the response carries a change_request
+        (billing.approval_requested).
 
         Errors: INVALID_ARGUMENT for missing terms, a negative amount or count, a rate or tier price
         with more than 6 decimals, tier bounds that do not increase or an unbounded tier before the
@@ -1118,6 +1227,77 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started; NOT_FOUND for
         an unknown account.
+        """
+
+    @_abc_1.abstractmethod
+    def SetApprovalPolicy(
+        self,
+        request: _billing_service_pb2.SetApprovalPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_service_pb2.SetApprovalPolicyResponse, _abc.Awaitable[_billing_service_pb2.SetApprovalPolicyResponse]]:
+        """Sets which of the account's subscription changes wait for a second person's decision
+        (`admin` scope, audited): upgrades, downgrades (a change of billing interval alone counts as
+        one), cancellations, custom-terms changes, and/or any change whose monthly base fee
+        afterwards is above base_fee_above. A held ChangePlan, CancelSubscription or SetCustomTerms
+        leaves the subscription as it was and answers with a change_request (chg_…) instead,
+        announced by billing.approval_requested. Each call replaces the policy whole; a policy
+        holding nothing lets every change through at once. Requests already pending stay pending.
+
+        Errors: INVALID_ARGUMENT for a missing policy, a negative base_fee_above or a currency other
+        than USD; NOT_FOUND for an unknown account. Repeatable.
+        """
+
+    @_abc_1.abstractmethod
+    def ListChangeRequests(
+        self,
+        request: _billing_service_pb2.ListChangeRequestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_service_pb2.ListChangeRequestsResponse, _abc.Awaitable[_billing_service_pb2.ListChangeRequestsResponse]]:
+        """The change requests of the account (or of every account, when account_id is empty and the
+        caller is not bound to one), oldest first; `billing:read` scope.
+
+        Errors: INVALID_ARGUMENT for an unknown status, a negative page_size or a page_token that is
+        not from a previous page with the same filters; NOT_FOUND for an unknown account.
+        """
+
+    @_abc_1.abstractmethod
+    def ApproveChangeRequest(
+        self,
+        request: _billing_service_pb2.ApproveChangeRequestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_service_pb2.ApproveChangeRequestResponse, _abc.Awaitable[_billing_service_pb2.ApproveChangeRequestResponse]]:
+        """Approves a pending change request and applies its change exactly as the direct call would
+        now: an upgrade at once, a downgrade or a change of interval at the period's end, a
+        cancellation now or at the period's end as asked, custom terms at once (with their
+        billing.subscription_updated). Needs the `billing:approve` scope (admin implies it) and a
+        caller other than the requester. Emits billing.approval_decided (decision: approved).
+
+        Errors: INVALID_ARGUMENT without change_request_id; NOT_FOUND for an unknown change request;
+        PERMISSION_DENIED for the requester; FAILED_PRECONDITION for a request already decided by
+        someone else or otherwise, one that has expired (it is marked expired), or a change that can
+        no longer be made (the subscription was canceled meanwhile: reject the request).
+
+        Idempotent: by request_id, and a repeated approval by the same caller returns the request
+        as it is; two approvals at once make one change and one event.
+        """
+
+    @_abc_1.abstractmethod
+    def RejectChangeRequest(
+        self,
+        request: _billing_service_pb2.RejectChangeRequestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_service_pb2.RejectChangeRequestResponse, _abc.Awaitable[_billing_service_pb2.RejectChangeRequestResponse]]:
+        """Rejects a pending change request with a reason; the subscription stays as it is. Needs the
+        `billing:approve` scope (admin implies it) and a caller other than the requester. Emits
+        billing.approval_decided (decision: rejected, with the reason).
+
+        Errors: INVALID_ARGUMENT without change_request_id, without a reason or with one over 500
+        characters; NOT_FOUND for an unknown change request; PERMISSION_DENIED for the requester;
+        FAILED_PRECONDITION for a request already decided by someone else or otherwise, or one that
+        has expired.
+
+        Idempotent: by request_id, and a repeated rejection by the same caller returns the request
+        as it is.
         """
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,7 +1,7 @@
 """hourly usage reports to billing systems
 
 Revision ID: 0011_hourly_reports
-Revises: 0008_money_columns
+Revises: 0010_change_requests
 Create Date: 2026-12-02 01:00:00
 
 usage_hourly keeps each hour's latest storage reading (the level held at the hour's end). Rows of
@@ -18,7 +18,7 @@ from alembic import op
 import billing_svc.storage.types
 
 revision: str = '0011_hourly_reports'
-down_revision: str | None = '0008_money_columns'
+down_revision: str | None = '0010_change_requests'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
