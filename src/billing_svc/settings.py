@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     webhook_dispatch_interval_seconds: float = 0.5
     webhook_max_concurrency: int = 64
     webhook_per_endpoint_concurrency: int = 4
+    # How often the scheduler checks budgets against the forecast (a model fit per account).
+    forecast_alert_interval_seconds: float = 3600.0
 
     @cached_property
     def token_specs(self) -> list[TokenSpec]:

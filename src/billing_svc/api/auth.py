@@ -50,6 +50,8 @@ METHOD_SCOPES: dict[str, str] = {
         "DeleteBudget")},
     **{_BILLING + m: "admin" for m in ("SetCustomTerms", "VoidInvoice", "IssueCredit",
                                        "ListAuditEvents")},
+    _BILLING + "GetPartnerUtilization": "billing:read",
+    _USAGE + "GetUsageForecast": "usage:read",
 }
 
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

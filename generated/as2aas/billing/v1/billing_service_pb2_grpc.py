@@ -195,6 +195,11 @@ class BillingServiceStub:
                 request_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ComparePlansRequest.SerializeToString,
                 response_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ComparePlansResponse.FromString,
                 _registered_method=True)
+        self.GetPartnerUtilization = channel.unary_unary(
+                '/as2aas.billing.v1.BillingService/GetPartnerUtilization',
+                request_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.GetPartnerUtilizationRequest.SerializeToString,
+                response_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.GetPartnerUtilizationResponse.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -624,6 +629,25 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPartnerUtilization(self, request, context):
+        """Which master partners carry the account's traffic and which sit idle in plan slots, over a
+        range of periods (the seed: "review partner utilization for optimization opportunities").
+        Per partner: its messages in each period, its trend, its last activity and its share of
+        each period's invoice total (or, while a period is open, of its estimate), split by message
+        count with the largest-remainder method: the partners' shares and the unpartnered share add
+        up to the periods' totals to the cent. A partner without messages in each of the last
+        idle_periods periods of the range (that existed before them) is flagged idle. Read from the
+        per-period counters and the hourly roll-ups, never from raw events. Scope billing:read.
+
+        Errors: INVALID_ARGUMENT for a period that is not YYYY-MM, an end_period before
+        start_period or after the current period, a range of more than 36 periods, or idle_periods
+        outside 0..36; NOT_FOUND for an unknown account; FAILED_PRECONDITION for a range that ends
+        before the account started.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -786,6 +810,11 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.ComparePlans,
                     request_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ComparePlansRequest.FromString,
                     response_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ComparePlansResponse.SerializeToString,
+            ),
+            'GetPartnerUtilization': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPartnerUtilization,
+                    request_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.GetPartnerUtilizationRequest.FromString,
+                    response_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.GetPartnerUtilizationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1653,6 +1682,33 @@ class BillingService:
             '/as2aas.billing.v1.BillingService/ComparePlans',
             as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ComparePlansRequest.SerializeToString,
             as2aas_dot_billing_dot_v1_dot_billing__service__pb2.ComparePlansResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPartnerUtilization(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/as2aas.billing.v1.BillingService/GetPartnerUtilization',
+            as2aas_dot_billing_dot_v1_dot_billing__service__pb2.GetPartnerUtilizationRequest.SerializeToString,
+            as2aas_dot_billing_dot_v1_dot_billing__service__pb2.GetPartnerUtilizationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -328,6 +328,21 @@ class BillingServiceStub:
     Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started; NOT_FOUND for
     an unknown account.
     """
+    GetPartnerUtilization: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.GetPartnerUtilizationRequest, _billing_service_pb2.GetPartnerUtilizationResponse]
+    """Which master partners carry the account's traffic and which sit idle in plan slots, over a
+    range of periods (the seed: "review partner utilization for optimization opportunities").
+    Per partner: its messages in each period, its trend, its last activity and its share of
+    each period's invoice total (or, while a period is open, of its estimate), split by message
+    count with the largest-remainder method: the partners' shares and the unpartnered share add
+    up to the periods' totals to the cent. A partner without messages in each of the last
+    idle_periods periods of the range (that existed before them) is flagged idle. Read from the
+    per-period counters and the hourly roll-ups, never from raw events. Scope billing:read.
+
+    Errors: INVALID_ARGUMENT for a period that is not YYYY-MM, an end_period before
+    start_period or after the current period, a range of more than 36 periods, or idle_periods
+    outside 0..36; NOT_FOUND for an unknown account; FAILED_PRECONDITION for a range that ends
+    before the account started.
+    """
 
 @_typing.type_check_only
 class BillingServiceAsyncStub(BillingServiceStub):
@@ -628,6 +643,21 @@ class BillingServiceAsyncStub(BillingServiceStub):
 
     Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started; NOT_FOUND for
     an unknown account.
+    """
+    GetPartnerUtilization: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.GetPartnerUtilizationRequest, _billing_service_pb2.GetPartnerUtilizationResponse]  # type: ignore[assignment]
+    """Which master partners carry the account's traffic and which sit idle in plan slots, over a
+    range of periods (the seed: "review partner utilization for optimization opportunities").
+    Per partner: its messages in each period, its trend, its last activity and its share of
+    each period's invoice total (or, while a period is open, of its estimate), split by message
+    count with the largest-remainder method: the partners' shares and the unpartnered share add
+    up to the periods' totals to the cent. A partner without messages in each of the last
+    idle_periods periods of the range (that existed before them) is flagged idle. Read from the
+    per-period counters and the hourly roll-ups, never from raw events. Scope billing:read.
+
+    Errors: INVALID_ARGUMENT for a period that is not YYYY-MM, an end_period before
+    start_period or after the current period, a range of more than 36 periods, or idle_periods
+    outside 0..36; NOT_FOUND for an unknown account; FAILED_PRECONDITION for a range that ends
+    before the account started.
     """
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -1118,6 +1148,27 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started; NOT_FOUND for
         an unknown account.
+        """
+
+    @_abc_1.abstractmethod
+    def GetPartnerUtilization(
+        self,
+        request: _billing_service_pb2.GetPartnerUtilizationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_service_pb2.GetPartnerUtilizationResponse, _abc.Awaitable[_billing_service_pb2.GetPartnerUtilizationResponse]]:
+        """Which master partners carry the account's traffic and which sit idle in plan slots, over a
+        range of periods (the seed: "review partner utilization for optimization opportunities").
+        Per partner: its messages in each period, its trend, its last activity and its share of
+        each period's invoice total (or, while a period is open, of its estimate), split by message
+        count with the largest-remainder method: the partners' shares and the unpartnered share add
+        up to the periods' totals to the cent. A partner without messages in each of the last
+        idle_periods periods of the range (that existed before them) is flagged idle. Read from the
+        per-period counters and the hourly roll-ups, never from raw events. Scope billing:read.
+
+        Errors: INVALID_ARGUMENT for a period that is not YYYY-MM, an end_period before
+        start_period or after the current period, a range of more than 36 periods, or idle_periods
+        outside 0..36; NOT_FOUND for an unknown account; FAILED_PRECONDITION for a range that ends
+        before the account started.
         """
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
