@@ -97,7 +97,7 @@ def test_plan_for_seasonal_usage_variations_holt_winters_finds_the_known_season(
     assert result.history_months == 36
     assert result.messages_backtest.months == 3
     assert result.messages_backtest.mape_percent < 1.0
-    assert [m.period.label for m in result.months][0] == Period.containing(now()).label
+    assert result.months[0].period.label == Period.containing(now()).label
     for ahead, month in enumerate(result.months):
         expected = seasonal(36 + ahead)
         assert abs(month.messages - expected) / expected < 0.01, (ahead, month.messages)
@@ -274,7 +274,7 @@ def test_review_partner_utilization_for_optimization_opportunities(client: Clien
         account_id=shop.account_id, start_period=history[1].label, idle_periods=4),
         metadata=READER)
     assert {p.partner_id for p in longer.partners if p.idle} == {idle}
-    assert [p for p in longer.partners if p.partner_id == idle][0].last_active_period == (
+    assert next(p for p in longer.partners if p.partner_id == idle).last_active_period == (
         history[0].label)
 
 
