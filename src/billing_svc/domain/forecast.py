@@ -61,9 +61,11 @@ def choose_model(history_months: int) -> str:
     return RUN_RATE
 
 
-def forecast(history: Sequence[float], months: int, model: str | None = None) -> SeriesForecast:
+def forecast(history: Sequence[float], months: int, model: str | None = None, *,
+             backtest: bool = True) -> SeriesForecast:
     """Forecast ``months`` months after ``history`` (oldest first) with ``model`` (default: the
-    one ``choose_model`` picks for the history's length), with the backtest of that model."""
+    one ``choose_model`` picks for the history's length), with the backtest of that model
+    unless ``backtest`` is false (a second fit the budget job does not need)."""
     if months < 0:
         raise ValueError(f"months must not be negative, got {months}")
     values = [float(v) for v in history]
@@ -72,7 +74,7 @@ def forecast(history: Sequence[float], months: int, model: str | None = None) ->
         raise ValueError(f"unknown model {model!r}")
     predicted = predict(values, months, model)
     held_out = min(BACKTEST_MONTHS, len(values) - _FIT_MIN_MONTHS[model])
-    if held_out <= 0:
+    if held_out <= 0 or not backtest:
         return SeriesForecast(model, predicted, 0, None)
     fitted_on, actual = values[:-held_out], values[-held_out:]
     return SeriesForecast(model, predicted, held_out,

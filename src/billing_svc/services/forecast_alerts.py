@@ -53,7 +53,8 @@ def _check_account(db: Database, account_id: str, now: datetime) -> int:
         if account is None or account.status == CANCELED or account.created_at > now:
             return 0
         budgets = list(session.exec(select(Budget).where(Budget.account_id == account_id)))
-        forecast = forecast_account(session, account, 1, now).months[0].total
+        forecast = forecast_account(session, account, 1, now,
+                                    backtest=False).months[0].total
         estimate = period_snapshot(session, account, period, now).total
     crossed = [(budget, percentage) for budget in budgets
                for percentage in (int(p) for p in budget.thresholds.split(",") if p)

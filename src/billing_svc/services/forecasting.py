@@ -94,14 +94,15 @@ def usage_forecast(db: Database, account_id: str, months: int, now: datetime) ->
         return forecast_account(session, account, months, now)
 
 
-def forecast_account(session: Session, account: Account, months: int,
-                     now: datetime) -> UsageForecast:
-    """``usage_forecast`` inside the caller's transaction (the budget job reads many accounts)."""
+def forecast_account(session: Session, account: Account, months: int, now: datetime, *,
+                     backtest: bool = True) -> UsageForecast:
+    """``usage_forecast`` inside the caller's transaction (the budget job reads many accounts;
+    it needs no backtest)."""
     current = Period.containing(now)
     history = monthly_history(session, account, current)
-    messages = model.forecast([m.messages for m in history], months)
+    messages = model.forecast([m.messages for m in history], months, backtest=backtest)
     storage = model.forecast([float(m.storage_gb_months) for m in history], months,
-                             messages.model)
+                             messages.model, backtest=backtest)
     so_far = measure(session, account, current, now)
     tenants = len(session.exec(select(Tenant.tenant_id).where(
         Tenant.account_id == account.account_id, Tenant.created_at <= now)).all())

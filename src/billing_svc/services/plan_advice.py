@@ -114,7 +114,7 @@ def _horizon_usage(session: Session, account: Account, first: Period, months: in
     ahead = sum(1 for p in periods if p >= current)
     forecast, model = {}, ""
     if ahead:
-        made = forecast_account(session, account, ahead, now)
+        made = forecast_account(session, account, ahead, now, backtest=False)
         forecast, model = {m.period: m for m in made.months}, made.model
     result = []
     for period in periods:
