@@ -270,7 +270,9 @@ class BillingServiceStub:
     """Creates the account's budget of that name, or replaces its limit and thresholds.
     billing.budget_alert is sent once per budget, threshold and period when the period's
     estimated charges (GetCurrentUsage's estimate) reach the threshold: checked by this call, and
-    whenever messages are ingested for the account.
+    whenever messages are ingested for the account. Apart from those, a scheduled job sends it
+    with forecast: true once per budget, threshold and period when GetUsageForecast's forecast
+    of the period's charges reaches the threshold.
 
     Errors: INVALID_ARGUMENT for a missing name or one over 100 characters, a missing or
     non-positive limit, a currency other than USD, threshold percentages outside 1..1000 or
@@ -325,8 +327,14 @@ class BillingServiceStub:
     monthly, without a trial, from the account's start: the same rating as an invoice. An open
     period is priced on its usage so far.
 
-    Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started; NOT_FOUND for
-    an unknown account.
+    With horizon_months, also each plan's total over the horizon_months months from period on,
+    billed monthly and annually (ended months at their usage, the others at GetUsageForecast's
+    forecast), and a recommendation: the cheapest plan and interval with its saving against the
+    account's own plan ("factor in business growth", "consider annual plans for cost savings").
+    Without it the answer is the one-period comparison alone. Scope billing:read.
+
+    Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started, or for
+    horizon_months outside 0..36; NOT_FOUND for an unknown account.
     """
     GetPartnerUtilization: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.GetPartnerUtilizationRequest, _billing_service_pb2.GetPartnerUtilizationResponse]
     """Which master partners carry the account's traffic and which sit idle in plan slots, over a
@@ -586,7 +594,9 @@ class BillingServiceAsyncStub(BillingServiceStub):
     """Creates the account's budget of that name, or replaces its limit and thresholds.
     billing.budget_alert is sent once per budget, threshold and period when the period's
     estimated charges (GetCurrentUsage's estimate) reach the threshold: checked by this call, and
-    whenever messages are ingested for the account.
+    whenever messages are ingested for the account. Apart from those, a scheduled job sends it
+    with forecast: true once per budget, threshold and period when GetUsageForecast's forecast
+    of the period's charges reaches the threshold.
 
     Errors: INVALID_ARGUMENT for a missing name or one over 100 characters, a missing or
     non-positive limit, a currency other than USD, threshold percentages outside 1..1000 or
@@ -641,8 +651,14 @@ class BillingServiceAsyncStub(BillingServiceStub):
     monthly, without a trial, from the account's start: the same rating as an invoice. An open
     period is priced on its usage so far.
 
-    Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started; NOT_FOUND for
-    an unknown account.
+    With horizon_months, also each plan's total over the horizon_months months from period on,
+    billed monthly and annually (ended months at their usage, the others at GetUsageForecast's
+    forecast), and a recommendation: the cheapest plan and interval with its saving against the
+    account's own plan ("factor in business growth", "consider annual plans for cost savings").
+    Without it the answer is the one-period comparison alone. Scope billing:read.
+
+    Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started, or for
+    horizon_months outside 0..36; NOT_FOUND for an unknown account.
     """
     GetPartnerUtilization: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.GetPartnerUtilizationRequest, _billing_service_pb2.GetPartnerUtilizationResponse]  # type: ignore[assignment]
     """Which master partners carry the account's traffic and which sit idle in plan slots, over a
@@ -1049,7 +1065,9 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         """Creates the account's budget of that name, or replaces its limit and thresholds.
         billing.budget_alert is sent once per budget, threshold and period when the period's
         estimated charges (GetCurrentUsage's estimate) reach the threshold: checked by this call, and
-        whenever messages are ingested for the account.
+        whenever messages are ingested for the account. Apart from those, a scheduled job sends it
+        with forecast: true once per budget, threshold and period when GetUsageForecast's forecast
+        of the period's charges reaches the threshold.
 
         Errors: INVALID_ARGUMENT for a missing name or one over 100 characters, a missing or
         non-positive limit, a currency other than USD, threshold percentages outside 1..1000 or
@@ -1146,8 +1164,14 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         monthly, without a trial, from the account's start: the same rating as an invoice. An open
         period is priced on its usage so far.
 
-        Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started; NOT_FOUND for
-        an unknown account.
+        With horizon_months, also each plan's total over the horizon_months months from period on,
+        billed monthly and annually (ended months at their usage, the others at GetUsageForecast's
+        forecast), and a recommendation: the cheapest plan and interval with its saving against the
+        account's own plan ("factor in business growth", "consider annual plans for cost savings").
+        Without it the answer is the one-period comparison alone. Scope billing:read.
+
+        Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started, or for
+        horizon_months outside 0..36; NOT_FOUND for an unknown account.
         """
 
     @_abc_1.abstractmethod
