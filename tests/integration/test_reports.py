@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 
@@ -26,6 +27,7 @@ from sqlmodel import select
 from billing_svc.domain.money import to_cents
 from billing_svc.domain.periods import Period
 from billing_svc.services.forecast_alerts import send_forecast_budget_alerts
+from billing_svc.storage.db import Database
 from billing_svc.storage.tables import OutboxEvent, UsagePeriod, UsageTenantPeriod
 from tests.integration.test_invoicing import imported_shop
 from tests.integration.test_usage import USAGE_READER, Shop, now, ts
@@ -216,6 +218,28 @@ def test_use_historical_data_for_accurate_budget_forecasting_alerts_on_the_forec
         finally:
             client.close()
             server.stop()
+
+
+def test_forecast_budget_alerts_from_two_replicas_at_once_are_sent_once(
+        client: Client, server: ServerThread) -> None:
+    shop = imported_shop(client, months_back=4)
+    for t, period in enumerate(months_back(4)):
+        shop.record([shop.message(f"h{t}", 20_000, at=period.start + timedelta(days=2))],
+                    batch_id=f"b{t}")
+    client.billing.SetBudget(pb.SetBudgetRequest(
+        account_id=shop.account_id, name="Tight", threshold_percentages=[10, 50, 90],
+        limit=common_pb2.Money(currency_code="USD", units=1000)), metadata=WRITER)
+    other = Database(server.settings.database_url)  # a second replica's engine
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            sent = list(pool.map(lambda db: send_forecast_budget_alerts(db, now()),
+                                 [server.db, other, server.db, other]))
+    finally:
+        other.dispose()
+    # $849.00 forecast of $1,000: 10 % and 50 % (the usage so far, $99, also reached 10 %).
+    forecast_alerts = [a for a in _budget_alerts(server, shop.account_id) if a.get("forecast")]
+    assert sorted(a["threshold_percentage"] for a in forecast_alerts) == [10, 50]
+    assert sum(sent) >= 2  # other accounts' budgets may be due too
 
 
 # --------------------------------------------------------------------------------------------
