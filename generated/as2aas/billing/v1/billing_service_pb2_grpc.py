@@ -650,7 +650,7 @@ class BillingServiceServicer:
         Errors: INVALID_ARGUMENT for a period that is not YYYY-MM, an end_period before
         start_period or after the current period, a range of more than 36 periods, or idle_periods
         outside 0..36; NOT_FOUND for an unknown account; FAILED_PRECONDITION for a range that ends
-        before the account started.
+        before the account started, or custom terms that cannot be rated.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

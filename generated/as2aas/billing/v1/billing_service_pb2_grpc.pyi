@@ -349,7 +349,7 @@ class BillingServiceStub:
     Errors: INVALID_ARGUMENT for a period that is not YYYY-MM, an end_period before
     start_period or after the current period, a range of more than 36 periods, or idle_periods
     outside 0..36; NOT_FOUND for an unknown account; FAILED_PRECONDITION for a range that ends
-    before the account started.
+    before the account started, or custom terms that cannot be rated.
     """
 
 @_typing.type_check_only
@@ -673,7 +673,7 @@ class BillingServiceAsyncStub(BillingServiceStub):
     Errors: INVALID_ARGUMENT for a period that is not YYYY-MM, an end_period before
     start_period or after the current period, a range of more than 36 periods, or idle_periods
     outside 0..36; NOT_FOUND for an unknown account; FAILED_PRECONDITION for a range that ends
-    before the account started.
+    before the account started, or custom terms that cannot be rated.
     """
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -1192,7 +1192,7 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors: INVALID_ARGUMENT for a period that is not YYYY-MM, an end_period before
         start_period or after the current period, a range of more than 36 periods, or idle_periods
         outside 0..36; NOT_FOUND for an unknown account; FAILED_PRECONDITION for a range that ends
-        before the account started.
+        before the account started, or custom terms that cannot be rated.
         """
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

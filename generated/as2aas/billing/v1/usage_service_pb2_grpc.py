@@ -157,7 +157,8 @@ class UsageServiceServicer:
         account's plan of each month, to the cent, with today's tenants. Scope usage:read.
 
         Errors: INVALID_ARGUMENT without account_id or for months outside 0..36; NOT_FOUND for an
-        unknown account.
+        unknown account; FAILED_PRECONDITION when the account's custom terms cannot be rated (set
+        them again with SetCustomTerms).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -99,7 +99,8 @@ class UsageServiceStub:
     account's plan of each month, to the cent, with today's tenants. Scope usage:read.
 
     Errors: INVALID_ARGUMENT without account_id or for months outside 0..36; NOT_FOUND for an
-    unknown account.
+    unknown account; FAILED_PRECONDITION when the account's custom terms cannot be rated (set
+    them again with SetCustomTerms).
     """
 
 @_typing.type_check_only
@@ -173,7 +174,8 @@ class UsageServiceAsyncStub(UsageServiceStub):
     account's plan of each month, to the cent, with today's tenants. Scope usage:read.
 
     Errors: INVALID_ARGUMENT without account_id or for months outside 0..36; NOT_FOUND for an
-    unknown account.
+    unknown account; FAILED_PRECONDITION when the account's custom terms cannot be rated (set
+    them again with SetCustomTerms).
     """
 
 class UsageServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -280,7 +282,8 @@ class UsageServiceServicer(metaclass=_abc_1.ABCMeta):
         account's plan of each month, to the cent, with today's tenants. Scope usage:read.
 
         Errors: INVALID_ARGUMENT without account_id or for months outside 0..36; NOT_FOUND for an
-        unknown account.
+        unknown account; FAILED_PRECONDITION when the account's custom terms cannot be rated (set
+        them again with SetCustomTerms).
         """
 
 def add_UsageServiceServicer_to_server(servicer: UsageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
