@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
 import structlog
 
 from billing_svc.domain.periods import utcnow
-from billing_svc.services import accounts, approvals, hourly_reports, invoicing
+from billing_svc.services import accounts, approvals, forecast_alerts, hourly_reports, invoicing
 from billing_svc.services.context import system_context
 from billing_svc.settings import Settings
 from billing_svc.storage.db import Database
@@ -38,6 +39,9 @@ def run_due_jobs(db: Database, settings: Settings) -> dict[str, int]:
         jobs["periods_closed"] = lambda: invoicing.close_due_periods(
             db, system_context("period_closer"),
             timedelta(seconds=settings.period_close_grace_seconds))
+    if _forecast_alerts_due(db, settings):
+        jobs["forecast_budget_alerts"] = lambda: forecast_alerts.send_forecast_budget_alerts(
+            db, utcnow())
     done: dict[str, int] = {}
     for name, job in jobs.items():
         try:
@@ -46,6 +50,20 @@ def run_due_jobs(db: Database, settings: Settings) -> dict[str, int]:
             log.exception("scheduled_job_failed", job=name)
             done[name] = 0
     return done
+
+
+# When each database's forecast budget check last ran in this process: it fits a model per
+# budgeted account, so it runs every BILLING_FORECAST_ALERT_INTERVAL_SECONDS, not every loop.
+_forecast_checked_at: dict[int, float] = {}
+
+
+def _forecast_alerts_due(db: Database, settings: Settings) -> bool:
+    now = time.monotonic()
+    last = _forecast_checked_at.get(id(db))
+    if last is not None and now - last < settings.forecast_alert_interval_seconds:
+        return False
+    _forecast_checked_at[id(db)] = now
+    return True
 
 
 async def run_forever(db: Database, settings: Settings, stop: asyncio.Event) -> None:

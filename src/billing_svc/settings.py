@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     webhook_per_endpoint_concurrency: int = 4
     # How long a change held by an approval policy waits for a decision (fractions for tests).
     change_request_ttl_hours: float = Field(default=168.0, gt=0)
+    # How often the scheduler checks budgets against the forecast (a model fit per account).
+    forecast_alert_interval_seconds: float = 3600.0
 
     @cached_property
     def token_specs(self) -> list[TokenSpec]:

@@ -52,6 +52,8 @@ METHOD_SCOPES: dict[str, str] = {
                                        "ListAuditEvents", "SetApprovalPolicy")},
     **{_BILLING + m: "billing:approve" for m in ("ApproveChangeRequest",
                                                  "RejectChangeRequest")},
+    _BILLING + "GetPartnerUtilization": "billing:read",
+    _USAGE + "GetUsageForecast": "usage:read",
 }
 
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import grpc
 from as2aas.billing.v1 import billing_service_pb2 as pb
 
-from billing_svc.api import convert
+from billing_svc.api import convert, reports
 from billing_svc.api.common import run
 from billing_svc.api.interceptor import current_context
 from billing_svc.domain.errors import InvalidArgument
 from billing_svc.domain.periods import utcnow
-from billing_svc.services import finance
+from billing_svc.services import finance, partner_utilization, plan_advice
 from billing_svc.storage.db import Database
 
 
@@ -84,9 +84,22 @@ class FinanceRpcs:
 
     async def ComparePlans(self, request: pb.ComparePlansRequest,
                            context: grpc.aio.ServicerContext) -> pb.ComparePlansResponse:
-        costs = await run(finance.compare_plans, self.db, request.account_id,
-                          convert.period_in(request.period), utcnow())
-        return pb.ComparePlansResponse(plan_costs=[
-            pb.PlanCost(plan_id=c.plan_id, name=c.name, total=convert.money_out(c.total),
-                        lines=[convert.invoice_line_out(line) for line in c.lines])
-            for c in costs])
+        period = convert.period_in(request.period)
+        if not request.horizon_months:
+            costs = await run(finance.compare_plans, self.db, request.account_id, period,
+                              utcnow())
+            return pb.ComparePlansResponse(plan_costs=reports.plan_costs_out(costs))
+        comparison = await run(plan_advice.compare_over_horizon, self.db, request.account_id,
+                               period, request.horizon_months, utcnow())
+        return pb.ComparePlansResponse(
+            plan_costs=reports.plan_costs_out(comparison.plan_costs, comparison.horizon),
+            recommendation=reports.recommendation_out(comparison.recommendation))
+
+    async def GetPartnerUtilization(
+            self, request: pb.GetPartnerUtilizationRequest,
+            context: grpc.aio.ServicerContext) -> pb.GetPartnerUtilizationResponse:
+        result = await run(partner_utilization.partner_utilization, self.db,
+                           request.account_id, start_period=request.start_period,
+                           end_period=request.end_period, idle_periods=request.idle_periods,
+                           now=utcnow())
+        return reports.utilization_out(result)

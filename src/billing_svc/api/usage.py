@@ -17,13 +17,14 @@ from as2aas.billing.v1 import usage_service_pb2 as pb
 from as2aas.billing.v1 import usage_service_pb2_grpc as pb_grpc
 from google.protobuf.message import DecodeError
 
-from billing_svc.api import convert
+from billing_svc.api import convert, reports
 from billing_svc.api.common import deadline, run
 from billing_svc.api.interceptor import current_context
 from billing_svc.domain import usage as rules
 from billing_svc.domain.errors import InvalidArgument, Unavailable
+from billing_svc.domain.periods import utcnow
 from billing_svc.domain.usage import UsageBatch, UsageEventIn
-from billing_svc.services import hourly_reports, usage_reports
+from billing_svc.services import forecasting, hourly_reports, usage_reports
 from billing_svc.services.group_commit import IngestionWriter
 from billing_svc.services.ingestion import BatchResult
 from billing_svc.storage.db import Database
@@ -242,6 +243,12 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
                          account_id=request.account_id, page_size=request.page_size,
                          resume_token=request.resume_token)
         return convert.hourly_reports_out(page)
+
+    async def GetUsageForecast(self, request: pb.GetUsageForecastRequest,
+                               context: grpc.aio.ServicerContext) -> pb.GetUsageForecastResponse:
+        forecast = await run(forecasting.usage_forecast, self.db, request.account_id,
+                             request.months, utcnow())
+        return reports.forecast_out(forecast)
 
 
 class _Registered:

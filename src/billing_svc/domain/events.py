@@ -167,15 +167,22 @@ def payment_failed(*, account_id: str, invoice_id: str, amount: Decimal, failure
 
 def budget_alert(*, account_id: str, budget_name: str, threshold_percentage: int,
                  current_usage: Decimal, budget_limit: Decimal, period_remaining_days: int,
-                 occurred_at: datetime) -> BillingEvent:
-    return BillingEvent(BUDGET_ALERT, account_id, occurred_at, {
+                 occurred_at: datetime, forecast_charges: Decimal | None = None) -> BillingEvent:
+    """``forecast_charges``: an alert on the period's forecast (issue 15), which adds
+    ``forecast: true`` and ``forecast_charges``; ``current_usage`` stays the estimate so far.
+    Alerts on actual usage carry neither field."""
+    data: dict[str, Any] = {
         "account_id": account_id,
         "budget_name": budget_name,
         "threshold_percentage": threshold_percentage,
         "current_usage": current_usage,
         "budget_limit": budget_limit,
         "period_remaining_days": period_remaining_days,
-    })
+    }
+    if forecast_charges is not None:
+        data["forecast"] = True
+        data["forecast_charges"] = forecast_charges
+    return BillingEvent(BUDGET_ALERT, account_id, occurred_at, data)
 
 
 def usage_reported(*, account_id: str, hour: datetime, revision: int, sequence: int,

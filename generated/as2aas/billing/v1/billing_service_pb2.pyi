@@ -49,6 +49,14 @@ class InvoiceStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INVOICE_STATUS_UNCOLLECTIBLE: _ClassVar[InvoiceStatus]
     INVOICE_STATUS_VOID: _ClassVar[InvoiceStatus]
 
+class PartnerTrend(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PARTNER_TREND_UNSPECIFIED: _ClassVar[PartnerTrend]
+    PARTNER_TREND_RISING: _ClassVar[PartnerTrend]
+    PARTNER_TREND_STEADY: _ClassVar[PartnerTrend]
+    PARTNER_TREND_FALLING: _ClassVar[PartnerTrend]
+    PARTNER_TREND_NONE: _ClassVar[PartnerTrend]
+
 class ChangeRequestStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CHANGE_REQUEST_STATUS_UNSPECIFIED: _ClassVar[ChangeRequestStatus]
@@ -86,6 +94,11 @@ INVOICE_STATUS_OPEN: InvoiceStatus
 INVOICE_STATUS_PAID: InvoiceStatus
 INVOICE_STATUS_UNCOLLECTIBLE: InvoiceStatus
 INVOICE_STATUS_VOID: InvoiceStatus
+PARTNER_TREND_UNSPECIFIED: PartnerTrend
+PARTNER_TREND_RISING: PartnerTrend
+PARTNER_TREND_STEADY: PartnerTrend
+PARTNER_TREND_FALLING: PartnerTrend
+PARTNER_TREND_NONE: PartnerTrend
 CHANGE_REQUEST_STATUS_UNSPECIFIED: ChangeRequestStatus
 CHANGE_REQUEST_STATUS_PENDING: ChangeRequestStatus
 CHANGE_REQUEST_STATUS_APPROVED: ChangeRequestStatus
@@ -1006,30 +1019,126 @@ class ReconcilePeriodResponse(_message.Message):
     def __init__(self, invoice_id: _Optional[str] = ..., matches: _Optional[bool] = ..., lines: _Optional[_Iterable[_Union[ReconciliationLine, _Mapping]]] = ...) -> None: ...
 
 class PlanCost(_message.Message):
-    __slots__ = ("plan_id", "name", "total", "lines")
+    __slots__ = ("plan_id", "name", "total", "lines", "horizon_monthly_total", "horizon_annual_total")
     PLAN_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
+    HORIZON_MONTHLY_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    HORIZON_ANNUAL_TOTAL_FIELD_NUMBER: _ClassVar[int]
     plan_id: str
     name: str
     total: _common_pb2.Money
     lines: _containers.RepeatedCompositeFieldContainer[InvoiceLine]
-    def __init__(self, plan_id: _Optional[str] = ..., name: _Optional[str] = ..., total: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., lines: _Optional[_Iterable[_Union[InvoiceLine, _Mapping]]] = ...) -> None: ...
+    horizon_monthly_total: _common_pb2.Money
+    horizon_annual_total: _common_pb2.Money
+    def __init__(self, plan_id: _Optional[str] = ..., name: _Optional[str] = ..., total: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., lines: _Optional[_Iterable[_Union[InvoiceLine, _Mapping]]] = ..., horizon_monthly_total: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., horizon_annual_total: _Optional[_Union[_common_pb2.Money, _Mapping]] = ...) -> None: ...
 
 class ComparePlansRequest(_message.Message):
-    __slots__ = ("account_id", "period")
+    __slots__ = ("account_id", "period", "horizon_months")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     PERIOD_FIELD_NUMBER: _ClassVar[int]
+    HORIZON_MONTHS_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     period: str
-    def __init__(self, account_id: _Optional[str] = ..., period: _Optional[str] = ...) -> None: ...
+    horizon_months: int
+    def __init__(self, account_id: _Optional[str] = ..., period: _Optional[str] = ..., horizon_months: _Optional[int] = ...) -> None: ...
+
+class PlanRecommendation(_message.Message):
+    __slots__ = ("plan_id", "billing_interval", "total", "current_plan_id", "current_billing_interval", "current_total", "saving", "forecast_model")
+    PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    BILLING_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_BILLING_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SAVING_FIELD_NUMBER: _ClassVar[int]
+    FORECAST_MODEL_FIELD_NUMBER: _ClassVar[int]
+    plan_id: str
+    billing_interval: BillingInterval
+    total: _common_pb2.Money
+    current_plan_id: str
+    current_billing_interval: BillingInterval
+    current_total: _common_pb2.Money
+    saving: _common_pb2.Money
+    forecast_model: str
+    def __init__(self, plan_id: _Optional[str] = ..., billing_interval: _Optional[_Union[BillingInterval, str]] = ..., total: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., current_plan_id: _Optional[str] = ..., current_billing_interval: _Optional[_Union[BillingInterval, str]] = ..., current_total: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., saving: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., forecast_model: _Optional[str] = ...) -> None: ...
 
 class ComparePlansResponse(_message.Message):
-    __slots__ = ("plan_costs",)
+    __slots__ = ("plan_costs", "recommendation")
     PLAN_COSTS_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDATION_FIELD_NUMBER: _ClassVar[int]
     plan_costs: _containers.RepeatedCompositeFieldContainer[PlanCost]
-    def __init__(self, plan_costs: _Optional[_Iterable[_Union[PlanCost, _Mapping]]] = ...) -> None: ...
+    recommendation: PlanRecommendation
+    def __init__(self, plan_costs: _Optional[_Iterable[_Union[PlanCost, _Mapping]]] = ..., recommendation: _Optional[_Union[PlanRecommendation, _Mapping]] = ...) -> None: ...
+
+class PartnerPeriodUsage(_message.Message):
+    __slots__ = ("period", "message_count", "cost")
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    period: str
+    message_count: int
+    cost: _common_pb2.Money
+    def __init__(self, period: _Optional[str] = ..., message_count: _Optional[int] = ..., cost: _Optional[_Union[_common_pb2.Money, _Mapping]] = ...) -> None: ...
+
+class PartnerUtilization(_message.Message):
+    __slots__ = ("partner_id", "partner_name", "department", "periods", "message_count", "cost", "trend", "last_active_period", "last_activity_time", "idle", "create_time")
+    PARTNER_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTNER_NAME_FIELD_NUMBER: _ClassVar[int]
+    DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
+    PERIODS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    TREND_FIELD_NUMBER: _ClassVar[int]
+    LAST_ACTIVE_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    LAST_ACTIVITY_TIME_FIELD_NUMBER: _ClassVar[int]
+    IDLE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    partner_id: str
+    partner_name: str
+    department: str
+    periods: _containers.RepeatedCompositeFieldContainer[PartnerPeriodUsage]
+    message_count: int
+    cost: _common_pb2.Money
+    trend: PartnerTrend
+    last_active_period: str
+    last_activity_time: _timestamp_pb2.Timestamp
+    idle: bool
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, partner_id: _Optional[str] = ..., partner_name: _Optional[str] = ..., department: _Optional[str] = ..., periods: _Optional[_Iterable[_Union[PartnerPeriodUsage, _Mapping]]] = ..., message_count: _Optional[int] = ..., cost: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., trend: _Optional[_Union[PartnerTrend, str]] = ..., last_active_period: _Optional[str] = ..., last_activity_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., idle: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetPartnerUtilizationRequest(_message.Message):
+    __slots__ = ("account_id", "start_period", "end_period", "idle_periods")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    START_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    END_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    IDLE_PERIODS_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    start_period: str
+    end_period: str
+    idle_periods: int
+    def __init__(self, account_id: _Optional[str] = ..., start_period: _Optional[str] = ..., end_period: _Optional[str] = ..., idle_periods: _Optional[int] = ...) -> None: ...
+
+class GetPartnerUtilizationResponse(_message.Message):
+    __slots__ = ("partners", "periods", "total", "unpartnered_cost", "unpartnered_message_count", "included_master_partners", "partner_slots_left", "idle_partner_count")
+    PARTNERS_FIELD_NUMBER: _ClassVar[int]
+    PERIODS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    UNPARTNERED_COST_FIELD_NUMBER: _ClassVar[int]
+    UNPARTNERED_MESSAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    INCLUDED_MASTER_PARTNERS_FIELD_NUMBER: _ClassVar[int]
+    PARTNER_SLOTS_LEFT_FIELD_NUMBER: _ClassVar[int]
+    IDLE_PARTNER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    partners: _containers.RepeatedCompositeFieldContainer[PartnerUtilization]
+    periods: _containers.RepeatedScalarFieldContainer[str]
+    total: _common_pb2.Money
+    unpartnered_cost: _common_pb2.Money
+    unpartnered_message_count: int
+    included_master_partners: int
+    partner_slots_left: int
+    idle_partner_count: int
+    def __init__(self, partners: _Optional[_Iterable[_Union[PartnerUtilization, _Mapping]]] = ..., periods: _Optional[_Iterable[str]] = ..., total: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., unpartnered_cost: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., unpartnered_message_count: _Optional[int] = ..., included_master_partners: _Optional[int] = ..., partner_slots_left: _Optional[int] = ..., idle_partner_count: _Optional[int] = ...) -> None: ...
 
 class ApprovalPolicy(_message.Message):
     __slots__ = ("upgrades", "downgrades", "cancellations", "custom_terms", "base_fee_above")

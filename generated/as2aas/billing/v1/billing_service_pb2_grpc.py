@@ -215,6 +215,11 @@ class BillingServiceStub:
                 request_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.RejectChangeRequestRequest.SerializeToString,
                 response_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.RejectChangeRequestResponse.FromString,
                 _registered_method=True)
+        self.GetPartnerUtilization = channel.unary_unary(
+                '/as2aas.billing.v1.BillingService/GetPartnerUtilization',
+                request_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.GetPartnerUtilizationRequest.SerializeToString,
+                response_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.GetPartnerUtilizationResponse.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -559,7 +564,9 @@ class BillingServiceServicer:
         """Creates the account's budget of that name, or replaces its limit and thresholds.
         billing.budget_alert is sent once per budget, threshold and period when the period's
         estimated charges (GetCurrentUsage's estimate) reach the threshold: checked by this call, and
-        whenever messages are ingested for the account.
+        whenever messages are ingested for the account. Apart from those, a scheduled job sends it
+        with forecast: true once per budget, threshold and period when GetUsageForecast's forecast
+        of the period's charges reaches the threshold.
 
         Errors: INVALID_ARGUMENT for a missing name or one over 100 characters, a missing or
         non-positive limit, a currency other than USD, threshold percentages outside 1..1000 or
@@ -642,8 +649,14 @@ class BillingServiceServicer:
         monthly, without a trial, from the account's start: the same rating as an invoice. An open
         period is priced on its usage so far.
 
-        Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started; NOT_FOUND for
-        an unknown account.
+        With horizon_months, also each plan's total over the horizon_months months from period on,
+        billed monthly and annually (ended months at their usage, the others at GetUsageForecast's
+        forecast), and a recommendation: the cheapest plan and interval with its saving against the
+        account's own plan ("factor in business growth", "consider annual plans for cost savings").
+        Without it the answer is the one-period comparison alone. Scope billing:read.
+
+        Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started, or for
+        horizon_months outside 0..36; NOT_FOUND for an unknown account.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -707,6 +720,25 @@ class BillingServiceServicer:
 
         Idempotent: by request_id, and a repeated rejection by the same caller returns the request
         as it is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPartnerUtilization(self, request, context):
+        """Which master partners carry the account's traffic and which sit idle in plan slots, over a
+        range of periods (the seed: "review partner utilization for optimization opportunities").
+        Per partner: its messages in each period, its trend, its last activity and its share of
+        each period's invoice total (or, while a period is open, of its estimate), split by message
+        count with the largest-remainder method: the partners' shares and the unpartnered share add
+        up to the periods' totals to the cent. A partner without messages in each of the last
+        idle_periods periods of the range (that existed before them) is flagged idle. Read from the
+        per-period counters and the hourly roll-ups, never from raw events. Scope billing:read.
+
+        Errors: INVALID_ARGUMENT for a period that is not YYYY-MM, an end_period before
+        start_period or after the current period, a range of more than 36 periods, or idle_periods
+        outside 0..36; NOT_FOUND for an unknown account; FAILED_PRECONDITION for a range that ends
+        before the account started, or custom terms that cannot be rated.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -894,6 +926,11 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.RejectChangeRequest,
                     request_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.RejectChangeRequestRequest.FromString,
                     response_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.RejectChangeRequestResponse.SerializeToString,
+            ),
+            'GetPartnerUtilization': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPartnerUtilization,
+                    request_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.GetPartnerUtilizationRequest.FromString,
+                    response_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.GetPartnerUtilizationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1869,6 +1906,33 @@ class BillingService:
             '/as2aas.billing.v1.BillingService/RejectChangeRequest',
             as2aas_dot_billing_dot_v1_dot_billing__service__pb2.RejectChangeRequestRequest.SerializeToString,
             as2aas_dot_billing_dot_v1_dot_billing__service__pb2.RejectChangeRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPartnerUtilization(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/as2aas.billing.v1.BillingService/GetPartnerUtilization',
+            as2aas_dot_billing_dot_v1_dot_billing__service__pb2.GetPartnerUtilizationRequest.SerializeToString,
+            as2aas_dot_billing_dot_v1_dot_billing__service__pb2.GetPartnerUtilizationResponse.FromString,
             options,
             channel_credentials,
             insecure,

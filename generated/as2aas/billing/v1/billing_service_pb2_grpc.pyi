@@ -275,7 +275,9 @@ class BillingServiceStub:
     """Creates the account's budget of that name, or replaces its limit and thresholds.
     billing.budget_alert is sent once per budget, threshold and period when the period's
     estimated charges (GetCurrentUsage's estimate) reach the threshold: checked by this call, and
-    whenever messages are ingested for the account.
+    whenever messages are ingested for the account. Apart from those, a scheduled job sends it
+    with forecast: true once per budget, threshold and period when GetUsageForecast's forecast
+    of the period's charges reaches the threshold.
 
     Errors: INVALID_ARGUMENT for a missing name or one over 100 characters, a missing or
     non-positive limit, a currency other than USD, threshold percentages outside 1..1000 or
@@ -330,8 +332,14 @@ class BillingServiceStub:
     monthly, without a trial, from the account's start: the same rating as an invoice. An open
     period is priced on its usage so far.
 
-    Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started; NOT_FOUND for
-    an unknown account.
+    With horizon_months, also each plan's total over the horizon_months months from period on,
+    billed monthly and annually (ended months at their usage, the others at GetUsageForecast's
+    forecast), and a recommendation: the cheapest plan and interval with its saving against the
+    account's own plan ("factor in business growth", "consider annual plans for cost savings").
+    Without it the answer is the one-period comparison alone. Scope billing:read.
+
+    Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started, or for
+    horizon_months outside 0..36; NOT_FOUND for an unknown account.
     """
     SetApprovalPolicy: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.SetApprovalPolicyRequest, _billing_service_pb2.SetApprovalPolicyResponse]
     """Sets which of the account's subscription changes wait for a second person's decision
@@ -379,6 +387,21 @@ class BillingServiceStub:
 
     Idempotent: by request_id, and a repeated rejection by the same caller returns the request
     as it is.
+    """
+    GetPartnerUtilization: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.GetPartnerUtilizationRequest, _billing_service_pb2.GetPartnerUtilizationResponse]
+    """Which master partners carry the account's traffic and which sit idle in plan slots, over a
+    range of periods (the seed: "review partner utilization for optimization opportunities").
+    Per partner: its messages in each period, its trend, its last activity and its share of
+    each period's invoice total (or, while a period is open, of its estimate), split by message
+    count with the largest-remainder method: the partners' shares and the unpartnered share add
+    up to the periods' totals to the cent. A partner without messages in each of the last
+    idle_periods periods of the range (that existed before them) is flagged idle. Read from the
+    per-period counters and the hourly roll-ups, never from raw events. Scope billing:read.
+
+    Errors: INVALID_ARGUMENT for a period that is not YYYY-MM, an end_period before
+    start_period or after the current period, a range of more than 36 periods, or idle_periods
+    outside 0..36; NOT_FOUND for an unknown account; FAILED_PRECONDITION for a range that ends
+    before the account started, or custom terms that cannot be rated.
     """
 
 @_typing.type_check_only
@@ -628,7 +651,9 @@ class BillingServiceAsyncStub(BillingServiceStub):
     """Creates the account's budget of that name, or replaces its limit and thresholds.
     billing.budget_alert is sent once per budget, threshold and period when the period's
     estimated charges (GetCurrentUsage's estimate) reach the threshold: checked by this call, and
-    whenever messages are ingested for the account.
+    whenever messages are ingested for the account. Apart from those, a scheduled job sends it
+    with forecast: true once per budget, threshold and period when GetUsageForecast's forecast
+    of the period's charges reaches the threshold.
 
     Errors: INVALID_ARGUMENT for a missing name or one over 100 characters, a missing or
     non-positive limit, a currency other than USD, threshold percentages outside 1..1000 or
@@ -683,8 +708,14 @@ class BillingServiceAsyncStub(BillingServiceStub):
     monthly, without a trial, from the account's start: the same rating as an invoice. An open
     period is priced on its usage so far.
 
-    Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started; NOT_FOUND for
-    an unknown account.
+    With horizon_months, also each plan's total over the horizon_months months from period on,
+    billed monthly and annually (ended months at their usage, the others at GetUsageForecast's
+    forecast), and a recommendation: the cheapest plan and interval with its saving against the
+    account's own plan ("factor in business growth", "consider annual plans for cost savings").
+    Without it the answer is the one-period comparison alone. Scope billing:read.
+
+    Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started, or for
+    horizon_months outside 0..36; NOT_FOUND for an unknown account.
     """
     SetApprovalPolicy: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.SetApprovalPolicyRequest, _billing_service_pb2.SetApprovalPolicyResponse]  # type: ignore[assignment]
     """Sets which of the account's subscription changes wait for a second person's decision
@@ -732,6 +763,21 @@ class BillingServiceAsyncStub(BillingServiceStub):
 
     Idempotent: by request_id, and a repeated rejection by the same caller returns the request
     as it is.
+    """
+    GetPartnerUtilization: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.GetPartnerUtilizationRequest, _billing_service_pb2.GetPartnerUtilizationResponse]  # type: ignore[assignment]
+    """Which master partners carry the account's traffic and which sit idle in plan slots, over a
+    range of periods (the seed: "review partner utilization for optimization opportunities").
+    Per partner: its messages in each period, its trend, its last activity and its share of
+    each period's invoice total (or, while a period is open, of its estimate), split by message
+    count with the largest-remainder method: the partners' shares and the unpartnered share add
+    up to the periods' totals to the cent. A partner without messages in each of the last
+    idle_periods periods of the range (that existed before them) is flagged idle. Read from the
+    per-period counters and the hourly roll-ups, never from raw events. Scope billing:read.
+
+    Errors: INVALID_ARGUMENT for a period that is not YYYY-MM, an end_period before
+    start_period or after the current period, a range of more than 36 periods, or idle_periods
+    outside 0..36; NOT_FOUND for an unknown account; FAILED_PRECONDITION for a range that ends
+    before the account started, or custom terms that cannot be rated.
     """
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -1128,7 +1174,9 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         """Creates the account's budget of that name, or replaces its limit and thresholds.
         billing.budget_alert is sent once per budget, threshold and period when the period's
         estimated charges (GetCurrentUsage's estimate) reach the threshold: checked by this call, and
-        whenever messages are ingested for the account.
+        whenever messages are ingested for the account. Apart from those, a scheduled job sends it
+        with forecast: true once per budget, threshold and period when GetUsageForecast's forecast
+        of the period's charges reaches the threshold.
 
         Errors: INVALID_ARGUMENT for a missing name or one over 100 characters, a missing or
         non-positive limit, a currency other than USD, threshold percentages outside 1..1000 or
@@ -1225,8 +1273,14 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         monthly, without a trial, from the account's start: the same rating as an invoice. An open
         period is priced on its usage so far.
 
-        Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started; NOT_FOUND for
-        an unknown account.
+        With horizon_months, also each plan's total over the horizon_months months from period on,
+        billed monthly and annually (ended months at their usage, the others at GetUsageForecast's
+        forecast), and a recommendation: the cheapest plan and interval with its saving against the
+        account's own plan ("factor in business growth", "consider annual plans for cost savings").
+        Without it the answer is the one-period comparison alone. Scope billing:read.
+
+        Errors: INVALID_ARGUMENT for a period that is not YYYY-MM or has not started, or for
+        horizon_months outside 0..36; NOT_FOUND for an unknown account.
         """
 
     @_abc_1.abstractmethod
@@ -1298,6 +1352,27 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Idempotent: by request_id, and a repeated rejection by the same caller returns the request
         as it is.
+        """
+
+    @_abc_1.abstractmethod
+    def GetPartnerUtilization(
+        self,
+        request: _billing_service_pb2.GetPartnerUtilizationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_service_pb2.GetPartnerUtilizationResponse, _abc.Awaitable[_billing_service_pb2.GetPartnerUtilizationResponse]]:
+        """Which master partners carry the account's traffic and which sit idle in plan slots, over a
+        range of periods (the seed: "review partner utilization for optimization opportunities").
+        Per partner: its messages in each period, its trend, its last activity and its share of
+        each period's invoice total (or, while a period is open, of its estimate), split by message
+        count with the largest-remainder method: the partners' shares and the unpartnered share add
+        up to the periods' totals to the cent. A partner without messages in each of the last
+        idle_periods periods of the range (that existed before them) is flagged idle. Read from the
+        per-period counters and the hourly roll-ups, never from raw events. Scope billing:read.
+
+        Errors: INVALID_ARGUMENT for a period that is not YYYY-MM, an end_period before
+        start_period or after the current period, a range of more than 36 periods, or idle_periods
+        outside 0..36; NOT_FOUND for an unknown account; FAILED_PRECONDITION for a range that ends
+        before the account started, or custom terms that cannot be rated.
         """
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -18,10 +18,21 @@ class Granularity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     GRANULARITY_HOUR: _ClassVar[Granularity]
     GRANULARITY_DAY: _ClassVar[Granularity]
     GRANULARITY_MONTH: _ClassVar[Granularity]
+
+class ForecastModel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FORECAST_MODEL_UNSPECIFIED: _ClassVar[ForecastModel]
+    FORECAST_MODEL_HOLT_WINTERS: _ClassVar[ForecastModel]
+    FORECAST_MODEL_HOLT: _ClassVar[ForecastModel]
+    FORECAST_MODEL_RUN_RATE: _ClassVar[ForecastModel]
 GRANULARITY_UNSPECIFIED: Granularity
 GRANULARITY_HOUR: Granularity
 GRANULARITY_DAY: Granularity
 GRANULARITY_MONTH: Granularity
+FORECAST_MODEL_UNSPECIFIED: ForecastModel
+FORECAST_MODEL_HOLT_WINTERS: ForecastModel
+FORECAST_MODEL_HOLT: ForecastModel
+FORECAST_MODEL_RUN_RATE: ForecastModel
 
 class UsageEvent(_message.Message):
     __slots__ = ("event_id", "account_id", "tenant_id", "partner_id", "kind", "quantity", "occurred_at")
@@ -264,3 +275,51 @@ class ListUsageReportsResponse(_message.Message):
     reports: _containers.RepeatedCompositeFieldContainer[UsageReport]
     resume_token: str
     def __init__(self, reports: _Optional[_Iterable[_Union[UsageReport, _Mapping]]] = ..., resume_token: _Optional[str] = ...) -> None: ...
+
+class GetUsageForecastRequest(_message.Message):
+    __slots__ = ("account_id", "months")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    MONTHS_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    months: int
+    def __init__(self, account_id: _Optional[str] = ..., months: _Optional[int] = ...) -> None: ...
+
+class ForecastMonth(_message.Message):
+    __slots__ = ("period", "messages", "storage_gb_months", "active_tenants", "charges", "lines")
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_GB_MONTHS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_TENANTS_FIELD_NUMBER: _ClassVar[int]
+    CHARGES_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    period: _common_pb2.BillingPeriod
+    messages: int
+    storage_gb_months: str
+    active_tenants: int
+    charges: _common_pb2.Money
+    lines: _containers.RepeatedCompositeFieldContainer[EstimatedCharge]
+    def __init__(self, period: _Optional[_Union[_common_pb2.BillingPeriod, _Mapping]] = ..., messages: _Optional[int] = ..., storage_gb_months: _Optional[str] = ..., active_tenants: _Optional[int] = ..., charges: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., lines: _Optional[_Iterable[_Union[EstimatedCharge, _Mapping]]] = ...) -> None: ...
+
+class ForecastBacktest(_message.Message):
+    __slots__ = ("months", "mape_percent")
+    MONTHS_FIELD_NUMBER: _ClassVar[int]
+    MAPE_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    months: int
+    mape_percent: float
+    def __init__(self, months: _Optional[int] = ..., mape_percent: _Optional[float] = ...) -> None: ...
+
+class GetUsageForecastResponse(_message.Message):
+    __slots__ = ("model", "history_months", "months", "total_charges", "messages_backtest", "storage_backtest")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_MONTHS_FIELD_NUMBER: _ClassVar[int]
+    MONTHS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_CHARGES_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_BACKTEST_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_BACKTEST_FIELD_NUMBER: _ClassVar[int]
+    model: ForecastModel
+    history_months: int
+    months: _containers.RepeatedCompositeFieldContainer[ForecastMonth]
+    total_charges: _common_pb2.Money
+    messages_backtest: ForecastBacktest
+    storage_backtest: ForecastBacktest
+    def __init__(self, model: _Optional[_Union[ForecastModel, str]] = ..., history_months: _Optional[int] = ..., months: _Optional[_Iterable[_Union[ForecastMonth, _Mapping]]] = ..., total_charges: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., messages_backtest: _Optional[_Union[ForecastBacktest, _Mapping]] = ..., storage_backtest: _Optional[_Union[ForecastBacktest, _Mapping]] = ...) -> None: ...

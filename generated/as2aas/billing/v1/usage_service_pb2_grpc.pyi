@@ -104,6 +104,19 @@ class UsageServiceStub:
     Errors: INVALID_ARGUMENT without account_id, for a negative page_size or a resume_token that
     is not one this RPC returned for this account; NOT_FOUND for an unknown account.
     """
+    GetUsageForecast: _grpc.UnaryUnaryMultiCallable[_usage_service_pb2.GetUsageForecastRequest, _usage_service_pb2.GetUsageForecastResponse]
+    """Monthly messages, storage and charges forecast from the account's stored history (its
+    whole months, read from the per-period counters): Holt-Winters exponential smoothing
+    (additive trend, additive 12-month season) from 24 months of history, Holt (trend only)
+    from 4, the run rate below that; model says which. Beside it, the model's backtest: fitted
+    without the last (up to) 3 whole months, its MAPE against them. The first month is the
+    current one, never below its usage so far. Charges are the forecast quantities rated on the
+    account's plan of each month, to the cent, with today's tenants. Scope usage:read.
+
+    Errors: INVALID_ARGUMENT without account_id or for months outside 0..36; NOT_FOUND for an
+    unknown account; FAILED_PRECONDITION when the account's custom terms cannot be rated (set
+    them again with SetCustomTerms).
+    """
 
 @_typing.type_check_only
 class UsageServiceAsyncStub(UsageServiceStub):
@@ -180,6 +193,19 @@ class UsageServiceAsyncStub(UsageServiceStub):
 
     Errors: INVALID_ARGUMENT without account_id, for a negative page_size or a resume_token that
     is not one this RPC returned for this account; NOT_FOUND for an unknown account.
+    """
+    GetUsageForecast: _aio.UnaryUnaryMultiCallable[_usage_service_pb2.GetUsageForecastRequest, _usage_service_pb2.GetUsageForecastResponse]  # type: ignore[assignment]
+    """Monthly messages, storage and charges forecast from the account's stored history (its
+    whole months, read from the per-period counters): Holt-Winters exponential smoothing
+    (additive trend, additive 12-month season) from 24 months of history, Holt (trend only)
+    from 4, the run rate below that; model says which. Beside it, the model's backtest: fitted
+    without the last (up to) 3 whole months, its MAPE against them. The first month is the
+    current one, never below its usage so far. Charges are the forecast quantities rated on the
+    account's plan of each month, to the cent, with today's tenants. Scope usage:read.
+
+    Errors: INVALID_ARGUMENT without account_id or for months outside 0..36; NOT_FOUND for an
+    unknown account; FAILED_PRECONDITION when the account's custom terms cannot be rated (set
+    them again with SetCustomTerms).
     """
 
 class UsageServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -290,6 +316,25 @@ class UsageServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Errors: INVALID_ARGUMENT without account_id, for a negative page_size or a resume_token that
         is not one this RPC returned for this account; NOT_FOUND for an unknown account.
+        """
+
+    @_abc_1.abstractmethod
+    def GetUsageForecast(
+        self,
+        request: _usage_service_pb2.GetUsageForecastRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_usage_service_pb2.GetUsageForecastResponse, _abc.Awaitable[_usage_service_pb2.GetUsageForecastResponse]]:
+        """Monthly messages, storage and charges forecast from the account's stored history (its
+        whole months, read from the per-period counters): Holt-Winters exponential smoothing
+        (additive trend, additive 12-month season) from 24 months of history, Holt (trend only)
+        from 4, the run rate below that; model says which. Beside it, the model's backtest: fitted
+        without the last (up to) 3 whole months, its MAPE against them. The first month is the
+        current one, never below its usage so far. Charges are the forecast quantities rated on the
+        account's plan of each month, to the cent, with today's tenants. Scope usage:read.
+
+        Errors: INVALID_ARGUMENT without account_id or for months outside 0..36; NOT_FOUND for an
+        unknown account; FAILED_PRECONDITION when the account's custom terms cannot be rated (set
+        them again with SetCustomTerms).
         """
 
 def add_UsageServiceServicer_to_server(servicer: UsageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
