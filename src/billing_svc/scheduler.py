@@ -12,16 +12,19 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import structlog
+from opentelemetry import trace
 
 from billing_svc.services import accounts, invoicing
 from billing_svc.services.context import system_context
 from billing_svc.settings import Settings
 from billing_svc.storage.db import Database
+from billing_svc.tracing import NO_TRACER
 
 log = structlog.get_logger("billing_svc.scheduler")
 
 
-def run_due_jobs(db: Database, settings: Settings) -> dict[str, int]:
+def run_due_jobs(db: Database, settings: Settings,
+                 tracer: trace.Tracer = NO_TRACER) -> dict[str, int]:
     """Run every periodic job once; returns how many items each one changed."""
     jobs: dict[str, Callable[[], int]] = {
         "trials": lambda: accounts.end_due_trials(db, system_context("trials")),
@@ -30,7 +33,7 @@ def run_due_jobs(db: Database, settings: Settings) -> dict[str, int]:
     }
     if settings.auto_close_periods:
         jobs["periods_closed"] = lambda: invoicing.close_due_periods(
-            db, system_context("period_closer"),
+            db, system_context("period_closer", tracer),
             timedelta(seconds=settings.period_close_grace_seconds))
     done: dict[str, int] = {}
     for name, job in jobs.items():
@@ -42,9 +45,10 @@ def run_due_jobs(db: Database, settings: Settings) -> dict[str, int]:
     return done
 
 
-async def run_forever(db: Database, settings: Settings, stop: asyncio.Event) -> None:
+async def run_forever(db: Database, settings: Settings, stop: asyncio.Event,
+                      tracer: trace.Tracer = NO_TRACER) -> None:
     while not stop.is_set():
-        done = await asyncio.to_thread(run_due_jobs, db, settings)
+        done = await asyncio.to_thread(run_due_jobs, db, settings, tracer)
         if any(done.values()):
             log.info("scheduled_jobs", **done)
         with contextlib.suppress(TimeoutError):

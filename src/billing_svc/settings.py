@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     webhook_dispatch_interval_seconds: float = 0.5
     webhook_max_concurrency: int = 64
     webhook_per_endpoint_concurrency: int = 4
+    # Traces (billing_svc.tracing): none, otlp (OTLP/HTTP, the OTEL_EXPORTER_OTLP_* variables) or
+    # console (stderr).
+    otel_exporter: Literal["none", "otlp", "console"] = "none"
 
     @cached_property
     def token_specs(self) -> list[TokenSpec]:
