@@ -268,12 +268,13 @@ def _export_requests(receiver: Receiver) -> list[trace_service_pb2.ExportTraceSe
             for _, body in receiver.received()]
 
 
-@pytest.mark.parametrize("exporter", ["otlp", "none"])
+@pytest.mark.parametrize("exporter", ["otlp", "console", "none"])
 def test_billing_otel_exporter_otlp_posts_spans_to_the_otlp_endpoint(
         tmp_path_factory: pytest.TempPathFactory, exporter: str) -> None:
     """``billing-svc serve`` with BILLING_OTEL_EXPORTER=otlp sends its spans, as OTLP/HTTP, to
     OTEL_EXPORTER_OTLP_ENDPOINT (a real HTTP collector here) by the time it has stopped; with
-    ``none``, the same collector receives nothing."""
+    ``console`` it writes them to stderr; with ``none``, neither."""
+    rpc_name = f"{BILLING}/CreateAccount"
     collector = Receiver()
     base = collector.url.removesuffix("/hooks")
     with fresh_database(str(tmp_path_factory.mktemp("db"))) as url:
@@ -285,10 +286,12 @@ def test_billing_otel_exporter_otlp_posts_spans_to_the_otlp_endpoint(
                 name="Exported Co", plan_id="startup"), metadata=ADMIN + TRACEPARENT)
             client.close()
             assert service.terminate() == 0
+            output = service.output()
         finally:
             service.kill()
             collector.close()
-    if exporter == "none":
+    assert (f'"name": "{rpc_name}"' in output) == (exporter == "console"), output[-2000:]
+    if exporter != "otlp":
         assert collector.received() == []
         return
     paths = {headers.get("content-type") for headers, _ in collector.received()}
@@ -297,7 +300,7 @@ def test_billing_otel_exporter_otlp_posts_spans_to_the_otlp_endpoint(
              for request in _export_requests(collector) for resource in request.resource_spans
              for scope in resource.scope_spans for span in scope.spans]
     rpc = [(resource, span) for resource, span in spans
-           if span.name == f"{BILLING}/CreateAccount"]
+           if span.name == rpc_name]
     assert len(rpc) == 1
     resource, span = rpc[0]
     assert span.trace_id.hex() == TRACE_ID and span.parent_span_id.hex() == PARENT_ID
