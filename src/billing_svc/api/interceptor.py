@@ -1,4 +1,4 @@
-"""Around every RPC: admission (caller, capacity, size), decoding, request context, error mapping
+"""Around every RPC: admission (caller, capacity, size), decoding, request context, error mapping,
 one log line and one trace span.
 
 Implemented as a server interceptor that serves every method through a request-streaming handler
@@ -54,6 +54,8 @@ MAX_OPEN_CALLS = 4
 _SERVER_ERRORS = frozenset({grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED,
                             grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.INTERNAL,
                             grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DATA_LOSS})
+# A call's span and the token that makes it current in the call's task until it ends.
+_Span = tuple[trace.Span, contextvars.Token[otel_context.Context]]
 
 
 def current_context() -> RequestContext:
@@ -241,7 +243,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         return request
 
     def _start_span(self, spec: _Method,
-                    context: grpc.aio.ServicerContext) -> tuple[trace.Span, object] | None:
+                    context: grpc.aio.ServicerContext) -> _Span | None:
         """The call's span, current in this task, a child of the caller's when its metadata
         carries a ``traceparent``. Health and reflection calls are not traced: probes would
         bury the service's own calls (they are not logged either, unless they fail)."""
@@ -350,7 +352,7 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception,
     await context.abort(code, message, trailing_metadata=trailers)
 
 
-def _end_span(span: tuple[trace.Span, object] | None, fields: dict[str, Any]) -> None:
+def _end_span(span: _Span | None, fields: dict[str, Any]) -> None:
     """End the call's span with what its log line says: status code, caller, account."""
     if span is None:
         return
@@ -367,7 +369,7 @@ def _end_span(span: tuple[trace.Span, object] | None, fields: dict[str, Any]) ->
     if code in _SERVER_ERRORS:
         current.set_status(trace.StatusCode.ERROR, fields.get("error"))
     current.end()
-    otel_context.detach(token)  # type: ignore[arg-type]
+    otel_context.detach(token)
 
 
 def _log_rpc(fields: dict[str, Any], started: float, only_failures: bool = False) -> None:

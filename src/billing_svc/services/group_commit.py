@@ -147,7 +147,6 @@ class IngestionWriter:
             metrics.USAGE_EVENTS.labels("rejected").inc(len(result.rejected))
             outcomes.append((pending, result))
 
-
     def _span(self, live: list[_Pending]) -> contextlib.AbstractContextManager[trace.Span]:
         """The span of one commit (its transaction), current while it lasts."""
         links = [trace.Link(p.caller_span) for p in live if p.caller_span.is_valid]

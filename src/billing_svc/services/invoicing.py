@@ -7,9 +7,8 @@ of the period is either on the invoice or, arriving later, marked late for the n
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -109,16 +108,14 @@ def close_periods(db: Database, ctx: RequestContext, account_ids: list[str],
     return issued
 
 
-@contextlib.contextmanager
 def _close_span(ctx: RequestContext, period: Period,
-                account_ids: list[str]) -> Iterator[trace.Span]:
+                account_ids: list[str]) -> AbstractContextManager[trace.Span]:
     """The span of one closing transaction (its commit included)."""
     attributes: dict[str, str | int] = {"billing.period": period.label,
                                         "billing.accounts": len(account_ids)}
     if len(account_ids) == 1:
         attributes["billing.account_id"] = account_ids[0]
-    with ctx.tracer.start_as_current_span("invoicing.close", attributes=attributes) as span:
-        yield span
+    return ctx.tracer.start_as_current_span("invoicing.close", attributes=attributes)
 
 
 def _close(session: Session, ctx: RequestContext, account_ids: list[str], period: Period, *,

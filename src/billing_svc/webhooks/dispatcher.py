@@ -22,6 +22,7 @@ import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
@@ -211,7 +212,9 @@ class Dispatcher:
         """One delivery attempt, in its span (see ``_signed_post``)."""
         with self.tracer.start_as_current_span(
                 "webhook.attempt", kind=trace.SpanKind.CLIENT,
-                attributes={"http.request.method": "POST", "webhook.event_id": item.event_id,
+                attributes={"http.request.method": "POST",
+                            "server.address": urlsplit(item.url).hostname or "",
+                            "webhook.event_id": item.event_id,
                             "webhook.endpoint_id": item.endpoint_id,
                             "webhook.attempt": item.attempt_number}) as span:
             outcome = await self._signed_post(item)
