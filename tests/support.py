@@ -103,15 +103,16 @@ def settings_for_tests(database_url: str, **overrides: Any) -> Settings:
 class ServerThread:
     """A real billing-svc (``BillingServer``) on a random port, in a thread with its own loop."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, **server_options: Any) -> None:
         self.settings = settings
+        self.server_options = server_options  # BillingServer's keyword arguments
         self.loop = asyncio.new_event_loop()
         self.server: BillingServer | None = None
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def start(self) -> ServerThread:
         self._thread.start()
-        self.server = BillingServer(self.settings)
+        self.server = BillingServer(self.settings, **self.server_options)
         asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(60)
         return self
 

@@ -14,17 +14,20 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import structlog
+from opentelemetry import trace
 
 from billing_svc.domain.periods import utcnow
 from billing_svc.services import accounts, approvals, forecast_alerts, hourly_reports, invoicing
 from billing_svc.services.context import system_context
 from billing_svc.settings import Settings
 from billing_svc.storage.db import Database
+from billing_svc.tracing import NO_TRACER
 
 log = structlog.get_logger("billing_svc.scheduler")
 
 
-def run_due_jobs(db: Database, settings: Settings) -> dict[str, int]:
+def run_due_jobs(db: Database, settings: Settings,
+                 tracer: trace.Tracer = NO_TRACER) -> dict[str, int]:
     """Run every periodic job once; returns how many items each one changed."""
     jobs: dict[str, Callable[[], int]] = {
         "trials": lambda: accounts.end_due_trials(db, system_context("trials")),
@@ -37,7 +40,7 @@ def run_due_jobs(db: Database, settings: Settings) -> dict[str, int]:
         db, utcnow(), timedelta(seconds=settings.usage_report_grace_seconds))
     if settings.auto_close_periods:
         jobs["periods_closed"] = lambda: invoicing.close_due_periods(
-            db, system_context("period_closer"),
+            db, system_context("period_closer", tracer),
             timedelta(seconds=settings.period_close_grace_seconds))
     if _forecast_alerts_due(db, settings):
         jobs["forecast_budget_alerts"] = lambda: forecast_alerts.send_forecast_budget_alerts(
@@ -66,9 +69,10 @@ def _forecast_alerts_due(db: Database, settings: Settings) -> bool:
     return True
 
 
-async def run_forever(db: Database, settings: Settings, stop: asyncio.Event) -> None:
+async def run_forever(db: Database, settings: Settings, stop: asyncio.Event,
+                      tracer: trace.Tracer = NO_TRACER) -> None:
     while not stop.is_set():
-        done = await asyncio.to_thread(run_due_jobs, db, settings)
+        done = await asyncio.to_thread(run_due_jobs, db, settings, tracer)
         if any(done.values()):
             log.info("scheduled_jobs", **done)
         with contextlib.suppress(TimeoutError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     change_request_ttl_hours: float = Field(default=168.0, gt=0)
     # How often the scheduler checks budgets against the forecast (a model fit per account).
     forecast_alert_interval_seconds: float = 3600.0
+    # Traces (billing_svc.tracing): none, otlp (OTLP/HTTP, the OTEL_EXPORTER_OTLP_* variables) or
+    # console (stderr).
+    otel_exporter: Literal["none", "otlp", "console"] = "none"
 
     @cached_property
     def token_specs(self) -> list[TokenSpec]:

@@ -1,5 +1,5 @@
-"""Around every RPC: admission (caller, capacity, size), decoding, request context, error mapping
-and one log line.
+"""Around every RPC: admission (caller, capacity, size), decoding, request context, error mapping,
+one log line and one trace span.
 
 Implemented as a server interceptor that serves every method through a request-streaming handler
 whose deserializer is the identity. grpc.aio receives and decodes a unary request's body before it
@@ -24,8 +24,10 @@ from typing import Any
 import grpc
 import structlog
 from google.protobuf.message import DecodeError
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
-from billing_svc import metrics
+from billing_svc import metrics, tracing
 from billing_svc.api.auth import METHOD_SCOPES, OPEN_PREFIXES, TokenStore, check_account
 from billing_svc.api.common import deadline
 from billing_svc.api.errors import status_code_of, trailing_details
@@ -47,6 +49,13 @@ LARGE_REQUEST_METHODS = frozenset({_USAGE + "StreamUsage", _USAGE + "RecordUsage
 # checked. This bounds what callers nobody knows can make the server hold (4 x 16 MiB); a real
 # health check is a few bytes answered at once, so 4 is more than probes need.
 MAX_OPEN_CALLS = 4
+# The codes that are the server's failure, not the caller's (OpenTelemetry's gRPC conventions):
+# only these mark a span as an error.
+_SERVER_ERRORS = frozenset({grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED,
+                            grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.INTERNAL,
+                            grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DATA_LOSS})
+# A call's span and the token that makes it current in the call's task until it ends.
+_Span = tuple[trace.Span, contextvars.Token[otel_context.Context]]
 
 
 def current_context() -> RequestContext:
@@ -100,7 +109,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     """Installed before the server starts; ``activate`` it once migrations are done."""
 
     def __init__(self, max_streams_per_caller: int = 16, *, max_request_bytes: int = 1 << 20,
-                 max_concurrent_rpcs: int = 512) -> None:
+                 max_concurrent_rpcs: int = 512,
+                 tracer: trace.Tracer = tracing.NO_TRACER) -> None:
         self._tokens: TokenStore | None = None
         self._max_streams = max_streams_per_caller
         self._streams: dict[str, int] = {}
@@ -109,6 +119,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         self._in_flight = 0
         self._open_in_flight = 0
         self._wrapped: dict[str, tuple[Any, Any]] = {}
+        self._tracer = tracer
+        self._tracing = tracer is not tracing.NO_TRACER
 
     def activate(self, tokens: TokenStore) -> None:
         self._tokens = tokens
@@ -166,7 +178,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if len(request_id) > TEXT_LIMITS["request_id"]:  # it is logged, audited and quoted
             raise InvalidArgument("request_id", f"(or x-request-id metadata) is longer than "
                                   f"{TEXT_LIMITS['request_id']} characters")
-        return RequestContext(caller=caller, request_id=request_id)
+        return RequestContext(caller=caller, request_id=request_id, tracer=self._tracer)
 
     def _admit(self, spec: _Method, context: grpc.aio.ServicerContext, call: _Call,
                streaming_requests: bool) -> None:
@@ -230,10 +242,25 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         check_account(_request_context.get().caller, spec.name, request)
         return request
 
+    def _start_span(self, spec: _Method,
+                    context: grpc.aio.ServicerContext) -> _Span | None:
+        """The call's span, current in this task, a child of the caller's when its metadata
+        carries a ``traceparent``. Health and reflection calls are not traced: probes would
+        bury the service's own calls (they are not logged either, unless they fail)."""
+        if not self._tracing or spec.open:
+            return None
+        service, _, name = spec.name.lstrip("/").rpartition("/")
+        parent = tracing.incoming(dict(context.invocation_metadata() or ()))
+        span = self._tracer.start_span(
+            spec.name.lstrip("/"), parent, kind=trace.SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name})
+        return span, otel_context.attach(trace.set_span_in_context(span, parent))
+
     def _unary_response(self, spec: _Method, behavior: Any, streaming_requests: bool) -> Any:
         async def serve(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             call = _Call({"rpc": spec.name, "account_id": None, "code": grpc.StatusCode.OK})
+            span = self._start_span(spec, context)
             try:
                 self._admit(spec, context, call, streaming_requests)
                 argument = (_decoded(spec, requests) if streaming_requests
@@ -246,6 +273,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 await _abort(context, exc, call.fields)
             finally:
                 self._release(call)
+                _end_span(span, call.fields)
                 _log_rpc(call.fields, started, spec.open)
 
         return serve
@@ -255,6 +283,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                         context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
             call = _Call({"rpc": spec.name, "code": grpc.StatusCode.OK})
+            span = self._start_span(spec, context)
             try:
                 self._admit(spec, context, call, streaming_requests)
                 argument = (_decoded(spec, requests) if streaming_requests
@@ -276,6 +305,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 await _abort(context, exc, call.fields)
             finally:
                 self._release(call)
+                _end_span(span, call.fields)
                 _log_rpc(call.fields, started, spec.open)
 
         return serve
@@ -317,8 +347,29 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception,
         message = (f"internal error (request id {fields.get('request_id', '?')}); "
                    "it was logged, please report it")
         log.error("rpc_failed", exc_info=exc, **fields)
+        trace.get_current_span().record_exception(exc)
     fields.update(code=code, error=message)
     await context.abort(code, message, trailing_metadata=trailers)
+
+
+def _end_span(span: _Span | None, fields: dict[str, Any]) -> None:
+    """End the call's span with what its log line says: status code, caller, account."""
+    if span is None:
+        return
+    current, token = span
+    code: grpc.StatusCode = fields["code"]
+    current.set_attribute("rpc.grpc.status_code", code.value[0])
+    for field, attribute in (("account_id", "billing.account_id"), ("caller", "billing.caller"),
+                             ("request_id", "billing.request_id")):
+        if fields.get(field):
+            current.set_attribute(attribute, str(fields[field]))
+    request = _request_context.get(None)
+    if not fields.get("account_id") and request is not None and request.caller.account_id:
+        current.set_attribute("billing.account_id", request.caller.account_id)  # a bound token
+    if code in _SERVER_ERRORS:
+        current.set_status(trace.StatusCode.ERROR, fields.get("error"))
+    current.end()
+    otel_context.detach(token)
 
 
 def _log_rpc(fields: dict[str, Any], started: float, only_failures: bool = False) -> None:

@@ -1,10 +1,12 @@
-"""The gRPC server: servicers, health (SERVING once migrated), reflection, graceful SIGTERM."""
+"""The gRPC server: servicers, health (SERVING once migrated), reflection, traces, graceful
+SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import grpc
 import structlog
@@ -12,7 +14,7 @@ from as2aas.billing.v1 import billing_service_pb2, usage_service_pb2
 from as2aas.billing.v1 import billing_service_pb2_grpc as billing_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from billing_svc import native, scheduler
+from billing_svc import native, scheduler, tracing
 from billing_svc.api import reflection, usage
 from billing_svc.api.auth import load_token_store
 from billing_svc.api.billing import BillingServicer
@@ -24,6 +26,9 @@ from billing_svc.settings import Settings
 from billing_svc.storage.db import Database
 from billing_svc.storage.migrate import upgrade
 from billing_svc.webhooks.dispatcher import Dispatcher
+
+if TYPE_CHECKING:  # the SDK is imported only when an exporter is chosen
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = structlog.get_logger("billing_svc.server")
 
@@ -39,16 +44,20 @@ STREAM_WINDOW_BYTES = 1024 * 1024
 class BillingServer:
     """One running billing-svc: ``start`` binds, migrates and serves; ``stop`` drains."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *,
+                 tracer_provider: TracerProvider | None = None) -> None:
+        """``tracer_provider``: report spans there whatever ``BILLING_OTEL_EXPORTER`` says (the
+        tests record them in memory); the caller keeps it and shuts it down."""
         self.settings = settings
         self.db = Database(settings.database_url, background_checkpoints=True)
         self.port = 0
         self.metrics_port = 0
         self.http_port = 0
         self._rest: RestServer | None = None
+        self.tracing = tracing.configure(settings, tracer_provider)
         self._interceptor = ServiceInterceptor(
             settings.max_streams_per_caller, max_request_bytes=settings.max_request_bytes,
-            max_concurrent_rpcs=settings.max_concurrent_rpcs)
+            max_concurrent_rpcs=settings.max_concurrent_rpcs, tracer=self.tracing.tracer)
         self._stop_jobs = asyncio.Event()
         self._jobs: asyncio.Task[None] | None = None
         self._dispatch: asyncio.Task[None] | None = None
@@ -79,7 +88,8 @@ class BillingServer:
                             change_request_ttl=timedelta(
                                 hours=self.settings.change_request_ttl_hours)),
             server)
-        self._writer = IngestionWriter(self.db, retention_days=self.settings.usage_retention_days)
+        self._writer = IngestionWriter(self.db, retention_days=self.settings.usage_retention_days,
+                                       tracer=self.tracing.tracer)
         kernel, unavailable = native.load()
         if not self.settings.native_ingestion:
             kernel, unavailable = None, "switched off (BILLING_NATIVE_INGESTION=false)"
@@ -113,11 +123,11 @@ class BillingServer:
             self._rest.activate(tokens)
         self._tokens_current = asyncio.create_task(tokens.keep_current(self._stop_jobs))
         self._writer.start()
-        self._dispatcher = Dispatcher(self.db, self.settings)
+        self._dispatcher = Dispatcher(self.db, self.settings, self.tracing.tracer)
         self._dispatch = asyncio.create_task(self._dispatcher.run(self._stop_jobs))
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self._jobs = asyncio.create_task(scheduler.run_forever(
-            self.db, self.settings, self._stop_jobs))
+            self.db, self.settings, self._stop_jobs, self.tracing.tracer))
         log.info("serving", database=self.db.url.render_as_string(hide_password=True))
 
     def _bind(self, server: grpc.aio.Server) -> int:
@@ -154,6 +164,7 @@ class BillingServer:
         if self._tokens_current is not None:
             await self._tokens_current
         self.db.dispose()
+        await asyncio.to_thread(self.tracing.shutdown)  # exports the spans still buffered
         log.info("stopped")
 
     async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:

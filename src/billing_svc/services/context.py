@@ -1,11 +1,15 @@
-"""Who is asking, and under which request id: what every use case needs for audit and logs."""
+"""Who is asking, and under which request id: what every use case needs for audit, logs and
+traces."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from opentelemetry import trace
+
 from billing_svc.domain.periods import utcnow
+from billing_svc.tracing import NO_TRACER
 
 SCOPES = ("usage:write", "usage:read", "billing:read", "billing:write", "admin",
           "billing:approve")
@@ -41,8 +45,10 @@ class RequestContext:
     caller: Caller
     request_id: str = ""
     now: datetime = field(default_factory=utcnow)
+    # Where the use case's own spans go (the server's tracer; a no-op one when tracing is off).
+    tracer: trace.Tracer = field(default=NO_TRACER, repr=False, compare=False)
 
 
-def system_context(job: str) -> RequestContext:
+def system_context(job: str, tracer: trace.Tracer = NO_TRACER) -> RequestContext:
     """The context of the service's own periodic jobs (trial ends, period closing)."""
-    return RequestContext(caller=Caller(f"system:{job}", SYSTEM.scopes))
+    return RequestContext(caller=Caller(f"system:{job}", SYSTEM.scopes), tracer=tracer)

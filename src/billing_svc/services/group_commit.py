@@ -5,6 +5,9 @@ takes every batch waiting at that moment as one group and stores it with ``inges
 single transaction, so one commit (one fsync) serves many batches; an ack is released only after
 that commit. It takes the next group as soon as one is committed, without waiting for the event
 loop in between, and hands each group's results back to the event loop with one call.
+
+Each commit is a span of its own (a group serves many calls, so it is no one call's child): it
+links to the spans of the calls whose batches it stored.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
+from opentelemetry import trace
 
-from billing_svc import metrics
+from billing_svc import metrics, tracing
 from billing_svc.domain import usage as rules
 from billing_svc.domain.errors import DeadlineExceeded, Unavailable
 from billing_svc.domain.usage import UsageBatch
@@ -34,6 +38,7 @@ class _Pending:
     batch: UsageBatch
     done: asyncio.Future[BatchResult]
     deadline: float | None  # time.monotonic() by which the caller needs the ack
+    caller_span: trace.SpanContext  # the submitting call's span (invalid when not traced)
 
 
 class IngestionWriter:
@@ -44,8 +49,10 @@ class IngestionWriter:
     event loop with one call per group."""
 
     def __init__(self, db: Database, *, retention_days: int = rules.DEFAULT_RETENTION_DAYS,
-                 max_group_events: int = 50_000) -> None:
+                 max_group_events: int = 50_000,
+                 tracer: trace.Tracer = tracing.NO_TRACER) -> None:
         self.db = db
+        self.tracer = tracer
         self.retention_days = retention_days
         self.max_group_events = max_group_events
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
@@ -75,7 +82,8 @@ class IngestionWriter:
         """Queue ``batch``; the result arrives once its group is committed. A batch whose
         ``deadline`` (monotonic) passes while it waits is not stored at all."""
         done: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
-        self._queue.put(_Pending(batch, done, deadline))
+        self._queue.put(_Pending(batch, done, deadline,
+                                 trace.get_current_span().get_span_context()))
         return await asyncio.shield(done)
 
     def _run(self) -> None:
@@ -117,8 +125,10 @@ class IngestionWriter:
         now_us = rules.to_us(datetime.now(UTC))
         started = time.perf_counter()
         try:
-            results = ingest(self.db, [p.batch for p in live], now_us=now_us,
-                             retention_days=self.retention_days)
+            with self._span(live) as span:
+                results = ingest(self.db, [p.batch for p in live], now_us=now_us,
+                                 retention_days=self.retention_days)
+                _count(span, results)
         except Exception as exc:
             if len(live) > 1 and not isinstance(exc, Unavailable):
                 for pending in live:  # one bad batch must not fail its neighbours
@@ -136,6 +146,23 @@ class IngestionWriter:
             metrics.USAGE_EVENTS.labels("duplicate").inc(result.duplicates)
             metrics.USAGE_EVENTS.labels("rejected").inc(len(result.rejected))
             outcomes.append((pending, result))
+
+    def _span(self, live: list[_Pending]) -> contextlib.AbstractContextManager[trace.Span]:
+        """The span of one commit (its transaction), current while it lasts."""
+        links = [trace.Link(p.caller_span) for p in live if p.caller_span.is_valid]
+        return self.tracer.start_as_current_span(
+            "usage.group_commit", kind=trace.SpanKind.INTERNAL, links=links,
+            attributes={"usage.batches": len(live),
+                        "usage.events": sum(len(p.batch) for p in live)})
+
+
+def _count(span: trace.Span, results: list[BatchResult]) -> None:
+    if span.is_recording():
+        span.set_attributes({
+            "usage.accepted": sum(r.accepted for r in results),
+            "usage.duplicates": sum(r.duplicates for r in results),
+            "usage.late": sum(r.late for r in results),
+            "usage.rejected": sum(len(r.rejected) for r in results)})
 
 
 def _settle(outcomes: list[tuple[_Pending, BatchResult | BaseException]]) -> None:

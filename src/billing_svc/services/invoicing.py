@@ -8,11 +8,13 @@ of the period is either on the invoice or, arriving later, marked late for the n
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 import structlog
+from opentelemetry import trace
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -84,8 +86,9 @@ def close_period(db: Database, ctx: RequestContext, *, account_id: str,
         raise InvalidArgument("account_id", "is required")
     for attempt in range(2):
         try:
-            with db.write() as session:
+            with _close_span(ctx, period, [account_id]) as span, db.write() as session:
                 invoices, issued = _close(session, ctx, [account_id], period, strict=True)
+                span.set_attribute("billing.invoices_issued", issued)
             metrics.INVOICES_CLOSED.inc(issued)  # counted once committed
             return view(invoices[account_id])
         except IntegrityError:
@@ -98,10 +101,21 @@ def close_periods(db: Database, ctx: RequestContext, account_ids: list[str],
                   period: Period) -> int:
     """Close ``period`` for many accounts in one transaction (the automatic closer's batches);
     accounts that cannot be closed are skipped. The number of invoices issued."""
-    with db.write() as session:
+    with _close_span(ctx, period, account_ids) as span, db.write() as session:
         issued = _close(session, ctx, account_ids, period, strict=False)[1]
+        span.set_attribute("billing.invoices_issued", issued)
     metrics.INVOICES_CLOSED.inc(issued)  # counted once committed
     return issued
+
+
+def _close_span(ctx: RequestContext, period: Period,
+                account_ids: list[str]) -> AbstractContextManager[trace.Span]:
+    """The span of one closing transaction (its commit included)."""
+    attributes: dict[str, str | int] = {"billing.period": period.label,
+                                        "billing.accounts": len(account_ids)}
+    if len(account_ids) == 1:
+        attributes["billing.account_id"] = account_ids[0]
+    return ctx.tracer.start_as_current_span("invoicing.close", attributes=attributes)
 
 
 def _close(session: Session, ctx: RequestContext, account_ids: list[str], period: Period, *,

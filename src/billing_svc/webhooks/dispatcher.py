@@ -4,6 +4,9 @@ schedule. Runs in every replica; leases keep replicas from sending the same atte
 One slow or dead endpoint never delays the others: each endpoint has its own in-flight limit,
 every delivery is its own task, and a deadline bounds how long one attempt holds its slot.
 
+Each attempt is a span that starts a trace, sent to the receiver as a ``traceparent`` header
+beside the signature headers (the signature covers only the id, the timestamp and the body).
+
 The dispatcher runs in a thread of its own, with its own event loop: its database steps run
 inline on that loop (each a few milliseconds, one per cycle), so the HTTP work and the database
 work never hand the GIL back and forth per step, and neither delays the gRPC server's loop.
@@ -19,13 +22,15 @@ import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
 import tenacity
+from opentelemetry import trace
 from sqlalchemy.exc import DBAPIError
 
-from billing_svc import metrics
+from billing_svc import metrics, tracing
 from billing_svc.domain.errors import Unavailable
 from billing_svc.domain.ids import new_id
 from billing_svc.services import deliveries
@@ -71,8 +76,10 @@ async def _first(*waits: Any) -> None:
 
 
 class Dispatcher:
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings,
+                 tracer: trace.Tracer = tracing.NO_TRACER) -> None:
         self.db = db
+        self.tracer = tracer
         self.settings = settings
         self.owner = new_id("disp")
         self.timeout = settings.webhook_timeout_seconds
@@ -202,6 +209,22 @@ class Dispatcher:
         self.outcomes.append((item, outcome, datetime.now(UTC)))
 
     async def _attempt(self, item: Claimed) -> Outcome:
+        """One delivery attempt, in its span (see ``_signed_post``)."""
+        with self.tracer.start_as_current_span(
+                "webhook.attempt", kind=trace.SpanKind.CLIENT,
+                attributes={"http.request.method": "POST",
+                            "server.address": urlsplit(item.url).hostname or "",
+                            "webhook.event_id": item.event_id,
+                            "webhook.endpoint_id": item.endpoint_id,
+                            "webhook.attempt": item.attempt_number}) as span:
+            outcome = await self._signed_post(item)
+            if outcome.status_code:
+                span.set_attribute("http.response.status_code", outcome.status_code)
+            if not outcome.delivered:
+                span.set_status(trace.StatusCode.ERROR, outcome.error)
+            return outcome
+
+    async def _signed_post(self, item: Claimed) -> Outcome:
         """One delivery attempt: a signed POST, the whole of it within the timeout (tenacity
         retries a connection blip within the attempt)."""
         started = time.perf_counter()
@@ -213,6 +236,7 @@ class Dispatcher:
         headers = signing.headers(item.signing_secrets, item.event_id, int(time.time()),
                                   item.body)
         headers["accept-encoding"] = "identity"  # the logged answer is read raw, undecoded
+        tracing.outgoing(headers)
         try:
             status, body, retry_after = await self._send(item, headers)
         except UnsafeURL as exc:
