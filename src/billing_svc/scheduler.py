@@ -1,4 +1,5 @@
-"""Periodic jobs every replica runs: trial ends, period-end plan changes, closing ended periods.
+"""Periodic jobs every replica runs: trial ends, period-end plan changes, closing ended periods,
+purging what retention no longer keeps.
 
 Each job is a short transaction whose row claims (``FOR UPDATE SKIP LOCKED``, status checks, the
 invoice's unique key) make running it on several replicas at once safe: every change happens once.
@@ -13,7 +14,7 @@ from datetime import timedelta
 
 import structlog
 
-from billing_svc.services import accounts, invoicing
+from billing_svc.services import accounts, invoicing, retention
 from billing_svc.services.context import system_context
 from billing_svc.settings import Settings
 from billing_svc.storage.db import Database
@@ -32,6 +33,9 @@ def run_due_jobs(db: Database, settings: Settings) -> dict[str, int]:
         jobs["periods_closed"] = lambda: invoicing.close_due_periods(
             db, system_context("period_closer"),
             timedelta(seconds=settings.period_close_grace_seconds))
+    if settings.purge_interval_seconds > 0:
+        # Last: an unfinished purge stops at its time budget and goes on at the next tick.
+        jobs["purged"] = lambda: retention.purge_if_due(db, settings)
     done: dict[str, int] = {}
     for name, job in jobs.items():
         try:
