@@ -178,9 +178,9 @@ def check_shape(event: UsageEventIn, now_us: int, retention_days: int,
     if event.occurred_at_us > newest_us:
         return "occurred_at is more than 5 minutes in the future; check the producer's clock"
     if event.occurred_at_us < oldest_us:
-        if event.occurred_at_us < horizon_us:
-            return outside_retention(from_us(horizon_us))
-        return f"occurred_at is older than the {retention_days}-day retention window"
+        if event.occurred_at_us < now_us - retention_days * _DAY_US:
+            return f"occurred_at is older than the {retention_days}-day retention window"
+        return outside_retention(from_us(horizon_us))  # the window reaches back past a purge
     return None
 
 
