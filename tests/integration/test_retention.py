@@ -276,5 +276,13 @@ def test_the_scheduler_purges(tmp_path) -> None:
             server.stop()
 
 
+def test_purge_help_and_an_unwritable_export(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path}/help.db"
+    shown = purge_cli(url, "--help")
+    assert shown.returncode == 0 and "--export FILE" in shown.stdout
+    refused = purge_cli(url, "--export", str(tmp_path / "no-such-dir" / "x.csv.gz"))
+    assert refused.returncode == 2 and "cannot write" in refused.stderr
+
+
 def test_usage_event_table_is_what_the_export_names() -> None:
     assert set(EVENT_COLUMNS) == set(UsageEvent.model_fields)
