@@ -8,6 +8,7 @@ import gzip
 import os
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -22,12 +23,15 @@ from billing_svc.services import retention
 from billing_svc.services.retention import RetentionPolicy
 from billing_svc.storage.db import Database
 from billing_svc.storage.migrate import upgrade
-from billing_svc.storage.retention import EVENT_COLUMNS
+from billing_svc.storage.retention import EVENT_COLUMNS, usage_horizon_us
 from billing_svc.storage.tables import (
+    Account,
     AuditRecord,
     IdempotencyRecord,
+    Invoice,
     OutboxEvent,
     UsageEvent,
+    UsagePeriod,
     WebhookAttempt,
     WebhookDelivery,
 )
@@ -274,6 +278,56 @@ def test_the_scheduler_purges(tmp_path) -> None:
             assert retention.horizon_of(server.db) is not None
         finally:
             server.stop()
+
+
+def test_a_purge_waits_for_the_ingestion_groups_in_flight(tmp_path) -> None:
+    """A group that read the old horizon (share-locked on PostgreSQL; SQLite has one writer)
+    commits before the purge's first delete: it cannot store an event the purge deletes."""
+    now = _now()
+    old = _months_back(Period.containing(now), 8)
+    with fresh_database(str(tmp_path)) as url:
+        db = Database(url)
+        upgrade(db)
+        with db.write() as session:
+            session.add(Account(account_id="acc_1", customer_id="cus_1", subscription_id="sub_1",
+                                name="A", plan_id="startup", billing_interval="monthly",
+                                status="active", created_at=old.start, registered_at=old.start,
+                                updated_at=old.start))
+            session.flush()
+            session.add(Invoice(invoice_id="inv_1", account_id="acc_1", period=old.label,
+                                status="paid", subtotal=Decimal(0), total=Decimal(0),
+                                lines_json="[]", tenant_breakdown_json="[]", created_at=now))
+            session.add(UsagePeriod(account_id="acc_1", period=old.label, messages=3))
+            for n in range(3):
+                at_us = int(old.start.timestamp() * 1e6) + n
+                session.add(UsageEvent(account_id="acc_1", event_id=f"e{n}", tenant_id="ten_1",
+                                       kind=1, quantity=1, occurred_at_us=at_us,
+                                       period=old.label, received_at_us=at_us))
+        held, release = threading.Event(), threading.Event()
+
+        def group_in_flight() -> None:
+            with db.write() as session:
+                usage_horizon_us(session.connection(), share_lock=True)
+                held.set()
+                release.wait(20)
+
+        group = threading.Thread(target=group_in_flight)
+        group.start()
+        assert held.wait(10)
+        summaries: list[retention.PurgeSummary] = []
+        purge = threading.Thread(target=lambda: summaries.append(
+            retention.purge(db, RetentionPolicy(usage_days=120), now)))
+        purge.start()
+        time.sleep(1.0)
+        try:
+            assert purge.is_alive()
+            assert _count(db, UsageEvent) == 3
+        finally:
+            release.set()
+            group.join(20)
+            purge.join(20)
+        assert summaries[0].usage_events == 3 and _count(db, UsageEvent) == 0
+        db.dispose()
 
 
 def test_purge_help_and_an_unwritable_export(tmp_path) -> None:
