@@ -280,6 +280,54 @@ def test_the_scheduler_purges(tmp_path) -> None:
             server.stop()
 
 
+def _account_with_periods(db: Database, invoiced: list[Period], others: list[Period],
+                          now: datetime) -> None:
+    first = min(invoiced + others)
+    with db.write() as session:
+        session.add(Account(account_id="acc_1", customer_id="cus_1", subscription_id="sub_1",
+                            name="A", plan_id="startup", billing_interval="monthly",
+                            status="active", created_at=first.start, registered_at=first.start,
+                            updated_at=first.start))
+        session.flush()
+        for n, period in enumerate(invoiced):
+            session.add(Invoice(invoice_id=f"inv_{n}", account_id="acc_1", period=period.label,
+                                status="paid", subtotal=Decimal(0), total=Decimal(0),
+                                lines_json="[]", tenant_breakdown_json="[]", created_at=now))
+        for period in invoiced + others:
+            session.add(UsagePeriod(account_id="acc_1", period=period.label, messages=1))
+
+
+def _add_events(db: Database, events: list[tuple[str, int, int, datetime]]) -> None:
+    """``(event_id, kind, quantity, occurred_at)`` of tenant ten_1 of acc_1."""
+    with db.write() as session:
+        for event_id, kind, quantity, at in events:
+            at_us = round(at.timestamp() * 1e6)
+            session.add(UsageEvent(account_id="acc_1", event_id=event_id, tenant_id="ten_1",
+                                   kind=kind, quantity=quantity, occurred_at_us=at_us,
+                                   period=Period.containing(at).label, received_at_us=at_us))
+
+
+def test_a_period_kept_between_purged_ones_keeps_the_reading_it_starts_from(tmp_path) -> None:
+    now = _now()
+    first = _months_back(Period.containing(now), 9)
+    kept, third = first.next(), first.next().next()
+    with fresh_database(str(tmp_path)) as url:
+        db = Database(url)
+        upgrade(db)
+        _account_with_periods(db, [first, third], [kept], now)
+        _add_events(db, [("g1", 2, 2 * GB, first.start + timedelta(days=1)),
+                         ("g2", 2, 5 * GB, first.start + timedelta(days=9)),
+                         ("m1", 1, 1, first.start + timedelta(days=2)),
+                         ("m2", 1, 1, kept.start + timedelta(days=2)),
+                         ("g3", 2, 7 * GB, third.start + timedelta(days=3)),
+                         ("g4", 2, 1 * GB, third.start + timedelta(days=1))])
+        summary = retention.purge(db, RetentionPolicy(usage_days=120), now)
+        # g2 sets the kept period's starting level, g3 the horizon's: both stay.
+        assert set(_events(db, "acc_1")) == {"g2", "m2", "g3"}
+        assert (summary.usage_events, summary.storage_readings_kept) == (3, 2)
+        db.dispose()
+
+
 def test_a_purge_waits_for_the_ingestion_groups_in_flight(tmp_path) -> None:
     """A group that read the old horizon (share-locked on PostgreSQL; SQLite has one writer)
     commits before the purge's first delete: it cannot store an event the purge deletes."""
@@ -288,21 +336,8 @@ def test_a_purge_waits_for_the_ingestion_groups_in_flight(tmp_path) -> None:
     with fresh_database(str(tmp_path)) as url:
         db = Database(url)
         upgrade(db)
-        with db.write() as session:
-            session.add(Account(account_id="acc_1", customer_id="cus_1", subscription_id="sub_1",
-                                name="A", plan_id="startup", billing_interval="monthly",
-                                status="active", created_at=old.start, registered_at=old.start,
-                                updated_at=old.start))
-            session.flush()
-            session.add(Invoice(invoice_id="inv_1", account_id="acc_1", period=old.label,
-                                status="paid", subtotal=Decimal(0), total=Decimal(0),
-                                lines_json="[]", tenant_breakdown_json="[]", created_at=now))
-            session.add(UsagePeriod(account_id="acc_1", period=old.label, messages=3))
-            for n in range(3):
-                at_us = int(old.start.timestamp() * 1e6) + n
-                session.add(UsageEvent(account_id="acc_1", event_id=f"e{n}", tenant_id="ten_1",
-                                       kind=1, quantity=1, occurred_at_us=at_us,
-                                       period=old.label, received_at_us=at_us))
+        _account_with_periods(db, [old], [], now)
+        _add_events(db, [(f"e{n}", 1, 1, old.start + timedelta(hours=n)) for n in range(3)])
         held, release = threading.Event(), threading.Event()
 
         def group_in_flight() -> None:

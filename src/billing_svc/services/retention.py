@@ -257,13 +257,17 @@ def _purge_usage(run: _Run, export: CsvGzExport | None) -> None:
     for (account_id, period), finished in sorted(started.items()):
         if finished:
             done_before[account_id].append(period)
+    # Each kept period starts from the level its tenants' last readings before it set.
+    starts_kept: dict[str, list[int]] = defaultdict(list)
+    for account_id, period in kept:
+        starts_kept[account_id].append(to_us(Period.parse(period).start))
     for account_id, periods in by_account.items():
         if run.out_of_time():
             return
         with run.chunk() as store:
             store.start_purging(account_id, periods, horizon_us, summary.now)
         if not _purge_account_events(run, account_id, periods, done_before[account_id],
-                                     horizon_us, export):
+                                     [horizon_us, *starts_kept[account_id]], export):
             return
         with run.chunk() as store:
             store.finish_purging(account_id, periods, summary.now)
@@ -271,13 +275,18 @@ def _purge_usage(run: _Run, export: CsvGzExport | None) -> None:
 
 
 def _purge_account_events(run: _Run, account_id: str, periods: list[str],
-                          storage_periods: list[str], horizon_us: int,
+                          storage_periods: list[str], boundaries_us: list[int],
                           export: CsvGzExport | None) -> bool:
     """Delete the account's events of ``periods`` and its superseded storage readings of
-    ``storage_periods``, chunk by chunk; False if the time ran out first."""
+    ``storage_periods``, chunk by chunk, but for each tenant's last reading before each of
+    ``boundaries_us`` (the horizon first, then the starts of kept periods); False if the time
+    ran out first."""
     summary = run.summary
+    horizon_us = boundaries_us[0]
+    keep: set[tuple[str, int]] = set()
     with run.read() as store:
-        keep = store.latest_readings_before(account_id, horizon_us)
+        for boundary_us in boundaries_us:
+            keep.update(store.latest_readings_before(account_id, boundary_us).items())
     after = ""
     while True:
         if run.out_of_time():
@@ -289,7 +298,7 @@ def _purge_account_events(run: _Run, account_id: str, periods: list[str],
             return True
         after = candidates[-1][0]
         event_ids = [event_id for event_id, tenant_id, kind, at_us in candidates
-                     if not (kind == STORAGE and keep.get(tenant_id) == at_us)]
+                     if not (kind == STORAGE and (tenant_id, at_us) in keep)]
         summary.storage_readings_kept += len(candidates) - len(event_ids)
         if not event_ids:
             continue
