@@ -185,9 +185,10 @@ class _Run:
 
     @contextmanager
     def chunk(self) -> Iterator[RetentionStore]:
-        """A write transaction of one chunk, timed from asking for the lock to the commit."""
-        started = time.perf_counter()
+        """A write transaction of one chunk, timed from its first statement (SQLite: where
+        ``BEGIN IMMEDIATE`` takes the write lock) to the end of its commit."""
         with self.db.write() as session:
+            started = time.perf_counter()
             yield RetentionStore(session.connection())
         self.summary.chunk_seconds.append(time.perf_counter() - started)
         self.summary.chunks += 1
