@@ -49,10 +49,11 @@ def usage_horizon_us(connection: Connection, *, share_lock: bool = False) -> int
     """The purge horizon: no usage event older than it is taken. ``share_lock`` (ingestion, on
     PostgreSQL): held until the transaction ends, so a purge's advance of the horizon waits for
     the group, and the group cannot store an event the purge is deleting."""
-    statement = select(_state.c.value_us).where(_state.c.name == USAGE_HORIZON)
+    # Plain SQL: ingestion runs this once per group, and compiling a statement costs more.
+    statement = f"SELECT value_us FROM retention_state WHERE name = '{USAGE_HORIZON}'"
     if share_lock and connection.dialect.name == "postgresql":
-        statement = statement.with_for_update(read=True)
-    value = connection.execute(statement).scalar()
+        statement += " FOR SHARE"
+    value = connection.exec_driver_sql(statement).scalar()
     return int(value) if value is not None else 0
 
 
