@@ -50,9 +50,10 @@ from billing_svc.storage.retention import EVENT_COLUMNS, LAST_PURGE, USAGE_HORIZ
 log = structlog.get_logger("billing_svc.retention")
 
 # Rows per write transaction. Measured on SQLite with 1M events stored (README, "Data lifecycle
-# and sizing"): a chunk of 1,000 random-key usage events holds the write lock for 6-7 ms (median;
-# at most 17 ms), commit included, on an idle 2-core machine. Usage chunks halve when one takes longer than
-# CHUNK_TARGET_SECONDS (a busy disk), down to MIN_CHUNK_ROWS, and grow back when fast.
+# and sizing"): a chunk of 1,000 random-key usage events holds the write lock for 6-7 ms
+# (median; at most 17 ms), commit included, on an idle 2-core machine. Usage chunks halve when
+# one takes longer than CHUNK_TARGET_SECONDS (a busy machine), down to MIN_CHUNK_ROWS, and grow
+# back when fast.
 CHUNK_ROWS = 1000
 MIN_CHUNK_ROWS = 100
 CHUNK_TARGET_SECONDS = 0.025
