@@ -69,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--period", required=True, help="YYYY-MM (an invoiced period)")
     export.add_argument("--account", help="only this account id")
     export.add_argument("--output", help="file to write (default: stdout)")
+    purge = commands.add_parser(
+        "purge", help="delete what the BILLING_*_RETENTION_DAYS settings no longer keep (raw "
+        "usage of invoiced periods, the webhook log, idempotency records, hourly roll-ups), in "
+        "small chunks, safe while serving; lists the old periods kept because never invoiced")
+    purge.add_argument("--export", metavar="FILE",
+                       help="first write the raw usage events purged to FILE, as gzip CSV")
     audit = commands.add_parser("audit", help="audit trail commands")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     audit_commands.add_parser("verify", help="walk the hash chain; name the first bad record")
@@ -93,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
               "database tokens are not used. Change BILLING_AUTH_TOKENS instead, or unset it "
               "to use database tokens.", file=sys.stderr)
         return 2
-    db = Database(settings.database_url)
+    # A purge's many small commits leave WAL checkpoints to a thread of their own, as the
+    # server's writes do: none of its chunks pays for one while holding the write lock.
+    db = Database(settings.database_url, background_checkpoints=args.command == "purge")
     upgrade(db, settings=settings)
     if args.command == "create-token":
         return _create_token(db, args)
@@ -103,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         return _close_period(db, args.period, args.account)
     if args.command == "export-journal":
         return _export_journal(db, settings, args.period, args.account, args.output)
+    if args.command == "purge":
+        return _purge(db, settings, args.export)
     if args.command == "audit":
         return _audit_verify(db)
     return 0
@@ -241,6 +251,52 @@ def _export_journal(db, settings: Settings, label: str, account: str | None,  # 
         if output:
             handle.close()
     print(f"{rows} journal entries for {label}", file=sys.stderr)
+    return 0
+
+
+def _purge(db, settings: Settings, export_path: str | None) -> int:  # type: ignore[no-untyped-def]
+    import time
+
+    from billing_svc.services import retention
+
+    try:
+        export = retention.CsvGzExport(export_path) if export_path else None
+    except OSError as exc:
+        print(f"billing-svc: cannot write {export_path}: {exc}", file=sys.stderr)
+        return 2
+    shown_at = [time.monotonic()]
+
+    def report(summary: retention.PurgeSummary) -> None:  # a line every 2 s on long runs
+        if time.monotonic() - shown_at[0] >= 2:
+            shown_at[0] = time.monotonic()
+            print(f"purging: {summary.deleted:,} rows deleted so far ({summary.usage_events:,} "
+                  "usage events)", file=sys.stderr, flush=True)
+
+    try:
+        # The one wall-clock read of the command: the purge itself takes ``now``.
+        from billing_svc.domain.periods import utcnow
+
+        summary = retention.purge(db, retention.RetentionPolicy.of(settings), utcnow(),
+                                  export=export, on_progress=report)
+    finally:
+        if export is not None:
+            export.close()
+        db.dispose()  # the last checkpoint
+    print(f"purge horizon: {summary.horizon:%Y-%m-%d} (usage before it is refused from now on)")
+    print(f"usage events deleted: {summary.usage_events} from {len(summary.periods_purged)} "
+          f"invoiced periods" + (f", exported to {export_path}" if export_path else ""))
+    print(f"storage readings kept (each tenant's last before the horizon): "
+          f"{summary.storage_readings_kept}")
+    print(f"webhook log deleted: {summary.outbox_events} events, {summary.deliveries} "
+          f"deliveries, {summary.attempts} attempts")
+    print(f"idempotency records deleted: {summary.idempotency_records}")
+    print(f"hourly roll-ups deleted: {summary.hourly_rollups}")
+    print(f"chunks: {summary.chunks}, longest {summary.longest_chunk_seconds * 1000:.1f} ms")
+    if summary.uninvoiced:
+        print(f"kept, never invoiced ({len(summary.uninvoiced)} periods before the horizon; "
+              "close them with close-period, then purge again):")
+        for kept in summary.uninvoiced:
+            print(f"  {kept.account_id}\t{kept.period}\t{kept.messages} messages")
     return 0
 
 

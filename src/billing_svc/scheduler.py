@@ -1,5 +1,6 @@
-"""Periodic jobs every replica runs: trial ends, period-end plan changes, hourly usage reports,
-closing ended periods.
+"""Periodic jobs every replica runs: trial ends, period-end plan changes, change request expiry,
+hourly usage reports, closing ended periods, forecast budget alerts, purging what retention no
+longer keeps.
 
 Each job is a short transaction whose row claims (``FOR UPDATE SKIP LOCKED``, status checks, the
 invoice's unique key) make running it on several replicas at once safe: every change happens once.
@@ -17,7 +18,14 @@ import structlog
 from opentelemetry import trace
 
 from billing_svc.domain.periods import utcnow
-from billing_svc.services import accounts, approvals, forecast_alerts, hourly_reports, invoicing
+from billing_svc.services import (
+    accounts,
+    approvals,
+    forecast_alerts,
+    hourly_reports,
+    invoicing,
+    retention,
+)
 from billing_svc.services.context import system_context
 from billing_svc.settings import Settings
 from billing_svc.storage.db import Database
@@ -45,6 +53,9 @@ def run_due_jobs(db: Database, settings: Settings,
     if _forecast_alerts_due(db, settings):
         jobs["forecast_budget_alerts"] = lambda: forecast_alerts.send_forecast_budget_alerts(
             db, utcnow())
+    if settings.purge_interval_seconds > 0:
+        # Last: an unfinished purge stops at its time budget and goes on at the next tick.
+        jobs["purged"] = lambda: retention.purge_if_due(db, settings)
     done: dict[str, int] = {}
     for name, job in jobs.items():
         try:

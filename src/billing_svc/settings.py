@@ -9,6 +9,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from billing_svc.domain.retention import (
+    DEFAULT_HOURLY_ROLLUP_RETENTION_DAYS,
+    DEFAULT_IDEMPOTENCY_RETENTION_DAYS,
+    DEFAULT_USAGE_RETENTION_DAYS,
+    DEFAULT_WEBHOOK_LOG_RETENTION_DAYS,
+    MIN_IDEMPOTENCY_RETENTION_DAYS,
+)
 from billing_svc.services.context import SCOPES
 
 # The Standard Webhooks example schedule (~3 days): seconds to wait before each retry.
@@ -55,7 +62,7 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = 10.0
     scheduler_interval_seconds: float = 30.0
     max_message_bytes: int = 16 * 1024 * 1024
-    usage_retention_days: int = 400
+    usage_retention_days: int = Field(default=DEFAULT_USAGE_RETENTION_DAYS, ge=1)
     max_streams_per_caller: int = 16
     # Every method but StreamUsage and RecordUsage: larger requests are refused before decoding.
     max_request_bytes: int = 1024 * 1024
@@ -80,6 +87,13 @@ class Settings(BaseSettings):
     # Traces (billing_svc.tracing): none, otlp (OTLP/HTTP, the OTEL_EXPORTER_OTLP_* variables) or
     # console (stderr).
     otel_exporter: Literal["none", "otlp", "console"] = "none"
+    # Retention (services.retention, ``billing-svc purge``): days each kind of record is kept.
+    webhook_log_retention_days: int = Field(default=DEFAULT_WEBHOOK_LOG_RETENTION_DAYS, ge=1)
+    idempotency_retention_days: int = Field(default=DEFAULT_IDEMPOTENCY_RETENTION_DAYS,
+                                            ge=MIN_IDEMPOTENCY_RETENTION_DAYS)
+    hourly_rollup_retention_days: int = Field(default=DEFAULT_HOURLY_ROLLUP_RETENTION_DAYS, ge=1)
+    # How often the scheduler purges; 0: never (run ``billing-svc purge`` yourself, e.g. to export).
+    purge_interval_seconds: float = Field(default=3600.0, ge=0)
 
     @cached_property
     def token_specs(self) -> list[TokenSpec]:

@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from billing_svc.domain.periods import EARLIEST, LATEST
+from billing_svc.domain.retention import DEFAULT_USAGE_RETENTION_DAYS, outside_retention
 
 MESSAGE = 1
 STORAGE = 2
@@ -21,7 +22,7 @@ KINDS = (MESSAGE, STORAGE)
 MAX_EVENT_ID_LENGTH = 128
 MAX_BATCH_EVENTS = 10_000
 FUTURE_TOLERANCE = timedelta(minutes=5)
-DEFAULT_RETENTION_DAYS = 400
+DEFAULT_RETENTION_DAYS = DEFAULT_USAGE_RETENTION_DAYS  # BILLING_USAGE_RETENTION_DAYS
 GB_BYTES = 10**9
 _US = 1_000_000
 _FUTURE_US = int(FUTURE_TOLERANCE.total_seconds()) * _US
@@ -115,19 +116,25 @@ def occurred_at_us_of(seconds: int, nanos: int) -> int | None:
     return seconds * _US + nanos // 1000
 
 
-def accept_window(now_us: int, retention_days: int) -> tuple[int, int]:
+def accept_window(now_us: int, retention_days: int,
+                  horizon_us: int = EARLIEST_US) -> tuple[int, int]:
     """The oldest and the newest ``occurred_at_us`` accepted at ``now_us``: the retention window,
-    within the service's range of time."""
+    never before the purge horizon ``horizon_us`` (whatever the retention says now, usage older
+    than a purge was purged, and counting it again would count it twice), within the service's
+    range of time."""
     oldest_us, newest_us = now_us - retention_days * _DAY_US, now_us + _FUTURE_US
+    if horizon_us > oldest_us:
+        oldest_us = horizon_us
     # Not max()/min(): check_shape runs this per event, and they cost it ~40 % more.
     return (oldest_us if oldest_us > EARLIEST_US else EARLIEST_US,
             newest_us if newest_us < LATEST_US else LATEST_US - 1)
 
 
-def check_shape(event: UsageEventIn, now_us: int, retention_days: int) -> str | None:
+def check_shape(event: UsageEventIn, now_us: int, retention_days: int,
+                horizon_us: int = EARLIEST_US) -> str | None:
     """The reason ``event`` is invalid on its own, or ``None``. Stored-state checks come after."""
     occurred = event.occurred_at_us
-    oldest_us, newest_us = accept_window(now_us, retention_days)
+    oldest_us, newest_us = accept_window(now_us, retention_days, horizon_us)
     # The common case in one expression; the reasons below are only worked out for bad events.
     if (0 < len(event.event_id) <= MAX_EVENT_ID_LENGTH and event.account_id and event.tenant_id
             and "\x00" not in event.event_id and "\x00" not in event.account_id
@@ -171,7 +178,9 @@ def check_shape(event: UsageEventIn, now_us: int, retention_days: int) -> str | 
     if event.occurred_at_us > newest_us:
         return "occurred_at is more than 5 minutes in the future; check the producer's clock"
     if event.occurred_at_us < oldest_us:
-        return f"occurred_at is older than the {retention_days}-day retention window"
+        if event.occurred_at_us < now_us - retention_days * _DAY_US:
+            return f"occurred_at is older than the {retention_days}-day retention window"
+        return outside_retention(from_us(horizon_us))  # the window reaches back past a purge
     return None
 
 

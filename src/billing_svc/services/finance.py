@@ -14,7 +14,13 @@ from sqlmodel import Session, select
 from billing_svc.domain import catalog, events, rating
 from billing_svc.domain import usage as rules
 from billing_svc.domain.bounds import MAX_AMOUNT
-from billing_svc.domain.errors import InvalidArgument, NotFound, Unratable, shown
+from billing_svc.domain.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unratable,
+    shown,
+)
 from billing_svc.domain.money import ZERO, to_cents
 from billing_svc.domain.periods import Period
 from billing_svc.domain.subscriptions import MONTHLY, parse_thresholds
@@ -32,6 +38,7 @@ from billing_svc.services.usage_reports import (
 )
 from billing_svc.storage import audit, notices, outbox
 from billing_svc.storage.db import Database
+from billing_svc.storage.retention import RetentionStore
 from billing_svc.storage.tables import (
     Account,
     AuditHead,
@@ -283,6 +290,7 @@ def reconcile_period(db: Database, account_id: str, period: Period) -> Reconcili
         account = load_account(session, account_id)
         require_existed(account, period)
         invoice = issued_invoice(session, account_id, period, "reconciling it")
+        _require_raw_events(session, account_id, period)
         usage = _usage_from_raw_events(session, account, period)
         rerated = rating.rate_period(period, plan_spans(session, account, period), usage,
                                      trial_end=account.trial_ends_at,
@@ -300,6 +308,17 @@ def reconcile_period(db: Database, account_id: str, period: Period) -> Reconcili
     return Reconciliation(invoice.invoice_id, [
         LineComparison(kind, *values) for kind, values in
         sorted(totals.items(), key=lambda item: order.get(item[0], 99))])
+
+
+def _require_raw_events(session: Session, account_id: str, period: Period) -> None:
+    purged = RetentionStore(session.connection()).purged_period(account_id, period.label)
+    if purged is not None:
+        horizon_us, started_at = purged
+        raise FailedPrecondition(
+            f"period {period.label} of account {account_id} cannot be reconciled: its raw usage "
+            f"events were purged on {started_at:%Y-%m-%d} (older than "
+            f"{rules.from_us(horizon_us):%Y-%m-%d}, outside BILLING_USAGE_RETENTION_DAYS); "
+            "its invoice stands as issued")
 
 
 def _usage_from_raw_events(session: Session, account: Account,

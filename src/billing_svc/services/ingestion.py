@@ -37,6 +37,7 @@ from billing_svc.services.finance import check_budgets
 from billing_svc.services.headroom import Headroom
 from billing_svc.storage import notices, outbox
 from billing_svc.storage.db import Database
+from billing_svc.storage.retention import usage_horizon_us
 from billing_svc.storage.usage import CounterFull, UsageStore
 
 
@@ -86,13 +87,16 @@ def ingest(db: Database, batches: Sequence[UsageBatch], *, now_us: int,
 def _ingest(store: UsageStore, session, batches: Sequence[UsageBatch],  # type: ignore[no-untyped-def]
             now_us: int, retention_days: int, check_counters: bool) -> list[BatchResult]:
     results = [BatchResult() for _ in batches]
-    window = rules.accept_window(now_us, retention_days)
+    # Nothing older than a purge is taken, whatever the retention says: it was deleted, and would
+    # count again (services.retention).
+    horizon_us = usage_horizon_us(store.connection, share_lock=True)
+    window = rules.accept_window(now_us, retention_days, horizon_us)
     # The kernel inserts on SQLite only; on PostgreSQL its batches give their events (COPY).
     # Counters checked event by event: the Python path only.
     native = [batch.native if store.native_inserts and not check_counters
               and batch.native is not None and batch.native.plain(*window) and _all_own(batch)
               else None for batch in batches]
-    candidates = {index: _check_shapes(batch, results[index], now_us, retention_days)
+    candidates = {index: _check_shapes(batch, results[index], now_us, retention_days, horizon_us)
                   for index, batch in enumerate(batches) if native[index] is None}
     refs = _References.load(store, [n for n in native if n is not None], candidates.values())
     admitted = [plain is not None and refs.admit(plain) for plain in native]
@@ -135,11 +139,11 @@ def _all_own(batch: UsageBatch) -> bool:
 
 
 def _check_shapes(batch: UsageBatch, result: BatchResult, now_us: int,
-                  retention_days: int) -> _Candidates:
+                  retention_days: int, horizon_us: int) -> _Candidates:
     candidates = []
     bound = batch.bound_account
     for i, event in enumerate(batch.events):
-        reason = rules.check_shape(event, now_us, retention_days)
+        reason = rules.check_shape(event, now_us, retention_days, horizon_us)
         if not reason and bound and event.account_id != bound:
             reason = (f"this token is bound to account {bound} and records usage for it only; "
                       "the event names another account")

@@ -26,7 +26,9 @@ __all__ = [
     "OutboxEvent",
     "PeriodNotice",
     "PlanSegment",
+    "RetentionState",
     "Tenant",
+    "UsagePurgedPeriod",
 ]
 
 _ACCOUNT_FK = "account.account_id"
@@ -294,6 +296,8 @@ class IdempotencyRecord(SQLModel, table=True):
     """AIP-155 request ids: a retried create returns the resource the first call made."""
 
     __tablename__ = "idempotency_record"
+    # The purge takes the oldest first (BILLING_IDEMPOTENCY_RETENTION_DAYS).
+    __table_args__ = (Index("ix_idempotency_record_created", "created_at"),)
 
     # The caller's token id (``Caller.token_id``): keys of different callers never meet.
     token_id: str = Field(primary_key=True, max_length=40)
@@ -309,7 +313,9 @@ class OutboxEvent(SQLModel, table=True):
     """A ``billing.*`` event, written in the same transaction as the change that caused it."""
 
     __tablename__ = "outbox_event"
-    __table_args__ = (Index("ix_outbox_event_account_created", "account_id", "created_at"),)
+    __table_args__ = (Index("ix_outbox_event_account_created", "account_id", "created_at"),
+                      # The purge takes the oldest first (BILLING_WEBHOOK_LOG_RETENTION_DAYS).
+                      Index("ix_outbox_event_created", "created_at"))
 
     event_id: str = Field(primary_key=True, max_length=40)
     account_id: str = Field(max_length=40)
@@ -483,3 +489,33 @@ class ChangeRequest(SQLModel, table=True):
     decided_by: str = Field(default="", max_length=100)
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     reason: str = Field(default="", max_length=500)
+
+
+# Retention (services.retention): what the purges have done, so that nothing purged comes back.
+
+
+class RetentionState(SQLModel, table=True):
+    """Named values of the purges: ``usage_horizon`` (no usage event older than it is accepted
+    any more: its period may have been purged) and ``last_purge`` (the last complete run), in
+    UTC epoch microseconds. The migration creates the horizon's row, so that ingestion always has
+    a row to share-lock (PostgreSQL) and a purge's update of it waits for groups in flight."""
+
+    __tablename__ = "retention_state"
+
+    name: str = Field(primary_key=True, max_length=40)
+    value_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class UsagePurgedPeriod(SQLModel, table=True):
+    """An invoiced period whose raw usage events are (being) purged: written before the first
+    delete, so ``ReconcilePeriod`` refuses it from then on; ``finished_at`` once all are gone."""
+
+    __tablename__ = "usage_purged_period"
+
+    account_id: str = Field(primary_key=True, max_length=40)
+    period: str = Field(primary_key=True, max_length=7)
+    horizon_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    events_deleted: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))

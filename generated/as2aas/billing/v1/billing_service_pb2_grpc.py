@@ -638,7 +638,8 @@ class BillingServiceServicer:
         period's own usage. Custom terms are the ones set last.
 
         Errors: INVALID_ARGUMENT for a period that is not YYYY-MM; NOT_FOUND for an unknown account;
-        FAILED_PRECONDITION for a period that is not invoiced yet.
+        FAILED_PRECONDITION for a period that is not invoiced yet, or whose raw usage events were
+        purged (older than BILLING_USAGE_RETENTION_DAYS: `billing-svc purge`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

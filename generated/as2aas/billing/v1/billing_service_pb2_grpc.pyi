@@ -325,7 +325,8 @@ class BillingServiceStub:
     period's own usage. Custom terms are the ones set last.
 
     Errors: INVALID_ARGUMENT for a period that is not YYYY-MM; NOT_FOUND for an unknown account;
-    FAILED_PRECONDITION for a period that is not invoiced yet.
+    FAILED_PRECONDITION for a period that is not invoiced yet, or whose raw usage events were
+    purged (older than BILLING_USAGE_RETENTION_DAYS: `billing-svc purge`).
     """
     ComparePlans: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.ComparePlansRequest, _billing_service_pb2.ComparePlansResponse]
     """What a period's usage costs on each catalog plan (startup, business, enterprise), billed
@@ -701,7 +702,8 @@ class BillingServiceAsyncStub(BillingServiceStub):
     period's own usage. Custom terms are the ones set last.
 
     Errors: INVALID_ARGUMENT for a period that is not YYYY-MM; NOT_FOUND for an unknown account;
-    FAILED_PRECONDITION for a period that is not invoiced yet.
+    FAILED_PRECONDITION for a period that is not invoiced yet, or whose raw usage events were
+    purged (older than BILLING_USAGE_RETENTION_DAYS: `billing-svc purge`).
     """
     ComparePlans: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.ComparePlansRequest, _billing_service_pb2.ComparePlansResponse]  # type: ignore[assignment]
     """What a period's usage costs on each catalog plan (startup, business, enterprise), billed
@@ -1260,7 +1262,8 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         period's own usage. Custom terms are the ones set last.
 
         Errors: INVALID_ARGUMENT for a period that is not YYYY-MM; NOT_FOUND for an unknown account;
-        FAILED_PRECONDITION for a period that is not invoiced yet.
+        FAILED_PRECONDITION for a period that is not invoiced yet, or whose raw usage events were
+        purged (older than BILLING_USAGE_RETENTION_DAYS: `billing-svc purge`).
         """
 
     @_abc_1.abstractmethod
