@@ -21,6 +21,7 @@ from google.rpc import error_details_pb2, status_pb2
 from sqlalchemy.engine import make_url
 
 from billing_svc.api.server import BillingServer
+from billing_svc.clock import SYSTEM_CLOCK, Clock
 from billing_svc.settings import Settings
 
 PG_URL_ENV = "BILLING_TEST_DATABASE_URL"
@@ -103,15 +104,16 @@ def settings_for_tests(database_url: str, **overrides: Any) -> Settings:
 class ServerThread:
     """A real billing-svc (``BillingServer``) on a random port, in a thread with its own loop."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> None:
         self.settings = settings
+        self.clock = clock
         self.loop = asyncio.new_event_loop()
         self.server: BillingServer | None = None
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def start(self) -> ServerThread:
         self._thread.start()
-        self.server = BillingServer(self.settings)
+        self.server = BillingServer(self.settings, self.clock)
         asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(60)
         return self
 

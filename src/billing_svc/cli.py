@@ -141,13 +141,12 @@ def _create_token(db, args: argparse.Namespace) -> int:  # type: ignore[no-untyp
 
 
 def _list_tokens(db) -> int:  # type: ignore[no-untyped-def]
-    from billing_svc.domain.periods import utcnow
     from billing_svc.services import tokens
 
     def shown(moment) -> str:  # type: ignore[no-untyped-def]
         return moment.isoformat(timespec="seconds") if moment is not None else "-"
 
-    now = utcnow()
+    now = db.clock.now()
     print("name\tscopes\taccount\tcreated\tlast_used\texpires\tstatus")
     for token in tokens.list_tokens(db):
         print("\t".join((token.name, ",".join(token.scopes), token.account_id or "-",
@@ -201,8 +200,8 @@ def _close_period(db, label: str, account: str | None) -> int:  # type: ignore[n
     failures = 0
     for account_id in progress(_account_ids(db, period, account), f"closing {label}"):
         try:
-            view = invoicing.close_period(db, system_context("cli"), account_id=account_id,
-                                          period=period)
+            view = invoicing.close_period(db, system_context("cli", db.clock),
+                                          account_id=account_id, period=period)
             print(f"{account_id}\t{view.invoice.invoice_id}\t{view.invoice.total}")
         except BillingError as exc:
             failures += 1

@@ -24,13 +24,13 @@ log = structlog.get_logger("billing_svc.scheduler")
 def run_due_jobs(db: Database, settings: Settings) -> dict[str, int]:
     """Run every periodic job once; returns how many items each one changed."""
     jobs: dict[str, Callable[[], int]] = {
-        "trials": lambda: accounts.end_due_trials(db, system_context("trials")),
+        "trials": lambda: accounts.end_due_trials(db, system_context("trials", db.clock)),
         "period_end_changes": lambda: accounts.apply_period_end_changes(
-            db, system_context("period_end_changes")),
+            db, system_context("period_end_changes", db.clock)),
     }
     if settings.auto_close_periods:
         jobs["periods_closed"] = lambda: invoicing.close_due_periods(
-            db, system_context("period_closer"),
+            db, system_context("period_closer", db.clock),
             timedelta(seconds=settings.period_close_grace_seconds))
     done: dict[str, int] = {}
     for name, job in jobs.items():

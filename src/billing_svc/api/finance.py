@@ -9,7 +9,6 @@ from billing_svc.api import convert
 from billing_svc.api.common import run
 from billing_svc.api.interceptor import current_context
 from billing_svc.domain.errors import InvalidArgument
-from billing_svc.domain.periods import utcnow
 from billing_svc.services import finance
 from billing_svc.storage.db import Database
 
@@ -85,7 +84,7 @@ class FinanceRpcs:
     async def ComparePlans(self, request: pb.ComparePlansRequest,
                            context: grpc.aio.ServicerContext) -> pb.ComparePlansResponse:
         costs = await run(finance.compare_plans, self.db, request.account_id,
-                          convert.period_in(request.period), utcnow())
+                          convert.period_in(request.period), self.db.clock.now())
         return pb.ComparePlansResponse(plan_costs=[
             pb.PlanCost(plan_id=c.plan_id, name=c.name, total=convert.money_out(c.total),
                         lines=[convert.invoice_line_out(line) for line in c.lines])

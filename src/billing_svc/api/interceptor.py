@@ -166,7 +166,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if len(request_id) > TEXT_LIMITS["request_id"]:  # it is logged, audited and quoted
             raise InvalidArgument("request_id", f"(or x-request-id metadata) is longer than "
                                   f"{TEXT_LIMITS['request_id']} characters")
-        return RequestContext(caller=caller, request_id=request_id)
+        return RequestContext(caller=caller, request_id=request_id, now=self._tokens.clock.now())
 
     def _admit(self, spec: _Method, context: grpc.aio.ServicerContext, call: _Call,
                streaming_requests: bool) -> None:

@@ -16,6 +16,7 @@ from billing_svc.api import reflection, usage
 from billing_svc.api.auth import load_token_store
 from billing_svc.api.billing import BillingServicer
 from billing_svc.api.interceptor import ServiceInterceptor
+from billing_svc.clock import SYSTEM_CLOCK, Clock
 from billing_svc.metrics import serve_metrics
 from billing_svc.services.group_commit import IngestionWriter
 from billing_svc.settings import Settings
@@ -35,11 +36,12 @@ STREAM_WINDOW_BYTES = 1024 * 1024
 
 
 class BillingServer:
-    """One running billing-svc: ``start`` binds, migrates and serves; ``stop`` drains."""
+    """One running billing-svc: ``start`` binds, migrates and serves; ``stop`` drains. ``clock``
+    is the one source of "now" for everything it runs (tests give a fixed one)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> None:
         self.settings = settings
-        self.db = Database(settings.database_url, background_checkpoints=True)
+        self.db = Database(settings.database_url, background_checkpoints=True, clock=clock)
         self.port = 0
         self.metrics_port = 0
         self._interceptor = ServiceInterceptor(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from billing_svc.domain.periods import utcnow
+from billing_svc.clock import SYSTEM_CLOCK, Clock
 
 SCOPES = ("usage:write", "usage:read", "billing:read", "billing:write", "admin")
 # The caller id of the service's own jobs, the CLI and direct calls: no token stands behind them.
@@ -39,9 +39,11 @@ SYSTEM = Caller("system", frozenset({"admin"}))
 class RequestContext:
     caller: Caller
     request_id: str = ""
-    now: datetime = field(default_factory=utcnow)
+    # The composition's clock sets it (interceptor, jobs); the default serves direct calls.
+    now: datetime = field(default_factory=SYSTEM_CLOCK.now)
 
 
-def system_context(job: str) -> RequestContext:
-    """The context of the service's own periodic jobs (trial ends, period closing)."""
-    return RequestContext(caller=Caller(f"system:{job}", SYSTEM.scopes))
+def system_context(job: str, clock: Clock = SYSTEM_CLOCK) -> RequestContext:
+    """The context of the service's own periodic jobs (trial ends, period closing), at ``clock``'s
+    time."""
+    return RequestContext(caller=Caller(f"system:{job}", SYSTEM.scopes), now=clock.now())

@@ -15,7 +15,6 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import structlog
 
@@ -114,7 +113,7 @@ class IngestionWriter:
                 live.append(pending)
         if not live:
             return
-        now_us = rules.to_us(datetime.now(UTC))
+        now_us = rules.to_us(self.db.clock.now())
         started = time.perf_counter()
         try:
             results = ingest(self.db, [p.batch for p in live], now_us=now_us,

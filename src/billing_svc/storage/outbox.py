@@ -6,7 +6,7 @@ from sqlmodel import Session
 
 from billing_svc.domain.events import BillingEvent
 from billing_svc.domain.ids import new_id
-from billing_svc.domain.periods import utcnow
+from billing_svc.storage.db import clock_of
 from billing_svc.storage.tables import OutboxEvent
 
 
@@ -18,7 +18,7 @@ def enqueue(session: Session, event: BillingEvent) -> OutboxEvent:
         type=event.type,
         body=event.body(),
         occurred_at=event.occurred_at,
-        created_at=utcnow(),
+        created_at=clock_of(session).now(),
     )
     session.add(row)
     return row
