@@ -187,8 +187,10 @@ def _account_ids(db, period, account: str | None) -> list[str]:  # type: ignore[
     if account:
         return [account]
     with db.read() as session:
+        # Test clocks' accounts are sandboxes: never in a real close or export.
         return list(session.exec(select(Account.account_id).where(
-            Account.created_at < period.end).order_by(Account.account_id)).all())
+            Account.created_at < period.end, Account.test_clock_id.is_(None))  # type: ignore[union-attr]
+            .order_by(Account.account_id)).all())
 
 
 def _close_period(db, label: str, account: str | None) -> int:  # type: ignore[no-untyped-def]

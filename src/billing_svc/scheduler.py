@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import structlog
 
-from billing_svc.services import accounts, invoicing
+from billing_svc.services import accounts, invoicing, test_clocks
 from billing_svc.services.context import system_context
 from billing_svc.settings import Settings
 from billing_svc.storage.db import Database
@@ -32,6 +32,9 @@ def run_due_jobs(db: Database, settings: Settings) -> dict[str, int]:
         jobs["periods_closed"] = lambda: invoicing.close_due_periods(
             db, system_context("period_closer", db.clock),
             timedelta(seconds=settings.period_close_grace_seconds))
+    jobs["test_clock_moments"] = lambda: test_clocks.run_advances(
+        db, grace=timedelta(seconds=settings.period_close_grace_seconds),
+        close_periods=settings.auto_close_periods)
     done: dict[str, int] = {}
     for name, job in jobs.items():
         try:

@@ -51,6 +51,8 @@ METHOD_SCOPES: dict[str, str] = {
         "DeleteBudget")},
     **{_BILLING + m: "admin" for m in ("SetCustomTerms", "VoidInvoice", "IssueCredit",
                                        "ListAuditEvents")},
+    **{_BILLING + m: "sandbox" for m in ("CreateTestClock", "AdvanceTestClock", "GetTestClock",
+                                         "DeleteTestClock")},
 }
 
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

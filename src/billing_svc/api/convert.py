@@ -193,8 +193,8 @@ def custom_terms_in(message: pb.CustomTerms) -> CustomTerms:
 # Accounts
 
 
-def subscription_out(account: Account) -> pb.Subscription:
-    period = Period.containing(current_context().now)
+def subscription_out(account: Account, now: datetime | None = None) -> pb.Subscription:
+    period = Period.containing(now or current_context().now)
     return pb.Subscription(
         id=account.subscription_id,
         status=_STATUS[account.status],
@@ -210,10 +210,10 @@ def subscription_out(account: Account) -> pb.Subscription:
     )
 
 
-def account_out(account: Account) -> pb.Account:
+def account_out(account: Account, now: datetime | None = None) -> pb.Account:
     return pb.Account(
         account_id=account.account_id, customer_id=account.customer_id, name=account.name,
-        create_time=time_out(account.created_at), subscription=subscription_out(account),
+        create_time=time_out(account.created_at), subscription=subscription_out(account, now),
         usage_threshold_percentages=[int(t) for t in account.usage_thresholds.split(",") if t],
     )
 

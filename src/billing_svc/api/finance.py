@@ -84,7 +84,7 @@ class FinanceRpcs:
     async def ComparePlans(self, request: pb.ComparePlansRequest,
                            context: grpc.aio.ServicerContext) -> pb.ComparePlansResponse:
         costs = await run(finance.compare_plans, self.db, request.account_id,
-                          convert.period_in(request.period), self.db.clock.now())
+                          convert.period_in(request.period), current_context().now)
         return pb.ComparePlansResponse(plan_costs=[
             pb.PlanCost(plan_id=c.plan_id, name=c.name, total=convert.money_out(c.total),
                         lines=[convert.invoice_line_out(line) for line in c.lines])

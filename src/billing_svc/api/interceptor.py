@@ -33,6 +33,7 @@ from billing_svc.api.limits import TEXT_LIMITS, check_text
 from billing_svc.domain.errors import BillingError, InvalidArgument
 from billing_svc.domain.ids import new_id
 from billing_svc.services.context import RequestContext
+from billing_svc.services.test_clocks import AccountClocks
 
 log = structlog.get_logger("billing_svc.rpc")
 
@@ -109,9 +110,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         self._in_flight = 0
         self._open_in_flight = 0
         self._wrapped: dict[str, tuple[Any, Any]] = {}
+        self._clocks: AccountClocks | None = None
 
-    def activate(self, tokens: TokenStore) -> None:
+    def activate(self, tokens: TokenStore, clocks: AccountClocks | None = None) -> None:
         self._tokens = tokens
+        self._clocks = clocks
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(details)
@@ -228,7 +231,27 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if spec.name not in _PER_EVENT_CHECKED:
             check_text(request)
         check_account(_request_context.get().caller, spec.name, request)
+        await self._on_account_clock(call.fields["account_id"],
+                                     str(getattr(request, "invoice_id", "")))
         return request
+
+    async def _on_account_clock(self, account_id: str | None, invoice_id: str) -> None:
+        """A call about a test clock's account (or its invoice: payment results) runs at the
+        clock's time (services read ``ctx.now``); a real account's costs one lookup per process,
+        then none."""
+        clocks = self._clocks
+        if clocks is None:
+            return
+        if account_id:
+            if clocks.known_real(account_id):
+                return
+            frozen = await asyncio.to_thread(clocks.now_for, account_id)
+        elif invoice_id:
+            frozen = await asyncio.to_thread(clocks.now_for_invoice, invoice_id)
+        else:
+            return
+        if frozen is not None:
+            _request_context.set(dataclasses.replace(_request_context.get(), now=frozen))
 
     def _unary_response(self, spec: _Method, behavior: Any, streaming_requests: bool) -> Any:
         async def serve(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Any:

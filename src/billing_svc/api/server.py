@@ -19,6 +19,7 @@ from billing_svc.api.interceptor import ServiceInterceptor
 from billing_svc.clock import SYSTEM_CLOCK, Clock
 from billing_svc.metrics import serve_metrics
 from billing_svc.services.group_commit import IngestionWriter
+from billing_svc.services.test_clocks import AccountClocks
 from billing_svc.settings import Settings
 from billing_svc.storage.db import Database
 from billing_svc.storage.migrate import upgrade
@@ -98,7 +99,7 @@ class BillingServer:
 
         await asyncio.to_thread(upgrade, self.db, settings=self.settings)
         tokens = await asyncio.to_thread(load_token_store, self.settings, self.db)
-        self._interceptor.activate(tokens)
+        self._interceptor.activate(tokens, AccountClocks(self.db))
         self._tokens_current = asyncio.create_task(tokens.keep_current(self._stop_jobs))
         self._writer.start()
         self._dispatcher = Dispatcher(self.db, self.settings)

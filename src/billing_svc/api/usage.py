@@ -221,13 +221,15 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
 
     async def GetCurrentUsage(self, request: pb.GetCurrentUsageRequest,
                               context: grpc.aio.ServicerContext) -> pb.GetCurrentUsageResponse:
-        report = await run(usage_reports.current_usage, self.db, request.account_id)
+        report = await run(usage_reports.current_usage, self.db, request.account_id,
+                           current_context().now)
         return convert.current_usage_out(report)
 
     async def GetMonthlyUsage(self, request: pb.GetMonthlyUsageRequest,
                               context: grpc.aio.ServicerContext) -> pb.GetMonthlyUsageResponse:
         period = convert.year_month_in(request.year, request.month)
-        report = await run(usage_reports.monthly_usage, self.db, request.account_id, period)
+        report = await run(usage_reports.monthly_usage, self.db, request.account_id, period,
+                           now=current_context().now)
         return convert.monthly_usage_out(report)
 
     async def GetUsageHistory(self, request: pb.GetUsageHistoryRequest,

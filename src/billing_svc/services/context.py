@@ -7,7 +7,7 @@ from datetime import datetime
 
 from billing_svc.clock import SYSTEM_CLOCK, Clock
 
-SCOPES = ("usage:write", "usage:read", "billing:read", "billing:write", "admin")
+SCOPES = ("usage:write", "usage:read", "billing:read", "billing:write", "admin", "sandbox")
 # The caller id of the service's own jobs, the CLI and direct calls: no token stands behind them.
 SYSTEM_TOKEN_ID = "system"
 
