@@ -40,8 +40,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('account') as batch:
-        batch.drop_index(batch.f('ix_account_test_clock_id'))
-        batch.drop_column('test_clock_id')
+    # The schema before cannot tell a clock account from a real one: delete the test clocks
+    # (DeleteTestClock) before downgrading. Not batch mode: recreating ``account`` on SQLite
+    # trips its foreign keys.
+    op.drop_index(op.f('ix_account_test_clock_id'), table_name='account')
+    op.drop_column('account', 'test_clock_id')
     op.drop_index(op.f('ix_test_clock_status'), table_name='test_clock')
     op.drop_table('test_clock')
