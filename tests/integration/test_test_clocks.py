@@ -100,7 +100,10 @@ def test_a_clock_account_lives_on_the_clock_and_its_advance_replays_in_order(
     client.billing.RecordPaymentResult(pb.RecordPaymentResultRequest(
         invoice_id=invoice_id, succeeded=False, failure_reason="card_declined"),
         metadata=ADMIN)
-    failed = json.loads(receiver.wait_for(4)[2][1])
+    # With the status change (past_due) in the same transaction; up to 4 deliveries per
+    # endpoint are in flight at once, so the two may arrive in either order.
+    later = [json.loads(body) for _, body in receiver.wait_for(4)[2:]]
+    failed = next(b for b in later if b["type"] == "billing.payment_failed")
     assert failed["type"] == "billing.payment_failed"
     assert failed["timestamp"] == "2026-02-05T00:00:00Z"
     assert failed["data"]["retry_date"] == "2026-02-08T00:00:00Z"
@@ -202,3 +205,45 @@ def test_test_clocks_need_the_sandbox_scope(client: Client) -> None:
             name="x", plan_id="startup", test_clock_id=clock.test_clock_id,
             start_time=ts(CLOCK_START)), metadata=ADMIN)
     assert both.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_usage_of_a_clock_account_is_judged_on_the_clock(client: Client) -> None:
+    from as2aas.billing.v1 import common_pb2
+    from as2aas.billing.v1 import usage_service_pb2 as upb
+
+    from tests.support import auth
+
+    producer, reader = auth("producer"), auth("usage-reader")
+    clock = create_clock(client, name="usage")
+    account_id = client.billing.CreateAccount(pb.CreateAccountRequest(
+        name="Usage Co", plan_id="startup", skip_trial=True,
+        test_clock_id=clock.test_clock_id), metadata=ADMIN).account.account_id
+    tenant = client.billing.CreateTenant(pb.CreateTenantRequest(
+        account_id=account_id, name="EU"), metadata=ADMIN).tenant
+    assert _time(tenant.create_time) == CLOCK_START
+
+    def record(*events: tuple[str, datetime]) -> upb.RecordUsageResponse:
+        return client.usage.RecordUsage(upb.RecordUsageRequest(batch_id="b", events=[
+            upb.UsageEvent(event_id=event_id, account_id=account_id, tenant_id=tenant.tenant_id,
+                           kind=common_pb2.USAGE_KIND_MESSAGE, quantity=10, occurred_at=ts(at))
+            for event_id, at in events]), metadata=producer)
+
+    # A day after the clock's time is the future, however long ago that is in real time.
+    first = record(("e1", CLOCK_START - timedelta(hours=1)),
+                   ("e2", CLOCK_START + timedelta(days=1)))
+    assert (first.accepted, first.late) == (1, 0)
+    assert [r.event_id for r in first.rejected] == ["e2"]
+    assert "future" in first.rejected[0].reason
+    current = client.usage.GetCurrentUsage(upb.GetCurrentUsageRequest(account_id=account_id),
+                                           metadata=reader)
+    assert current.period.label == "2026-01"
+    assert current.usage_to_date.messages == 10
+
+    advance(client, clock.test_clock_id, datetime(2026, 2, 2, tzinfo=UTC))
+    # January is invoiced on the clock: an event of January is late now, one of February not.
+    second = record(("e3", datetime(2026, 1, 20, tzinfo=UTC)),
+                    ("e4", datetime(2026, 2, 1, 12, tzinfo=UTC)))
+    assert (second.accepted, second.late, list(second.rejected)) == (2, 1, [])
+    current = client.usage.GetCurrentUsage(upb.GetCurrentUsageRequest(account_id=account_id),
+                                           metadata=reader)
+    assert current.period.label == "2026-02"

@@ -76,7 +76,9 @@ class BillingServer:
                             gl_account=self.settings.gl_account,
                             allow_private_networks=self.settings.webhook_allow_private_networks),
             server)
-        self._writer = IngestionWriter(self.db, retention_days=self.settings.usage_retention_days)
+        self._clocks = AccountClocks(self.db)
+        self._writer = IngestionWriter(self.db, retention_days=self.settings.usage_retention_days,
+                                       clocks=self._clocks)
         kernel, unavailable = native.load()
         if not self.settings.native_ingestion:
             kernel, unavailable = None, "switched off (BILLING_NATIVE_INGESTION=false)"
@@ -99,7 +101,7 @@ class BillingServer:
 
         await asyncio.to_thread(upgrade, self.db, settings=self.settings)
         tokens = await asyncio.to_thread(load_token_store, self.settings, self.db)
-        self._interceptor.activate(tokens, AccountClocks(self.db))
+        self._interceptor.activate(tokens, self._clocks)
         self._tokens_current = asyncio.create_task(tokens.keep_current(self._stop_jobs))
         self._writer.start()
         self._dispatcher = Dispatcher(self.db, self.settings)
