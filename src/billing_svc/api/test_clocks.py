@@ -24,11 +24,7 @@ def test_clock_out(clock: TestClock) -> pb.TestClock:
                         create_time=convert.time_out(clock.created_at))
 
 
-test_clock_out.__test__ = False  # type: ignore[attr-defined]
-
-
 class TestClockRpcs:
-    __test__ = False
     db: Database
 
     async def CreateTestClock(self, request: pb.CreateTestClockRequest,
