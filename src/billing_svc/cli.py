@@ -151,13 +151,12 @@ def _create_token(db, args: argparse.Namespace) -> int:  # type: ignore[no-untyp
 
 
 def _list_tokens(db) -> int:  # type: ignore[no-untyped-def]
-    from billing_svc.domain.periods import utcnow
     from billing_svc.services import tokens
 
     def shown(moment) -> str:  # type: ignore[no-untyped-def]
         return moment.isoformat(timespec="seconds") if moment is not None else "-"
 
-    now = utcnow()
+    now = db.clock.now()
     print("name\tscopes\taccount\tcreated\tlast_used\texpires\tstatus")
     for token in tokens.list_tokens(db):
         print("\t".join((token.name, ",".join(token.scopes), token.account_id or "-",
@@ -198,8 +197,10 @@ def _account_ids(db, period, account: str | None) -> list[str]:  # type: ignore[
     if account:
         return [account]
     with db.read() as session:
+        # Test clocks' accounts are sandboxes: never in a real close or export.
         return list(session.exec(select(Account.account_id).where(
-            Account.created_at < period.end).order_by(Account.account_id)).all())
+            Account.created_at < period.end, Account.test_clock_id.is_(None))  # type: ignore[union-attr]
+            .order_by(Account.account_id)).all())
 
 
 def _close_period(db, label: str, account: str | None) -> int:  # type: ignore[no-untyped-def]
@@ -211,8 +212,8 @@ def _close_period(db, label: str, account: str | None) -> int:  # type: ignore[n
     failures = 0
     for account_id in progress(_account_ids(db, period, account), f"closing {label}"):
         try:
-            view = invoicing.close_period(db, system_context("cli"), account_id=account_id,
-                                          period=period)
+            view = invoicing.close_period(db, system_context("cli", db.clock),
+                                          account_id=account_id, period=period)
             print(f"{account_id}\t{view.invoice.invoice_id}\t{view.invoice.total}")
         except BillingError as exc:
             failures += 1
@@ -273,10 +274,7 @@ def _purge(db, settings: Settings, export_path: str | None) -> int:  # type: ign
                   "usage events)", file=sys.stderr, flush=True)
 
     try:
-        # The one wall-clock read of the command: the purge itself takes ``now``.
-        from billing_svc.domain.periods import utcnow
-
-        summary = retention.purge(db, retention.RetentionPolicy.of(settings), utcnow(),
+        summary = retention.purge(db, retention.RetentionPolicy.of(settings), db.clock.now(),
                                   export=export, on_progress=report)
     finally:
         if export is not None:

@@ -35,6 +35,7 @@ from billing_svc.api.limits import TEXT_LIMITS, check_text
 from billing_svc.domain.errors import BillingError, InvalidArgument
 from billing_svc.domain.ids import new_id
 from billing_svc.services.context import RequestContext
+from billing_svc.services.test_clocks import AccountClocks
 
 log = structlog.get_logger("billing_svc.rpc")
 
@@ -121,9 +122,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         self._wrapped: dict[str, tuple[Any, Any]] = {}
         self._tracer = tracer
         self._tracing = tracer is not tracing.NO_TRACER
+        self._clocks: AccountClocks | None = None
 
-    def activate(self, tokens: TokenStore) -> None:
+    def activate(self, tokens: TokenStore, clocks: AccountClocks | None = None) -> None:
         self._tokens = tokens
+        self._clocks = clocks
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(details)
@@ -178,7 +181,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if len(request_id) > TEXT_LIMITS["request_id"]:  # it is logged, audited and quoted
             raise InvalidArgument("request_id", f"(or x-request-id metadata) is longer than "
                                   f"{TEXT_LIMITS['request_id']} characters")
-        return RequestContext(caller=caller, request_id=request_id, tracer=self._tracer)
+        return RequestContext(caller=caller, request_id=request_id, tracer=self._tracer,
+                              now=self._tokens.clock.now())
 
     def _admit(self, spec: _Method, context: grpc.aio.ServicerContext, call: _Call,
                streaming_requests: bool) -> None:
@@ -240,6 +244,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if spec.name not in _PER_EVENT_CHECKED:
             check_text(request)
         check_account(_request_context.get().caller, spec.name, request)
+        await self._on_account_clock(call.fields["account_id"],
+                                     str(getattr(request, "invoice_id", "")))
         return request
 
     def _start_span(self, spec: _Method,
@@ -255,6 +261,24 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             spec.name.lstrip("/"), parent, kind=trace.SpanKind.SERVER,
             attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name})
         return span, otel_context.attach(trace.set_span_in_context(span, parent))
+
+    async def _on_account_clock(self, account_id: str | None, invoice_id: str) -> None:
+        """A call about a test clock's account (or its invoice: payment results) runs at the
+        clock's time (services read ``ctx.now``); a real account's costs one lookup per process,
+        then none."""
+        clocks = self._clocks
+        if clocks is None:
+            return
+        if account_id:
+            if clocks.known_real(account_id):
+                return
+            frozen = await asyncio.to_thread(clocks.now_for, account_id)
+        elif invoice_id:
+            frozen = await asyncio.to_thread(clocks.now_for_invoice, invoice_id)
+        else:
+            return
+        if frozen is not None:
+            _request_context.set(dataclasses.replace(_request_context.get(), now=frozen))
 
     def _unary_response(self, spec: _Method, behavior: Any, streaming_requests: bool) -> Any:
         async def serve(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Any:

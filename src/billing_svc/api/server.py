@@ -20,8 +20,10 @@ from billing_svc.api.auth import load_token_store
 from billing_svc.api.billing import BillingServicer
 from billing_svc.api.interceptor import ServiceInterceptor
 from billing_svc.api.rest import RestServer
+from billing_svc.clock import SYSTEM_CLOCK, Clock
 from billing_svc.metrics import serve_metrics
 from billing_svc.services.group_commit import IngestionWriter
+from billing_svc.services.test_clocks import AccountClocks
 from billing_svc.settings import Settings
 from billing_svc.storage.db import Database
 from billing_svc.storage.migrate import upgrade
@@ -42,14 +44,15 @@ STREAM_WINDOW_BYTES = 1024 * 1024
 
 
 class BillingServer:
-    """One running billing-svc: ``start`` binds, migrates and serves; ``stop`` drains."""
+    """One running billing-svc: ``start`` binds, migrates and serves; ``stop`` drains. ``clock``
+    is the one source of "now" for everything it runs (tests give a fixed one)."""
 
-    def __init__(self, settings: Settings, *,
+    def __init__(self, settings: Settings, clock: Clock = SYSTEM_CLOCK, *,
                  tracer_provider: TracerProvider | None = None) -> None:
         """``tracer_provider``: report spans there whatever ``BILLING_OTEL_EXPORTER`` says (the
         tests record them in memory); the caller keeps it and shuts it down."""
         self.settings = settings
-        self.db = Database(settings.database_url, background_checkpoints=True)
+        self.db = Database(settings.database_url, background_checkpoints=True, clock=clock)
         self.port = 0
         self.metrics_port = 0
         self.http_port = 0
@@ -88,8 +91,9 @@ class BillingServer:
                             change_request_ttl=timedelta(
                                 hours=self.settings.change_request_ttl_hours)),
             server)
+        self._clocks = AccountClocks(self.db)
         self._writer = IngestionWriter(self.db, retention_days=self.settings.usage_retention_days,
-                                       tracer=self.tracing.tracer)
+                                       tracer=self.tracing.tracer, clocks=self._clocks)
         kernel, unavailable = native.load()
         if not self.settings.native_ingestion:
             kernel, unavailable = None, "switched off (BILLING_NATIVE_INGESTION=false)"
@@ -118,7 +122,7 @@ class BillingServer:
 
         await asyncio.to_thread(upgrade, self.db, settings=self.settings)
         tokens = await asyncio.to_thread(load_token_store, self.settings, self.db)
-        self._interceptor.activate(tokens)
+        self._interceptor.activate(tokens, self._clocks)
         if self._rest is not None:
             self._rest.activate(tokens)
         self._tokens_current = asyncio.create_task(tokens.keep_current(self._stop_jobs))

@@ -22,7 +22,6 @@ from billing_svc.api.common import deadline, run
 from billing_svc.api.interceptor import current_context
 from billing_svc.domain import usage as rules
 from billing_svc.domain.errors import InvalidArgument, Unavailable
-from billing_svc.domain.periods import utcnow
 from billing_svc.domain.usage import UsageBatch, UsageEventIn
 from billing_svc.services import forecasting, hourly_reports, usage_reports
 from billing_svc.services.group_commit import IngestionWriter
@@ -222,13 +221,15 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
 
     async def GetCurrentUsage(self, request: pb.GetCurrentUsageRequest,
                               context: grpc.aio.ServicerContext) -> pb.GetCurrentUsageResponse:
-        report = await run(usage_reports.current_usage, self.db, request.account_id)
+        report = await run(usage_reports.current_usage, self.db, request.account_id,
+                           current_context().now)
         return convert.current_usage_out(report)
 
     async def GetMonthlyUsage(self, request: pb.GetMonthlyUsageRequest,
                               context: grpc.aio.ServicerContext) -> pb.GetMonthlyUsageResponse:
         period = convert.year_month_in(request.year, request.month)
-        report = await run(usage_reports.monthly_usage, self.db, request.account_id, period)
+        report = await run(usage_reports.monthly_usage, self.db, request.account_id, period,
+                           now=current_context().now)
         return convert.monthly_usage_out(report)
 
     async def GetUsageHistory(self, request: pb.GetUsageHistoryRequest,
@@ -247,7 +248,7 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
     async def GetUsageForecast(self, request: pb.GetUsageForecastRequest,
                                context: grpc.aio.ServicerContext) -> pb.GetUsageForecastResponse:
         forecast = await run(forecasting.usage_forecast, self.db, request.account_id,
-                             request.months, utcnow())
+                             request.months, current_context().now)
         return reports.forecast_out(forecast)
 
 

@@ -31,7 +31,7 @@ from billing_svc.domain.errors import (
 from billing_svc.domain.ids import new_id
 from billing_svc.domain.periods import Period
 from billing_svc.services import credits, paging
-from billing_svc.services.accounts import terms_of
+from billing_svc.services.accounts import on_clock, terms_of
 from billing_svc.services.common import load_account, require_existed, visible
 from billing_svc.services.context import Caller, RequestContext
 from billing_svc.services.terms import load_segments, plan_spans
@@ -248,7 +248,7 @@ def get_invoice(db: Database, invoice_id: str, *, caller: Caller) -> InvoiceView
 
 
 def due_periods(db: Database, now: datetime, grace: timedelta,
-                limit: int = 1000) -> list[tuple[str, Period]]:
+                limit: int = 1000, test_clock_id: str | None = None) -> list[tuple[str, Period]]:
     """(account, period) pairs whose period ended more than ``grace`` ago and has no invoice,
     for accounts that existed in billing-svc before that period ended."""
     last_closable = Period.containing(now - grace).previous()
@@ -261,6 +261,7 @@ def due_periods(db: Database, now: datetime, grace: timedelta,
                 Account.registered_at < last_closable.end,
                 Account.created_at < last_closable.end,
                 Account.account_id.not_in(already),  # type: ignore[attr-defined]
+                on_clock(test_clock_id),
                 ~((Account.status == "canceled")
                   & (Account.canceled_at <= last_closable.start)))  # type: ignore[operator]
             .order_by(Account.account_id).limit(limit)).all()
@@ -289,7 +290,8 @@ def list_invoices(db: Database, *, account_id: str, status: str | None, period: 
     return [view(row) for row in rows[:size]], token
 
 
-def close_due_periods(db: Database, ctx: RequestContext, grace: timedelta) -> int:
+def close_due_periods(db: Database, ctx: RequestContext, grace: timedelta,
+                      test_clock_id: str | None = None) -> int:
     """The automatic closer: invoice every ended period past the grace window (all replicas run
     it; the unique key and the account locks make each invoice happen once).
 
@@ -298,7 +300,7 @@ def close_due_periods(db: Database, ctx: RequestContext, grace: timedelta) -> in
     account at a time, so one bad account delays nobody else's invoice.
     """
     closed = 0
-    due = due_periods(db, ctx.now, grace)
+    due = due_periods(db, ctx.now, grace, test_clock_id=test_clock_id)
     for start in range(0, len(due), CLOSE_BATCH):
         batch = due[start:start + CLOSE_BATCH]
         period = batch[0][1]  # due_periods returns one period

@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 from billing_svc.domain import money, rating, storage_meter
 from billing_svc.domain import usage as rules
 from billing_svc.domain.errors import InvalidArgument
-from billing_svc.domain.periods import Period, utcnow
+from billing_svc.domain.periods import Period
 from billing_svc.services import paging
 from billing_svc.services.accounts import terms_of
 from billing_svc.services.common import load_account, require_existed
@@ -92,8 +92,8 @@ class MonthlyUsage:
     unpartnered_cost: Decimal
 
 
-def current_usage(db: Database, account_id: str) -> CurrentUsage:
-    now = utcnow()
+def current_usage(db: Database, account_id: str, now: datetime | None = None) -> CurrentUsage:
+    now = now or db.clock.now()
     with db.read() as session:
         account = load_account(session, account_id)
         snapshot = period_snapshot(session, account, Period.containing(now), now)
@@ -114,11 +114,11 @@ def current_usage(db: Database, account_id: str) -> CurrentUsage:
 
 
 def monthly_usage(db: Database, account_id: str, period: Period, *,
-                  field: str = "month") -> MonthlyUsage:
+                  field: str = "month", now: datetime | None = None) -> MonthlyUsage:
     """The period's usage, with the period's invoice total (or, while open, its estimate) split
     over partners by message count with the largest-remainder method: the costs of the partners
     and of the messages without a partner add up to the total exactly."""
-    now = utcnow()
+    now = now or db.clock.now()
     if period.start > now:
         raise InvalidArgument(field, f"{period.label} has not started yet")
     with db.read() as session:

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, create_engine
 
+from billing_svc.clock import SYSTEM_CLOCK, Clock
 from billing_svc.domain.errors import Unavailable
 from billing_svc.storage.checkpoint import Checkpointer
 
@@ -31,8 +32,9 @@ class Database:
     """One database: its engines and its transaction boundaries."""
 
     def __init__(self, url: str, *, pool_size: int = 10,
-                 background_checkpoints: bool = False) -> None:
+                 background_checkpoints: bool = False, clock: Clock = SYSTEM_CLOCK) -> None:
         self.url = make_url(url)
+        self.clock = clock  # the composition's one clock; everything holding the db reads it
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self.checkpointer: Checkpointer | None = None
@@ -90,7 +92,8 @@ class Database:
         try:
             if checkpointer is not None:
                 checkpointer.before_write()
-            with (_translate_errors(), Session(self.engine, expire_on_commit=False) as session,
+            with (_translate_errors(), Session(self.engine, expire_on_commit=False,
+                          info={"clock": self.clock}) as session,
                   session.begin()):
                 yield session
             if checkpointer is not None:
@@ -102,7 +105,8 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A read-only transaction (a consistent snapshot on both databases)."""
-        with (_translate_errors(), Session(self.read_engine, expire_on_commit=False) as session,
+        with (_translate_errors(), Session(self.read_engine, expire_on_commit=False,
+                          info={"clock": self.clock}) as session,
               session.begin()):
             yield session
 
@@ -112,6 +116,12 @@ class Database:
             self.read_engine.dispose()
         if self.checkpointer is not None:
             self.checkpointer.stop()
+
+
+def clock_of(session: Session) -> Clock:
+    """The clock of the ``Database`` that opened ``session``: storage helpers get a session, not
+    the database."""
+    return session.info.get("clock") or SYSTEM_CLOCK
 
 
 @contextmanager
