@@ -64,6 +64,31 @@ def current_context() -> RequestContext:
     return _request_context.get()
 
 
+def enter_context(ctx: RequestContext) -> None:
+    """Make ``ctx`` the current task's request context: for the other entry point (the REST
+    port) that serves the same service functions."""
+    _request_context.set(ctx)
+
+
+async def at_account_clock(clocks: AccountClocks | None, account_id: str | None,
+                           invoice_id: str = "") -> None:
+    """A call about a test clock's account (or its invoice: payment results) runs at the
+    clock's time (services read ``ctx.now``); a real account's costs one lookup per process,
+    then none."""
+    if clocks is None:
+        return
+    if account_id:
+        if clocks.known_real(account_id):
+            return
+        frozen = await asyncio.to_thread(clocks.now_for, account_id)
+    elif invoice_id:
+        frozen = await asyncio.to_thread(clocks.now_for_invoice, invoice_id)
+    else:
+        return
+    if frozen is not None:
+        _request_context.set(dataclasses.replace(_request_context.get(), now=frozen))
+
+
 class _Refused(Exception):
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
@@ -244,8 +269,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if spec.name not in _PER_EVENT_CHECKED:
             check_text(request)
         check_account(_request_context.get().caller, spec.name, request)
-        await self._on_account_clock(call.fields["account_id"],
-                                     str(getattr(request, "invoice_id", "")))
+        await at_account_clock(self._clocks, call.fields["account_id"],
+                               str(getattr(request, "invoice_id", "")))
         return request
 
     def _start_span(self, spec: _Method,
@@ -261,24 +286,6 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             spec.name.lstrip("/"), parent, kind=trace.SpanKind.SERVER,
             attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name})
         return span, otel_context.attach(trace.set_span_in_context(span, parent))
-
-    async def _on_account_clock(self, account_id: str | None, invoice_id: str) -> None:
-        """A call about a test clock's account (or its invoice: payment results) runs at the
-        clock's time (services read ``ctx.now``); a real account's costs one lookup per process,
-        then none."""
-        clocks = self._clocks
-        if clocks is None:
-            return
-        if account_id:
-            if clocks.known_real(account_id):
-                return
-            frozen = await asyncio.to_thread(clocks.now_for, account_id)
-        elif invoice_id:
-            frozen = await asyncio.to_thread(clocks.now_for_invoice, invoice_id)
-        else:
-            return
-        if frozen is not None:
-            _request_context.set(dataclasses.replace(_request_context.get(), now=frozen))
 
     def _unary_response(self, spec: _Method, behavior: Any, streaming_requests: bool) -> Any:
         async def serve(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Any:

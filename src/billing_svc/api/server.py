@@ -124,7 +124,7 @@ class BillingServer:
         tokens = await asyncio.to_thread(load_token_store, self.settings, self.db)
         self._interceptor.activate(tokens, self._clocks)
         if self._rest is not None:
-            self._rest.activate(tokens)
+            self._rest.activate(tokens, self._clocks)
         self._tokens_current = asyncio.create_task(tokens.keep_current(self._stop_jobs))
         self._writer.start()
         self._dispatcher = Dispatcher(self.db, self.settings, self.tracing.tracer)
