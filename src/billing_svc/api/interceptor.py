@@ -37,6 +37,8 @@ from billing_svc.services.context import RequestContext
 log = structlog.get_logger("billing_svc.rpc")
 
 _request_context: contextvars.ContextVar[RequestContext] = contextvars.ContextVar("request")
+# The fields of the ``rpc`` log line of the call being served, which its servicer may add to.
+_log_fields: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("rpc_log_fields")
 _USAGE = "/as2aas.billing.v1.UsageService/"
 # Usage batches are checked event by event in ingestion (a bad event is rejected, not the call).
 _PER_EVENT_CHECKED = frozenset({_USAGE + "RecordUsage"})
@@ -52,6 +54,12 @@ MAX_OPEN_CALLS = 4
 def current_context() -> RequestContext:
     """The context of the RPC being served (set by the interceptor)."""
     return _request_context.get()
+
+
+def log_fields() -> dict[str, Any]:
+    """The fields the ``rpc`` log line of the RPC being served will carry: a servicer adds what
+    only it knows (the usage RPCs: account, batch, counts). Outside an RPC, a throwaway dict."""
+    return _log_fields.get({})
 
 
 class _Refused(Exception):
@@ -234,6 +242,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         async def serve(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             call = _Call({"rpc": spec.name, "account_id": None, "code": grpc.StatusCode.OK})
+            _log_fields.set(call.fields)
             try:
                 self._admit(spec, context, call, streaming_requests)
                 argument = (_decoded(spec, requests) if streaming_requests
@@ -255,6 +264,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                         context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
             call = _Call({"rpc": spec.name, "code": grpc.StatusCode.OK})
+            _log_fields.set(call.fields)
             try:
                 self._admit(spec, context, call, streaming_requests)
                 argument = (_decoded(spec, requests) if streaming_requests
