@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
+import structlog
 from sqlalchemy import func
 from sqlmodel import Session, select
 
 from billing_svc.domain import money, rating, storage_meter
 from billing_svc.domain import usage as rules
-from billing_svc.domain.errors import InvalidArgument
+from billing_svc.domain.errors import InvalidArgument, Unratable
 from billing_svc.domain.periods import Period, utcnow
 from billing_svc.services import carryover, paging
 from billing_svc.services.accounts import terms_of
@@ -35,6 +36,8 @@ from billing_svc.storage.tables import (
     UsageTenantPeriod,
 )
 from billing_svc.storage.usage import UsageStore
+
+log = structlog.get_logger("billing_svc.usage_reports")
 
 UNALLOCATED = "Unallocated"
 
@@ -235,10 +238,20 @@ def _rate(session: Session, account: Account, period: Period, usage: rating.Peri
     spans = plan_spans(session, account, period)
     if not spans:
         return []
-    return rating.rate_period(period, spans, usage, trial_end=account.trial_ends_at,
-                              subscription_start=account.created_at,
-                              late=carried.late if carried else (),
-                              credits=carried.rating_credits() if carried else ())
+    credits = carried.rating_credits() if carried else ()
+    try:
+        return rating.rate_period(period, spans, usage, trial_end=account.trial_ends_at,
+                                  subscription_start=account.created_at,
+                                  late=carried.late if carried else (), credits=credits)
+    except (ValueError, Unratable) as exc:
+        if not (carried and carried.late):
+            raise
+        # Late usage that cannot be rated (closing will refuse it, saying why) leaves the
+        # estimate of the rest standing: the account's reads still answer.
+        log.warning("estimate_late_usage_unratable", account_id=account.account_id,
+                    period=period.label, reason=str(exc))
+        return rating.rate_period(period, spans, usage, trial_end=account.trial_ends_at,
+                                  subscription_start=account.created_at, credits=credits)
 
 
 def messages_since(session: Session, account_id: str, period: Period, since: datetime) -> int:
