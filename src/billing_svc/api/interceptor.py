@@ -40,6 +40,8 @@ from billing_svc.services.test_clocks import AccountClocks
 log = structlog.get_logger("billing_svc.rpc")
 
 _request_context: contextvars.ContextVar[RequestContext] = contextvars.ContextVar("request")
+# The fields of the ``rpc`` log line of the call being served, which its servicer may add to.
+_log_fields: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("rpc_log_fields")
 _USAGE = "/as2aas.billing.v1.UsageService/"
 # Usage batches are checked event by event in ingestion (a bad event is rejected, not the call).
 _PER_EVENT_CHECKED = frozenset({_USAGE + "RecordUsage"})
@@ -87,6 +89,12 @@ async def at_account_clock(clocks: AccountClocks | None, account_id: str | None,
         return
     if frozen is not None:
         _request_context.set(dataclasses.replace(_request_context.get(), now=frozen))
+
+
+def log_fields() -> dict[str, Any]:
+    """The fields the ``rpc`` log line of the RPC being served will carry: a servicer adds what
+    only it knows (the usage RPCs: account, batch, counts). Outside an RPC, a throwaway dict."""
+    return _log_fields.get({})
 
 
 class _Refused(Exception):
@@ -292,6 +300,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             started = time.perf_counter()
             call = _Call({"rpc": spec.name, "account_id": None, "code": grpc.StatusCode.OK})
             span = self._start_span(spec, context)
+            _log_fields.set(call.fields)
             try:
                 self._admit(spec, context, call, streaming_requests)
                 argument = (_decoded(spec, requests) if streaming_requests
@@ -315,6 +324,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             started = time.perf_counter()
             call = _Call({"rpc": spec.name, "code": grpc.StatusCode.OK})
             span = self._start_span(spec, context)
+            _log_fields.set(call.fields)
             try:
                 self._admit(spec, context, call, streaming_requests)
                 argument = (_decoded(spec, requests) if streaming_requests
