@@ -14,6 +14,7 @@ from billing_svc.domain.retention import (
     DEFAULT_IDEMPOTENCY_RETENTION_DAYS,
     DEFAULT_USAGE_RETENTION_DAYS,
     DEFAULT_WEBHOOK_LOG_RETENTION_DAYS,
+    MAX_RETENTION_DAYS,
     MIN_IDEMPOTENCY_RETENTION_DAYS,
 )
 from billing_svc.services.context import SCOPES
@@ -62,7 +63,8 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = 10.0
     scheduler_interval_seconds: float = 30.0
     max_message_bytes: int = 16 * 1024 * 1024
-    usage_retention_days: int = Field(default=DEFAULT_USAGE_RETENTION_DAYS, ge=1)
+    usage_retention_days: int = Field(default=DEFAULT_USAGE_RETENTION_DAYS, ge=1,
+                                      le=MAX_RETENTION_DAYS)
     max_streams_per_caller: int = 16
     # Every method but StreamUsage and RecordUsage: larger requests are refused before decoding.
     max_request_bytes: int = 1024 * 1024
@@ -88,10 +90,13 @@ class Settings(BaseSettings):
     # console (stderr).
     otel_exporter: Literal["none", "otlp", "console"] = "none"
     # Retention (services.retention, ``billing-svc purge``): days each kind of record is kept.
-    webhook_log_retention_days: int = Field(default=DEFAULT_WEBHOOK_LOG_RETENTION_DAYS, ge=1)
+    webhook_log_retention_days: int = Field(default=DEFAULT_WEBHOOK_LOG_RETENTION_DAYS, ge=1,
+                                            le=MAX_RETENTION_DAYS)
     idempotency_retention_days: int = Field(default=DEFAULT_IDEMPOTENCY_RETENTION_DAYS,
-                                            ge=MIN_IDEMPOTENCY_RETENTION_DAYS)
-    hourly_rollup_retention_days: int = Field(default=DEFAULT_HOURLY_ROLLUP_RETENTION_DAYS, ge=1)
+                                            ge=MIN_IDEMPOTENCY_RETENTION_DAYS,
+                                            le=MAX_RETENTION_DAYS)
+    hourly_rollup_retention_days: int = Field(default=DEFAULT_HOURLY_ROLLUP_RETENTION_DAYS, ge=1,
+                                              le=MAX_RETENTION_DAYS)
     # How often the scheduler purges; 0: never (run ``billing-svc purge`` yourself, e.g. to export).
     purge_interval_seconds: float = Field(default=3600.0, ge=0)
 

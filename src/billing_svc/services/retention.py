@@ -41,7 +41,7 @@ from typing import Any
 import structlog
 
 from billing_svc.domain import retention as rules
-from billing_svc.domain.periods import Period, utcnow
+from billing_svc.domain.periods import EARLIEST, Period, utcnow
 from billing_svc.domain.usage import STORAGE, from_us, to_us
 from billing_svc.settings import Settings
 from billing_svc.storage.db import Database
@@ -349,8 +349,9 @@ def _purge_idempotency(run: _Run, before: datetime) -> None:
 def _purge_hourly(run: _Run, before: datetime) -> None:
     """Hourly roll-ups of invoiced periods that ended by the period holding ``before``: an open
     period's billable messages after a trial are read from them."""
+    # A retention reaching before 1970 keeps every period (and no Period is that old).
     with run.read() as store:
-        invoiced = store.invoiced_periods_before(Period.containing(before).label)
+        invoiced = store.invoiced_periods_before(Period.containing(max(before, EARLIEST)).label)
     ranges: dict[str, list[list[int]]] = defaultdict(list)
     for account_id, label in invoiced:
         period = Period.parse(label)
