@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from billing_svc.domain.approvals import MAX_TTL_HOURS
 from billing_svc.domain.retention import (
     DEFAULT_HOURLY_ROLLUP_RETENTION_DAYS,
     DEFAULT_IDEMPOTENCY_RETENTION_DAYS,
@@ -83,7 +84,7 @@ class Settings(BaseSettings):
     webhook_max_concurrency: int = 64
     webhook_per_endpoint_concurrency: int = 4
     # How long a change held by an approval policy waits for a decision (fractions for tests).
-    change_request_ttl_hours: float = Field(default=168.0, gt=0)
+    change_request_ttl_hours: float = Field(default=168.0, gt=0, le=MAX_TTL_HOURS)
     # How often the scheduler checks budgets against the forecast (a model fit per account).
     forecast_alert_interval_seconds: float = 3600.0
     # Traces (billing_svc.tracing): none, otlp (OTLP/HTTP, the OTEL_EXPORTER_OTLP_* variables) or
