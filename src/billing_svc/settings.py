@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     period_close_grace_seconds: int = 3600
     # An hour is reported to billing systems this long after it closed: producers' last events of
     # the hour arrive first (later ones make a new revision).
-    usage_report_grace_seconds: int = Field(default=300, ge=0)
+    usage_report_grace_seconds: int = Field(default=300, ge=0, le=31 * 86_400)
     metrics_listen: str = ""
     # host:port of the seed's REST surface (api/rest.py, docs/rest.md); empty: no HTTP port.
     http_listen: str = ""
@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     # How long a change held by an approval policy waits for a decision (fractions for tests).
     change_request_ttl_hours: float = Field(default=168.0, gt=0, le=MAX_TTL_HOURS)
     # How often the scheduler checks budgets against the forecast (a model fit per account).
-    forecast_alert_interval_seconds: float = 3600.0
+    forecast_alert_interval_seconds: float = Field(default=3600.0, ge=0)
     # Traces (billing_svc.tracing): none, otlp (OTLP/HTTP, the OTEL_EXPORTER_OTLP_* variables) or
     # console (stderr).
     otel_exporter: Literal["none", "otlp", "console"] = "none"
