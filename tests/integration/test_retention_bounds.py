@@ -1,17 +1,21 @@
-"""The longest retention settings allowed purge cleanly (red-team of issue 16): a window that
-reaches before 1970 keeps everything, and the purge says so instead of failing."""
+"""Retention settings at their edges (red-team of issue 16): the longest allowed purge cleanly (a
+window that reaches before 1970 keeps everything), and hourly roll-ups kept shorter than raw
+usage never go while a late event of their hours can still come."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from billing_svc.domain.periods import EARLIEST
+from billing_svc.domain.periods import EARLIEST, Period
 from billing_svc.domain.retention import MAX_RETENTION_DAYS
 from billing_svc.services import retention
 from billing_svc.services.retention import RetentionPolicy
 from billing_svc.storage.db import Database
 from billing_svc.storage.migrate import upgrade
-from tests.support import fresh_database
+from tests.integration.test_hourly_reports import tenants_of, wait_reports
+from tests.integration.test_invoicing import close, imported_shop
+from tests.integration.test_usage import now
+from tests.support import Client, ServerThread, fresh_database, settings_for_tests
 
 
 def test_a_purge_with_every_retention_at_its_longest_deletes_nothing_and_completes(
@@ -26,3 +30,32 @@ def test_a_purge_with_every_retention_at_its_longest_deletes_nothing_and_complet
             db.dispose()
     assert summary.complete and summary.deleted == 0
     assert summary.horizon == EARLIEST
+
+
+def test_hourly_rollups_kept_shorter_than_usage_never_make_a_late_revision_negative(
+        tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """BILLING_HOURLY_ROLLUP_RETENTION_DAYS below BILLING_USAGE_RETENTION_DAYS: an invoiced
+    period's roll-ups stay while its late events may still come, so the hourly report of a late
+    event is its own count (it was once that count minus all reported before: 4 - 5 = -1)."""
+    with fresh_database(str(tmp_path)) as url:
+        server = ServerThread(settings_for_tests(url)).start()
+        client = Client(server.target)
+        try:
+            shop = imported_shop(client, months_back=3)
+            old = Period.containing(now()).previous().previous()
+            hour = old.start + timedelta(days=2)
+            shop.record([shop.message("a", 5, at=hour + timedelta(minutes=1))])
+            first, = wait_reports(client, shop.account_id, 1)
+            close(client, shop.account_id, old)
+            summary = retention.purge(server.db, RetentionPolicy(400, 90, 30, 1),
+                                      datetime.now(UTC))
+            assert summary.complete and summary.hourly_rollups == 0
+            ack = shop.record([shop.message("late", 4, at=hour + timedelta(minutes=9))],
+                              batch_id="late")
+            assert ack.accepted == 1
+            _, second = wait_reports(client, shop.account_id, 2)
+            assert (second.revision, second.hour) == (2, first.hour)
+            assert tenants_of(second) == {shop.tenants[0]: (4, 0)}
+        finally:
+            client.close()
+            server.stop()

@@ -10,7 +10,8 @@ What goes, each by its own setting (README, "Data lifecycle and sizing"):
   attempts, once nothing of them is pending;
 - idempotency records older than ``BILLING_IDEMPOTENCY_RETENTION_DAYS``;
 - hourly roll-ups older than ``BILLING_HOURLY_ROLLUP_RETENTION_DAYS`` of invoiced periods (the
-  period counters stay, and so do the roll-ups an open period is billed from).
+  period counters stay, and so do the roll-ups an open period is billed from), never those of
+  periods whose raw events are still kept: the hourly reports of late events are their deltas.
 
 The audit trail is never purged.
 
@@ -209,7 +210,9 @@ def purge(db: Database, policy: RetentionPolicy, now: datetime, *,
     if not run.out_of_time():
         _purge_idempotency(run, now - timedelta(days=policy.idempotency_days))
     if not run.out_of_time():
-        _purge_hourly(run, now - timedelta(days=policy.hourly_rollup_days))
+        # Never past the usage horizon: a late event of an hour whose roll-ups were gone would
+        # make a revision from nothing, its delta the late count minus everything reported before.
+        _purge_hourly(run, min(now - timedelta(days=policy.hourly_rollup_days), summary.horizon))
     return summary
 
 
