@@ -21,6 +21,7 @@ from google.rpc import error_details_pb2, status_pb2
 from sqlalchemy.engine import make_url
 
 from billing_svc.api.server import BillingServer
+from billing_svc.clock import SYSTEM_CLOCK, Clock
 from billing_svc.settings import Settings
 
 PG_URL_ENV = "BILLING_TEST_DATABASE_URL"
@@ -103,8 +104,10 @@ def settings_for_tests(database_url: str, **overrides: Any) -> Settings:
 class ServerThread:
     """A real billing-svc (``BillingServer``) on a random port, in a thread with its own loop."""
 
-    def __init__(self, settings: Settings, **server_options: Any) -> None:
+    def __init__(self, settings: Settings, clock: Clock = SYSTEM_CLOCK,
+                 **server_options: Any) -> None:
         self.settings = settings
+        self.clock = clock
         self.server_options = server_options  # BillingServer's keyword arguments
         self.loop = asyncio.new_event_loop()
         self.server: BillingServer | None = None
@@ -112,7 +115,7 @@ class ServerThread:
 
     def start(self) -> ServerThread:
         self._thread.start()
-        self.server = BillingServer(self.settings, **self.server_options)
+        self.server = BillingServer(self.settings, self.clock, **self.server_options)
         asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(60)
         return self
 

@@ -57,9 +57,7 @@ class OutboxCollector(Collector):
             return
         depth.add_metric([], float(count))
         if oldest is not None:
-            from billing_svc.domain.periods import utcnow
-
-            age.add_metric([], max((utcnow() - oldest).total_seconds(), 0.0))
+            age.add_metric([], max((self.db.clock.now() - oldest).total_seconds(), 0.0))
         else:
             age.add_metric([], 0.0)
         yield depth

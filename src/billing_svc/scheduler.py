@@ -17,7 +17,6 @@ from datetime import timedelta
 import structlog
 from opentelemetry import trace
 
-from billing_svc.domain.periods import utcnow
 from billing_svc.services import (
     accounts,
     approvals,
@@ -25,6 +24,7 @@ from billing_svc.services import (
     hourly_reports,
     invoicing,
     retention,
+    test_clocks,
 )
 from billing_svc.services.context import system_context
 from billing_svc.settings import Settings
@@ -38,21 +38,24 @@ def run_due_jobs(db: Database, settings: Settings,
                  tracer: trace.Tracer = NO_TRACER) -> dict[str, int]:
     """Run every periodic job once; returns how many items each one changed."""
     jobs: dict[str, Callable[[], int]] = {
-        "trials": lambda: accounts.end_due_trials(db, system_context("trials")),
+        "trials": lambda: accounts.end_due_trials(db, system_context("trials", db.clock)),
         "period_end_changes": lambda: accounts.apply_period_end_changes(
-            db, system_context("period_end_changes")),
+            db, system_context("period_end_changes", db.clock)),
         "change_requests_expired": lambda: approvals.expire_due(
-            db, system_context("change_request_expiry")),
+            db, system_context("change_request_expiry", db.clock)),
     }
     jobs["usage_reports"] = lambda: hourly_reports.report_closed_hours(
-        db, utcnow(), timedelta(seconds=settings.usage_report_grace_seconds))
+        db, db.clock.now(), timedelta(seconds=settings.usage_report_grace_seconds))
     if settings.auto_close_periods:
         jobs["periods_closed"] = lambda: invoicing.close_due_periods(
-            db, system_context("period_closer", tracer),
+            db, system_context("period_closer", db.clock, tracer),
             timedelta(seconds=settings.period_close_grace_seconds))
+    jobs["test_clock_moments"] = lambda: test_clocks.run_advances(
+        db, grace=timedelta(seconds=settings.period_close_grace_seconds),
+        close_periods=settings.auto_close_periods)
     if _forecast_alerts_due(db, settings):
         jobs["forecast_budget_alerts"] = lambda: forecast_alerts.send_forecast_budget_alerts(
-            db, utcnow())
+            db, db.clock.now())
     if settings.purge_interval_seconds > 0:
         # Last: an unfinished purge stops at its time budget and goes on at the next tick.
         jobs["purged"] = lambda: retention.purge_if_due(db, settings)

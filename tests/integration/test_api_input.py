@@ -97,7 +97,14 @@ def _with_time(method: str, shop: Shop) -> tuple[Callable[..., object], object]:
         "GetUsageHistory": (client.usage.GetUsageHistory, upb.GetUsageHistoryRequest(
             account_id=shop.account_id, granularity=upb.GRANULARITY_DAY,
             start_time=ts(now() - timedelta(days=3)))),
+        "CreateTestClock": (client.billing.CreateTestClock,
+                            pb.CreateTestClockRequest(name="Sandbox")),
     }
+    if method == "AdvanceTestClock":
+        clock = client.billing.CreateTestClock(pb.CreateTestClockRequest(
+            name="Sandbox", frozen_time=ts(now())), metadata=ADMIN).test_clock
+        return client.billing.AdvanceTestClock, pb.AdvanceTestClockRequest(
+            test_clock_id=clock.test_clock_id)
     return requests[method]
 
 
@@ -119,7 +126,8 @@ def test_every_timestamp_a_request_carries_is_covered_here() -> None:
         ("CreateMasterPartner", "start_time"), ("SetCustomTerms", "terms.contract_start"),
         ("SetCustomTerms", "terms.contract_end"), ("RecordPaymentResult", "attempt_time"),
         ("ListAuditEvents", "start_time"), ("ListAuditEvents", "end_time"),
-        ("GetUsageHistory", "start_time"), ("GetUsageHistory", "end_time")])
+        ("GetUsageHistory", "start_time"), ("GetUsageHistory", "end_time"),
+        ("CreateTestClock", "frozen_time"), ("AdvanceTestClock", "frozen_time")])
 
 
 _LATEST_S = int(LATEST.timestamp())

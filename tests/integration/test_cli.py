@@ -9,11 +9,19 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
+from as2aas.billing.v1 import billing_service_pb2 as pb
 from sqlalchemy import text
 
 from billing_svc.domain.periods import Period
 from tests.integration.test_usage import Shop, ts
-from tests.support import Client, ServerThread, fresh_database, settings_for_tests
+from tests.support import (
+    ADMIN,
+    Client,
+    ServerThread,
+    create_account,
+    fresh_database,
+    settings_for_tests,
+)
 
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -41,6 +49,10 @@ def test_close_period_export_journal_and_audit_verify(tmp_path) -> None:
             shop = Shop(client, plan_id="startup", skip_trial=True,
                         start_time=ts(last.previous().start))
             shop.record([shop.message("a", 6000, partner=0, at=last.start + timedelta(days=1))])
+            # A test clock's account of that period: a sandbox, never in a real close or export.
+            clock = client.billing.CreateTestClock(pb.CreateTestClockRequest(
+                name="sandbox", frozen_time=ts(last.start + timedelta(days=1))), metadata=ADMIN)
+            create_account(client, test_clock_id=clock.test_clock.test_clock_id, skip_trial=True)
         finally:
             client.close()
             server.stop()

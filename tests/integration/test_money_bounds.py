@@ -288,11 +288,12 @@ def test_the_migration_widens_the_money_columns_keeping_every_amount(tmp_path) -
         try:
             migrate.upgrade(db, "0006_credits")
             with db.write() as session:
-                session.add(Account(account_id="acc_m", customer_id="cus_m",
-                                    subscription_id="sub_m", name="M", plan_id="startup",
-                                    billing_interval="monthly", status="active",
-                                    created_at=at, registered_at=at, updated_at=at))
-                session.flush()
+                # Only the columns 0006 had: the model may hold later ones.
+                session.execute(insert(Account.__table__).values(  # type: ignore[arg-type]
+                    account_id="acc_m", customer_id="cus_m", subscription_id="sub_m", name="M",
+                    plan_id="startup", billing_interval="monthly", status="active",
+                    created_at=at, registered_at=at, updated_at=at, cancel_at_period_end=False,
+                    usage_thresholds="75,90,100"))
                 session.add(Invoice(invoice_id="in_m", account_id="acc_m", period="2026-01",
                                     status="open", subtotal=largest_before,
                                     total=largest_before, amount_paid=D("0.5"),
@@ -303,7 +304,7 @@ def test_the_migration_widens_the_money_columns_keeping_every_amount(tmp_path) -
                                           description="C", created_at=at))
                 session.add(Budget(account_id="acc_m", name="B", limit_amount=D("2000"),
                                    created_at=at, updated_at=at))
-            migrate.upgrade(db)
+            migrate.upgrade(db, "0008_money_columns")
             with db.read() as session:
                 invoice = session.get(Invoice, "in_m")
                 credit = session.get(AccountCredit, "cr_m")

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 
+from billing_svc.clock import SYSTEM_CLOCK
 from billing_svc.domain import events
-from billing_svc.domain.periods import utcnow
 from billing_svc.services import accounts, deliveries
 from billing_svc.services.context import Caller, RequestContext, system_context
 from billing_svc.storage import outbox
@@ -139,7 +139,7 @@ def test_an_idle_dispatcher_takes_no_write_lock(db: Database) -> None:
     with db.write() as session:  # a change's event, waiting in the outbox to be fanned out
         outbox.enqueue(session, events.usage_threshold(
             account_id="acc_x", threshold_percentage=75, current_usage=3750, plan_limit=5000,
-            period="2026-11", occurred_at=utcnow()))
+            period="2026-11", occurred_at=SYSTEM_CLOCK.now()))
     steps: list[deliveries.Step] = []
     assert write_transactions_of(db, lambda: steps.append(dispatcher_step(db))) == 1
     assert steps[0].fanned_out >= 1
@@ -155,7 +155,7 @@ def test_idle_scheduler_jobs_take_no_write_lock(db: Database) -> None:
     # A trial that ended 30 days ago (an imported customer) is due: one write ends it.
     accounts.create_account(db, ADMIN_CTX, name="Old", plan_id="startup",
                             billing_interval="monthly", skip_trial=False,
-                            start_time=utcnow() - timedelta(days=60), usage_thresholds=(),
+                            start_time=SYSTEM_CLOCK.now() - timedelta(days=60), usage_thresholds=(),
                             key=None)
     ended: list[int] = []
     assert write_transactions_of(db, lambda: ended.append(trials())) == 1

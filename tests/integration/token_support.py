@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 import grpc
 from as2aas.billing.v1 import usage_service_pb2 as upb
 
+from billing_svc.clock import SYSTEM_CLOCK
 from billing_svc.domain.ids import new_id
-from billing_svc.domain.periods import utcnow
 from billing_svc.domain.tokens import hash_token
 from billing_svc.storage.db import Database
 from billing_svc.storage.migrate import upgrade
@@ -38,7 +38,7 @@ def seed_database_tokens(url: str) -> None:
         with db.write() as session:
             for name, (secret, scopes) in TOKENS.items():
                 session.add(ApiToken(name=name, token_sha256=hash_token(secret),
-                                     scopes=",".join(scopes), created_at=utcnow(),
+                                     scopes=",".join(scopes), created_at=SYSTEM_CLOCK.now(),
                                      token_id=new_id("tok")))
     finally:
         db.dispose()

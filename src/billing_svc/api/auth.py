@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 import structlog
 
+from billing_svc.clock import SYSTEM_CLOCK, Clock
 from billing_svc.domain.errors import PermissionDenied, Unauthenticated
 from billing_svc.domain.tokens import configured_token_id, hash_token
 from billing_svc.services import tokens
@@ -54,6 +55,8 @@ METHOD_SCOPES: dict[str, str] = {
                                                  "RejectChangeRequest")},
     _BILLING + "GetPartnerUtilization": "billing:read",
     _USAGE + "GetUsageForecast": "usage:read",
+    **{_BILLING + m: "sandbox" for m in ("CreateTestClock", "AdvanceTestClock", "GetTestClock",
+                                         "DeleteTestClock")},
 }
 
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -121,8 +124,10 @@ class TokenStore:
     account, say). The key is the digest of what the caller sent, so whatever the lookup's timing
     could tell is about a SHA-256 digest, which takes a preimage to turn into a token."""
 
-    def __init__(self, entries: dict[str, _Entry], db: Database | None = None) -> None:
+    def __init__(self, entries: dict[str, _Entry], db: Database | None = None,
+                 clock: Clock | None = None) -> None:
         self._entries = entries
+        self.clock = clock or (db.clock if db is not None else SYSTEM_CLOCK)
         self._db = db  # None: BILLING_AUTH_TOKENS, the same set for the process's life
         self._marker = 0
         self._loaded_at = time.monotonic()
@@ -131,14 +136,14 @@ class TokenStore:
         self._streams: dict[str, set[_HeldStream]] = {}
 
     @classmethod
-    def configured(cls, specs: Iterable[TokenSpec]) -> TokenStore:
+    def configured(cls, specs: Iterable[TokenSpec], clock: Clock = SYSTEM_CLOCK) -> TokenStore:
         entries = {}
         for spec in specs:
             digest = (spec.token_sha256 or hash_token(spec.token or "")).lower()
             entries[digest] = _Entry(Caller(spec.name, frozenset(spec.scopes),
                                             token_id=configured_token_id(digest)),
                                      None, float("inf"), revoked=False)
-        return cls(entries)
+        return cls(entries, clock=clock)
 
     @classmethod
     def from_database(cls, db: Database) -> TokenStore:
@@ -150,7 +155,7 @@ class TokenStore:
         """The caller ``token`` belongs to; ``Unauthenticated`` saying why when there is none
         (unknown, revoked, expired)."""
         entry = self._entries.get(hash_token(token))
-        now_s = time.time()
+        now_s = self.clock.now().timestamp()
         refusal = _refusal(entry, now_s)
         if refusal is not None:
             raise Unauthenticated(refusal)
@@ -239,7 +244,7 @@ class TokenStore:
         if not self._streams:
             return
         by_id = {entry.caller.token_id: entry for entry in self._entries.values()}
-        now_s = time.time()
+        now_s = self.clock.now().timestamp()
         for token_id, held in list(self._streams.items()):
             entry = by_id.get(token_id)
             # A row gone is a revoked token whose name was given to a new one.
@@ -255,7 +260,7 @@ class TokenStore:
 def load_token_store(settings: Settings, db: Database) -> TokenStore:
     """Tokens from settings if any are configured, else the database's (bootstrapped if empty)."""
     if settings.token_specs:
-        return TokenStore.configured(settings.token_specs)
+        return TokenStore.configured(settings.token_specs, db.clock)
     secret = tokens.ensure_first_admin(db)
     if secret is not None:
         print(f"billing-svc: created the first admin token (shown once, store it now): "

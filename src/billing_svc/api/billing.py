@@ -14,6 +14,7 @@ from billing_svc.api.common import run
 from billing_svc.api.finance import FinanceRpcs
 from billing_svc.api.interceptor import current_context
 from billing_svc.api.invoices import InvoiceRpcs
+from billing_svc.api.test_clocks import TestClockRpcs
 from billing_svc.api.webhooks import WebhookRpcs
 from billing_svc.domain import catalog
 from billing_svc.domain import subscriptions as subs
@@ -24,7 +25,7 @@ from billing_svc.storage.db import Database
 _SERVICE = "BillingService"
 
 
-class BillingServicer(InvoiceRpcs, FinanceRpcs, WebhookRpcs, ApprovalRpcs,
+class BillingServicer(InvoiceRpcs, FinanceRpcs, WebhookRpcs, ApprovalRpcs, TestClockRpcs,
                       pb_grpc.BillingServiceServicer):
     """Accounts, plans and partners here; other RPC groups come from the mixins in their own
     modules (webhooks, invoices, finance) as they land."""
@@ -52,8 +53,11 @@ class BillingServicer(InvoiceRpcs, FinanceRpcs, WebhookRpcs, ApprovalRpcs,
                                                  default=subs.MONTHLY),
             skip_trial=request.skip_trial, start_time=convert.time_in(request, "start_time"),
             usage_thresholds=tuple(request.usage_threshold_percentages),
+            test_clock_id=request.test_clock_id.strip(),
             key=convert.idempotency_key(f"{_SERVICE}.CreateAccount", request, ctx.caller.name))
-        return pb.CreateAccountResponse(account=convert.account_out(account))
+        # A clock account was made at its clock's time, not at the call's.
+        return pb.CreateAccountResponse(account=convert.account_out(
+            account, account.created_at if account.test_clock_id else None))
 
     async def GetAccountBilling(self, request: pb.GetAccountBillingRequest,
                                 context: grpc.aio.ServicerContext) -> pb.GetAccountBillingResponse:

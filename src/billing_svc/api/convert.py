@@ -12,6 +12,7 @@ from as2aas.billing.v1 import usage_service_pb2 as usage_pb
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
+from billing_svc.api.interceptor import current_context
 from billing_svc.domain import money, rating
 from billing_svc.domain import subscriptions as subs
 from billing_svc.domain.bounds import MAX_AMOUNT
@@ -192,8 +193,8 @@ def custom_terms_in(message: pb.CustomTerms) -> CustomTerms:
 # Accounts
 
 
-def subscription_out(account: Account) -> pb.Subscription:
-    period = Period.containing(datetime.now(UTC))
+def subscription_out(account: Account, now: datetime | None = None) -> pb.Subscription:
+    period = Period.containing(now or current_context().now)
     return pb.Subscription(
         id=account.subscription_id,
         status=_STATUS[account.status],
@@ -209,10 +210,10 @@ def subscription_out(account: Account) -> pb.Subscription:
     )
 
 
-def account_out(account: Account) -> pb.Account:
+def account_out(account: Account, now: datetime | None = None) -> pb.Account:
     return pb.Account(
         account_id=account.account_id, customer_id=account.customer_id, name=account.name,
-        create_time=time_out(account.created_at), subscription=subscription_out(account),
+        create_time=time_out(account.created_at), subscription=subscription_out(account, now),
         usage_threshold_percentages=[int(t) for t in account.usage_thresholds.split(",") if t],
     )
 
@@ -332,7 +333,7 @@ def history_query_in(request: usage_pb.GetUsageHistoryRequest) -> usage_reports.
         raise InvalidArgument("granularity", "use GRANULARITY_HOUR, GRANULARITY_DAY or "
                               "GRANULARITY_MONTH")
     start = time_in(request, "start_time")
-    end = time_in(request, "end_time") or datetime.now(UTC)
+    end = time_in(request, "end_time") or current_context().now
     if start is None:
         raise InvalidArgument("start_time", "is required")
     if end <= start:
@@ -463,7 +464,8 @@ _ENDPOINT_STATUS = {"enabled": pb.WEBHOOK_ENDPOINT_STATUS_ENABLED,
                     "disabled": pb.WEBHOOK_ENDPOINT_STATUS_DISABLED}
 _EVENT_STATUS_OUT = {"pending": pb.WEBHOOK_EVENT_STATUS_PENDING,
                      "delivered": pb.WEBHOOK_EVENT_STATUS_DELIVERED,
-                     "failed": pb.WEBHOOK_EVENT_STATUS_FAILED}
+                     "failed": pb.WEBHOOK_EVENT_STATUS_FAILED,
+                     "no_endpoint": pb.WEBHOOK_EVENT_STATUS_NO_ENDPOINT}
 
 
 def endpoint_out(endpoint: WebhookEndpoint, *, with_secret: bool) -> pb.WebhookEndpoint:

@@ -9,7 +9,6 @@ from billing_svc.api import convert, reports
 from billing_svc.api.common import run
 from billing_svc.api.interceptor import current_context
 from billing_svc.domain.errors import InvalidArgument
-from billing_svc.domain.periods import utcnow
 from billing_svc.services import finance, partner_utilization, plan_advice
 from billing_svc.storage.db import Database
 
@@ -87,10 +86,10 @@ class FinanceRpcs:
         period = convert.period_in(request.period)
         if not request.horizon_months:
             costs = await run(finance.compare_plans, self.db, request.account_id, period,
-                              utcnow())
+                              current_context().now)
             return pb.ComparePlansResponse(plan_costs=reports.plan_costs_out(costs))
         comparison = await run(plan_advice.compare_over_horizon, self.db, request.account_id,
-                               period, request.horizon_months, utcnow())
+                               period, request.horizon_months, current_context().now)
         return pb.ComparePlansResponse(
             plan_costs=reports.plan_costs_out(comparison.plan_costs, comparison.horizon),
             recommendation=reports.recommendation_out(comparison.recommendation))
@@ -101,5 +100,5 @@ class FinanceRpcs:
         result = await run(partner_utilization.partner_utilization, self.db,
                            request.account_id, start_period=request.start_period,
                            end_period=request.end_period, idle_periods=request.idle_periods,
-                           now=utcnow())
+                           now=current_context().now)
         return reports.utilization_out(result)

@@ -35,10 +35,13 @@ from billing_svc.api.limits import TEXT_LIMITS, check_text
 from billing_svc.domain.errors import BillingError, InvalidArgument
 from billing_svc.domain.ids import new_id
 from billing_svc.services.context import RequestContext
+from billing_svc.services.test_clocks import AccountClocks
 
 log = structlog.get_logger("billing_svc.rpc")
 
 _request_context: contextvars.ContextVar[RequestContext] = contextvars.ContextVar("request")
+# The fields of the ``rpc`` log line of the call being served, which its servicer may add to.
+_log_fields: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("rpc_log_fields")
 _USAGE = "/as2aas.billing.v1.UsageService/"
 # Usage batches are checked event by event in ingestion (a bad event is rejected, not the call).
 _PER_EVENT_CHECKED = frozenset({_USAGE + "RecordUsage"})
@@ -61,6 +64,37 @@ _Span = tuple[trace.Span, contextvars.Token[otel_context.Context]]
 def current_context() -> RequestContext:
     """The context of the RPC being served (set by the interceptor)."""
     return _request_context.get()
+
+
+def enter_context(ctx: RequestContext) -> None:
+    """Make ``ctx`` the current task's request context: for the other entry point (the REST
+    port) that serves the same service functions."""
+    _request_context.set(ctx)
+
+
+async def at_account_clock(clocks: AccountClocks | None, account_id: str | None,
+                           invoice_id: str = "") -> None:
+    """A call about a test clock's account (or its invoice: payment results) runs at the
+    clock's time (services read ``ctx.now``); a real account's costs one lookup per process,
+    then none."""
+    if clocks is None:
+        return
+    if account_id:
+        if clocks.known_real(account_id):
+            return
+        frozen = await asyncio.to_thread(clocks.now_for, account_id)
+    elif invoice_id:
+        frozen = await asyncio.to_thread(clocks.now_for_invoice, invoice_id)
+    else:
+        return
+    if frozen is not None:
+        _request_context.set(dataclasses.replace(_request_context.get(), now=frozen))
+
+
+def log_fields() -> dict[str, Any]:
+    """The fields the ``rpc`` log line of the RPC being served will carry: a servicer adds what
+    only it knows (the usage RPCs: account, batch, counts). Outside an RPC, a throwaway dict."""
+    return _log_fields.get({})
 
 
 class _Refused(Exception):
@@ -121,9 +155,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         self._wrapped: dict[str, tuple[Any, Any]] = {}
         self._tracer = tracer
         self._tracing = tracer is not tracing.NO_TRACER
+        self._clocks: AccountClocks | None = None
 
-    def activate(self, tokens: TokenStore) -> None:
+    def activate(self, tokens: TokenStore, clocks: AccountClocks | None = None) -> None:
         self._tokens = tokens
+        self._clocks = clocks
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(details)
@@ -178,7 +214,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if len(request_id) > TEXT_LIMITS["request_id"]:  # it is logged, audited and quoted
             raise InvalidArgument("request_id", f"(or x-request-id metadata) is longer than "
                                   f"{TEXT_LIMITS['request_id']} characters")
-        return RequestContext(caller=caller, request_id=request_id, tracer=self._tracer)
+        return RequestContext(caller=caller, request_id=request_id, tracer=self._tracer,
+                              now=self._tokens.clock.now())
 
     def _admit(self, spec: _Method, context: grpc.aio.ServicerContext, call: _Call,
                streaming_requests: bool) -> None:
@@ -240,6 +277,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if spec.name not in _PER_EVENT_CHECKED:
             check_text(request)
         check_account(_request_context.get().caller, spec.name, request)
+        await at_account_clock(self._clocks, call.fields["account_id"],
+                               str(getattr(request, "invoice_id", "")))
         return request
 
     def _start_span(self, spec: _Method,
@@ -261,6 +300,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             started = time.perf_counter()
             call = _Call({"rpc": spec.name, "account_id": None, "code": grpc.StatusCode.OK})
             span = self._start_span(spec, context)
+            _log_fields.set(call.fields)
             try:
                 self._admit(spec, context, call, streaming_requests)
                 argument = (_decoded(spec, requests) if streaming_requests
@@ -284,6 +324,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             started = time.perf_counter()
             call = _Call({"rpc": spec.name, "code": grpc.StatusCode.OK})
             span = self._start_span(spec, context)
+            _log_fields.set(call.fields)
             try:
                 self._admit(spec, context, call, streaming_requests)
                 argument = (_decoded(spec, requests) if streaming_requests

@@ -7,13 +7,14 @@ sort by creation time, which keeps pagination by id stable and index inserts app
 from __future__ import annotations
 
 import secrets
-import time
+
+from billing_svc.clock import id_time_ms
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
 def new_id(prefix: str) -> str:
-    value = (int(time.time() * 1000) << 80) | secrets.randbits(80)
+    value = (id_time_ms() << 80) | secrets.randbits(80)
     chars = []
     for _ in range(26):
         chars.append(_ALPHABET[value & 31])

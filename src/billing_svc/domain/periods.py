@@ -76,6 +76,3 @@ class Period:
             return 0
         return remaining.days + (1 if remaining % timedelta(days=1) else 0)
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -6,6 +6,7 @@ transaction.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -130,9 +131,13 @@ def _record_change(session: Session, ctx: RequestContext, account: Account, acti
 
 def create_account(db: Database, ctx: RequestContext, *, name: str, plan_id: str,
                    billing_interval: str, skip_trial: bool, start_time: datetime | None,
-                   usage_thresholds: tuple[int, ...], key: IdempotencyKey | None) -> Account:
-    """Create an account and its subscription, ``trialing`` unless the trial is skipped."""
+                   usage_thresholds: tuple[int, ...], key: IdempotencyKey | None,
+                   test_clock_id: str = "") -> Account:
+    """Create an account and its subscription, ``trialing`` unless the trial is skipped; with
+    ``test_clock_id``, on that test clock's time."""
     name = _name(name)
+    if test_clock_id:
+        ctx = _on_test_clock(db, ctx, test_clock_id, start_time)
     terms = _catalog_plan(plan_id)
     if skip_trial and not ctx.caller.has("admin"):
         raise PermissionDenied("skip_trial is for imports and needs the 'admin' scope")
@@ -150,6 +155,7 @@ def create_account(db: Database, ctx: RequestContext, *, name: str, plan_id: str
             created_at=created_at, registered_at=ctx.now, updated_at=ctx.now,
             trial_ends_at=trial_ends_at,
             usage_thresholds=",".join(str(t) for t in thresholds),
+            test_clock_id=test_clock_id or None,
         )
         session.add(account)
         session.flush()
@@ -163,6 +169,23 @@ def create_account(db: Database, ctx: RequestContext, *, name: str, plan_id: str
 
     return idempotent_write(db, ctx, key, create, lambda s, i: load_account(s, i),
                             lambda a: a.account_id)
+
+
+def _on_test_clock(db: Database, ctx: RequestContext, test_clock_id: str,
+                   start_time: datetime | None) -> RequestContext:
+    """``ctx`` at the time of test clock ``test_clock_id``, for an account made on it."""
+    from billing_svc.services import test_clocks
+
+    if not ctx.caller.has("sandbox"):
+        raise PermissionDenied("test_clock_id needs the 'sandbox' scope")
+    if start_time is not None:
+        raise InvalidArgument("start_time", "must be unset with test_clock_id: a clock account "
+                              "starts at the clock's time")
+    clock = test_clocks.get_test_clock(db, test_clock_id)
+    if clock.status != test_clocks.READY:
+        raise FailedPrecondition(f"test clock {test_clock_id} is advancing; create the account "
+                                 "once GetTestClock says STATUS_READY")
+    return dataclasses.replace(ctx, now=clock.frozen_time)
 
 
 def get_account_billing(db: Database, account_id: str) -> AccountBilling:
@@ -266,9 +289,9 @@ def set_payment_method(db: Database, ctx: RequestContext, *, account_id: str,
         account.payment_exp_month = method.exp_month
         account.payment_exp_year = method.exp_year
         change = None
-        if account.status == subs.PAST_DUE and account.trial_ends_at and \
-                account.trial_ends_at <= ctx.now and not _has_open_dunning(session, account):
-            # A trial that ended without a payment method: the subscription can start now.
+        if account.status == subs.PAST_DUE and not _has_open_dunning(session, account):
+            # Past due with no failed payment to settle: for want of a payment method (a trial
+            # that ended without one), so the subscription can start now.
             account.status = subs.ACTIVE
             change = "payment_method_added"
         _record_change(session, ctx, account, "payment_method.set", before, event_change=change)
@@ -457,9 +480,19 @@ def _any_account(db: Database, *conditions: Any) -> bool:
             is not None
 
 
-def end_due_trials(db: Database, ctx: RequestContext, *, limit: int = 500) -> int:
+def on_clock(test_clock_id: str | None) -> Any:
+    """The accounts of test clock ``test_clock_id``; with ``None``, the real accounts: a job
+    runs for one time line at once."""
+    if test_clock_id is None:
+        return Account.test_clock_id.is_(None)  # type: ignore[union-attr]
+    return Account.test_clock_id == test_clock_id
+
+
+def end_due_trials(db: Database, ctx: RequestContext, *, limit: int = 500,
+                   test_clock_id: str | None = None) -> int:
     """End every trial whose time has come: ``active`` with a payment method, else ``past_due``."""
-    due_now = (Account.status == subs.TRIALING, Account.trial_ends_at <= ctx.now)  # type: ignore[operator]
+    due_now = (Account.status == subs.TRIALING, Account.trial_ends_at <= ctx.now,  # type: ignore[operator]
+               on_clock(test_clock_id))
     if not _any_account(db, *due_now):
         return 0
     with db.write() as session:
@@ -478,12 +511,15 @@ def end_due_trials(db: Database, ctx: RequestContext, *, limit: int = 500) -> in
         return len(due)
 
 
-def apply_period_end_changes(db: Database, ctx: RequestContext, *, limit: int = 500) -> int:
+def apply_period_end_changes(db: Database, ctx: RequestContext, *, limit: int = 500,
+                             test_clock_id: str | None = None) -> int:
     """Apply downgrades and cancellations scheduled for a period end that has passed."""
     downgrade_due = (Account.pending_plan_id.is_not(None),  # type: ignore[union-attr]
-                     Account.pending_effective_at <= ctx.now)  # type: ignore[operator]
+                     Account.pending_effective_at <= ctx.now,  # type: ignore[operator]
+                     on_clock(test_clock_id))
     cancel_due = (Account.cancel_at_period_end.is_(True),  # type: ignore[attr-defined]
-                  Account.status != subs.CANCELED, Account.canceled_at <= ctx.now)  # type: ignore[operator]
+                  Account.status != subs.CANCELED, Account.canceled_at <= ctx.now,  # type: ignore[operator]
+                  on_clock(test_clock_id))
     if not _any_account(db, or_(and_(*downgrade_due), and_(*cancel_due))):
         return 0
     changed = 0

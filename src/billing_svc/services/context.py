@@ -8,11 +8,11 @@ from datetime import datetime
 
 from opentelemetry import trace
 
-from billing_svc.domain.periods import utcnow
+from billing_svc.clock import SYSTEM_CLOCK, Clock
 from billing_svc.tracing import NO_TRACER
 
 SCOPES = ("usage:write", "usage:read", "billing:read", "billing:write", "admin",
-          "billing:approve")
+          "billing:approve", "sandbox")
 # The caller id of the service's own jobs, the CLI and direct calls: no token stands behind them.
 SYSTEM_TOKEN_ID = "system"
 
@@ -44,11 +44,15 @@ SYSTEM = Caller("system", frozenset({"admin"}))
 class RequestContext:
     caller: Caller
     request_id: str = ""
-    now: datetime = field(default_factory=utcnow)
+    # The composition's clock sets it (interceptor, jobs); the default serves direct calls.
+    now: datetime = field(default_factory=SYSTEM_CLOCK.now)
     # Where the use case's own spans go (the server's tracer; a no-op one when tracing is off).
     tracer: trace.Tracer = field(default=NO_TRACER, repr=False, compare=False)
 
 
-def system_context(job: str, tracer: trace.Tracer = NO_TRACER) -> RequestContext:
-    """The context of the service's own periodic jobs (trial ends, period closing)."""
-    return RequestContext(caller=Caller(f"system:{job}", SYSTEM.scopes), tracer=tracer)
+def system_context(job: str, clock: Clock = SYSTEM_CLOCK,
+                   tracer: trace.Tracer = NO_TRACER) -> RequestContext:
+    """The context of the service's own periodic jobs (trial ends, period closing), at ``clock``'s
+    time."""
+    return RequestContext(caller=Caller(f"system:{job}", SYSTEM.scopes), now=clock.now(),
+                          tracer=tracer)

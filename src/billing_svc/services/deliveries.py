@@ -24,11 +24,10 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlmodel import Session
 
 from billing_svc.domain.events import subscribed
-from billing_svc.domain.periods import utcnow
 from billing_svc.services.context import system_context
 from billing_svc.services.webhooks import DISABLED, ENABLED
 from billing_svc.storage import audit
-from billing_svc.storage.db import Database
+from billing_svc.storage.db import Database, clock_of
 from billing_svc.storage.tables import (
     OutboxEvent,
     WebhookAttempt,
@@ -90,13 +89,13 @@ def step(db: Database, owner: str, outcomes: Sequence[tuple[Claimed, Outcome, da
     """One dispatcher cycle in one transaction: record ``outcomes``, fan new events out, lease
     up to ``claim_limit`` due deliveries (at most ``per_endpoint`` in flight per endpoint,
     counting this process's ``busy`` ones)."""
-    if not outcomes and not _work_waiting(db, utcnow(), claim=claim_limit > 0, busy=busy,
+    if not outcomes and not _work_waiting(db, db.clock.now(), claim=claim_limit > 0, busy=busy,
                                           per_endpoint=per_endpoint):
         return Step(0, 0)
     with db.write() as session:
         recorded = _record(session, outcomes, owner, schedule=schedule,
                            disable_after=disable_after)
-        now = utcnow()
+        now = clock_of(session).now()
         fanned = _fan_out(session, now)
         claimed = _claim(session, owner, now, lease=lease, limit=claim_limit, busy=busy,
                          per_endpoint=per_endpoint) if claim_limit > 0 else []
@@ -349,7 +348,7 @@ def _record(session: Session, outcomes: Sequence[tuple[Claimed, Outcome, datetim
               "b_since": e.failing_since, "b_reason": e.disabled_reason} for e in changed])
     for endpoint in changed:
         if endpoint.disabled_now:
-            _disabled(session, endpoint, utcnow())
+            _disabled(session, endpoint, clock_of(session).now())
     return len(attempts)
 
 

@@ -30,8 +30,8 @@ from billing_svc.domain.errors import (
 )
 from billing_svc.domain.ids import new_id
 from billing_svc.domain.periods import Period
-from billing_svc.services import credits, paging
-from billing_svc.services.accounts import terms_of
+from billing_svc.services import carryover, credits, paging
+from billing_svc.services.accounts import on_clock
 from billing_svc.services.common import load_account, require_existed, visible
 from billing_svc.services.context import Caller, RequestContext
 from billing_svc.services.terms import load_segments, plan_spans
@@ -43,7 +43,6 @@ from billing_svc.storage.tables import (
     AccountCredit,
     Invoice,
     PlanSegment,
-    UsagePeriod,
 )
 
 log = structlog.get_logger("billing_svc.invoicing")
@@ -148,13 +147,13 @@ def _close(session: Session, ctx: RequestContext, account_ids: list[str], period
     issuing = [account.account_id for account in to_issue]
     rows = load_period_rows(session, issuing, period)
     segments = load_segments(session, issuing)
-    late = _late_usage(session, to_issue, period, segments)
-    open_credits = credits.open_credits(session, issuing)
+    carried = carryover.pending(session, to_issue, period, segments, for_update=True)
     for account in to_issue:
+        share = carried[account.account_id]
         invoices[account.account_id] = _issue(
             session, ctx, account, period, rows[account.account_id],
-            segments[account.account_id], late[account.account_id],
-            open_credits[account.account_id])
+            segments[account.account_id], share.late, share.credits)
+        carryover.mark_late_billed(session, share)
     session.flush()  # a second invoice for the period fails here, on the unique key
     return invoices, len(to_issue)
 
@@ -172,30 +171,6 @@ def issued_invoice(session: Session, account_id: str, period: Period, purpose: s
         raise FailedPrecondition(f"period {period.label} of account {account_id} is not "
                                  f"invoiced yet; close it (CloseBillingPeriod) before {purpose}")
     return invoice
-
-
-def _late_usage(session: Session, accounts: list[Account], period: Period,
-                segments: dict[str, list[PlanSegment]]) -> dict[str, list[rating.LateUsage]]:
-    """Per account, the late messages of other periods not billed yet; marked billed."""
-    late: dict[str, list[rating.LateUsage]] = {account.account_id: [] for account in accounts}
-    by_id = {account.account_id: account for account in accounts}
-    rows = session.exec(select(UsagePeriod).where(
-        UsagePeriod.account_id.in_(list(by_id)),  # type: ignore[attr-defined]
-        UsagePeriod.period != period.label,
-        UsagePeriod.late_messages > UsagePeriod.late_billed_messages)
-        .order_by(UsagePeriod.account_id, UsagePeriod.period).with_for_update()).all()
-    for row in rows:
-        account = by_id[row.account_id]
-        spans = plan_spans(session, account, Period.parse(row.period),
-                           segments[row.account_id])
-        late[row.account_id].append(rating.LateUsage(
-            period=row.period,
-            invoiced_messages=row.messages - row.late_messages + row.late_billed_messages,
-            late_messages=row.late_messages - row.late_billed_messages,
-            terms=spans[-1].terms if spans else terms_of(account)))
-        row.late_billed_messages = row.late_messages
-        session.add(row)
-    return late
 
 
 def _issue(session: Session, ctx: RequestContext, account: Account, period: Period,
@@ -248,7 +223,7 @@ def get_invoice(db: Database, invoice_id: str, *, caller: Caller) -> InvoiceView
 
 
 def due_periods(db: Database, now: datetime, grace: timedelta,
-                limit: int = 1000) -> list[tuple[str, Period]]:
+                limit: int = 1000, test_clock_id: str | None = None) -> list[tuple[str, Period]]:
     """(account, period) pairs whose period ended more than ``grace`` ago and has no invoice,
     for accounts that existed in billing-svc before that period ended."""
     last_closable = Period.containing(now - grace).previous()
@@ -261,6 +236,7 @@ def due_periods(db: Database, now: datetime, grace: timedelta,
                 Account.registered_at < last_closable.end,
                 Account.created_at < last_closable.end,
                 Account.account_id.not_in(already),  # type: ignore[attr-defined]
+                on_clock(test_clock_id),
                 ~((Account.status == "canceled")
                   & (Account.canceled_at <= last_closable.start)))  # type: ignore[operator]
             .order_by(Account.account_id).limit(limit)).all()
@@ -289,7 +265,8 @@ def list_invoices(db: Database, *, account_id: str, status: str | None, period: 
     return [view(row) for row in rows[:size]], token
 
 
-def close_due_periods(db: Database, ctx: RequestContext, grace: timedelta) -> int:
+def close_due_periods(db: Database, ctx: RequestContext, grace: timedelta,
+                      test_clock_id: str | None = None) -> int:
     """The automatic closer: invoice every ended period past the grace window (all replicas run
     it; the unique key and the account locks make each invoice happen once).
 
@@ -298,7 +275,7 @@ def close_due_periods(db: Database, ctx: RequestContext, grace: timedelta) -> in
     account at a time, so one bad account delays nobody else's invoice.
     """
     closed = 0
-    due = due_periods(db, ctx.now, grace)
+    due = due_periods(db, ctx.now, grace, test_clock_id=test_clock_id)
     for start in range(0, len(due), CLOSE_BATCH):
         batch = due[start:start + CLOSE_BATCH]
         period = batch[0][1]  # due_periods returns one period

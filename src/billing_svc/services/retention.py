@@ -42,7 +42,7 @@ from typing import Any
 import structlog
 
 from billing_svc.domain import retention as rules
-from billing_svc.domain.periods import EARLIEST, Period, utcnow
+from billing_svc.domain.periods import EARLIEST, Period
 from billing_svc.domain.usage import STORAGE, from_us, to_us
 from billing_svc.settings import Settings
 from billing_svc.storage.db import Database
@@ -220,7 +220,7 @@ def purge_if_due(db: Database, settings: Settings) -> int:
     """The scheduler's purge: run when the last complete one is older than
     ``BILLING_PURGE_INTERVAL_SECONDS`` (or the last one ran out of time), for at most
     ``SCHEDULER_BUDGET_SECONDS``. Returns the rows deleted."""
-    now = utcnow()  # the one wall-clock read of the purges: everything else takes ``now``
+    now = db.clock.now()  # the purges take ``now`` from here on
     with db.read() as session:
         last_us = RetentionStore(session.connection()).state_us(LAST_PURGE)
     if last_us is not None and to_us(now) - last_us < settings.purge_interval_seconds * 1e6:

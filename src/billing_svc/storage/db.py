@@ -21,7 +21,9 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, create_engine
 
+from billing_svc.clock import SYSTEM_CLOCK, Clock
 from billing_svc.domain.errors import Unavailable
+from billing_svc.operator_errors import OperatorError
 from billing_svc.storage.checkpoint import Checkpointer
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -31,15 +33,22 @@ class Database:
     """One database: its engines and its transaction boundaries."""
 
     def __init__(self, url: str, *, pool_size: int = 10,
-                 background_checkpoints: bool = False) -> None:
+                 background_checkpoints: bool = False, clock: Clock = SYSTEM_CLOCK) -> None:
         self.url = make_url(url)
+        self.clock = clock  # the composition's one clock; everything holding the db reads it
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self.checkpointer: Checkpointer | None = None
         if self.is_sqlite:
             on_disk = bool(self.url.database) and self.url.database != ":memory:"
             if on_disk:
-                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
+                folder = Path(self.url.database).parent  # type: ignore[arg-type]
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise OperatorError(
+                        f"cannot create {folder}, the SQLite database's directory "
+                        f"(BILLING_DATABASE_URL): {exc.strerror}") from None
                 if background_checkpoints:
                     self.checkpointer = Checkpointer(self.url.database)  # type: ignore[arg-type]
             self.engine = self._sqlite_engine(immediate=True)
@@ -90,7 +99,8 @@ class Database:
         try:
             if checkpointer is not None:
                 checkpointer.before_write()
-            with (_translate_errors(), Session(self.engine, expire_on_commit=False) as session,
+            with (_translate_errors(), Session(self.engine, expire_on_commit=False,
+                          info={"clock": self.clock}) as session,
                   session.begin()):
                 yield session
             if checkpointer is not None:
@@ -102,7 +112,8 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A read-only transaction (a consistent snapshot on both databases)."""
-        with (_translate_errors(), Session(self.read_engine, expire_on_commit=False) as session,
+        with (_translate_errors(), Session(self.read_engine, expire_on_commit=False,
+                          info={"clock": self.clock}) as session,
               session.begin()):
             yield session
 
@@ -112,6 +123,12 @@ class Database:
             self.read_engine.dispose()
         if self.checkpointer is not None:
             self.checkpointer.stop()
+
+
+def clock_of(session: Session) -> Clock:
+    """The clock of the ``Database`` that opened ``session``: storage helpers get a session, not
+    the database."""
+    return session.info.get("clock") or SYSTEM_CLOCK
 
 
 @contextmanager

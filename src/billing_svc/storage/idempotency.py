@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlmodel import Session
 
 from billing_svc.domain.errors import InvalidArgument
-from billing_svc.domain.periods import utcnow
+from billing_svc.storage.db import clock_of
 from billing_svc.storage.tables import IdempotencyRecord
 
 
@@ -41,5 +41,5 @@ def remember(session: Session, key: IdempotencyKey, *, token_id: str, caller: st
              result_id: str) -> None:
     session.add(IdempotencyRecord(
         token_id=token_id, method=key.method, request_id=key.request_id, caller=caller,
-        fingerprint=key.fingerprint, result_id=result_id, created_at=utcnow(),
+        fingerprint=key.fingerprint, result_id=result_id, created_at=clock_of(session).now(),
     ))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from billing_svc.domain.periods import utcnow
+from billing_svc.storage.db import clock_of
 from billing_svc.storage.tables import PeriodNotice
 
 
@@ -16,7 +16,7 @@ def claim(session: Session, account_id: str, period: str, notice_key: str) -> bo
     statement = (
         insert(PeriodNotice)
         .values(account_id=account_id, period=period, notice_key=notice_key,
-                created_at=utcnow())
+                created_at=clock_of(session).now())
         .on_conflict_do_nothing()
         .returning(PeriodNotice.notice_key)
     )

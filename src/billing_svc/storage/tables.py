@@ -28,6 +28,7 @@ __all__ = [
     "PlanSegment",
     "RetentionState",
     "Tenant",
+    "TestClock",
     "UsagePurgedPeriod",
 ]
 
@@ -61,6 +62,8 @@ class Account(SQLModel, table=True):
     payment_exp_year: int | None = None
     usage_thresholds: str = Field(default="75,90,100", max_length=100)
     custom_terms_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Set at creation, never changed: the account lives on this test clock's time (sandbox).
+    test_clock_id: str | None = Field(default=None, max_length=40, index=True)
 
 
 class PlanSegment(SQLModel, table=True):
@@ -519,3 +522,19 @@ class UsagePurgedPeriod(SQLModel, table=True):
     started_at: datetime = Field(sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     events_deleted: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
+class TestClock(SQLModel, table=True):
+    """A sandbox's own time: its accounts bill at ``frozen_time``, which moves only forward, by
+    ``AdvanceTestClock`` (the scheduler replays an advance up to ``advancing_to``)."""
+
+    __tablename__ = "test_clock"
+    __test__ = False  # not a pytest test class, whatever its name
+
+    test_clock_id: str = Field(primary_key=True, max_length=40)
+    name: str = Field(max_length=200)
+    frozen_time: datetime = Field(sa_type=UTCDateTime)
+    status: str = Field(default="ready", max_length=20, index=True)  # ready, advancing
+    advancing_to: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)

@@ -50,7 +50,7 @@ _BLIP_WAIT = tenacity.wait_exponential(multiplier=0.2, max=1)
 _SHUTDOWN_WAIT_SECONDS = 2.0
 
 
-def _retry_after(value: str | None) -> float | None:
+def _retry_after(value: str | None, now: datetime) -> float | None:
     """``Retry-After`` in seconds: delta-seconds or an HTTP date."""
     if not value:
         return None
@@ -62,7 +62,7 @@ def _retry_after(value: str | None) -> float | None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+    return max((when - now).total_seconds(), 0.0)
 
 
 async def _first(*waits: Any) -> None:
@@ -206,7 +206,7 @@ class Dispatcher:
                           endpoint_id=item.endpoint_id)
             return
         metrics.WEBHOOK_ATTEMPTS.labels("delivered" if outcome.delivered else "failed").inc()
-        self.outcomes.append((item, outcome, datetime.now(UTC)))
+        self.outcomes.append((item, outcome, self.db.clock.now()))
 
     async def _attempt(self, item: Claimed) -> Outcome:
         """One delivery attempt, in its span (see ``_signed_post``)."""
@@ -233,8 +233,8 @@ class Dispatcher:
             return int((time.perf_counter() - started) * 1000)
 
         # A fresh timestamp for every attempt; the id stays the event's.
-        headers = signing.headers(item.signing_secrets, item.event_id, int(time.time()),
-                                  item.body)
+        headers = signing.headers(item.signing_secrets, item.event_id,
+                                   int(self.db.clock.now().timestamp()), item.body)
         headers["accept-encoding"] = "identity"  # the logged answer is read raw, undecoded
         tracing.outgoing(headers)
         try:
@@ -247,7 +247,7 @@ class Dispatcher:
             return Outcome(0, elapsed(), f"{type(exc).__name__}: {exc}"[:1000])
         success = 200 <= status < 300
         return Outcome(status, elapsed(), "" if success else f"HTTP {status}", body,
-                       None if success else _retry_after(retry_after))
+                       None if success else _retry_after(retry_after, self.db.clock.now()))
 
     async def _send(self, item: Claimed, headers: dict[str, str]) -> tuple[int, str, str | None]:
         """``_post`` within the timeout; tenacity retries a blip (a refused connection, a

@@ -39,6 +39,7 @@ class WebhookEventStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WEBHOOK_EVENT_STATUS_PENDING: _ClassVar[WebhookEventStatus]
     WEBHOOK_EVENT_STATUS_DELIVERED: _ClassVar[WebhookEventStatus]
     WEBHOOK_EVENT_STATUS_FAILED: _ClassVar[WebhookEventStatus]
+    WEBHOOK_EVENT_STATUS_NO_ENDPOINT: _ClassVar[WebhookEventStatus]
 
 class InvoiceStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -88,6 +89,7 @@ WEBHOOK_EVENT_STATUS_UNSPECIFIED: WebhookEventStatus
 WEBHOOK_EVENT_STATUS_PENDING: WebhookEventStatus
 WEBHOOK_EVENT_STATUS_DELIVERED: WebhookEventStatus
 WEBHOOK_EVENT_STATUS_FAILED: WebhookEventStatus
+WEBHOOK_EVENT_STATUS_NO_ENDPOINT: WebhookEventStatus
 INVOICE_STATUS_UNSPECIFIED: InvoiceStatus
 INVOICE_STATUS_DRAFT: InvoiceStatus
 INVOICE_STATUS_OPEN: InvoiceStatus
@@ -193,7 +195,7 @@ class Account(_message.Message):
     def __init__(self, account_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., name: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., subscription: _Optional[_Union[Subscription, _Mapping]] = ..., usage_threshold_percentages: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class CreateAccountRequest(_message.Message):
-    __slots__ = ("request_id", "name", "plan_id", "billing_interval", "skip_trial", "start_time", "usage_threshold_percentages")
+    __slots__ = ("request_id", "name", "plan_id", "billing_interval", "skip_trial", "start_time", "usage_threshold_percentages", "test_clock_id")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PLAN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -201,6 +203,7 @@ class CreateAccountRequest(_message.Message):
     SKIP_TRIAL_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     USAGE_THRESHOLD_PERCENTAGES_FIELD_NUMBER: _ClassVar[int]
+    TEST_CLOCK_ID_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     name: str
     plan_id: str
@@ -208,7 +211,8 @@ class CreateAccountRequest(_message.Message):
     skip_trial: bool
     start_time: _timestamp_pb2.Timestamp
     usage_threshold_percentages: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, request_id: _Optional[str] = ..., name: _Optional[str] = ..., plan_id: _Optional[str] = ..., billing_interval: _Optional[_Union[BillingInterval, str]] = ..., skip_trial: _Optional[bool] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., usage_threshold_percentages: _Optional[_Iterable[int]] = ...) -> None: ...
+    test_clock_id: str
+    def __init__(self, request_id: _Optional[str] = ..., name: _Optional[str] = ..., plan_id: _Optional[str] = ..., billing_interval: _Optional[_Union[BillingInterval, str]] = ..., skip_trial: _Optional[bool] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., usage_threshold_percentages: _Optional[_Iterable[int]] = ..., test_clock_id: _Optional[str] = ...) -> None: ...
 
 class CreateAccountResponse(_message.Message):
     __slots__ = ("account",)
@@ -1257,3 +1261,79 @@ class RejectChangeRequestResponse(_message.Message):
     CHANGE_REQUEST_FIELD_NUMBER: _ClassVar[int]
     change_request: ChangeRequest
     def __init__(self, change_request: _Optional[_Union[ChangeRequest, _Mapping]] = ...) -> None: ...
+
+class TestClock(_message.Message):
+    __slots__ = ("test_clock_id", "name", "frozen_time", "status", "advancing_to", "create_time")
+    class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATUS_UNSPECIFIED: _ClassVar[TestClock.Status]
+        STATUS_READY: _ClassVar[TestClock.Status]
+        STATUS_ADVANCING: _ClassVar[TestClock.Status]
+    STATUS_UNSPECIFIED: TestClock.Status
+    STATUS_READY: TestClock.Status
+    STATUS_ADVANCING: TestClock.Status
+    TEST_CLOCK_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FROZEN_TIME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ADVANCING_TO_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    test_clock_id: str
+    name: str
+    frozen_time: _timestamp_pb2.Timestamp
+    status: TestClock.Status
+    advancing_to: _timestamp_pb2.Timestamp
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, test_clock_id: _Optional[str] = ..., name: _Optional[str] = ..., frozen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[TestClock.Status, str]] = ..., advancing_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateTestClockRequest(_message.Message):
+    __slots__ = ("name", "frozen_time")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FROZEN_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    frozen_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., frozen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateTestClockResponse(_message.Message):
+    __slots__ = ("test_clock",)
+    TEST_CLOCK_FIELD_NUMBER: _ClassVar[int]
+    test_clock: TestClock
+    def __init__(self, test_clock: _Optional[_Union[TestClock, _Mapping]] = ...) -> None: ...
+
+class AdvanceTestClockRequest(_message.Message):
+    __slots__ = ("test_clock_id", "frozen_time")
+    TEST_CLOCK_ID_FIELD_NUMBER: _ClassVar[int]
+    FROZEN_TIME_FIELD_NUMBER: _ClassVar[int]
+    test_clock_id: str
+    frozen_time: _timestamp_pb2.Timestamp
+    def __init__(self, test_clock_id: _Optional[str] = ..., frozen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AdvanceTestClockResponse(_message.Message):
+    __slots__ = ("test_clock",)
+    TEST_CLOCK_FIELD_NUMBER: _ClassVar[int]
+    test_clock: TestClock
+    def __init__(self, test_clock: _Optional[_Union[TestClock, _Mapping]] = ...) -> None: ...
+
+class GetTestClockRequest(_message.Message):
+    __slots__ = ("test_clock_id",)
+    TEST_CLOCK_ID_FIELD_NUMBER: _ClassVar[int]
+    test_clock_id: str
+    def __init__(self, test_clock_id: _Optional[str] = ...) -> None: ...
+
+class GetTestClockResponse(_message.Message):
+    __slots__ = ("test_clock",)
+    TEST_CLOCK_FIELD_NUMBER: _ClassVar[int]
+    test_clock: TestClock
+    def __init__(self, test_clock: _Optional[_Union[TestClock, _Mapping]] = ...) -> None: ...
+
+class DeleteTestClockRequest(_message.Message):
+    __slots__ = ("test_clock_id",)
+    TEST_CLOCK_ID_FIELD_NUMBER: _ClassVar[int]
+    test_clock_id: str
+    def __init__(self, test_clock_id: _Optional[str] = ...) -> None: ...
+
+class DeleteTestClockResponse(_message.Message):
+    __slots__ = ("deleted_accounts",)
+    DELETED_ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    deleted_accounts: int
+    def __init__(self, deleted_accounts: _Optional[int] = ...) -> None: ...

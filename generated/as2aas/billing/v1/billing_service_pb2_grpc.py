@@ -220,6 +220,26 @@ class BillingServiceStub:
                 request_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.GetPartnerUtilizationRequest.SerializeToString,
                 response_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.GetPartnerUtilizationResponse.FromString,
                 _registered_method=True)
+        self.CreateTestClock = channel.unary_unary(
+                '/as2aas.billing.v1.BillingService/CreateTestClock',
+                request_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.CreateTestClockRequest.SerializeToString,
+                response_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.CreateTestClockResponse.FromString,
+                _registered_method=True)
+        self.AdvanceTestClock = channel.unary_unary(
+                '/as2aas.billing.v1.BillingService/AdvanceTestClock',
+                request_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.AdvanceTestClockRequest.SerializeToString,
+                response_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.AdvanceTestClockResponse.FromString,
+                _registered_method=True)
+        self.GetTestClock = channel.unary_unary(
+                '/as2aas.billing.v1.BillingService/GetTestClock',
+                request_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.GetTestClockRequest.SerializeToString,
+                response_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.GetTestClockResponse.FromString,
+                _registered_method=True)
+        self.DeleteTestClock = channel.unary_unary(
+                '/as2aas.billing.v1.BillingService/DeleteTestClock',
+                request_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.DeleteTestClockRequest.SerializeToString,
+                response_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.DeleteTestClockResponse.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -745,6 +765,53 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateTestClock(self, request, context):
+        """Creates a test clock (sandbox scope): a time of its own, frozen at frozen_time, for accounts
+        created with its test_clock_id. Its accounts bill on its time and are kept out of real
+        reports, journal exports and the real-time period closer.
+
+        Errors: INVALID_ARGUMENT for a missing name (at most 200 characters) or a missing
+        frozen_time; PERMISSION_DENIED without the sandbox scope.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AdvanceTestClock(self, request, context):
+        """Moves a test clock forward to frozen_time, at most two calendar months per call (the bound
+        keeps one advance short). It returns at once with status ADVANCING; the scheduler then
+        replays, in time order, what those months bring its accounts (trial ends, period-end
+        changes, period closes after the grace window), and the clock is READY again at
+        frozen_time.
+
+        Errors: NOT_FOUND for an unknown clock; INVALID_ARGUMENT for a frozen_time not after the
+        clock's time or more than two months after it; FAILED_PRECONDITION while it is advancing;
+        PERMISSION_DENIED without the sandbox scope.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTestClock(self, request, context):
+        """A test clock: its time and whether it is READY or still ADVANCING.
+
+        Errors: NOT_FOUND for an unknown clock; PERMISSION_DENIED without the sandbox scope.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTestClock(self, request, context):
+        """Deletes a test clock with its accounts' billing data (accounts, invoices, usage, webhook
+        endpoints and events). Their audit records stay: the chain is never cut.
+
+        Errors: NOT_FOUND for an unknown clock; FAILED_PRECONDITION while it is advancing;
+        PERMISSION_DENIED without the sandbox scope.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -932,6 +999,26 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.GetPartnerUtilization,
                     request_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.GetPartnerUtilizationRequest.FromString,
                     response_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.GetPartnerUtilizationResponse.SerializeToString,
+            ),
+            'CreateTestClock': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTestClock,
+                    request_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.CreateTestClockRequest.FromString,
+                    response_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.CreateTestClockResponse.SerializeToString,
+            ),
+            'AdvanceTestClock': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdvanceTestClock,
+                    request_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.AdvanceTestClockRequest.FromString,
+                    response_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.AdvanceTestClockResponse.SerializeToString,
+            ),
+            'GetTestClock': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTestClock,
+                    request_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.GetTestClockRequest.FromString,
+                    response_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.GetTestClockResponse.SerializeToString,
+            ),
+            'DeleteTestClock': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTestClock,
+                    request_deserializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.DeleteTestClockRequest.FromString,
+                    response_serializer=as2aas_dot_billing_dot_v1_dot_billing__service__pb2.DeleteTestClockResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1934,6 +2021,114 @@ class BillingService:
             '/as2aas.billing.v1.BillingService/GetPartnerUtilization',
             as2aas_dot_billing_dot_v1_dot_billing__service__pb2.GetPartnerUtilizationRequest.SerializeToString,
             as2aas_dot_billing_dot_v1_dot_billing__service__pb2.GetPartnerUtilizationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTestClock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/as2aas.billing.v1.BillingService/CreateTestClock',
+            as2aas_dot_billing_dot_v1_dot_billing__service__pb2.CreateTestClockRequest.SerializeToString,
+            as2aas_dot_billing_dot_v1_dot_billing__service__pb2.CreateTestClockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdvanceTestClock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/as2aas.billing.v1.BillingService/AdvanceTestClock',
+            as2aas_dot_billing_dot_v1_dot_billing__service__pb2.AdvanceTestClockRequest.SerializeToString,
+            as2aas_dot_billing_dot_v1_dot_billing__service__pb2.AdvanceTestClockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTestClock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/as2aas.billing.v1.BillingService/GetTestClock',
+            as2aas_dot_billing_dot_v1_dot_billing__service__pb2.GetTestClockRequest.SerializeToString,
+            as2aas_dot_billing_dot_v1_dot_billing__service__pb2.GetTestClockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTestClock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/as2aas.billing.v1.BillingService/DeleteTestClock',
+            as2aas_dot_billing_dot_v1_dot_billing__service__pb2.DeleteTestClockRequest.SerializeToString,
+            as2aas_dot_billing_dot_v1_dot_billing__service__pb2.DeleteTestClockResponse.FromString,
             options,
             channel_credentials,
             insecure,

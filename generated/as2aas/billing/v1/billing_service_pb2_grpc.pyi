@@ -404,6 +404,37 @@ class BillingServiceStub:
     outside 0..36; NOT_FOUND for an unknown account; FAILED_PRECONDITION for a range that ends
     before the account started, or custom terms that cannot be rated.
     """
+    CreateTestClock: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.CreateTestClockRequest, _billing_service_pb2.CreateTestClockResponse]
+    """Creates a test clock (sandbox scope): a time of its own, frozen at frozen_time, for accounts
+    created with its test_clock_id. Its accounts bill on its time and are kept out of real
+    reports, journal exports and the real-time period closer.
+
+    Errors: INVALID_ARGUMENT for a missing name (at most 200 characters) or a missing
+    frozen_time; PERMISSION_DENIED without the sandbox scope.
+    """
+    AdvanceTestClock: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.AdvanceTestClockRequest, _billing_service_pb2.AdvanceTestClockResponse]
+    """Moves a test clock forward to frozen_time, at most two calendar months per call (the bound
+    keeps one advance short). It returns at once with status ADVANCING; the scheduler then
+    replays, in time order, what those months bring its accounts (trial ends, period-end
+    changes, period closes after the grace window), and the clock is READY again at
+    frozen_time.
+
+    Errors: NOT_FOUND for an unknown clock; INVALID_ARGUMENT for a frozen_time not after the
+    clock's time or more than two months after it; FAILED_PRECONDITION while it is advancing;
+    PERMISSION_DENIED without the sandbox scope.
+    """
+    GetTestClock: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.GetTestClockRequest, _billing_service_pb2.GetTestClockResponse]
+    """A test clock: its time and whether it is READY or still ADVANCING.
+
+    Errors: NOT_FOUND for an unknown clock; PERMISSION_DENIED without the sandbox scope.
+    """
+    DeleteTestClock: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.DeleteTestClockRequest, _billing_service_pb2.DeleteTestClockResponse]
+    """Deletes a test clock with its accounts' billing data (accounts, invoices, usage, webhook
+    endpoints and events). Their audit records stay: the chain is never cut.
+
+    Errors: NOT_FOUND for an unknown clock; FAILED_PRECONDITION while it is advancing;
+    PERMISSION_DENIED without the sandbox scope.
+    """
 
 @_typing.type_check_only
 class BillingServiceAsyncStub(BillingServiceStub):
@@ -780,6 +811,37 @@ class BillingServiceAsyncStub(BillingServiceStub):
     start_period or after the current period, a range of more than 36 periods, or idle_periods
     outside 0..36; NOT_FOUND for an unknown account; FAILED_PRECONDITION for a range that ends
     before the account started, or custom terms that cannot be rated.
+    """
+    CreateTestClock: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.CreateTestClockRequest, _billing_service_pb2.CreateTestClockResponse]  # type: ignore[assignment]
+    """Creates a test clock (sandbox scope): a time of its own, frozen at frozen_time, for accounts
+    created with its test_clock_id. Its accounts bill on its time and are kept out of real
+    reports, journal exports and the real-time period closer.
+
+    Errors: INVALID_ARGUMENT for a missing name (at most 200 characters) or a missing
+    frozen_time; PERMISSION_DENIED without the sandbox scope.
+    """
+    AdvanceTestClock: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.AdvanceTestClockRequest, _billing_service_pb2.AdvanceTestClockResponse]  # type: ignore[assignment]
+    """Moves a test clock forward to frozen_time, at most two calendar months per call (the bound
+    keeps one advance short). It returns at once with status ADVANCING; the scheduler then
+    replays, in time order, what those months bring its accounts (trial ends, period-end
+    changes, period closes after the grace window), and the clock is READY again at
+    frozen_time.
+
+    Errors: NOT_FOUND for an unknown clock; INVALID_ARGUMENT for a frozen_time not after the
+    clock's time or more than two months after it; FAILED_PRECONDITION while it is advancing;
+    PERMISSION_DENIED without the sandbox scope.
+    """
+    GetTestClock: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.GetTestClockRequest, _billing_service_pb2.GetTestClockResponse]  # type: ignore[assignment]
+    """A test clock: its time and whether it is READY or still ADVANCING.
+
+    Errors: NOT_FOUND for an unknown clock; PERMISSION_DENIED without the sandbox scope.
+    """
+    DeleteTestClock: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.DeleteTestClockRequest, _billing_service_pb2.DeleteTestClockResponse]  # type: ignore[assignment]
+    """Deletes a test clock with its accounts' billing data (accounts, invoices, usage, webhook
+    endpoints and events). Their audit records stay: the chain is never cut.
+
+    Errors: NOT_FOUND for an unknown clock; FAILED_PRECONDITION while it is advancing;
+    PERMISSION_DENIED without the sandbox scope.
     """
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -1376,6 +1438,61 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         start_period or after the current period, a range of more than 36 periods, or idle_periods
         outside 0..36; NOT_FOUND for an unknown account; FAILED_PRECONDITION for a range that ends
         before the account started, or custom terms that cannot be rated.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateTestClock(
+        self,
+        request: _billing_service_pb2.CreateTestClockRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_service_pb2.CreateTestClockResponse, _abc.Awaitable[_billing_service_pb2.CreateTestClockResponse]]:
+        """Creates a test clock (sandbox scope): a time of its own, frozen at frozen_time, for accounts
+        created with its test_clock_id. Its accounts bill on its time and are kept out of real
+        reports, journal exports and the real-time period closer.
+
+        Errors: INVALID_ARGUMENT for a missing name (at most 200 characters) or a missing
+        frozen_time; PERMISSION_DENIED without the sandbox scope.
+        """
+
+    @_abc_1.abstractmethod
+    def AdvanceTestClock(
+        self,
+        request: _billing_service_pb2.AdvanceTestClockRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_service_pb2.AdvanceTestClockResponse, _abc.Awaitable[_billing_service_pb2.AdvanceTestClockResponse]]:
+        """Moves a test clock forward to frozen_time, at most two calendar months per call (the bound
+        keeps one advance short). It returns at once with status ADVANCING; the scheduler then
+        replays, in time order, what those months bring its accounts (trial ends, period-end
+        changes, period closes after the grace window), and the clock is READY again at
+        frozen_time.
+
+        Errors: NOT_FOUND for an unknown clock; INVALID_ARGUMENT for a frozen_time not after the
+        clock's time or more than two months after it; FAILED_PRECONDITION while it is advancing;
+        PERMISSION_DENIED without the sandbox scope.
+        """
+
+    @_abc_1.abstractmethod
+    def GetTestClock(
+        self,
+        request: _billing_service_pb2.GetTestClockRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_service_pb2.GetTestClockResponse, _abc.Awaitable[_billing_service_pb2.GetTestClockResponse]]:
+        """A test clock: its time and whether it is READY or still ADVANCING.
+
+        Errors: NOT_FOUND for an unknown clock; PERMISSION_DENIED without the sandbox scope.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteTestClock(
+        self,
+        request: _billing_service_pb2.DeleteTestClockRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_service_pb2.DeleteTestClockResponse, _abc.Awaitable[_billing_service_pb2.DeleteTestClockResponse]]:
+        """Deletes a test clock with its accounts' billing data (accounts, invoices, usage, webhook
+        endpoints and events). Their audit records stay: the chain is never cut.
+
+        Errors: NOT_FOUND for an unknown clock; FAILED_PRECONDITION while it is advancing;
+        PERMISSION_DENIED without the sandbox scope.
         """
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -33,7 +33,7 @@ def upgrade() -> None:
         sa.Column('updated_at', billing_svc.storage.types.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint('name'))
     op.bulk_insert(state, [{"name": "usage_horizon", "value_us": 0,
-                            "updated_at": datetime.now(UTC)}])
+                            "updated_at": datetime(1970, 1, 1, tzinfo=UTC)}])  # value_us 0: no purge yet
     op.create_table(
         'usage_purged_period',
         sa.Column('account_id', _TEXT(length=40), nullable=False),

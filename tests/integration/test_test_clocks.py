@@ -1,0 +1,249 @@
+"""Test clocks (issue 14, points 2 and 4): an account on a clock lives on the clock's time, its
+advance is replayed in time order by the scheduler, and the real-time run never touches it."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+from as2aas.billing.v1 import billing_service_pb2 as pb
+from google.protobuf import timestamp_pb2
+
+from tests.support import ADMIN, WRITER, Client, Receiver, ServerThread
+
+CLOCK_START = datetime(2026, 1, 10, 9, 0, tzinfo=UTC)
+
+
+def ts(moment: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def _time(stamp: timestamp_pb2.Timestamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    running = Receiver()
+    yield running
+    running.close()
+
+
+def create_clock(client: Client, at: datetime = CLOCK_START, name: str = "sim") -> pb.TestClock:
+    return client.billing.CreateTestClock(pb.CreateTestClockRequest(
+        name=name, frozen_time=ts(at)), metadata=ADMIN).test_clock
+
+
+def advance(client: Client, clock_id: str, to: datetime, timeout: float = 30) -> pb.TestClock:
+    """Advance and wait until the scheduler has replayed it."""
+    started = client.billing.AdvanceTestClock(pb.AdvanceTestClockRequest(
+        test_clock_id=clock_id, frozen_time=ts(to)), metadata=ADMIN).test_clock
+    assert started.status == pb.TestClock.STATUS_ADVANCING
+    assert _time(started.advancing_to) == to
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        clock = client.billing.GetTestClock(pb.GetTestClockRequest(test_clock_id=clock_id),
+                                            metadata=ADMIN).test_clock
+        if clock.status == pb.TestClock.STATUS_READY:
+            assert _time(clock.frozen_time) == to
+            return clock
+        time.sleep(0.05)
+    raise AssertionError(f"test clock {clock_id} still advancing after {timeout} s")
+
+
+def test_a_clock_account_lives_on_the_clock_and_its_advance_replays_in_order(
+        client: Client, server: ServerThread, receiver: Receiver) -> None:
+    clock = create_clock(client)
+    assert clock.status == pb.TestClock.STATUS_READY
+    assert _time(clock.frozen_time) == CLOCK_START
+    account = client.billing.CreateAccount(pb.CreateAccountRequest(
+        name="Sim Co", plan_id="startup", test_clock_id=clock.test_clock_id),
+        metadata=ADMIN).account
+    assert _time(account.create_time) == CLOCK_START
+    assert _time(account.subscription.trial_ends_at) == datetime(2026, 1, 24, 9, tzinfo=UTC)
+    assert _time(account.subscription.current_period_start) == datetime(2026, 1, 1, tzinfo=UTC)
+    client.billing.SetPaymentMethod(pb.SetPaymentMethodRequest(
+        account_id=account.account_id, payment_method=pb.PaymentMethod(
+            type="card", last4="4242", exp_month=12, exp_year=2030)), metadata=ADMIN)
+    client.billing.CreateWebhookEndpoint(pb.CreateWebhookEndpointRequest(
+        account_id=account.account_id, url=receiver.url), metadata=ADMIN)
+
+    # The real-time run (every 0.2 s here) must leave it alone: its trial "ended" in January
+    # of the real calendar, but not on its clock.
+    time.sleep(1.0)
+    billing = client.billing.GetAccountBilling(pb.GetAccountBillingRequest(
+        account_id=account.account_id), metadata=ADMIN)
+    assert billing.subscription.status == pb.SUBSCRIPTION_STATUS_TRIALING
+    assert receiver.received() == []
+
+    advance(client, clock.test_clock_id, datetime(2026, 2, 5, tzinfo=UTC))
+    received = receiver.wait_for(2)
+    bodies = [json.loads(body) for _, body in received]
+    assert [(b["type"], b["timestamp"]) for b in bodies] == [
+        ("billing.subscription_updated", "2026-01-24T09:00:00Z"),
+        ("billing.invoice_generated", "2026-02-01T01:00:00Z"),  # January + 1 h of grace
+    ]
+    assert {b["data"]["test_clock_id"] for b in bodies} == {clock.test_clock_id}
+    assert bodies[1]["data"]["period"] == "2026-01"
+    # The signature's timestamp stays wall time: verifiers refuse a skewed one.
+    for headers, _ in received:
+        assert abs(int(headers["webhook-timestamp"]) - time.time()) < 120
+
+    # A payment outcome is stamped with the clock's time; dunning counts from it.
+    invoice_id = bodies[1]["data"]["invoice_id"]
+    client.billing.RecordPaymentResult(pb.RecordPaymentResultRequest(
+        invoice_id=invoice_id, succeeded=False, failure_reason="card_declined"),
+        metadata=ADMIN)
+    # With the status change (past_due) in the same transaction; up to 4 deliveries per
+    # endpoint are in flight at once, so the two may arrive in either order.
+    later = [json.loads(body) for _, body in receiver.wait_for(4)[2:]]
+    failed = next(b for b in later if b["type"] == "billing.payment_failed")
+    assert failed["type"] == "billing.payment_failed"
+    assert failed["timestamp"] == "2026-02-05T00:00:00Z"
+    assert failed["data"]["retry_date"] == "2026-02-08T00:00:00Z"
+    assert failed["data"]["test_clock_id"] == clock.test_clock_id
+    billing = client.billing.GetAccountBilling(pb.GetAccountBillingRequest(
+        account_id=account.account_id), metadata=ADMIN)
+    assert billing.subscription.status == pb.SUBSCRIPTION_STATUS_PAST_DUE
+    assert _time(billing.subscription.current_period_start) == datetime(2026, 2, 1, tzinfo=UTC)
+
+    deleted = client.billing.DeleteTestClock(pb.DeleteTestClockRequest(
+        test_clock_id=clock.test_clock_id), metadata=ADMIN)
+    assert deleted.deleted_accounts == 1
+    with pytest.raises(grpc.RpcError) as gone:
+        client.billing.GetAccountBilling(pb.GetAccountBillingRequest(
+            account_id=account.account_id), metadata=ADMIN)
+    assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as clock_gone:
+        client.billing.GetTestClock(pb.GetTestClockRequest(
+            test_clock_id=clock.test_clock_id), metadata=ADMIN)
+    assert clock_gone.value.code() == grpc.StatusCode.NOT_FOUND
+    # The audit trail keeps the account's records and records the clock's operations.
+    kept = client.billing.ListAuditEvents(pb.ListAuditEventsRequest(
+        account_id=account.account_id), metadata=ADMIN).audit_events
+    assert {"account.created", "subscription.trial_ended", "payment.failed"} <= {
+        e.action for e in kept}
+    for action in ("test_clock.created", "test_clock.advanced", "test_clock.deleted"):
+        records = client.billing.ListAuditEvents(pb.ListAuditEventsRequest(action=action),
+                                                 metadata=ADMIN).audit_events
+        assert any(clock.test_clock_id in r.after_json or clock.test_clock_id in r.before_json
+                   for r in records), action
+
+
+def test_a_period_end_downgrade_applies_when_the_clock_reaches_it(client: Client) -> None:
+    clock = create_clock(client, datetime(2026, 3, 20, 12, 0, tzinfo=UTC), name="downgrade")
+    account = client.billing.CreateAccount(pb.CreateAccountRequest(
+        name="Down Co", plan_id="business", skip_trial=True,
+        test_clock_id=clock.test_clock_id), metadata=ADMIN).account
+    changed = client.billing.ChangePlan(pb.ChangePlanRequest(
+        account_id=account.account_id, plan_id="startup"), metadata=ADMIN)
+    assert not changed.effective_immediately
+    assert _time(changed.subscription.pending_plan_effective_at) == datetime(2026, 4, 1,
+                                                                            tzinfo=UTC)
+    advance(client, clock.test_clock_id, datetime(2026, 4, 2, tzinfo=UTC))
+    billing = client.billing.GetAccountBilling(pb.GetAccountBillingRequest(
+        account_id=account.account_id), metadata=ADMIN)
+    assert billing.subscription.plan_id == "startup"
+    assert billing.subscription.pending_plan_id == ""
+    march = client.billing.ListInvoices(pb.ListInvoicesRequest(
+        account_id=account.account_id), metadata=ADMIN).invoices
+    assert [i.period for i in march] == ["2026-03"]
+
+
+def test_advances_go_forward_and_at_most_two_months(client: Client) -> None:
+    clock = create_clock(client, name="bounds")
+
+    def refused(to: datetime) -> grpc.RpcError:
+        with pytest.raises(grpc.RpcError) as error:
+            client.billing.AdvanceTestClock(pb.AdvanceTestClockRequest(
+                test_clock_id=clock.test_clock_id, frozen_time=ts(to)), metadata=ADMIN)
+        return error.value
+
+    backwards = refused(CLOCK_START - timedelta(seconds=1))
+    assert backwards.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "only move forward" in backwards.details()
+    too_far = refused(datetime(2026, 3, 10, 9, 0, 1, tzinfo=UTC))
+    assert too_far.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "2026-03-10T09:00:00+00:00 at most" in too_far.details()
+    advance(client, clock.test_clock_id, datetime(2026, 3, 10, 9, 0, tzinfo=UTC))
+
+    with pytest.raises(grpc.RpcError) as unknown:
+        client.billing.AdvanceTestClock(pb.AdvanceTestClockRequest(
+            test_clock_id="clock_nope", frozen_time=ts(CLOCK_START)), metadata=ADMIN)
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    for request in (pb.CreateTestClockRequest(frozen_time=ts(CLOCK_START)),
+                    pb.CreateTestClockRequest(name="x")):
+        with pytest.raises(grpc.RpcError) as invalid:
+            client.billing.CreateTestClock(request, metadata=ADMIN)
+        assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_test_clocks_need_the_sandbox_scope(client: Client) -> None:
+    with pytest.raises(grpc.RpcError) as denied:
+        client.billing.CreateTestClock(pb.CreateTestClockRequest(
+            name="x", frozen_time=ts(CLOCK_START)), metadata=WRITER)
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "sandbox" in denied.value.details()
+    clock = create_clock(client, name="scoped")
+    with pytest.raises(grpc.RpcError) as on_clock:
+        client.billing.CreateAccount(pb.CreateAccountRequest(
+            name="x", plan_id="startup", test_clock_id=clock.test_clock_id), metadata=WRITER)
+    assert on_clock.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "sandbox" in on_clock.value.details()
+    with pytest.raises(grpc.RpcError) as unknown:
+        client.billing.CreateAccount(pb.CreateAccountRequest(
+            name="x", plan_id="startup", test_clock_id="clock_nope"), metadata=ADMIN)
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as both:
+        client.billing.CreateAccount(pb.CreateAccountRequest(
+            name="x", plan_id="startup", test_clock_id=clock.test_clock_id,
+            start_time=ts(CLOCK_START)), metadata=ADMIN)
+    assert both.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_usage_of_a_clock_account_is_judged_on_the_clock(client: Client) -> None:
+    from as2aas.billing.v1 import common_pb2
+    from as2aas.billing.v1 import usage_service_pb2 as upb
+
+    from tests.support import auth
+
+    producer, reader = auth("producer"), auth("usage-reader")
+    clock = create_clock(client, name="usage")
+    account_id = client.billing.CreateAccount(pb.CreateAccountRequest(
+        name="Usage Co", plan_id="startup", skip_trial=True,
+        test_clock_id=clock.test_clock_id), metadata=ADMIN).account.account_id
+    tenant = client.billing.CreateTenant(pb.CreateTenantRequest(
+        account_id=account_id, name="EU"), metadata=ADMIN).tenant
+    assert _time(tenant.create_time) == CLOCK_START
+
+    def record(*events: tuple[str, datetime]) -> upb.RecordUsageResponse:
+        return client.usage.RecordUsage(upb.RecordUsageRequest(batch_id="b", events=[
+            upb.UsageEvent(event_id=event_id, account_id=account_id, tenant_id=tenant.tenant_id,
+                           kind=common_pb2.USAGE_KIND_MESSAGE, quantity=10, occurred_at=ts(at))
+            for event_id, at in events]), metadata=producer)
+
+    # A day after the clock's time is the future, however long ago that is in real time.
+    first = record(("e1", CLOCK_START - timedelta(hours=1)),
+                   ("e2", CLOCK_START + timedelta(days=1)))
+    assert (first.accepted, first.late) == (1, 0)
+    assert [r.event_id for r in first.rejected] == ["e2"]
+    assert "future" in first.rejected[0].reason
+    current = client.usage.GetCurrentUsage(upb.GetCurrentUsageRequest(account_id=account_id),
+                                           metadata=reader)
+    assert current.period.label == "2026-01"
+    assert current.usage_to_date.messages == 10
+
+    advance(client, clock.test_clock_id, datetime(2026, 2, 2, tzinfo=UTC))
+    # January is invoiced on the clock: an event of January is late now, one of February not.
+    second = record(("e3", datetime(2026, 1, 20, tzinfo=UTC)),
+                    ("e4", datetime(2026, 2, 1, 12, tzinfo=UTC)))
+    assert (second.accepted, second.late, list(second.rejected)) == (2, 1, [])
+    current = client.usage.GetCurrentUsage(upb.GetCurrentUsageRequest(account_id=account_id),
+                                           metadata=reader)
+    assert current.period.label == "2026-02"
