@@ -16,11 +16,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from billing_svc.domain.approvals import MAX_TTL_HOURS
 from billing_svc.domain.retention import (
     DEFAULT_HOURLY_ROLLUP_RETENTION_DAYS,
     DEFAULT_IDEMPOTENCY_RETENTION_DAYS,
     DEFAULT_USAGE_RETENTION_DAYS,
     DEFAULT_WEBHOOK_LOG_RETENTION_DAYS,
+    MAX_RETENTION_DAYS,
     MIN_IDEMPOTENCY_RETENTION_DAYS,
 )
 from billing_svc.operator_errors import OperatorError
@@ -89,7 +91,7 @@ class Settings(BaseSettings):
     period_close_grace_seconds: int = 3600
     # An hour is reported to billing systems this long after it closed: producers' last events of
     # the hour arrive first (later ones make a new revision).
-    usage_report_grace_seconds: int = Field(default=300, ge=0)
+    usage_report_grace_seconds: int = Field(default=300, ge=0, le=31 * 86_400)
     metrics_listen: str = ""
     # host:port of the seed's REST surface (api/rest.py, docs/rest.md); empty: no HTTP port.
     http_listen: str = ""
@@ -100,7 +102,8 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = 10.0
     scheduler_interval_seconds: float = 30.0
     max_message_bytes: int = 16 * 1024 * 1024
-    usage_retention_days: int = Field(default=DEFAULT_USAGE_RETENTION_DAYS, ge=1)
+    usage_retention_days: int = Field(default=DEFAULT_USAGE_RETENTION_DAYS, ge=1,
+                                      le=MAX_RETENTION_DAYS)
     max_streams_per_caller: int = 16
     # Every method but StreamUsage and RecordUsage: larger requests are refused before decoding.
     max_request_bytes: int = 1024 * 1024
@@ -119,17 +122,20 @@ class Settings(BaseSettings):
     webhook_max_concurrency: int = 64
     webhook_per_endpoint_concurrency: int = 4
     # How long a change held by an approval policy waits for a decision (fractions for tests).
-    change_request_ttl_hours: float = Field(default=168.0, gt=0)
+    change_request_ttl_hours: float = Field(default=168.0, gt=0, le=MAX_TTL_HOURS)
     # How often the scheduler checks budgets against the forecast (a model fit per account).
-    forecast_alert_interval_seconds: float = 3600.0
+    forecast_alert_interval_seconds: float = Field(default=3600.0, ge=0)
     # Traces (billing_svc.tracing): none, otlp (OTLP/HTTP, the OTEL_EXPORTER_OTLP_* variables) or
     # console (stderr).
     otel_exporter: Literal["none", "otlp", "console"] = "none"
     # Retention (services.retention, ``billing-svc purge``): days each kind of record is kept.
-    webhook_log_retention_days: int = Field(default=DEFAULT_WEBHOOK_LOG_RETENTION_DAYS, ge=1)
+    webhook_log_retention_days: int = Field(default=DEFAULT_WEBHOOK_LOG_RETENTION_DAYS, ge=1,
+                                            le=MAX_RETENTION_DAYS)
     idempotency_retention_days: int = Field(default=DEFAULT_IDEMPOTENCY_RETENTION_DAYS,
-                                            ge=MIN_IDEMPOTENCY_RETENTION_DAYS)
-    hourly_rollup_retention_days: int = Field(default=DEFAULT_HOURLY_ROLLUP_RETENTION_DAYS, ge=1)
+                                            ge=MIN_IDEMPOTENCY_RETENTION_DAYS,
+                                            le=MAX_RETENTION_DAYS)
+    hourly_rollup_retention_days: int = Field(default=DEFAULT_HOURLY_ROLLUP_RETENTION_DAYS, ge=1,
+                                              le=MAX_RETENTION_DAYS)
     # How often the scheduler purges; 0: never (run ``billing-svc purge`` yourself, e.g. to export).
     purge_interval_seconds: float = Field(default=3600.0, ge=0)
 

@@ -209,6 +209,11 @@ class RestServer:
         if scheme.lower() != "bearer" or not token.strip():
             raise _Refused(grpc.StatusCode.UNAUTHENTICATED,
                            "missing credentials: send an 'Authorization: Bearer <token>' header")
+        if not token.isascii():
+            # aiohttp hands undecodable header bytes over as surrogates, which no hash takes;
+            # every token billing-svc makes (and gRPC metadata carries) is ASCII.
+            raise _Refused(grpc.StatusCode.UNAUTHENTICATED,
+                           "invalid credentials: the bearer token is not ASCII text")
         caller = self._tokens.authenticate(token.strip())  # Unauthenticated, saying why
         scope = METHOD_SCOPES[route.rpc]
         if not caller.has(scope):
@@ -218,6 +223,10 @@ class RestServer:
         if len(request_id) > TEXT_LIMITS["request_id"]:
             raise InvalidArgument("X-Request-Id", f"is longer than {TEXT_LIMITS['request_id']} "
                                   "characters")
+        if not (request_id.isascii() and request_id.isprintable()):
+            # As on the gRPC port, whose metadata is printable ASCII: the id is echoed in a
+            # response header and written to logs and the audit trail.
+            raise InvalidArgument("X-Request-Id", "must be printable ASCII")
         return RequestContext(caller=caller, request_id=request_id, now=self.db.clock.now())
 
     async def _account_billing(self, request: web.Request, caller: Caller,
