@@ -220,6 +220,8 @@ class AccountClocks:
 
     def now_for(self, account_id: str) -> datetime | None:
         """The clock time of a clock account, ``None`` for any other (blocking: one read)."""
+        if not _could_exist(account_id):
+            return None
         if account_id in self._clock_of:
             clock_id = self._clock_of[account_id]
             return clock_time(self._db, clock_id) if clock_id is not None else None
@@ -232,6 +234,8 @@ class AccountClocks:
 
     def now_for_invoice(self, invoice_id: str) -> datetime | None:
         """The clock time of the account of invoice ``invoice_id``, if it is a clock account."""
+        if not _could_exist(invoice_id):
+            return None
         with self._db.read() as session:
             account_id = session.execute(select(Invoice.account_id).where(
                 Invoice.invoice_id == invoice_id)).scalar()
@@ -240,6 +244,13 @@ class AccountClocks:
     def _exists(self, account_id: str) -> bool:
         with self._db.read() as session:
             return session.get(Account, account_id) is not None
+
+
+def _could_exist(resource_id: str) -> bool:
+    """Whether ``resource_id`` could name a row: usage events reach this before their ids are
+    judged (the rejection comes later, per event), and PostgreSQL refuses a NUL in a text
+    parameter outright; no id of ours is longer than its 40-character column."""
+    return bool(resource_id) and len(resource_id) <= 40 and "\x00" not in resource_id
 
 
 def account_clock(session: Session, account: Account) -> TestClock | None:
