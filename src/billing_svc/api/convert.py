@@ -120,7 +120,7 @@ def idempotency_key(method: str, request: Message, caller: str) -> IdempotencyKe
         raise InvalidArgument("request_id", "is longer than 100 characters")
     rest = type(request)()
     rest.CopyFrom(request)
-    rest.ClearField("request_id")  # type: ignore[arg-type]
+    rest.ClearField("request_id")
     digest = hashlib.sha256(caller.encode() + b"\0" + rest.SerializeToString(deterministic=True))
     return IdempotencyKey(method, request_id, digest.hexdigest())
 
@@ -150,7 +150,7 @@ def plan_out(terms: Terms) -> pb.Plan:
 
 def custom_terms_in(message: pb.CustomTerms) -> CustomTerms:
     def amount(name: str) -> Decimal | None:
-        if not message.HasField(name):  # type: ignore[arg-type]
+        if not message.HasField(name):
             return None
         return money_in(getattr(message, name), f"terms.{name}")
 

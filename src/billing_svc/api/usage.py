@@ -167,13 +167,13 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
         self.writer = writer
         self.stream_idle_seconds = stream_idle_seconds
 
-    async def RecordUsage(self, request: UsageRequest,  # type: ignore[override]
+    async def RecordUsage(self, request: UsageRequest,  # type: ignore[override]  # takes the kernel-decoded UsageRequest, not the pb message
                           context: grpc.aio.ServicerContext) -> pb.RecordUsageResponse:
         batch = batch_of(request)
         result = await self.writer.submit(batch, deadline.get())
         return pb.RecordUsageResponse(**ack_fields(batch.batch_id, result))
 
-    async def StreamUsage(self, requests: AsyncIterator[UsageRequest],  # type: ignore[override]
+    async def StreamUsage(self, requests: AsyncIterator[UsageRequest],  # type: ignore[override]  # takes the kernel-decoded UsageRequest, not the pb message
                           context: grpc.aio.ServicerContext
                           ) -> AsyncIterator[pb.StreamUsageResponse]:
         """Acks are sent in batch order, each once its batch is committed; batches pipeline.

@@ -207,7 +207,7 @@ def _hold(session: Session, ctx: RequestContext, account: Account, kind: str,
         ChangeRequest.status == approvals.PENDING, ChangeRequest.kind == kind,
         ChangeRequest.change_json == change_json,
         ChangeRequest.requested_by_token_id == ctx.caller.token_id,
-        ChangeRequest.expires_at > ctx.now)).first()  # type: ignore[operator]
+        ChangeRequest.expires_at > ctx.now)).first()
     if same is not None:
         return same
     request = ChangeRequest(
@@ -361,7 +361,7 @@ def expire_due(db: Database, ctx: RequestContext, *, limit: int = 500) -> int:
     """Mark every pending request past its ``expires_at`` expired (the scheduler, every
     replica: ``SKIP LOCKED`` and the status check make each expire once)."""
     due = (ChangeRequest.status == approvals.PENDING,
-           ChangeRequest.expires_at <= ctx.now)  # type: ignore[operator]
+           ChangeRequest.expires_at <= ctx.now)
     with db.read() as session:
         if session.exec(select(ChangeRequest.change_request_id).where(*due).limit(1)).first() \
                 is None:
@@ -395,7 +395,7 @@ def list_change_requests(db: Database, *, account_id: str, status: str | None, p
     with db.read() as session:
         if account_id:
             load_account(session, account_id)
-        rows = list(session.exec(statement.order_by(ChangeRequest.change_request_id)  # type: ignore[arg-type]
+        rows = list(session.exec(statement.order_by(ChangeRequest.change_request_id)
                                  .limit(size + 1)))
     token = (paging.next_token("ListChangeRequests", query, (rows[size - 1].change_request_id,))
              if len(rows) > size else "")

@@ -76,7 +76,7 @@ def list_credits(db: Database, account_id: str, *, page_size: int = 0,
                 AccountCredit.created_at > at,  # type: ignore[arg-type,operator]
                 and_(AccountCredit.created_at == at, AccountCredit.credit_id > credit_id)))
         rows = list(session.exec(statement.order_by(
-            AccountCredit.created_at, AccountCredit.credit_id)  # type: ignore[arg-type]
+            AccountCredit.created_at, AccountCredit.credit_id)  # type: ignore[arg-type]  # SQLModel column attribute
             .limit(size + 1)).all())
     token = ""
     if len(rows) > size:
@@ -93,8 +93,8 @@ def open_credits(session: Session, account_ids: list[str]) -> dict[str, list[Acc
         # Filtered here, not in SQL: exact decimals are text on SQLite, where "0.00" > "0".
         # Credits are few per account.
         for credit in session.exec(select(AccountCredit).where(
-                AccountCredit.account_id.in_(account_ids[start:start + 500]))  # type: ignore[attr-defined]
-                .order_by(AccountCredit.created_at, AccountCredit.credit_id)  # type: ignore[arg-type]
+                AccountCredit.account_id.in_(account_ids[start:start + 500]))  # type: ignore[attr-defined]  # SQLModel column attribute
+                .order_by(AccountCredit.created_at, AccountCredit.credit_id)  # type: ignore[arg-type]  # SQLModel column attribute
                 .with_for_update()):
             if credit.remaining > ZERO:
                 found[credit.account_id].append(credit)

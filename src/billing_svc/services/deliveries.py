@@ -123,7 +123,7 @@ def next_delay(attempt: int, schedule: Sequence[float], outcome: Outcome) -> flo
         return None
     step_seconds = schedule[attempt - 1]
     wait = tenacity.wait_fixed(step_seconds * 0.8) + tenacity.wait_random(0, step_seconds * 0.4)
-    state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]  # only the wait strategy reads this state
     state.attempt_number = attempt
     delay = float(wait(state))
     if outcome.status_code in SLOW_DOWN_CODES or outcome.timed_out:

@@ -169,11 +169,11 @@ def monthly_history(session: Session, account: Account, current: Period) -> list
     account_id = account.account_id
     counters = {row.period: row for row in session.exec(select(UsagePeriod).where(
         UsagePeriod.account_id == account_id,
-        UsagePeriod.period.in_(labels)))}  # type: ignore[attr-defined]
+        UsagePeriod.period.in_(labels)))}  # type: ignore[attr-defined]  # SQLModel column attribute
     tenant_periods: dict[str, dict[str, UsageTenantPeriod]] = defaultdict(dict)
     for row in session.exec(select(UsageTenantPeriod).where(
             UsageTenantPeriod.account_id == account_id,
-            UsageTenantPeriod.period.in_(labels))):  # type: ignore[attr-defined]
+            UsageTenantPeriod.period.in_(labels))):  # type: ignore[attr-defined]  # SQLModel column attribute
         tenant_periods[row.period][row.tenant_id] = row
     tenants = list(session.exec(select(Tenant).where(Tenant.account_id == account_id)
                                 .order_by(Tenant.tenant_id)))

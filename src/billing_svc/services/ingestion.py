@@ -223,7 +223,7 @@ class _Rollup:
             self.hourly[(account_id, hour_us, tenant_id, partner_id, MESSAGE)][0] += messages
 
     def add_event(self, e: UsageEventIn) -> None:
-        occurred_at_us: int = e.occurred_at_us  # type: ignore[assignment]
+        occurred_at_us: int = e.occurred_at_us  # type: ignore[assignment]  # check_shape has set occurred_at_us
         roll = self.hourly[(e.account_id, rules.hour_of(occurred_at_us), e.tenant_id,
                             e.partner_id, e.kind)]
         if e.kind == MESSAGE:
@@ -266,7 +266,7 @@ def _store_events(store: UsageStore, batches: list[tuple[BatchResult, _Candidate
                         e.event_id, i, f"event_id {shown(e.event_id)} was already used with "
                         "different content; a resend must repeat the event exactly"))
                 continue
-            period = label_of(e.occurred_at_us)  # type: ignore[arg-type]
+            period = label_of(e.occurred_at_us)  # type: ignore[arg-type]  # check_shape has set occurred_at_us
             late = (e.account_id, period) in refs.invoiced
             if refuse is not None and (full := refuse(e, period, late)):
                 result.rejected.append(Rejection(e.event_id, i, full))
@@ -367,7 +367,7 @@ def _apply_storage(store: UsageStore, account_id: str,
     recompute: dict[str, int] = {}
     for tenant_id, tenant_readings in readings.items():
         tenant_readings.sort()
-        level, since = levels.get(tenant_id, (0, None))  # type: ignore[arg-type]
+        level, since = levels.get(tenant_id, (0, None))
         for occurred_at_us, quantity in tenant_readings:
             if since is not None and occurred_at_us < since:
                 recompute[tenant_id] = min(recompute.get(tenant_id, occurred_at_us),

@@ -126,10 +126,10 @@ def _close(session: Session, ctx: RequestContext, account_ids: list[str], period
     many invoices this call issued."""
     ids = sorted(set(account_ids))  # one lock order for every replica
     accounts = {account.account_id: account for account in session.exec(
-        select(Account).where(Account.account_id.in_(ids))  # type: ignore[attr-defined]
+        select(Account).where(Account.account_id.in_(ids))  # type: ignore[attr-defined]  # SQLModel column attribute
         .order_by(Account.account_id).with_for_update())}
     invoices = {invoice.account_id: invoice for invoice in session.exec(select(Invoice).where(
-        Invoice.account_id.in_(ids), Invoice.period == period.label))}  # type: ignore[attr-defined]
+        Invoice.account_id.in_(ids), Invoice.period == period.label))}  # type: ignore[attr-defined]  # SQLModel column attribute
     to_issue = []
     for account_id in ids:
         account = accounts.get(account_id)
@@ -180,7 +180,7 @@ def _late_usage(session: Session, accounts: list[Account], period: Period,
     late: dict[str, list[rating.LateUsage]] = {account.account_id: [] for account in accounts}
     by_id = {account.account_id: account for account in accounts}
     rows = session.exec(select(UsagePeriod).where(
-        UsagePeriod.account_id.in_(list(by_id)),  # type: ignore[attr-defined]
+        UsagePeriod.account_id.in_(list(by_id)),  # type: ignore[attr-defined]  # SQLModel column attribute
         UsagePeriod.period != period.label,
         UsagePeriod.late_messages > UsagePeriod.late_billed_messages)
         .order_by(UsagePeriod.account_id, UsagePeriod.period).with_for_update()).all()
@@ -260,10 +260,10 @@ def due_periods(db: Database, now: datetime, grace: timedelta,
             select(Account.account_id).where(
                 Account.registered_at < last_closable.end,
                 Account.created_at < last_closable.end,
-                Account.account_id.not_in(already),  # type: ignore[attr-defined]
+                Account.account_id.not_in(already),  # type: ignore[attr-defined]  # SQLModel column attribute
                 on_clock(test_clock_id),
                 ~((Account.status == "canceled")
-                  & (Account.canceled_at <= last_closable.start)))  # type: ignore[operator]
+                  & (Account.canceled_at <= last_closable.start)))  # type: ignore[operator]  # SQLModel column attribute
             .order_by(Account.account_id).limit(limit)).all()
     return [(account_id, last_closable) for account_id in ids]
 
@@ -283,7 +283,7 @@ def list_invoices(db: Database, *, account_id: str, status: str | None, period: 
             statement = statement.where(Invoice.period == period.label)
         if after:
             statement = statement.where(Invoice.invoice_id < after[0])
-        rows = session.exec(statement.order_by(Invoice.invoice_id.desc())  # type: ignore[attr-defined]
+        rows = session.exec(statement.order_by(Invoice.invoice_id.desc())  # type: ignore[attr-defined]  # SQLModel column attribute
                             .limit(size + 1)).all()
     token = (paging.next_token("ListInvoices", query, (rows[size - 1].invoice_id,))
              if len(rows) > size else "")

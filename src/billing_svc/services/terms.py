@@ -19,7 +19,7 @@ def load_segments(session: Session, account_ids: Sequence[str]) -> dict[str, lis
     ids = list(account_ids)
     for start in range(0, len(ids), 500):
         for segment in session.exec(
-                select(PlanSegment).where(PlanSegment.account_id.in_(ids[start:start + 500]))  # type: ignore[attr-defined]
+                select(PlanSegment).where(PlanSegment.account_id.in_(ids[start:start + 500]))  # type: ignore[attr-defined]  # SQLModel column attribute
                 .order_by(PlanSegment.effective_at, PlanSegment.id)):
             loaded[segment.account_id].append(segment)
     return loaded

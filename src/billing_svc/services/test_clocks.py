@@ -162,22 +162,22 @@ def delete_test_clock(db: Database, ctx: RequestContext, *, test_clock_id: str) 
             Account.test_clock_id == test_clock_id)).all())
         if account_ids:
             endpoints = select(WebhookEndpoint.endpoint_id).where(
-                WebhookEndpoint.account_id.in_(account_ids))  # type: ignore[attr-defined]
+                WebhookEndpoint.account_id.in_(account_ids))  # type: ignore[attr-defined]  # SQLModel column attribute
             for table in (WebhookAttempt, WebhookDelivery):
                 session.execute(delete(table).where(
-                    table.endpoint_id.in_(endpoints)))  # type: ignore[attr-defined]
+                    table.endpoint_id.in_(endpoints)))  # type: ignore[attr-defined]  # SQLModel column attribute
             session.execute(delete(WebhookEndpoint).where(
-                WebhookEndpoint.account_id.in_(account_ids)))  # type: ignore[attr-defined]
+                WebhookEndpoint.account_id.in_(account_ids)))  # type: ignore[attr-defined]  # SQLModel column attribute
             session.execute(delete(OutboxEvent).where(
-                OutboxEvent.account_id.in_(account_ids)))  # type: ignore[attr-defined]
+                OutboxEvent.account_id.in_(account_ids)))  # type: ignore[attr-defined]  # SQLModel column attribute
             for table in _BY_ACCOUNT:
                 session.execute(delete(table).where(
-                    table.account_id.in_(account_ids)))  # type: ignore[attr-defined]
+                    table.account_id.in_(account_ids)))  # type: ignore[attr-defined]  # SQLModel column attribute
             # What a create remembered points at an account that is gone.
             session.execute(delete(IdempotencyRecord).where(
-                IdempotencyRecord.result_id.in_(account_ids)))  # type: ignore[attr-defined]
+                IdempotencyRecord.result_id.in_(account_ids)))  # type: ignore[attr-defined]  # SQLModel column attribute
             session.execute(delete(Account).where(
-                Account.account_id.in_(account_ids)))  # type: ignore[attr-defined]
+                Account.account_id.in_(account_ids)))  # type: ignore[attr-defined]  # SQLModel column attribute
         audit.append(session, actor=ctx.caller.name, action="test_clock.deleted", account_id="",
                      before=_snapshot(clock), after={"deleted_accounts": account_ids},
                      at=ctx.now, request_id=ctx.request_id)
@@ -260,10 +260,10 @@ def _next_moment(db: Database, clock: TestClock, grace: timedelta) -> datetime:
     with db.read() as session:
         for column, condition in (
                 (Account.trial_ends_at, Account.status == subs.TRIALING),
-                (Account.pending_effective_at, Account.pending_plan_id.is_not(None)),  # type: ignore[union-attr]
-                (Account.canceled_at, Account.cancel_at_period_end.is_(True))):  # type: ignore[attr-defined]
+                (Account.pending_effective_at, Account.pending_plan_id.is_not(None)),  # type: ignore[union-attr]  # SQLModel column attribute
+                (Account.canceled_at, Account.cancel_at_period_end.is_(True))):  # type: ignore[attr-defined]  # SQLModel column attribute
             due = session.execute(select(column).where(
-                mine, condition, column > now).order_by(column).limit(1)).scalar()  # type: ignore[operator]
+                mine, condition, column > now).order_by(column).limit(1)).scalar()  # type: ignore[operator]  # SQLModel column attribute
             if due is not None:
                 candidates.append(due)
     return min(moment for moment in candidates if moment > now)

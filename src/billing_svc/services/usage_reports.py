@@ -252,19 +252,19 @@ def load_period_rows(session: Session, account_ids: Sequence[str],
     loaded = {account_id: PeriodRows() for account_id in account_ids}
     for ids in _chunks(list(account_ids)):
         for counter in session.exec(select(UsagePeriod).where(
-                UsagePeriod.account_id.in_(ids),  # type: ignore[attr-defined]
+                UsagePeriod.account_id.in_(ids),  # type: ignore[attr-defined]  # SQLModel column attribute
                 UsagePeriod.period == period.label)):
             loaded[counter.account_id].counter = counter
         for tenant in session.exec(select(Tenant).where(
-                Tenant.account_id.in_(ids),  # type: ignore[attr-defined]
+                Tenant.account_id.in_(ids),  # type: ignore[attr-defined]  # SQLModel column attribute
                 Tenant.created_at < period.end).order_by(Tenant.tenant_id)):
             loaded[tenant.account_id].tenants.append(tenant)
         for row in session.exec(select(UsageTenantPeriod).where(
-                UsageTenantPeriod.account_id.in_(ids),  # type: ignore[attr-defined]
+                UsageTenantPeriod.account_id.in_(ids),  # type: ignore[attr-defined]  # SQLModel column attribute
                 UsageTenantPeriod.period == period.label)):
             loaded[row.account_id].tenant_periods[row.tenant_id] = row
         for level in session.exec(select(StorageLevel).where(
-                StorageLevel.account_id.in_(ids))):  # type: ignore[attr-defined]
+                StorageLevel.account_id.in_(ids))):  # type: ignore[attr-defined]  # SQLModel column attribute
             loaded[level.account_id].levels[level.tenant_id] = level
     return loaded
 

@@ -166,10 +166,10 @@ def _event_logs(session: Session, events: list[OutboxEvent]) -> list[EventLog]:
     attempts: dict[str, list[WebhookAttempt]] = {event_id: [] for event_id in ids}
     if ids:
         for delivery in session.exec(select(WebhookDelivery).where(
-                WebhookDelivery.event_id.in_(ids))):  # type: ignore[attr-defined]
+                WebhookDelivery.event_id.in_(ids))):  # type: ignore[attr-defined]  # SQLModel column attribute
             deliveries[delivery.event_id].append(delivery)
         for attempt in session.exec(select(WebhookAttempt).where(
-                WebhookAttempt.event_id.in_(ids)).order_by(WebhookAttempt.id)):  # type: ignore[attr-defined,arg-type]
+                WebhookAttempt.event_id.in_(ids)).order_by(WebhookAttempt.id)):  # type: ignore[attr-defined,arg-type]  # SQLModel column attribute
             attempts[attempt.event_id].append(attempt)
     return [EventLog(event, _status(event, deliveries[event.event_id]), attempts[event.event_id])
             for event in events]
@@ -206,7 +206,7 @@ def _events_page(db: Database, account_id: str, event_type: str, status: str | N
             if cursor:
                 chunk_statement = chunk_statement.where(OutboxEvent.event_id < cursor)
             chunk = list(session.exec(chunk_statement.order_by(
-                OutboxEvent.event_id.desc()).limit(size + 1)))  # type: ignore[attr-defined]
+                OutboxEvent.event_id.desc()).limit(size + 1)))  # type: ignore[attr-defined]  # SQLModel column attribute
             for log in _event_logs(session, chunk):
                 if len(found) == size:
                     # One more matching event exists: the page ends at the last one found.

@@ -41,9 +41,9 @@ class Database:
         if self.is_sqlite:
             on_disk = bool(self.url.database) and self.url.database != ":memory:"
             if on_disk:
-                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
+                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]  # on_disk: the URL names a file
                 if background_checkpoints:
-                    self.checkpointer = Checkpointer(self.url.database)  # type: ignore[arg-type]
+                    self.checkpointer = Checkpointer(self.url.database)  # type: ignore[arg-type]  # on_disk: the URL names a file
             self.engine = self._sqlite_engine(immediate=True)
             self.read_engine = self._sqlite_engine(immediate=False)
         else:
