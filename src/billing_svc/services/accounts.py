@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, or_
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from billing_svc.domain import catalog, events
 from billing_svc.domain import subscriptions as subs
@@ -499,7 +499,7 @@ def end_due_trials(db: Database, ctx: RequestContext, *, limit: int = 500,
         due = session.exec(
             select(Account)
             .where(*due_now)
-            .order_by(Account.trial_ends_at).limit(limit)
+            .order_by(col(Account.trial_ends_at)).limit(limit)
             .with_for_update(skip_locked=True)
         ).all()
         for account in due:
@@ -515,10 +515,10 @@ def apply_period_end_changes(db: Database, ctx: RequestContext, *, limit: int = 
                              test_clock_id: str | None = None) -> int:
     """Apply downgrades and cancellations scheduled for a period end that has passed."""
     downgrade_due = (Account.pending_plan_id.is_not(None),  # type: ignore[union-attr]  # SQLModel column attribute
-                     Account.pending_effective_at <= ctx.now,  # type: ignore[operator]  # SQLModel column attribute
+                     col(Account.pending_effective_at) <= ctx.now,
                      on_clock(test_clock_id))
     cancel_due = (Account.cancel_at_period_end.is_(True),  # type: ignore[attr-defined]  # SQLModel column attribute
-                  Account.status != subs.CANCELED, Account.canceled_at <= ctx.now,  # type: ignore[operator]  # SQLModel column attribute
+                  col(Account.status) != subs.CANCELED, col(Account.canceled_at) <= ctx.now,
                   on_clock(test_clock_id))
     if not _any_account(db, or_(and_(*downgrade_due), and_(*cancel_due))):
         return 0

@@ -20,7 +20,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from billing_svc.domain import approvals, events
 from billing_svc.domain import subscriptions as subs
@@ -367,8 +367,8 @@ def expire_due(db: Database, ctx: RequestContext, *, limit: int = 500) -> int:
                 is None:
             return 0
     with db.write() as session:
-        rows = session.exec(select(ChangeRequest).where(*due).order_by(ChangeRequest.expires_at)
-                            .limit(limit).with_for_update(skip_locked=True)).all()
+        rows = session.exec(select(ChangeRequest).where(*due)
+                            .order_by(col(ChangeRequest.expires_at)).limit(limit).with_for_update(skip_locked=True)).all()
         for request in rows:
             _expire(session, ctx, request)
         return len(rows)
@@ -391,7 +391,7 @@ def list_change_requests(db: Database, *, account_id: str, status: str | None, p
     if status:
         statement = statement.where(ChangeRequest.status == status)
     if after:
-        statement = statement.where(ChangeRequest.change_request_id > after[0])
+        statement = statement.where(col(ChangeRequest.change_request_id) > after[0])
     with db.read() as session:
         if account_id:
             load_account(session, account_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from sqlalchemy import and_, or_
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from billing_svc.domain import rating
 from billing_svc.domain.errors import FailedPrecondition, InvalidArgument
@@ -73,8 +73,9 @@ def list_credits(db: Database, account_id: str, *, page_size: int = 0,
         if after:
             at, credit_id = from_us(int(after[0])), str(after[1])
             statement = statement.where(or_(
-                AccountCredit.created_at > at,  # type: ignore[arg-type,operator]
-                and_(AccountCredit.created_at == at, AccountCredit.credit_id > credit_id)))
+                col(AccountCredit.created_at) > at,
+                and_(col(AccountCredit.created_at) == at,
+                     col(AccountCredit.credit_id) > credit_id)))
         rows = list(session.exec(statement.order_by(
             AccountCredit.created_at, AccountCredit.credit_id)  # type: ignore[arg-type]  # SQLModel column attribute
             .limit(size + 1)).all())

@@ -43,10 +43,10 @@ SLOW_DOWN_SECONDS = 60.0
 RESPONSE_BODY_LIMIT = 2048
 FAN_OUT_BATCH = 500
 
-_delivery = cast(Table, WebhookDelivery.__table__)
-_endpoint = cast(Table, WebhookEndpoint.__table__)
-_event = cast(Table, OutboxEvent.__table__)
-_attempt = cast(Table, WebhookAttempt.__table__)
+_delivery = cast(Table, WebhookDelivery.__table__)  # type: ignore[attr-defined]  # SQLModel table attribute
+_endpoint = cast(Table, WebhookEndpoint.__table__)  # type: ignore[attr-defined]  # SQLModel table attribute
+_event = cast(Table, OutboxEvent.__table__)  # type: ignore[attr-defined]  # SQLModel table attribute
+_attempt = cast(Table, WebhookAttempt.__table__)  # type: ignore[attr-defined]  # SQLModel table attribute
 
 
 @dataclass(frozen=True)

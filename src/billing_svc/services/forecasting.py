@@ -22,6 +22,7 @@ from billing_svc.domain import forecast as model
 from billing_svc.domain import rating, storage_meter
 from billing_svc.domain import usage as rules
 from billing_svc.domain.errors import InvalidArgument
+from billing_svc.domain.forecast import SeriesForecast
 from billing_svc.domain.periods import Period
 from billing_svc.services.common import load_account
 from billing_svc.services.terms import plan_spans
@@ -68,8 +69,8 @@ class ForecastMonth:
 class UsageForecast:
     model: str
     history: list[MonthUsage]
-    messages_backtest: model.SeriesForecast
-    storage_backtest: model.SeriesForecast
+    messages_backtest: SeriesForecast  # not model.: the field `model` shadows the module here
+    storage_backtest: SeriesForecast
     months: list[ForecastMonth]
 
     @property

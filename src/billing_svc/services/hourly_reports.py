@@ -34,7 +34,7 @@ from decimal import Decimal
 
 import structlog
 from sqlalchemy import delete, tuple_, update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from billing_svc.domain import events
 from billing_svc.domain import usage as rules
@@ -129,7 +129,7 @@ def _report_one_by_one(db: Database, now: datetime, last_closed_hour_us: int) ->
         marks = session.execute(
             select(UsageReportDue.account_id, UsageReportDue.hour_us)
             .where(UsageReportDue.hour_us <= last_closed_hour_us)
-            .order_by(UsageReportDue.hour_us, UsageReportDue.account_id)
+            .order_by(col(UsageReportDue.hour_us), col(UsageReportDue.account_id))
             .limit(REPORT_BATCH)).all()
     made = 0
     for account_id, hour_us in marks:
@@ -155,7 +155,7 @@ def _report_batch(session: Session, now: datetime, last_closed_hour_us: int,
         claim = claim.where(UsageReportDue.account_id == only[0],
                             UsageReportDue.hour_us == only[1])
     due = session.execute(
-        claim.order_by(UsageReportDue.hour_us, UsageReportDue.account_id)
+        claim.order_by(col(UsageReportDue.hour_us), col(UsageReportDue.account_id))
         .limit(REPORT_BATCH).with_for_update(skip_locked=True)).all()
     if not due:
         return 0, 0
@@ -171,9 +171,9 @@ def _report_batch(session: Session, now: datetime, last_closed_hour_us: int,
     if drafts:
         # Last: the head row's lock is held from here to the commit (see the module docstring).
         head = session.execute(
-            update(UsageReportHead).where(UsageReportHead.id == 1)
+            update(UsageReportHead).where(col(UsageReportHead.id) == 1)
             .values(sequence=UsageReportHead.sequence + len(drafts))
-            .returning(UsageReportHead.sequence)).scalar_one()
+            .returning(col(UsageReportHead.sequence))).scalar_one()
         for offset, draft in enumerate(drafts):
             draft.sequence = head - len(drafts) + 1 + offset
             session.add(draft)

@@ -16,7 +16,7 @@ from decimal import Decimal
 import structlog
 from opentelemetry import trace
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from billing_svc import metrics
 from billing_svc.domain import events, rating
@@ -262,7 +262,7 @@ def due_periods(db: Database, now: datetime, grace: timedelta,
                 Account.created_at < last_closable.end,
                 Account.account_id.not_in(already),  # type: ignore[attr-defined]  # SQLModel column attribute
                 on_clock(test_clock_id),
-                ~((Account.status == "canceled")
+                ~((col(Account.status) == "canceled")
                   & (Account.canceled_at <= last_closable.start)))  # type: ignore[operator]  # SQLModel column attribute
             .order_by(Account.account_id).limit(limit)).all()
     return [(account_id, last_closable) for account_id in ids]
@@ -282,7 +282,7 @@ def list_invoices(db: Database, *, account_id: str, status: str | None, period: 
         if period:
             statement = statement.where(Invoice.period == period.label)
         if after:
-            statement = statement.where(Invoice.invoice_id < after[0])
+            statement = statement.where(col(Invoice.invoice_id) < after[0])
         rows = session.exec(statement.order_by(Invoice.invoice_id.desc())  # type: ignore[attr-defined]  # SQLModel column attribute
                             .limit(size + 1)).all()
     token = (paging.next_token("ListInvoices", query, (rows[size - 1].invoice_id,))

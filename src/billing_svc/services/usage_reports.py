@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from billing_svc.domain import money, rating, storage_meter
 from billing_svc.domain import usage as rules
@@ -127,7 +127,7 @@ def monthly_usage(db: Database, account_id: str, period: Period, *,
         snapshot = period_snapshot(session, account, period, min(now, period.end))
         partners = session.exec(
             select(UsagePartnerPeriod, MasterPartner)
-            .join(MasterPartner, MasterPartner.partner_id == UsagePartnerPeriod.partner_id)
+            .join(MasterPartner, col(MasterPartner.partner_id) == UsagePartnerPeriod.partner_id)
             .where(UsagePartnerPeriod.account_id == account_id,
                    UsagePartnerPeriod.period == period.label)
             .order_by(UsagePartnerPeriod.partner_id)).all()
@@ -352,7 +352,8 @@ def usage_history(db: Database, query: HistoryQuery) -> HistoryPage:
             .where(UsageHourly.account_id == query.account_id,
                    UsageHourly.hour_us >= rules.to_us(_bucket_start(start, "hour")),
                    UsageHourly.hour_us < rules.to_us(query.end))
-            .group_by(UsageHourly.hour_us, UsageHourly.kind).order_by(UsageHourly.hour_us))
+            .group_by(col(UsageHourly.hour_us), col(UsageHourly.kind))
+            .order_by(col(UsageHourly.hour_us)))
         if query.tenant_id:
             statement = statement.where(UsageHourly.tenant_id == query.tenant_id)
         buckets: dict[datetime, list[int]] = defaultdict(lambda: [0, 0])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from billing_svc.domain.errors import InvalidArgument, NotFound, shown
 from billing_svc.domain.events import EVENT_TYPES, subscribed
@@ -82,7 +82,7 @@ def list_endpoints(db: Database, *, account_id: str, page_size: int,
         statement = select(WebhookEndpoint).where(WebhookEndpoint.account_id == account_id,
                                                   WebhookEndpoint.status != DELETED)
         if after:
-            statement = statement.where(WebhookEndpoint.endpoint_id > after[0])
+            statement = statement.where(col(WebhookEndpoint.endpoint_id) > after[0])
         rows = list(session.exec(statement.order_by(WebhookEndpoint.endpoint_id)
                                  .limit(size + 1)))
     token = (paging.next_token("ListWebhookEndpoints", query, (rows[size - 1].endpoint_id,))
