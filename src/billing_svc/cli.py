@@ -174,7 +174,7 @@ def _revoke_token(db, name: str) -> int:
     except NotFound as exc:
         print(f"billing-svc: {exc}", file=sys.stderr)
         return 1
-    print(f"revoked {token.name} at {token.revoked_at.isoformat(timespec='seconds')}; "
+    print(f"revoked {token.name} at {token.revoked_at.isoformat(timespec='seconds')}; "  # type: ignore[union-attr]  # revoke_token sets revoked_at
           "every replica refuses it within seconds")
     return 0
 
@@ -199,7 +199,7 @@ def _account_ids(db, period, account: str | None) -> list[str]:
     with db.read() as session:
         # Test clocks' accounts are sandboxes: never in a real close or export.
         return list(session.exec(select(Account.account_id).where(
-            Account.created_at < period.end, Account.test_clock_id.is_(None))
+            Account.created_at < period.end, Account.test_clock_id.is_(None))  # type: ignore[union-attr]  # SQLModel column attribute
             .order_by(Account.account_id)).all())
 
 

@@ -116,7 +116,7 @@ def events_in(events: Any) -> list[UsageEventIn]:
     occurred_at_us_of = rules.occurred_at_us_of
     earliest, latest, nanos_per_second = (rules.EARLIEST_SECONDS, rules.LATEST_SECONDS,
                                           rules.NANOS_PER_SECOND)
-    batch = []
+    batch: list[Any] = []
     append = batch.append
     for event in events:
         stamp = event.occurred_at
@@ -269,7 +269,7 @@ def add_to_server(servicer: UsageServicer, server: grpc.aio.Server,
     """Register ``UsageService`` as generated, except that the ingest RPCs' requests come from
     ``decode_request(kernel)``."""
     registered = _Registered()
-    pb_grpc.add_UsageServiceServicer_to_server(servicer, registered)
+    pb_grpc.add_UsageServiceServicer_to_server(servicer, registered)  # type: ignore[arg-type]  # collects the handlers
     decode = decode_request(kernel)
     handlers = {name: handler._replace(request_deserializer=decode)
                 if name in _INGEST_METHODS else handler

@@ -124,7 +124,7 @@ class RetentionStore:
         if self.connection.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as dialect_insert
         else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]  # same signature
         self.connection.execute(dialect_insert(table).on_conflict_do_nothing(), rows)
 
     def start_purging(self, account_id: str, periods: Iterable[str], horizon_us: int,

@@ -294,7 +294,8 @@ class UsageStore:
         """Add byte-microseconds to tenants' periods (``(account, period, tenant, byte_us)``)."""
         if self.postgres:
             update = "usage_tenant_period.storage_byte_us + excluded.storage_byte_us"
-            params = [(a, p, t, v) for a, p, t, v in rows]
+            params: list[tuple[str, str, str, Decimal | str]] = [
+                (a, p, t, v) for a, p, t, v in rows]
         else:  # exact text arithmetic is not SQLite's: read, add in Python, write back
             current = {}
             for a, p, t, _ in rows:
