@@ -142,7 +142,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _operator():  # type: ignore[no-untyped-def]
+def _operator():
     """The context of an operator's command: the audit trail names the OS user."""
     import getpass
 
@@ -155,7 +155,7 @@ def _operator():  # type: ignore[no-untyped-def]
     return RequestContext(Caller(f"cli:{user}", frozenset({"admin"})))
 
 
-def _create_token(db, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+def _create_token(db, args: argparse.Namespace) -> int:
     from billing_svc.domain.errors import BillingError, InvalidArgument
     from billing_svc.domain.tokens import parse_duration
     from billing_svc.services import tokens
@@ -174,10 +174,10 @@ def _create_token(db, args: argparse.Namespace) -> int:  # type: ignore[no-untyp
     return 0
 
 
-def _list_tokens(db) -> int:  # type: ignore[no-untyped-def]
+def _list_tokens(db) -> int:
     from billing_svc.services import tokens
 
-    def shown(moment) -> str:  # type: ignore[no-untyped-def]
+    def shown(moment) -> str:
         return moment.isoformat(timespec="seconds") if moment is not None else "-"
 
     now = db.clock.now()
@@ -189,7 +189,7 @@ def _list_tokens(db) -> int:  # type: ignore[no-untyped-def]
     return 0
 
 
-def _revoke_token(db, name: str) -> int:  # type: ignore[no-untyped-def]
+def _revoke_token(db, name: str) -> int:
     from billing_svc.domain.errors import NotFound
     from billing_svc.services import tokens
 
@@ -198,12 +198,12 @@ def _revoke_token(db, name: str) -> int:  # type: ignore[no-untyped-def]
     except NotFound as exc:
         print(f"billing-svc: {exc}", file=sys.stderr)
         return 1
-    print(f"revoked {token.name} at {token.revoked_at.isoformat(timespec='seconds')}; "  # type: ignore[union-attr]
+    print(f"revoked {token.name} at {token.revoked_at.isoformat(timespec='seconds')}; "  # type: ignore[union-attr]  # revoke_token sets revoked_at
           "every replica refuses it within seconds")
     return 0
 
 
-def _period(label: str):  # type: ignore[no-untyped-def]
+def _period(label: str):
     from billing_svc.domain.periods import Period
 
     try:
@@ -213,7 +213,7 @@ def _period(label: str):  # type: ignore[no-untyped-def]
         raise SystemExit(2) from exc
 
 
-def _account_ids(db, period, account: str | None) -> list[str]:  # type: ignore[no-untyped-def]
+def _account_ids(db, period, account: str | None) -> list[str]:
     from sqlmodel import select
 
     from billing_svc.storage.tables import Account
@@ -223,11 +223,11 @@ def _account_ids(db, period, account: str | None) -> list[str]:  # type: ignore[
     with db.read() as session:
         # Test clocks' accounts are sandboxes: never in a real close or export.
         return list(session.exec(select(Account.account_id).where(
-            Account.created_at < period.end, Account.test_clock_id.is_(None))  # type: ignore[union-attr]
+            Account.created_at < period.end, Account.test_clock_id.is_(None))  # type: ignore[union-attr]  # SQLModel column attribute
             .order_by(Account.account_id)).all())
 
 
-def _ended(db, period, purpose: str) -> None:  # type: ignore[no-untyped-def]
+def _ended(db, period, purpose: str) -> None:
     """Exit 1 with one line when ``period`` has not ended: nothing of it can be ``purpose``."""
     if period.end > db.clock.now():
         print(f"billing-svc: period {period.label} has not ended yet (it ends "
@@ -235,7 +235,7 @@ def _ended(db, period, purpose: str) -> None:  # type: ignore[no-untyped-def]
         raise SystemExit(1)
 
 
-def _close_period(db, label: str, account: str | None) -> int:  # type: ignore[no-untyped-def]
+def _close_period(db, label: str, account: str | None) -> int:
     from billing_svc.domain.errors import BillingError
     from billing_svc.services import invoicing
     from billing_svc.services.context import system_context
@@ -255,7 +255,7 @@ def _close_period(db, label: str, account: str | None) -> int:  # type: ignore[n
     return 1 if failures else 0
 
 
-def _export_journal(db, settings: Settings, label: str, account: str | None,  # type: ignore[no-untyped-def]
+def _export_journal(db, settings: Settings, label: str, account: str | None,
                     output: str | None) -> int:
     from billing_svc.domain.errors import BillingError, FailedPrecondition
     from billing_svc.services import finance
@@ -304,7 +304,7 @@ def _export_journal(db, settings: Settings, label: str, account: str | None,  # 
     return 0
 
 
-def _purge(db, settings: Settings, export_path: str | None) -> int:  # type: ignore[no-untyped-def]
+def _purge(db, settings: Settings, export_path: str | None) -> int:
     import time
 
     from billing_svc.services import retention
@@ -347,7 +347,7 @@ def _purge(db, settings: Settings, export_path: str | None) -> int:  # type: ign
     return 0
 
 
-def _audit_verify(db) -> int:  # type: ignore[no-untyped-def]
+def _audit_verify(db) -> int:
     from billing_svc.services.finance import verify_audit_chain
     from billing_svc.storage.tables import AuditHead
 

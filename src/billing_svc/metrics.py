@@ -52,7 +52,7 @@ class OutboxCollector(Collector):
             with self.db.read() as session:
                 count, oldest = session.exec(
                     select(func.count(), func.min(OutboxEvent.created_at))
-                    .where(OutboxEvent.fanned_out.is_(False))).one()  # type: ignore[attr-defined]
+                    .where(OutboxEvent.fanned_out.is_(False))).one()  # type: ignore[attr-defined]  # SQLModel column attribute
         except Exception:  # a scrape must not fail because the database is away
             return
         depth.add_metric([], float(count))

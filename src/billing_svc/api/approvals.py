@@ -24,7 +24,7 @@ _STATUS = {rules.PENDING: pb.CHANGE_REQUEST_STATUS_PENDING,
            rules.APPROVED: pb.CHANGE_REQUEST_STATUS_APPROVED,
            rules.REJECTED: pb.CHANGE_REQUEST_STATUS_REJECTED,
            rules.EXPIRED: pb.CHANGE_REQUEST_STATUS_EXPIRED}
-_STATUS_BACK = {value: key for key, value in _STATUS.items()}
+_STATUS_BACK: dict[int, str] = {value: key for key, value in _STATUS.items()}
 _KIND = {rules.UPGRADE: pb.CHANGE_REQUEST_KIND_UPGRADE,
          rules.DOWNGRADE: pb.CHANGE_REQUEST_KIND_DOWNGRADE,
          rules.CANCELLATION: pb.CHANGE_REQUEST_KIND_CANCELLATION,
@@ -120,7 +120,8 @@ class ApprovalRpcs:
                                 page_size=convert.page_size_in(request.page_size),
                                 page_token=request.page_token)
         return pb.ListChangeRequestsResponse(
-            change_requests=[change_request_out(r) for r in rows], next_page_token=token)
+            change_requests=[change_request_out(r) for r in rows],  # type: ignore[misc]  # rows: no None
+            next_page_token=token)
 
     async def ApproveChangeRequest(
             self, request: pb.ApproveChangeRequestRequest,

@@ -40,7 +40,7 @@ _STATUS = {
     subs.CANCELED: pb.SUBSCRIPTION_STATUS_CANCELED,
 }
 _INTERVAL = {subs.MONTHLY: pb.BILLING_INTERVAL_MONTHLY, subs.ANNUAL: pb.BILLING_INTERVAL_ANNUAL}
-_INTERVAL_BACK = {v: k for k, v in _INTERVAL.items()}
+_INTERVAL_BACK: dict[int, str] = {v: k for k, v in _INTERVAL.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,7 +120,7 @@ def idempotency_key(method: str, request: Message, caller: str) -> IdempotencyKe
         raise InvalidArgument("request_id", "is longer than 100 characters")
     rest = type(request)()
     rest.CopyFrom(request)
-    rest.ClearField("request_id")  # type: ignore[arg-type]
+    rest.ClearField("request_id")
     digest = hashlib.sha256(caller.encode() + b"\0" + rest.SerializeToString(deterministic=True))
     return IdempotencyKey(method, request_id, digest.hexdigest())
 
@@ -150,7 +150,7 @@ def plan_out(terms: Terms) -> pb.Plan:
 
 def custom_terms_in(message: pb.CustomTerms) -> CustomTerms:
     def amount(name: str) -> Decimal | None:
-        if not message.HasField(name):  # type: ignore[arg-type]
+        if not message.HasField(name):
             return None
         return money_in(getattr(message, name), f"terms.{name}")
 
@@ -373,7 +373,7 @@ _INVOICE_STATUS = {
     "paid": pb.INVOICE_STATUS_PAID, "uncollectible": pb.INVOICE_STATUS_UNCOLLECTIBLE,
     "void": pb.INVOICE_STATUS_VOID,
 }
-_INVOICE_STATUS_BACK = {v: k for k, v in _INVOICE_STATUS.items()}
+_INVOICE_STATUS_BACK: dict[int, str] = {v: k for k, v in _INVOICE_STATUS.items()}
 
 
 def invoice_status_in(value: int) -> str | None:
@@ -416,7 +416,8 @@ def invoice_out(view: invoicing.InvoiceView) -> pb.Invoice:
         status=_INVOICE_STATUS[invoice.status],
         lines=[invoice_line_out(line) for line in view.lines],
         subtotal=money_out(invoice.subtotal), total=money_out(invoice.total),
-        tenant_breakdown=[common_pb2.TenantUsage(**row) for row in view.tenant_breakdown],
+        tenant_breakdown=[common_pb2.TenantUsage(**row)  # type: ignore[arg-type]  # JSON of TenantUsage fields
+                          for row in view.tenant_breakdown],
         issue_time=time_out(invoice.issued_at), paid_time=time_out(invoice.paid_at),
         amount_paid=money_out(invoice.amount_paid),
         next_payment_attempt=time_out(invoice.next_payment_attempt_at),

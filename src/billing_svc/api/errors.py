@@ -28,7 +28,7 @@ _CODES: dict[type[errors.BillingError], grpc.StatusCode] = {
 def status_code_of(error: errors.BillingError) -> grpc.StatusCode:
     for cls in type(error).__mro__:
         if cls in _CODES:
-            return _CODES[cls]  # type: ignore[index]
+            return _CODES[cls]
     return grpc.StatusCode.INTERNAL
 
 

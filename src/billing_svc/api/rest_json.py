@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from as2aas.billing.v1 import billing_service_pb2 as pb
 from as2aas.billing.v1 import common_pb2
@@ -32,7 +32,8 @@ def amount(value: common_pb2.Money) -> Decimal:
     """A Money as a Decimal with at least the cents' two places, more only when they are not
     zero: 299 -> 299.00, 0.05 -> 0.05, 0.0125 -> 0.0125 (the seed's ``299.00`` and ``0.05``)."""
     exact = money.from_units_nanos(value.units, value.nanos).normalize()
-    return exact.quantize(Decimal("0.01")) if exact.as_tuple().exponent > -2 else exact
+    # The exponent is a letter only for NaN and infinities, which no Money is.
+    return exact.quantize(Decimal("0.01")) if cast(int, exact.as_tuple().exponent) > -2 else exact
 
 
 def timestamp(value: timestamp_pb2.Timestamp) -> str:
@@ -51,7 +52,7 @@ def account_billing(response: pb.GetAccountBillingResponse) -> dict[str, Any]:
         "customer_id": response.customer_id,
         "subscription": {
             "id": subscription.id,
-            "status": _enum_word(subscription.DESCRIPTOR.fields_by_name["status"],
+            "status": _enum_word(subscription.DESCRIPTOR.fields_by_name["status"],  # type: ignore[arg-type]  # upb's descriptor, same API
                                  subscription.status),
             "current_period_start": timestamp(subscription.current_period_start),
             "current_period_end": timestamp(subscription.current_period_end),
@@ -83,7 +84,7 @@ def plain(message: Message) -> dict[str, Any]:
     """Every field of ``message`` (unset ones too, as their default or ``null``): Money as a
     number of USD, Timestamp as RFC 3339, an enum as its lowercase word, int64 as a number, a
     decimal string as a number."""
-    return {field.name: _value(field, getattr(message, field.name), message)
+    return {field.name: _value(field, getattr(message, field.name), message)  # type: ignore[arg-type]  # upb's descriptor, same API
             for field in message.DESCRIPTOR.fields}
 
 
@@ -112,6 +113,7 @@ def _one(field: FieldDescriptor, value: Any) -> Any:
 def _enum_word(field: FieldDescriptor, number: int) -> str | None:
     """``SUBSCRIPTION_STATUS_PAST_DUE`` -> ``"past_due"``; the UNSPECIFIED value -> ``None``."""
     enum = field.enum_type
+    assert enum is not None, f"{field.name} is not an enum field"
     prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", enum.name).upper() + "_"
     name = enum.values_by_number[number].name if number in enum.values_by_number else None
     if name is None or number == 0:

@@ -192,7 +192,7 @@ class BillingServer:
         await asyncio.to_thread(self.tracing.shutdown)  # exports the spans still buffered
         log.info("stopped")
 
-    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
+    async def _set_health(self, status: int) -> None:  # a HealthCheckResponse.ServingStatus
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, status)
 

@@ -123,7 +123,7 @@ def events_in(events: Any) -> list[UsageEventIn]:
     occurred_at_us_of = rules.occurred_at_us_of
     earliest, latest, nanos_per_second = (rules.EARLIEST_SECONDS, rules.LATEST_SECONDS,
                                           rules.NANOS_PER_SECOND)
-    batch = []
+    batch: list[Any] = []
     append = batch.append
     for event in events:
         stamp = event.occurred_at
@@ -193,14 +193,14 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
         self.writer = writer
         self.stream_idle_seconds = stream_idle_seconds
 
-    async def RecordUsage(self, request: UsageRequest,  # type: ignore[override]
+    async def RecordUsage(self, request: UsageRequest,  # type: ignore[override]  # takes the kernel-decoded UsageRequest, not the pb message
                           context: grpc.aio.ServicerContext) -> pb.RecordUsageResponse:
         batch = batch_of(request)
         result = await self.writer.submit(batch, deadline.get())
         log_fields().update(batch_log(batch, result))  # on the call's own "rpc" line
         return pb.RecordUsageResponse(**ack_fields(batch.batch_id, result))
 
-    async def StreamUsage(self, requests: AsyncIterator[UsageRequest],  # type: ignore[override]
+    async def StreamUsage(self, requests: AsyncIterator[UsageRequest],  # type: ignore[override]  # takes the kernel-decoded UsageRequest, not the pb message
                           context: grpc.aio.ServicerContext
                           ) -> AsyncIterator[pb.StreamUsageResponse]:
         """Acks are sent in batch order, each once its batch is committed; batches pipeline.
@@ -309,7 +309,7 @@ def add_to_server(servicer: UsageServicer, server: grpc.aio.Server,
     """Register ``UsageService`` as generated, except that the ingest RPCs' requests come from
     ``decode_request(kernel)``."""
     registered = _Registered()
-    pb_grpc.add_UsageServiceServicer_to_server(servicer, registered)
+    pb_grpc.add_UsageServiceServicer_to_server(servicer, registered)  # type: ignore[arg-type]  # collects the handlers
     decode = decode_request(kernel)
     handlers = {name: handler._replace(request_deserializer=decode)
                 if name in _INGEST_METHODS else handler

@@ -38,7 +38,7 @@ _PROBE_INSERT = "INSERT INTO probe VALUES (?,?,?,?,?,?,?,?,?,?)"
 def load() -> tuple[ModuleType | None, str]:
     """``(kernel, "")`` when the kernel is usable here, else ``(None, why not)``."""
     try:
-        from billing_svc.native import _usage_kernel
+        from billing_svc.native import _usage_kernel  # type: ignore[attr-defined]  # C extension, no stub
     except ImportError as exc:
         return None, f"not built ({exc}); reinstall with a C compiler present to build it"
     import _sqlite3
@@ -60,7 +60,8 @@ def _probe(kernel: ModuleType) -> None:
     stamp = 1_750_000_000
     request = pb.StreamUsageRequest(batch_id="probe", events=[
         pb.UsageEvent(event_id=f"e{i}", account_id="acc", tenant_id="ten", partner_id="prt",
-                      kind=MESSAGE, quantity=i + 1, occurred_at={"seconds": stamp})
+                      kind=MESSAGE,  # type: ignore[arg-type]  # the wire enum's number
+                      quantity=i + 1, occurred_at={"seconds": stamp})
         for i in range(2)])
     batch = kernel.decode(request.SerializeToString())
     expected = [UsageEventIn(f"e{i}", "acc", "ten", "prt", MESSAGE, i + 1, stamp * 1_000_000)

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, or_
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from billing_svc.domain import catalog, events
 from billing_svc.domain import subscriptions as subs
@@ -302,7 +302,7 @@ def _has_open_dunning(session: Session, account: Account) -> bool:
     """Whether a failed payment keeps the account past due (then only paying clears it)."""
     return session.exec(select(func.count()).select_from(Invoice).where(
         Invoice.account_id == account.account_id, Invoice.failed_attempts > 0,
-        Invoice.status.in_(["open", "uncollectible"]))).one() > 0  # type: ignore[attr-defined]
+        Invoice.status.in_(["open", "uncollectible"]))).one() > 0  # type: ignore[attr-defined]  # SQLModel column attribute
 
 
 def set_custom_terms(db: Database, ctx: RequestContext, *, account_id: str,
@@ -439,7 +439,7 @@ def create_master_partner(db: Database, ctx: RequestContext, *, account_id: str,
                      at=ctx.now, request_id=ctx.request_id)
         return partner
 
-    partner = idempotent_write(db, ctx, key, create, loader(MasterPartner),  # type: ignore[arg-type]
+    partner = idempotent_write(db, ctx, key, create, loader(MasterPartner),
                                lambda p: p.partner_id if p else "")
     if partner is None:
         raise refusal[0]
@@ -484,14 +484,14 @@ def on_clock(test_clock_id: str | None) -> Any:
     """The accounts of test clock ``test_clock_id``; with ``None``, the real accounts: a job
     runs for one time line at once."""
     if test_clock_id is None:
-        return Account.test_clock_id.is_(None)  # type: ignore[union-attr]
+        return Account.test_clock_id.is_(None)  # type: ignore[union-attr]  # SQLModel column attribute
     return Account.test_clock_id == test_clock_id
 
 
 def end_due_trials(db: Database, ctx: RequestContext, *, limit: int = 500,
                    test_clock_id: str | None = None) -> int:
     """End every trial whose time has come: ``active`` with a payment method, else ``past_due``."""
-    due_now = (Account.status == subs.TRIALING, Account.trial_ends_at <= ctx.now,  # type: ignore[operator]
+    due_now = (Account.status == subs.TRIALING, Account.trial_ends_at <= ctx.now,  # type: ignore[operator]  # SQLModel column attribute
                on_clock(test_clock_id))
     if not _any_account(db, *due_now):
         return 0
@@ -499,7 +499,7 @@ def end_due_trials(db: Database, ctx: RequestContext, *, limit: int = 500,
         due = session.exec(
             select(Account)
             .where(*due_now)
-            .order_by(Account.trial_ends_at).limit(limit)
+            .order_by(col(Account.trial_ends_at)).limit(limit)
             .with_for_update(skip_locked=True)
         ).all()
         for account in due:
@@ -514,11 +514,11 @@ def end_due_trials(db: Database, ctx: RequestContext, *, limit: int = 500,
 def apply_period_end_changes(db: Database, ctx: RequestContext, *, limit: int = 500,
                              test_clock_id: str | None = None) -> int:
     """Apply downgrades and cancellations scheduled for a period end that has passed."""
-    downgrade_due = (Account.pending_plan_id.is_not(None),  # type: ignore[union-attr]
-                     Account.pending_effective_at <= ctx.now,  # type: ignore[operator]
+    downgrade_due = (Account.pending_plan_id.is_not(None),  # type: ignore[union-attr]  # SQLModel column attribute
+                     col(Account.pending_effective_at) <= ctx.now,
                      on_clock(test_clock_id))
-    cancel_due = (Account.cancel_at_period_end.is_(True),  # type: ignore[attr-defined]
-                  Account.status != subs.CANCELED, Account.canceled_at <= ctx.now,  # type: ignore[operator]
+    cancel_due = (Account.cancel_at_period_end.is_(True),  # type: ignore[attr-defined]  # SQLModel column attribute
+                  col(Account.status) != subs.CANCELED, col(Account.canceled_at) <= ctx.now,
                   on_clock(test_clock_id))
     if not _any_account(db, or_(and_(*downgrade_due), and_(*cancel_due))):
         return 0

@@ -20,7 +20,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from billing_svc.domain import approvals, events
 from billing_svc.domain import subscriptions as subs
@@ -207,7 +207,7 @@ def _hold(session: Session, ctx: RequestContext, account: Account, kind: str,
         ChangeRequest.status == approvals.PENDING, ChangeRequest.kind == kind,
         ChangeRequest.change_json == change_json,
         ChangeRequest.requested_by_token_id == ctx.caller.token_id,
-        ChangeRequest.expires_at > ctx.now)).first()  # type: ignore[operator]
+        ChangeRequest.expires_at > ctx.now)).first()
     if same is not None:
         return same
     request = ChangeRequest(
@@ -361,14 +361,14 @@ def expire_due(db: Database, ctx: RequestContext, *, limit: int = 500) -> int:
     """Mark every pending request past its ``expires_at`` expired (the scheduler, every
     replica: ``SKIP LOCKED`` and the status check make each expire once)."""
     due = (ChangeRequest.status == approvals.PENDING,
-           ChangeRequest.expires_at <= ctx.now)  # type: ignore[operator]
+           ChangeRequest.expires_at <= ctx.now)
     with db.read() as session:
         if session.exec(select(ChangeRequest.change_request_id).where(*due).limit(1)).first() \
                 is None:
             return 0
     with db.write() as session:
-        rows = session.exec(select(ChangeRequest).where(*due).order_by(ChangeRequest.expires_at)
-                            .limit(limit).with_for_update(skip_locked=True)).all()
+        rows = session.exec(select(ChangeRequest).where(*due)
+                            .order_by(col(ChangeRequest.expires_at)).limit(limit).with_for_update(skip_locked=True)).all()
         for request in rows:
             _expire(session, ctx, request)
         return len(rows)
@@ -391,11 +391,11 @@ def list_change_requests(db: Database, *, account_id: str, status: str | None, p
     if status:
         statement = statement.where(ChangeRequest.status == status)
     if after:
-        statement = statement.where(ChangeRequest.change_request_id > after[0])
+        statement = statement.where(col(ChangeRequest.change_request_id) > after[0])
     with db.read() as session:
         if account_id:
             load_account(session, account_id)
-        rows = list(session.exec(statement.order_by(ChangeRequest.change_request_id)  # type: ignore[arg-type]
+        rows = list(session.exec(statement.order_by(ChangeRequest.change_request_id)
                                  .limit(size + 1)))
     token = (paging.next_token("ListChangeRequests", query, (rows[size - 1].change_request_id,))
              if len(rows) > size else "")

@@ -45,7 +45,7 @@ def pending(session: Session, accounts: list[Account], period: Period,
     if segments is None:
         segments = load_segments(session, list(by_id))
     statement = select(UsagePeriod).where(
-        UsagePeriod.account_id.in_(list(by_id)),  # type: ignore[attr-defined]
+        UsagePeriod.account_id.in_(list(by_id)),  # type: ignore[attr-defined]  # SQLModel column attribute
         UsagePeriod.period != period.label,
         UsagePeriod.late_messages > UsagePeriod.late_billed_messages).order_by(
         UsagePeriod.account_id, UsagePeriod.period)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from sqlalchemy import and_, or_
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from billing_svc.domain import rating
 from billing_svc.domain.errors import FailedPrecondition, InvalidArgument
@@ -73,10 +73,11 @@ def list_credits(db: Database, account_id: str, *, page_size: int = 0,
         if after:
             at, credit_id = from_us(int(after[0])), str(after[1])
             statement = statement.where(or_(
-                AccountCredit.created_at > at,  # type: ignore[arg-type,operator]
-                and_(AccountCredit.created_at == at, AccountCredit.credit_id > credit_id)))
+                col(AccountCredit.created_at) > at,
+                and_(col(AccountCredit.created_at) == at,
+                     col(AccountCredit.credit_id) > credit_id)))
         rows = list(session.exec(statement.order_by(
-            AccountCredit.created_at, AccountCredit.credit_id)  # type: ignore[arg-type]
+            AccountCredit.created_at, AccountCredit.credit_id)  # type: ignore[arg-type]  # SQLModel column attribute
             .limit(size + 1)).all())
     token = ""
     if len(rows) > size:
@@ -94,8 +95,8 @@ def open_credits(session: Session, account_ids: list[str], *,
         # Filtered here, not in SQL: exact decimals are text on SQLite, where "0.00" > "0".
         # Credits are few per account.
         statement = select(AccountCredit).where(
-            AccountCredit.account_id.in_(account_ids[start:start + 500])).order_by(  # type: ignore[attr-defined]
-            AccountCredit.created_at, AccountCredit.credit_id)  # type: ignore[arg-type]
+            AccountCredit.account_id.in_(account_ids[start:start + 500])).order_by(  # type: ignore[attr-defined]  # SQLModel column attribute
+            AccountCredit.created_at, AccountCredit.credit_id)  # type: ignore[arg-type]  # SQLModel column attribute
         for credit in session.exec(statement.with_for_update() if for_update else statement):
             if credit.remaining > ZERO:
                 found[credit.account_id].append(credit)

@@ -43,10 +43,10 @@ SLOW_DOWN_SECONDS = 60.0
 RESPONSE_BODY_LIMIT = 2048
 FAN_OUT_BATCH = 500
 
-_delivery = cast(Table, WebhookDelivery.__table__)
-_endpoint = cast(Table, WebhookEndpoint.__table__)
-_event = cast(Table, OutboxEvent.__table__)
-_attempt = cast(Table, WebhookAttempt.__table__)
+_delivery = cast(Table, WebhookDelivery.__table__)  # type: ignore[attr-defined]  # SQLModel table attribute
+_endpoint = cast(Table, WebhookEndpoint.__table__)  # type: ignore[attr-defined]  # SQLModel table attribute
+_event = cast(Table, OutboxEvent.__table__)  # type: ignore[attr-defined]  # SQLModel table attribute
+_attempt = cast(Table, WebhookAttempt.__table__)  # type: ignore[attr-defined]  # SQLModel table attribute
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def next_delay(attempt: int, schedule: Sequence[float], outcome: Outcome) -> flo
         return None
     step_seconds = schedule[attempt - 1]
     wait = tenacity.wait_fixed(step_seconds * 0.8) + tenacity.wait_random(0, step_seconds * 0.4)
-    state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]  # only the wait strategy reads this state
     state.attempt_number = attempt
     delay = float(wait(state))
     if outcome.status_code in SLOW_DOWN_CODES or outcome.timed_out:

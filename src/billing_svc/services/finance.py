@@ -4,12 +4,14 @@ reconciliation and plan comparison (spec §1.7, §1.8)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import structlog
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from billing_svc.domain import catalog, events, rating
 from billing_svc.domain import usage as rules
@@ -100,7 +102,7 @@ def list_budgets(db: Database, account_id: str, *, page_size: int = 0,
         load_account(session, account_id)
         statement = select(Budget).where(Budget.account_id == account_id)
         if after:
-            statement = statement.where(Budget.name > after[0])
+            statement = statement.where(col(Budget.name) > after[0])
         rows = list(session.exec(statement.order_by(Budget.name).limit(size + 1)).all())
     token = (paging.next_token("ListBudgets", query, (rows[size - 1].name,))
              if len(rows) > size else "")
@@ -180,8 +182,9 @@ def cost_allocation(db: Database, account_id: str, period: Period) -> Allocation
     by_department: dict[str, list[PartnerUsage]] = defaultdict(list)
     for partner in usage.partners:
         by_department[partner.department or UNALLOCATED].append(partner)
-    totals = {name: [sum(p.messages for p in members), sum((p.cost for p in members), ZERO)]
-              for name, members in by_department.items()}
+    totals: dict[str, list[Any]] = {
+        name: [sum(p.messages for p in members), sum((p.cost for p in members), ZERO)]
+        for name, members in by_department.items()}
     if usage.unpartnered_messages or usage.unpartnered_cost:
         unallocated = totals.setdefault(UNALLOCATED, [0, ZERO])
         unallocated[0] += usage.unpartnered_messages
@@ -231,9 +234,9 @@ def list_audit_events(db: Database, *, account_id: str, action: str, start: date
     query = (account_id, action, start, end)
     after = paging.read_token(page_token, "ListAuditEvents", query, (paging.whole(1),))
     if after:
-        statement = statement.where(AuditRecord.sequence > after[0])
+        statement = statement.where(col(AuditRecord.sequence) > after[0])
     with db.read() as session:
-        rows = list(session.exec(statement.order_by(AuditRecord.sequence).limit(size + 1)))
+        rows = list(session.exec(statement.order_by(col(AuditRecord.sequence)).limit(size + 1)))
     token = (paging.next_token("ListAuditEvents", query, (rows[size - 1].sequence,))
              if len(rows) > size else "")
     return rows[:size], token
@@ -244,11 +247,11 @@ def verify_audit_chain(db: Database, batch: int = 5000) -> audit.ChainBreak | No
     with db.read() as session:
         head = session.get(AuditHead, 1)
 
-        def records():  # type: ignore[no-untyped-def]
+        def records() -> Iterator[AuditRecord]:
             last = 0
             while True:
                 rows = session.exec(select(AuditRecord).where(AuditRecord.sequence > last)
-                                    .order_by(AuditRecord.sequence).limit(batch)).all()
+                                    .order_by(col(AuditRecord.sequence)).limit(batch)).all()
                 if not rows:
                     return
                 yield from rows

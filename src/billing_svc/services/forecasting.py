@@ -23,6 +23,7 @@ from billing_svc.domain import rating, storage_meter
 from billing_svc.domain import usage as rules
 from billing_svc.domain.bounds import MAX_AMOUNT
 from billing_svc.domain.errors import InvalidArgument, Unratable
+from billing_svc.domain.forecast import SeriesForecast
 from billing_svc.domain.periods import Period
 from billing_svc.services.common import load_account
 from billing_svc.services.terms import plan_spans
@@ -69,8 +70,8 @@ class ForecastMonth:
 class UsageForecast:
     model: str
     history: list[MonthUsage]
-    messages_backtest: model.SeriesForecast
-    storage_backtest: model.SeriesForecast
+    messages_backtest: SeriesForecast  # not model.: the field `model` shadows the module here
+    storage_backtest: SeriesForecast
     months: list[ForecastMonth]
 
     @property
@@ -181,11 +182,11 @@ def monthly_history(session: Session, account: Account, current: Period) -> list
     account_id = account.account_id
     counters = {row.period: row for row in session.exec(select(UsagePeriod).where(
         UsagePeriod.account_id == account_id,
-        UsagePeriod.period.in_(labels)))}  # type: ignore[attr-defined]
+        UsagePeriod.period.in_(labels)))}  # type: ignore[attr-defined]  # SQLModel column attribute
     tenant_periods: dict[str, dict[str, UsageTenantPeriod]] = defaultdict(dict)
     for row in session.exec(select(UsageTenantPeriod).where(
             UsageTenantPeriod.account_id == account_id,
-            UsageTenantPeriod.period.in_(labels))):  # type: ignore[attr-defined]
+            UsageTenantPeriod.period.in_(labels))):  # type: ignore[attr-defined]  # SQLModel column attribute
         tenant_periods[row.period][row.tenant_id] = row
     tenants = list(session.exec(select(Tenant).where(Tenant.account_id == account_id)
                                 .order_by(Tenant.tenant_id)))

@@ -42,16 +42,16 @@ class Headroom:
         if messages:
             counted = [e for batch in candidates for _, e in batch if e.kind == MESSAGE]
             self.counters = store.message_counters(
-                {(e.account_id, rules.period_label_of(e.occurred_at_us))  # type: ignore[arg-type]
+                {(e.account_id, rules.period_label_of(e.occurred_at_us))  # type: ignore[arg-type]  # check_shape has set occurred_at_us
                  for e in counted},
-                {(e.account_id, rules.hour_of(e.occurred_at_us))  # type: ignore[arg-type]
+                {(e.account_id, rules.hour_of(e.occurred_at_us))  # type: ignore[arg-type]  # check_shape has set occurred_at_us
                  for e in counted})
         readings = [e for batch in candidates for _, e in batch if e.kind == STORAGE]
         self.checks = messages or bool(readings)  # False: refuse() would take every event
         if readings:
             self.levels, self.maxima = store.storage_counters(
                 {e.account_id for e in readings},
-                {(e.account_id, rules.hour_of(e.occurred_at_us))  # type: ignore[arg-type]
+                {(e.account_id, rules.hour_of(e.occurred_at_us))  # type: ignore[arg-type]  # check_shape has set occurred_at_us
                  for e in readings})
             for (account_id, _), (_, level_bytes) in self.levels.items():
                 self.account_bytes[account_id] += level_bytes
@@ -66,7 +66,7 @@ class Headroom:
         return self._hold_storage(e)
 
     def _count_messages(self, e: UsageEventIn, period: str, late: bool) -> str | None:
-        hour_us = rules.hour_of(e.occurred_at_us)  # type: ignore[arg-type]
+        hour_us = rules.hour_of(e.occurred_at_us)  # type: ignore[arg-type]  # check_shape has set occurred_at_us
         keys: list[tuple[Any, ...]] = [("period", e.account_id, period)]
         if late:
             keys.append(("late", e.account_id, period))
@@ -83,7 +83,7 @@ class Headroom:
         return None
 
     def _hold_storage(self, e: UsageEventIn) -> str | None:
-        at_us: int = e.occurred_at_us  # type: ignore[assignment]
+        at_us: int = e.occurred_at_us  # type: ignore[assignment]  # check_shape has set occurred_at_us
         reading_at, level = self.levels.get((e.account_id, e.tenant_id), (None, 0))
         # The tenant's latest reading after this one; at the same instant the larger counts, an
         # upper bound of whichever the storage level ends up with.

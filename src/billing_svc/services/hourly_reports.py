@@ -34,7 +34,7 @@ from decimal import Decimal
 
 import structlog
 from sqlalchemy import delete, tuple_, update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from billing_svc.domain import events
 from billing_svc.domain import usage as rules
@@ -129,7 +129,7 @@ def _report_one_by_one(db: Database, now: datetime, last_closed_hour_us: int) ->
         marks = session.execute(
             select(UsageReportDue.account_id, UsageReportDue.hour_us)
             .where(UsageReportDue.hour_us <= last_closed_hour_us)
-            .order_by(UsageReportDue.hour_us, UsageReportDue.account_id)
+            .order_by(col(UsageReportDue.hour_us), col(UsageReportDue.account_id))
             .limit(REPORT_BATCH)).all()
     made = 0
     for account_id, hour_us in marks:
@@ -155,7 +155,7 @@ def _report_batch(session: Session, now: datetime, last_closed_hour_us: int,
         claim = claim.where(UsageReportDue.account_id == only[0],
                             UsageReportDue.hour_us == only[1])
     due = session.execute(
-        claim.order_by(UsageReportDue.hour_us, UsageReportDue.account_id)
+        claim.order_by(col(UsageReportDue.hour_us), col(UsageReportDue.account_id))
         .limit(REPORT_BATCH).with_for_update(skip_locked=True)).all()
     if not due:
         return 0, 0
@@ -171,9 +171,9 @@ def _report_batch(session: Session, now: datetime, last_closed_hour_us: int,
     if drafts:
         # Last: the head row's lock is held from here to the commit (see the module docstring).
         head = session.execute(
-            update(UsageReportHead).where(UsageReportHead.id == 1)
+            update(UsageReportHead).where(col(UsageReportHead.id) == 1)
             .values(sequence=UsageReportHead.sequence + len(drafts))
-            .returning(UsageReportHead.sequence)).scalar_one()
+            .returning(col(UsageReportHead.sequence))).scalar_one()
         for offset, draft in enumerate(drafts):
             draft.sequence = head - len(drafts) + 1 + offset
             session.add(draft)
@@ -200,7 +200,7 @@ def _draft(session: Session, account_id: str, hour_us: int) -> UsageReport | Non
     previous = session.execute(
         select(UsageReport.revision, UsageReport.totals_json)
         .where(UsageReport.account_id == account_id, UsageReport.hour_us == hour_us)
-        .order_by(UsageReport.revision.desc()).limit(1)).first()  # type: ignore[attr-defined]
+        .order_by(UsageReport.revision.desc()).limit(1)).first()  # type: ignore[attr-defined]  # SQLModel column attribute
     revision, before = (previous[0], json.loads(previous[1])) if previous else (0, {})
     tenants_before: dict[str, int] = before.get("tenants", {})
     partners_before: dict[str, int] = before.get("partners", {})
@@ -244,8 +244,8 @@ def _storage_at_hour_end(session: Session, account_id: str, hour_us: int) -> dic
             .where(UsageHourly.account_id == account_id, UsageHourly.tenant_id == level.tenant_id,
                    UsageHourly.kind == rules.STORAGE, UsageHourly.hour_us <= hour_us)
             # Rows of one hour differ by partner: the latest reading among them holds.
-            .order_by(UsageHourly.hour_us.desc(),  # type: ignore[attr-defined]
-                      UsageHourly.storage_last_at_us.desc())  # type: ignore[attr-defined]
+            .order_by(UsageHourly.hour_us.desc(),  # type: ignore[attr-defined]  # SQLModel column attribute
+                      UsageHourly.storage_last_at_us.desc())  # type: ignore[attr-defined]  # SQLModel column attribute
             .limit(1)).first()
         if row is not None:
             levels[level.tenant_id] = int(row[0])
@@ -304,7 +304,7 @@ def list_usage_reports(db: Database, *, account_id: str, page_size: int,
         load_account(session, account_id)
         rows = session.exec(select(UsageReport).where(
             UsageReport.account_id == account_id, UsageReport.sequence > after_sequence)
-            .order_by(UsageReport.sequence).limit(size)).all()  # type: ignore[arg-type]
+            .order_by(UsageReport.sequence).limit(size)).all()  # type: ignore[arg-type]  # SQLModel column attribute
     last = rows[-1].sequence if rows else after_sequence
     return ReportPage([_view(row) for row in rows],
                       paging.next_token(_RPC, (account_id,), (last,)))

@@ -26,10 +26,11 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
 
 from billing_svc.domain import events
 from billing_svc.domain import usage as rules
-from billing_svc.domain.catalog import CustomTerms, effective_terms
+from billing_svc.domain.catalog import CustomTerms, Terms, effective_terms
 from billing_svc.domain.errors import shown
 from billing_svc.domain.periods import Period
 from billing_svc.domain.usage import MESSAGE, UsageBatch, UsageEventIn
@@ -84,7 +85,7 @@ def ingest(db: Database, batches: Sequence[UsageBatch], *, now_us: int,
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _ingest(store: UsageStore, session, batches: Sequence[UsageBatch],  # type: ignore[no-untyped-def]
+def _ingest(store: UsageStore, session: Session, batches: Sequence[UsageBatch],
             now_us: int, retention_days: int, check_counters: bool) -> list[BatchResult]:
     results = [BatchResult() for _ in batches]
     # Nothing older than a purge is taken, whatever the retention says: it was deleted, and would
@@ -120,7 +121,7 @@ def _ingest(store: UsageStore, session, batches: Sequence[UsageBatch],  # type: 
         for index, whole in zip(range(start, end), stored, strict=False):
             if whole:
                 results[index].accepted = len(batches[index])
-                rollup.add_hourly_messages(native[index].hourly())
+                rollup.add_hourly_messages(native[index].hourly())  # type: ignore[union-attr]  # admitted: native
             else:  # it met a stored key: the Python path says which events are duplicates
                 candidates[index] = list(enumerate(batches[index].events))  # all pass check_shape
                 _store_events(store, [(results[index], candidates[index])], refs, headroom,
@@ -223,7 +224,7 @@ class _Rollup:
             self.hourly[(account_id, hour_us, tenant_id, partner_id, MESSAGE)][0] += messages
 
     def add_event(self, e: UsageEventIn) -> None:
-        occurred_at_us: int = e.occurred_at_us  # type: ignore[assignment]
+        occurred_at_us: int = e.occurred_at_us  # type: ignore[assignment]  # check_shape has set occurred_at_us
         roll = self.hourly[(e.account_id, rules.hour_of(occurred_at_us), e.tenant_id,
                             e.partner_id, e.kind)]
         if e.kind == MESSAGE:
@@ -266,7 +267,7 @@ def _store_events(store: UsageStore, batches: list[tuple[BatchResult, _Candidate
                         e.event_id, i, f"event_id {shown(e.event_id)} was already used with "
                         "different content; a resend must repeat the event exactly"))
                 continue
-            period = label_of(e.occurred_at_us)  # type: ignore[arg-type]
+            period = label_of(e.occurred_at_us)  # type: ignore[arg-type]  # check_shape has set occurred_at_us
             late = (e.account_id, period) in refs.invoiced
             if refuse is not None and (full := refuse(e, period, late)):
                 result.rejected.append(Rejection(e.event_id, i, full))
@@ -279,7 +280,7 @@ def _store_events(store: UsageStore, batches: list[tuple[BatchResult, _Candidate
     store.insert_events(rows, received_at_us=now_us)
 
 
-def _write_rollup(store: UsageStore, session, rollup: _Rollup,  # type: ignore[no-untyped-def]
+def _write_rollup(store: UsageStore, session: Session, rollup: _Rollup,
                   refs: _References, now_us: int) -> None:
     """Add the group's usage to the counters and roll-ups, then send the notices it crossed.
 
@@ -299,7 +300,7 @@ def _write_rollup(store: UsageStore, session, rollup: _Rollup,  # type: ignore[n
                 partner_messages[(account_id, period, partner_id)] += messages
     store.add_tenant_messages([(*k, v) for k, v in tenant_messages.items()])
     store.add_partner_messages([(*k, v) for k, v in partner_messages.items()])
-    store.add_hourly([(*k, *v) for k, v in rollup.hourly.items()])
+    store.add_hourly([(*k, *v) for k, v in rollup.hourly.items()])  # type: ignore[misc]  # unpacking drops item types
     store.mark_reports_due(list({(key[0], key[1]) for key in rollup.hourly}), now_us)
 
     accounts = refs.accounts
@@ -319,12 +320,12 @@ def _write_rollup(store: UsageStore, session, rollup: _Rollup,  # type: ignore[n
         _notify_storage(store, session, accounts[account_id], current, now_us)
 
 
-def _terms(account_row: tuple):  # type: ignore[no-untyped-def]
+def _terms(account_row: tuple[Any, ...]) -> Terms:
     _, plan_id, custom_json, _ = account_row
     return effective_terms(plan_id, CustomTerms.from_json(custom_json) if custom_json else None)
 
 
-def _notify_messages(session, account_row: tuple, period: Period,  # type: ignore[no-untyped-def]
+def _notify_messages(session: Session, account_row: tuple[Any, ...], period: Period,
                      before: int, after: int, now_us: int) -> None:
     """Thresholds at 75/90/100 % (per account) and the message limit, once per period each."""
     account_id, _, _, threshold_text = account_row
@@ -343,7 +344,7 @@ def _notify_messages(session, account_row: tuple, period: Period,  # type: ignor
             plan_limit=included, period=period.label, refused=False, occurred_at=at))
 
 
-def _notify_storage(store: UsageStore, session, account_row: tuple,  # type: ignore[no-untyped-def]
+def _notify_storage(store: UsageStore, session: Session, account_row: tuple[Any, ...],
                     period: Period, now_us: int) -> None:
     account_id = account_row[0]
     included_gb = _terms(account_row).included_storage_gb
@@ -367,7 +368,7 @@ def _apply_storage(store: UsageStore, account_id: str,
     recompute: dict[str, int] = {}
     for tenant_id, tenant_readings in readings.items():
         tenant_readings.sort()
-        level, since = levels.get(tenant_id, (0, None))  # type: ignore[arg-type]
+        level, since = levels.get(tenant_id, (0, None))
         for occurred_at_us, quantity in tenant_readings:
             if since is not None and occurred_at_us < since:
                 recompute[tenant_id] = min(recompute.get(tenant_id, occurred_at_us),
@@ -381,7 +382,7 @@ def _apply_storage(store: UsageStore, account_id: str,
         new_levels.append((account_id, tenant_id, level, since))
     store.add_byte_us([(account_id, label, tenant, Decimal(v))
                        for (label, tenant), v in additions.items()])
-    store.set_storage_levels([row for row in new_levels if row[3] is not None])
+    store.set_storage_levels([row for row in new_levels if row[3] is not None])  # type: ignore[misc]  # no None: filtered
     for tenant_id, from_us in recompute.items():
         _recompute_storage(store, account_id, tenant_id, from_us)
 

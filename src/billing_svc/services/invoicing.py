@@ -16,7 +16,7 @@ from decimal import Decimal
 import structlog
 from opentelemetry import trace
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from billing_svc import metrics
 from billing_svc.domain import events, rating
@@ -125,10 +125,10 @@ def _close(session: Session, ctx: RequestContext, account_ids: list[str], period
     many invoices this call issued."""
     ids = sorted(set(account_ids))  # one lock order for every replica
     accounts = {account.account_id: account for account in session.exec(
-        select(Account).where(Account.account_id.in_(ids))  # type: ignore[attr-defined]
+        select(Account).where(Account.account_id.in_(ids))  # type: ignore[attr-defined]  # SQLModel column attribute
         .order_by(Account.account_id).with_for_update())}
     invoices = {invoice.account_id: invoice for invoice in session.exec(select(Invoice).where(
-        Invoice.account_id.in_(ids), Invoice.period == period.label))}  # type: ignore[attr-defined]
+        Invoice.account_id.in_(ids), Invoice.period == period.label))}  # type: ignore[attr-defined]  # SQLModel column attribute
     to_issue = []
     for account_id in ids:
         account = accounts.get(account_id)
@@ -235,10 +235,10 @@ def due_periods(db: Database, now: datetime, grace: timedelta,
             select(Account.account_id).where(
                 Account.registered_at < last_closable.end,
                 Account.created_at < last_closable.end,
-                Account.account_id.not_in(already),  # type: ignore[attr-defined]
+                Account.account_id.not_in(already),  # type: ignore[attr-defined]  # SQLModel column attribute
                 on_clock(test_clock_id),
-                ~((Account.status == "canceled")
-                  & (Account.canceled_at <= last_closable.start)))  # type: ignore[operator]
+                ~((col(Account.status) == "canceled")
+                  & (Account.canceled_at <= last_closable.start)))  # type: ignore[operator]  # SQLModel column attribute
             .order_by(Account.account_id).limit(limit)).all()
     return [(account_id, last_closable) for account_id in ids]
 
@@ -257,8 +257,8 @@ def list_invoices(db: Database, *, account_id: str, status: str | None, period: 
         if period:
             statement = statement.where(Invoice.period == period.label)
         if after:
-            statement = statement.where(Invoice.invoice_id < after[0])
-        rows = session.exec(statement.order_by(Invoice.invoice_id.desc())  # type: ignore[attr-defined]
+            statement = statement.where(col(Invoice.invoice_id) < after[0])
+        rows = session.exec(statement.order_by(Invoice.invoice_id.desc())  # type: ignore[attr-defined]  # SQLModel column attribute
                             .limit(size + 1)).all()
     token = (paging.next_token("ListInvoices", query, (rows[size - 1].invoice_id,))
              if len(rows) > size else "")

@@ -149,7 +149,7 @@ def partner_utilization(db: Database, account_id: str, *, start_period: str = ""
             (row.partner_id, row.period): row.messages for row in session.exec(
                 select(UsagePartnerPeriod).where(
                     UsagePartnerPeriod.account_id == account_id,
-                    UsagePartnerPeriod.period.in_(labels)))}  # type: ignore[attr-defined]
+                    UsagePartnerPeriod.period.in_(labels)))}  # type: ignore[attr-defined]  # SQLModel column attribute
         # The last active period may be before the range: look at every period up to its end.
         last_period = dict(session.exec(
             select(UsagePartnerPeriod.partner_id, func.max(UsagePartnerPeriod.period))

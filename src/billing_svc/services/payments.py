@@ -59,7 +59,7 @@ def _set_account_status(session: Session, ctx: RequestContext, account: Account,
 def _collections_status(session: Session, account: Account) -> str:
     """What the account's unpaid invoices make its subscription: unpaid, past_due or active."""
     statuses = {row.status for row in session.exec(select(Invoice).where(
-        Invoice.account_id == account.account_id, Invoice.status.in_(  # type: ignore[attr-defined]
+        Invoice.account_id == account.account_id, Invoice.status.in_(  # type: ignore[attr-defined]  # SQLModel column attribute
             [OPEN, UNCOLLECTIBLE]), Invoice.failed_attempts > 0))}
     if UNCOLLECTIBLE in statuses:
         return subs.UNPAID

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from billing_svc.domain.catalog import CustomTerms, effective_terms
 from billing_svc.domain.errors import InvalidArgument, Unratable
@@ -19,8 +19,8 @@ def load_segments(session: Session, account_ids: Sequence[str]) -> dict[str, lis
     ids = list(account_ids)
     for start in range(0, len(ids), 500):
         for segment in session.exec(
-                select(PlanSegment).where(PlanSegment.account_id.in_(ids[start:start + 500]))  # type: ignore[attr-defined]
-                .order_by(PlanSegment.effective_at, PlanSegment.id)):
+                select(PlanSegment).where(PlanSegment.account_id.in_(ids[start:start + 500]))  # type: ignore[attr-defined]  # SQLModel column attribute
+                .order_by(col(PlanSegment.effective_at), col(PlanSegment.id))):
             loaded[segment.account_id].append(segment)
     return loaded
 

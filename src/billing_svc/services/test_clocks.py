@@ -14,7 +14,7 @@ import dataclasses
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 from sqlmodel import select as sm_select
 
 from billing_svc.domain import subscriptions as subs
@@ -158,26 +158,26 @@ def delete_test_clock(db: Database, ctx: RequestContext, *, test_clock_id: str) 
         if clock.status == ADVANCING:
             raise FailedPrecondition(f"test clock {test_clock_id} is advancing; delete it once "
                                      "GetTestClock says STATUS_READY")
-        account_ids = list(session.exec(sm_select(Account.account_id).where(
+        account_ids: list[str] = list(session.exec(sm_select(Account.account_id).where(
             Account.test_clock_id == test_clock_id)).all())
         if account_ids:
-            endpoints = select(WebhookEndpoint.endpoint_id).where(
-                WebhookEndpoint.account_id.in_(account_ids))  # type: ignore[attr-defined]
+            endpoints = select(col(WebhookEndpoint.endpoint_id)).where(
+                WebhookEndpoint.account_id.in_(account_ids))  # type: ignore[attr-defined]  # SQLModel column attribute
             for table in (WebhookAttempt, WebhookDelivery):
                 session.execute(delete(table).where(
-                    table.endpoint_id.in_(endpoints)))  # type: ignore[attr-defined]
+                    table.endpoint_id.in_(endpoints)))  # type: ignore[attr-defined]  # SQLModel column attribute
             session.execute(delete(WebhookEndpoint).where(
-                WebhookEndpoint.account_id.in_(account_ids)))  # type: ignore[attr-defined]
+                WebhookEndpoint.account_id.in_(account_ids)))  # type: ignore[attr-defined]  # SQLModel column attribute
             session.execute(delete(OutboxEvent).where(
-                OutboxEvent.account_id.in_(account_ids)))  # type: ignore[attr-defined]
-            for table in _BY_ACCOUNT:
-                session.execute(delete(table).where(
-                    table.account_id.in_(account_ids)))  # type: ignore[attr-defined]
+                OutboxEvent.account_id.in_(account_ids)))  # type: ignore[attr-defined]  # SQLModel column attribute
+            for by_account in _BY_ACCOUNT:
+                session.execute(delete(by_account).where(
+                    by_account.account_id.in_(account_ids)))  # type: ignore[attr-defined]  # SQLModel column attribute
             # What a create remembered points at an account that is gone.
             session.execute(delete(IdempotencyRecord).where(
-                IdempotencyRecord.result_id.in_(account_ids)))  # type: ignore[attr-defined]
+                IdempotencyRecord.result_id.in_(account_ids)))  # type: ignore[attr-defined]  # SQLModel column attribute
             session.execute(delete(Account).where(
-                Account.account_id.in_(account_ids)))  # type: ignore[attr-defined]
+                Account.account_id.in_(account_ids)))  # type: ignore[attr-defined]  # SQLModel column attribute
         audit.append(session, actor=ctx.caller.name, action="test_clock.deleted", account_id="",
                      before=_snapshot(clock), after={"deleted_accounts": account_ids},
                      at=ctx.now, request_id=ctx.request_id)
@@ -189,9 +189,9 @@ def clock_time_of_account(db: Database, account_id: str) -> tuple[str | None, da
     """(the account's test clock id, its time) — (None, None) for a real or unknown account."""
     with db.read() as session:
         row = session.execute(
-            select(Account.test_clock_id, TestClock.frozen_time)
-            .outerjoin(TestClock, TestClock.test_clock_id == Account.test_clock_id)
-            .where(Account.account_id == account_id)).first()
+            select(col(Account.test_clock_id), col(TestClock.frozen_time))
+            .outerjoin(TestClock, col(TestClock.test_clock_id) == Account.test_clock_id)
+            .where(col(Account.account_id) == account_id)).first()
     if row is None:
         return None, None
     return row[0], row[1]
@@ -237,8 +237,8 @@ class AccountClocks:
         if not _could_exist(invoice_id):
             return None
         with self._db.read() as session:
-            account_id = session.execute(select(Invoice.account_id).where(
-                Invoice.invoice_id == invoice_id)).scalar()
+            account_id = session.execute(select(col(Invoice.account_id)).where(
+                col(Invoice.invoice_id) == invoice_id)).scalar()
         return self.now_for(account_id) if account_id else None
 
     def _exists(self, account_id: str) -> bool:
@@ -267,14 +267,14 @@ def _next_moment(db: Database, clock: TestClock, grace: timedelta) -> datetime:
     assert clock.advancing_to is not None
     now, target = clock.frozen_time, clock.advancing_to
     candidates = [target, Period.containing(now - grace).end + grace]
-    mine = Account.test_clock_id == clock.test_clock_id
+    mine = col(Account.test_clock_id) == clock.test_clock_id
     with db.read() as session:
         for column, condition in (
-                (Account.trial_ends_at, Account.status == subs.TRIALING),
-                (Account.pending_effective_at, Account.pending_plan_id.is_not(None)),  # type: ignore[union-attr]
-                (Account.canceled_at, Account.cancel_at_period_end.is_(True))):  # type: ignore[attr-defined]
+                (col(Account.trial_ends_at), col(Account.status) == subs.TRIALING),
+                (col(Account.pending_effective_at), col(Account.pending_plan_id).is_not(None)),
+                (col(Account.canceled_at), col(Account.cancel_at_period_end).is_(True))):
             due = session.execute(select(column).where(
-                mine, condition, column > now).order_by(column).limit(1)).scalar()  # type: ignore[operator]
+                mine, condition, column > now).order_by(column).limit(1)).scalar()
             if due is not None:
                 candidates.append(due)
     return min(moment for moment in candidates if moment > now)
@@ -303,8 +303,8 @@ def run_advances(db: Database, *, grace: timedelta, close_periods: bool) -> int:
             done = moment >= clock.advancing_to
             with db.write() as session:
                 session.execute(update(TestClock).where(
-                    TestClock.test_clock_id == clock.test_clock_id,
-                    TestClock.frozen_time <= moment)
+                    col(TestClock.test_clock_id) == clock.test_clock_id,
+                    col(TestClock.frozen_time) <= moment)
                     .values(frozen_time=moment, updated_at=db.clock.now(),
                             **({"status": READY, "advancing_to": None} if done else {})))
                 clock = _load(session, clock.test_clock_id)

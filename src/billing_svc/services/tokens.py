@@ -135,7 +135,7 @@ def list_tokens(db: Database) -> list[TokenInfo]:
 
 def _marker(session: Session) -> int:
     latest = session.exec(select(func.max(AuditRecord.sequence)).where(
-        AuditRecord.action.in_((CREATED, REVOKED)))).one()  # type: ignore[attr-defined]
+        AuditRecord.action.in_((CREATED, REVOKED)))).one()  # type: ignore[attr-defined]  # SQLModel column attribute
     return int(latest or 0)
 
 
@@ -173,7 +173,7 @@ def record_last_used(db: Database, used: Mapping[str, datetime]) -> None:
     replica that saw a later use already wrote it)."""
     if not used:
         return
-    table = ApiToken.__table__  # type: ignore[attr-defined]
+    table = ApiToken.__table__  # type: ignore[attr-defined]  # SQLModel table attribute
     statement = (update(table)
                  .where(table.c.token_id == bindparam("used_token_id"),
                         or_(table.c.last_used_at.is_(None),

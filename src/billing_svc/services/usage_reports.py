@@ -13,7 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import structlog
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from billing_svc.domain import money, rating, storage_meter
 from billing_svc.domain import usage as rules
@@ -147,7 +147,7 @@ def monthly_usage(db: Database, account_id: str, period: Period, *,
         snapshot = period_snapshot(session, account, period, min(now, period.end))
         partners = session.exec(
             select(UsagePartnerPeriod, MasterPartner)
-            .join(MasterPartner, MasterPartner.partner_id == UsagePartnerPeriod.partner_id)
+            .join(MasterPartner, col(MasterPartner.partner_id) == UsagePartnerPeriod.partner_id)
             .where(UsagePartnerPeriod.account_id == account_id,
                    UsagePartnerPeriod.period == period.label)
             .order_by(UsagePartnerPeriod.partner_id)).all()
@@ -288,19 +288,19 @@ def load_period_rows(session: Session, account_ids: Sequence[str],
     loaded = {account_id: PeriodRows() for account_id in account_ids}
     for ids in _chunks(list(account_ids)):
         for counter in session.exec(select(UsagePeriod).where(
-                UsagePeriod.account_id.in_(ids),  # type: ignore[attr-defined]
+                UsagePeriod.account_id.in_(ids),  # type: ignore[attr-defined]  # SQLModel column attribute
                 UsagePeriod.period == period.label)):
             loaded[counter.account_id].counter = counter
         for tenant in session.exec(select(Tenant).where(
-                Tenant.account_id.in_(ids),  # type: ignore[attr-defined]
+                Tenant.account_id.in_(ids),  # type: ignore[attr-defined]  # SQLModel column attribute
                 Tenant.created_at < period.end).order_by(Tenant.tenant_id)):
             loaded[tenant.account_id].tenants.append(tenant)
         for row in session.exec(select(UsageTenantPeriod).where(
-                UsageTenantPeriod.account_id.in_(ids),  # type: ignore[attr-defined]
+                UsageTenantPeriod.account_id.in_(ids),  # type: ignore[attr-defined]  # SQLModel column attribute
                 UsageTenantPeriod.period == period.label)):
             loaded[row.account_id].tenant_periods[row.tenant_id] = row
         for level in session.exec(select(StorageLevel).where(
-                StorageLevel.account_id.in_(ids))):  # type: ignore[attr-defined]
+                StorageLevel.account_id.in_(ids))):  # type: ignore[attr-defined]  # SQLModel column attribute
             loaded[level.account_id].levels[level.tenant_id] = level
     return loaded
 
@@ -388,7 +388,8 @@ def usage_history(db: Database, query: HistoryQuery) -> HistoryPage:
             .where(UsageHourly.account_id == query.account_id,
                    UsageHourly.hour_us >= rules.to_us(_bucket_start(start, "hour")),
                    UsageHourly.hour_us < rules.to_us(query.end))
-            .group_by(UsageHourly.hour_us, UsageHourly.kind).order_by(UsageHourly.hour_us))
+            .group_by(col(UsageHourly.hour_us), col(UsageHourly.kind))
+            .order_by(col(UsageHourly.hour_us)))
         if query.tenant_id:
             statement = statement.where(UsageHourly.tenant_id == query.tenant_id)
         buckets: dict[datetime, list[int]] = defaultdict(lambda: [0, 0])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from billing_svc.domain.errors import InvalidArgument, NotFound, shown
 from billing_svc.domain.events import EVENT_TYPES, subscribed
@@ -82,7 +82,7 @@ def list_endpoints(db: Database, *, account_id: str, page_size: int,
         statement = select(WebhookEndpoint).where(WebhookEndpoint.account_id == account_id,
                                                   WebhookEndpoint.status != DELETED)
         if after:
-            statement = statement.where(WebhookEndpoint.endpoint_id > after[0])
+            statement = statement.where(col(WebhookEndpoint.endpoint_id) > after[0])
         rows = list(session.exec(statement.order_by(WebhookEndpoint.endpoint_id)
                                  .limit(size + 1)))
     token = (paging.next_token("ListWebhookEndpoints", query, (rows[size - 1].endpoint_id,))
@@ -168,10 +168,10 @@ def _event_logs(session: Session, events: list[OutboxEvent]) -> list[EventLog]:
     attempts: dict[str, list[WebhookAttempt]] = {event_id: [] for event_id in ids}
     if ids:
         for delivery in session.exec(select(WebhookDelivery).where(
-                WebhookDelivery.event_id.in_(ids))):  # type: ignore[attr-defined]
+                WebhookDelivery.event_id.in_(ids))):  # type: ignore[attr-defined]  # SQLModel column attribute
             deliveries[delivery.event_id].append(delivery)
         for attempt in session.exec(select(WebhookAttempt).where(
-                WebhookAttempt.event_id.in_(ids)).order_by(WebhookAttempt.id)):  # type: ignore[attr-defined,arg-type]
+                WebhookAttempt.event_id.in_(ids)).order_by(WebhookAttempt.id)):  # type: ignore[attr-defined,arg-type]  # SQLModel column attribute
             attempts[attempt.event_id].append(attempt)
     return [EventLog(event, _status(event, deliveries[event.event_id]), attempts[event.event_id])
             for event in events]
@@ -208,7 +208,7 @@ def _events_page(db: Database, account_id: str, event_type: str, status: str | N
             if cursor:
                 chunk_statement = chunk_statement.where(OutboxEvent.event_id < cursor)
             chunk = list(session.exec(chunk_statement.order_by(
-                OutboxEvent.event_id.desc()).limit(size + 1)))  # type: ignore[attr-defined]
+                OutboxEvent.event_id.desc()).limit(size + 1)))  # type: ignore[attr-defined]  # SQLModel column attribute
             for log in _event_logs(session, chunk):
                 if len(found) == size:
                     # One more matching event exists: the page ends at the last one found.

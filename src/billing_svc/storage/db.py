@@ -42,7 +42,7 @@ class Database:
         if self.is_sqlite:
             on_disk = bool(self.url.database) and self.url.database != ":memory:"
             if on_disk:
-                folder = Path(self.url.database).parent  # type: ignore[arg-type]
+                folder = Path(self.url.database).parent  # type: ignore[arg-type]  # on_disk: the URL names a file
                 try:
                     folder.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
@@ -50,7 +50,7 @@ class Database:
                         f"cannot create {folder}, the SQLite database's directory "
                         f"(BILLING_DATABASE_URL): {exc.strerror}") from None
                 if background_checkpoints:
-                    self.checkpointer = Checkpointer(self.url.database)  # type: ignore[arg-type]
+                    self.checkpointer = Checkpointer(self.url.database)  # type: ignore[arg-type]  # on_disk: the URL names a file
             self.engine = self._sqlite_engine(immediate=True)
             self.read_engine = self._sqlite_engine(immediate=False)
         else:

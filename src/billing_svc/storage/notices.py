@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from billing_svc.storage.db import clock_of
 from billing_svc.storage.tables import PeriodNotice
@@ -18,6 +18,6 @@ def claim(session: Session, account_id: str, period: str, notice_key: str) -> bo
         .values(account_id=account_id, period=period, notice_key=notice_key,
                 created_at=clock_of(session).now())
         .on_conflict_do_nothing()
-        .returning(PeriodNotice.notice_key)
+        .returning(col(PeriodNotice.notice_key))
     )
     return session.execute(statement).first() is not None

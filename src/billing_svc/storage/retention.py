@@ -35,15 +35,15 @@ USAGE_HORIZON = "usage_horizon"
 LAST_PURGE = "last_purge"
 EVENT_COLUMNS = tuple(column.strip() for column in _EVENT_COLUMNS.split(","))
 
-_state = RetentionState.__table__  # type: ignore[attr-defined]
-_purged = UsagePurgedPeriod.__table__  # type: ignore[attr-defined]
-_event = OutboxEvent.__table__  # type: ignore[attr-defined]
-_delivery = WebhookDelivery.__table__  # type: ignore[attr-defined]
-_attempt = WebhookAttempt.__table__  # type: ignore[attr-defined]
-_idempotency = IdempotencyRecord.__table__  # type: ignore[attr-defined]
-_hourly = UsageHourly.__table__  # type: ignore[attr-defined]
-_invoice = Invoice.__table__  # type: ignore[attr-defined]
-_due = UsageReportDue.__table__  # type: ignore[attr-defined]
+_state = RetentionState.__table__  # type: ignore[attr-defined]  # SQLModel table attribute
+_purged = UsagePurgedPeriod.__table__  # type: ignore[attr-defined]  # SQLModel table attribute
+_event = OutboxEvent.__table__  # type: ignore[attr-defined]  # SQLModel table attribute
+_delivery = WebhookDelivery.__table__  # type: ignore[attr-defined]  # SQLModel table attribute
+_attempt = WebhookAttempt.__table__  # type: ignore[attr-defined]  # SQLModel table attribute
+_idempotency = IdempotencyRecord.__table__  # type: ignore[attr-defined]  # SQLModel table attribute
+_hourly = UsageHourly.__table__  # type: ignore[attr-defined]  # SQLModel table attribute
+_invoice = Invoice.__table__  # type: ignore[attr-defined]  # SQLModel table attribute
+_due = UsageReportDue.__table__  # type: ignore[attr-defined]  # SQLModel table attribute
 _PENDING = "pending"
 
 
@@ -87,7 +87,7 @@ class RetentionStore:
     def periods_before(self, label: str) -> set[tuple[str, str]]:
         """Every ``(account, period)`` before period ``label`` that has counters (so events)."""
         rows: set[tuple[str, str]] = set()
-        for table in (UsagePeriod.__table__, UsageTenantPeriod.__table__):  # type: ignore[attr-defined]
+        for table in (UsagePeriod.__table__, UsageTenantPeriod.__table__):  # type: ignore[attr-defined]  # SQLModel table attribute
             rows.update((a, p) for a, p in self.connection.execute(
                 select(table.c.account_id, table.c.period).distinct()
                 .where(table.c.period < label)))
@@ -109,7 +109,7 @@ class RetentionStore:
             select(_purged.c.account_id, _purged.c.period, _purged.c.finished_at))}
 
     def period_messages(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        table = UsagePeriod.__table__  # type: ignore[attr-defined]
+        table = UsagePeriod.__table__  # type: ignore[attr-defined]  # SQLModel table attribute
         pairs = list(pairs)
         found: dict[tuple[str, str], int] = {}
         for start in range(0, len(pairs), 400):
@@ -126,7 +126,7 @@ class RetentionStore:
         if self.connection.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as dialect_insert
         else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]  # same signature
         self.connection.execute(dialect_insert(table).on_conflict_do_nothing(), rows)
 
     def start_purging(self, account_id: str, periods: Iterable[str], horizon_us: int,

@@ -131,7 +131,7 @@ class UsageStore:
             import psycopg
 
             statement = f"COPY usage_event ({_EVENT_COLUMNS}) FROM STDIN"
-            cursor = self.connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            cursor = self.connection.connection.driver_connection.cursor()  # type: ignore[union-attr]  # a live connection has its driver connection
             try:
                 with cursor.copy(statement) as copy:
                     for row in rows:
@@ -149,7 +149,7 @@ class UsageStore:
         kernel, _ = native.load()
         sqlite_connection = self.connection.connection.driver_connection
         try:
-            return kernel.insert(sqlite_connection, _INSERT_EVENT, _INSERT_EVENTS,  # type: ignore[union-attr]
+            return kernel.insert(sqlite_connection, _INSERT_EVENT, _INSERT_EVENTS,  # type: ignore[union-attr]  # called only where the kernel loaded
                                  batches, received_at_us)
         except sqlite3.Error as exc:  # wrapped as SQLAlchemy wraps its own (db.py maps them)
             raise DBAPIError.instance(_INSERT_EVENTS, None, exc, sqlite3.Error) from exc
@@ -294,7 +294,8 @@ class UsageStore:
         """Add byte-microseconds to tenants' periods (``(account, period, tenant, byte_us)``)."""
         if self.postgres:
             update = "usage_tenant_period.storage_byte_us + excluded.storage_byte_us"
-            params = [(a, p, t, v) for a, p, t, v in rows]
+            params: list[tuple[str, str, str, Decimal | str]] = [
+                (a, p, t, v) for a, p, t, v in rows]
         else:  # exact text arithmetic is not SQLite's: read, add in Python, write back
             current = {}
             for a, p, t, _ in rows:

@@ -15,7 +15,7 @@ target_metadata = SQLModel.metadata
 _MIGRATION_LOCK_KEY = 0x62696C6C
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                            {"key": _MIGRATION_LOCK_KEY})
