@@ -33,6 +33,7 @@ from billing_svc.domain.usage import (
 )
 
 KERNEL, WHY_NOT = native.load()
+COMPILED = native.CompiledCodec(KERNEL) if KERNEL is not None else None
 pytestmark = pytest.mark.skipif(KERNEL is None, reason=f"the ingestion kernel: {WHY_NOT}")
 
 NOW_US = 1_795_600_000_000_000  # 2026-11-25
@@ -216,16 +217,17 @@ def test_an_oversized_batch_is_refused_before_it_is_decoded() -> None:
     raw = b"\x0a\x01b" + b"\x12\x00" * (MAX_BATCH_EVENTS + 1)  # 10,001 empty events
     assert KERNEL.count_events(raw) == MAX_BATCH_EVENTS + 1
     assert KERNEL.count_events(b"\x12\xff") is None  # unreadable: the library says why
-    refused = decode_request(KERNEL)(raw)
+    refused = decode_request(COMPILED)(raw)
     assert isinstance(refused, InvalidArgument)
     assert f"{MAX_BATCH_EVENTS + 1} events in one batch" in str(refused)
-    python_path = decode_request(None)(raw)  # counted in Python: tests/unit/test_usage_request.py
+    # Counted in Python: tests/unit/test_usage_request.py
+    python_path = decode_request(native.PYTHON)(raw)
     assert isinstance(python_path, InvalidArgument)
     assert f"more than {MAX_BATCH_EVENTS} events in one batch" in str(python_path)
 
 
 def test_the_deserializer_turns_bytes_that_are_no_request_into_invalid_argument() -> None:
-    for kernel in (KERNEL, None):
+    for kernel in (COMPILED, native.PYTHON):
         outcome = decode_request(kernel)(b"\x12\xff\x01garbage")
         assert isinstance(outcome, InvalidArgument)
         assert "not a valid usage batch" in str(outcome)

@@ -72,21 +72,22 @@ class UsageEventIn(NamedTuple):
 class UsageBatch:
     """One batch as it arrived: the producer's ``batch_id`` and its events.
 
-    ``native`` is the compiled kernel's view of the batch when the kernel decoded it
-    (``billing_svc.native``): ingestion can check and store a plain batch through it without a
-    Python object per event. ``events`` are made from it only for batches that need the Python
-    path. ``bound_account`` is set when the batch came from an account-bound token: events of any
-    other account are then rejected.
+    ``native`` is the codec's own view of the batch when the codec decoded it (the compiled one
+    of ``billing_svc.native``), and ``codec`` that codec: ingestion checks a plain batch through
+    it and has ``codec`` store it, without a Python object per event. ``events`` are made from
+    it only for batches that need the Python path. ``bound_account`` is set when the batch came
+    from an account-bound token: events of any other account are then rejected.
     """
 
-    __slots__ = ("_events", "batch_id", "bound_account", "native")
+    __slots__ = ("_events", "batch_id", "bound_account", "codec", "native")
 
     def __init__(self, batch_id: str, events: Sequence[UsageEventIn] | None = None,
-                 native: Any = None) -> None:
-        if (events is None) == (native is None):
-            raise ValueError("a UsageBatch has either its events or the kernel's batch")
+                 native: Any = None, codec: Any = None) -> None:
+        if (events is None) == (native is None) or (native is None) != (codec is None):
+            raise ValueError("a UsageBatch has either its events or a codec's batch and codec")
         self.batch_id = batch_id
         self.native = native
+        self.codec = codec
         self._events = events
         self.bound_account = ""
 
