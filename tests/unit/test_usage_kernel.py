@@ -9,7 +9,10 @@ tests/integration/test_native_ingestion.py (it needs a database).
 
 from __future__ import annotations
 
+import importlib.util
+import sqlite3
 from collections import defaultdict
+from types import ModuleType
 
 import pytest
 from as2aas.billing.v1 import usage_service_pb2 as pb
@@ -276,19 +279,53 @@ def test_a_timestamp_is_read_alike_both_ways_and_nanos_never_shift_it(
         assert not batch.plain(*WINDOW)
 
 
-def test_the_kernel_takes_its_limits_only_from_bind() -> None:
-    from billing_svc.native import LIMITS
+def test_the_kernel_reads_its_limits_from_the_python_constants() -> None:
+    from billing_svc.domain import usage as rules
 
-    with pytest.raises(KeyError, match="max_message_quantity"):
-        KERNEL.bind(None, object, tuple, Exception, Exception, {})
-    with pytest.raises(ValueError, match="limits"):
-        KERNEL.bind(None, object, tuple, Exception, Exception,
-                    {**LIMITS, "max_message_quantity": 2**40})
-    at_the_limit = pb.StreamUsageRequest(batch_id="b", events=[pb.UsageEvent(
-        event_id="e1", account_id="acc_a", tenant_id="ten_1", kind=MESSAGE,
-        quantity=MAX_MESSAGE_QUANTITY, occurred_at={"seconds": NOW_S})])
-    assert KERNEL.decode(at_the_limit.SerializeToString()).plain(*WINDOW), \
-        "a refused bind() leaves the limits it had"
+    limits = KERNEL.limits()
+    assert set(limits) == {"MAX_MESSAGE_QUANTITY", "EARLIEST_SECONDS", "LATEST_SECONDS",
+                           "NANOS_OUT_OF_RANGE_US", "BEFORE_EARLIEST_US", "NOT_BEFORE_LATEST_US"}
+    assert limits == {name: getattr(rules, name) for name in limits}
+
+
+def fresh_kernel() -> ModuleType:
+    """A second instance of the kernel module, executed now (multi-phase init allows it)."""
+    spec = importlib.util.find_spec("billing_svc.native._usage_kernel")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_each_kernel_module_has_its_own_state_taken_from_the_constants_when_it_runs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from billing_svc.domain import usage as rules
+
+    monkeypatch.setattr(rules, "MAX_MESSAGE_QUANTITY", 5)
+    small = fresh_kernel()
+    monkeypatch.undo()
+    assert small is not KERNEL and small.Batch is not KERNEL.Batch
+    assert small.limits()["MAX_MESSAGE_QUANTITY"] == 5
+    assert KERNEL.limits()["MAX_MESSAGE_QUANTITY"] == MAX_MESSAGE_QUANTITY
+    six = pb.StreamUsageRequest(batch_id="b", events=[pb.UsageEvent(
+        event_id="e1", account_id="acc_a", tenant_id="ten_1", kind=MESSAGE, quantity=6,
+        occurred_at={"seconds": NOW_S})]).SerializeToString()
+    assert not small.decode(six).plain(*WINDOW)
+    assert KERNEL.decode(six).plain(*WINDOW)
+    with pytest.raises(TypeError, match="Batch"):  # a batch of one module is not the other's
+        small.insert(sqlite3.connect(":memory:"), "SELECT 1", "SELECT 1", [KERNEL.decode(six)], 0)
+
+
+def test_limits_out_of_the_kernels_range_stop_its_import(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from billing_svc.domain import usage as rules
+
+    monkeypatch.setattr(rules, "MAX_MESSAGE_QUANTITY", 2**40)
+    with pytest.raises(ValueError, match="out of the kernel's range"):
+        fresh_kernel()
+    monkeypatch.delattr(rules, "LATEST_SECONDS")
+    with pytest.raises(AttributeError, match="LATEST_SECONDS"):
+        fresh_kernel()
 
 
 # --- plain, references, hourly ----------------------------------------------------------------

@@ -22,7 +22,6 @@ from functools import cache
 from types import ModuleType
 from typing import Protocol
 
-from billing_svc.domain import usage as rules
 from billing_svc.domain.usage import MESSAGE, UsageEventIn
 
 
@@ -174,16 +173,6 @@ def _varint(raw: bytes, at: int) -> tuple[int, int]:
             raise ValueError("a varint of more than ten bytes")
 
 
-# What the kernel decides by, handed to it at bind(): these constants are the one source.
-LIMITS = {
-    "max_message_quantity": rules.MAX_MESSAGE_QUANTITY,
-    "earliest_seconds": rules.EARLIEST_SECONDS,
-    "latest_seconds": rules.LATEST_SECONDS,
-    "nanos_out_of_range_us": rules.NANOS_OUT_OF_RANGE_US,
-    "before_earliest_us": rules.BEFORE_EARLIEST_US,
-    "not_before_latest_us": rules.NOT_BEFORE_LATEST_US,
-}
-
 # The probe's table: the same column order as usage_event, in memory.
 _PROBE_TABLE = ("CREATE TABLE probe (event_id TEXT, account_id TEXT, tenant_id TEXT, "
                 "partner_id TEXT, kind INT, quantity INT, occurred_at_us INT, period TEXT, "
@@ -196,14 +185,11 @@ def load() -> tuple[ModuleType | None, str]:
     """``(kernel, "")`` when the kernel is usable here, else ``(None, why not)``."""
     try:
         from billing_svc.native import _usage_kernel
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
         return None, f"not built ({exc}); reinstall with a C compiler present to build it"
-    import _sqlite3
-
+    except Exception as exc:  # its module init: SQLite or the limits could not be bound
+        return None, f"it could not be loaded: {exc!r}"
     try:
-        _usage_kernel.bind(getattr(_sqlite3, "__file__", None), sqlite3.Connection,
-                           UsageEventIn, sqlite3.IntegrityError, sqlite3.OperationalError,
-                           LIMITS)
         _probe(_usage_kernel)
     except Exception as exc:
         return None, f"its probe failed: {exc!r}"
