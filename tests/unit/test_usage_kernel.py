@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib.util
 import sqlite3
+import subprocess
+import sys
 from collections import defaultdict
 from types import ModuleType
 
@@ -398,3 +400,48 @@ def test_a_batch_that_is_not_plain_is_never_summarized_or_stored() -> None:
 @example(2_932_896)
 def test_the_kernels_period_label_is_period_label_of(day: int) -> None:
     assert KERNEL.month_label_of_day(day) == period_label_of(day * DAY_US)
+
+
+# --- the connection's handle, by documented means ---------------------------------------------
+
+
+def test_every_connection_opened_after_the_import_answers_its_own_handle() -> None:
+    """The kernel registered its entry point in the SQLite that sqlite3 runs on: otherwise
+    connections sqlite3 opens would not have the function."""
+    first, second = sqlite3.connect(":memory:"), sqlite3.connect(":memory:")
+    [(one,)] = first.execute("SELECT billing_usage_kernel_handle()").fetchall()
+    [(two,)] = second.execute("SELECT billing_usage_kernel_handle()").fetchall()
+    assert isinstance(one, int) and isinstance(two, int) and one != two
+    # Not from a schema a database brings along (a view or a trigger).
+    first.execute("CREATE VIEW leak AS SELECT billing_usage_kernel_handle()")
+    with pytest.raises(sqlite3.OperationalError, match="unsafe use"):
+        first.execute("SELECT * FROM leak").fetchall()
+    first.close()
+    batch = KERNEL.decode(pb.StreamUsageRequest(batch_id="b").SerializeToString())
+    assert batch.plain(*WINDOW)
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        KERNEL.insert(first, "SELECT 1", "SELECT 1", [batch], 0)
+
+
+def test_a_connection_opened_before_the_kernel_was_imported_is_refused_clearly() -> None:
+    """Why storage.db loads the kernel before a database opens its first connection."""
+    script = """
+import sqlite3
+import subprocess
+import sys
+early = sqlite3.connect(":memory:", isolation_level=None)
+from billing_svc import native
+kernel, why = native.load()
+assert kernel is not None, why
+from as2aas.billing.v1 import usage_service_pb2 as pb
+batch = kernel.decode(pb.StreamUsageRequest(batch_id="b").SerializeToString())
+assert batch.plain(0, 2**62)
+early.execute("BEGIN")
+try:
+    kernel.insert(early, "SELECT 1", "SELECT 1", [batch], 0)
+except sqlite3.OperationalError as exc:
+    print(exc)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert "no such function: billing_usage_kernel_handle" in done.stdout

@@ -24,9 +24,10 @@
  *                         stored and is reported False (the caller's Python path takes it).
  *
  * SQLite is reached through the library the sqlite3 module itself uses (looked up with dlsym
- * from the _sqlite3 extension's handle), and the connection's sqlite3* handle is read from the
- * sqlite3.Connection object (CPython keeps it as the first field); billing_svc.native probes
- * both on a scratch database before the service relies on them.
+ * from the _sqlite3 extension's handle), and a connection's sqlite3* handle is asked of the
+ * connection through a SQL function the kernel adds to every connection opened after its import
+ * (sqlite3_auto_extension, see handle_of); billing_svc.native probes both on a scratch database
+ * before the service relies on them.
  *
  * The module uses multi-phase init (PEP 489): everything it binds at import (SQLite's functions,
  * the sqlite3 types and errors, UsageEventIn, the limits of billing_svc.domain.usage) is module
@@ -37,10 +38,11 @@
 #include <Python.h>
 #include <dlfcn.h>
 
-/* ConnectionHead below mirrors these versions' pysqlite_Connection; elsewhere the build fails
- * and the optional extension is skipped (the Python path takes every batch). */
+/* The Pythons the project supports and tests (pyproject.toml, ./dev; a test keeps the three in
+ * step). Elsewhere the build fails and the optional extension is skipped: the Python path takes
+ * every batch. */
 #if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030E0000
-#error "the sqlite3.Connection layout is only known for CPython 3.11 to 3.13"
+#error "the ingestion kernel is built and tested for CPython 3.11 to 3.13 only"
 #endif
 #include <stdint.h>
 #include <string.h>
@@ -50,12 +52,16 @@
 
 typedef struct sqlite3 sqlite3;
 typedef struct sqlite3_stmt sqlite3_stmt;
+typedef struct sqlite3_context sqlite3_context;
+typedef struct sqlite3_value sqlite3_value;
 #define SQLITE_OK 0
 #define SQLITE_CONSTRAINT 19
 #define SQLITE_DONE 101
 #define SQLITE_CONSTRAINT_PRIMARYKEY (SQLITE_CONSTRAINT | (6 << 8))
 #define SQLITE_CONSTRAINT_UNIQUE (SQLITE_CONSTRAINT | (8 << 8))
 #define SQLITE_STATIC ((void (*)(void *))0)
+#define SQLITE_UTF8 1
+#define SQLITE_DIRECTONLY 0x000080000
 
 typedef struct {
     int (*prepare_v2)(sqlite3 *, const char *, int, sqlite3_stmt **, const char **);
@@ -70,11 +76,58 @@ typedef struct {
     int (*get_autocommit)(sqlite3 *);
 } Sqlite;
 
-/* The start of CPython's pysqlite_Connection (Modules/_sqlite/connection.h, 3.11 to 3.13). */
-typedef struct {
-    PyObject_HEAD
-    sqlite3 *db;
-} ConnectionHead;
+/* The sqlite3* of a sqlite3.Connection, by documented means only: the kernel registers, with
+ * sqlite3_auto_extension, an entry point that SQLite runs on every connection opened after it
+ * (in this process, in this library: the one _sqlite3 links, found through its handle). The
+ * entry point adds the SQL function HANDLE_FUNCTION, which answers the handle of the connection
+ * that runs it (sqlite3_context_db_handle). insert() asks the caller's connection for it, so it
+ * gets a handle that is open now, and never reads CPython's private pysqlite_Connection.
+ *
+ * Process-wide, unlike the rest of the module's state: SQLite's auto-extension list is the
+ * process's, and the entry point is called with no pointer of ours. Every module instance
+ * resolves the same functions of the same library, so whichever wrote them last wrote the same
+ * values. */
+#define HANDLE_FUNCTION "billing_usage_kernel_handle"
+static struct {
+    int (*create_function_v2)(sqlite3 *, const char *, int, int, void *,
+                              void (*)(sqlite3_context *, int, sqlite3_value **),
+                              void (*)(sqlite3_context *, int, sqlite3_value **),
+                              void (*)(sqlite3_context *), void (*)(void *));
+    sqlite3 *(*context_db_handle)(sqlite3_context *);
+    void (*result_int64)(sqlite3_context *, long long);
+} process_sqlite;
+
+static void handle_function(sqlite3_context *context, int argc, sqlite3_value **argv) {
+    (void)argc;
+    (void)argv;
+    process_sqlite.result_int64(context, (long long)(intptr_t)process_sqlite.context_db_handle(context));
+}
+
+static int add_handle_function(sqlite3 *db, char **error, const void *api) {
+    (void)error;
+    (void)api;
+    /* DIRECTONLY: not from a trigger or a view, i.e. not from a schema the database brings. */
+    return process_sqlite.create_function_v2(db, HANDLE_FUNCTION, 0,
+                                             SQLITE_UTF8 | SQLITE_DIRECTONLY, NULL,
+                                             handle_function, NULL, NULL, NULL);
+}
+
+/* The caller's connection's handle, asked of the connection itself (NULL with an exception:
+ * closed, or opened before the kernel was imported, so without HANDLE_FUNCTION). */
+static sqlite3 *handle_of(PyObject *connection) {
+    PyObject *cursor = PyObject_CallMethod(connection, "execute", "s", "SELECT " HANDLE_FUNCTION "()");
+    if (!cursor) return NULL;
+    PyObject *row = PyObject_CallMethod(cursor, "fetchone", NULL);
+    Py_DECREF(cursor);
+    if (!row) return NULL;
+    sqlite3 *db = NULL;
+    if (PyTuple_Check(row) && PyTuple_GET_SIZE(row) == 1 && PyLong_Check(PyTuple_GET_ITEM(row, 0)))
+        db = (sqlite3 *)(intptr_t)PyLong_AsLongLong(PyTuple_GET_ITEM(row, 0));
+    Py_DECREF(row);
+    if (!db && !PyErr_Occurred())
+        PyErr_SetString(PyExc_RuntimeError, HANDLE_FUNCTION "() answered no handle");
+    return db;
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* Events                                                                                      */
@@ -698,12 +751,8 @@ static PyObject *insert(PyObject *module, PyObject *args) {
         }
         if (!require_plain((Batch *)item, "insert")) return NULL;
     }
-    Inserter ins = {.sq = sq, .db = ((ConnectionHead *)connection)->db,
-                    .labels = {.day = INT64_MIN}};
-    if (!ins.db) {
-        PyErr_SetString(PyExc_ValueError, "the sqlite3 connection is closed");
-        return NULL;
-    }
+    Inserter ins = {.sq = sq, .db = handle_of(connection), .labels = {.day = INT64_MIN}};
+    if (!ins.db) return NULL;
     if (sq->get_autocommit(ins.db)) {
         PyErr_SetString(PyExc_RuntimeError, "insert() runs inside the caller's transaction");
         return NULL;
@@ -940,6 +989,27 @@ static int bind_sqlite(Sqlite *sq, const char *path) {
             dlclose(handle);
             return 0;
         }
+    }
+    int (*auto_extension)(void (*)(void)) = (int (*)(void (*)(void)))dlsym(handle,
+                                                                          "sqlite3_auto_extension");
+    void *create_function_v2 = dlsym(handle, "sqlite3_create_function_v2");
+    void *context_db_handle = dlsym(handle, "sqlite3_context_db_handle");
+    void *result_int64 = dlsym(handle, "sqlite3_result_int64");
+    if (!auto_extension || !create_function_v2 || !context_db_handle || !result_int64) {
+        PyErr_Format(PyExc_ImportError, "%s does not export sqlite3_auto_extension, "
+                     "sqlite3_create_function_v2, sqlite3_context_db_handle or "
+                     "sqlite3_result_int64", library);
+        dlclose(handle);
+        return 0;
+    }
+    *(void **)&process_sqlite.create_function_v2 = create_function_v2;
+    *(void **)&process_sqlite.context_db_handle = context_db_handle;
+    *(void **)&process_sqlite.result_int64 = result_int64;
+    /* A no-op when already registered (another module instance, or a re-import). */
+    if (auto_extension((void (*)(void))add_handle_function) != SQLITE_OK) {
+        PyErr_Format(PyExc_ImportError, "sqlite3_auto_extension failed in %s", library);
+        dlclose(handle);
+        return 0;
     }
     dlclose(handle); /* NOLOAD took a reference; the sqlite3 module keeps the library loaded */
     return 1;
