@@ -29,7 +29,7 @@ _FUTURE_US = int(FUTURE_TOLERANCE.total_seconds()) * _US
 _DAY_US = 86_400 * _US
 
 # Contract limits (spec: "a message event's quantity is at most 10^9; a storage gauge at most
-# 10^18 bytes"). The kernel is given these at bind(): one source.
+# 10^18 bytes"). The kernel reads these when its module is executed: one source.
 MAX_MESSAGE_QUANTITY = 10**9
 MAX_STORAGE_BYTES = 10**18
 # What every usage counter holds at most: BIGINT on PostgreSQL, SQLite's INTEGER, the int64 of
