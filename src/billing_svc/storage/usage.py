@@ -147,10 +147,11 @@ class UsageStore:
         savepoint, with no Python object per event. Stops at the first batch that meets an
         existing key: the result is one ``True`` per stored batch, then ``False`` for that one
         (nothing of it stored) if there was one."""
-        sqlite_connection = self.connection.connection.driver_connection
+        # SQLAlchemy types it ``Any | None``; on SQLite it is the open sqlite3.Connection.
+        sqlite_connection: sqlite3.Connection = self.connection.connection.driver_connection
         try:
-            return codec.insert(sqlite_connection, _INSERT_EVENT, _INSERT_EVENTS,  # type: ignore[arg-type]
-                                batches, received_at_us)
+            return codec.insert(sqlite_connection, _INSERT_EVENT, _INSERT_EVENTS, batches,
+                                received_at_us)
         except sqlite3.Error as exc:  # wrapped as SQLAlchemy wraps its own (db.py maps them)
             raise DBAPIError.instance(_INSERT_EVENTS, None, exc, sqlite3.Error) from exc
 
