@@ -99,7 +99,7 @@ class CompiledCodec:
 
     def __init__(self, kernel: ModuleType) -> None:
         self.kernel = kernel
-        # Bound once: they run per request.
+        # Bound once: they run per request. (A C module is untyped: hence the ignores below.)
         self._decode = kernel.decode
         self._count = kernel.count_events
         self._insert = kernel.insert
