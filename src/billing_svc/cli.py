@@ -1,7 +1,8 @@
 """The ``billing-svc`` command: the service and its operator commands.
 
 Exit codes: 0 done; 1 the command ran and found a problem (a broken audit chain, a period that
-could not be closed); 2 bad usage.
+could not be closed), or could not run (the database unreachable, the address in use); 2 bad
+usage, a bad setting included. Each problem an operator can fix is one line on stderr.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 from billing_svc import logs
+from billing_svc.operator_errors import OperatorError, unreachable_database
 from billing_svc.services.context import SCOPES
-from billing_svc.settings import Settings
+from billing_svc.settings import Settings, load_settings
 
 T = TypeVar("T")
 
@@ -83,8 +85,30 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = load_settings()
+    except OperatorError as exc:
+        return _refuse(exc)
     logs.configure(settings.log_level if args.command == "serve" else "warning")
+    try:
+        return _run(args, settings)
+    except OperatorError as exc:
+        return _refuse(exc)
+    except Exception as exc:
+        from sqlalchemy.engine import make_url
+
+        unreachable = unreachable_database(make_url(settings.database_url), exc)
+        if unreachable is None:
+            raise
+        return _refuse(unreachable)
+
+
+def _refuse(exc: OperatorError) -> int:
+    print(f"billing-svc: {exc}", file=sys.stderr)
+    return exc.exit_code
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         from billing_svc.api.server import serve
 
@@ -203,12 +227,22 @@ def _account_ids(db, period, account: str | None) -> list[str]:  # type: ignore[
             .order_by(Account.account_id)).all())
 
 
+def _ended(db, period, purpose: str) -> None:  # type: ignore[no-untyped-def]
+    """Exit 1 with one line when ``period`` has not ended: nothing of it can be ``purpose``."""
+    if period.end > db.clock.now():
+        print(f"billing-svc: period {period.label} has not ended yet (it ends "
+              f"{period.end.isoformat()}); {purpose}", file=sys.stderr)
+        raise SystemExit(1)
+
+
 def _close_period(db, label: str, account: str | None) -> int:  # type: ignore[no-untyped-def]
     from billing_svc.domain.errors import BillingError
     from billing_svc.services import invoicing
     from billing_svc.services.context import system_context
 
     period = _period(label)
+    # Said once here: the service would refuse each account for the same reason.
+    _ended(db, period, "only ended periods can be closed")
     failures = 0
     for account_id in progress(_account_ids(db, period, account), f"closing {label}"):
         try:
@@ -223,35 +257,50 @@ def _close_period(db, label: str, account: str | None) -> int:  # type: ignore[n
 
 def _export_journal(db, settings: Settings, label: str, account: str | None,  # type: ignore[no-untyped-def]
                     output: str | None) -> int:
-    from billing_svc.domain.errors import FailedPrecondition
+    from billing_svc.domain.errors import BillingError, FailedPrecondition
     from billing_svc.services import finance
 
     period = _period(label)
-    handle = open(output, "w", newline="") if output else sys.stdout  # noqa: SIM115
+    _ended(db, period, "journal entries come from its invoices, issued once it has ended and "
+           "been closed")
+    # Every entry is read before anything is written: a mistake leaves no half-written CSV.
+    rows: list[list[str]] = []
+    not_invoiced = 0
+    for account_id in progress(_account_ids(db, period, account), f"exporting {label}"):
+        try:
+            entries: Iterable = finance.journal_entries(db, account_id, period,
+                                                        settings.gl_account)
+        except FailedPrecondition as exc:
+            if account:
+                print(f"billing-svc: {exc}", file=sys.stderr)
+                return 1
+            not_invoiced += 1
+            continue
+        except BillingError as exc:  # an unknown account
+            print(f"billing-svc: {exc}", file=sys.stderr)
+            return 1
+        rows += [[account_id, entry.gl_account, entry.department, format(entry.amount, "f"),
+                  entry.description, entry.reference] for entry in entries]
+    try:
+        handle = open(output, "w", newline="") if output else sys.stdout  # noqa: SIM115
+    except OSError as exc:
+        print(f"billing-svc: cannot write {output}: {exc.strerror}", file=sys.stderr)
+        return 1
     try:
         writer = csv.writer(handle)
         writer.writerow(["account_id", "gl_account", "department", "amount", "description",
                          "reference"])
-        rows = 0
-        for account_id in progress(_account_ids(db, period, account), f"exporting {label}"):
-            try:
-                entries: Iterable = finance.journal_entries(db, account_id, period,
-                                                            settings.gl_account)
-            except FailedPrecondition:
-                if account:
-                    raise
-                continue
-            for entry in entries:
-                writer.writerow([account_id, entry.gl_account, entry.department,
-                                 format(entry.amount, "f"), entry.description, entry.reference])
-                rows += 1
-    except FailedPrecondition as exc:
-        print(f"billing-svc: {exc}", file=sys.stderr)
-        return 1
+        writer.writerows(rows)
     finally:
         if output:
             handle.close()
-    print(f"{rows} journal entries for {label}", file=sys.stderr)
+    why = ""
+    if not_invoiced:
+        why = (f"; {not_invoiced} account(s) with no invoice for {label} yet, left out "
+               f"(close it first: billing-svc close-period --period {label})")
+    elif not rows:
+        why = f"; no invoice of {label} has an amount to post"
+    print(f"{len(rows)} journal entries for {label}{why}", file=sys.stderr)
     return 0
 
 

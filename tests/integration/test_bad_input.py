@@ -17,6 +17,7 @@ from billing_svc.storage.tables import AuditHead
 from tests.integration.test_usage import Shop
 from tests.support import (
     ADMIN,
+    WRITER,
     Client,
     ServerThread,
     fresh_database,
@@ -106,7 +107,18 @@ def fuzz_client(quiet_server: ServerThread) -> Iterator[Client]:
 @pytest.fixture(scope="module")
 def real_ids(fuzz_client: Client) -> list[str]:
     shop = Shop(fuzz_client)
-    _IDS.extend([shop.account_id, *shop.tenants, *shop.partners])
+    # Change requests held for a decision, asked for by another caller than the fuzzer's: random
+    # approvals and rejections of real ones reach the decision, not only the lookup.
+    fuzz_client.billing.SetApprovalPolicy(billing_service_pb2.SetApprovalPolicyRequest(
+        account_id=shop.account_id, policy=billing_service_pb2.ApprovalPolicy(
+            upgrades=True, cancellations=True)), metadata=ADMIN)
+    held = [fuzz_client.billing.ChangePlan(billing_service_pb2.ChangePlanRequest(
+        account_id=shop.account_id, plan_id="business"), metadata=WRITER).change_request,
+            fuzz_client.billing.CancelSubscription(billing_service_pb2.CancelSubscriptionRequest(
+                account_id=shop.account_id), metadata=WRITER).change_request]
+    assert all(h.change_request_id for h in held)
+    _IDS.extend([shop.account_id, *shop.tenants, *shop.partners,
+                 *(h.change_request_id for h in held)])
     return _IDS
 
 

@@ -243,3 +243,32 @@ def test_long_strings_anywhere_get_a_clear_short_answer(
         assert code in CLEAR | {grpc.StatusCode.UNAUTHENTICATED}, (method.name, code)
 
     run()
+
+
+# ---------------------------------------------------------------------------------------------
+# Resume tokens (ListUsageReports names its cursor resume_token, so PAGED does not cover it)
+
+
+def test_random_resume_tokens_are_invalid_naming_resume_token(subject: Shop) -> None:  # noqa: F811
+    client = subject.client
+    other = Shop(client)
+
+    def reports(account_id: str, token: str) -> upb.ListUsageReportsResponse:
+        return client.usage.ListUsageReports(upb.ListUsageReportsRequest(
+            account_id=account_id, page_size=1, resume_token=token), metadata=ADMIN)
+
+    real = reports(subject.account_id, "").resume_token
+    foreign = reports(other.account_id, "").resume_token
+
+    @settings(FUZZ, max_examples=40)
+    @given(st.text(max_size=300) | st.binary(max_size=200).map(_b64)
+           | _JSON.map(lambda value: _b64(json.dumps(value).encode())) | _mutated(real)
+           | st.just(foreign))
+    def run(token: str) -> None:
+        if token in ("", real):
+            return
+        code, error = outcome(lambda request, **kw: reports(subject.account_id, request), token)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, token
+        assert bad_request_fields(error) == ["resume_token"]  # type: ignore[arg-type]
+
+    run()

@@ -102,3 +102,16 @@ def test_fixed_clock_moves_only_when_told() -> None:
     assert clock.now().tzinfo == UTC
     with pytest.raises(ValueError, match="timezone-aware"):
         FixedClock(datetime(2026, 3, 10))
+
+
+def test_deleting_a_test_clock_covers_every_table_of_account_data() -> None:
+    """A table with an account_id that DeleteTestClock does not know of would keep a deleted
+    clock account's rows (or, with a foreign key, make the delete fail)."""
+    from sqlmodel import SQLModel
+
+    from billing_svc.services import test_clocks
+
+    handled_apart = {"account", "audit_record", "outbox_event", "webhook_endpoint", "api_token"}
+    covered = {table.__tablename__ for table in test_clocks._BY_ACCOUNT}
+    with_account = {t.name for t in SQLModel.metadata.sorted_tables if "account_id" in t.c}
+    assert with_account - handled_apart - covered == set()

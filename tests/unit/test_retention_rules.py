@@ -8,7 +8,12 @@ from datetime import UTC, datetime
 import pytest
 
 from billing_svc.domain.periods import EARLIEST, Period
-from billing_svc.domain.retention import outside_retention, purgeable, usage_horizon
+from billing_svc.domain.retention import (
+    MAX_RETENTION_DAYS,
+    outside_retention,
+    purgeable,
+    usage_horizon,
+)
 from billing_svc.domain.usage import MESSAGE, UsageEventIn, accept_window, check_shape, to_us
 from billing_svc.settings import Settings
 
@@ -65,6 +70,14 @@ def test_the_horizon_bounds_the_window_whatever_the_retention_says() -> None:
 def test_retention_settings_refuse_less_than_a_day(setting: str) -> None:
     with pytest.raises(ValueError, match=setting):
         Settings(_env_file=None, **{setting: 0})  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("setting", ["idempotency_retention_days", "webhook_log_retention_days",
+                                     "hourly_rollup_retention_days", "usage_retention_days"])
+def test_retention_settings_refuse_more_than_a_century(setting: str) -> None:
+    with pytest.raises(ValueError, match=setting):
+        Settings(_env_file=None, **{setting: MAX_RETENTION_DAYS + 1})  # type: ignore[call-arg]
+    Settings(_env_file=None, **{setting: MAX_RETENTION_DAYS})  # type: ignore[call-arg]
 
 
 def test_retention_defaults() -> None:

@@ -464,7 +464,8 @@ _ENDPOINT_STATUS = {"enabled": pb.WEBHOOK_ENDPOINT_STATUS_ENABLED,
                     "disabled": pb.WEBHOOK_ENDPOINT_STATUS_DISABLED}
 _EVENT_STATUS_OUT = {"pending": pb.WEBHOOK_EVENT_STATUS_PENDING,
                      "delivered": pb.WEBHOOK_EVENT_STATUS_DELIVERED,
-                     "failed": pb.WEBHOOK_EVENT_STATUS_FAILED}
+                     "failed": pb.WEBHOOK_EVENT_STATUS_FAILED,
+                     "no_endpoint": pb.WEBHOOK_EVENT_STATUS_NO_ENDPOINT}
 
 
 def endpoint_out(endpoint: WebhookEndpoint, *, with_secret: bool) -> pb.WebhookEndpoint:

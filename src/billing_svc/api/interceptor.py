@@ -40,6 +40,8 @@ from billing_svc.services.test_clocks import AccountClocks
 log = structlog.get_logger("billing_svc.rpc")
 
 _request_context: contextvars.ContextVar[RequestContext] = contextvars.ContextVar("request")
+# The fields of the ``rpc`` log line of the call being served, which its servicer may add to.
+_log_fields: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("rpc_log_fields")
 _USAGE = "/as2aas.billing.v1.UsageService/"
 # Usage batches are checked event by event in ingestion (a bad event is rejected, not the call).
 _PER_EVENT_CHECKED = frozenset({_USAGE + "RecordUsage"})
@@ -62,6 +64,37 @@ _Span = tuple[trace.Span, contextvars.Token[otel_context.Context]]
 def current_context() -> RequestContext:
     """The context of the RPC being served (set by the interceptor)."""
     return _request_context.get()
+
+
+def enter_context(ctx: RequestContext) -> None:
+    """Make ``ctx`` the current task's request context: for the other entry point (the REST
+    port) that serves the same service functions."""
+    _request_context.set(ctx)
+
+
+async def at_account_clock(clocks: AccountClocks | None, account_id: str | None,
+                           invoice_id: str = "") -> None:
+    """A call about a test clock's account (or its invoice: payment results) runs at the
+    clock's time (services read ``ctx.now``); a real account's costs one lookup per process,
+    then none."""
+    if clocks is None:
+        return
+    if account_id:
+        if clocks.known_real(account_id):
+            return
+        frozen = await asyncio.to_thread(clocks.now_for, account_id)
+    elif invoice_id:
+        frozen = await asyncio.to_thread(clocks.now_for_invoice, invoice_id)
+    else:
+        return
+    if frozen is not None:
+        _request_context.set(dataclasses.replace(_request_context.get(), now=frozen))
+
+
+def log_fields() -> dict[str, Any]:
+    """The fields the ``rpc`` log line of the RPC being served will carry: a servicer adds what
+    only it knows (the usage RPCs: account, batch, counts). Outside an RPC, a throwaway dict."""
+    return _log_fields.get({})
 
 
 class _Refused(Exception):
@@ -244,8 +277,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if spec.name not in _PER_EVENT_CHECKED:
             check_text(request)
         check_account(_request_context.get().caller, spec.name, request)
-        await self._on_account_clock(call.fields["account_id"],
-                                     str(getattr(request, "invoice_id", "")))
+        await at_account_clock(self._clocks, call.fields["account_id"],
+                               str(getattr(request, "invoice_id", "")))
         return request
 
     def _start_span(self, spec: _Method,
@@ -262,29 +295,12 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name})
         return span, otel_context.attach(trace.set_span_in_context(span, parent))
 
-    async def _on_account_clock(self, account_id: str | None, invoice_id: str) -> None:
-        """A call about a test clock's account (or its invoice: payment results) runs at the
-        clock's time (services read ``ctx.now``); a real account's costs one lookup per process,
-        then none."""
-        clocks = self._clocks
-        if clocks is None:
-            return
-        if account_id:
-            if clocks.known_real(account_id):
-                return
-            frozen = await asyncio.to_thread(clocks.now_for, account_id)
-        elif invoice_id:
-            frozen = await asyncio.to_thread(clocks.now_for_invoice, invoice_id)
-        else:
-            return
-        if frozen is not None:
-            _request_context.set(dataclasses.replace(_request_context.get(), now=frozen))
-
     def _unary_response(self, spec: _Method, behavior: Any, streaming_requests: bool) -> Any:
         async def serve(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             call = _Call({"rpc": spec.name, "account_id": None, "code": grpc.StatusCode.OK})
             span = self._start_span(spec, context)
+            _log_fields.set(call.fields)
             try:
                 self._admit(spec, context, call, streaming_requests)
                 argument = (_decoded(spec, requests) if streaming_requests
@@ -308,6 +324,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             started = time.perf_counter()
             call = _Call({"rpc": spec.name, "code": grpc.StatusCode.OK})
             span = self._start_span(spec, context)
+            _log_fields.set(call.fields)
             try:
                 self._admit(spec, context, call, streaming_requests)
                 argument = (_decoded(spec, requests) if streaming_requests

@@ -29,11 +29,13 @@ from billing_svc.api import convert, rest_json
 from billing_svc.api.auth import METHOD_SCOPES, TokenStore, check_account
 from billing_svc.api.common import run
 from billing_svc.api.errors import status_code_of
+from billing_svc.api.interceptor import at_account_clock, enter_context
 from billing_svc.api.limits import TEXT_LIMITS, check_text
 from billing_svc.domain.errors import BillingError, InvalidArgument, cut
 from billing_svc.domain.ids import new_id
 from billing_svc.services import accounts, usage_reports
 from billing_svc.services.context import Caller, RequestContext
+from billing_svc.services.test_clocks import AccountClocks
 from billing_svc.settings import Settings
 from billing_svc.storage.db import Database
 
@@ -118,6 +120,7 @@ class RestServer:
         self.settings = settings
         self.port = 0
         self._tokens: TokenStore | None = None
+        self._clocks: AccountClocks | None = None
         self._in_flight = 0
         self._max_in_flight = settings.max_concurrent_rpcs
         self._routes = {
@@ -126,8 +129,9 @@ class RestServer:
             "usage": _Route("GET /v1/billing/usage/current", _USAGE_RPC, self._current_usage),
         }
 
-    def activate(self, tokens: TokenStore) -> None:
+    def activate(self, tokens: TokenStore, clocks: AccountClocks | None = None) -> None:
         self._tokens = tokens
+        self._clocks = clocks
 
     async def start(self) -> int:
         host, port = parse_listen(self.settings.http_listen)
@@ -170,6 +174,7 @@ class RestServer:
                     raise _Refused(grpc.StatusCode.UNIMPLEMENTED,
                                    f"{request.method} is not served here: {route.name}")
                 ctx = self._authorize(route, request)
+                enter_context(ctx)  # the services' and converters' current_context()
                 request_id = ctx.request_id
                 fields.update(caller=ctx.caller.name, request_id=request_id)
                 if self._in_flight >= self._max_in_flight:
@@ -204,6 +209,11 @@ class RestServer:
         if scheme.lower() != "bearer" or not token.strip():
             raise _Refused(grpc.StatusCode.UNAUTHENTICATED,
                            "missing credentials: send an 'Authorization: Bearer <token>' header")
+        if not token.isascii():
+            # aiohttp hands undecodable header bytes over as surrogates, which no hash takes;
+            # every token billing-svc makes (and gRPC metadata carries) is ASCII.
+            raise _Refused(grpc.StatusCode.UNAUTHENTICATED,
+                           "invalid credentials: the bearer token is not ASCII text")
         caller = self._tokens.authenticate(token.strip())  # Unauthenticated, saying why
         scope = METHOD_SCOPES[route.rpc]
         if not caller.has(scope):
@@ -213,7 +223,11 @@ class RestServer:
         if len(request_id) > TEXT_LIMITS["request_id"]:
             raise InvalidArgument("X-Request-Id", f"is longer than {TEXT_LIMITS['request_id']} "
                                   "characters")
-        return RequestContext(caller=caller, request_id=request_id)
+        if not (request_id.isascii() and request_id.isprintable()):
+            # As on the gRPC port, whose metadata is printable ASCII: the id is echoed in a
+            # response header and written to logs and the audit trail.
+            raise InvalidArgument("X-Request-Id", "must be printable ASCII")
+        return RequestContext(caller=caller, request_id=request_id, now=self.db.clock.now())
 
     async def _account_billing(self, request: web.Request, caller: Caller,
                                fields: dict[str, Any]) -> dict[str, Any]:
@@ -222,6 +236,7 @@ class RestServer:
         _only_parameters(request, ())
         message = pb.GetAccountBillingRequest(account_id=account_id)
         _admit(caller, _BILLING_RPC, message)
+        await at_account_clock(self._clocks, account_id)
         view = await run(accounts.get_account_billing, self.db, account_id)
         return rest_json.account_billing(convert.account_billing_out(view))
 
@@ -235,6 +250,7 @@ class RestServer:
                                   "account: add ?account_id=acc_… to the URL")
         message = usage_pb.GetCurrentUsageRequest(account_id=account_id)
         _admit(caller, _USAGE_RPC, message)
+        await at_account_clock(self._clocks, account_id)
         report = await run(usage_reports.current_usage, self.db, account_id)
         return rest_json.current_usage(convert.current_usage_out(report))
 

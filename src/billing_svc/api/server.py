@@ -4,7 +4,9 @@ SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import signal
+import socket
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -22,6 +24,7 @@ from billing_svc.api.interceptor import ServiceInterceptor
 from billing_svc.api.rest import RestServer
 from billing_svc.clock import SYSTEM_CLOCK, Clock
 from billing_svc.metrics import serve_metrics
+from billing_svc.operator_errors import ListenError
 from billing_svc.services.group_commit import IngestionWriter
 from billing_svc.services.test_clocks import AccountClocks
 from billing_svc.settings import Settings
@@ -81,7 +84,10 @@ class BillingServer:
                      # all of which it accepts for a call before the call is admitted (48 calls
                      # refused unread still took the server from 107 to 436 MiB, measured).
                      ("grpc.http2.bdp_probe", 0),
-                     ("grpc.http2.lookahead_bytes", STREAM_WINDOW_BYTES)],
+                     ("grpc.http2.lookahead_bytes", STREAM_WINDOW_BYTES),
+                     # gRPC sets SO_REUSEPORT by default: a second server on the same port
+                     # would start silently and take half the calls. Refuse instead.
+                     ("grpc.so_reuseport", 0)],
         )
         self._health = health.aio.HealthServicer()
         billing_grpc.add_BillingServiceServicer_to_server(
@@ -107,7 +113,11 @@ class BillingServer:
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.port = self._bind(server)
         if self.settings.metrics_listen:
-            self.metrics_port = serve_metrics(self.settings.metrics_listen, self.db)
+            try:
+                self.metrics_port = serve_metrics(self.settings.metrics_listen, self.db)
+            except (OSError, ValueError) as exc:
+                raise ListenError(f"cannot listen on {self.settings.metrics_listen} "
+                                  f"(BILLING_METRICS_LISTEN): {_reason(exc)}") from None
             log.info("metrics", address=self.settings.metrics_listen, port=self.metrics_port)
         # Bound before gRPC serves: a port in use stops the start before any call is answered.
         if self.settings.http_listen:
@@ -123,7 +133,7 @@ class BillingServer:
         tokens = await asyncio.to_thread(load_token_store, self.settings, self.db)
         self._interceptor.activate(tokens, self._clocks)
         if self._rest is not None:
-            self._rest.activate(tokens)
+            self._rest.activate(tokens, self._clocks)
         self._tokens_current = asyncio.create_task(tokens.keep_current(self._stop_jobs))
         self._writer.start()
         self._dispatcher = Dispatcher(self.db, self.settings, self.tracing.tracer)
@@ -136,19 +146,30 @@ class BillingServer:
     def _bind(self, server: grpc.aio.Server) -> int:
         """Plain TCP, TLS (cert + key), or mutual TLS (and a client CA: client certs required)."""
         settings = self.settings
-        if not settings.tls_cert_file:
-            return server.add_insecure_port(settings.listen)
-        if not settings.tls_key_file:
-            raise ValueError("BILLING_TLS_CERT_FILE needs BILLING_TLS_KEY_FILE")
-        with open(settings.tls_key_file, "rb") as key, open(settings.tls_cert_file, "rb") as cert:
-            pair = (key.read(), cert.read())
-        client_ca = None
-        if settings.tls_client_ca_file:
-            with open(settings.tls_client_ca_file, "rb") as handle:
-                client_ca = handle.read()
-        credentials = grpc.ssl_server_credentials(
-            [pair], root_certificates=client_ca, require_client_auth=client_ca is not None)
-        return server.add_secure_port(settings.listen, credentials)
+        _check_can_listen(settings.listen)
+        try:
+            if not settings.tls_cert_file:
+                return server.add_insecure_port(settings.listen)
+            if not settings.tls_key_file:
+                raise ListenError("BILLING_TLS_CERT_FILE needs BILLING_TLS_KEY_FILE")
+            pair = (_read_pem(settings.tls_key_file, "BILLING_TLS_KEY_FILE"),
+                    _read_pem(settings.tls_cert_file, "BILLING_TLS_CERT_FILE"))
+            client_ca = None
+            if settings.tls_client_ca_file:
+                client_ca = _read_pem(settings.tls_client_ca_file, "BILLING_TLS_CLIENT_CA_FILE")
+            credentials = grpc.ssl_server_credentials(
+                [pair], root_certificates=client_ca, require_client_auth=client_ca is not None)
+            return server.add_secure_port(settings.listen, credentials)
+        except RuntimeError as exc:  # grpc's "Failed to bind to address ..."
+            raise ListenError(f"cannot listen on {settings.listen} (BILLING_LISTEN): "
+                              f"{str(exc).split(';')[0]}") from None
+
+    async def abandon(self) -> None:
+        """Undo a ``start`` that failed part way: close the port and the database."""
+        server = getattr(self, "_server", None)
+        if server is not None:
+            await server.stop(0)
+        self.db.dispose()
 
     async def stop(self) -> None:
         """Refuse new calls, let in-flight ones finish within the grace period, release the DB."""
@@ -182,6 +203,51 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await server.start()
+    try:
+        await server.start()
+    except BaseException:
+        await server.abandon()
+        raise
     await stop.wait()
     await server.stop()
+
+
+def _check_can_listen(address: str) -> None:
+    """Raise ``ListenError`` when ``address`` cannot be listened on, saying why (the address in
+    use, not this host's, not an address): gRPC would say only "Failed to bind", after logging
+    its own lines on stderr."""
+    host, _, port_text = address.rpartition(":")
+    try:
+        port = int(port_text)
+        infos = socket.getaddrinfo(host.strip("[]") or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except (ValueError, OSError) as exc:
+        raise ListenError(f"cannot listen on {address!r} (BILLING_LISTEN): expected HOST:PORT "
+                          f"with a host of this machine ({_reason(exc)})") from None
+    if port == 0:
+        return
+    failures: list[OSError] = []
+    for family, kind, protocol, _name, sockaddr in infos:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                failures.append(exc)
+    in_use = [exc for exc in failures if exc.errno == errno.EADDRINUSE]
+    if in_use or len(failures) == len(infos):
+        problem = "the address is already in use (is another billing-svc running?)" if in_use \
+            else _reason(failures[0])
+        raise ListenError(f"cannot listen on {address} (BILLING_LISTEN): {problem}")
+
+
+def _read_pem(path: str, variable: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise ListenError(f"{variable}={path!r}: cannot read it: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__

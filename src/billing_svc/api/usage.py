@@ -12,13 +12,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
+import structlog
 from as2aas.billing.v1 import usage_service_pb2 as pb
 from as2aas.billing.v1 import usage_service_pb2_grpc as pb_grpc
 from google.protobuf.message import DecodeError
 
 from billing_svc.api import convert, reports
 from billing_svc.api.common import deadline, run
-from billing_svc.api.interceptor import current_context
+from billing_svc.api.interceptor import current_context, log_fields
 from billing_svc.domain import usage as rules
 from billing_svc.domain.errors import InvalidArgument, Unavailable
 from billing_svc.domain.usage import UsageBatch, UsageEventIn
@@ -29,8 +30,14 @@ from billing_svc.services.group_commit import IngestionWriter
 from billing_svc.services.ingestion import BatchResult
 from billing_svc.storage.db import Database
 
+log = structlog.get_logger("billing_svc.usage")
+
 SERVICE = pb.DESCRIPTOR.services_by_name["UsageService"].full_name
+# A log line names at most this many accounts of a batch, and rejections of one batch.
+MAX_LOGGED_ACCOUNTS = 20
+MAX_LOGGED_REJECTIONS = 100
 _INGEST_METHODS = ("StreamUsage", "RecordUsage")
+STREAM_RPC = f"/{SERVICE}/StreamUsage"  # as the "rpc" log lines name it
 # Batches one stream may have waiting for their commit: beyond it, gRPC flow control pushes back.
 MAX_IN_FLIGHT_PER_STREAM = 32
 # A batch id is the producer's own, echoed in its ack; ids are at most 128 characters (PRODUCT §6).
@@ -118,6 +125,25 @@ def ack_fields(batch_id: str, result: BatchResult) -> dict[str, Any]:
     }
 
 
+def batch_log(batch: UsageBatch, result: BatchResult) -> dict[str, Any]:
+    """What the log says of one ingested batch: its account (``account_ids`` when it names
+    several), its id and its counts; the reasons of its rejections go to a debug line."""
+    accounts = batch.account_ids()
+    fields: dict[str, Any] = {
+        "account_id": accounts[0] if len(accounts) == 1 else None,
+        "batch_id": batch.batch_id, "events": len(batch), "accepted": result.accepted,
+        "duplicates": result.duplicates, "late": result.late, "rejected": len(result.rejected)}
+    if len(accounts) > 1:
+        fields["account_ids"] = accounts[:MAX_LOGGED_ACCOUNTS]
+    if result.rejected and log.is_enabled_for(10):  # logging.DEBUG
+        shown = result.rejected[:MAX_LOGGED_REJECTIONS]
+        log.debug("usage_rejected", account_id=fields["account_id"], batch_id=batch.batch_id,
+                  rejected=[{"index": r.index, "event_id": r.event_id[:rules.MAX_EVENT_ID_LENGTH],
+                             "reason": r.reason} for r in shown],
+                  not_shown=len(result.rejected) - len(shown))
+    return fields
+
+
 class UsageServicer(pb_grpc.UsageServiceServicer):
     def __init__(self, db: Database, writer: IngestionWriter, *,
                  stream_idle_seconds: float = 300.0) -> None:
@@ -129,6 +155,7 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
                           context: grpc.aio.ServicerContext) -> pb.RecordUsageResponse:
         batch = batch_of(request)
         result = await self.writer.submit(batch, deadline.get())
+        log_fields().update(batch_log(batch, result))  # on the call's own "rpc" line
         return pb.RecordUsageResponse(**ack_fields(batch.batch_id, result))
 
     async def StreamUsage(self, requests: AsyncIterator[UsageRequest],  # type: ignore[override]
@@ -137,15 +164,20 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
         """Acks are sent in batch order, each once its batch is committed; batches pipeline.
         A stream idle for ``stream_idle_seconds`` (no batch received, none waiting for its commit
         or its ack) is closed with ``UNAVAILABLE``, which frees its slot."""
-        in_flight: asyncio.Queue[tuple[str, asyncio.Task[BatchResult]] | Exception | None] = \
-            asyncio.Queue(MAX_IN_FLIGHT_PER_STREAM)
+        in_flight: asyncio.Queue[tuple[UsageBatch, asyncio.Task[BatchResult]] | Exception
+                                 | None] = asyncio.Queue(MAX_IN_FLIGHT_PER_STREAM)
+        # The stream's "rpc" line, when it ends, sums its batches; each batch has a line too.
+        totals = log_fields()
+        request_id = current_context().request_id  # joins the batch lines to the stream's
+        totals.update(batches=0, accepted=0, duplicates=0, late=0, rejected=0)
+        stream_accounts: set[str | None] = set()
 
         async def read() -> None:
             try:
                 async for request in requests:
                     batch = batch_of(request)
                     task = asyncio.ensure_future(self.writer.submit(batch, deadline.get()))
-                    await in_flight.put((batch.batch_id, task))
+                    await in_flight.put((batch, task))
                 await in_flight.put(None)
             except Exception as exc:  # reported after the acks of the batches before it
                 await in_flight.put(exc)
@@ -162,9 +194,17 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
                     break
                 if isinstance(item, Exception):
                     raise item
-                batch_id, task = item
+                batch, task = item
                 result = await task
-                yield pb.StreamUsageResponse(**ack_fields(batch_id, result))
+                fields = batch_log(batch, result)
+                log.info("usage_batch", rpc=STREAM_RPC, request_id=request_id, **fields)
+                for name in ("accepted", "duplicates", "late", "rejected"):
+                    totals[name] += fields[name]
+                totals["batches"] += 1
+                stream_accounts.update(fields.get("account_ids") or (fields["account_id"],))
+                totals["account_id"] = (next(iter(stream_accounts))
+                                        if len(stream_accounts) == 1 else None)
+                yield pb.StreamUsageResponse(**ack_fields(batch.batch_id, result))
         finally:
             reader.cancel()
 

@@ -13,7 +13,8 @@ from billing_svc.storage.db import Database
 
 _EVENT_STATUS = {pb.WEBHOOK_EVENT_STATUS_PENDING: "pending",
                  pb.WEBHOOK_EVENT_STATUS_DELIVERED: "delivered",
-                 pb.WEBHOOK_EVENT_STATUS_FAILED: "failed"}
+                 pb.WEBHOOK_EVENT_STATUS_FAILED: "failed",
+                 pb.WEBHOOK_EVENT_STATUS_NO_ENDPOINT: "no_endpoint"}
 
 
 class WebhookRpcs:

@@ -12,6 +12,11 @@ from decimal import Decimal
 
 from billing_svc.domain.errors import InvalidArgument
 
+MAX_TTL_HOURS = 87_600.0
+"""Decision: a held change waits at most 10 years (``BILLING_CHANGE_REQUEST_TTL_HOURS``): a
+longer wait is "never expires" in effect, and a TTL of thousands of years made every held change
+fail (its expiry past the year 9999) or the server fail to start (infinity)."""
+
 UPGRADE = "upgrade"
 DOWNGRADE = "downgrade"
 CANCELLATION = "cancellation"

@@ -21,6 +21,9 @@ DEFAULT_HOURLY_ROLLUP_RETENTION_DAYS = 400
 # A retried create must find its first call's record: callers retry within minutes, and a day
 # is what the most patient client libraries (Stripe's idempotency keys: 24 h) promise.
 MIN_IDEMPOTENCY_RETENTION_DAYS = 1
+# Decision: at most a century, for every retention setting. Longer is "keep forever" in effect,
+# and a setting of millions of days made ``now - timedelta(days=…)`` overflow in every purge.
+MAX_RETENTION_DAYS = 36_500
 
 
 def usage_horizon(now: datetime, retention_days: int) -> datetime:

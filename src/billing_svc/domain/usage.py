@@ -100,6 +100,16 @@ class UsageBatch:
     def __len__(self) -> int:
         return len(self.native if self._events is None else self._events)
 
+    def account_ids(self) -> list[str]:
+        """The accounts its events name, sorted (for its log line): from the kernel's summary
+        when the kernel took the batch, so that no event becomes a Python object for it."""
+        if self._events is None:
+            try:
+                return sorted(self.native.references()[0])
+            except RuntimeError:  # not a batch the kernel stores: the Python path's events
+                pass
+        return sorted({event.account_id for event in self.events})
+
 
 def occurred_at_us_of(seconds: int, nanos: int) -> int | None:
     """A wire Timestamp ``(seconds, nanos)`` as ``occurred_at_us``: epoch microseconds; None if

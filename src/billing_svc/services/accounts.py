@@ -289,9 +289,9 @@ def set_payment_method(db: Database, ctx: RequestContext, *, account_id: str,
         account.payment_exp_month = method.exp_month
         account.payment_exp_year = method.exp_year
         change = None
-        if account.status == subs.PAST_DUE and account.trial_ends_at and \
-                account.trial_ends_at <= ctx.now and not _has_open_dunning(session, account):
-            # A trial that ended without a payment method: the subscription can start now.
+        if account.status == subs.PAST_DUE and not _has_open_dunning(session, account):
+            # Past due with no failed payment to settle: for want of a payment method (a trial
+            # that ended without one), so the subscription can start now.
             account.status = subs.ACTIVE
             change = "payment_method_added"
         _record_change(session, ctx, account, "payment_method.set", before, event_change=change)

@@ -85,17 +85,18 @@ def list_credits(db: Database, account_id: str, *, page_size: int = 0,
     return rows[:size], token
 
 
-def open_credits(session: Session, account_ids: list[str]) -> dict[str, list[AccountCredit]]:
+def open_credits(session: Session, account_ids: list[str], *,
+                 for_update: bool = True) -> dict[str, list[AccountCredit]]:
     """Each account's credits with something left, oldest first, locked for the invoice that
-    draws on them."""
+    draws on them (``for_update``; an estimate only reads them)."""
     found: dict[str, list[AccountCredit]] = {account_id: [] for account_id in account_ids}
     for start in range(0, len(account_ids), 500):
         # Filtered here, not in SQL: exact decimals are text on SQLite, where "0.00" > "0".
         # Credits are few per account.
-        for credit in session.exec(select(AccountCredit).where(
-                AccountCredit.account_id.in_(account_ids[start:start + 500]))  # type: ignore[attr-defined]
-                .order_by(AccountCredit.created_at, AccountCredit.credit_id)  # type: ignore[arg-type]
-                .with_for_update()):
+        statement = select(AccountCredit).where(
+            AccountCredit.account_id.in_(account_ids[start:start + 500])).order_by(  # type: ignore[attr-defined]
+            AccountCredit.created_at, AccountCredit.credit_id)  # type: ignore[arg-type]
+        for credit in session.exec(statement.with_for_update() if for_update else statement):
             if credit.remaining > ZERO:
                 found[credit.account_id].append(credit)
     return found

@@ -33,6 +33,7 @@ from billing_svc.services.usage_reports import (
     UNALLOCATED,
     PartnerUsage,
     monthly_usage,
+    next_invoice_carryover,
     period_snapshot,
     storage_gb_months_held,
 )
@@ -128,7 +129,9 @@ def check_budgets(session: Session, account_id: str, now: datetime) -> int:
     assert account is not None
     period = Period.containing(now)
     try:
-        estimate = period_snapshot(session, account, period, now).total
+        # The estimate GetCurrentUsage shows: what the invoice would be if the period closed now.
+        estimate = period_snapshot(session, account, period, now, carried=next_invoice_carryover(
+            session, account, period)).total
     except Unratable as exc:
         # The usage that got here is stored all the same; reads of the account say why.
         log.warning("budget_check_skipped", account_id=account_id, reason=str(exc))

@@ -21,7 +21,8 @@ from sqlmodel import Session, select
 from billing_svc.domain import forecast as model
 from billing_svc.domain import rating, storage_meter
 from billing_svc.domain import usage as rules
-from billing_svc.domain.errors import InvalidArgument
+from billing_svc.domain.bounds import MAX_AMOUNT
+from billing_svc.domain.errors import InvalidArgument, Unratable
 from billing_svc.domain.periods import Period
 from billing_svc.services.common import load_account
 from billing_svc.services.terms import plan_spans
@@ -91,7 +92,18 @@ def usage_forecast(db: Database, account_id: str, months: int, now: datetime) ->
     months = check_months(months)
     with db.read() as session:
         account = load_account(session, account_id)
-        return forecast_account(session, account, months, now)
+        result = forecast_account(session, account, months, now)
+    check_charges(result.total, f"the forecast charges of {months} months", "months")
+    return result
+
+
+def check_charges(amount: Decimal, what: str, field: str) -> None:
+    """Decision: a report's sum of monthly charges larger than ``MAX_AMOUNT`` (each month stays
+    below it; dozens of months of near-int64 usage do not) is refused as FAILED_PRECONDITION,
+    naming the request field to shorten, rather than sent as a Money no client can hold."""
+    if amount > MAX_AMOUNT:
+        raise Unratable(f"{what} come to {amount:,.0f} USD, more than the {MAX_AMOUNT:,} USD a "
+                        f"Money holds; ask for a shorter range ({field})")
 
 
 def forecast_account(session: Session, account: Account, months: int, now: datetime, *,

@@ -30,8 +30,8 @@ from billing_svc.domain.errors import (
 )
 from billing_svc.domain.ids import new_id
 from billing_svc.domain.periods import Period
-from billing_svc.services import credits, paging
-from billing_svc.services.accounts import on_clock, terms_of
+from billing_svc.services import carryover, credits, paging
+from billing_svc.services.accounts import on_clock
 from billing_svc.services.common import load_account, require_existed, visible
 from billing_svc.services.context import Caller, RequestContext
 from billing_svc.services.terms import load_segments, plan_spans
@@ -43,7 +43,6 @@ from billing_svc.storage.tables import (
     AccountCredit,
     Invoice,
     PlanSegment,
-    UsagePeriod,
 )
 
 log = structlog.get_logger("billing_svc.invoicing")
@@ -148,13 +147,13 @@ def _close(session: Session, ctx: RequestContext, account_ids: list[str], period
     issuing = [account.account_id for account in to_issue]
     rows = load_period_rows(session, issuing, period)
     segments = load_segments(session, issuing)
-    late = _late_usage(session, to_issue, period, segments)
-    open_credits = credits.open_credits(session, issuing)
+    carried = carryover.pending(session, to_issue, period, segments, for_update=True)
     for account in to_issue:
+        share = carried[account.account_id]
         invoices[account.account_id] = _issue(
             session, ctx, account, period, rows[account.account_id],
-            segments[account.account_id], late[account.account_id],
-            open_credits[account.account_id])
+            segments[account.account_id], share.late, share.credits)
+        carryover.mark_late_billed(session, share)
     session.flush()  # a second invoice for the period fails here, on the unique key
     return invoices, len(to_issue)
 
@@ -172,30 +171,6 @@ def issued_invoice(session: Session, account_id: str, period: Period, purpose: s
         raise FailedPrecondition(f"period {period.label} of account {account_id} is not "
                                  f"invoiced yet; close it (CloseBillingPeriod) before {purpose}")
     return invoice
-
-
-def _late_usage(session: Session, accounts: list[Account], period: Period,
-                segments: dict[str, list[PlanSegment]]) -> dict[str, list[rating.LateUsage]]:
-    """Per account, the late messages of other periods not billed yet; marked billed."""
-    late: dict[str, list[rating.LateUsage]] = {account.account_id: [] for account in accounts}
-    by_id = {account.account_id: account for account in accounts}
-    rows = session.exec(select(UsagePeriod).where(
-        UsagePeriod.account_id.in_(list(by_id)),  # type: ignore[attr-defined]
-        UsagePeriod.period != period.label,
-        UsagePeriod.late_messages > UsagePeriod.late_billed_messages)
-        .order_by(UsagePeriod.account_id, UsagePeriod.period).with_for_update()).all()
-    for row in rows:
-        account = by_id[row.account_id]
-        spans = plan_spans(session, account, Period.parse(row.period),
-                           segments[row.account_id])
-        late[row.account_id].append(rating.LateUsage(
-            period=row.period,
-            invoiced_messages=row.messages - row.late_messages + row.late_billed_messages,
-            late_messages=row.late_messages - row.late_billed_messages,
-            terms=spans[-1].terms if spans else terms_of(account)))
-        row.late_billed_messages = row.late_messages
-        session.add(row)
-    return late
 
 
 def _issue(session: Session, ctx: RequestContext, account: Account, period: Period,

@@ -18,10 +18,12 @@ from sqlmodel import select
 
 from billing_svc.domain import money
 from billing_svc.domain import usage as rules
-from billing_svc.domain.errors import InvalidArgument
+from billing_svc.domain.bounds import INT64_MAX
+from billing_svc.domain.errors import InvalidArgument, Unratable
 from billing_svc.domain.periods import Period
 from billing_svc.services.accounts import terms_of
 from billing_svc.services.common import load_account, require_existed
+from billing_svc.services.forecasting import check_charges
 from billing_svc.services.usage_reports import period_snapshot
 from billing_svc.storage.db import Database
 from billing_svc.storage.tables import MasterPartner, UsageHourly, UsagePartnerPeriod
@@ -191,6 +193,19 @@ def partner_utilization(db: Database, account_id: str, *, start_period: str = ""
             partner, rows, trend_of([row.messages for row in rows]),
             last_period.get(partner.partner_id, ""),
             rules.from_us(int(hour)) if hour is not None else None, idle))
+    _check_sums(start, end, total, [unpartnered_messages, *(p.messages for p in result)])
     slots_left = None if limit is None else max(limit - len(partners), 0)
     return Utilization(periods, result, total, unpartnered_messages, unpartnered_cost, limit,
                        slots_left)
+
+
+def _check_sums(start: Period, end: Period, total: Decimal, message_counts: list[int]) -> None:
+    """The range's sums fit the response's int64 counts and Money (each period's do; many
+    periods of near-int64 usage do not), or the caller is told to ask for a shorter range."""
+    what = f"the charges of {start.label} to {end.label}"
+    check_charges(total, what, "start_period, end_period")
+    largest = max(message_counts)
+    if largest > INT64_MAX:
+        raise Unratable(f"the message count of {start.label} to {end.label} comes to "
+                        f"{largest:,}, more than an int64 holds; ask for a shorter range "
+                        "(start_period, end_period)")

@@ -3,6 +3,8 @@
 billing-svc does not move money: the processor reports each attempt. Success pays the invoice;
 a failure schedules the next attempt (3, 5, 7 days by default) and makes the subscription
 ``past_due``; after the last one the invoice is ``uncollectible`` and the subscription ``unpaid``.
+A success settles its invoice and, once no failed invoice is left, makes the subscription
+``active`` whether or not a payment method is on file (the processor took the money some way).
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ def _load_invoice(session: Session, ctx: RequestContext, invoice_id: str) -> Inv
 
 
 def _set_account_status(session: Session, ctx: RequestContext, account: Account,
-                        status: str, change: str) -> None:
+                        status: str, change: str, *, paid: bool = False) -> None:
     if account.status in (status, subs.CANCELED, subs.TRIALING):
         return
-    if status == subs.ACTIVE and account.payment_method_type is None:
-        return  # past due for want of a payment method, not because of an invoice
+    if status == subs.ACTIVE and account.payment_method_type is None and not paid:
+        # Past due for want of a payment method, not because of an invoice (a voided invoice
+        # does not give it one); a payment that went through does settle it.
+        return
     previous = account.status
     account.status = status
     account.updated_at = ctx.now
@@ -116,7 +120,8 @@ def record_payment_result(db: Database, ctx: RequestContext, *, invoice_id: str,
                      at=ctx.now, request_id=ctx.request_id)
         status = _collections_status(session, account)
         _set_account_status(session, ctx, account, status,
-                            "payment_recovered" if status == subs.ACTIVE else "payment_failed")
+                            "payment_recovered" if status == subs.ACTIVE else "payment_failed",
+                            paid=succeeded)
         return view(invoice)
 
     def load(session: Session, found_id: str) -> InvoiceView:

@@ -23,7 +23,11 @@ from billing_svc.domain.periods import Period
 from billing_svc.domain.subscriptions import ANNUAL, MONTHLY
 from billing_svc.services import finance
 from billing_svc.services.common import load_account, require_existed
-from billing_svc.services.forecasting import MAX_FORECAST_MONTHS, forecast_account
+from billing_svc.services.forecasting import (
+    MAX_FORECAST_MONTHS,
+    check_charges,
+    forecast_account,
+)
 from billing_svc.services.terms import plan_spans
 from billing_svc.services.usage_reports import period_snapshot
 from billing_svc.storage.db import Database
@@ -93,6 +97,11 @@ def compare_over_horizon(db: Database, account_id: str, period: Period, horizon_
         current_total = sum((_total(p, plan_spans(session, account, p), usage,
                                     account.created_at, anniversary)
                              for p, usage in months), ZERO)
+    for what, amount in [("the current plan", current_total),
+                         *((f"plan {c.plan_id}", max(c.monthly_total, c.annual_total))
+                           for c in horizon.values())]:
+        check_charges(amount, f"the charges of {what} over {horizon_months} months",
+                      "horizon_months")
     current_plan, current_interval = account.plan_id, account.billing_interval
     candidates = [(current_total, 0, current_plan, current_interval)]
     for rank, cost in enumerate(horizon.values(), start=1):

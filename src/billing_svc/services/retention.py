@@ -10,7 +10,8 @@ What goes, each by its own setting (README, "Data lifecycle and sizing"):
   attempts, once nothing of them is pending;
 - idempotency records older than ``BILLING_IDEMPOTENCY_RETENTION_DAYS``;
 - hourly roll-ups older than ``BILLING_HOURLY_ROLLUP_RETENTION_DAYS`` of invoiced periods (the
-  period counters stay, and so do the roll-ups an open period is billed from).
+  period counters stay, and so do the roll-ups an open period is billed from), never those of
+  periods whose raw events are still kept: the hourly reports of late events are their deltas.
 
 The audit trail is never purged.
 
@@ -41,7 +42,7 @@ from typing import Any
 import structlog
 
 from billing_svc.domain import retention as rules
-from billing_svc.domain.periods import Period
+from billing_svc.domain.periods import EARLIEST, Period
 from billing_svc.domain.usage import STORAGE, from_us, to_us
 from billing_svc.settings import Settings
 from billing_svc.storage.db import Database
@@ -209,7 +210,9 @@ def purge(db: Database, policy: RetentionPolicy, now: datetime, *,
     if not run.out_of_time():
         _purge_idempotency(run, now - timedelta(days=policy.idempotency_days))
     if not run.out_of_time():
-        _purge_hourly(run, now - timedelta(days=policy.hourly_rollup_days))
+        # Never past the usage horizon: a late event of an hour whose roll-ups were gone would
+        # make a revision from nothing, its delta the late count minus everything reported before.
+        _purge_hourly(run, min(now - timedelta(days=policy.hourly_rollup_days), summary.horizon))
     return summary
 
 
@@ -349,8 +352,9 @@ def _purge_idempotency(run: _Run, before: datetime) -> None:
 def _purge_hourly(run: _Run, before: datetime) -> None:
     """Hourly roll-ups of invoiced periods that ended by the period holding ``before``: an open
     period's billable messages after a trial are read from them."""
+    # A retention reaching before 1970 keeps every period (and no Period is that old).
     with run.read() as store:
-        invoiced = store.invoiced_periods_before(Period.containing(before).label)
+        invoiced = store.invoiced_periods_before(Period.containing(max(before, EARLIEST)).label)
     ranges: dict[str, list[list[int]]] = defaultdict(list)
     for account_id, label in invoiced:
         period = Period.parse(label)
@@ -363,7 +367,10 @@ def _purge_hourly(run: _Run, before: datetime) -> None:
     for account_id, spans in ranges.items():
         for start_us, end_us in spans:
             with run.read() as store:
-                if not store.has_hourly(account_id, start_us, end_us):
+                # An hour still to be reported (its last events came before the horizon moved)
+                # is reported from these roll-ups first; the next purge takes them.
+                if not store.has_hourly(account_id, start_us, end_us) or \
+                        store.has_report_due(account_id, start_us, end_us):
                     continue
             while True:
                 if run.out_of_time():

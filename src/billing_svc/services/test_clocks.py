@@ -27,7 +27,9 @@ from billing_svc.storage.db import Database
 from billing_svc.storage.tables import (
     Account,
     AccountCredit,
+    ApprovalPolicy,
     Budget,
+    ChangeRequest,
     IdempotencyRecord,
     Invoice,
     MasterPartner,
@@ -41,6 +43,9 @@ from billing_svc.storage.tables import (
     UsageHourly,
     UsagePartnerPeriod,
     UsagePeriod,
+    UsagePurgedPeriod,
+    UsageReport,
+    UsageReportDue,
     UsageTenantPeriod,
     WebhookAttempt,
     WebhookDelivery,
@@ -137,9 +142,13 @@ def advance_test_clock(db: Database, ctx: RequestContext, *, test_clock_id: str,
 
 # Every table holding an account's billing data, children first (foreign keys). The audit trail
 # is not among them: its records stay, the chain is never cut.
+# Every table of per-account data but the audit trail (kept), the account itself, the outbox and
+# the webhook tables (deleted above, in their order) and tokens (an account-bound token of a
+# deleted account acts on nothing); tests/unit/test_clock.py keeps this list complete.
 _BY_ACCOUNT = (PlanSegment, Tenant, MasterPartner, UsageEvent, UsagePeriod, UsageTenantPeriod,
-               UsagePartnerPeriod, UsageHourly, StorageLevel, Invoice, AccountCredit, Budget,
-               PeriodNotice)
+               UsagePartnerPeriod, UsageHourly, StorageLevel, UsageReportDue, UsageReport,
+               UsagePurgedPeriod, Invoice, AccountCredit, Budget, PeriodNotice, ChangeRequest,
+               ApprovalPolicy)
 
 
 def delete_test_clock(db: Database, ctx: RequestContext, *, test_clock_id: str) -> int:

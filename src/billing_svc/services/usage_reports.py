@@ -11,14 +11,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
+import structlog
 from sqlalchemy import func
 from sqlmodel import Session, select
 
 from billing_svc.domain import money, rating, storage_meter
 from billing_svc.domain import usage as rules
-from billing_svc.domain.errors import InvalidArgument
+from billing_svc.domain.errors import InvalidArgument, Unratable
 from billing_svc.domain.periods import Period
-from billing_svc.services import paging
+from billing_svc.services import carryover, paging
 from billing_svc.services.accounts import terms_of
 from billing_svc.services.common import load_account, require_existed
 from billing_svc.services.terms import plan_spans
@@ -35,6 +36,8 @@ from billing_svc.storage.tables import (
     UsageTenantPeriod,
 )
 from billing_svc.storage.usage import UsageStore
+
+log = structlog.get_logger("billing_svc.usage_reports")
 
 UNALLOCATED = "Unallocated"
 
@@ -93,11 +96,16 @@ class MonthlyUsage:
 
 
 def current_usage(db: Database, account_id: str, now: datetime | None = None) -> CurrentUsage:
+    """The open period's usage so far and its estimated charges, as its invoice would be if it
+    closed now: its own usage, and what the next invoice carries besides (other periods' late
+    usage not billed yet, open credits; ``carryover``). The projection holds the run rate to
+    the period's end, with the same carryover."""
     now = now or db.clock.now()
     with db.read() as session:
         account = load_account(session, account_id)
-        snapshot = period_snapshot(session, account, Period.containing(now), now)
-        period = snapshot.period
+        period = Period.containing(now)
+        carried = next_invoice_carryover(session, account, period)
+        snapshot = period_snapshot(session, account, period, now, carried=carried)
         # The run rate so far, exactly: whole microseconds, never a float near money.
         elapsed_us = max(rules.to_us(now) - rules.to_us(period.start), 1)
         factor = Decimal(period.seconds * 1_000_000) / Decimal(elapsed_us)
@@ -109,8 +117,20 @@ def current_usage(db: Database, account_id: str, now: datetime | None = None) ->
             snapshot.storage_bytes * (rules.to_us(period.end) - rules.to_us(now)), period)
         lines = _rate(session, account, period, rating.PeriodUsage(
             messages=snapshot.billable_messages + extra, active_tenants=snapshot.active_tenants,
-            storage_gb_months=snapshot.billable_storage_gb_months + storage_to_come))
+            storage_gb_months=snapshot.billable_storage_gb_months + storage_to_come),
+            carried)
     return CurrentUsage(snapshot, projected, rating.invoice_total(lines))
+
+
+def next_invoice_carryover(session: Session, account: Account,
+                           period: Period) -> carryover.Carryover | None:
+    """What the invoice of the open ``period`` will carry besides its own usage (read, not
+    locked), or ``None`` once the period is invoiced (its invoice says what it carried)."""
+    invoiced = session.exec(select(Invoice.invoice_id).where(
+        Invoice.account_id == account.account_id, Invoice.period == period.label)).first()
+    if invoiced is not None:
+        return None
+    return carryover.pending(session, [account], period)[account.account_id]
 
 
 def monthly_usage(db: Database, account_id: str, period: Period, *,
@@ -192,11 +212,15 @@ def storage_gb_months_held(session: Session, account_id: str, period: Period,
 
 
 def period_snapshot(session: Session, account: Account, period: Period,
-                    as_of: datetime) -> PeriodSnapshot:
+                    as_of: datetime, *,
+                    carried: carryover.Carryover | None = None) -> PeriodSnapshot:
+    """The period's usage as of ``as_of``, rated: its invoice's total once invoiced, else the
+    estimate of its own usage, plus ``carried`` when given (the open period's estimate; cost
+    allocation leaves it out: late usage and credits are no partner's messages)."""
     measured = measure(session, account, period, as_of)
     invoice = session.exec(select(Invoice).where(Invoice.account_id == account.account_id,
                                                  Invoice.period == period.label)).first()
-    lines = _rate(session, account, period, measured.billable)
+    lines = _rate(session, account, period, measured.billable, carried)
     total = invoice.total if invoice is not None else rating.invoice_total(lines)
     return PeriodSnapshot(
         period=period, as_of=as_of, messages=measured.messages,
@@ -209,13 +233,25 @@ def period_snapshot(session: Session, account: Account, period: Period,
         invoiced=invoice is not None, included_messages=terms_of(account).included_messages)
 
 
-def _rate(session: Session, account: Account, period: Period,
-          usage: rating.PeriodUsage) -> list[rating.InvoiceLine]:
+def _rate(session: Session, account: Account, period: Period, usage: rating.PeriodUsage,
+          carried: carryover.Carryover | None = None) -> list[rating.InvoiceLine]:
     spans = plan_spans(session, account, period)
     if not spans:
         return []
-    return rating.rate_period(period, spans, usage, trial_end=account.trial_ends_at,
-                              subscription_start=account.created_at)
+    credits = carried.rating_credits() if carried else ()
+    try:
+        return rating.rate_period(period, spans, usage, trial_end=account.trial_ends_at,
+                                  subscription_start=account.created_at,
+                                  late=carried.late if carried else (), credits=credits)
+    except (ValueError, Unratable) as exc:
+        if not (carried and carried.late):
+            raise
+        # Late usage that cannot be rated (closing will refuse it, saying why) leaves the
+        # estimate of the rest standing: the account's reads still answer.
+        log.warning("estimate_late_usage_unratable", account_id=account.account_id,
+                    period=period.label, reason=str(exc))
+        return rating.rate_period(period, spans, usage, trial_end=account.trial_ends_at,
+                                  subscription_start=account.created_at, credits=credits)
 
 
 def messages_since(session: Session, account_id: str, period: Period, since: datetime) -> int:

@@ -138,15 +138,15 @@ def rotate_secret(db: Database, ctx: RequestContext, *, endpoint_id: str) -> Web
 @dataclass(frozen=True)
 class EventLog:
     event: OutboxEvent
-    status: str  # pending, delivered, failed
+    status: str  # pending, delivered, failed, no_endpoint
     attempts: list[WebhookAttempt]
 
 
 def _status(event: OutboxEvent, deliveries: list[WebhookDelivery]) -> str:
     """Where an event stands, from the latest delivery to each endpoint: a redelivery that
     succeeds after the schedule ran out makes the event delivered. Deliveries canceled because
-    their endpoint went away do not count. An event no endpoint subscribed to is delivered
-    (there is nothing left to do for it)."""
+    their endpoint went away do not count. An event no endpoint subscribed to is
+    ``no_endpoint``: nothing is left to do for it, but it reached nobody either."""
     if not event.fanned_out:
         return "pending"
     latest: dict[str, WebhookDelivery] = {}
@@ -154,6 +154,8 @@ def _status(event: OutboxEvent, deliveries: list[WebhookDelivery]) -> str:
         if delivery.status != "canceled":
             latest[delivery.endpoint_id] = delivery
     statuses = {d.status for d in latest.values()}
+    if not statuses:
+        return "no_endpoint"
     if "pending" in statuses:
         return "pending"
     return "failed" if "failed" in statuses else "delivered"

@@ -24,6 +24,7 @@ from sqlmodel import Session, create_engine
 from billing_svc import native
 from billing_svc.clock import SYSTEM_CLOCK, Clock
 from billing_svc.domain.errors import Unavailable
+from billing_svc.operator_errors import OperatorError
 from billing_svc.storage.checkpoint import Checkpointer
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -46,7 +47,13 @@ class Database:
             native.load()
             on_disk = bool(self.url.database) and self.url.database != ":memory:"
             if on_disk:
-                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
+                folder = Path(self.url.database).parent  # type: ignore[arg-type]
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise OperatorError(
+                        f"cannot create {folder}, the SQLite database's directory "
+                        f"(BILLING_DATABASE_URL): {exc.strerror}") from None
                 if background_checkpoints:
                     self.checkpointer = Checkpointer(self.url.database)  # type: ignore[arg-type]
             self.engine = self._sqlite_engine(immediate=True)

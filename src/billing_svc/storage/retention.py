@@ -24,6 +24,7 @@ from billing_svc.storage.tables import (
     UsageHourly,
     UsagePeriod,
     UsagePurgedPeriod,
+    UsageReportDue,
     UsageTenantPeriod,
     WebhookAttempt,
     WebhookDelivery,
@@ -42,6 +43,7 @@ _attempt = WebhookAttempt.__table__  # type: ignore[attr-defined]
 _idempotency = IdempotencyRecord.__table__  # type: ignore[attr-defined]
 _hourly = UsageHourly.__table__  # type: ignore[attr-defined]
 _invoice = Invoice.__table__  # type: ignore[attr-defined]
+_due = UsageReportDue.__table__  # type: ignore[attr-defined]
 _PENDING = "pending"
 
 
@@ -248,6 +250,13 @@ class RetentionStore:
             select(_hourly.c.hour_us).where(_hourly.c.account_id == account_id,
                                             _hourly.c.hour_us >= from_us,
                                             _hourly.c.hour_us < to_us).limit(1)).first() is not None
+
+    def has_report_due(self, account_id: str, from_us: int, to_us: int) -> bool:
+        """Is an hour of the account in ``[from_us, to_us)`` still to be reported?"""
+        return self.connection.execute(
+            select(_due.c.hour_us).where(_due.c.account_id == account_id,
+                                         _due.c.hour_us >= from_us,
+                                         _due.c.hour_us < to_us).limit(1)).first() is not None
 
     def delete_hourly(self, account_id: str, from_us: int, to_us: int, limit: int) -> int:
         """Delete up to ``limit`` hourly roll-ups of the account in ``[from_us, to_us)``."""

@@ -39,6 +39,7 @@ class WebhookEventStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WEBHOOK_EVENT_STATUS_PENDING: _ClassVar[WebhookEventStatus]
     WEBHOOK_EVENT_STATUS_DELIVERED: _ClassVar[WebhookEventStatus]
     WEBHOOK_EVENT_STATUS_FAILED: _ClassVar[WebhookEventStatus]
+    WEBHOOK_EVENT_STATUS_NO_ENDPOINT: _ClassVar[WebhookEventStatus]
 
 class InvoiceStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -88,6 +89,7 @@ WEBHOOK_EVENT_STATUS_UNSPECIFIED: WebhookEventStatus
 WEBHOOK_EVENT_STATUS_PENDING: WebhookEventStatus
 WEBHOOK_EVENT_STATUS_DELIVERED: WebhookEventStatus
 WEBHOOK_EVENT_STATUS_FAILED: WebhookEventStatus
+WEBHOOK_EVENT_STATUS_NO_ENDPOINT: WebhookEventStatus
 INVOICE_STATUS_UNSPECIFIED: InvoiceStatus
 INVOICE_STATUS_DRAFT: InvoiceStatus
 INVOICE_STATUS_OPEN: InvoiceStatus
