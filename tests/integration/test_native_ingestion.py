@@ -42,6 +42,7 @@ from billing_svc.storage.usage import UsageStore
 from tests.support import Client, ServerThread, auth, on_postgres, settings_for_tests
 
 KERNEL, WHY_NOT = native.load()
+COMPILED = native.CompiledCodec(KERNEL) if KERNEL is not None else None
 pytestmark = [
     pytest.mark.skipif(KERNEL is None, reason=f"the ingestion kernel: {WHY_NOT}"),
     pytest.mark.skipif(on_postgres(), reason="the kernel stores on SQLite only"),
@@ -112,8 +113,9 @@ def dump(db: Database) -> dict[str, list[tuple]]:
         connection.close()
 
 
-def run(db: Database, groups: list[list[bytes]], *, kernel: object) -> list[list[BatchResult]]:
-    decode = decode_request(kernel)  # type: ignore[arg-type]
+def run(db: Database, groups: list[list[bytes]], *,
+        kernel: native.UsageCodec) -> list[list[BatchResult]]:
+    decode = decode_request(kernel)
     acks = []
     for group in groups:
         batches = [decode(raw) for raw in group]
@@ -127,8 +129,8 @@ def both_ways(template: Template, groups: list[list[bytes]], name: str,
     """Acks and tables after ``groups`` through the kernel, then through the Python path, from
     copies of the template (``seed``: SQL run on each copy first)."""
     outcomes = []
-    for kernel in (KERNEL, None):
-        db = template.copy(f"{name}-{'kernel' if kernel else 'python'}")
+    for kernel in (COMPILED, native.PYTHON):
+        db = template.copy(f"{name}-{kernel.name}")
         if seed:
             connection = sqlite3.connect(str(db.url.database))
             with connection:
@@ -324,15 +326,16 @@ def test_kernel_rows_are_the_rows_the_python_path_writes(template: Template) -> 
                       quantity=i + 1, at=NOW - timedelta(minutes=i)) for i in range(45)]
     raw = request("rows", events)
     rows = []
-    for kernel in (KERNEL, None):
-        db = template.copy(f"rows-{bool(kernel)}")
+    for kernel in (COMPILED, native.PYTHON):
+        db = template.copy(f"rows-{kernel.name}")
         batch = decode_request(kernel)(raw)
         assert isinstance(batch, UsageBatch)
         with db.write() as session:
             store = UsageStore(session.connection())
-            if kernel is not None:
+            if kernel is COMPILED:
                 assert batch.native.plain(*accept_window(NOW_US, 400))
-                assert store.insert_native([batch.native], received_at_us=NOW_US) == [True]
+                assert store.insert_native(COMPILED, [batch.native],
+                                           received_at_us=NOW_US) == [True]
             else:
                 from billing_svc.domain.usage import period_label_of
 
@@ -355,7 +358,7 @@ def test_the_kernel_stops_at_the_first_batch_that_meets_a_stored_key(
     try:
         with db.write() as session:
             store = UsageStore(session.connection())
-            assert store.insert_native(batches, received_at_us=NOW_US) == [True, False]
+            assert store.insert_native(COMPILED, batches, received_at_us=NOW_US) == [True, False]
             stored = [row[0] for row in session.connection().exec_driver_sql(
                 "SELECT event_id FROM usage_event ORDER BY event_id")]
         assert stored == ["s1", "s2"]  # nothing of b (its s3 rolled back), c not tried
@@ -381,7 +384,7 @@ def test_a_database_error_in_the_kernel_is_reported_as_sqlalchemy_reports_it(
     try:
         with pytest.raises(OperationalError, match="no such table"), db.write() as session:
             session.connection().exec_driver_sql("DROP TABLE usage_event")
-            UsageStore(session.connection()).insert_native([batch], received_at_us=NOW_US)
+            UsageStore(session.connection()).insert_native(COMPILED, [batch], received_at_us=NOW_US)
     finally:
         db.dispose()
 

@@ -9,7 +9,12 @@ tests/integration/test_native_ingestion.py (it needs a database).
 
 from __future__ import annotations
 
+import importlib.util
+import sqlite3
+import subprocess
+import sys
 from collections import defaultdict
+from types import ModuleType
 
 import pytest
 from as2aas.billing.v1 import usage_service_pb2 as pb
@@ -33,6 +38,7 @@ from billing_svc.domain.usage import (
 )
 
 KERNEL, WHY_NOT = native.load()
+COMPILED = native.CompiledCodec(KERNEL) if KERNEL is not None else None
 pytestmark = pytest.mark.skipif(KERNEL is None, reason=f"the ingestion kernel: {WHY_NOT}")
 
 NOW_US = 1_795_600_000_000_000  # 2026-11-25
@@ -216,16 +222,17 @@ def test_an_oversized_batch_is_refused_before_it_is_decoded() -> None:
     raw = b"\x0a\x01b" + b"\x12\x00" * (MAX_BATCH_EVENTS + 1)  # 10,001 empty events
     assert KERNEL.count_events(raw) == MAX_BATCH_EVENTS + 1
     assert KERNEL.count_events(b"\x12\xff") is None  # unreadable: the library says why
-    refused = decode_request(KERNEL)(raw)
+    refused = decode_request(COMPILED)(raw)
     assert isinstance(refused, InvalidArgument)
     assert f"{MAX_BATCH_EVENTS + 1} events in one batch" in str(refused)
-    python_path = decode_request(None)(raw)  # counted in Python: tests/unit/test_usage_request.py
+    # Counted in Python: tests/unit/test_usage_request.py
+    python_path = decode_request(native.PYTHON)(raw)
     assert isinstance(python_path, InvalidArgument)
     assert f"more than {MAX_BATCH_EVENTS} events in one batch" in str(python_path)
 
 
 def test_the_deserializer_turns_bytes_that_are_no_request_into_invalid_argument() -> None:
-    for kernel in (KERNEL, None):
+    for kernel in (COMPILED, native.PYTHON):
         outcome = decode_request(kernel)(b"\x12\xff\x01garbage")
         assert isinstance(outcome, InvalidArgument)
         assert "not a valid usage batch" in str(outcome)
@@ -274,19 +281,53 @@ def test_a_timestamp_is_read_alike_both_ways_and_nanos_never_shift_it(
         assert not batch.plain(*WINDOW)
 
 
-def test_the_kernel_takes_its_limits_only_from_bind() -> None:
-    from billing_svc.native import LIMITS
+def test_the_kernel_reads_its_limits_from_the_python_constants() -> None:
+    from billing_svc.domain import usage as rules
 
-    with pytest.raises(KeyError, match="max_message_quantity"):
-        KERNEL.bind(None, object, tuple, Exception, Exception, {})
-    with pytest.raises(ValueError, match="limits"):
-        KERNEL.bind(None, object, tuple, Exception, Exception,
-                    {**LIMITS, "max_message_quantity": 2**40})
-    at_the_limit = pb.StreamUsageRequest(batch_id="b", events=[pb.UsageEvent(
-        event_id="e1", account_id="acc_a", tenant_id="ten_1", kind=MESSAGE,
-        quantity=MAX_MESSAGE_QUANTITY, occurred_at={"seconds": NOW_S})])
-    assert KERNEL.decode(at_the_limit.SerializeToString()).plain(*WINDOW), \
-        "a refused bind() leaves the limits it had"
+    limits = KERNEL.limits()
+    assert set(limits) == {"MAX_MESSAGE_QUANTITY", "EARLIEST_SECONDS", "LATEST_SECONDS",
+                           "NANOS_OUT_OF_RANGE_US", "BEFORE_EARLIEST_US", "NOT_BEFORE_LATEST_US"}
+    assert limits == {name: getattr(rules, name) for name in limits}
+
+
+def fresh_kernel() -> ModuleType:
+    """A second instance of the kernel module, executed now (multi-phase init allows it)."""
+    spec = importlib.util.find_spec("billing_svc.native._usage_kernel")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_each_kernel_module_has_its_own_state_taken_from_the_constants_when_it_runs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from billing_svc.domain import usage as rules
+
+    monkeypatch.setattr(rules, "MAX_MESSAGE_QUANTITY", 5)
+    small = fresh_kernel()
+    monkeypatch.undo()
+    assert small is not KERNEL and small.Batch is not KERNEL.Batch
+    assert small.limits()["MAX_MESSAGE_QUANTITY"] == 5
+    assert KERNEL.limits()["MAX_MESSAGE_QUANTITY"] == MAX_MESSAGE_QUANTITY
+    six = pb.StreamUsageRequest(batch_id="b", events=[pb.UsageEvent(
+        event_id="e1", account_id="acc_a", tenant_id="ten_1", kind=MESSAGE, quantity=6,
+        occurred_at={"seconds": NOW_S})]).SerializeToString()
+    assert not small.decode(six).plain(*WINDOW)
+    assert KERNEL.decode(six).plain(*WINDOW)
+    with pytest.raises(TypeError, match="Batch"):  # a batch of one module is not the other's
+        small.insert(sqlite3.connect(":memory:"), "SELECT 1", "SELECT 1", [KERNEL.decode(six)], 0)
+
+
+def test_limits_out_of_the_kernels_range_stop_its_import(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from billing_svc.domain import usage as rules
+
+    monkeypatch.setattr(rules, "MAX_MESSAGE_QUANTITY", 2**40)
+    with pytest.raises(ValueError, match="out of the kernel's range"):
+        fresh_kernel()
+    monkeypatch.delattr(rules, "LATEST_SECONDS")
+    with pytest.raises(AttributeError, match="LATEST_SECONDS"):
+        fresh_kernel()
 
 
 # --- plain, references, hourly ----------------------------------------------------------------
@@ -359,3 +400,48 @@ def test_a_batch_that_is_not_plain_is_never_summarized_or_stored() -> None:
 @example(2_932_896)
 def test_the_kernels_period_label_is_period_label_of(day: int) -> None:
     assert KERNEL.month_label_of_day(day) == period_label_of(day * DAY_US)
+
+
+# --- the connection's handle, by documented means ---------------------------------------------
+
+
+def test_every_connection_opened_after_the_import_answers_its_own_handle() -> None:
+    """The kernel registered its entry point in the SQLite that sqlite3 runs on: otherwise
+    connections sqlite3 opens would not have the function."""
+    first, second = sqlite3.connect(":memory:"), sqlite3.connect(":memory:")
+    [(one,)] = first.execute("SELECT billing_usage_kernel_handle()").fetchall()
+    [(two,)] = second.execute("SELECT billing_usage_kernel_handle()").fetchall()
+    assert isinstance(one, int) and isinstance(two, int) and one != two
+    # Not from a schema a database brings along (a view or a trigger).
+    first.execute("CREATE VIEW leak AS SELECT billing_usage_kernel_handle()")
+    with pytest.raises(sqlite3.OperationalError, match="unsafe use"):
+        first.execute("SELECT * FROM leak").fetchall()
+    first.close()
+    batch = KERNEL.decode(pb.StreamUsageRequest(batch_id="b").SerializeToString())
+    assert batch.plain(*WINDOW)
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        KERNEL.insert(first, "SELECT 1", "SELECT 1", [batch], 0)
+
+
+def test_a_connection_opened_before_the_kernel_was_imported_is_refused_clearly() -> None:
+    """Why storage.db loads the kernel before a database opens its first connection."""
+    script = """
+import sqlite3
+import subprocess
+import sys
+early = sqlite3.connect(":memory:", isolation_level=None)
+from billing_svc import native
+kernel, why = native.load()
+assert kernel is not None, why
+from as2aas.billing.v1 import usage_service_pb2 as pb
+batch = kernel.decode(pb.StreamUsageRequest(batch_id="b").SerializeToString())
+assert batch.plain(0, 2**62)
+early.execute("BEGIN")
+try:
+    kernel.insert(early, "SELECT 1", "SELECT 1", [batch], 0)
+except sqlite3.OperationalError as exc:
+    print(exc)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert "no such function: billing_usage_kernel_handle" in done.stdout

@@ -8,6 +8,7 @@ from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from billing_svc import native
 from billing_svc.api.usage import count_events, decode_request
 from billing_svc.domain.errors import InvalidArgument
 from billing_svc.domain.usage import MAX_BATCH_EVENTS, UsageBatch
@@ -52,7 +53,7 @@ def test_counting_stops_past_the_limit() -> None:
 
 def test_an_oversized_batch_is_refused_from_its_count_before_it_is_decoded() -> None:
     # Unreadable after the limit: only the count can have refused it.
-    refused = decode_request(None)(OVERSIZED + b"\x12\xff")
+    refused = decode_request(native.PYTHON)(OVERSIZED + b"\x12\xff")
     assert isinstance(refused, InvalidArgument)
     assert f"more than {MAX_BATCH_EVENTS} events in one batch" in str(refused)
 
@@ -60,12 +61,12 @@ def test_an_oversized_batch_is_refused_from_its_count_before_it_is_decoded() -> 
 def test_an_oversized_batch_the_count_cannot_read_is_refused_before_its_events_are_made() -> None:
     hidden = b"\x1b\x1c" + OVERSIZED  # an unknown group first: the count stops there
     assert count_events(hidden, stop_after=MAX_BATCH_EVENTS) == 0
-    refused = decode_request(None)(hidden)
+    refused = decode_request(native.PYTHON)(hidden)
     assert isinstance(refused, InvalidArgument)
     assert f"{MAX_BATCH_EVENTS + 1} events in one batch" in str(refused)
 
 
 def test_a_batch_at_the_limit_is_decoded() -> None:
     raw = b"\x0a\x01b" + EMPTY_EVENT * MAX_BATCH_EVENTS
-    batch = decode_request(None)(raw)
+    batch = decode_request(native.PYTHON)(raw)
     assert isinstance(batch, UsageBatch) and len(batch) == MAX_BATCH_EVENTS

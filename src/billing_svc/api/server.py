@@ -100,15 +100,14 @@ class BillingServer:
         self._clocks = AccountClocks(self.db)
         self._writer = IngestionWriter(self.db, retention_days=self.settings.usage_retention_days,
                                        tracer=self.tracing.tracer, clocks=self._clocks)
-        kernel, unavailable = native.load()
-        if not self.settings.native_ingestion:
-            kernel, unavailable = None, "switched off (BILLING_NATIVE_INGESTION=false)"
+        codec, unavailable = native.codec(self.settings.native_ingestion)
         # Off is a warning: the service is correct without it, but several times slower on SQLite.
-        (log.info if kernel is not None else log.warning)(
-            "ingestion_kernel", active=kernel is not None, reason=unavailable or None)
+        (log.info if not unavailable else log.warning)(
+            "ingestion_kernel", active=not unavailable, codec=codec.name,
+            reason=unavailable or None)
         usage.add_to_server(usage.UsageServicer(
             self.db, self._writer, stream_idle_seconds=self.settings.stream_idle_seconds),
-            server, kernel)
+            server, codec)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable((*SERVICE_NAMES, health.SERVICE_NAME), server)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)

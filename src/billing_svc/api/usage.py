@@ -1,15 +1,14 @@
 """``UsageService`` servicer: batches go to the process's group-commit writer; reads are thin.
 
 The two ingest RPCs receive their requests as ``UsageBatch`` values made by ``decode_request``
-from the raw bytes (the compiled kernel when it takes them, else the protobuf library), so a plain
-batch never becomes a Python object per event.
+from the raw bytes (by the ingestion codec when it takes them, else the protobuf library), so a
+plain batch never becomes a Python object per event.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from types import ModuleType
 from typing import Any
 
 import grpc
@@ -24,6 +23,8 @@ from billing_svc.api.interceptor import current_context, log_fields
 from billing_svc.domain import usage as rules
 from billing_svc.domain.errors import InvalidArgument, Unavailable
 from billing_svc.domain.usage import UsageBatch, UsageEventIn
+from billing_svc.native import UsageCodec
+from billing_svc.native import count_events as count_events  # where tests look for it
 from billing_svc.services import forecasting, hourly_reports, usage_reports
 from billing_svc.services.group_commit import IngestionWriter
 from billing_svc.services.ingestion import BatchResult
@@ -47,7 +48,7 @@ MAX_BATCH_ID_LENGTH = 128
 UsageRequest = UsageBatch | InvalidArgument
 
 
-def decode_request(kernel: ModuleType | None) -> Callable[[bytes], UsageRequest]:
+def decode_request(codec: UsageCodec) -> Callable[[bytes], UsageRequest]:
     """The request deserializer of StreamUsage and RecordUsage, whose requests have the same
     fields (``batch_id = 1``, ``events = 2``)."""
 
@@ -55,15 +56,12 @@ def decode_request(kernel: ModuleType | None) -> Callable[[bytes], UsageRequest]
         # Counted first: 16 MiB of tiny events must be refused before they are decoded (into
         # millions of objects).
         most = rules.MAX_BATCH_EVENTS
-        if kernel is not None:
-            count = kernel.count_events(raw)
-            if count is not None and count > most:
-                return _too_many(count)
-        elif len(raw) > _SMALLEST_EVENT * most and count_events(raw, stop_after=most) > most:
-            return _too_many(None)
-        native = kernel.decode(raw) if kernel is not None else None
-        if native is not None:
-            return UsageBatch(native.batch_id, native=native)
+        count = codec.count_events(raw, stop_after=most)
+        if count is not None and count > most:
+            return _too_many(count if codec.counts_exactly else None)
+        compact = codec.decode(raw)
+        if compact is not None:
+            return UsageBatch(compact.batch_id, native=compact, codec=codec)
         try:
             request = pb.StreamUsageRequest.FromString(raw)
         except DecodeError as exc:
@@ -74,46 +72,6 @@ def decode_request(kernel: ModuleType | None) -> Callable[[bytes], UsageRequest]
         return UsageBatch(request.batch_id, events_in(request.events))
 
     return decode
-
-
-_SMALLEST_EVENT = 2  # bytes: its tag and a zero length
-
-
-def count_events(raw: bytes, *, stop_after: int) -> int:
-    """The ``events`` fields at the request's top level, counted until there are more than
-    ``stop_after``: the kernel's count_events for when it is not built (about 0.3 us an event).
-    Bytes it cannot read count what was read so far; the protobuf library then says why."""
-    count, at, end = 0, 0, len(raw)
-    try:
-        while at < end and count <= stop_after:
-            tag, at = _varint(raw, at)
-            wire_type = tag & 7
-            if wire_type == 2:
-                length, at = _varint(raw, at)
-                at += length
-                count += tag == 0x12  # field 2, events
-            elif wire_type == 0:
-                _, at = _varint(raw, at)
-            elif wire_type in (1, 5):
-                at += 8 if wire_type == 1 else 4
-            else:
-                break
-    except (IndexError, ValueError):
-        pass
-    return count
-
-
-def _varint(raw: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = raw[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, at
-        shift += 7
-        if shift > 63:
-            raise ValueError("a varint of more than ten bytes")
 
 
 def events_in(events: Any) -> list[UsageEventIn]:
@@ -304,13 +262,12 @@ class _Registered:
         self.handlers = handlers
 
 
-def add_to_server(servicer: UsageServicer, server: grpc.aio.Server,
-                  kernel: ModuleType | None) -> None:
+def add_to_server(servicer: UsageServicer, server: grpc.aio.Server, codec: UsageCodec) -> None:
     """Register ``UsageService`` as generated, except that the ingest RPCs' requests come from
-    ``decode_request(kernel)``."""
+    ``decode_request(codec)``."""
     registered = _Registered()
     pb_grpc.add_UsageServiceServicer_to_server(servicer, registered)  # type: ignore[arg-type]  # collects the handlers
-    decode = decode_request(kernel)
+    decode = decode_request(codec)
     handlers = {name: handler._replace(request_deserializer=decode)
                 if name in _INGEST_METHODS else handler
                 for name, handler in registered.handlers.items()}

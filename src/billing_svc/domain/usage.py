@@ -29,7 +29,7 @@ _FUTURE_US = int(FUTURE_TOLERANCE.total_seconds()) * _US
 _DAY_US = 86_400 * _US
 
 # Contract limits (spec: "a message event's quantity is at most 10^9; a storage gauge at most
-# 10^18 bytes"). The kernel is given these at bind(): one source.
+# 10^18 bytes"). The kernel reads these when its module is executed: one source.
 MAX_MESSAGE_QUANTITY = 10**9
 MAX_STORAGE_BYTES = 10**18
 # What every usage counter holds at most: BIGINT on PostgreSQL, SQLite's INTEGER, the int64 of
@@ -72,21 +72,22 @@ class UsageEventIn(NamedTuple):
 class UsageBatch:
     """One batch as it arrived: the producer's ``batch_id`` and its events.
 
-    ``native`` is the compiled kernel's view of the batch when the kernel decoded it
-    (``billing_svc.native``): ingestion can check and store a plain batch through it without a
-    Python object per event. ``events`` are made from it only for batches that need the Python
-    path. ``bound_account`` is set when the batch came from an account-bound token: events of any
-    other account are then rejected.
+    ``native`` is the codec's own view of the batch when the codec decoded it (the compiled one
+    of ``billing_svc.native``), and ``codec`` that codec: ingestion checks a plain batch through
+    it and has ``codec`` store it, without a Python object per event. ``events`` are made from
+    it only for batches that need the Python path. ``bound_account`` is set when the batch came
+    from an account-bound token: events of any other account are then rejected.
     """
 
-    __slots__ = ("_events", "batch_id", "bound_account", "native")
+    __slots__ = ("_events", "batch_id", "bound_account", "codec", "native")
 
     def __init__(self, batch_id: str, events: Sequence[UsageEventIn] | None = None,
-                 native: Any = None) -> None:
-        if (events is None) == (native is None):
-            raise ValueError("a UsageBatch has either its events or the kernel's batch")
+                 native: Any = None, codec: Any = None) -> None:
+        if (events is None) == (native is None) or (native is None) != (codec is None):
+            raise ValueError("a UsageBatch has either its events or a codec's batch and codec")
         self.batch_id = batch_id
         self.native = native
+        self.codec = codec
         self._events = events
         self.bound_account = ""
 

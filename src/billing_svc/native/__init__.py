@@ -1,4 +1,10 @@
-"""The compiled ingestion kernel (``_usage_kernel.c``), when this installation has one.
+"""The ingestion codec: how usage request bytes become batches, and plain batches become rows.
+
+Two implementations of one interface, ``UsageCodec``, so that the servicer, the ingestion service
+and the store never ask which one is in use: ``CompiledCodec`` (the C kernel, ``_usage_kernel.c``)
+decodes the plain case without a Python object per event and inserts it on SQLite; ``PythonCodec``
+decodes nothing itself, so every batch is read by the protobuf library and stored event by event.
+``codec(enabled)`` picks one at start and says why when it is not the compiled one.
 
 ``load()`` returns the kernel, bound to the SQLite library the ``sqlite3`` module runs on and
 probed end to end on a scratch database, or ``None`` with the reason. The service is correct
@@ -11,21 +17,161 @@ kernel is tested against. The kernel is built by ``pip install`` when a C compil
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from functools import cache
 from types import ModuleType
+from typing import Protocol
 
-from billing_svc.domain import usage as rules
 from billing_svc.domain.usage import MESSAGE, UsageEventIn
 
-# What the kernel decides by, handed to it at bind(): these constants are the one source.
-LIMITS = {
-    "max_message_quantity": rules.MAX_MESSAGE_QUANTITY,
-    "earliest_seconds": rules.EARLIEST_SECONDS,
-    "latest_seconds": rules.LATEST_SECONDS,
-    "nanos_out_of_range_us": rules.NANOS_OUT_OF_RANGE_US,
-    "before_earliest_us": rules.BEFORE_EARLIEST_US,
-    "not_before_latest_us": rules.NOT_BEFORE_LATEST_US,
-}
+
+class CompactBatch(Protocol):
+    """A batch a codec decoded itself (the kernel's ``Batch``): its events stay in the request's
+    bytes until ``events()`` is asked for (the Python path)."""
+
+    @property
+    def batch_id(self) -> str: ...
+
+    def __len__(self) -> int: ...
+
+    def events(self) -> list[UsageEventIn]: ...
+
+    def plain(self, oldest_us: int, newest_us: int, /) -> bool:
+        """Is every event a message event that check_shape() accepts in this window?"""
+
+    def references(self) -> tuple[set[str], set[tuple[str, str]], set[tuple[str, str]]]:
+        """(accounts, {(account, tenant)}, {(account, partner)}) of a plain batch."""
+
+    def hourly(self) -> list[tuple[str, int, str, str, int]]:
+        """(account, hour_us, tenant, partner, messages) of a plain batch."""
+
+
+class UsageCodec(Protocol):
+    """What ingestion needs from a codec. ``decode`` returning None is not an error: the
+    protobuf library then decodes the bytes, or says what is wrong with them."""
+
+    name: str
+
+    def count_events(self, raw: bytes, *, stop_after: int) -> int | None:
+        """The request's top-level events, read without decoding them: an exact count, or (when
+        it stops early) a number above ``stop_after`` that ``counts_exactly`` says is a bound;
+        None when they cannot be more than ``stop_after`` or the bytes cannot be read."""
+
+    @property
+    def counts_exactly(self) -> bool: ...
+
+    def decode(self, raw: bytes) -> CompactBatch | None: ...
+
+    def insert(self, connection: sqlite3.Connection, sql_one: str, sql_many: str,
+               batches: Sequence[CompactBatch], received_at_us: int) -> list[bool]:
+        """Plain batches this codec decoded, in order, each whole under a savepoint, up to the
+        first that meets an existing key (False: nothing of it stored)."""
+
+
+class PythonCodec:
+    """The reference: decodes nothing itself (the protobuf library reads every batch), so it
+    never has a batch to insert."""
+
+    name = "python"
+    counts_exactly = False
+    _SMALLEST_EVENT = 2  # bytes: its tag and a zero length
+
+    def count_events(self, raw: bytes, *, stop_after: int) -> int | None:
+        if len(raw) <= self._SMALLEST_EVENT * stop_after:
+            return None
+        return count_events(raw, stop_after=stop_after)
+
+    def decode(self, raw: bytes) -> CompactBatch | None:
+        return None
+
+    def insert(self, connection: sqlite3.Connection, sql_one: str, sql_many: str,
+               batches: Sequence[CompactBatch], received_at_us: int) -> list[bool]:
+        if batches:
+            raise TypeError("PythonCodec decodes no batch, so it has none to insert")
+        return []
+
+
+class CompiledCodec:
+    """The C kernel, bound to the SQLite library the sqlite3 module runs on (``load()``)."""
+
+    name = "compiled"
+    counts_exactly = True
+
+    def __init__(self, kernel: ModuleType) -> None:
+        self.kernel = kernel
+        # Bound once: they run per request. (A C module is untyped: hence the ignores below.)
+        self._decode = kernel.decode
+        self._count = kernel.count_events
+        self._insert = kernel.insert
+
+    def count_events(self, raw: bytes, *, stop_after: int) -> int | None:
+        return self._count(raw)
+
+    def decode(self, raw: bytes) -> CompactBatch | None:
+        return self._decode(raw)
+
+    def insert(self, connection: sqlite3.Connection, sql_one: str, sql_many: str,
+               batches: Sequence[CompactBatch], received_at_us: int) -> list[bool]:
+        return self._insert(connection, sql_one, sql_many,
+                            list(batches), received_at_us)
+
+
+PYTHON = PythonCodec()
+
+
+def codec(enabled: bool = True) -> tuple[UsageCodec, str]:
+    """The codec to ingest with: the compiled one when it is built, passes its probe and is not
+    switched off, else ``PYTHON`` and why (``""`` for the compiled one)."""
+    if not enabled:
+        return PYTHON, "switched off (BILLING_NATIVE_INGESTION=false)"
+    compiled = _compiled()
+    if compiled is None:
+        return PYTHON, load()[1]
+    return compiled, ""
+
+
+@cache
+def _compiled() -> CompiledCodec | None:
+    kernel, _ = load()
+    return None if kernel is None else CompiledCodec(kernel)
+
+
+def count_events(raw: bytes, *, stop_after: int) -> int:
+    """The ``events`` fields at the request's top level, counted until there are more than
+    ``stop_after``: the kernel's count_events in Python (about 0.3 us an event). Bytes it cannot
+    read count what was read so far; the protobuf library then says why."""
+    count, at, end = 0, 0, len(raw)
+    try:
+        while at < end and count <= stop_after:
+            tag, at = _varint(raw, at)
+            wire_type = tag & 7
+            if wire_type == 2:
+                length, at = _varint(raw, at)
+                at += length
+                count += tag == 0x12  # field 2, events
+            elif wire_type == 0:
+                _, at = _varint(raw, at)
+            elif wire_type in (1, 5):
+                at += 8 if wire_type == 1 else 4
+            else:
+                break
+    except (IndexError, ValueError):
+        pass
+    return count
+
+
+def _varint(raw: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = raw[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
+        if shift > 63:
+            raise ValueError("a varint of more than ten bytes")
+
 
 # The probe's table: the same column order as usage_event, in memory.
 _PROBE_TABLE = ("CREATE TABLE probe (event_id TEXT, account_id TEXT, tenant_id TEXT, "
@@ -39,14 +185,11 @@ def load() -> tuple[ModuleType | None, str]:
     """``(kernel, "")`` when the kernel is usable here, else ``(None, why not)``."""
     try:
         from billing_svc.native import _usage_kernel  # type: ignore[attr-defined]  # C extension, no stub
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
         return None, f"not built ({exc}); reinstall with a C compiler present to build it"
-    import _sqlite3
-
+    except Exception as exc:  # its module init: SQLite or the limits could not be bound
+        return None, f"it could not be loaded: {exc!r}"
     try:
-        _usage_kernel.bind(getattr(_sqlite3, "__file__", None), sqlite3.Connection,
-                           UsageEventIn, sqlite3.IntegrityError, sqlite3.OperationalError,
-                           LIMITS)
         _probe(_usage_kernel)
     except Exception as exc:
         return None, f"its probe failed: {exc!r}"

@@ -24,19 +24,25 @@
  *                         stored and is reported False (the caller's Python path takes it).
  *
  * SQLite is reached through the library the sqlite3 module itself uses (looked up with dlsym
- * from the _sqlite3 extension's handle), and the connection's sqlite3* handle is read from the
- * sqlite3.Connection object (CPython keeps it as the first field); billing_svc.native probes
- * both on a scratch database before the service relies on them.
+ * from the _sqlite3 extension's handle), and a connection's sqlite3* handle is asked of the
+ * connection through a SQL function the kernel adds to every connection opened after its import
+ * (sqlite3_auto_extension, see handle_of); billing_svc.native probes both on a scratch database
+ * before the service relies on them.
+ *
+ * The module uses multi-phase init (PEP 489): everything it binds at import (SQLite's functions,
+ * the sqlite3 types and errors, UsageEventIn, the limits of billing_svc.domain.usage) is module
+ * state, filled by exec_module, and Batch is a heap type of the module.
  */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <dlfcn.h>
 
-/* ConnectionHead below mirrors these versions' pysqlite_Connection; elsewhere the build fails
- * and the optional extension is skipped (the Python path takes every batch). */
+/* The Pythons the project supports and tests (pyproject.toml, ./dev; a test keeps the three in
+ * step). Elsewhere the build fails and the optional extension is skipped: the Python path takes
+ * every batch. */
 #if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030E0000
-#error "the sqlite3.Connection layout is only known for CPython 3.11 to 3.13"
+#error "the ingestion kernel is built and tested for CPython 3.11 to 3.13 only"
 #endif
 #include <stdint.h>
 #include <string.h>
@@ -46,14 +52,18 @@
 
 typedef struct sqlite3 sqlite3;
 typedef struct sqlite3_stmt sqlite3_stmt;
+typedef struct sqlite3_context sqlite3_context;
+typedef struct sqlite3_value sqlite3_value;
 #define SQLITE_OK 0
 #define SQLITE_CONSTRAINT 19
 #define SQLITE_DONE 101
 #define SQLITE_CONSTRAINT_PRIMARYKEY (SQLITE_CONSTRAINT | (6 << 8))
 #define SQLITE_CONSTRAINT_UNIQUE (SQLITE_CONSTRAINT | (8 << 8))
 #define SQLITE_STATIC ((void (*)(void *))0)
+#define SQLITE_UTF8 1
+#define SQLITE_DIRECTONLY 0x000080000
 
-static struct {
+typedef struct {
     int (*prepare_v2)(sqlite3 *, const char *, int, sqlite3_stmt **, const char **);
     int (*bind_text)(sqlite3_stmt *, int, const char *, int, void (*)(void *));
     int (*bind_int64)(sqlite3_stmt *, int, long long);
@@ -64,19 +74,60 @@ static struct {
     const char *(*errmsg)(sqlite3 *);
     int (*extended_errcode)(sqlite3 *);
     int (*get_autocommit)(sqlite3 *);
-} sq;
+} Sqlite;
 
-static int sqlite_bound = 0;
-static PyTypeObject *connection_type = NULL; /* sqlite3.Connection */
-static PyTypeObject *event_type = NULL;      /* billing_svc.domain.usage.UsageEventIn */
-static PyObject *integrity_error = NULL;     /* sqlite3.IntegrityError */
-static PyObject *operational_error = NULL;   /* sqlite3.OperationalError */
+/* The sqlite3* of a sqlite3.Connection, by documented means only: the kernel registers, with
+ * sqlite3_auto_extension, an entry point that SQLite runs on every connection opened after it
+ * (in this process, in this library: the one _sqlite3 links, found through its handle). The
+ * entry point adds the SQL function HANDLE_FUNCTION, which answers the handle of the connection
+ * that runs it (sqlite3_context_db_handle). insert() asks the caller's connection for it, so it
+ * gets a handle that is open now, and never reads CPython's private pysqlite_Connection.
+ *
+ * Process-wide, unlike the rest of the module's state: SQLite's auto-extension list is the
+ * process's, and the entry point is called with no pointer of ours. Every module instance
+ * resolves the same functions of the same library, so whichever wrote them last wrote the same
+ * values. */
+#define HANDLE_FUNCTION "billing_usage_kernel_handle"
+static struct {
+    int (*create_function_v2)(sqlite3 *, const char *, int, int, void *,
+                              void (*)(sqlite3_context *, int, sqlite3_value **),
+                              void (*)(sqlite3_context *, int, sqlite3_value **),
+                              void (*)(sqlite3_context *), void (*)(void *));
+    sqlite3 *(*context_db_handle)(sqlite3_context *);
+    void (*result_int64)(sqlite3_context *, long long);
+} process_sqlite;
 
-/* The start of CPython's pysqlite_Connection (Modules/_sqlite/connection.h, 3.11 to 3.13). */
-typedef struct {
-    PyObject_HEAD
-    sqlite3 *db;
-} ConnectionHead;
+static void handle_function(sqlite3_context *context, int argc, sqlite3_value **argv) {
+    (void)argc;
+    (void)argv;
+    process_sqlite.result_int64(context, (long long)(intptr_t)process_sqlite.context_db_handle(context));
+}
+
+static int add_handle_function(sqlite3 *db, char **error, const void *api) {
+    (void)error;
+    (void)api;
+    /* DIRECTONLY: not from a trigger or a view, i.e. not from a schema the database brings. */
+    return process_sqlite.create_function_v2(db, HANDLE_FUNCTION, 0,
+                                             SQLITE_UTF8 | SQLITE_DIRECTONLY, NULL,
+                                             handle_function, NULL, NULL, NULL);
+}
+
+/* The caller's connection's handle, asked of the connection itself (NULL with an exception:
+ * closed, or opened before the kernel was imported, so without HANDLE_FUNCTION). */
+static sqlite3 *handle_of(PyObject *connection) {
+    PyObject *cursor = PyObject_CallMethod(connection, "execute", "s", "SELECT " HANDLE_FUNCTION "()");
+    if (!cursor) return NULL;
+    PyObject *row = PyObject_CallMethod(cursor, "fetchone", NULL);
+    Py_DECREF(cursor);
+    if (!row) return NULL;
+    sqlite3 *db = NULL;
+    if (PyTuple_Check(row) && PyTuple_GET_SIZE(row) == 1 && PyLong_Check(PyTuple_GET_ITEM(row, 0)))
+        db = (sqlite3 *)(intptr_t)PyLong_AsLongLong(PyTuple_GET_ITEM(row, 0));
+    Py_DECREF(row);
+    if (!db && !PyErr_Occurred())
+        PyErr_SetString(PyExc_RuntimeError, HANDLE_FUNCTION "() answered no handle");
+    return db;
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* Events                                                                                      */
@@ -84,15 +135,30 @@ typedef struct {
 #define MESSAGE 1
 #define MAX_EVENT_ID_LENGTH 128
 #define NANOS_PER_S 1000000000LL
-/* The limits of billing_svc.domain.usage, given by bind(): the Python constants are the one
- * source. A timestamp's seconds are compared with the range before they are scaled, so that
- * microseconds always fit in 63 bits here. */
-static struct {
+/* The limits of billing_svc.domain.usage, read from its constants when the module is executed:
+ * they are the one source. A timestamp's seconds are compared with the range before they are
+ * scaled, so that microseconds always fit in 63 bits here. */
+typedef struct {
     int64_t max_message_quantity;
     int64_t earliest_seconds, latest_seconds; /* [earliest, latest) */
     int64_t nanos_out_of_range_us, before_earliest_us, not_before_latest_us;
-} limits;
-static int limits_bound = 0;
+} Limits;
+
+/* Everything the module knows, per module object (PEP 489 multi-phase init): filled by
+ * exec_module, so that a module that could not bind is never importable half bound. */
+typedef struct {
+    Sqlite sq;
+    Limits limits;
+    PyTypeObject *batch_type;      /* Batch, a heap type of this module */
+    PyTypeObject *connection_type; /* sqlite3.Connection */
+    PyTypeObject *event_type;      /* billing_svc.domain.usage.UsageEventIn */
+    PyObject *integrity_error;     /* sqlite3.IntegrityError */
+    PyObject *operational_error;   /* sqlite3.OperationalError */
+} State;
+
+static State *state_of(PyObject *module) {
+    return (State *)PyModule_GetState(module);
+}
 #define US_PER_S 1000000LL
 #define US_PER_HOUR 3600000000LL
 #define US_PER_DAY 86400000000LL
@@ -119,12 +185,12 @@ static int64_t occurred_us(const Event *e) {
 }
 
 /* billing_svc.domain.usage.occurred_at_us_of: nanos outside [0, 10^9) never shift the time. */
-static void read_time(Event *e, int64_t seconds, int32_t nanos) {
+static void read_time(Event *e, int64_t seconds, int32_t nanos, const Limits *limits) {
     e->has_time = 1;
-    if (nanos < 0 || nanos >= NANOS_PER_S) e->occurred_us = limits.nanos_out_of_range_us;
+    if (nanos < 0 || nanos >= NANOS_PER_S) e->occurred_us = limits->nanos_out_of_range_us;
     else if (seconds == 0 && nanos == 0) e->has_time = 0;
-    else if (seconds < limits.earliest_seconds) e->occurred_us = limits.before_earliest_us;
-    else if (seconds >= limits.latest_seconds) e->occurred_us = limits.not_before_latest_us;
+    else if (seconds < limits->earliest_seconds) e->occurred_us = limits->before_earliest_us;
+    else if (seconds >= limits->latest_seconds) e->occurred_us = limits->not_before_latest_us;
     else e->occurred_us = seconds * US_PER_S + nanos / 1000;
 }
 
@@ -217,7 +283,7 @@ static int read_tag(Reader *r, uint32_t *field, int *wire_type, int *ok) {
     return 1;
 }
 
-static int parse_timestamp(Reader *r, Event *e) {
+static int parse_timestamp(Reader *r, Event *e, const Limits *limits) {
     uint32_t field;
     int wire_type, ok;
     uint64_t value;
@@ -233,11 +299,11 @@ static int parse_timestamp(Reader *r, Event *e) {
         }
     }
     if (!ok) return 0;
-    read_time(e, seconds, nanos);
+    read_time(e, seconds, nanos, limits);
     return 1;
 }
 
-static int parse_event(Reader *r, Event *e) {
+static int parse_event(Reader *r, Event *e, const Limits *limits) {
     uint32_t field;
     int wire_type, ok, seen_time = 0;
     uint64_t value;
@@ -259,7 +325,7 @@ static int parse_event(Reader *r, Event *e) {
             /* A second occurred_at would be merged into the first: the protobuf path's job. */
             if (wire_type != 2 || seen_time || !read_length(r, &inner)) return 0;
             seen_time = 1;
-            if (!parse_timestamp(&inner, e)) return 0;
+            if (!parse_timestamp(&inner, e, limits)) return 0;
             break;
         default:
             if (!skip_field(r, wire_type)) return 0;
@@ -372,14 +438,18 @@ typedef struct {
     PyObject *hourly;     /* cached list */
 } Batch;
 
-static PyTypeObject BatchType;
-
 static void Batch_dealloc(Batch *self) {
+    PyTypeObject *type = Py_TYPE(self);
     Py_XDECREF(self->raw);
     Py_XDECREF(self->references);
     Py_XDECREF(self->hourly);
     PyMem_Free(self->events);
-    Py_TYPE(self)->tp_free((PyObject *)self);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type); /* instances of a heap type hold a reference to it */
+}
+
+static State *batch_state(const Batch *self) {
+    return (State *)PyType_GetModuleState(Py_TYPE(self));
 }
 
 static PyObject *text_of(const Batch *self, Span span) {
@@ -418,10 +488,7 @@ static PyObject *reuse_text(const Batch *self, Span span, Span *cached_span, PyO
 
 static PyObject *Batch_events(Batch *self, PyObject *unused) {
     (void)unused;
-    if (!event_type) {
-        PyErr_SetString(PyExc_RuntimeError, "bind() has not been called");
-        return NULL;
-    }
+    PyTypeObject *event_type = batch_state(self)->event_type;
     PyObject *list = PyList_New(self->count);
     if (!list) return NULL;
     Span spans[3] = {{0, 0}, {0, 0}, {0, 0}};
@@ -462,13 +529,14 @@ static int has_nul(const Batch *self, Span span) {
 static PyObject *Batch_plain(Batch *self, PyObject *args) {
     long long oldest_us, newest_us;
     if (!PyArg_ParseTuple(args, "LL:plain", &oldest_us, &newest_us)) return NULL;
+    int64_t most = batch_state(self)->limits.max_message_quantity;
     int plain = 1;
     for (Py_ssize_t i = 0; i < self->count && plain; i++) {
         const Event *e = &self->events[i];
         if (e->event_id.length < 1 || e->event_id.length > MAX_EVENT_ID_LENGTH
                 || e->account_id.length == 0 || e->tenant_id.length == 0
                 || e->kind != MESSAGE || e->quantity < 1
-                || e->quantity > limits.max_message_quantity
+                || e->quantity > most
                 || !e->has_time) {
             plain = 0;
             break;
@@ -592,27 +660,29 @@ typedef struct {
     char label[8];  /* its YYYY-MM */
 } LabelCache;
 
-static void bind_event(sqlite3_stmt *statement, int first, const Batch *batch, const Event *e,
-                       LabelCache *cache, char label[8], long long received_at_us) {
+static void bind_event(const Sqlite *sq, sqlite3_stmt *statement, int first, const Batch *batch,
+                       const Event *e, LabelCache *cache, char label[8],
+                       long long received_at_us) {
     int64_t us = occurred_us(e), day = floor_div(us, US_PER_DAY);
     if (day != cache->day) {
         month_label(day, cache->label);
         cache->day = day;
     }
     memcpy(label, cache->label, 8); /* each row of a statement keeps its own: bound STATIC */
-    sq.bind_text(statement, first, batch->base + e->event_id.offset, (int)e->event_id.length, SQLITE_STATIC);
-    sq.bind_text(statement, first + 1, batch->base + e->account_id.offset, (int)e->account_id.length, SQLITE_STATIC);
-    sq.bind_text(statement, first + 2, batch->base + e->tenant_id.offset, (int)e->tenant_id.length, SQLITE_STATIC);
-    sq.bind_text(statement, first + 3, batch->base + e->partner_id.offset, (int)e->partner_id.length, SQLITE_STATIC);
-    sq.bind_int64(statement, first + 4, e->kind);
-    sq.bind_int64(statement, first + 5, e->quantity);
-    sq.bind_int64(statement, first + 6, us);
-    sq.bind_text(statement, first + 7, label, 7, SQLITE_STATIC);
-    sq.bind_int64(statement, first + 8, 0); /* late: plain batches are never late (the caller checks) */
-    sq.bind_int64(statement, first + 9, received_at_us);
+    sq->bind_text(statement, first, batch->base + e->event_id.offset, (int)e->event_id.length, SQLITE_STATIC);
+    sq->bind_text(statement, first + 1, batch->base + e->account_id.offset, (int)e->account_id.length, SQLITE_STATIC);
+    sq->bind_text(statement, first + 2, batch->base + e->tenant_id.offset, (int)e->tenant_id.length, SQLITE_STATIC);
+    sq->bind_text(statement, first + 3, batch->base + e->partner_id.offset, (int)e->partner_id.length, SQLITE_STATIC);
+    sq->bind_int64(statement, first + 4, e->kind);
+    sq->bind_int64(statement, first + 5, e->quantity);
+    sq->bind_int64(statement, first + 6, us);
+    sq->bind_text(statement, first + 7, label, 7, SQLITE_STATIC);
+    sq->bind_int64(statement, first + 8, 0); /* late: plain batches are never late (the caller checks) */
+    sq->bind_int64(statement, first + 9, received_at_us);
 }
 
 typedef struct {
+    const Sqlite *sq;   /* copied from the module state: the GIL is released while it runs */
     sqlite3 *db;
     sqlite3_stmt *one, *many, *savepoint, *release, *rollback_to;
     int rows_per_many;
@@ -623,11 +693,11 @@ typedef struct {
 } Inserter;
 
 static int run(Inserter *ins, sqlite3_stmt *statement) {
-    int rc = sq.step(statement);
-    sq.reset(statement);
+    int rc = ins->sq->step(statement);
+    ins->sq->reset(statement);
     if (rc == SQLITE_DONE) return 1;
-    ins->code = sq.extended_errcode(ins->db);
-    snprintf(ins->message, sizeof ins->message, "%s", sq.errmsg(ins->db));
+    ins->code = ins->sq->extended_errcode(ins->db);
+    snprintf(ins->message, sizeof ins->message, "%s", ins->sq->errmsg(ins->db));
     return 0;
 }
 
@@ -639,12 +709,12 @@ static int insert_batch(Inserter *ins, const Batch *batch, long long received_at
     int stored = 1;
     for (; stored && batch->count - i >= ins->rows_per_many; i += ins->rows_per_many) {
         for (int r = 0; r < ins->rows_per_many; r++)
-            bind_event(ins->many, 1 + 10 * r, batch, &batch->events[i + r], &ins->labels,
+            bind_event(ins->sq, ins->many, 1 + 10 * r, batch, &batch->events[i + r], &ins->labels,
                        labels[r], received_at_us);
         stored = run(ins, ins->many);
     }
     for (; stored && i < batch->count; i++) {
-        bind_event(ins->one, 1, batch, &batch->events[i], &ins->labels, labels[0],
+        bind_event(ins->sq, ins->one, 1, batch, &batch->events[i], &ins->labels, labels[0],
                    received_at_us);
         stored = run(ins, ins->one);
     }
@@ -660,36 +730,30 @@ static int insert_batch(Inserter *ins, const Batch *batch, long long received_at
 }
 
 static PyObject *insert(PyObject *module, PyObject *args) {
-    (void)module;
+    State *st = state_of(module);
+    const Sqlite *sq = &st->sq;
     PyObject *connection, *batches;
     const char *sql_one, *sql_many;
     long long received_at_us;
     if (!PyArg_ParseTuple(args, "OssO!L:insert", &connection, &sql_one, &sql_many, &PyList_Type,
                           &batches, &received_at_us))
         return NULL;
-    if (!sqlite_bound) {
-        PyErr_SetString(PyExc_RuntimeError, "bind() has not been called");
-        return NULL;
-    }
-    if (!PyObject_TypeCheck(connection, connection_type)) {
+    if (!PyObject_TypeCheck(connection, st->connection_type)) {
         PyErr_SetString(PyExc_TypeError, "insert() needs a sqlite3.Connection");
         return NULL;
     }
     Py_ssize_t n = PyList_GET_SIZE(batches);
     for (Py_ssize_t b = 0; b < n; b++) {
         PyObject *item = PyList_GET_ITEM(batches, b);
-        if (!PyObject_TypeCheck(item, &BatchType)) {
+        if (!PyObject_TypeCheck(item, st->batch_type)) {
             PyErr_SetString(PyExc_TypeError, "insert() takes a list of Batch");
             return NULL;
         }
         if (!require_plain((Batch *)item, "insert")) return NULL;
     }
-    Inserter ins = {.db = ((ConnectionHead *)connection)->db, .labels = {.day = INT64_MIN}};
-    if (!ins.db) {
-        PyErr_SetString(PyExc_ValueError, "the sqlite3 connection is closed");
-        return NULL;
-    }
-    if (sq.get_autocommit(ins.db)) {
+    Inserter ins = {.sq = sq, .db = handle_of(connection), .labels = {.day = INT64_MIN}};
+    if (!ins.db) return NULL;
+    if (sq->get_autocommit(ins.db)) {
         PyErr_SetString(PyExc_RuntimeError, "insert() runs inside the caller's transaction");
         return NULL;
     }
@@ -701,14 +765,14 @@ static PyObject *insert(PyObject *module, PyObject *args) {
     sqlite3_stmt **prepared[5] = {&ins.one, &ins.many, &ins.savepoint, &ins.release,
                                   &ins.rollback_to};
     for (int k = 0; k < 5; k++) {
-        if (sq.prepare_v2(ins.db, statements[k], -1, prepared[k], NULL) != SQLITE_OK) {
-            PyErr_SetString(operational_error, sq.errmsg(ins.db));
+        if (sq->prepare_v2(ins.db, statements[k], -1, prepared[k], NULL) != SQLITE_OK) {
+            PyErr_SetString(st->operational_error, sq->errmsg(ins.db));
             goto finish;
         }
     }
-    int many_parameters = sq.bind_parameter_count(ins.many);
+    int many_parameters = sq->bind_parameter_count(ins.many);
     ins.rows_per_many = many_parameters / 10;
-    if (sq.bind_parameter_count(ins.one) != 10 || many_parameters % 10 != 0
+    if (sq->bind_parameter_count(ins.one) != 10 || many_parameters % 10 != 0
             || ins.rows_per_many < 1 || ins.rows_per_many > MAX_ROWS_PER_STATEMENT) {
         PyErr_Format(PyExc_ValueError, "insert() binds 10 parameters per row (event_id, "
                      "account_id, tenant_id, partner_id, kind, quantity, occurred_at_us, period, "
@@ -737,14 +801,14 @@ static PyObject *insert(PyObject *module, PyObject *args) {
     for (Py_ssize_t b = 0; b < n; b++) Py_DECREF(held[b]);
     PyMem_Free(held);
     if (last < 0) {
-        PyErr_SetString((ins.code & 0xff) == SQLITE_CONSTRAINT ? integrity_error : operational_error,
-                        ins.message);
+        PyErr_SetString((ins.code & 0xff) == SQLITE_CONSTRAINT ? st->integrity_error
+                        : st->operational_error, ins.message);
         goto finish;
     }
     if (!(stored = PyList_New(done))) goto finish;
     for (Py_ssize_t b = 0; b < done; b++) PyList_SET_ITEM(stored, b, PyBool_FromLong(outcomes[b]));
 finish:
-    for (int k = 0; k < 5; k++) sq.finalize(*prepared[k]); /* finalize(NULL) is a no-op */
+    for (int k = 0; k < 5; k++) sq->finalize(*prepared[k]); /* finalize(NULL) is a no-op */
     PyMem_Free(outcomes);
     return stored;
 }
@@ -766,20 +830,20 @@ static PyGetSetDef Batch_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
-static PySequenceMethods Batch_as_sequence = {
-    .sq_length = (lenfunc)Batch_len,
+static PyType_Slot Batch_slots[] = {
+    {Py_tp_dealloc, Batch_dealloc},
+    {Py_sq_length, Batch_len},
+    {Py_tp_methods, Batch_methods},
+    {Py_tp_getset, Batch_getset},
+    {Py_tp_doc, "A usage batch decoded from its protobuf bytes (made by decode())."},
+    {0, NULL},
 };
 
-static PyTypeObject BatchType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "billing_svc.native._usage_kernel.Batch",
-    .tp_basicsize = sizeof(Batch),
-    .tp_dealloc = (destructor)Batch_dealloc,
-    .tp_as_sequence = &Batch_as_sequence,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "A usage batch decoded from its protobuf bytes (made by decode()).",
-    .tp_methods = Batch_methods,
-    .tp_getset = Batch_getset,
+static PyType_Spec Batch_spec = {
+    .name = "billing_svc.native._usage_kernel.Batch",
+    .basicsize = sizeof(Batch),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = Batch_slots,
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -811,18 +875,14 @@ static PyObject *count_events(PyObject *module, PyObject *raw) {
 }
 
 static PyObject *decode(PyObject *module, PyObject *raw) {
-    (void)module;
+    State *st = state_of(module);
     if (!PyBytes_Check(raw)) {
         PyErr_SetString(PyExc_TypeError, "decode() takes the request's bytes");
         return NULL;
     }
-    if (!limits_bound) {
-        PyErr_SetString(PyExc_RuntimeError, "bind() has not been called");
-        return NULL;
-    }
     Py_ssize_t size = PyBytes_GET_SIZE(raw);
     if (size >= (Py_ssize_t)UINT32_MAX) Py_RETURN_NONE;
-    Batch *batch = PyObject_New(Batch, &BatchType);
+    Batch *batch = PyObject_New(Batch, st->batch_type);
     if (!batch) return NULL;
     batch->raw = Py_NewRef(raw);
     batch->base = PyBytes_AS_STRING(raw);
@@ -853,7 +913,8 @@ static PyObject *decode(PyObject *module, PyObject *raw) {
                 }
                 batch->events = events;
             }
-            if (!parse_event(&inner, &batch->events[batch->count])) goto plain_case_ends;
+            if (!parse_event(&inner, &batch->events[batch->count], &st->limits))
+                goto plain_case_ends;
             batch->count++;
         } else if (!skip_field(&r, wire_type)) {
             goto plain_case_ends;
@@ -865,24 +926,23 @@ plain_case_ends: /* not an error here: the protobuf library decodes it, or says 
     Py_RETURN_NONE;
 }
 
-/* The limits from bind()'s dict; 0 with an exception if one is missing or unusable. */
-static int read_limits(PyObject *given) {
+/* The limits from billing_svc.domain.usage's constants; 0 with an exception if one is missing
+ * or unusable. */
+static int read_limits(Limits *limits, PyObject *rules) {
     struct { int64_t *slot; const char *name; } names[] = {
-        {&limits.max_message_quantity, "max_message_quantity"},
-        {&limits.earliest_seconds, "earliest_seconds"},
-        {&limits.latest_seconds, "latest_seconds"},
-        {&limits.nanos_out_of_range_us, "nanos_out_of_range_us"},
-        {&limits.before_earliest_us, "before_earliest_us"},
-        {&limits.not_before_latest_us, "not_before_latest_us"},
+        {&limits->max_message_quantity, "MAX_MESSAGE_QUANTITY"},
+        {&limits->earliest_seconds, "EARLIEST_SECONDS"},
+        {&limits->latest_seconds, "LATEST_SECONDS"},
+        {&limits->nanos_out_of_range_us, "NANOS_OUT_OF_RANGE_US"},
+        {&limits->before_earliest_us, "BEFORE_EARLIEST_US"},
+        {&limits->not_before_latest_us, "NOT_BEFORE_LATEST_US"},
     };
     int64_t values[sizeof names / sizeof *names];
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-        PyObject *value = PyDict_GetItemString(given, names[i].name); /* borrowed */
-        if (!value) {
-            PyErr_Format(PyExc_KeyError, "bind() needs the limit %s", names[i].name);
-            return 0;
-        }
+        PyObject *value = PyObject_GetAttrString(rules, names[i].name);
+        if (!value) return 0;
         long long number = PyLong_AsLongLong(value);
+        Py_DECREF(value);
         if (number == -1 && PyErr_Occurred()) return 0;
         values[i] = number;
     }
@@ -891,64 +951,89 @@ static int read_limits(PyObject *given) {
     int64_t most_seconds = INT64_MAX / US_PER_S - 1;
     if (values[0] < 1 || values[0] > (1LL << 32) || values[1] >= values[2]
             || values[1] < -most_seconds || values[2] > most_seconds) {
-        PyErr_SetString(PyExc_ValueError, "bind(): limits out of the kernel's range");
+        PyErr_SetString(PyExc_ValueError, "billing_svc.domain.usage's limits are out of the "
+                        "kernel's range");
         return 0;
     }
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) *names[i].slot = values[i];
-    limits_bound = 1;
     return 1;
 }
 
-static PyObject *bind(PyObject *module, PyObject *args) {
-    (void)module;
-    const char *library;
-    PyObject *conn_type, *evt_type, *integrity, *operational, *given_limits;
-    if (!PyArg_ParseTuple(args, "zOOOOO!:bind", &library, &conn_type, &evt_type, &integrity,
-                          &operational, &PyDict_Type, &given_limits))
-        return NULL;
-    if (!PyType_Check(conn_type) || !PyType_Check(evt_type)
-            || !PyType_IsSubtype((PyTypeObject *)evt_type, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "bind(library, sqlite3.Connection, UsageEventIn, "
-                        "sqlite3.IntegrityError, sqlite3.OperationalError, limits)");
-        return NULL;
-    }
-    if (!read_limits(given_limits)) return NULL;
-    /* The handle of the already-loaded _sqlite3 extension: dlsym searches it and the libraries
-     * it depends on, i.e. exactly the SQLite the sqlite3 module runs on. (NULL: _sqlite3 is
-     * built into the interpreter; the program's own handle then finds it.) */
-    void *handle = dlopen(library, RTLD_NOW | RTLD_NOLOAD);
-    if (!library) library = "the interpreter";
+/* SQLite's functions, from the library the already-loaded _sqlite3 extension (``path``) runs
+ * on: dlsym searches its handle and the libraries it depends on, i.e. exactly the SQLite the
+ * sqlite3 module uses. (NULL: _sqlite3 is built into the interpreter; the program's own handle
+ * then finds it.) */
+static int bind_sqlite(Sqlite *sq, const char *path) {
+    void *handle = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+    const char *library = path ? path : "the interpreter";
     if (!handle) {
         PyErr_Format(PyExc_ImportError, "%s is not loaded: %s", library, dlerror());
-        return NULL;
+        return 0;
     }
     struct { void **slot; const char *name; } symbols[] = {
-        {(void **)&sq.prepare_v2, "sqlite3_prepare_v2"},
-        {(void **)&sq.bind_text, "sqlite3_bind_text"},
-        {(void **)&sq.bind_int64, "sqlite3_bind_int64"},
-        {(void **)&sq.bind_parameter_count, "sqlite3_bind_parameter_count"},
-        {(void **)&sq.step, "sqlite3_step"},
-        {(void **)&sq.reset, "sqlite3_reset"},
-        {(void **)&sq.finalize, "sqlite3_finalize"},
-        {(void **)&sq.errmsg, "sqlite3_errmsg"},
-        {(void **)&sq.extended_errcode, "sqlite3_extended_errcode"},
-        {(void **)&sq.get_autocommit, "sqlite3_get_autocommit"},
+        {(void **)&sq->prepare_v2, "sqlite3_prepare_v2"},
+        {(void **)&sq->bind_text, "sqlite3_bind_text"},
+        {(void **)&sq->bind_int64, "sqlite3_bind_int64"},
+        {(void **)&sq->bind_parameter_count, "sqlite3_bind_parameter_count"},
+        {(void **)&sq->step, "sqlite3_step"},
+        {(void **)&sq->reset, "sqlite3_reset"},
+        {(void **)&sq->finalize, "sqlite3_finalize"},
+        {(void **)&sq->errmsg, "sqlite3_errmsg"},
+        {(void **)&sq->extended_errcode, "sqlite3_extended_errcode"},
+        {(void **)&sq->get_autocommit, "sqlite3_get_autocommit"},
     };
     for (size_t i = 0; i < sizeof symbols / sizeof *symbols; i++) {
         *symbols[i].slot = dlsym(handle, symbols[i].name);
         if (!*symbols[i].slot) {
             PyErr_Format(PyExc_ImportError, "%s does not export %s", library, symbols[i].name);
             dlclose(handle);
-            return NULL;
+            return 0;
         }
     }
+    int (*auto_extension)(void (*)(void)) = (int (*)(void (*)(void)))dlsym(handle,
+                                                                          "sqlite3_auto_extension");
+    void *create_function_v2 = dlsym(handle, "sqlite3_create_function_v2");
+    void *context_db_handle = dlsym(handle, "sqlite3_context_db_handle");
+    void *result_int64 = dlsym(handle, "sqlite3_result_int64");
+    if (!auto_extension || !create_function_v2 || !context_db_handle || !result_int64) {
+        PyErr_Format(PyExc_ImportError, "%s does not export sqlite3_auto_extension, "
+                     "sqlite3_create_function_v2, sqlite3_context_db_handle or "
+                     "sqlite3_result_int64", library);
+        dlclose(handle);
+        return 0;
+    }
+    *(void **)&process_sqlite.create_function_v2 = create_function_v2;
+    *(void **)&process_sqlite.context_db_handle = context_db_handle;
+    *(void **)&process_sqlite.result_int64 = result_int64;
+    /* A no-op when already registered (another module instance, or a re-import). */
+    if (auto_extension((void (*)(void))add_handle_function) != SQLITE_OK) {
+        PyErr_Format(PyExc_ImportError, "sqlite3_auto_extension failed in %s", library);
+        dlclose(handle);
+        return 0;
+    }
     dlclose(handle); /* NOLOAD took a reference; the sqlite3 module keeps the library loaded */
-    Py_XSETREF(connection_type, (PyTypeObject *)Py_NewRef(conn_type));
-    Py_XSETREF(event_type, (PyTypeObject *)Py_NewRef(evt_type));
-    Py_XSETREF(integrity_error, Py_NewRef(integrity));
-    Py_XSETREF(operational_error, Py_NewRef(operational));
-    sqlite_bound = 1;
-    Py_RETURN_NONE;
+    return 1;
+}
+
+/* An attribute of module ``name``, as a new reference (NULL with an exception). */
+static PyObject *attribute_of(const char *name, const char *attribute) {
+    PyObject *module = PyImport_ImportModule(name);
+    if (!module) return NULL;
+    PyObject *value = PyObject_GetAttrString(module, attribute);
+    Py_DECREF(module);
+    return value;
+}
+
+static PyObject *limits_of(PyObject *module, PyObject *unused) {
+    (void)unused;
+    const Limits *l = &state_of(module)->limits;
+    return Py_BuildValue("{sLsLsLsLsLsL}",
+                         "MAX_MESSAGE_QUANTITY", (long long)l->max_message_quantity,
+                         "EARLIEST_SECONDS", (long long)l->earliest_seconds,
+                         "LATEST_SECONDS", (long long)l->latest_seconds,
+                         "NANOS_OUT_OF_RANGE_US", (long long)l->nanos_out_of_range_us,
+                         "BEFORE_EARLIEST_US", (long long)l->before_earliest_us,
+                         "NOT_BEFORE_LATEST_US", (long long)l->not_before_latest_us);
 }
 
 static PyObject *month_label_of_day(PyObject *module, PyObject *arg) {
@@ -974,27 +1059,91 @@ static PyMethodDef module_methods[] = {
      "insert(connection, sql_one, sql_many, batches, received_at_us) -> [True, ..., False?]: "
      "plain batches in order, each whole under a savepoint, up to the first one that meets an "
      "existing key (False: nothing of it stored)."},
-    {"bind", bind, METH_VARARGS,
-     "bind(sqlite3_library_path, Connection, UsageEventIn, IntegrityError, OperationalError, "
-     "limits): limits is a dict of billing_svc.domain.usage's (see native.LIMITS)."},
+    {"limits", limits_of, METH_NOARGS,
+     "The limits the kernel read from billing_svc.domain.usage at import (for the tests)."},
     {"month_label_of_day", month_label_of_day, METH_O,
      "The YYYY-MM label of a day since the epoch, as insert() writes it (for the tests)."},
     {NULL, NULL, 0, NULL},
 };
 
+/* Fills the module's state: the limits and UsageEventIn from billing_svc.domain.usage, the
+ * sqlite3 module's types and errors, the SQLite library it runs on, the Batch type. */
+static int exec_module(PyObject *module) {
+    State *st = state_of(module);
+    PyObject *rules = PyImport_ImportModule("billing_svc.domain.usage");
+    if (!rules) return -1;
+    int ok = read_limits(&st->limits, rules);
+    if (ok) st->event_type = (PyTypeObject *)PyObject_GetAttrString(rules, "UsageEventIn");
+    Py_DECREF(rules);
+    if (!ok || !st->event_type) return -1;
+    if (!PyType_Check(st->event_type)
+            || !PyType_IsSubtype(st->event_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "billing_svc.domain.usage.UsageEventIn is no tuple type");
+        return -1;
+    }
+    st->connection_type = (PyTypeObject *)attribute_of("sqlite3", "Connection");
+    if (!st->connection_type) return -1;
+    if (!PyType_Check(st->connection_type)) {
+        PyErr_SetString(PyExc_TypeError, "sqlite3.Connection is no type");
+        return -1;
+    }
+    if (!(st->integrity_error = attribute_of("sqlite3", "IntegrityError"))) return -1;
+    if (!(st->operational_error = attribute_of("sqlite3", "OperationalError"))) return -1;
+    PyObject *extension = PyImport_ImportModule("_sqlite3");
+    if (!extension) return -1;
+    PyObject *file = PyObject_GetAttrString(extension, "__file__"); /* absent: built in */
+    Py_DECREF(extension);
+    if (!file) PyErr_Clear();
+    const char *path = file ? PyUnicode_AsUTF8(file) : NULL;
+    ok = !(file && !path) && bind_sqlite(&st->sq, path);
+    Py_XDECREF(file);
+    if (!ok) return -1;
+    st->batch_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &Batch_spec, NULL);
+    if (!st->batch_type) return -1;
+    return PyModule_AddObjectRef(module, "Batch", (PyObject *)st->batch_type);
+}
+
+static int traverse_module(PyObject *module, visitproc visit, void *arg) {
+    State *st = state_of(module);
+    Py_VISIT(st->batch_type);
+    Py_VISIT(st->connection_type);
+    Py_VISIT(st->event_type);
+    Py_VISIT(st->integrity_error);
+    Py_VISIT(st->operational_error);
+    return 0;
+}
+
+static int clear_module(PyObject *module) {
+    State *st = state_of(module);
+    Py_CLEAR(st->batch_type);
+    Py_CLEAR(st->connection_type);
+    Py_CLEAR(st->event_type);
+    Py_CLEAR(st->integrity_error);
+    Py_CLEAR(st->operational_error);
+    return 0;
+}
+
+static void free_module(void *module) {
+    clear_module((PyObject *)module);
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, exec_module},
+    {0, NULL},
+};
+
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "_usage_kernel",
-    "Compiled ingestion kernel: usage batches from protobuf bytes to SQLite rows.", -1,
-    module_methods, NULL, NULL, NULL, NULL,
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_usage_kernel",
+    .m_doc = "Compiled ingestion kernel: usage batches from protobuf bytes to SQLite rows.",
+    .m_size = sizeof(State),
+    .m_methods = module_methods,
+    .m_slots = module_slots,
+    .m_traverse = traverse_module,
+    .m_clear = clear_module,
+    .m_free = free_module,
 };
 
 PyMODINIT_FUNC PyInit__usage_kernel(void) {
-    if (PyType_Ready(&BatchType) < 0) return NULL;
-    PyObject *module = PyModule_Create(&module_def);
-    if (!module) return NULL;
-    if (PyModule_AddObjectRef(module, "Batch", (PyObject *)&BatchType) < 0) {
-        Py_DECREF(module);
-        return NULL;
-    }
-    return module;
+    return PyModuleDef_Init(&module_def);
 }

@@ -4,13 +4,13 @@
 group fails for a reason other than the database being unavailable, the writer retries its
 batches one by one, so that one bad batch cannot fail its neighbours.
 
-Two ways into the tables, one outcome. A batch the compiled kernel decoded (``batch.native``) and
-found plain (every event a well-formed message event) whose tenants and partners all check out
-and whose periods are not invoiced is inserted by the kernel on SQLite, under a savepoint: if
-one of its keys already exists, nothing of it stays and it takes the Python path, which works
-event by event and says which ones were duplicates, conflicts, late or rejected. Batches are
-stored in arrival order either way, and both ways feed one ``_Rollup``, so the counters,
-thresholds, budgets and storage levels are written by the same code.
+Two ways into the tables, one outcome. A batch its codec decoded (``batch.native``, by
+``batch.codec``) and found plain (every event a well-formed message event) whose tenants and
+partners all check out and whose periods are not invoiced is inserted by that codec on SQLite,
+under a savepoint: if one of its keys already exists, nothing of it stays and it takes the
+Python path, which works event by event and says which ones were duplicates, conflicts, late or
+rejected. Batches are stored in arrival order either way, and both ways feed one ``_Rollup``, so
+the counters, thresholds, budgets and storage levels are written by the same code.
 
 No counter passes its maximum: the rare group that would fill one is redone on the Python path,
 which then rejects exactly the events that do not fit (``services.headroom``).
@@ -117,7 +117,8 @@ def _ingest(store: UsageStore, session: Session, batches: Sequence[UsageBatch],
                           headroom, rollup, now_us)
             start = end
             continue
-        stored = store.insert_native(native[start:end], received_at_us=now_us)
+        stored = store.insert_native(batches[start].codec, native[start:end],
+                                     received_at_us=now_us)
         for index, whole in zip(range(start, end), stored, strict=False):
             if whole:
                 results[index].accepted = len(batches[index])

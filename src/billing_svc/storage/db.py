@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, create_engine
 
+from billing_svc import native
 from billing_svc.clock import SYSTEM_CLOCK, Clock
 from billing_svc.domain.errors import Unavailable
 from billing_svc.operator_errors import OperatorError
@@ -40,6 +41,10 @@ class Database:
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self.checkpointer: Checkpointer | None = None
         if self.is_sqlite:
+            # Before this database's first connection: the ingestion kernel's import adds to
+            # every connection opened after it the SQL function it finds the connection's
+            # sqlite3 handle by (billing_svc.native, docs/decisions.md).
+            native.load()
             on_disk = bool(self.url.database) and self.url.database != ":memory:"
             if on_disk:
                 folder = Path(self.url.database).parent  # type: ignore[arg-type]  # on_disk: the URL names a file

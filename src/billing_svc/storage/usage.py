@@ -10,13 +10,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from billing_svc import native
 from billing_svc.domain.usage import MAX_COUNTER
+from billing_svc.native import UsageCodec
 
 _CHUNK = 500  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
 _EVENT_COLUMNS = ("event_id, account_id, tenant_id, partner_id, kind, quantity, occurred_at_us, "
@@ -141,16 +141,17 @@ class UsageStore:
             return
         self._many(_INSERT_EVENT, [(*row, received_at_us) for row in rows])
 
-    def insert_native(self, batches: list[Any], *, received_at_us: int) -> list[bool]:
-        """Insert plain batches decoded by the compiled kernel (SQLite), in order, each whole
-        under a savepoint, with no Python object per event. Stops at the first batch that meets
-        an existing key: the result is one ``True`` per stored batch, then ``False`` for that
-        one (nothing of it stored) if there was one."""
-        kernel, _ = native.load()
-        sqlite_connection = self.connection.connection.driver_connection
+    def insert_native(self, codec: UsageCodec, batches: list[Any], *,
+                      received_at_us: int) -> list[bool]:
+        """Insert plain batches decoded by ``codec`` (SQLite), in order, each whole under a
+        savepoint, with no Python object per event. Stops at the first batch that meets an
+        existing key: the result is one ``True`` per stored batch, then ``False`` for that one
+        (nothing of it stored) if there was one."""
+        # SQLAlchemy types it ``Any | None``; on SQLite it is the open sqlite3.Connection.
+        sqlite_connection = cast(sqlite3.Connection, self.connection.connection.driver_connection)
         try:
-            return kernel.insert(sqlite_connection, _INSERT_EVENT, _INSERT_EVENTS,  # type: ignore[union-attr]  # called only where the kernel loaded
-                                 batches, received_at_us)
+            return codec.insert(sqlite_connection, _INSERT_EVENT, _INSERT_EVENTS, batches,
+                                received_at_us)
         except sqlite3.Error as exc:  # wrapped as SQLAlchemy wraps its own (db.py maps them)
             raise DBAPIError.instance(_INSERT_EVENTS, None, exc, sqlite3.Error) from exc
 
