@@ -21,7 +21,7 @@ from billing_svc.domain.periods import Period
 from billing_svc.services import paging
 from billing_svc.services.accounts import terms_of
 from billing_svc.services.common import load_account, require_existed
-from billing_svc.services.terms import plan_spans
+from billing_svc.services.terms import anniversary, plan_spans
 from billing_svc.storage.db import Database
 from billing_svc.storage.tables import (
     Account,
@@ -215,7 +215,8 @@ def _rate(session: Session, account: Account, period: Period,
     if not spans:
         return []
     return rating.rate_period(period, spans, usage, trial_end=account.trial_ends_at,
-                              subscription_start=account.created_at)
+                              subscription_start=account.created_at,
+                              anniversary=anniversary(session, account, period))
 
 
 def messages_since(session: Session, account_id: str, period: Period, since: datetime) -> int:
