@@ -247,3 +247,45 @@ def test_usage_of_a_clock_account_is_judged_on_the_clock(client: Client) -> None
     current = client.usage.GetCurrentUsage(upb.GetCurrentUsageRequest(account_id=account_id),
                                            metadata=reader)
     assert current.period.label == "2026-02"
+
+
+def test_calls_naming_only_an_endpoint_or_event_run_at_the_accounts_clock_time(
+        client: Client, server: ServerThread, receiver: Receiver) -> None:
+    from billing_svc.storage.tables import WebhookEndpoint
+
+    clock = create_clock(client, name="by-id")
+    account_id = client.billing.CreateAccount(pb.CreateAccountRequest(
+        name="By Id Co", plan_id="startup", test_clock_id=clock.test_clock_id),
+        metadata=ADMIN).account.account_id
+    endpoint = client.billing.CreateWebhookEndpoint(pb.CreateWebhookEndpointRequest(
+        account_id=account_id, url=receiver.url), metadata=ADMIN).endpoint
+    on_clock = datetime(2026, 1, 25, tzinfo=UTC)
+    advance(client, clock.test_clock_id, on_clock)  # the trial ends on the 24th: one event
+    ((headers, body),) = receiver.wait_for(1)
+    event_id = headers["webhook-id"]
+
+    def audited(action: str) -> datetime:
+        (record,) = client.billing.ListAuditEvents(pb.ListAuditEventsRequest(
+            account_id=account_id, action=action), metadata=ADMIN).audit_events
+        return _time(record.event_time)
+
+    # Each request names no account, only the endpoint or the event; each runs at the clock's
+    # time (its audit record says so), not at the wall time.
+    client.billing.RedeliverWebhookEvent(pb.RedeliverWebhookEventRequest(
+        event_id=event_id), metadata=ADMIN)
+    assert audited("webhook_event.redelivered") == on_clock
+    # The delivery itself is the dispatcher's, on wall time: it goes out now.
+    again_headers, again = receiver.wait_for(2)[1]
+    assert again_headers["webhook-id"] == event_id and again == body
+    assert json.loads(again)["timestamp"] == "2026-01-24T09:00:00Z"
+
+    client.billing.RotateWebhookSecret(pb.RotateWebhookSecretRequest(
+        endpoint_id=endpoint.endpoint_id), metadata=ADMIN)
+    assert audited("webhook_endpoint.secret_rotated") == on_clock
+    with server.db.read() as session:  # the old secret's grace runs on the signer's wall time
+        expires = session.get(WebhookEndpoint, endpoint.endpoint_id).previous_secret_expires_at
+    assert abs((expires - datetime.now(UTC)) - timedelta(hours=24)) < timedelta(minutes=5)
+
+    client.billing.DeleteWebhookEndpoint(pb.DeleteWebhookEndpointRequest(
+        endpoint_id=endpoint.endpoint_id), metadata=ADMIN)
+    assert audited("webhook_endpoint.deleted") == on_clock

@@ -35,7 +35,7 @@ from billing_svc.api.limits import TEXT_LIMITS, check_text
 from billing_svc.domain.errors import BillingError, InvalidArgument
 from billing_svc.domain.ids import new_id
 from billing_svc.services.context import RequestContext
-from billing_svc.services.test_clocks import AccountClocks
+from billing_svc.services.test_clocks import RESOURCE_OWNERS, AccountClocks
 
 log = structlog.get_logger("billing_svc.rpc")
 
@@ -244,8 +244,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if spec.name not in _PER_EVENT_CHECKED:
             check_text(request)
         check_account(_request_context.get().caller, spec.name, request)
-        await self._on_account_clock(call.fields["account_id"],
-                                     str(getattr(request, "invoice_id", "")))
+        await self._on_account_clock(call.fields["account_id"], request)
         return request
 
     def _start_span(self, spec: _Method,
@@ -262,10 +261,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name})
         return span, otel_context.attach(trace.set_span_in_context(span, parent))
 
-    async def _on_account_clock(self, account_id: str | None, invoice_id: str) -> None:
-        """A call about a test clock's account (or its invoice: payment results) runs at the
-        clock's time (services read ``ctx.now``); a real account's costs one lookup per process,
-        then none."""
+    async def _on_account_clock(self, account_id: str | None, request: Any) -> None:
+        """A call about a test clock's account (or a resource of it named only by its id: an
+        invoice, a webhook endpoint or event, a change request, a master partner) runs at the
+        clock's time (services read ``ctx.now``); a real account's (or resource's) costs one
+        lookup per process, then none."""
         clocks = self._clocks
         if clocks is None:
             return
@@ -273,10 +273,13 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             if clocks.known_real(account_id):
                 return
             frozen = await asyncio.to_thread(clocks.now_for, account_id)
-        elif invoice_id:
-            frozen = await asyncio.to_thread(clocks.now_for_invoice, invoice_id)
         else:
-            return
+            named = next(((field, value) for field in RESOURCE_OWNERS
+                          if isinstance(value := getattr(request, field, ""), str) and value),
+                         None)
+            if named is None:
+                return
+            frozen = await asyncio.to_thread(clocks.now_for_resource, *named)
         if frozen is not None:
             _request_context.set(dataclasses.replace(_request_context.get(), now=frozen))
 

@@ -203,6 +203,13 @@ def clock_time(db: Database, test_clock_id: str) -> datetime | None:
         return clock.frozen_time if clock is not None else None
 
 
+# The ids a request may name an account's resource by, without the account's id, and the table
+# that says whose it is: such a call runs at that account's time too.
+RESOURCE_OWNERS: dict[str, type] = {
+    "invoice_id": Invoice, "event_id": OutboxEvent, "endpoint_id": WebhookEndpoint,
+    "change_request_id": ChangeRequest, "partner_id": MasterPartner}
+
+
 class AccountClocks:
     """Which accounts live on a test clock, for the interceptor: an account's clock is set at its
     creation and never changes, so the answer is cached for good (bounded); only a clock
@@ -213,6 +220,7 @@ class AccountClocks:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._clock_of: dict[str, str | None] = {}
+        self._owner_of: dict[tuple[str, str], str] = {}
 
     def known_real(self, account_id: str) -> bool:
         """True when ``account_id`` is known to live on the real time (no I/O)."""
@@ -232,10 +240,26 @@ class AccountClocks:
 
     def now_for_invoice(self, invoice_id: str) -> datetime | None:
         """The clock time of the account of invoice ``invoice_id``, if it is a clock account."""
-        with self._db.read() as session:
-            account_id = session.execute(select(Invoice.account_id).where(
-                Invoice.invoice_id == invoice_id)).scalar()
-        return self.now_for(account_id) if account_id else None
+        return self.now_for_resource("invoice_id", invoice_id)
+
+    def now_for_resource(self, field: str, value: str) -> datetime | None:
+        """The clock time of the account that owns the resource a request names only by id
+        (``field`` one of ``RESOURCE_OWNERS``), if it is a clock account."""
+        account_id = self._owner_of.get((field, value))
+        if account_id is None:
+            table = RESOURCE_OWNERS[field]
+            with self._db.read() as session:
+                account_id = session.execute(select(table.account_id).where(  # type: ignore[attr-defined]
+                    getattr(table, field) == value)).scalar()
+            if account_id is None:
+                return None
+            # A resource never changes hands: its owner is cached like the account's clock.
+            if len(self._owner_of) >= self._MAX_CACHED:
+                self._owner_of.clear()
+            self._owner_of[(field, value)] = account_id
+        if self.known_real(account_id):
+            return None
+        return self.now_for(account_id)
 
     def _exists(self, account_id: str) -> bool:
         with self._db.read() as session:
