@@ -289,3 +289,50 @@ def test_calls_naming_only_an_endpoint_or_event_run_at_the_accounts_clock_time(
     client.billing.DeleteWebhookEndpoint(pb.DeleteWebhookEndpointRequest(
         endpoint_id=endpoint.endpoint_id), metadata=ADMIN)
     assert audited("webhook_endpoint.deleted") == on_clock
+
+
+def test_a_batch_mixing_a_real_and_a_clock_account_judges_each_event_at_its_own_time(
+        client: Client) -> None:
+    from as2aas.billing.v1 import common_pb2
+    from as2aas.billing.v1 import usage_service_pb2 as upb
+
+    from tests.integration.test_usage import Shop
+    from tests.support import auth
+
+    producer = auth("producer")
+    clock = create_clock(client, name="mixed")
+    on_clock = client.billing.CreateAccount(pb.CreateAccountRequest(
+        name="Clock Co", plan_id="startup", skip_trial=True,
+        test_clock_id=clock.test_clock_id), metadata=ADMIN).account.account_id
+    clock_tenant = client.billing.CreateTenant(pb.CreateTenantRequest(
+        account_id=on_clock, name="EU"), metadata=ADMIN).tenant.tenant_id
+    real = Shop(client, skip_trial=True)
+    advance(client, clock.test_clock_id, datetime(2026, 2, 2, tzinfo=UTC))  # January invoiced
+    wall = datetime.now(UTC)
+
+    def clock_event(event_id: str, at: datetime) -> upb.UsageEvent:
+        return upb.UsageEvent(event_id=event_id, account_id=on_clock, tenant_id=clock_tenant,
+                              kind=common_pb2.USAGE_KIND_MESSAGE, quantity=10, occurred_at=ts(at))
+
+    for order in ("clock-first", "real-first"):  # whichever account the batch names first
+        clock_events = [
+            clock_event(f"{order}-c-late", datetime(2026, 1, 20, tzinfo=UTC)),  # invoiced
+            clock_event(f"{order}-c-now", datetime(2026, 2, 1, 12, tzinfo=UTC)),
+            clock_event(f"{order}-c-future", datetime(2026, 2, 3, tzinfo=UTC))]  # clock+1 day
+        real_events = [real.message(f"{order}-r-now", 5, at=wall - timedelta(hours=1)),
+                       real.message(f"{order}-r-future", 5, at=wall + timedelta(days=1))]
+        events = clock_events + real_events if order == "clock-first" \
+            else real_events + clock_events
+        ack = client.usage.RecordUsage(upb.RecordUsageRequest(batch_id=order, events=events),
+                                       metadata=producer)
+        # On the clock's time the clock events are late / on time / in the future; on the
+        # wall time, the real events are on time / in the future. Judged at one time for all,
+        # either c-future (wall) or r-now (clock) would come out wrong.
+        assert (ack.accepted, ack.late) == (3, 1), order
+        assert sorted(r.event_id for r in ack.rejected) == [
+            f"{order}-c-future", f"{order}-r-future"], order
+        assert all("future" in r.reason for r in ack.rejected)
+        # Each rejection names its event's place in the batch as sent.
+        assert [events[r.index].event_id for r in ack.rejected] == [
+            r.event_id for r in ack.rejected]
+        assert [r.index for r in ack.rejected] == sorted(r.index for r in ack.rejected)

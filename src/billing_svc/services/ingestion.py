@@ -65,12 +65,35 @@ _Candidates = list[tuple[int, UsageEventIn]]
 def ingest(db: Database, batches: Sequence[UsageBatch], *, now_us: int,
            retention_days: int = rules.DEFAULT_RETENTION_DAYS) -> list[BatchResult]:
     """Store ``batches`` in one transaction and return one result per batch."""
+    return _in_one_transaction(db, lambda store, session, check_counters: _ingest(
+        store, session, batches, now_us, retention_days, check_counters))
+
+
+def ingest_split(db: Database, parts: Sequence[tuple[UsageBatch, Sequence[int], int]], *,
+                 retention_days: int = rules.DEFAULT_RETENTION_DAYS) -> BatchResult:
+    """Store one batch whose events live on several time lines (real accounts, test clocks'
+    accounts), in one transaction: each part ``(events, their indexes in the batch, now_us)``
+    is judged at its own time (future, retention, late), and the results make one."""
+    def work(store: UsageStore, session, check_counters: bool) -> BatchResult:  # type: ignore[no-untyped-def]
+        merged = BatchResult()
+        for batch, indexes, now_us in parts:
+            (result,) = _ingest(store, session, [batch], now_us, retention_days, check_counters)
+            merged.accepted += result.accepted
+            merged.duplicates += result.duplicates
+            merged.late += result.late
+            merged.rejected.extend(Rejection(r.event_id, indexes[r.index], r.reason)
+                                   for r in result.rejected)
+        merged.rejected.sort(key=lambda rejection: rejection.index)
+        return merged
+    return _in_one_transaction(db, work)
+
+
+def _in_one_transaction(db: Database, work: Any) -> Any:
     check_counters = False
     for attempt in range(3):
         try:
             with db.write() as session:
-                return _ingest(UsageStore(session.connection()), session, batches, now_us,
-                               retention_days, check_counters)
+                return work(UsageStore(session.connection()), session, check_counters)
         except CounterFull:
             # Some counter cannot take the group: again, checking each event against them.
             if attempt == 2:
