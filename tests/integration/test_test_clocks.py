@@ -336,3 +336,61 @@ def test_a_batch_mixing_a_real_and_a_clock_account_judges_each_event_at_its_own_
         assert [events[r.index].event_id for r in ack.rejected] == [
             r.event_id for r in ack.rejected]
         assert [r.index for r in ack.rejected] == sorted(r.index for r in ack.rejected)
+
+
+def test_change_request_expiry_and_hourly_reports_follow_the_clock(
+        client: Client, receiver: Receiver) -> None:
+    from as2aas.billing.v1 import common_pb2
+    from as2aas.billing.v1 import usage_service_pb2 as upb
+
+    from tests.support import auth
+
+    clock = create_clock(client, name="approvals-and-reports")
+    account_id = client.billing.CreateAccount(pb.CreateAccountRequest(
+        name="Held Co", plan_id="startup", skip_trial=True,
+        test_clock_id=clock.test_clock_id), metadata=ADMIN).account.account_id
+    tenant_id = client.billing.CreateTenant(pb.CreateTenantRequest(
+        account_id=account_id, name="EU"), metadata=ADMIN).tenant.tenant_id
+    client.billing.CreateWebhookEndpoint(pb.CreateWebhookEndpointRequest(
+        account_id=account_id, url=receiver.url,
+        event_types=["billing.usage_reported", "billing.approval_decided"]),
+        metadata=ADMIN)
+    client.billing.SetApprovalPolicy(pb.SetApprovalPolicyRequest(
+        account_id=account_id, policy=pb.ApprovalPolicy(upgrades=True)), metadata=ADMIN)
+    held = client.billing.ChangePlan(pb.ChangePlanRequest(
+        account_id=account_id, plan_id="business"), metadata=ADMIN).change_request
+    assert held.status == pb.CHANGE_REQUEST_STATUS_PENDING
+    assert _time(held.expires_at) == CLOCK_START + timedelta(days=7)  # on the clock
+    # Hour 08:00 closes at 09:00 (+ 5 minutes of grace) on the clock, long ago on the wall.
+    client.usage.RecordUsage(upb.RecordUsageRequest(batch_id="r", events=[upb.UsageEvent(
+        event_id="r1", account_id=account_id, tenant_id=tenant_id,
+        kind=common_pb2.USAGE_KIND_MESSAGE, quantity=7,
+        occurred_at=ts(CLOCK_START - timedelta(minutes=30)))]), metadata=auth("producer"))
+
+    def requests() -> list[pb.ChangeRequest]:
+        return list(client.billing.ListChangeRequests(pb.ListChangeRequestsRequest(
+            account_id=account_id), metadata=ADMIN).change_requests)
+
+    def reports() -> list[upb.UsageReport]:
+        return list(client.usage.ListUsageReports(upb.ListUsageReportsRequest(
+            account_id=account_id), metadata=auth("usage-reader")).reports)
+
+    # The real-time runs (every 0.2 s) leave both alone: neither time has come on the clock.
+    time.sleep(1.0)
+    assert [r.status for r in requests()] == [pb.CHANGE_REQUEST_STATUS_PENDING]
+    assert reports() == []
+    assert receiver.received() == []
+
+    advance(client, clock.test_clock_id, datetime(2026, 1, 20, tzinfo=UTC))
+    (expired,) = requests()
+    assert expired.status == pb.CHANGE_REQUEST_STATUS_EXPIRED
+    assert _time(expired.decided_at) == CLOCK_START + timedelta(days=7)
+    (report,) = reports()
+    assert _time(report.hour) == CLOCK_START - timedelta(hours=1)
+    # Made on the clock's time, once the hour closed there (09:00, plus 5 minutes of grace).
+    assert _time(report.create_time) == CLOCK_START + timedelta(minutes=5)
+    bodies = [json.loads(body) for _, body in receiver.wait_for(2)]
+    assert [b["type"] for b in bodies] == ["billing.usage_reported",
+                                           "billing.approval_decided"]
+    assert [b["timestamp"] for b in bodies] == ["2026-01-10T09:05:00Z", "2026-01-17T09:00:00Z"]
+    assert {b["data"]["test_clock_id"] for b in bodies} == {clock.test_clock_id}

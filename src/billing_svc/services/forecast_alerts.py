@@ -33,10 +33,15 @@ def notice_key(budget_name: str, percentage: int) -> str:
     return f"forecast-budget:{budget_name}:{percentage}"
 
 
-def send_forecast_budget_alerts(db: Database, now: datetime) -> int:
-    """Check every account that has a budget; returns how many alerts were sent."""
+def send_forecast_budget_alerts(db: Database, now: datetime,
+                                test_clock_id: str | None = None) -> int:
+    """Check every account that has a budget; returns how many alerts were sent. One time line
+    at once: the real accounts (``None``), or test clock ``test_clock_id``'s at its time."""
+    clock = (Account.test_clock_id.is_(None) if test_clock_id is None  # type: ignore[union-attr]
+             else Account.test_clock_id == test_clock_id)
     with db.read() as session:
-        account_ids = sorted(set(session.exec(select(Budget.account_id)).all()))
+        account_ids = sorted(set(session.exec(select(Budget.account_id).where(
+            Budget.account_id.in_(select(Account.account_id).where(clock)))).all()))  # type: ignore[attr-defined]
     sent = 0
     for account_id in account_ids:
         try:

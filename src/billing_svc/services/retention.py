@@ -12,7 +12,9 @@ What goes, each by its own setting (README, "Data lifecycle and sizing"):
 - hourly roll-ups older than ``BILLING_HOURLY_ROLLUP_RETENTION_DAYS`` of invoiced periods (the
   period counters stay, and so do the roll-ups an open period is billed from).
 
-The audit trail is never purged.
+The audit trail is never purged. Test clocks' accounts are left out of the usage and roll-up
+purges: their periods are on a clock's time, not the purge's (issue 14, isolation); their data
+goes with ``DeleteTestClock``.
 
 Before deleting a usage event, the purge records the horizon (``retention_state``), and ingestion
 refuses anything older than it whatever the retention setting says later: a purged event resent
@@ -246,7 +248,9 @@ def _purge_usage(run: _Run, export: CsvGzExport | None) -> None:
     first_kept = Period.containing(summary.horizon).label
     with run.read() as store:
         started = store.purged_periods()
-        todo = {pair for pair in store.periods_before(first_kept) if not started.get(pair)}
+        on_clocks = store.clock_accounts()
+        todo = {pair for pair in store.periods_before(first_kept)
+                if not started.get(pair) and pair[0] not in on_clocks}
         invoiced = store.invoiced(todo)
         kept = sorted(todo - invoiced)
         messages = store.period_messages(kept)
@@ -350,7 +354,10 @@ def _purge_hourly(run: _Run, before: datetime) -> None:
     """Hourly roll-ups of invoiced periods that ended by the period holding ``before``: an open
     period's billable messages after a trial are read from them."""
     with run.read() as store:
-        invoiced = store.invoiced_periods_before(Period.containing(before).label)
+        on_clocks = store.clock_accounts()
+        invoiced = [(account_id, label) for account_id, label
+                    in store.invoiced_periods_before(Period.containing(before).label)
+                    if account_id not in on_clocks]
     ranges: dict[str, list[list[int]]] = defaultdict(list)
     for account_id, label in invoiced:
         period = Period.parse(label)

@@ -21,6 +21,7 @@ from billing_svc.domain import subscriptions as subs
 from billing_svc.domain.errors import FailedPrecondition, InvalidArgument, NotFound, shown
 from billing_svc.domain.ids import new_id
 from billing_svc.domain.periods import Period
+from billing_svc.domain.usage import from_us
 from billing_svc.services.context import RequestContext, system_context
 from billing_svc.storage import audit
 from billing_svc.storage.db import Database
@@ -274,9 +275,11 @@ def account_clock(session: Session, account: Account) -> TestClock | None:
 # Replaying an advance
 
 
-def _next_moment(db: Database, clock: TestClock, grace: timedelta) -> datetime:
+def _next_moment(db: Database, clock: TestClock, grace: timedelta,
+                 report_grace: timedelta = timedelta(0)) -> datetime:
     """The first moment after the clock's time at which one of its accounts has something due
-    (a trial end, a period-end change, a period close past the grace window), or the target."""
+    (a trial end, a period-end change, a change request's expiry, an hourly usage report, a
+    period close past the grace window), or the target."""
     assert clock.advancing_to is not None
     now, target = clock.frozen_time, clock.advancing_to
     candidates = [target, Period.containing(now - grace).end + grace]
@@ -290,15 +293,38 @@ def _next_moment(db: Database, clock: TestClock, grace: timedelta) -> datetime:
                 mine, condition, column > now).order_by(column).limit(1)).scalar()  # type: ignore[operator]
             if due is not None:
                 candidates.append(due)
+        expiry = session.execute(
+            select(ChangeRequest.expires_at)
+            .join(Account, Account.account_id == ChangeRequest.account_id)
+            .where(mine, ChangeRequest.status == "pending",
+                   ChangeRequest.expires_at > now)  # type: ignore[operator]
+            .order_by(ChangeRequest.expires_at).limit(1)).scalar()
+        if expiry is not None:
+            candidates.append(expiry)
+        # An hour with usage is reported once it closed (plus the grace): one moment per hour
+        # the producer sent usage in, so an advance stays bounded by what was sent.
+        hour_us = session.execute(
+            select(UsageReportDue.hour_us)
+            .join(Account, Account.account_id == UsageReportDue.account_id)
+            .where(mine).order_by(UsageReportDue.hour_us).limit(1)).scalar()
+        if hour_us is not None:
+            candidates.append(from_us(int(hour_us)) + timedelta(hours=1) + report_grace)
     return min(moment for moment in candidates if moment > now)
 
 
-def run_advances(db: Database, *, grace: timedelta, close_periods: bool) -> int:
+def run_advances(db: Database, *, grace: timedelta, close_periods: bool,
+                 report_grace: timedelta = timedelta(0)) -> int:
     """Replay every advancing clock up to its target, one due moment at a time; returns how many
     moments were replayed. Each moment runs the same jobs as the real-time scheduler, limited to
     the clock's accounts and at the clock's time; they are as safe to run twice (two replicas)
     as the real ones, and the clock's time only ever grows."""
-    from billing_svc.services import accounts, invoicing
+    from billing_svc.services import (
+        accounts,
+        approvals,
+        forecast_alerts,
+        hourly_reports,
+        invoicing,
+    )
 
     with db.read() as session:
         advancing = list(session.exec(sm_select(TestClock).where(
@@ -306,13 +332,19 @@ def run_advances(db: Database, *, grace: timedelta, close_periods: bool) -> int:
     steps = 0
     for clock in advancing:
         while clock.status == ADVANCING and clock.advancing_to is not None:
-            moment = _next_moment(db, clock, grace)
+            moment = _next_moment(db, clock, grace, report_grace)
             ctx = dataclasses.replace(system_context(f"test_clock:{clock.test_clock_id}"),
                                       now=moment)
-            accounts.end_due_trials(db, ctx, test_clock_id=clock.test_clock_id)
-            accounts.apply_period_end_changes(db, ctx, test_clock_id=clock.test_clock_id)
+            mine = clock.test_clock_id
+            accounts.end_due_trials(db, ctx, test_clock_id=mine)
+            accounts.apply_period_end_changes(db, ctx, test_clock_id=mine)
+            approvals.expire_due(db, ctx, test_clock_id=mine)
+            # Hourly reports of the hours closed by this moment, made at it (not one replayed
+            # moment per hour: an advance stays a handful of moments).
+            hourly_reports.report_closed_hours(db, moment, report_grace, test_clock_id=mine)
             if close_periods:
-                invoicing.close_due_periods(db, ctx, grace, test_clock_id=clock.test_clock_id)
+                invoicing.close_due_periods(db, ctx, grace, test_clock_id=mine)
+            forecast_alerts.send_forecast_budget_alerts(db, moment, test_clock_id=mine)
             done = moment >= clock.advancing_to
             with db.write() as session:
                 session.execute(update(TestClock).where(
