@@ -394,3 +394,48 @@ def test_change_request_expiry_and_hourly_reports_follow_the_clock(
                                            "billing.approval_decided"]
     assert [b["timestamp"] for b in bodies] == ["2026-01-10T09:05:00Z", "2026-01-17T09:00:00Z"]
     assert {b["data"]["test_clock_id"] for b in bodies} == {clock.test_clock_id}
+
+
+def test_the_purge_leaves_clock_accounts_alone(tmp_path) -> None:
+    from as2aas.billing.v1 import common_pb2
+    from as2aas.billing.v1 import usage_service_pb2 as upb
+    from sqlmodel import select
+
+    from billing_svc.services import retention
+    from billing_svc.storage.tables import UsageEvent
+    from tests.support import auth, fresh_database, settings_for_tests
+
+    with fresh_database(str(tmp_path)) as url:
+        server = ServerThread(settings_for_tests(url)).start()
+        client = Client(server.target)
+        try:
+            clock = create_clock(client, name="purge")
+            account_id = client.billing.CreateAccount(pb.CreateAccountRequest(
+                name="Kept Co", plan_id="startup", skip_trial=True,
+                test_clock_id=clock.test_clock_id), metadata=ADMIN).account.account_id
+            tenant_id = client.billing.CreateTenant(pb.CreateTenantRequest(
+                account_id=account_id, name="EU"), metadata=ADMIN).tenant.tenant_id
+
+            def record(event_id: str, at: datetime) -> upb.RecordUsageResponse:
+                return client.usage.RecordUsage(upb.RecordUsageRequest(events=[upb.UsageEvent(
+                    event_id=event_id, account_id=account_id, tenant_id=tenant_id,
+                    kind=common_pb2.USAGE_KIND_MESSAGE, quantity=3, occurred_at=ts(at))]),
+                    metadata=auth("producer"))
+
+            assert record("jan", datetime(2026, 1, 10, tzinfo=UTC)).accepted == 1
+            advance(client, clock.test_clock_id, datetime(2026, 2, 15, tzinfo=UTC))
+            # January is invoiced and, on the wall's time, far older than a 30-day retention.
+            summary = retention.purge(server.db, retention.RetentionPolicy(
+                usage_days=30, hourly_rollup_days=1), datetime.now(UTC))
+            assert summary.horizon > datetime(2026, 2, 1, tzinfo=UTC)
+            assert summary.periods_purged == [] and summary.hourly_rollups == 0
+            assert all(kept.account_id != account_id for kept in summary.uninvoiced)
+            with server.db.read() as session:  # its raw events are all there
+                assert len(session.exec(select(UsageEvent).where(
+                    UsageEvent.account_id == account_id)).all()) == 1
+            # The real-time horizon is not the clock's: its February, long before the
+            # horizon, still takes usage.
+            assert record("feb", datetime(2026, 2, 14, tzinfo=UTC)).accepted == 1
+        finally:
+            client.close()
+            server.stop()

@@ -128,7 +128,7 @@ class IngestionWriter:
             return
         live, on_clocks, mixed = self._split_clock_batches(live)
         for pending, clock_now in on_clocks:
-            self._store([pending], rules.to_us(clock_now), outcomes)
+            self._store([pending], rules.to_us(clock_now), outcomes, on_clock=True)
         for pending, times in mixed:
             self._store_mixed(pending, times, outcomes)
         if live:
@@ -179,18 +179,18 @@ class IngestionWriter:
         """One batch mixing time lines, in one transaction, a part per time line."""
         batch = pending.batch
         wall_us = rules.to_us(self.db.clock.now())
-        parts: dict[int, tuple[list[Any], list[int]]] = {}
+        parts: dict[tuple[int, bool], tuple[list[Any], list[int]]] = {}
         for index, event in enumerate(batch.events):
             moment = times.get(event.account_id)
-            now_us = rules.to_us(moment) if moment is not None else wall_us
-            events, indexes = parts.setdefault(now_us, ([], []))
+            key = (rules.to_us(moment), True) if moment is not None else (wall_us, False)
+            events, indexes = parts.setdefault(key, ([], []))
             events.append(event)
             indexes.append(index)
         split = []
-        for now_us, (events, indexes) in parts.items():
+        for (now_us, on_clock), (events, indexes) in parts.items():
             part = UsageBatch(batch.batch_id, events=events)
             part.bound_account = batch.bound_account
-            split.append((part, indexes, now_us))
+            split.append((part, indexes, now_us, on_clock))
         try:
             with self._span([pending]):
                 result = ingest_split(self.db, split, retention_days=self.retention_days)
@@ -206,12 +206,13 @@ class IngestionWriter:
         outcomes.append((pending, result))
 
     def _store(self, live: list[_Pending], now_us: int,
-               outcomes: list[tuple[_Pending, BatchResult | BaseException]]) -> None:
+               outcomes: list[tuple[_Pending, BatchResult | BaseException]],
+               on_clock: bool = False) -> None:
         started = time.perf_counter()
         try:
             with self._span(live) as span:
                 results = ingest(self.db, [p.batch for p in live], now_us=now_us,
-                                 retention_days=self.retention_days)
+                                 retention_days=self.retention_days, on_clock=on_clock)
                 _count(span, results)
         except Exception as exc:
             if len(live) > 1 and not isinstance(exc, Unavailable):

@@ -63,21 +63,24 @@ _Candidates = list[tuple[int, UsageEventIn]]
 
 
 def ingest(db: Database, batches: Sequence[UsageBatch], *, now_us: int,
-           retention_days: int = rules.DEFAULT_RETENTION_DAYS) -> list[BatchResult]:
-    """Store ``batches`` in one transaction and return one result per batch."""
+           retention_days: int = rules.DEFAULT_RETENTION_DAYS,
+           on_clock: bool = False) -> list[BatchResult]:
+    """Store ``batches`` in one transaction and return one result per batch. ``on_clock``: the
+    batches name a test clock's accounts only (``now_us`` is the clock's time)."""
     return _in_one_transaction(db, lambda store, session, check_counters: _ingest(
-        store, session, batches, now_us, retention_days, check_counters))
+        store, session, batches, now_us, retention_days, check_counters, on_clock))
 
 
-def ingest_split(db: Database, parts: Sequence[tuple[UsageBatch, Sequence[int], int]], *,
+def ingest_split(db: Database, parts: Sequence[tuple[UsageBatch, Sequence[int], int, bool]], *,
                  retention_days: int = rules.DEFAULT_RETENTION_DAYS) -> BatchResult:
     """Store one batch whose events live on several time lines (real accounts, test clocks'
-    accounts), in one transaction: each part ``(events, their indexes in the batch, now_us)``
-    is judged at its own time (future, retention, late), and the results make one."""
+    accounts), in one transaction: each part ``(events, their indexes in the batch, now_us,
+    on_clock)`` is judged at its own time (future, retention, late); the results make one."""
     def work(store: UsageStore, session, check_counters: bool) -> BatchResult:  # type: ignore[no-untyped-def]
         merged = BatchResult()
-        for batch, indexes, now_us in parts:
-            (result,) = _ingest(store, session, [batch], now_us, retention_days, check_counters)
+        for batch, indexes, now_us, on_clock in parts:
+            (result,) = _ingest(store, session, [batch], now_us, retention_days, check_counters,
+                                on_clock)
             merged.accepted += result.accepted
             merged.duplicates += result.duplicates
             merged.late += result.late
@@ -108,11 +111,13 @@ def _in_one_transaction(db: Database, work: Any) -> Any:
 
 
 def _ingest(store: UsageStore, session, batches: Sequence[UsageBatch],  # type: ignore[no-untyped-def]
-            now_us: int, retention_days: int, check_counters: bool) -> list[BatchResult]:
+            now_us: int, retention_days: int, check_counters: bool,
+            on_clock: bool = False) -> list[BatchResult]:
     results = [BatchResult() for _ in batches]
     # Nothing older than a purge is taken, whatever the retention says: it was deleted, and would
-    # count again (services.retention).
-    horizon_us = usage_horizon_us(store.connection, share_lock=True)
+    # count again (services.retention). The purge leaves test clocks' accounts alone, so the
+    # real-time horizon is not theirs: a clock may live in a past the purge went through.
+    horizon_us = 0 if on_clock else usage_horizon_us(store.connection, share_lock=True)
     window = rules.accept_window(now_us, retention_days, horizon_us)
     # The kernel inserts on SQLite only; on PostgreSQL its batches give their events (COPY).
     # Counters checked event by event: the Python path only.
