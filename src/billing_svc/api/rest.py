@@ -32,7 +32,7 @@ from billing_svc.api.errors import status_code_of
 from billing_svc.api.limits import TEXT_LIMITS, check_text
 from billing_svc.domain.errors import BillingError, InvalidArgument, cut
 from billing_svc.domain.ids import new_id
-from billing_svc.services import accounts, usage_reports
+from billing_svc.services import accounts, test_clocks, usage_reports
 from billing_svc.services.context import Caller, RequestContext
 from billing_svc.settings import Settings
 from billing_svc.storage.db import Database
@@ -235,7 +235,9 @@ class RestServer:
                                   "account: add ?account_id=acc_… to the URL")
         message = usage_pb.GetCurrentUsageRequest(account_id=account_id)
         _admit(caller, _USAGE_RPC, message)
-        report = await run(usage_reports.current_usage, self.db, account_id)
+        # A test clock's account: its current period is the clock's, as on the gRPC port.
+        _, clock_now = await run(test_clocks.clock_time_of_account, self.db, account_id)
+        report = await run(usage_reports.current_usage, self.db, account_id, clock_now)
         return rest_json.current_usage(convert.current_usage_out(report))
 
     async def _unknown(self, request: web.Request) -> web.Response:
