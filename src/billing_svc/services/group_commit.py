@@ -160,8 +160,10 @@ class IngestionWriter:
             times: dict[str, datetime] = {}
             on_real = False
             for account_id in named:
+                # An id no account can have (PostgreSQL refuses NUL in text) is rejected later.
                 clock_now = (clocks.now_for(account_id)
-                             if account_id and not clocks.known_real(account_id) else None)
+                             if account_id and "\x00" not in account_id
+                             and not clocks.known_real(account_id) else None)
                 if clock_now is None:
                     on_real = True  # a real account (or an unknown one: rejected anyway)
                 else:
