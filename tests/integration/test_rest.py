@@ -385,3 +385,6 @@ def test_current_usage_of_a_clock_account_is_on_the_clock(rest: Rest) -> None:
                     token("usage-reader"))
     assert response.status_code == 200, response.text
     assert response.json()["period"]["label"] == "2026-01"  # not the wall's month
+    billing = _get(rest.base, f"/v1/accounts/{account_id}/billing", token("reader"))
+    assert billing.status_code == 200, billing.text
+    assert "2026-01-01T00:00:00Z" in billing.text  # its current period starts on the clock

@@ -223,7 +223,10 @@ class RestServer:
         message = pb.GetAccountBillingRequest(account_id=account_id)
         _admit(caller, _BILLING_RPC, message)
         view = await run(accounts.get_account_billing, self.db, account_id)
-        return rest_json.account_billing(convert.account_billing_out(view))
+        # No interceptor here to say what time it is: the account's clock, or the wall's.
+        _, clock_now = await run(test_clocks.clock_time_of_account, self.db, account_id)
+        return rest_json.account_billing(convert.account_billing_out(
+            view, clock_now or self.db.clock.now()))
 
     async def _current_usage(self, request: web.Request, caller: Caller,
                              fields: dict[str, Any]) -> dict[str, Any]:
