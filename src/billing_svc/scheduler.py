@@ -52,7 +52,8 @@ def run_due_jobs(db: Database, settings: Settings,
             timedelta(seconds=settings.period_close_grace_seconds))
     jobs["test_clock_moments"] = lambda: test_clocks.run_advances(
         db, grace=timedelta(seconds=settings.period_close_grace_seconds),
-        close_periods=settings.auto_close_periods)
+        close_periods=settings.auto_close_periods,
+        report_grace=timedelta(seconds=settings.usage_report_grace_seconds))
     if _forecast_alerts_due(db, settings):
         jobs["forecast_budget_alerts"] = lambda: forecast_alerts.send_forecast_budget_alerts(
             db, db.clock.now())

@@ -370,3 +370,21 @@ def test_the_json_writer_keeps_every_digit() -> None:
         == '{"a": 299.00, "b": [0.0125, null, true, 3, "x\\"y"]}'
     assert json.loads(dumps({"n": Decimal("12345678901234567890.01")}),
                       parse_float=Decimal) == {"n": Decimal("12345678901234567890.01")}
+
+
+def test_current_usage_of_a_clock_account_is_on_the_clock(rest: Rest) -> None:
+    from as2aas.billing.v1 import billing_service_pb2 as bpb
+
+    clock = rest.client.billing.CreateTestClock(bpb.CreateTestClockRequest(
+        name="rest", frozen_time=ts(datetime(2026, 1, 10, tzinfo=UTC))),
+        metadata=ADMIN).test_clock
+    account_id = rest.client.billing.CreateAccount(bpb.CreateAccountRequest(
+        name="Clock Co", plan_id="startup", test_clock_id=clock.test_clock_id),
+        metadata=ADMIN).account.account_id
+    response = _get(rest.base, f"/v1/billing/usage/current?account_id={account_id}",
+                    token("usage-reader"))
+    assert response.status_code == 200, response.text
+    assert response.json()["period"]["label"] == "2026-01"  # not the wall's month
+    billing = _get(rest.base, f"/v1/accounts/{account_id}/billing", token("reader"))
+    assert billing.status_code == 200, billing.text
+    assert "2026-01-01T00:00:00Z" in billing.text  # its current period starts on the clock

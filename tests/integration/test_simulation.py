@@ -1,8 +1,9 @@
-"""A Startup account's first thirteen months on a test clock, in seconds (issue 14, point 5).
+"""A Startup account's first sixteen months on a test clock, in seconds (issue 14, point 5).
 
 Trial, a mid-month upgrade, usage with a late event, four failed payments to ``unpaid``, the
-recovery, a switch to annual billing (at a period end) and its first renewal; every invoice is
-checked against amounts worked out by hand below, and the webhook receiver sees every event,
+recovery, a switch to annual billing (at a period end, May 1st), an upgrade within the annual
+year, and the first renewal a year after the switch (May 1st of the next year); every invoice
+is checked against amounts worked out by hand below, and the webhook receiver sees every event,
 in time order.
 """
 
@@ -20,6 +21,7 @@ from as2aas.billing.v1 import billing_service_pb2 as pb
 from as2aas.billing.v1 import common_pb2
 from as2aas.billing.v1 import usage_service_pb2 as upb
 
+from billing_svc.domain.events import EXPLICIT_ONLY_TYPES
 from tests.integration.test_test_clocks import advance, create_clock, ts
 from tests.support import (
     ADMIN,
@@ -85,9 +87,9 @@ class Simulation:
             metadata=PRODUCER)
 
     def invoice(self, period: str) -> pb.Invoice:
-        found = self.client.billing.ListInvoices(pb.ListInvoicesRequest(
-            account_id=self.account_id), metadata=ADMIN).invoices
-        return next(i for i in found if i.period == period)
+        (found,) = self.client.billing.ListInvoices(pb.ListInvoicesRequest(
+            account_id=self.account_id, period=period), metadata=ADMIN).invoices
+        return found
 
     def pay(self, period: str, succeeded: bool) -> pb.Invoice:
         return self.client.billing.RecordPaymentResult(pb.RecordPaymentResultRequest(
@@ -99,7 +101,7 @@ class Simulation:
             account_id=self.account_id), metadata=ADMIN).subscription.status
 
 
-def test_a_startup_account_over_thirteen_months(sandbox: Client) -> None:
+def test_a_startup_account_over_sixteen_months(sandbox: Client) -> None:
     started = time.monotonic()
     receiver = Receiver()
     try:
@@ -171,36 +173,63 @@ def _simulate(sim: Simulation) -> None:
         at(2026, 5, 1)
     sim.to(at(2026, 5, 5))
     assert money(sim.invoice("2026-04").total) == Decimal("299.00")  # still monthly in April
-    for moment in (at(2026, 7, 5), at(2026, 9, 5), at(2026, 11, 5), at(2027, 1, 5),
-                   at(2027, 2, 5)):
+    billing = sim.client.billing.GetAccountBilling(pb.GetAccountBillingRequest(
+        account_id=sim.account_id), metadata=ADMIN).subscription
+    assert billing.billing_interval == pb.BILLING_INTERVAL_ANNUAL
+
+    # July: 27,000 messages, 2,000 over Business's 25,000 at 0.03 = 60.00; no base fee.
+    sim.to(at(2026, 7, 5))
+    sim.messages(27_000, at(2026, 7, 4))
+    # Annual from May 1st: a new subscription year starts at the switch (May 1st 2026 to May
+    # 1st 2027), its whole yearly fee on May's invoice: 10 x 299 = 2,990.00.
+    assert money(sim.invoice("2026-05").total) == Decimal("2990.00")
+    # August 16th: an upgrade to Enterprise, annual, within the year that started on May 1st:
+    # the difference of the yearly fees, 9,990 - 2,990 = 7,000, for the 258 of the year's 365
+    # days left (Aug 16-31: 16, Sep 30, Oct 31, Nov 30, Dec 31, Jan 31, Feb 28, Mar 31,
+    # Apr 30), 7,000 x 258 / 365 = 4,947.945... -> 4,947.95. The year is the switch's, not the
+    # trial's end's (January 19th to January 19th would leave 156 days).
+    sim.to(at(2026, 8, 16))
+    upgraded = sim.client.billing.ChangePlan(pb.ChangePlanRequest(
+        account_id=sim.account_id, plan_id="enterprise",
+        billing_interval=pb.BILLING_INTERVAL_ANNUAL), metadata=ADMIN)
+    assert upgraded.effective_immediately
+    # The renewal's invoice comes with May 2027's close, on June 1st 2027 (01:00).
+    for moment in (at(2026, 10, 16), at(2026, 12, 16), at(2027, 2, 16), at(2027, 4, 16),
+                   at(2027, 6, 2)):
         sim.to(moment)
-    # The subscription's years start at the trial's end (January 19th). Moving to annual on
-    # May 1st charges the yearly fee (10 x 299 = 2,990) for the rest of that year: 263 of 365
-    # days, 2,990 x 263 / 365 = 2,154.438... -> 2,154.44.
-    assert money(sim.invoice("2026-05").total) == Decimal("2154.44")
-    for month in range(6, 13):  # nothing until the renewal
-        assert money(sim.invoice(f"2026-{month:02d}").total) == Decimal("0.00")
-    # The first renewal: January 19th, 2027, the whole yearly fee.
-    assert money(sim.invoice("2027-01").total) == Decimal("2990.00")
+    assert money(sim.invoice("2026-06").total) == Decimal("0.00")
+    assert money(sim.invoice("2026-07").total) == Decimal("60.00")
+    assert money(sim.invoice("2026-08").total) == Decimal("4947.95")
+    for period in ("2026-09", "2026-10", "2026-11", "2026-12", "2027-01", "2027-02", "2027-03",
+                   "2027-04"):  # nothing until the renewal; no renewal on January 19th
+        assert money(sim.invoice(period).total) == Decimal("0.00"), period
+    # The first renewal, a year after the switch: May 1st 2027, Enterprise's yearly fee,
+    # 10 x 999 = 9,990.00.
+    renewal = sim.invoice("2027-05")
+    assert money(renewal.total) == Decimal("9990.00")
+    (line,) = renewal.lines
+    assert "2027-05-01 00:00 to 2028-05-01 00:00" in line.description
 
 
 def _check_webhooks(sim: Simulation, receiver: Receiver) -> None:
-    listed = sim.client.billing.ListWebhookEvents(pb.ListWebhookEventsRequest(
-        account_id=sim.account_id, page_size=500), metadata=ADMIN).events
-    # Hourly usage reports go only to endpoints that name their type; this one names none.
-    listed = [event for event in listed if event.type != "billing.usage_reported"]
+    # billing.usage_reported goes only to endpoints that name it (EXPLICIT_ONLY_TYPES); this
+    # one subscribes to the default set.
+    listed = [event for event in sim.client.billing.ListWebhookEvents(
+        pb.ListWebhookEventsRequest(account_id=sim.account_id, page_size=500),
+        metadata=ADMIN).events if event.type not in EXPLICIT_ONLY_TYPES]
     bodies = [json.loads(body) for _, body in receiver.wait_for(len(listed), timeout=60)]
     assert len(bodies) == len(listed)
     stamps = [b["timestamp"] for b in bodies]
     assert stamps == sorted(stamps), "the receiver must see the clock's events in time order"
     assert {b["data"]["test_clock_id"] for b in bodies} == {sim.clock_id}
     invoiced = [b["data"]["period"] for b in bodies if b["type"] == "billing.invoice_generated"]
-    assert invoiced == [f"2026-{m:02d}" for m in range(1, 13)] + ["2027-01"]
+    assert invoiced == [f"2026-{m:02d}" for m in range(1, 13)] + [
+        f"2027-{m:02d}" for m in range(1, 6)]
     failures = [b for b in bodies if b["type"] == "billing.payment_failed"]
     assert [b["timestamp"] for b in failures] == [
         "2026-04-02T00:00:00Z", "2026-04-05T00:00:00Z", "2026-04-10T00:00:00Z",
         "2026-04-17T00:00:00Z"]
     changes = [b["data"]["change"] for b in bodies
                if b["type"] == "billing.subscription_updated"]
-    assert changes[0] == "trial_ended" and "upgraded" in changes
+    assert changes[0] == "trial_ended" and changes.count("upgraded") == 2
     assert any(b["type"] == "billing.usage_threshold" for b in bodies)

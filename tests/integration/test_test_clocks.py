@@ -247,3 +247,195 @@ def test_usage_of_a_clock_account_is_judged_on_the_clock(client: Client) -> None
     current = client.usage.GetCurrentUsage(upb.GetCurrentUsageRequest(account_id=account_id),
                                            metadata=reader)
     assert current.period.label == "2026-02"
+
+
+def test_calls_naming_only_an_endpoint_or_event_run_at_the_accounts_clock_time(
+        client: Client, server: ServerThread, receiver: Receiver) -> None:
+    from billing_svc.storage.tables import WebhookEndpoint
+
+    clock = create_clock(client, name="by-id")
+    account_id = client.billing.CreateAccount(pb.CreateAccountRequest(
+        name="By Id Co", plan_id="startup", test_clock_id=clock.test_clock_id),
+        metadata=ADMIN).account.account_id
+    endpoint = client.billing.CreateWebhookEndpoint(pb.CreateWebhookEndpointRequest(
+        account_id=account_id, url=receiver.url), metadata=ADMIN).endpoint
+    on_clock = datetime(2026, 1, 25, tzinfo=UTC)
+    advance(client, clock.test_clock_id, on_clock)  # the trial ends on the 24th: one event
+    ((headers, body),) = receiver.wait_for(1)
+    event_id = headers["webhook-id"]
+
+    def audited(action: str) -> datetime:
+        (record,) = client.billing.ListAuditEvents(pb.ListAuditEventsRequest(
+            account_id=account_id, action=action), metadata=ADMIN).audit_events
+        return _time(record.event_time)
+
+    # Each request names no account, only the endpoint or the event; each runs at the clock's
+    # time (its audit record says so), not at the wall time.
+    client.billing.RedeliverWebhookEvent(pb.RedeliverWebhookEventRequest(
+        event_id=event_id), metadata=ADMIN)
+    assert audited("webhook_event.redelivered") == on_clock
+    # The delivery itself is the dispatcher's, on wall time: it goes out now.
+    again_headers, again = receiver.wait_for(2)[1]
+    assert again_headers["webhook-id"] == event_id and again == body
+    assert json.loads(again)["timestamp"] == "2026-01-24T09:00:00Z"
+
+    client.billing.RotateWebhookSecret(pb.RotateWebhookSecretRequest(
+        endpoint_id=endpoint.endpoint_id), metadata=ADMIN)
+    assert audited("webhook_endpoint.secret_rotated") == on_clock
+    with server.db.read() as session:  # the old secret's grace runs on the signer's wall time
+        expires = session.get(WebhookEndpoint, endpoint.endpoint_id).previous_secret_expires_at
+    assert abs((expires - datetime.now(UTC)) - timedelta(hours=24)) < timedelta(minutes=5)
+
+    client.billing.DeleteWebhookEndpoint(pb.DeleteWebhookEndpointRequest(
+        endpoint_id=endpoint.endpoint_id), metadata=ADMIN)
+    assert audited("webhook_endpoint.deleted") == on_clock
+
+
+def test_a_batch_mixing_a_real_and_a_clock_account_judges_each_event_at_its_own_time(
+        client: Client) -> None:
+    from as2aas.billing.v1 import common_pb2
+    from as2aas.billing.v1 import usage_service_pb2 as upb
+
+    from tests.integration.test_usage import Shop
+    from tests.support import auth
+
+    producer = auth("producer")
+    clock = create_clock(client, name="mixed")
+    on_clock = client.billing.CreateAccount(pb.CreateAccountRequest(
+        name="Clock Co", plan_id="startup", skip_trial=True,
+        test_clock_id=clock.test_clock_id), metadata=ADMIN).account.account_id
+    clock_tenant = client.billing.CreateTenant(pb.CreateTenantRequest(
+        account_id=on_clock, name="EU"), metadata=ADMIN).tenant.tenant_id
+    real = Shop(client, skip_trial=True)
+    advance(client, clock.test_clock_id, datetime(2026, 2, 2, tzinfo=UTC))  # January invoiced
+    wall = datetime.now(UTC)
+
+    def clock_event(event_id: str, at: datetime) -> upb.UsageEvent:
+        return upb.UsageEvent(event_id=event_id, account_id=on_clock, tenant_id=clock_tenant,
+                              kind=common_pb2.USAGE_KIND_MESSAGE, quantity=10, occurred_at=ts(at))
+
+    for order in ("clock-first", "real-first"):  # whichever account the batch names first
+        clock_events = [
+            clock_event(f"{order}-c-late", datetime(2026, 1, 20, tzinfo=UTC)),  # invoiced
+            clock_event(f"{order}-c-now", datetime(2026, 2, 1, 12, tzinfo=UTC)),
+            clock_event(f"{order}-c-future", datetime(2026, 2, 3, tzinfo=UTC))]  # clock+1 day
+        real_events = [real.message(f"{order}-r-now", 5, at=wall - timedelta(hours=1)),
+                       real.message(f"{order}-r-future", 5, at=wall + timedelta(days=1))]
+        events = clock_events + real_events if order == "clock-first" \
+            else real_events + clock_events
+        ack = client.usage.RecordUsage(upb.RecordUsageRequest(batch_id=order, events=events),
+                                       metadata=producer)
+        # On the clock's time the clock events are late / on time / in the future; on the
+        # wall time, the real events are on time / in the future. Judged at one time for all,
+        # either c-future (wall) or r-now (clock) would come out wrong.
+        assert (ack.accepted, ack.late) == (3, 1), order
+        assert sorted(r.event_id for r in ack.rejected) == [
+            f"{order}-c-future", f"{order}-r-future"], order
+        assert all("future" in r.reason for r in ack.rejected)
+        # Each rejection names its event's place in the batch as sent.
+        assert [events[r.index].event_id for r in ack.rejected] == [
+            r.event_id for r in ack.rejected]
+        assert [r.index for r in ack.rejected] == sorted(r.index for r in ack.rejected)
+
+
+def test_change_request_expiry_and_hourly_reports_follow_the_clock(
+        client: Client, receiver: Receiver) -> None:
+    from as2aas.billing.v1 import common_pb2
+    from as2aas.billing.v1 import usage_service_pb2 as upb
+
+    from tests.support import auth
+
+    clock = create_clock(client, name="approvals-and-reports")
+    account_id = client.billing.CreateAccount(pb.CreateAccountRequest(
+        name="Held Co", plan_id="startup", skip_trial=True,
+        test_clock_id=clock.test_clock_id), metadata=ADMIN).account.account_id
+    tenant_id = client.billing.CreateTenant(pb.CreateTenantRequest(
+        account_id=account_id, name="EU"), metadata=ADMIN).tenant.tenant_id
+    client.billing.CreateWebhookEndpoint(pb.CreateWebhookEndpointRequest(
+        account_id=account_id, url=receiver.url,
+        event_types=["billing.usage_reported", "billing.approval_decided"]),
+        metadata=ADMIN)
+    client.billing.SetApprovalPolicy(pb.SetApprovalPolicyRequest(
+        account_id=account_id, policy=pb.ApprovalPolicy(upgrades=True)), metadata=ADMIN)
+    held = client.billing.ChangePlan(pb.ChangePlanRequest(
+        account_id=account_id, plan_id="business"), metadata=ADMIN).change_request
+    assert held.status == pb.CHANGE_REQUEST_STATUS_PENDING
+    assert _time(held.expires_at) == CLOCK_START + timedelta(days=7)  # on the clock
+    # Hour 08:00 closes at 09:00 (+ 5 minutes of grace) on the clock, long ago on the wall.
+    client.usage.RecordUsage(upb.RecordUsageRequest(batch_id="r", events=[upb.UsageEvent(
+        event_id="r1", account_id=account_id, tenant_id=tenant_id,
+        kind=common_pb2.USAGE_KIND_MESSAGE, quantity=7,
+        occurred_at=ts(CLOCK_START - timedelta(minutes=30)))]), metadata=auth("producer"))
+
+    def requests() -> list[pb.ChangeRequest]:
+        return list(client.billing.ListChangeRequests(pb.ListChangeRequestsRequest(
+            account_id=account_id), metadata=ADMIN).change_requests)
+
+    def reports() -> list[upb.UsageReport]:
+        return list(client.usage.ListUsageReports(upb.ListUsageReportsRequest(
+            account_id=account_id), metadata=auth("usage-reader")).reports)
+
+    # The real-time runs (every 0.2 s) leave both alone: neither time has come on the clock.
+    time.sleep(1.0)
+    assert [r.status for r in requests()] == [pb.CHANGE_REQUEST_STATUS_PENDING]
+    assert reports() == []
+    assert receiver.received() == []
+
+    advance(client, clock.test_clock_id, datetime(2026, 1, 20, tzinfo=UTC))
+    (expired,) = requests()
+    assert expired.status == pb.CHANGE_REQUEST_STATUS_EXPIRED
+    assert _time(expired.decided_at) == CLOCK_START + timedelta(days=7)
+    (report,) = reports()
+    assert _time(report.hour) == CLOCK_START - timedelta(hours=1)
+    # Made on the clock's time, once the hour closed there (09:00, plus 5 minutes of grace).
+    assert _time(report.create_time) == CLOCK_START + timedelta(minutes=5)
+    bodies = [json.loads(body) for _, body in receiver.wait_for(2)]
+    assert [b["type"] for b in bodies] == ["billing.usage_reported",
+                                           "billing.approval_decided"]
+    assert [b["timestamp"] for b in bodies] == ["2026-01-10T09:05:00Z", "2026-01-17T09:00:00Z"]
+    assert {b["data"]["test_clock_id"] for b in bodies} == {clock.test_clock_id}
+
+
+def test_the_purge_leaves_clock_accounts_alone(tmp_path) -> None:
+    from as2aas.billing.v1 import common_pb2
+    from as2aas.billing.v1 import usage_service_pb2 as upb
+    from sqlmodel import select
+
+    from billing_svc.services import retention
+    from billing_svc.storage.tables import UsageEvent
+    from tests.support import auth, fresh_database, settings_for_tests
+
+    with fresh_database(str(tmp_path)) as url:
+        server = ServerThread(settings_for_tests(url)).start()
+        client = Client(server.target)
+        try:
+            clock = create_clock(client, name="purge")
+            account_id = client.billing.CreateAccount(pb.CreateAccountRequest(
+                name="Kept Co", plan_id="startup", skip_trial=True,
+                test_clock_id=clock.test_clock_id), metadata=ADMIN).account.account_id
+            tenant_id = client.billing.CreateTenant(pb.CreateTenantRequest(
+                account_id=account_id, name="EU"), metadata=ADMIN).tenant.tenant_id
+
+            def record(event_id: str, at: datetime) -> upb.RecordUsageResponse:
+                return client.usage.RecordUsage(upb.RecordUsageRequest(events=[upb.UsageEvent(
+                    event_id=event_id, account_id=account_id, tenant_id=tenant_id,
+                    kind=common_pb2.USAGE_KIND_MESSAGE, quantity=3, occurred_at=ts(at))]),
+                    metadata=auth("producer"))
+
+            assert record("jan", datetime(2026, 1, 10, tzinfo=UTC)).accepted == 1
+            advance(client, clock.test_clock_id, datetime(2026, 2, 15, tzinfo=UTC))
+            # January is invoiced and, on the wall's time, far older than a 30-day retention.
+            summary = retention.purge(server.db, retention.RetentionPolicy(
+                usage_days=30, hourly_rollup_days=1), datetime.now(UTC))
+            assert summary.horizon > datetime(2026, 2, 1, tzinfo=UTC)
+            assert summary.periods_purged == [] and summary.hourly_rollups == 0
+            assert all(kept.account_id != account_id for kept in summary.uninvoiced)
+            with server.db.read() as session:  # its raw events are all there
+                assert len(session.exec(select(UsageEvent).where(
+                    UsageEvent.account_id == account_id)).all()) == 1
+            # The real-time horizon is not the clock's: its February, long before the
+            # horizon, still takes usage.
+            assert record("feb", datetime(2026, 2, 14, tzinfo=UTC)).accepted == 1
+        finally:
+            client.close()
+            server.stop()

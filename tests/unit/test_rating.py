@@ -260,12 +260,18 @@ STARTUP_YEAR = span(STARTUP, YEAR_START, utc(2024, 10, 16), ANNUAL)
                         span(STARTUP, Period(2024, 11).start, Period(2024, 11).end, ANNUAL)],
      usage(), {"subscription_start": YEAR_START}, [], "0"),
     # Switch from monthly to annual on June 16 2024: 15 days monthly, 15/30 x 99 = 49.50;
-    # then the rest of the year to April 1 2025, 289 of 365 days: 990 x 289/365 = 783.863..
-    # -> 783.86.
+    # then a new subscription year starts at the switch: the whole 990; 49.50 + 990 = 1,039.50.
     (Period(2024, 6), [span(STARTUP, utc(2024, 6, 1), utc(2024, 6, 16)),
                        span(STARTUP, utc(2024, 6, 16), utc(2024, 7, 1), ANNUAL)], usage(),
      {"subscription_start": YEAR_START},
-     [("base_fee", "0.5", "49.50"), ("base_fee", "0.791780822", "783.86")], "833.36"),
+     [("base_fee", "0.5", "49.50"), ("base_fee", "1", "990.00")], "1039.50"),
+    # ... and renews on June 16 2025, not on the account's anniversary (April 1).
+    (Period(2025, 4), [span(STARTUP, utc(2024, 6, 1), utc(2024, 6, 16)),
+                       span(STARTUP, utc(2024, 6, 16), Period(2025, 4).end, ANNUAL)], usage(),
+     {"subscription_start": YEAR_START}, [], "0"),
+    (Period(2025, 6), [span(STARTUP, utc(2024, 6, 1), utc(2024, 6, 16)),
+                       span(STARTUP, utc(2024, 6, 16), Period(2025, 6).end, ANNUAL)], usage(),
+     {"subscription_start": YEAR_START}, [("base_fee", "1", "990.00")], "990.00"),
     # A year started on February 29 2028 renews on February 28 in 2029.
     (Period(2029, 2), whole(Period(2029, 2), STARTUP, ANNUAL), usage(),
      {"subscription_start": utc(2028, 2, 29)}, [("base_fee", "1", "990.00")], "990.00"),
@@ -275,6 +281,7 @@ STARTUP_YEAR = span(STARTUP, YEAR_START, utc(2024, 10, 16), ANNUAL)
 ], ids=["anniversary-month", "other-month", "next-anniversary", "subscribed-mid-month",
         "annual-in-trial", "annual-after-trial", "upgrade-mid-year",
         "upgrade-at-period-start", "downgrade-mid-year", "monthly-to-annual",
+        "monthly-to-annual-no-renewal-at-the-old-anniversary", "monthly-to-annual-renewal",
         "leap-day-anniversary", "canceled-mid-year"])
 def test_annual_billing(period: Period, spans: list[PlanSpan], period_usage: PeriodUsage,
                         options: dict[str, Any], expected: list[tuple[str, str, str]],

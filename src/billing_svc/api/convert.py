@@ -241,11 +241,12 @@ def billing_plan_out(terms: Terms) -> pb.BillingPlan:
     )
 
 
-def account_billing_out(view: AccountBilling) -> pb.GetAccountBillingResponse:
+def account_billing_out(view: AccountBilling,
+                        now: datetime | None = None) -> pb.GetAccountBillingResponse:
     account = view.account
     return pb.GetAccountBillingResponse(
         customer_id=account.customer_id,
-        subscription=subscription_out(account),
+        subscription=subscription_out(account, now),
         billing_plan=billing_plan_out(view.terms),
         payment_method=payment_method_out(account),
         has_payment_method=account.payment_method_type is not None,

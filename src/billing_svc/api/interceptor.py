@@ -35,7 +35,7 @@ from billing_svc.api.limits import TEXT_LIMITS, check_text
 from billing_svc.domain.errors import BillingError, InvalidArgument
 from billing_svc.domain.ids import new_id
 from billing_svc.services.context import RequestContext
-from billing_svc.services.test_clocks import AccountClocks
+from billing_svc.services.test_clocks import RESOURCE_OWNERS, AccountClocks
 
 log = structlog.get_logger("billing_svc.rpc")
 
@@ -277,8 +277,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if spec.name not in _PER_EVENT_CHECKED:
             check_text(request)
         check_account(_request_context.get().caller, spec.name, request)
-        await at_account_clock(self._clocks, call.fields["account_id"],
-                               str(getattr(request, "invoice_id", "")))
+        await self._on_account_clock(call.fields["account_id"], request)
         return request
 
     def _start_span(self, spec: _Method,
@@ -294,6 +293,28 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             spec.name.lstrip("/"), parent, kind=trace.SpanKind.SERVER,
             attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name})
         return span, otel_context.attach(trace.set_span_in_context(span, parent))
+
+    async def _on_account_clock(self, account_id: str | None, request: Any) -> None:
+        """A call about a test clock's account (or a resource of it named only by its id: an
+        invoice, a webhook endpoint or event, a change request, a master partner) runs at the
+        clock's time (services read ``ctx.now``); a real account's (or resource's) costs one
+        lookup per process, then none."""
+        clocks = self._clocks
+        if clocks is None:
+            return
+        if account_id:
+            if clocks.known_real(account_id):
+                return
+            frozen = await asyncio.to_thread(clocks.now_for, account_id)
+        else:
+            named = next(((field, value) for field in RESOURCE_OWNERS
+                          if isinstance(value := getattr(request, field, ""), str) and value),
+                         None)
+            if named is None:
+                return
+            frozen = await asyncio.to_thread(clocks.now_for_resource, *named)
+        if frozen is not None:
+            _request_context.set(dataclasses.replace(_request_context.get(), now=frozen))
 
     def _unary_response(self, spec: _Method, behavior: Any, streaming_requests: bool) -> Any:
         async def serve(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Any:

@@ -33,7 +33,7 @@ from billing_svc.api.interceptor import at_account_clock, enter_context
 from billing_svc.api.limits import TEXT_LIMITS, check_text
 from billing_svc.domain.errors import BillingError, InvalidArgument, cut
 from billing_svc.domain.ids import new_id
-from billing_svc.services import accounts, usage_reports
+from billing_svc.services import accounts, test_clocks, usage_reports
 from billing_svc.services.context import Caller, RequestContext
 from billing_svc.services.test_clocks import AccountClocks
 from billing_svc.settings import Settings
@@ -238,7 +238,10 @@ class RestServer:
         _admit(caller, _BILLING_RPC, message)
         await at_account_clock(self._clocks, account_id)
         view = await run(accounts.get_account_billing, self.db, account_id)
-        return rest_json.account_billing(convert.account_billing_out(view))
+        # No interceptor here to say what time it is: the account's clock, or the wall's.
+        _, clock_now = await run(test_clocks.clock_time_of_account, self.db, account_id)
+        return rest_json.account_billing(convert.account_billing_out(
+            view, clock_now or self.db.clock.now()))
 
     async def _current_usage(self, request: web.Request, caller: Caller,
                              fields: dict[str, Any]) -> dict[str, Any]:
@@ -251,7 +254,8 @@ class RestServer:
         message = usage_pb.GetCurrentUsageRequest(account_id=account_id)
         _admit(caller, _USAGE_RPC, message)
         await at_account_clock(self._clocks, account_id)
-        report = await run(usage_reports.current_usage, self.db, account_id)
+        _, clock_now = await run(test_clocks.clock_time_of_account, self.db, account_id)
+        report = await run(usage_reports.current_usage, self.db, account_id, clock_now)
         return rest_json.current_usage(convert.current_usage_out(report))
 
     async def _unknown(self, request: web.Request) -> web.Response:

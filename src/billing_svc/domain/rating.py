@@ -133,7 +133,8 @@ def rate_period(period: Period, spans: Sequence[PlanSpan], usage: PeriodUsage, *
     that overlaps the period (the plan in force at its end, or at an immediate cancellation)
     sets the included amounts and overage rates (§1.3). ``anniversary``: the start of the
     subscription's annual years (default: the later of ``subscription_start`` and
-    ``trial_end``); only annual spans use it.
+    ``trial_end``; an annual span right after a monthly one starts them afresh, and for later
+    periods the caller passes that switch: ``terms.anniversary``); only annual spans use it.
     """
     _check_usage(usage)
     spans = _checked_spans(spans)
@@ -224,7 +225,14 @@ def _base_fee_lines(period: Period, spans: list[PlanSpan], paid_from: datetime |
                 raise ValueError("annual billing needs subscription_start or anniversary to "
                                  "know when the subscription's years start")
             previous = spans[index - 1] if index and spans[index - 1].end == span.start else None
-            lines.extend(_annual_lines(span, window, previous, anchor))
+            # Decision: a switch from monthly to annual starts the subscription's years afresh
+            # (Stripe resets the billing anchor alike): the whole yearly fee at the switch, the
+            # first renewal a year later. Within the trial the years still start at its end.
+            span_anchor = anchor
+            if previous is not None and previous.billing_interval == MONTHLY \
+                    and span.start > anchor:
+                span_anchor = span.start
+            lines.extend(_annual_lines(span, window, previous, span_anchor))
         else:
             lines.append(_monthly_line(period, span, window))
     return lines
@@ -250,10 +258,11 @@ def _annual_lines(span: PlanSpan, window: tuple[datetime, datetime],
     """Decision (§1.2 annual billing): the yearly fee (10 x the monthly fee) is charged whole on
     the invoice of the period in which each subscription year starts, nothing in other months.
 
-    Decision: a change *into* an annual span in the middle of a subscription year (an upgrade,
-    or a switch from monthly) charges the yearly fee minus the yearly fee already charged for
-    that year (zero after a monthly span), prorated by the share of the year that is left, on
-    the invoice of the period of the change. A lower result (a downgrade) is not refunded.
+    Decision: a change from one annual span to another in the middle of a subscription year (an
+    upgrade) charges the yearly fee minus the yearly fee already charged for that year, prorated
+    by the share of the year that is left, on the invoice of the period of the change. A lower
+    result (a downgrade) is not refunded. A switch from monthly starts a new year (the caller's
+    ``anchor`` is then the switch), so it pays the whole yearly fee.
     """
     start, end = window
     yearly = _yearly_fee(span.terms)

@@ -357,11 +357,16 @@ def _expire(session: Session, ctx: RequestContext, request: ChangeRequest) -> No
         occurred_at=request.expires_at))
 
 
-def expire_due(db: Database, ctx: RequestContext, *, limit: int = 500) -> int:
+def expire_due(db: Database, ctx: RequestContext, *, limit: int = 500,
+               test_clock_id: str | None = None) -> int:
     """Mark every pending request past its ``expires_at`` expired (the scheduler, every
-    replica: ``SKIP LOCKED`` and the status check make each expire once)."""
+    replica: ``SKIP LOCKED`` and the status check make each expire once). One time line at once:
+    the real accounts', or test clock ``test_clock_id``'s (a clock account's request was made,
+    and expires, on the clock's time)."""
     due = (ChangeRequest.status == approvals.PENDING,
-           ChangeRequest.expires_at <= ctx.now)
+           col(ChangeRequest.expires_at) <= ctx.now,
+           col(ChangeRequest.account_id).in_(
+               select(Account.account_id).where(accounts.on_clock(test_clock_id))))
     with db.read() as session:
         if session.exec(select(ChangeRequest.change_request_id).where(*due).limit(1)).first() \
                 is None:

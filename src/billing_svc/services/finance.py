@@ -30,7 +30,7 @@ from billing_svc.services import paging
 from billing_svc.services.common import load_account, require_existed
 from billing_svc.services.context import RequestContext
 from billing_svc.services.invoicing import issued_invoice, view
-from billing_svc.services.terms import plan_spans
+from billing_svc.services.terms import anniversary, plan_spans
 from billing_svc.services.usage_reports import (
     UNALLOCATED,
     PartnerUsage,
@@ -300,7 +300,8 @@ def reconcile_period(db: Database, account_id: str, period: Period) -> Reconcili
         usage = _usage_from_raw_events(session, account, period)
         rerated = rating.rate_period(period, plan_spans(session, account, period), usage,
                                      trial_end=account.trial_ends_at,
-                                     subscription_start=account.created_at)
+                                     subscription_start=account.created_at,
+                                     anniversary=anniversary(session, account, period))
         issued = view(invoice).lines
     totals: dict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0)] * 4)
     for line in issued:

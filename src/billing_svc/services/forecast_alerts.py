@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import structlog
-from sqlmodel import select
+from sqlmodel import col, select
 
 from billing_svc.domain import events
 from billing_svc.domain.errors import Unratable
@@ -33,10 +33,15 @@ def notice_key(budget_name: str, percentage: int) -> str:
     return f"forecast-budget:{budget_name}:{percentage}"
 
 
-def send_forecast_budget_alerts(db: Database, now: datetime) -> int:
-    """Check every account that has a budget; returns how many alerts were sent."""
+def send_forecast_budget_alerts(db: Database, now: datetime,
+                                test_clock_id: str | None = None) -> int:
+    """Check every account that has a budget; returns how many alerts were sent. One time line
+    at once: the real accounts (``None``), or test clock ``test_clock_id``'s at its time."""
+    clock = (col(Account.test_clock_id).is_(None) if test_clock_id is None
+             else col(Account.test_clock_id) == test_clock_id)
     with db.read() as session:
-        account_ids = sorted(set(session.exec(select(Budget.account_id)).all()))
+        account_ids = sorted(set(session.exec(select(Budget.account_id).where(
+            col(Budget.account_id).in_(select(Account.account_id).where(clock)))).all()))
     sent = 0
     for account_id in account_ids:
         try:

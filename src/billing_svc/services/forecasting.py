@@ -26,7 +26,7 @@ from billing_svc.domain.errors import InvalidArgument, Unratable
 from billing_svc.domain.forecast import SeriesForecast
 from billing_svc.domain.periods import Period
 from billing_svc.services.common import load_account
-from billing_svc.services.terms import plan_spans
+from billing_svc.services.terms import anniversary, plan_spans
 from billing_svc.services.usage_reports import PeriodRows, measure, tenant_usage
 from billing_svc.storage.db import Database
 from billing_svc.storage.tables import (
@@ -157,7 +157,8 @@ def rate_on_account_plan(session: Session, account: Account, period: Period,
     if not spans:
         return []
     return rating.rate_period(period, spans, usage, trial_end=account.trial_ends_at,
-                              subscription_start=account.created_at)
+                              subscription_start=account.created_at,
+                              anniversary=anniversary(session, account, period))
 
 
 def monthly_history(session: Session, account: Account, current: Period) -> list[MonthUsage]:

@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import structlog
 from opentelemetry import trace
@@ -27,7 +28,7 @@ from billing_svc import metrics, tracing
 from billing_svc.domain import usage as rules
 from billing_svc.domain.errors import DeadlineExceeded, Unavailable
 from billing_svc.domain.usage import UsageBatch
-from billing_svc.services.ingestion import BatchResult, ingest
+from billing_svc.services.ingestion import BatchResult, ingest, ingest_split
 from billing_svc.services.test_clocks import AccountClocks
 from billing_svc.storage.db import Database
 
@@ -125,22 +126,29 @@ class IngestionWriter:
                 live.append(pending)
         if not live:
             return
-        live, on_clocks = self._split_clock_batches(live)
+        live, on_clocks, mixed = self._split_clock_batches(live)
         for pending, clock_now in on_clocks:
-            self._store([pending], rules.to_us(clock_now), outcomes)
+            self._store([pending], rules.to_us(clock_now), outcomes, on_clock=True)
+        for pending, times in mixed:
+            self._store_mixed(pending, times, outcomes)
         if live:
             self._store(live, rules.to_us(self.db.clock.now()), outcomes)
 
     def _split_clock_batches(self, live: list[_Pending]) -> tuple[
-            list[_Pending], list[tuple[_Pending, datetime]]]:
-        """The batches of real accounts, and those naming a test clock's account with that
+            list[_Pending], list[tuple[_Pending, datetime]],
+            list[tuple[_Pending, dict[str, datetime]]]]:
+        """The batches of real accounts; those naming only one test clock's accounts, with that
         clock's time: each is stored on its own, judged against its clock (future, retention,
         thresholds), through the kernel too (its acceptance window is the group's, here the
-        batch's own). A batch naming accounts of several clocks goes at the first one's time."""
+        batch's own); and those mixing time lines (accounts of several clocks, or of a clock and
+        real ones), with each clock account's time: they take the Python path, each event
+        judged at its own account's time (``_store_mixed``)."""
         clocks = self.clocks
         if clocks is None:
-            return live, []
-        real, on_clocks = [], []
+            return live, [], []
+        real: list[_Pending] = []
+        on_clocks: list[tuple[_Pending, datetime]] = []
+        mixed: list[tuple[_Pending, dict[str, datetime]]] = []
         # The kernel names a batch's accounts only for a batch it can take whole; any other
         # goes the Python path, which decodes its events anyway.
         window = rules.accept_window(rules.to_us(self.db.clock.now()), self.retention_days)
@@ -149,25 +157,64 @@ class IngestionWriter:
             named = (batch.native.references()[0]
                      if batch.native is not None and batch.native.plain(*window)
                      else {event.account_id for event in batch.events})
-            clock_now = None
+            times: dict[str, datetime] = {}
+            on_real = False
             for account_id in named:
-                if account_id and not clocks.known_real(account_id):
-                    clock_now = clocks.now_for(account_id)
-                    if clock_now is not None:
-                        break
-            if clock_now is None:
+                # An id no account can have (PostgreSQL refuses NUL in text) is rejected later.
+                clock_now = (clocks.now_for(account_id)
+                             if account_id and "\x00" not in account_id
+                             and not clocks.known_real(account_id) else None)
+                if clock_now is None:
+                    on_real = True  # a real account (or an unknown one: rejected anyway)
+                else:
+                    times[account_id] = clock_now
+            if not times:
                 real.append(pending)
+            elif not on_real and len(set(times.values())) == 1:
+                on_clocks.append((pending, next(iter(times.values()))))
             else:
-                on_clocks.append((pending, clock_now))
-        return real, on_clocks
+                mixed.append((pending, times))
+        return real, on_clocks, mixed
+
+    def _store_mixed(self, pending: _Pending, times: dict[str, datetime],
+                     outcomes: list[tuple[_Pending, BatchResult | BaseException]]) -> None:
+        """One batch mixing time lines, in one transaction, a part per time line."""
+        batch = pending.batch
+        wall_us = rules.to_us(self.db.clock.now())
+        parts: dict[tuple[int, bool], tuple[list[Any], list[int]]] = {}
+        for index, event in enumerate(batch.events):
+            moment = times.get(event.account_id)
+            key = (rules.to_us(moment), True) if moment is not None else (wall_us, False)
+            events, indexes = parts.setdefault(key, ([], []))
+            events.append(event)
+            indexes.append(index)
+        split = []
+        for (now_us, on_clock), (events, indexes) in parts.items():
+            part = UsageBatch(batch.batch_id, events=events)
+            part.bound_account = batch.bound_account
+            split.append((part, indexes, now_us, on_clock))
+        try:
+            with self._span([pending]):
+                result = ingest_split(self.db, split, retention_days=self.retention_days)
+        except Exception as exc:
+            if not isinstance(exc, Unavailable):
+                log.exception("ingest_failed", batches=1)
+            outcomes.append((pending, exc))
+            return
+        metrics.USAGE_EVENTS.labels("accepted").inc(result.accepted - result.late)
+        metrics.USAGE_EVENTS.labels("late").inc(result.late)
+        metrics.USAGE_EVENTS.labels("duplicate").inc(result.duplicates)
+        metrics.USAGE_EVENTS.labels("rejected").inc(len(result.rejected))
+        outcomes.append((pending, result))
 
     def _store(self, live: list[_Pending], now_us: int,
-               outcomes: list[tuple[_Pending, BatchResult | BaseException]]) -> None:
+               outcomes: list[tuple[_Pending, BatchResult | BaseException]],
+               on_clock: bool = False) -> None:
         started = time.perf_counter()
         try:
             with self._span(live) as span:
                 results = ingest(self.db, [p.batch for p in live], now_us=now_us,
-                                 retention_days=self.retention_days)
+                                 retention_days=self.retention_days, on_clock=on_clock)
                 _count(span, results)
         except Exception as exc:
             if len(live) > 1 and not isinstance(exc, Unavailable):

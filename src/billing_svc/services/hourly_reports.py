@@ -31,6 +31,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import structlog
 from sqlalchemy import delete, tuple_, update
@@ -99,36 +100,47 @@ class ReportPage:
 # The job
 
 
-def report_closed_hours(db: Database, now: datetime, grace: timedelta) -> int:
+def _on_time_line(test_clock_id: str | None) -> Any:
+    """The marks of one time line: the real accounts' (``None``), or a test clock's, whose hours
+    close on the clock's time and whose reports are made when it is advanced."""
+    clock = (col(Account.test_clock_id).is_(None) if test_clock_id is None
+             else col(Account.test_clock_id) == test_clock_id)
+    return col(UsageReportDue.account_id).in_(select(Account.account_id).where(clock))
+
+
+def report_closed_hours(db: Database, now: datetime, grace: timedelta,
+                        test_clock_id: str | None = None) -> int:
     """Report every marked hour that closed at least ``grace`` ago; returns the reports made."""
     made = 0
     last_closed_hour_us = rules.to_us(now - grace) - HOUR_US
+    line = _on_time_line(test_clock_id)
     with db.read() as session:
         # A read first: an idle job must not take SQLite's one write lock every run.
         if session.execute(select(UsageReportDue.hour_us).where(
-                UsageReportDue.hour_us <= last_closed_hour_us).limit(1)).first() is None:
+                UsageReportDue.hour_us <= last_closed_hour_us, line).limit(1)).first() is None:
             return 0
     while True:
         try:
             with db.write() as session:
-                count, claimed = _report_batch(session, now, last_closed_hour_us)
+                count, claimed = _report_batch(session, now, last_closed_hour_us, line=line)
         except Unavailable:
             raise
         except Exception:
             # One hour that cannot be reported (say, an account whose terms cannot be rated)
             # must not hold back the others: again one mark per transaction, skipping it.
             log.warning("usage_report_batch_failed", exc_info=True)
-            return made + _report_one_by_one(db, now, last_closed_hour_us)
+            return made + _report_one_by_one(db, now, last_closed_hour_us, line)
         made += count
         if claimed < REPORT_BATCH:
             return made
 
 
-def _report_one_by_one(db: Database, now: datetime, last_closed_hour_us: int) -> int:
+def _report_one_by_one(db: Database, now: datetime, last_closed_hour_us: int,
+                       line: Any) -> int:
     with db.read() as session:
         marks = session.execute(
             select(UsageReportDue.account_id, UsageReportDue.hour_us)
-            .where(UsageReportDue.hour_us <= last_closed_hour_us)
+            .where(col(UsageReportDue.hour_us) <= last_closed_hour_us, line)
             .order_by(col(UsageReportDue.hour_us), col(UsageReportDue.account_id))
             .limit(REPORT_BATCH)).all()
     made = 0
@@ -146,11 +158,11 @@ def _report_one_by_one(db: Database, now: datetime, last_closed_hour_us: int) ->
 
 
 def _report_batch(session: Session, now: datetime, last_closed_hour_us: int,
-                  only: tuple[str, int] | None = None) -> tuple[int, int]:
+                  only: tuple[str, int] | None = None, line: Any = True) -> tuple[int, int]:
     """One transaction: claim up to REPORT_BATCH closed marks (or just ``only``), report them,
     delete the marks."""
     claim = select(UsageReportDue.account_id, UsageReportDue.hour_us).where(
-        UsageReportDue.hour_us <= last_closed_hour_us)
+        UsageReportDue.hour_us <= last_closed_hour_us, line)
     if only is not None:
         claim = claim.where(UsageReportDue.account_id == only[0],
                             UsageReportDue.hour_us == only[1])

@@ -64,14 +64,43 @@ _Candidates = list[tuple[int, UsageEventIn]]
 
 
 def ingest(db: Database, batches: Sequence[UsageBatch], *, now_us: int,
-           retention_days: int = rules.DEFAULT_RETENTION_DAYS) -> list[BatchResult]:
-    """Store ``batches`` in one transaction and return one result per batch."""
+           retention_days: int = rules.DEFAULT_RETENTION_DAYS,
+           on_clock: bool = False) -> list[BatchResult]:
+    """Store ``batches`` in one transaction and return one result per batch. ``on_clock``: the
+    batches name a test clock's accounts only (``now_us`` is the clock's time)."""
+    results: list[BatchResult] = _in_one_transaction(
+        db, lambda store, session, check_counters: _ingest(
+            store, session, batches, now_us, retention_days, check_counters, on_clock))
+    return results
+
+
+def ingest_split(db: Database, parts: Sequence[tuple[UsageBatch, Sequence[int], int, bool]], *,
+                 retention_days: int = rules.DEFAULT_RETENTION_DAYS) -> BatchResult:
+    """Store one batch whose events live on several time lines (real accounts, test clocks'
+    accounts), in one transaction: each part ``(events, their indexes in the batch, now_us,
+    on_clock)`` is judged at its own time (future, retention, late); the results make one."""
+    def work(store: UsageStore, session: Session, check_counters: bool) -> BatchResult:
+        merged = BatchResult()
+        for batch, indexes, now_us, on_clock in parts:
+            (result,) = _ingest(store, session, [batch], now_us, retention_days, check_counters,
+                                on_clock)
+            merged.accepted += result.accepted
+            merged.duplicates += result.duplicates
+            merged.late += result.late
+            merged.rejected.extend(Rejection(r.event_id, indexes[r.index], r.reason)
+                                   for r in result.rejected)
+        merged.rejected.sort(key=lambda rejection: rejection.index)
+        return merged
+    merged: BatchResult = _in_one_transaction(db, work)
+    return merged
+
+
+def _in_one_transaction(db: Database, work: Any) -> Any:
     check_counters = False
     for attempt in range(3):
         try:
             with db.write() as session:
-                return _ingest(UsageStore(session.connection()), session, batches, now_us,
-                               retention_days, check_counters)
+                return work(UsageStore(session.connection()), session, check_counters)
         except CounterFull:
             # Some counter cannot take the group: again, checking each event against them.
             if attempt == 2:
@@ -86,11 +115,13 @@ def ingest(db: Database, batches: Sequence[UsageBatch], *, now_us: int,
 
 
 def _ingest(store: UsageStore, session: Session, batches: Sequence[UsageBatch],
-            now_us: int, retention_days: int, check_counters: bool) -> list[BatchResult]:
+            now_us: int, retention_days: int, check_counters: bool,
+            on_clock: bool = False) -> list[BatchResult]:
     results = [BatchResult() for _ in batches]
     # Nothing older than a purge is taken, whatever the retention says: it was deleted, and would
-    # count again (services.retention).
-    horizon_us = usage_horizon_us(store.connection, share_lock=True)
+    # count again (services.retention). The purge leaves test clocks' accounts alone, so the
+    # real-time horizon is not theirs: a clock may live in a past the purge went through.
+    horizon_us = 0 if on_clock else usage_horizon_us(store.connection, share_lock=True)
     window = rules.accept_window(now_us, retention_days, horizon_us)
     # The kernel inserts on SQLite only; on PostgreSQL its batches give their events (COPY).
     # Counters checked event by event: the Python path only.

@@ -34,7 +34,7 @@ from billing_svc.services import carryover, credits, paging
 from billing_svc.services.accounts import on_clock
 from billing_svc.services.common import load_account, require_existed, visible
 from billing_svc.services.context import Caller, RequestContext
-from billing_svc.services.terms import load_segments, plan_spans
+from billing_svc.services.terms import anniversary, load_segments, plan_spans
 from billing_svc.services.usage_reports import PeriodRows, load_period_rows, measure
 from billing_svc.storage import audit, outbox
 from billing_svc.storage.db import Database
@@ -180,7 +180,8 @@ def _issue(session: Session, ctx: RequestContext, account: Account, period: Peri
     tenants = measured.tenants
     lines = rating.rate_period(
         period, plan_spans(session, account, period, segments), measured.billable,
-        trial_end=account.trial_ends_at, subscription_start=account.created_at, late=late,
+        trial_end=account.trial_ends_at, subscription_start=account.created_at,
+        anniversary=anniversary(session, account, period, segments), late=late,
         credits=credits.for_rating(account_credits))
     credits.draw(session, account_credits, lines)
     total = rating.invoice_total(lines)

@@ -28,7 +28,7 @@ from billing_svc.services.forecasting import (
     check_charges,
     forecast_account,
 )
-from billing_svc.services.terms import plan_spans
+from billing_svc.services.terms import anniversary, plan_spans
 from billing_svc.services.usage_reports import period_snapshot
 from billing_svc.storage.db import Database
 from billing_svc.storage.tables import Account
@@ -93,9 +93,10 @@ def compare_over_horizon(db: Database, account_id: str, period: Period, horizon_
             horizon[terms.plan_id] = HorizonCost(terms.plan_id, monthly, annual)
         # The account's own plan as it is (its custom terms, its subscription years), without
         # the trial like the others.
-        anniversary = max(account.created_at, account.trial_ends_at or account.created_at)
+        paid_from = max(account.created_at, account.trial_ends_at or account.created_at)
         current_total = sum((_total(p, plan_spans(session, account, p), usage,
-                                    account.created_at, anniversary)
+                                    account.created_at,
+                                    anniversary(session, account, p) or paid_from)
                              for p, usage in months), ZERO)
     for what, amount in [("the current plan", current_total),
                          *((f"plan {c.plan_id}", max(c.monthly_total, c.annual_total))

@@ -13,7 +13,9 @@ What goes, each by its own setting (README, "Data lifecycle and sizing"):
   period counters stay, and so do the roll-ups an open period is billed from), never those of
   periods whose raw events are still kept: the hourly reports of late events are their deltas.
 
-The audit trail is never purged.
+The audit trail is never purged. Test clocks' accounts are left out of the usage and roll-up
+purges: their periods are on a clock's time, not the purge's (issue 14, isolation); their data
+goes with ``DeleteTestClock``.
 
 Before deleting a usage event, the purge records the horizon (``retention_state``), and ingestion
 refuses anything older than it whatever the retention setting says later: a purged event resent
@@ -249,7 +251,9 @@ def _purge_usage(run: _Run, export: CsvGzExport | None) -> None:
     first_kept = Period.containing(summary.horizon).label
     with run.read() as store:
         started = store.purged_periods()
-        todo = {pair for pair in store.periods_before(first_kept) if not started.get(pair)}
+        on_clocks = store.clock_accounts()
+        todo = {pair for pair in store.periods_before(first_kept)
+                if not started.get(pair) and pair[0] not in on_clocks}
         invoiced = store.invoiced(todo)
         kept = sorted(todo - invoiced)
         messages = store.period_messages(kept)
@@ -354,7 +358,10 @@ def _purge_hourly(run: _Run, before: datetime) -> None:
     period's billable messages after a trial are read from them."""
     # A retention reaching before 1970 keeps every period (and no Period is that old).
     with run.read() as store:
-        invoiced = store.invoiced_periods_before(Period.containing(max(before, EARLIEST)).label)
+        on_clocks = store.clock_accounts()
+        invoiced = [(account_id, label) for account_id, label
+                    in store.invoiced_periods_before(Period.containing(max(before, EARLIEST)).label)
+                    if account_id not in on_clocks]
     ranges: dict[str, list[list[int]]] = defaultdict(list)
     for account_id, label in invoiced:
         period = Period.parse(label)

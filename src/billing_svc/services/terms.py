@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlmodel import Session, col, select
 
@@ -10,6 +11,7 @@ from billing_svc.domain.catalog import CustomTerms, effective_terms
 from billing_svc.domain.errors import InvalidArgument, Unratable
 from billing_svc.domain.periods import Period
 from billing_svc.domain.rating import PlanSpan
+from billing_svc.domain.subscriptions import ANNUAL
 from billing_svc.storage.tables import Account, PlanSegment
 
 
@@ -75,3 +77,28 @@ def plan_spans(session: Session, account: Account, period: Period,
         spans[-1] = PlanSpan(start=last.start, end=max(last.start, account.canceled_at),
                              terms=last.terms, billing_interval=last.billing_interval)
     return spans
+
+
+def anniversary(session: Session, account: Account, period: Period,
+                segments: Sequence[PlanSegment] | None = None) -> datetime | None:
+    """When the account's current run of annual billing (as of ``period``'s end) started its
+    years: the paid time's start (creation, or the trial's end if later) for an account annual
+    from the start, else the switch from monthly (docs/decisions.md, "Annual billing"). ``None``
+    when it has no annual run: rating's default then applies."""
+    if segments is None:
+        segments = load_segments(session, [account.account_id])[account.account_id]
+    segments = [s for s in segments if s.effective_at < period.end]
+    run_start: datetime | None = None
+    previous_interval: str | None = None
+    for index, segment in enumerate(segments):
+        if index + 1 < len(segments) and segments[index + 1].effective_at <= segment.effective_at:
+            continue  # replaced at the instant it began
+        if segment.billing_interval != ANNUAL:
+            run_start = None
+        elif previous_interval != ANNUAL:
+            run_start = segment.effective_at
+        previous_interval = segment.billing_interval
+    if run_start is None:
+        return None
+    paid_from = max(account.created_at, account.trial_ends_at or account.created_at)
+    return max(run_start, paid_from)

@@ -21,6 +21,7 @@ from billing_svc.domain import subscriptions as subs
 from billing_svc.domain.errors import FailedPrecondition, InvalidArgument, NotFound, shown
 from billing_svc.domain.ids import new_id
 from billing_svc.domain.periods import Period
+from billing_svc.domain.usage import from_us
 from billing_svc.services.context import RequestContext, system_context
 from billing_svc.storage import audit
 from billing_svc.storage.db import Database
@@ -203,6 +204,13 @@ def clock_time(db: Database, test_clock_id: str) -> datetime | None:
         return clock.frozen_time if clock is not None else None
 
 
+# The ids a request may name an account's resource by, without the account's id, and the table
+# that says whose it is: such a call runs at that account's time too.
+RESOURCE_OWNERS: dict[str, type] = {
+    "invoice_id": Invoice, "event_id": OutboxEvent, "endpoint_id": WebhookEndpoint,
+    "change_request_id": ChangeRequest, "partner_id": MasterPartner}
+
+
 class AccountClocks:
     """Which accounts live on a test clock, for the interceptor: an account's clock is set at its
     creation and never changes, so the answer is cached for good (bounded); only a clock
@@ -213,6 +221,7 @@ class AccountClocks:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._clock_of: dict[str, str | None] = {}
+        self._owner_of: dict[tuple[str, str], str] = {}
 
     def known_real(self, account_id: str) -> bool:
         """True when ``account_id`` is known to live on the real time (no I/O)."""
@@ -234,12 +243,28 @@ class AccountClocks:
 
     def now_for_invoice(self, invoice_id: str) -> datetime | None:
         """The clock time of the account of invoice ``invoice_id``, if it is a clock account."""
-        if not _could_exist(invoice_id):
+        return self.now_for_resource("invoice_id", invoice_id)
+
+    def now_for_resource(self, field: str, value: str) -> datetime | None:
+        """The clock time of the account that owns the resource a request names only by id
+        (``field`` one of ``RESOURCE_OWNERS``), if it is a clock account."""
+        if not _could_exist(value):
             return None
-        with self._db.read() as session:
-            account_id = session.execute(select(col(Invoice.account_id)).where(
-                col(Invoice.invoice_id) == invoice_id)).scalar()
-        return self.now_for(account_id) if account_id else None
+        account_id = self._owner_of.get((field, value))
+        if account_id is None:
+            table = RESOURCE_OWNERS[field]
+            with self._db.read() as session:
+                account_id = session.execute(select(col(table.account_id)).where(  # type: ignore[attr-defined]  # every owner table has one
+                    col(getattr(table, field)) == value)).scalar()
+            if account_id is None:
+                return None
+            # A resource never changes hands: its owner is cached like the account's clock.
+            if len(self._owner_of) >= self._MAX_CACHED:
+                self._owner_of.clear()
+            self._owner_of[(field, value)] = account_id
+        if self.known_real(account_id):
+            return None
+        return self.now_for(account_id)
 
     def _exists(self, account_id: str) -> bool:
         with self._db.read() as session:
@@ -261,9 +286,11 @@ def account_clock(session: Session, account: Account) -> TestClock | None:
 # Replaying an advance
 
 
-def _next_moment(db: Database, clock: TestClock, grace: timedelta) -> datetime:
+def _next_moment(db: Database, clock: TestClock, grace: timedelta,
+                 report_grace: timedelta = timedelta(0)) -> datetime:
     """The first moment after the clock's time at which one of its accounts has something due
-    (a trial end, a period-end change, a period close past the grace window), or the target."""
+    (a trial end, a period-end change, a change request's expiry, an hourly usage report, a
+    period close past the grace window), or the target."""
     assert clock.advancing_to is not None
     now, target = clock.frozen_time, clock.advancing_to
     candidates = [target, Period.containing(now - grace).end + grace]
@@ -277,15 +304,38 @@ def _next_moment(db: Database, clock: TestClock, grace: timedelta) -> datetime:
                 mine, condition, column > now).order_by(column).limit(1)).scalar()
             if due is not None:
                 candidates.append(due)
+        expiry = session.execute(
+            select(col(ChangeRequest.expires_at))
+            .join(Account, col(Account.account_id) == col(ChangeRequest.account_id))
+            .where(mine, col(ChangeRequest.status) == "pending",
+                   col(ChangeRequest.expires_at) > now)
+            .order_by(col(ChangeRequest.expires_at)).limit(1)).scalar()
+        if expiry is not None:
+            candidates.append(expiry)
+        # An hour with usage is reported once it closed (plus the grace): one moment per hour
+        # the producer sent usage in, so an advance stays bounded by what was sent.
+        hour_us = session.execute(
+            select(col(UsageReportDue.hour_us))
+            .join(Account, col(Account.account_id) == col(UsageReportDue.account_id))
+            .where(mine).order_by(col(UsageReportDue.hour_us)).limit(1)).scalar()
+        if hour_us is not None:
+            candidates.append(from_us(int(hour_us)) + timedelta(hours=1) + report_grace)
     return min(moment for moment in candidates if moment > now)
 
 
-def run_advances(db: Database, *, grace: timedelta, close_periods: bool) -> int:
+def run_advances(db: Database, *, grace: timedelta, close_periods: bool,
+                 report_grace: timedelta = timedelta(0)) -> int:
     """Replay every advancing clock up to its target, one due moment at a time; returns how many
     moments were replayed. Each moment runs the same jobs as the real-time scheduler, limited to
     the clock's accounts and at the clock's time; they are as safe to run twice (two replicas)
     as the real ones, and the clock's time only ever grows."""
-    from billing_svc.services import accounts, invoicing
+    from billing_svc.services import (
+        accounts,
+        approvals,
+        forecast_alerts,
+        hourly_reports,
+        invoicing,
+    )
 
     with db.read() as session:
         advancing = list(session.exec(sm_select(TestClock).where(
@@ -293,13 +343,19 @@ def run_advances(db: Database, *, grace: timedelta, close_periods: bool) -> int:
     steps = 0
     for clock in advancing:
         while clock.status == ADVANCING and clock.advancing_to is not None:
-            moment = _next_moment(db, clock, grace)
+            moment = _next_moment(db, clock, grace, report_grace)
             ctx = dataclasses.replace(system_context(f"test_clock:{clock.test_clock_id}"),
                                       now=moment)
-            accounts.end_due_trials(db, ctx, test_clock_id=clock.test_clock_id)
-            accounts.apply_period_end_changes(db, ctx, test_clock_id=clock.test_clock_id)
+            mine = clock.test_clock_id
+            accounts.end_due_trials(db, ctx, test_clock_id=mine)
+            accounts.apply_period_end_changes(db, ctx, test_clock_id=mine)
+            approvals.expire_due(db, ctx, test_clock_id=mine)
+            # Hourly reports of the hours closed by this moment, made at it (not one replayed
+            # moment per hour: an advance stays a handful of moments).
+            hourly_reports.report_closed_hours(db, moment, report_grace, test_clock_id=mine)
             if close_periods:
-                invoicing.close_due_periods(db, ctx, grace, test_clock_id=clock.test_clock_id)
+                invoicing.close_due_periods(db, ctx, grace, test_clock_id=mine)
+            forecast_alerts.send_forecast_budget_alerts(db, moment, test_clock_id=mine)
             done = moment >= clock.advancing_to
             with db.write() as session:
                 session.execute(update(TestClock).where(

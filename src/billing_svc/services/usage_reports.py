@@ -22,7 +22,7 @@ from billing_svc.domain.periods import Period
 from billing_svc.services import carryover, paging
 from billing_svc.services.accounts import terms_of
 from billing_svc.services.common import load_account, require_existed
-from billing_svc.services.terms import plan_spans
+from billing_svc.services.terms import anniversary, plan_spans
 from billing_svc.storage.db import Database
 from billing_svc.storage.tables import (
     Account,
@@ -242,7 +242,8 @@ def _rate(session: Session, account: Account, period: Period, usage: rating.Peri
     try:
         return rating.rate_period(period, spans, usage, trial_end=account.trial_ends_at,
                                   subscription_start=account.created_at,
-                                  late=carried.late if carried else (), credits=credits)
+                                  late=carried.late if carried else (), credits=credits,
+                                  anniversary=anniversary(session, account, period))
     except (ValueError, Unratable) as exc:
         if not (carried and carried.late):
             raise
@@ -251,7 +252,8 @@ def _rate(session: Session, account: Account, period: Period, usage: rating.Peri
         log.warning("estimate_late_usage_unratable", account_id=account.account_id,
                     period=period.label, reason=str(exc))
         return rating.rate_period(period, spans, usage, trial_end=account.trial_ends_at,
-                                  subscription_start=account.created_at, credits=credits)
+                                  subscription_start=account.created_at, credits=credits,
+                                  anniversary=anniversary(session, account, period))
 
 
 def messages_since(session: Session, account_id: str, period: Period, since: datetime) -> int:

@@ -112,7 +112,7 @@ def delete_endpoint(db: Database, ctx: RequestContext, *, endpoint_id: str) -> N
                 WebhookDelivery.endpoint_id == endpoint_id,
                 WebhookDelivery.status == "pending")):
             delivery.status = "canceled"
-            delivery.finished_at = ctx.now
+            delivery.finished_at = db.clock.now()  # the dispatcher's (wall) time line
             session.add(delivery)
         audit.append(session, actor=ctx.caller.name, action="webhook_endpoint.deleted",
                      account_id=endpoint.account_id, before=before,
@@ -124,7 +124,9 @@ def rotate_secret(db: Database, ctx: RequestContext, *, endpoint_id: str) -> Web
     with db.write() as session:
         endpoint = _load_endpoint(session, ctx, endpoint_id)
         endpoint.previous_secret = endpoint.secret
-        endpoint.previous_secret_expires_at = ctx.now + ROTATION_GRACE
+        # Wall time, also for a test clock's account: the dispatcher signs on wall time (the
+        # webhook-timestamp header) and it is the one that lets the old secret go.
+        endpoint.previous_secret_expires_at = db.clock.now() + ROTATION_GRACE
         endpoint.secret = signing.new_secret()
         session.add(endpoint)
         audit.append(session, actor=ctx.caller.name, action="webhook_endpoint.secret_rotated",
@@ -238,18 +240,21 @@ def redeliver(db: Database, ctx: RequestContext, *, event_id: str,
                                f"subscribed to {event.type} for account {event.account_id}")
         waiting = {d.endpoint_id: d for d in session.exec(select(WebhookDelivery).where(
             WebhookDelivery.event_id == event_id, WebhookDelivery.status == "pending"))}
+        # Deliveries live on the dispatcher's wall time, also for a test clock's account (whose
+        # call runs at the clock's time: the audit record's ``at``).
+        wall = db.clock.now()
         for endpoint in endpoints:
             delivery = waiting.get(endpoint.endpoint_id)
             in_flight = delivery is not None and delivery.lease_until is not None and \
-                delivery.lease_until > ctx.now
+                delivery.lease_until > wall
             if delivery is not None and not in_flight:
-                delivery.next_attempt_at = ctx.now  # waiting for a retry: now instead
+                delivery.next_attempt_at = wall  # waiting for a retry: now instead
                 session.add(delivery)
             else:
                 # None waiting, or one in flight right now (whose answer the caller has not
                 # seen): a new delivery.
                 session.add(WebhookDelivery(event_id=event_id, endpoint_id=endpoint.endpoint_id,
-                                            next_attempt_at=ctx.now, created_at=ctx.now))
+                                            next_attempt_at=wall, created_at=wall))
         audit.append(session, actor=ctx.caller.name, action="webhook_event.redelivered",
                      account_id=event.account_id, before=None,
                      after={"event_id": event_id,

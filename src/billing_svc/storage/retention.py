@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from billing_svc.domain.usage import STORAGE
 from billing_svc.storage.tables import (
+    Account,
     IdempotencyRecord,
     Invoice,
     OutboxEvent,
@@ -92,6 +93,13 @@ class RetentionStore:
                 select(table.c.account_id, table.c.period).distinct()
                 .where(table.c.period < label)))
         return rows
+
+    def clock_accounts(self) -> set[str]:
+        """The test clocks' accounts: their data lives on a clock's time, never on the purge's
+        (it goes with DeleteTestClock)."""
+        table = Account.__table__  # type: ignore[attr-defined]  # SQLModel table attribute
+        return set(self.connection.execute(select(table.c.account_id).where(
+            table.c.test_clock_id.is_not(None))).scalars())
 
     def invoiced(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
         pairs = list(pairs)
