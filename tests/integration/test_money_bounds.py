@@ -283,7 +283,7 @@ def test_a_projection_beyond_a_counter_is_capped_at_the_counter(
 def test_the_migration_widens_the_money_columns_keeping_every_amount(tmp_path) -> None:
     largest_before = D("99999999999.999999999")  # NUMERIC(20, 9)
     at = datetime(2026, 1, 15, tzinfo=UTC)
-    with fresh_database(str(tmp_path)) as url:
+    with fresh_database(str(tmp_path), empty=True) as url:
         db = Database(url)
         try:
             migrate.upgrade(db, "0006_credits")

@@ -68,7 +68,7 @@ def _schema_matches_the_tables(db: Database) -> None:
 
 
 def test_configured_callers_keep_their_keys_across_the_upgrade(tmp_path) -> None:
-    with fresh_database(str(tmp_path)) as url:
+    with fresh_database(str(tmp_path), empty=True) as url:
         settings = settings_for_tests(url)  # BILLING_AUTH_TOKENS: the test callers
         server = ServerThread(settings).start()
         client = Client(server.target)
@@ -103,7 +103,7 @@ def test_configured_callers_keep_their_keys_across_the_upgrade(tmp_path) -> None
 
 
 def test_database_callers_get_their_tokens_ids(tmp_path) -> None:
-    with fresh_database(str(tmp_path)) as url:
+    with fresh_database(str(tmp_path), empty=True) as url:
         db = Database(url)
         try:
             upgrade(db, BEFORE)
