@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from sqlmodel import Session, col, select
 
+from billing_svc.domain import signing
 from billing_svc.domain.errors import InvalidArgument, NotFound, shown
 from billing_svc.domain.events import EVENT_TYPES, subscribed
 from billing_svc.domain.ids import new_id
@@ -22,7 +23,6 @@ from billing_svc.storage.tables import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from billing_svc.webhooks import signing
 from billing_svc.webhooks.url_guard import UnsafeURL, resolve
 
 ROTATION_GRACE = timedelta(hours=24)
