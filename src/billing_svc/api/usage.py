@@ -26,8 +26,8 @@ from billing_svc.domain.usage import UsageBatch, UsageEventIn
 from billing_svc.native import UsageCodec
 from billing_svc.native import count_events as count_events  # where tests look for it
 from billing_svc.services import forecasting, hourly_reports, usage_reports
-from billing_svc.services.group_commit import IngestionWriter
 from billing_svc.services.ingestion import BatchResult
+from billing_svc.services.ingestion_writer import IngestionWriter
 from billing_svc.storage.db import Database
 
 log = structlog.get_logger("billing_svc.usage")

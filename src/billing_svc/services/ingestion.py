@@ -1,6 +1,6 @@
 """Usage ingestion: validate, dedupe and store a group of batches in one transaction.
 
-``ingest`` stores the batches that ``services.group_commit`` collected from every stream. If a
+``ingest`` stores the batches that ``services.ingestion_writer`` collected from every stream. If a
 group fails for a reason other than the database being unavailable, the writer retries its
 batches one by one, so that one bad batch cannot fail its neighbours.
 
