@@ -34,7 +34,7 @@ from billing_svc.domain.catalog import CustomTerms, Terms, effective_terms
 from billing_svc.domain.errors import shown
 from billing_svc.domain.periods import Period
 from billing_svc.domain.usage import MESSAGE, UsageBatch, UsageEventIn
-from billing_svc.services.finance import check_budgets
+from billing_svc.services.budget_alerts import check_budgets
 from billing_svc.services.headroom import Headroom
 from billing_svc.storage import notices, outbox
 from billing_svc.storage.db import Database

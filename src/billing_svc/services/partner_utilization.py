@@ -21,9 +21,9 @@ from billing_svc.domain import usage as rules
 from billing_svc.domain.bounds import INT64_MAX
 from billing_svc.domain.errors import InvalidArgument, Unratable
 from billing_svc.domain.periods import Period
-from billing_svc.services.accounts import terms_of
 from billing_svc.services.common import load_account, require_existed
 from billing_svc.services.forecasting import check_charges
+from billing_svc.services.terms import terms_of
 from billing_svc.services.usage_reports import period_snapshot
 from billing_svc.storage.db import Database
 from billing_svc.storage.tables import MasterPartner, UsageHourly, UsagePartnerPeriod

@@ -20,9 +20,8 @@ from billing_svc.domain import usage as rules
 from billing_svc.domain.errors import InvalidArgument, Unratable
 from billing_svc.domain.periods import Period
 from billing_svc.services import carryover, paging
-from billing_svc.services.accounts import terms_of
 from billing_svc.services.common import load_account, require_existed
-from billing_svc.services.terms import anniversary, plan_spans
+from billing_svc.services.terms import anniversary, plan_spans, terms_of
 from billing_svc.storage.db import Database
 from billing_svc.storage.tables import (
     Account,
