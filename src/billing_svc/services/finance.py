@@ -13,7 +13,6 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from billing_svc.domain import catalog, rating
-from billing_svc.domain import usage as rules
 from billing_svc.domain.bounds import MAX_AMOUNT
 from billing_svc.domain.errors import (
     FailedPrecondition,
@@ -24,6 +23,7 @@ from billing_svc.domain.errors import (
 from billing_svc.domain.money import ZERO, to_cents
 from billing_svc.domain.periods import Period
 from billing_svc.domain.subscriptions import MONTHLY, parse_thresholds
+from billing_svc.domain.usage import from_us, to_us
 from billing_svc.services import paging
 from billing_svc.services.budget_alerts import check_budgets
 from billing_svc.services.common import load_account, require_existed
@@ -287,7 +287,7 @@ def _require_raw_events(session: Session, account_id: str, period: Period) -> No
         raise FailedPrecondition(
             f"period {period.label} of account {account_id} cannot be reconciled: its raw usage "
             f"events were purged on {started_at:%Y-%m-%d} (older than "
-            f"{rules.from_us(horizon_us):%Y-%m-%d}, outside BILLING_USAGE_RETENTION_DAYS); "
+            f"{from_us(horizon_us):%Y-%m-%d}, outside BILLING_USAGE_RETENTION_DAYS); "
             "its invoice stands as issued")
 
 
@@ -295,10 +295,10 @@ def _usage_from_raw_events(session: Session, account: Account,
                            period: Period) -> rating.PeriodUsage:
     connection = session.connection()
     store = UsageStore(connection)
-    start_us = rules.to_us(period.start)
+    start_us = to_us(period.start)
     first_hour = start_us
     if account.trial_ends_at is not None and account.trial_ends_at > period.start:
-        trial_us = rules.to_us(account.trial_ends_at)
+        trial_us = to_us(account.trial_ends_at)
         first_hour = max(start_us, -(-trial_us // 3_600_000_000) * 3_600_000_000)
     rows = store._all(
         "SELECT COALESCE(SUM(quantity), 0) FROM usage_event WHERE account_id = ? AND "
