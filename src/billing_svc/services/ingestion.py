@@ -130,9 +130,9 @@ def _ingest(store: UsageStore, session: Session, batches: Sequence[UsageBatch],
     candidates = {index: _check_shapes(batch, results[index], now_us, retention_days, horizon_us)
                   for index, batch in enumerate(batches) if native[index] is None}
     refs = _References.load(store, [n for n in native if n is not None], candidates.values())
-    admitted = [plain is not None and refs.admit(plain) for plain in native]
-    for index, plain in enumerate(native):
-        if plain is not None and not admitted[index]:  # the Python path says what is wrong
+    admitted = [kernel_batch is not None and refs.admit(kernel_batch) for kernel_batch in native]
+    for index, kernel_batch in enumerate(native):
+        if kernel_batch is not None and not admitted[index]:  # the Python path says what is wrong
             candidates[index] = list(enumerate(batches[index].events))  # all pass check_shape
     headroom = Headroom(store, candidates.values(), messages=check_counters)
     rollup = _Rollup()
@@ -196,12 +196,12 @@ class _References:
     invoiced: set[tuple[str, str]]  # (account_id, period label)
 
     @classmethod
-    def load(cls, store: UsageStore, plain: list[Any],
+    def load(cls, store: UsageStore, kernel_batches: list[Any],
              candidates: Any) -> _References:
         account_ids: set[str] = set()
         tenant_ids: set[str] = set()
         partner_ids: set[str] = set()
-        for batch in plain:
+        for batch in kernel_batches:
             accounts, tenants, partners = batch.references()
             account_ids |= accounts
             tenant_ids.update(tenant for _, tenant in tenants)
@@ -216,15 +216,16 @@ class _References:
         return cls(accounts, store.tenant_owners(tenant_ids), store.partner_owners(partner_ids),
                    store.invoiced_periods(accounts))
 
-    def admit(self, plain: Any) -> bool:
-        """May the kernel store this plain batch: are all its tenants and partners the named
-        account's own (so the account exists), and is none of its events late?"""
-        _, tenants, partners = plain.references()
+    def admit(self, kernel_batch: Any) -> bool:
+        """May the kernel store this batch (its ``plain()`` check passed): are all its tenants
+        and partners the named account's own (so the account exists), and is none of its events
+        late?"""
+        _, tenants, partners = kernel_batch.references()
         label_of = usage.period_label_of
         return (all(self.tenant_owners.get(t) == account for account, t in tenants)
                 and all(self.partner_owners.get(p) == account for account, p in partners)
                 and not any((account, label_of(hour_us)) in self.invoiced
-                            for account, hour_us, *_ in plain.hourly()))
+                            for account, hour_us, *_ in kernel_batch.hourly()))
 
     def problem(self, e: UsageEventIn) -> str | None:
         if e.account_id not in self.accounts:
