@@ -15,8 +15,8 @@ from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 from billing_svc import logs
+from billing_svc.domain.scopes import SCOPES
 from billing_svc.operator_errors import OperatorError, unreachable_database
-from billing_svc.services.context import SCOPES
 from billing_svc.settings import Settings, load_settings
 
 T = TypeVar("T")

@@ -25,8 +25,8 @@ from billing_svc.domain.retention import (
     MAX_RETENTION_DAYS,
     MIN_IDEMPOTENCY_RETENTION_DAYS,
 )
+from billing_svc.domain.scopes import SCOPES
 from billing_svc.operator_errors import OperatorError
-from billing_svc.services.context import SCOPES
 
 # The Standard Webhooks example schedule (~3 days): seconds to wait before each retry.
 DEFAULT_WEBHOOK_RETRY_SCHEDULE = "5,300,1800,7200,18000,36000,50400,72000,86400"

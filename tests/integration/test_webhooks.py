@@ -605,7 +605,7 @@ def test_https_checks_the_certificate_against_the_urls_host_name(
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    from billing_svc.webhooks.transport import DeliveryClient
+    from billing_svc.net.transport import DeliveryClient
     from tests.integration.test_tls import _certificate, _pem_key
 
     ca_key = ec.generate_private_key(ec.SECP256R1())

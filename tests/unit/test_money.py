@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from billing_svc.domain.money import (
+    decimal_text,
     from_units_nanos,
     parse_decimal,
     split_largest_remainder,
@@ -91,6 +92,25 @@ def test_invalid_wire_money_is_refused(units: int, nanos: int) -> None:
 def test_an_amount_finer_than_a_nano_cannot_go_on_the_wire() -> None:
     with pytest.raises(ValueError, match="9 decimal places"):
         to_units_nanos(D("0.0000000001"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Decimals as text (GB-months and quantities on the wire, invoice line descriptions)
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    ("3", "3"),
+    ("2.50", "2.5"),            # trailing zeros go
+    ("100.000", "100"),         # and the point with them; the zeros before it stay
+    ("1000", "1000"),
+    ("1E+3", "1000"),           # never an exponent
+    ("1E-9", "0.000000001"),
+    ("0.000", "0"),
+    ("-1.50", "-1.5"),
+], ids=["whole", "trailing-zero", "point-goes", "tens-stay", "exponent", "nano", "zero",
+        "negative"])
+def test_decimal_text_has_no_exponent_and_no_trailing_zeros(value: str, text: str) -> None:
+    assert decimal_text(D(value)) == text
 
 
 # ---------------------------------------------------------------------------------------------

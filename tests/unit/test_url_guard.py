@@ -8,8 +8,8 @@ import socket
 
 import pytest
 
-from billing_svc.webhooks import url_guard
-from billing_svc.webhooks.url_guard import UnsafeURL, addresses_to_connect, check_url, is_public
+from billing_svc.net import url_guard
+from billing_svc.net.url_guard import UnsafeURL, addresses_to_connect, check_url, is_public
 
 
 @pytest.mark.parametrize(("address", "public"), [

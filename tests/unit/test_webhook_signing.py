@@ -9,7 +9,7 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from billing_svc.webhooks import signing
+from billing_svc.domain import signing
 
 # From the Standard Webhooks specification (WEBHOOKS.md: signing).
 SECRET = "whsec_plJ3nmyCDGBKInavdOK15jsl"

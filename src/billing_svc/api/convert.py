@@ -283,15 +283,10 @@ def year_month_in(year: int, month: int) -> Period:
     return Period(year, month)
 
 
-def _decimal_text(value: Decimal) -> str:
-    text = format(value, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
 def tenant_usage_out(tenant: usage_reports.TenantUsage) -> common_pb2.TenantUsage:
     return common_pb2.TenantUsage(
         tenant_id=tenant.tenant_id, name=tenant.name, message_count=tenant.messages,
-        storage_gb_months=_decimal_text(tenant.storage_gb_months),
+        storage_gb_months=money.decimal_text(tenant.storage_gb_months),
         storage_bytes=tenant.storage_bytes)
 
 
@@ -301,7 +296,7 @@ def current_usage_out(report: usage_reports.CurrentUsage) -> usage_pb.GetCurrent
         period=period_out(snapshot.period),
         usage_to_date=usage_pb.UsageToDate(
             messages=snapshot.messages, active_tenants=snapshot.active_tenants,
-            storage_gb_months=_decimal_text(snapshot.storage_gb_months),
+            storage_gb_months=money.decimal_text(snapshot.storage_gb_months),
             estimated_charges=money_out(snapshot.total), storage_bytes=snapshot.storage_bytes,
             estimated_lines=[usage_pb.EstimatedCharge(type=line.type,
                                                       amount=money_out(line.amount))
@@ -321,7 +316,7 @@ def monthly_usage_out(report: usage_reports.MonthlyUsage) -> usage_pb.GetMonthly
             message_count=p.messages, cost=money_out(p.cost)) for p in report.partners],
         tenant_breakdown=[tenant_usage_out(t) for t in snapshot.tenants],
         active_tenants=snapshot.active_tenants,
-        storage_gb_months=_decimal_text(snapshot.storage_gb_months),
+        storage_gb_months=money.decimal_text(snapshot.storage_gb_months),
     )
 
 
@@ -393,7 +388,7 @@ def page_size_in(value: int) -> int:
 
 def invoice_line_out(line: rating.InvoiceLine) -> pb.InvoiceLine:
     return pb.InvoiceLine(type=line.type, description=line.description,
-                          quantity=_decimal_text(line.quantity),
+                          quantity=money.decimal_text(line.quantity),
                           unit_price=money_out(_to_nanos(line.unit_price)),
                           amount=money_out(line.amount), period=line.period or "",
                           credit_id=line.credit_id or "")
@@ -427,10 +422,6 @@ def invoice_out(view: invoicing.InvoiceView) -> pb.Invoice:
 
 # ---------------------------------------------------------------------------------------------
 # Finance
-
-
-def decimal_text(value: Decimal) -> str:
-    return _decimal_text(value)
 
 
 def budget_out(budget: Budget) -> pb.Budget:

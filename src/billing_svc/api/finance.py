@@ -8,6 +8,7 @@ from as2aas.billing.v1 import billing_service_pb2 as pb
 from billing_svc.api import convert, reports
 from billing_svc.api.common import run
 from billing_svc.api.interceptor import current_context
+from billing_svc.domain import money
 from billing_svc.domain.errors import InvalidArgument
 from billing_svc.services import finance, partner_utilization, plan_advice
 from billing_svc.storage.db import Database
@@ -75,8 +76,8 @@ class FinanceRpcs:
         return pb.ReconcilePeriodResponse(
             invoice_id=result.invoice_id, matches=result.matches,
             lines=[pb.ReconciliationLine(
-                type=line.type, invoiced_quantity=convert.decimal_text(line.invoiced_quantity),
-                rerated_quantity=convert.decimal_text(line.rerated_quantity),
+                type=line.type, invoiced_quantity=money.decimal_text(line.invoiced_quantity),
+                rerated_quantity=money.decimal_text(line.rerated_quantity),
                 invoiced_amount=convert.money_out(line.invoiced_amount),
                 rerated_amount=convert.money_out(line.rerated_amount),
                 difference=convert.money_out(line.difference)) for line in result.lines])

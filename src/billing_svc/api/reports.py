@@ -8,6 +8,7 @@ from as2aas.billing.v1 import usage_service_pb2 as usage_pb
 
 from billing_svc.api import convert
 from billing_svc.domain import forecast as model
+from billing_svc.domain import money
 from billing_svc.domain.subscriptions import ANNUAL, MONTHLY
 from billing_svc.services import finance, partner_utilization, plan_advice
 from billing_svc.services.forecasting import UsageForecast
@@ -34,7 +35,7 @@ def forecast_out(forecast: UsageForecast) -> usage_pb.GetUsageForecastResponse:
         model=_MODELS[forecast.model], history_months=len(forecast.history),
         months=[usage_pb.ForecastMonth(
             period=convert.period_out(month.period), messages=month.messages,
-            storage_gb_months=convert.decimal_text(month.storage_gb_months),
+            storage_gb_months=money.decimal_text(month.storage_gb_months),
             active_tenants=month.active_tenants, charges=convert.money_out(month.total),
             lines=[usage_pb.EstimatedCharge(type=line.type, amount=convert.money_out(line.amount))
                    for line in month.lines]) for month in forecast.months],

@@ -25,7 +25,7 @@ from billing_svc.api.rest import RestServer
 from billing_svc.clock import SYSTEM_CLOCK, Clock
 from billing_svc.metrics import serve_metrics
 from billing_svc.operator_errors import ListenError
-from billing_svc.services.group_commit import IngestionWriter
+from billing_svc.services.ingestion_writer import IngestionWriter
 from billing_svc.services.test_clocks import AccountClocks
 from billing_svc.settings import Settings
 from billing_svc.storage.db import Database

@@ -20,14 +20,14 @@ from google.protobuf.message import DecodeError
 from billing_svc.api import convert, reports
 from billing_svc.api.common import deadline, run
 from billing_svc.api.interceptor import current_context, log_fields
-from billing_svc.domain import usage as rules
+from billing_svc.domain import usage
 from billing_svc.domain.errors import InvalidArgument, Unavailable
 from billing_svc.domain.usage import UsageBatch, UsageEventIn
 from billing_svc.native import UsageCodec
 from billing_svc.native import count_events as count_events  # where tests look for it
 from billing_svc.services import forecasting, hourly_reports, usage_reports
-from billing_svc.services.group_commit import IngestionWriter
 from billing_svc.services.ingestion import BatchResult
+from billing_svc.services.ingestion_writer import IngestionWriter
 from billing_svc.storage.db import Database
 
 log = structlog.get_logger("billing_svc.usage")
@@ -55,7 +55,7 @@ def decode_request(codec: UsageCodec) -> Callable[[bytes], UsageRequest]:
     def decode(raw: bytes) -> UsageRequest:
         # Counted first: 16 MiB of tiny events must be refused before they are decoded (into
         # millions of objects).
-        most = rules.MAX_BATCH_EVENTS
+        most = usage.MAX_BATCH_EVENTS
         count = codec.count_events(raw, stop_after=most)
         if count is not None and count > most:
             return _too_many(count if codec.counts_exactly else None)
@@ -78,9 +78,9 @@ def events_in(events: Any) -> list[UsageEventIn]:
     """Proto events to domain values (no validation here: that is per event, in ingestion; a
     timestamp that names no accepted time becomes a value check_shape gives the reason for)."""
     new = tuple.__new__
-    occurred_at_us_of = rules.occurred_at_us_of
-    earliest, latest, nanos_per_second = (rules.EARLIEST_SECONDS, rules.LATEST_SECONDS,
-                                          rules.NANOS_PER_SECOND)
+    occurred_at_us_of = usage.occurred_at_us_of
+    earliest, latest, nanos_per_second = (usage.EARLIEST_SECONDS, usage.LATEST_SECONDS,
+                                          usage.NANOS_PER_SECOND)
     batch: list[Any] = []
     append = batch.append
     for event in events:
@@ -109,9 +109,9 @@ def batch_of(request: UsageRequest) -> UsageBatch:
 
 def _too_many(count: int | None) -> InvalidArgument:
     """``count`` None: more than the most, counted no further."""
-    many = f"{count}" if count is not None else f"more than {rules.MAX_BATCH_EVENTS}"
+    many = f"{count}" if count is not None else f"more than {usage.MAX_BATCH_EVENTS}"
     return InvalidArgument("events", f"{many} events in one batch; at most "
-                           f"{rules.MAX_BATCH_EVENTS} are accepted, split the batch")
+                           f"{usage.MAX_BATCH_EVENTS} are accepted, split the batch")
 
 
 def ack_fields(batch_id: str, result: BatchResult) -> dict[str, Any]:
@@ -119,7 +119,7 @@ def ack_fields(batch_id: str, result: BatchResult) -> dict[str, Any]:
         "batch_id": batch_id, "accepted": result.accepted, "duplicates": result.duplicates,
         "late": result.late,
         # An overlong event_id (itself a reason to reject) comes back cut: `index` names it.
-        "rejected": [pb.RejectedEvent(event_id=r.event_id[:rules.MAX_EVENT_ID_LENGTH],
+        "rejected": [pb.RejectedEvent(event_id=r.event_id[:usage.MAX_EVENT_ID_LENGTH],
                                       index=r.index, reason=r.reason)
                      for r in result.rejected],
     }
@@ -138,7 +138,7 @@ def batch_log(batch: UsageBatch, result: BatchResult) -> dict[str, Any]:
     if result.rejected and log.is_enabled_for(10):  # logging.DEBUG
         shown = result.rejected[:MAX_LOGGED_REJECTIONS]
         log.debug("usage_rejected", account_id=fields["account_id"], batch_id=batch.batch_id,
-                  rejected=[{"index": r.index, "event_id": r.event_id[:rules.MAX_EVENT_ID_LENGTH],
+                  rejected=[{"index": r.index, "event_id": r.event_id[:usage.MAX_EVENT_ID_LENGTH],
                              "reason": r.reason} for r in shown],
                   not_shown=len(result.rejected) - len(shown))
     return fields

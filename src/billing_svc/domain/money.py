@@ -36,6 +36,13 @@ def parse_decimal(text: str, *, field: str = "amount") -> Decimal:
     return value
 
 
+def decimal_text(value: Decimal) -> str:
+    """A decimal as text without exponent or trailing zeros: 3, 2.5, 0.000000001. The one
+    formatter for quantities that travel as text (GB-months on the wire, in line descriptions)."""
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def to_units_nanos(amount: Decimal) -> tuple[int, int]:
     """Split an amount into google.type.Money ``(units, nanos)``, both with the amount's sign.
 

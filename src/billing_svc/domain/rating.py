@@ -28,7 +28,7 @@ from fractions import Fraction
 from billing_svc.domain.bounds import MAX_AMOUNT
 from billing_svc.domain.catalog import MessageTier, Terms
 from billing_svc.domain.errors import Unratable
-from billing_svc.domain.money import ZERO, to_cents
+from billing_svc.domain.money import ZERO, decimal_text, to_cents
 from billing_svc.domain.periods import Period
 from billing_svc.domain.subscriptions import ANNUAL, ANNUAL_FEE_MONTHS, MONTHLY
 
@@ -372,8 +372,9 @@ def _storage_lines(gb_months: Decimal, terms: Terms) -> list[InvoiceLine]:
     if extra <= 0:
         return []
     return [InvoiceLine(
-        STORAGE_OVERAGE, f"{_plain(extra)} GB-months over the "
-        f"{_plain(terms.included_storage_gb)} GB included", extra, terms.storage_overage_per_gb,
+        STORAGE_OVERAGE, f"{decimal_text(extra)} GB-months over the "
+        f"{decimal_text(terms.included_storage_gb)} GB included", extra,
+        terms.storage_overage_per_gb,
         to_cents(_EXACT.multiply(extra, terms.storage_overage_per_gb)))]
 
 
@@ -552,9 +553,3 @@ def _seconds_text(start: datetime, end: datetime) -> str:
     if micros % 1_000_000 == 0:
         return f"{micros // 1_000_000:,}"
     return f"{micros // 1_000_000:,}.{micros % 1_000_000:06d}".rstrip("0")
-
-
-def _plain(value: Decimal) -> str:
-    """A decimal without exponent or trailing zeros: 3, 2.5, 0.000000001."""
-    text = format(value, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text

@@ -29,6 +29,7 @@ from billing_svc.domain.ids import new_id
 from billing_svc.domain.periods import Period
 from billing_svc.services.common import idempotent_write, load_account, loader, visible
 from billing_svc.services.context import RequestContext
+from billing_svc.services.terms import terms_of as terms_of  # re-exported: accounts.terms_of
 from billing_svc.storage import audit, notices, outbox
 from billing_svc.storage.db import Database
 from billing_svc.storage.idempotency import IdempotencyKey
@@ -43,11 +44,6 @@ class AccountBilling:
 
     account: Account
     terms: Terms
-
-
-def terms_of(account: Account) -> Terms:
-    custom = CustomTerms.from_json(account.custom_terms_json) if account.custom_terms_json else None
-    return catalog.effective_terms(account.plan_id, custom)
 
 
 def _catalog_plan(plan_id: str, field: str = "plan_id") -> Terms:

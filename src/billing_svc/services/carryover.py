@@ -14,8 +14,7 @@ from sqlmodel import Session, select
 from billing_svc.domain import rating
 from billing_svc.domain.periods import Period
 from billing_svc.services import credits
-from billing_svc.services.accounts import terms_of
-from billing_svc.services.terms import load_segments, plan_spans
+from billing_svc.services.terms import load_segments, plan_spans, terms_of
 from billing_svc.storage.tables import Account, AccountCredit, PlanSegment, UsagePeriod
 
 

@@ -9,10 +9,9 @@ from datetime import datetime
 from opentelemetry import trace
 
 from billing_svc.clock import SYSTEM_CLOCK, Clock
+from billing_svc.domain.scopes import SCOPES as SCOPES  # re-exported beside Caller
 from billing_svc.tracing import NO_TRACER
 
-SCOPES = ("usage:write", "usage:read", "billing:read", "billing:write", "admin",
-          "billing:approve", "sandbox")
 # The caller id of the service's own jobs, the CLI and direct calls: no token stands behind them.
 SYSTEM_TOKEN_ID = "system"
 

@@ -10,23 +10,22 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import structlog
 from sqlmodel import Session, col, select
 
-from billing_svc.domain import catalog, events, rating
-from billing_svc.domain import usage as rules
+from billing_svc.domain import catalog, rating
 from billing_svc.domain.bounds import MAX_AMOUNT
 from billing_svc.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
-    Unratable,
     shown,
 )
 from billing_svc.domain.money import ZERO, to_cents
 from billing_svc.domain.periods import Period
 from billing_svc.domain.subscriptions import MONTHLY, parse_thresholds
+from billing_svc.domain.usage import from_us, to_us
 from billing_svc.services import paging
+from billing_svc.services.budget_alerts import check_budgets
 from billing_svc.services.common import load_account, require_existed
 from billing_svc.services.context import RequestContext
 from billing_svc.services.invoicing import issued_invoice, view
@@ -35,11 +34,10 @@ from billing_svc.services.usage_reports import (
     UNALLOCATED,
     PartnerUsage,
     monthly_usage,
-    next_invoice_carryover,
     period_snapshot,
     storage_gb_months_held,
 )
-from billing_svc.storage import audit, notices, outbox
+from billing_svc.storage import audit
 from billing_svc.storage.db import Database
 from billing_svc.storage.retention import RetentionStore
 from billing_svc.storage.tables import (
@@ -50,8 +48,6 @@ from billing_svc.storage.tables import (
     Tenant,
 )
 from billing_svc.storage.usage import UsageStore
-
-log = structlog.get_logger("billing_svc.finance")
 
 DEFAULT_GL_ACCOUNT = "6100-AS2-MESSAGING"
 MAX_BUDGET_NAME = 100
@@ -119,39 +115,6 @@ def delete_budget(db: Database, ctx: RequestContext, *, account_id: str, name: s
                      account_id=account_id, before={"name": budget.name,
                                                     "limit": budget.limit_amount},
                      after=None, at=ctx.now, request_id=ctx.request_id)
-
-
-def check_budgets(session: Session, account_id: str, now: datetime) -> int:
-    """Send ``billing.budget_alert`` for every threshold the period's estimated charges have
-    reached, once per budget, threshold and period; returns how many were sent."""
-    budgets = session.exec(select(Budget).where(Budget.account_id == account_id)).all()
-    if not budgets:
-        return 0
-    account = session.get(Account, account_id)
-    assert account is not None
-    period = Period.containing(now)
-    try:
-        # The estimate GetCurrentUsage shows: what the invoice would be if the period closed now.
-        estimate = period_snapshot(session, account, period, now, carried=next_invoice_carryover(
-            session, account, period)).total
-    except Unratable as exc:
-        # The usage that got here is stored all the same; reads of the account say why.
-        log.warning("budget_check_skipped", account_id=account_id, reason=str(exc))
-        return 0
-    sent = 0
-    for budget in budgets:
-        for percentage in (int(p) for p in budget.thresholds.split(",") if p):
-            if estimate * 100 < budget.limit_amount * percentage:
-                continue
-            if notices.claim(session, account_id, period.label,
-                             f"budget:{budget.name}:{percentage}"):
-                outbox.enqueue(session, events.budget_alert(
-                    account_id=account_id, budget_name=budget.name,
-                    threshold_percentage=percentage, current_usage=estimate,
-                    budget_limit=budget.limit_amount,
-                    period_remaining_days=period.remaining_days(now), occurred_at=now))
-                sent += 1
-    return sent
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,7 +287,7 @@ def _require_raw_events(session: Session, account_id: str, period: Period) -> No
         raise FailedPrecondition(
             f"period {period.label} of account {account_id} cannot be reconciled: its raw usage "
             f"events were purged on {started_at:%Y-%m-%d} (older than "
-            f"{rules.from_us(horizon_us):%Y-%m-%d}, outside BILLING_USAGE_RETENTION_DAYS); "
+            f"{from_us(horizon_us):%Y-%m-%d}, outside BILLING_USAGE_RETENTION_DAYS); "
             "its invoice stands as issued")
 
 
@@ -332,10 +295,10 @@ def _usage_from_raw_events(session: Session, account: Account,
                            period: Period) -> rating.PeriodUsage:
     connection = session.connection()
     store = UsageStore(connection)
-    start_us = rules.to_us(period.start)
+    start_us = to_us(period.start)
     first_hour = start_us
     if account.trial_ends_at is not None and account.trial_ends_at > period.start:
-        trial_us = rules.to_us(account.trial_ends_at)
+        trial_us = to_us(account.trial_ends_at)
         first_hour = max(start_us, -(-trial_us // 3_600_000_000) * 3_600_000_000)
     rows = store._all(
         "SELECT COALESCE(SUM(quantity), 0) FROM usage_event WHERE account_id = ? AND "

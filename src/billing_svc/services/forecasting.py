@@ -20,11 +20,11 @@ from sqlmodel import Session, select
 
 from billing_svc.domain import forecast as model
 from billing_svc.domain import rating, storage_meter
-from billing_svc.domain import usage as rules
 from billing_svc.domain.bounds import MAX_AMOUNT
 from billing_svc.domain.errors import InvalidArgument, Unratable
 from billing_svc.domain.forecast import SeriesForecast
 from billing_svc.domain.periods import Period
+from billing_svc.domain.usage import MAX_COUNTER, to_us
 from billing_svc.services.common import load_account
 from billing_svc.services.terms import anniversary, plan_spans
 from billing_svc.services.usage_reports import PeriodRows, measure, tenant_usage
@@ -122,7 +122,7 @@ def forecast_account(session: Session, account: Account, months: int, now: datet
     message_values, storage_values = messages.values, storage.values
     if not history:
         # No whole month yet: the current month's run rate is all there is.
-        elapsed_us = max(rules.to_us(now) - rules.to_us(current.start), 1)
+        elapsed_us = max(to_us(now) - to_us(current.start), 1)
         factor = Decimal(current.seconds * 1_000_000) / Decimal(elapsed_us)
         message_values = [float(Decimal(so_far.messages) * factor)] * months
         storage_values = [float(so_far.storage_gb_months * factor)] * months
@@ -207,7 +207,7 @@ def monthly_history(session: Session, account: Account, current: Period) -> list
 
 def _whole(value: float) -> int:
     return min(int(Decimal(repr(max(value, 0.0))).to_integral_value(ROUND_HALF_UP)),
-               rules.MAX_COUNTER)
+               MAX_COUNTER)
 
 
 def _gb(value: float) -> Decimal:

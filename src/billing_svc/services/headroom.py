@@ -1,6 +1,6 @@
 """Counter headroom: which events of a group can be counted without a counter passing its maximum.
 
-Every usage counter is a 64-bit integer (``rules.MAX_COUNTER``). A message event adds at most
+Every usage counter is a 64-bit integer (``usage.MAX_COUNTER``). A message event adds at most
 10^9, so a counter needs some 9·10^9 events to fill: reading every counter a group touches, for
 every group, would cost the hot path queries that almost never find anything. Instead the counter
 upserts refuse to overflow (``storage.usage.CounterFull``), and only then is the group redone
@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from billing_svc.domain import usage as rules
+from billing_svc.domain import usage
 from billing_svc.domain.usage import MAX_COUNTER, MESSAGE, STORAGE, UsageEventIn
 from billing_svc.storage.usage import UsageStore
 
@@ -42,16 +42,16 @@ class Headroom:
         if messages:
             counted = [e for batch in candidates for _, e in batch if e.kind == MESSAGE]
             self.counters = store.message_counters(
-                {(e.account_id, rules.period_label_of(e.occurred_at_us))  # type: ignore[arg-type]  # check_shape has set occurred_at_us
+                {(e.account_id, usage.period_label_of(e.occurred_at_us))  # type: ignore[arg-type]  # check_shape has set occurred_at_us
                  for e in counted},
-                {(e.account_id, rules.hour_of(e.occurred_at_us))  # type: ignore[arg-type]  # check_shape has set occurred_at_us
+                {(e.account_id, usage.hour_of(e.occurred_at_us))  # type: ignore[arg-type]  # check_shape has set occurred_at_us
                  for e in counted})
         readings = [e for batch in candidates for _, e in batch if e.kind == STORAGE]
         self.checks = messages or bool(readings)  # False: refuse() would take every event
         if readings:
             self.levels, self.maxima = store.storage_counters(
                 {e.account_id for e in readings},
-                {(e.account_id, rules.hour_of(e.occurred_at_us))  # type: ignore[arg-type]  # check_shape has set occurred_at_us
+                {(e.account_id, usage.hour_of(e.occurred_at_us))  # type: ignore[arg-type]  # check_shape has set occurred_at_us
                  for e in readings})
             for (account_id, _), (_, level_bytes) in self.levels.items():
                 self.account_bytes[account_id] += level_bytes
@@ -66,7 +66,7 @@ class Headroom:
         return self._hold_storage(e)
 
     def _count_messages(self, e: UsageEventIn, period: str, late: bool) -> str | None:
-        hour_us = rules.hour_of(e.occurred_at_us)  # type: ignore[arg-type]  # check_shape has set occurred_at_us
+        hour_us = usage.hour_of(e.occurred_at_us)  # type: ignore[arg-type]  # check_shape has set occurred_at_us
         keys: list[tuple[Any, ...]] = [("period", e.account_id, period)]
         if late:
             keys.append(("late", e.account_id, period))
@@ -77,7 +77,7 @@ class Headroom:
         counters, quantity = self.counters, e.quantity
         for key in keys:
             if counters.get(key, 0) > MAX_COUNTER - quantity:
-                return rules.counter_full(_counter_name(key), quantity)
+                return usage.counter_full(_counter_name(key), quantity)
         for key in keys:
             counters[key] = counters.get(key, 0) + quantity
         return None
@@ -92,15 +92,15 @@ class Headroom:
         else:
             latest = (reading_at, max(level, e.quantity) if at_us == reading_at else level)
         account_bytes = self.account_bytes[e.account_id] - level + latest[1]
-        hour_us = rules.hour_of(at_us)
+        hour_us = usage.hour_of(at_us)
         key = (e.account_id, hour_us, e.tenant_id, e.partner_id)
         held = self.maxima.get(key, 0)
         hour_bytes = self.hour_bytes[(e.account_id, hour_us)] - held + max(held, e.quantity)
         if account_bytes > MAX_COUNTER:
-            return rules.counter_full("the account's stored bytes summed over its tenants",
+            return usage.counter_full("the account's stored bytes summed over its tenants",
                                       e.quantity)
         if hour_bytes > MAX_COUNTER:
-            return rules.counter_full(f"the account's stored bytes summed over its tenants in "
+            return usage.counter_full(f"the account's stored bytes summed over its tenants in "
                                       f"the hour from {_hour(hour_us)}", e.quantity)
         self.levels[(e.account_id, e.tenant_id)] = latest
         self.account_bytes[e.account_id] = account_bytes
@@ -119,4 +119,4 @@ def _counter_name(key: tuple[Any, ...]) -> str:
 
 
 def _hour(hour_us: int) -> str:
-    return f"{rules.from_us(hour_us):%Y-%m-%dT%H:%M}Z"
+    return f"{usage.from_us(hour_us):%Y-%m-%dT%H:%M}Z"

@@ -37,8 +37,7 @@ import structlog
 from sqlalchemy import delete, tuple_, update
 from sqlmodel import Session, col, select
 
-from billing_svc.domain import events
-from billing_svc.domain import usage as rules
+from billing_svc.domain import events, usage
 from billing_svc.domain.errors import InvalidArgument, Unavailable
 from billing_svc.domain.periods import Period
 from billing_svc.services import paging
@@ -112,7 +111,7 @@ def report_closed_hours(db: Database, now: datetime, grace: timedelta,
                         test_clock_id: str | None = None) -> int:
     """Report every marked hour that closed at least ``grace`` ago; returns the reports made."""
     made = 0
-    last_closed_hour_us = rules.to_us(now - grace) - HOUR_US
+    last_closed_hour_us = usage.to_us(now - grace) - HOUR_US
     line = _on_time_line(test_clock_id)
     with db.read() as session:
         # A read first: an idle job must not take SQLite's one write lock every run.
@@ -153,7 +152,7 @@ def _report_one_by_one(db: Database, now: datetime, last_closed_hour_us: int,
             raise
         except Exception:
             log.exception("usage_report_failed", account_id=account_id,
-                          hour=events.iso_utc(rules.from_us(int(hour_us))))
+                          hour=events.iso_utc(usage.from_us(int(hour_us))))
     return made
 
 
@@ -204,7 +203,7 @@ def _draft(session: Session, account_id: str, hour_us: int) -> UsageReport | Non
     for tenant_id, partner_id, messages in session.execute(
             select(UsageHourly.tenant_id, UsageHourly.partner_id, UsageHourly.messages)
             .where(UsageHourly.account_id == account_id, UsageHourly.hour_us == hour_us,
-                   UsageHourly.kind == rules.MESSAGE)):
+                   UsageHourly.kind == usage.MESSAGE)):
         tenant_messages[tenant_id] = tenant_messages.get(tenant_id, 0) + int(messages)
         if partner_id:
             partner_messages[partner_id] = partner_messages.get(partner_id, 0) + int(messages)
@@ -233,11 +232,11 @@ def _draft(session: Session, account_id: str, hour_us: int) -> UsageReport | Non
                 if delta]
     return UsageReport(
         sequence=0, account_id=account_id, hour_us=hour_us, revision=revision + 1,
-        period=rules.period_label_of(hour_us), tenants_json=json.dumps(tenants),
+        period=usage.period_label_of(hour_us), tenants_json=json.dumps(tenants),
         partners_json=json.dumps(partners),
         totals_json=json.dumps({"tenants": tenant_messages, "partners": partner_messages,
                                 "storage": storage}, sort_keys=True),
-        estimated_charges=Decimal(0), created_at=rules.from_us(hour_us))
+        estimated_charges=Decimal(0), created_at=usage.from_us(hour_us))
 
 
 def _storage_at_hour_end(session: Session, account_id: str, hour_us: int) -> dict[str, int]:
@@ -254,7 +253,7 @@ def _storage_at_hour_end(session: Session, account_id: str, hour_us: int) -> dic
         row = session.execute(
             select(UsageHourly.storage_bytes_last)
             .where(UsageHourly.account_id == account_id, UsageHourly.tenant_id == level.tenant_id,
-                   UsageHourly.kind == rules.STORAGE, UsageHourly.hour_us <= hour_us)
+                   UsageHourly.kind == usage.STORAGE, UsageHourly.hour_us <= hour_us)
             # Rows of one hour differ by partner: the latest reading among them holds.
             .order_by(UsageHourly.hour_us.desc(),  # type: ignore[attr-defined]  # SQLModel column attribute
                       UsageHourly.storage_last_at_us.desc())  # type: ignore[attr-defined]  # SQLModel column attribute
@@ -290,7 +289,7 @@ def _event(report: UsageReport) -> events.BillingEvent:
 def _view(report: UsageReport) -> HourlyReport:
     return HourlyReport(
         sequence=report.sequence, account_id=report.account_id,
-        hour=rules.from_us(report.hour_us), revision=report.revision, period=report.period,
+        hour=usage.from_us(report.hour_us), revision=report.revision, period=report.period,
         tenants=[TenantReport(t, m, s) for t, m, s in json.loads(report.tenants_json)],
         partners=[PartnerReport(p, m) for p, m in json.loads(report.partners_json)],
         estimated_charges=report.estimated_charges, created_at=report.created_at)

@@ -1,6 +1,6 @@
 """Usage ingestion: validate, dedupe and store a group of batches in one transaction.
 
-``ingest`` stores the batches that ``services.group_commit`` collected from every stream. If a
+``ingest`` stores the batches that ``services.ingestion_writer`` collected from every stream. If a
 group fails for a reason other than the database being unavailable, the writer retries its
 batches one by one, so that one bad batch cannot fail its neighbours.
 
@@ -28,13 +28,12 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from billing_svc.domain import events
-from billing_svc.domain import usage as rules
+from billing_svc.domain import events, usage
 from billing_svc.domain.catalog import CustomTerms, Terms, effective_terms
 from billing_svc.domain.errors import shown
 from billing_svc.domain.periods import Period
 from billing_svc.domain.usage import MESSAGE, UsageBatch, UsageEventIn
-from billing_svc.services.finance import check_budgets
+from billing_svc.services.budget_alerts import check_budgets
 from billing_svc.services.headroom import Headroom
 from billing_svc.storage import notices, outbox
 from billing_svc.storage.db import Database
@@ -64,7 +63,7 @@ _Candidates = list[tuple[int, UsageEventIn]]
 
 
 def ingest(db: Database, batches: Sequence[UsageBatch], *, now_us: int,
-           retention_days: int = rules.DEFAULT_RETENTION_DAYS,
+           retention_days: int = usage.DEFAULT_RETENTION_DAYS,
            on_clock: bool = False) -> list[BatchResult]:
     """Store ``batches`` in one transaction and return one result per batch. ``on_clock``: the
     batches name a test clock's accounts only (``now_us`` is the clock's time)."""
@@ -75,7 +74,7 @@ def ingest(db: Database, batches: Sequence[UsageBatch], *, now_us: int,
 
 
 def ingest_split(db: Database, parts: Sequence[tuple[UsageBatch, Sequence[int], int, bool]], *,
-                 retention_days: int = rules.DEFAULT_RETENTION_DAYS) -> BatchResult:
+                 retention_days: int = usage.DEFAULT_RETENTION_DAYS) -> BatchResult:
     """Store one batch whose events live on several time lines (real accounts, test clocks'
     accounts), in one transaction: each part ``(events, their indexes in the batch, now_us,
     on_clock)`` is judged at its own time (future, retention, late); the results make one."""
@@ -122,7 +121,7 @@ def _ingest(store: UsageStore, session: Session, batches: Sequence[UsageBatch],
     # count again (services.retention). The purge leaves test clocks' accounts alone, so the
     # real-time horizon is not theirs: a clock may live in a past the purge went through.
     horizon_us = 0 if on_clock else usage_horizon_us(store.connection, share_lock=True)
-    window = rules.accept_window(now_us, retention_days, horizon_us)
+    window = usage.accept_window(now_us, retention_days, horizon_us)
     # The kernel inserts on SQLite only; on PostgreSQL its batches give their events (COPY).
     # Counters checked event by event: the Python path only.
     native = [batch.native if store.native_inserts and not check_counters
@@ -131,9 +130,9 @@ def _ingest(store: UsageStore, session: Session, batches: Sequence[UsageBatch],
     candidates = {index: _check_shapes(batch, results[index], now_us, retention_days, horizon_us)
                   for index, batch in enumerate(batches) if native[index] is None}
     refs = _References.load(store, [n for n in native if n is not None], candidates.values())
-    admitted = [plain is not None and refs.admit(plain) for plain in native]
-    for index, plain in enumerate(native):
-        if plain is not None and not admitted[index]:  # the Python path says what is wrong
+    admitted = [kernel_batch is not None and refs.admit(kernel_batch) for kernel_batch in native]
+    for index, kernel_batch in enumerate(native):
+        if kernel_batch is not None and not admitted[index]:  # the Python path says what is wrong
             candidates[index] = list(enumerate(batches[index].events))  # all pass check_shape
     headroom = Headroom(store, candidates.values(), messages=check_counters)
     rollup = _Rollup()
@@ -176,7 +175,7 @@ def _check_shapes(batch: UsageBatch, result: BatchResult, now_us: int,
     candidates = []
     bound = batch.bound_account
     for i, event in enumerate(batch.events):
-        reason = rules.check_shape(event, now_us, retention_days, horizon_us)
+        reason = usage.check_shape(event, now_us, retention_days, horizon_us)
         if not reason and bound and event.account_id != bound:
             reason = (f"this token is bound to account {bound} and records usage for it only; "
                       "the event names another account")
@@ -197,12 +196,12 @@ class _References:
     invoiced: set[tuple[str, str]]  # (account_id, period label)
 
     @classmethod
-    def load(cls, store: UsageStore, plain: list[Any],
+    def load(cls, store: UsageStore, kernel_batches: list[Any],
              candidates: Any) -> _References:
         account_ids: set[str] = set()
         tenant_ids: set[str] = set()
         partner_ids: set[str] = set()
-        for batch in plain:
+        for batch in kernel_batches:
             accounts, tenants, partners = batch.references()
             account_ids |= accounts
             tenant_ids.update(tenant for _, tenant in tenants)
@@ -217,15 +216,16 @@ class _References:
         return cls(accounts, store.tenant_owners(tenant_ids), store.partner_owners(partner_ids),
                    store.invoiced_periods(accounts))
 
-    def admit(self, plain: Any) -> bool:
-        """May the kernel store this plain batch: are all its tenants and partners the named
-        account's own (so the account exists), and is none of its events late?"""
-        _, tenants, partners = plain.references()
-        label_of = rules.period_label_of
+    def admit(self, kernel_batch: Any) -> bool:
+        """May the kernel store this batch (its ``plain()`` check passed): are all its tenants
+        and partners the named account's own (so the account exists), and is none of its events
+        late?"""
+        _, tenants, partners = kernel_batch.references()
+        label_of = usage.period_label_of
         return (all(self.tenant_owners.get(t) == account for account, t in tenants)
                 and all(self.partner_owners.get(p) == account for account, p in partners)
                 and not any((account, label_of(hour_us)) in self.invoiced
-                            for account, hour_us, *_ in plain.hourly()))
+                            for account, hour_us, *_ in kernel_batch.hourly()))
 
     def problem(self, e: UsageEventIn) -> str | None:
         if e.account_id not in self.accounts:
@@ -257,7 +257,7 @@ class _Rollup:
 
     def add_event(self, e: UsageEventIn) -> None:
         occurred_at_us: int = e.occurred_at_us  # type: ignore[assignment]  # check_shape has set occurred_at_us
-        roll = self.hourly[(e.account_id, rules.hour_of(occurred_at_us), e.tenant_id,
+        roll = self.hourly[(e.account_id, usage.hour_of(occurred_at_us), e.tenant_id,
                             e.partner_id, e.kind)]
         if e.kind == MESSAGE:
             roll[0] += e.quantity
@@ -281,7 +281,7 @@ def _store_events(store: UsageStore, batches: list[tuple[BatchResult, _Candidate
     stored = {acc: store.existing_events(acc, ids) for acc, ids in ids_by_account.items()}
     rows = []
     seen: dict[tuple[str, str], UsageEventIn] = {}
-    label_of = rules.period_label_of
+    label_of = usage.period_label_of
     refuse = headroom.refuse if headroom.checks else None
     for result, candidates in batches:
         for i, e in candidates:
@@ -321,7 +321,7 @@ def _write_rollup(store: UsageStore, session: Session, rollup: _Rollup,
     period_messages: dict[tuple[str, str], int] = defaultdict(int)
     tenant_messages: dict[tuple[str, str, str], int] = defaultdict(int)
     partner_messages: dict[tuple[str, str, str], int] = defaultdict(int)
-    label_of = rules.period_label_of
+    label_of = usage.period_label_of
     for (account_id, hour_us, tenant_id, partner_id, kind), (messages, *_) in \
             rollup.hourly.items():
         if kind == MESSAGE:
@@ -344,8 +344,8 @@ def _write_rollup(store: UsageStore, session: Session, rollup: _Rollup,
             _notify_messages(session, accounts[account_id], Period.parse(period),
                              after - messages, after, now_us)
     for account_id in store.accounts_with_budgets({key[0] for key in period_messages}):
-        check_budgets(session, account_id, rules.from_us(now_us))
-    current = Period.containing(rules.from_us(now_us))
+        check_budgets(session, account_id, usage.from_us(now_us))
+    current = Period.containing(usage.from_us(now_us))
     for account_id in {account_id for account_id, _ in rollup.readings}:
         _apply_storage(store, account_id, {t: r for (acc, t), r in rollup.readings.items()
                                            if acc == account_id})
@@ -363,8 +363,8 @@ def _notify_messages(session: Session, account_row: tuple[Any, ...], period: Per
     account_id, _, _, threshold_text = account_row
     included = _terms(account_row).included_messages
     percentages = tuple(int(p) for p in threshold_text.split(",") if p)
-    at = rules.from_us(now_us)
-    for percentage in rules.crossed_thresholds(before, after, included, percentages):
+    at = usage.from_us(now_us)
+    for percentage in usage.crossed_thresholds(before, after, included, percentages):
         if notices.claim(session, account_id, period.label, f"threshold:{percentage}"):
             outbox.enqueue(session, events.usage_threshold(
                 account_id=account_id, threshold_percentage=percentage, current_usage=after,
@@ -381,12 +381,12 @@ def _notify_storage(store: UsageStore, session: Session, account_row: tuple[Any,
     account_id = account_row[0]
     included_gb = _terms(account_row).included_storage_gb
     level = store.total_storage_level(account_id)
-    if level > included_gb * rules.GB_BYTES and notices.claim(
+    if level > included_gb * usage.GB_BYTES and notices.claim(
             session, account_id, period.label, "limit:storage_gb"):
         outbox.enqueue(session, events.limit_exceeded(
             account_id=account_id, limit_type="storage_gb",
-            current_usage=rules.bytes_to_gb(level), plan_limit=included_gb,
-            period=period.label, refused=False, occurred_at=rules.from_us(now_us)))
+            current_usage=usage.bytes_to_gb(level), plan_limit=included_gb,
+            period=period.label, refused=False, occurred_at=usage.from_us(now_us)))
 
 
 def _apply_storage(store: UsageStore, account_id: str,
@@ -407,7 +407,7 @@ def _apply_storage(store: UsageStore, account_id: str,
                                            occurred_at_us)
                 continue
             if since is not None:
-                for label, byte_us in rules.spread_level(level, since, occurred_at_us,
+                for label, byte_us in usage.spread_level(level, since, occurred_at_us,
                                                          _period_bounds(since, occurred_at_us)):
                     additions[(label, tenant_id)] += byte_us
             level, since = quantity, occurred_at_us
@@ -420,15 +420,15 @@ def _apply_storage(store: UsageStore, account_id: str,
 
 
 def _recompute_storage(store: UsageStore, account_id: str, tenant_id: str, from_us: int) -> None:
-    start = Period.containing(rules.from_us(from_us))
-    start_us = rules.to_us(start.start)
+    start = Period.containing(usage.from_us(from_us))
+    start_us = usage.to_us(start.start)
     series = store.storage_readings(account_id, tenant_id, start_us)
     totals: dict[str, int] = defaultdict(int)
     last_us = series[-1][0]
     for label, _, _ in _period_bounds(start_us, last_us + 1):
         totals[label] = 0
     for (t0, level), (t1, _) in itertools.pairwise(series):
-        for label, byte_us in rules.spread_level(level, max(t0, start_us), t1,
+        for label, byte_us in usage.spread_level(level, max(t0, start_us), t1,
                                                  _period_bounds(max(t0, start_us), t1)):
             totals[label] += byte_us
     store.set_byte_us([(account_id, label, tenant_id, Decimal(v)) for label, v in totals.items()])
@@ -436,10 +436,10 @@ def _recompute_storage(store: UsageStore, account_id: str, tenant_id: str, from_
 
 
 def _period_bounds(from_us: int, to_us: int) -> list[tuple[str, int, int]]:
-    period = Period.containing(rules.from_us(from_us))
+    period = Period.containing(usage.from_us(from_us))
     bounds = []
     while True:
-        start_us, end_us = rules.to_us(period.start), rules.to_us(period.end)
+        start_us, end_us = usage.to_us(period.start), usage.to_us(period.end)
         if start_us >= to_us:
             break
         bounds.append((period.label, start_us, end_us))

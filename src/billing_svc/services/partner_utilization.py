@@ -16,14 +16,13 @@ from decimal import Decimal
 from sqlalchemy import func
 from sqlmodel import select
 
-from billing_svc.domain import money
-from billing_svc.domain import usage as rules
+from billing_svc.domain import money, usage
 from billing_svc.domain.bounds import INT64_MAX
 from billing_svc.domain.errors import InvalidArgument, Unratable
 from billing_svc.domain.periods import Period
-from billing_svc.services.accounts import terms_of
 from billing_svc.services.common import load_account, require_existed
 from billing_svc.services.forecasting import check_charges
+from billing_svc.services.terms import terms_of
 from billing_svc.services.usage_reports import period_snapshot
 from billing_svc.storage.db import Database
 from billing_svc.storage.tables import MasterPartner, UsageHourly, UsagePartnerPeriod
@@ -158,8 +157,8 @@ def partner_utilization(db: Database, account_id: str, *, start_period: str = ""
             .group_by(UsagePartnerPeriod.partner_id)).all())
         last_hour = dict(session.exec(
             select(UsageHourly.partner_id, func.max(UsageHourly.hour_us))
-            .where(UsageHourly.account_id == account_id, UsageHourly.kind == rules.MESSAGE,
-                   UsageHourly.hour_us < rules.to_us(end.end), UsageHourly.messages > 0)
+            .where(UsageHourly.account_id == account_id, UsageHourly.kind == usage.MESSAGE,
+                   UsageHourly.hour_us < usage.to_us(end.end), UsageHourly.messages > 0)
             .group_by(UsageHourly.partner_id)).all())
         snapshots = {p.label: period_snapshot(session, account, p, min(now, p.end))
                      for p in periods if p.end > account.created_at}
@@ -192,7 +191,7 @@ def partner_utilization(db: Database, account_id: str, *, start_period: str = ""
         result.append(PartnerUtilization(
             partner, rows, trend_of([row.messages for row in rows]),
             last_period.get(partner.partner_id, ""),
-            rules.from_us(int(hour)) if hour is not None else None, idle))
+            usage.from_us(int(hour)) if hour is not None else None, idle))
     _check_sums(start, end, total, [unpartnered_messages, *(p.messages for p in result)])
     slots_left = None if limit is None else max(limit - len(partners), 0)
     return Utilization(periods, result, total, unpartnered_messages, unpartnered_cost, limit,

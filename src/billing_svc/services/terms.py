@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from billing_svc.domain.catalog import CustomTerms, effective_terms
+from billing_svc.domain.catalog import CustomTerms, Terms, effective_terms
 from billing_svc.domain.errors import InvalidArgument, Unratable
 from billing_svc.domain.periods import Period
 from billing_svc.domain.rating import PlanSpan
@@ -25,6 +25,12 @@ def load_segments(session: Session, account_ids: Sequence[str]) -> dict[str, lis
                 .order_by(col(PlanSegment.effective_at), col(PlanSegment.id))):
             loaded[segment.account_id].append(segment)
     return loaded
+
+
+def terms_of(account: Account) -> Terms:
+    """The terms in force for the account now: its plan's, or its negotiated ones on ``custom``."""
+    custom = CustomTerms.from_json(account.custom_terms_json) if account.custom_terms_json else None
+    return effective_terms(account.plan_id, custom)
 
 
 def ratable_custom_terms(account: Account) -> CustomTerms | None:

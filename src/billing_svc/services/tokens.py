@@ -21,8 +21,9 @@ from sqlmodel import Session, select
 from billing_svc.domain import tokens as rules
 from billing_svc.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from billing_svc.domain.ids import new_id
+from billing_svc.domain.scopes import SCOPES
 from billing_svc.services.common import load_account
-from billing_svc.services.context import SCOPES, RequestContext, system_context
+from billing_svc.services.context import RequestContext, system_context
 from billing_svc.storage import audit
 from billing_svc.storage.db import Database
 from billing_svc.storage.tables import ApiToken, AuditRecord

@@ -16,13 +16,12 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from billing_svc.domain import money, rating, storage_meter
-from billing_svc.domain import usage as rules
 from billing_svc.domain.errors import InvalidArgument, Unratable
 from billing_svc.domain.periods import Period
+from billing_svc.domain.usage import MAX_COUNTER, MESSAGE, from_us, to_us
 from billing_svc.services import carryover, paging
-from billing_svc.services.accounts import terms_of
 from billing_svc.services.common import load_account, require_existed
-from billing_svc.services.terms import anniversary, plan_spans
+from billing_svc.services.terms import anniversary, plan_spans, terms_of
 from billing_svc.storage.db import Database
 from billing_svc.storage.tables import (
     Account,
@@ -107,14 +106,14 @@ def current_usage(db: Database, account_id: str, now: datetime | None = None) ->
         carried = next_invoice_carryover(session, account, period)
         snapshot = period_snapshot(session, account, period, now, carried=carried)
         # The run rate so far, exactly: whole microseconds, never a float near money.
-        elapsed_us = max(rules.to_us(now) - rules.to_us(period.start), 1)
+        elapsed_us = max(to_us(now) - to_us(period.start), 1)
         factor = Decimal(period.seconds * 1_000_000) / Decimal(elapsed_us)
         projected = int((Decimal(snapshot.messages) * factor).to_integral_value(ROUND_HALF_UP))
-        projected = min(projected, rules.MAX_COUNTER)  # an int64 reply field, like the counter
+        projected = min(projected, MAX_COUNTER)  # an int64 reply field, like the counter
         extra = projected - snapshot.messages
         # Storage: today's level held to the period's end, on top of what was held so far.
         storage_to_come = storage_meter.gb_months_of(
-            snapshot.storage_bytes * (rules.to_us(period.end) - rules.to_us(now)), period)
+            snapshot.storage_bytes * (to_us(period.end) - to_us(now)), period)
         lines = _rate(session, account, period, rating.PeriodUsage(
             messages=snapshot.billable_messages + extra, active_tenants=snapshot.active_tenants,
             storage_gb_months=snapshot.billable_storage_gb_months + storage_to_come),
@@ -204,10 +203,10 @@ def storage_gb_months_held(session: Session, account_id: str, period: Period,
     store = UsageStore(session.connection())
     tenant_ids = session.exec(select(Tenant.tenant_id).where(
         Tenant.account_id == account_id, Tenant.created_at < period.end)).all()
-    readings = [(rules.from_us(at_us), tenant_id, level)
+    readings = [(from_us(at_us), tenant_id, level)
                 for tenant_id in tenant_ids
                 for at_us, level in store.storage_readings(account_id, tenant_id,
-                                                           rules.to_us(since))]
+                                                           to_us(since))]
     return storage_meter.gb_months(readings, since, until, period)
 
 
@@ -259,12 +258,12 @@ def _rate(session: Session, account: Account, period: Period, usage: rating.Peri
 def messages_since(session: Session, account_id: str, period: Period, since: datetime) -> int:
     """Messages of ``period`` in the hours starting at or after ``since`` (hour granularity:
     the hour a trial ends in counts as trial, in the customer's favour)."""
-    start_us = max(rules.to_us(since), rules.to_us(period.start))
+    start_us = max(to_us(since), to_us(period.start))
     first_hour = -(-start_us // 3_600_000_000) * 3_600_000_000
     total = session.exec(select(func.coalesce(func.sum(UsageHourly.messages), 0)).where(
-        UsageHourly.account_id == account_id, UsageHourly.kind == rules.MESSAGE,
+        UsageHourly.account_id == account_id, UsageHourly.kind == MESSAGE,
         UsageHourly.hour_us >= first_hour,
-        UsageHourly.hour_us < rules.to_us(period.end))).one()
+        UsageHourly.hour_us < to_us(period.end))).one()
     return int(total)
 
 
@@ -312,8 +311,8 @@ def tenant_usage(session: Session, account_id: str, period: Period, as_of: datet
     """Per tenant: messages and GB-months of ``period`` up to ``as_of``, and its storage now."""
     if rows is None:
         rows = load_period_rows(session, [account_id], period)[account_id]
-    start_us, end_us = rules.to_us(period.start), rules.to_us(period.end)
-    as_of_us = min(rules.to_us(as_of), end_us)
+    start_us, end_us = to_us(period.start), to_us(period.end)
+    as_of_us = min(to_us(as_of), end_us)
     result = []
     for tenant in rows.tenants:
         row = rows.tenant_periods.get(tenant.tenant_id)
@@ -378,9 +377,9 @@ def usage_history(db: Database, query: HistoryQuery) -> HistoryPage:
     # page. The next page starts at a bucket of this query's range.
     filters = (query.account_id, query.granularity, query.start, query.tenant_id)
     after = paging.read_token(query.page_token, "GetUsageHistory", filters, (paging.whole(
-        rules.to_us(_bucket_start(query.start, query.granularity)), rules.to_us(query.end) - 1),))
+        to_us(_bucket_start(query.start, query.granularity)), to_us(query.end) - 1),))
     if after:
-        start = rules.from_us(int(after[0]))
+        start = from_us(int(after[0]))
     page_size = min(query.page_size or 100, MAX_PAGE_SIZE)
     with db.read() as session:
         load_account(session, query.account_id)
@@ -388,8 +387,8 @@ def usage_history(db: Database, query: HistoryQuery) -> HistoryPage:
             select(UsageHourly.hour_us, UsageHourly.kind,
                    func.sum(UsageHourly.messages), func.sum(UsageHourly.storage_bytes_max))
             .where(UsageHourly.account_id == query.account_id,
-                   UsageHourly.hour_us >= rules.to_us(_bucket_start(start, "hour")),
-                   UsageHourly.hour_us < rules.to_us(query.end))
+                   UsageHourly.hour_us >= to_us(_bucket_start(start, "hour")),
+                   UsageHourly.hour_us < to_us(query.end))
             .group_by(col(UsageHourly.hour_us), col(UsageHourly.kind))
             .order_by(col(UsageHourly.hour_us)))
         if query.tenant_id:
@@ -397,12 +396,12 @@ def usage_history(db: Database, query: HistoryQuery) -> HistoryPage:
         buckets: dict[datetime, list[int]] = defaultdict(lambda: [0, 0])
         next_token = ""
         for hour_us, kind, messages, storage in session.exec(statement):
-            bucket = _bucket_start(rules.from_us(int(hour_us)), query.granularity)
+            bucket = _bucket_start(from_us(int(hour_us)), query.granularity)
             if bucket not in buckets and len(buckets) == page_size:
                 next_token = paging.next_token("GetUsageHistory", filters,
-                                               (rules.to_us(bucket),))
+                                               (to_us(bucket),))
                 break
-            if kind == rules.MESSAGE:
+            if kind == MESSAGE:
                 buckets[bucket][0] += int(messages)
             else:
                 buckets[bucket][1] = max(buckets[bucket][1], int(storage))

@@ -7,9 +7,11 @@ from datetime import timedelta
 
 from sqlmodel import Session, col, select
 
+from billing_svc.domain import signing
 from billing_svc.domain.errors import InvalidArgument, NotFound, shown
 from billing_svc.domain.events import EVENT_TYPES, subscribed
 from billing_svc.domain.ids import new_id
+from billing_svc.net.url_guard import UnsafeURL, resolve
 from billing_svc.services import paging
 from billing_svc.services.common import idempotent_write, load_account, loader, visible
 from billing_svc.services.context import RequestContext
@@ -22,8 +24,6 @@ from billing_svc.storage.tables import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from billing_svc.webhooks import signing
-from billing_svc.webhooks.url_guard import UnsafeURL, resolve
 
 ROTATION_GRACE = timedelta(hours=24)
 ENABLED, DISABLED, DELETED = "enabled", "disabled", "deleted"

@@ -31,15 +31,15 @@ from opentelemetry import trace
 from sqlalchemy.exc import DBAPIError
 
 from billing_svc import metrics, tracing
+from billing_svc.domain import signing
 from billing_svc.domain.errors import Unavailable
 from billing_svc.domain.ids import new_id
+from billing_svc.net.transport import BLIPS, DeliveryClient
+from billing_svc.net.url_guard import UnsafeURL
 from billing_svc.services import deliveries
 from billing_svc.services.deliveries import Claimed, Outcome
 from billing_svc.settings import Settings
 from billing_svc.storage.db import Database
-from billing_svc.webhooks import signing
-from billing_svc.webhooks.transport import BLIPS, DeliveryClient
-from billing_svc.webhooks.url_guard import UnsafeURL
 
 log = structlog.get_logger("billing_svc.webhooks")
 

@@ -25,7 +25,7 @@ import structlog
 from opentelemetry import trace
 
 from billing_svc import metrics, tracing
-from billing_svc.domain import usage as rules
+from billing_svc.domain import usage
 from billing_svc.domain.errors import DeadlineExceeded, Unavailable
 from billing_svc.domain.usage import UsageBatch
 from billing_svc.services.ingestion import BatchResult, ingest, ingest_split
@@ -50,7 +50,7 @@ class IngestionWriter:
     committed (without waiting for the event loop in between) and hands the results back to the
     event loop with one call per group."""
 
-    def __init__(self, db: Database, *, retention_days: int = rules.DEFAULT_RETENTION_DAYS,
+    def __init__(self, db: Database, *, retention_days: int = usage.DEFAULT_RETENTION_DAYS,
                  max_group_events: int = 50_000,
                  tracer: trace.Tracer = tracing.NO_TRACER,
                  clocks: AccountClocks | None = None) -> None:
@@ -128,11 +128,11 @@ class IngestionWriter:
             return
         live, on_clocks, mixed = self._split_clock_batches(live)
         for pending, clock_now in on_clocks:
-            self._store([pending], rules.to_us(clock_now), outcomes, on_clock=True)
+            self._store([pending], usage.to_us(clock_now), outcomes, on_clock=True)
         for pending, times in mixed:
             self._store_mixed(pending, times, outcomes)
         if live:
-            self._store(live, rules.to_us(self.db.clock.now()), outcomes)
+            self._store(live, usage.to_us(self.db.clock.now()), outcomes)
 
     def _split_clock_batches(self, live: list[_Pending]) -> tuple[
             list[_Pending], list[tuple[_Pending, datetime]],
@@ -151,7 +151,7 @@ class IngestionWriter:
         mixed: list[tuple[_Pending, dict[str, datetime]]] = []
         # The kernel names a batch's accounts only for a batch it can take whole; any other
         # goes the Python path, which decodes its events anyway.
-        window = rules.accept_window(rules.to_us(self.db.clock.now()), self.retention_days)
+        window = usage.accept_window(usage.to_us(self.db.clock.now()), self.retention_days)
         for pending in live:
             batch = pending.batch
             named = (batch.native.references()[0]
@@ -180,11 +180,11 @@ class IngestionWriter:
                      outcomes: list[tuple[_Pending, BatchResult | BaseException]]) -> None:
         """One batch mixing time lines, in one transaction, a part per time line."""
         batch = pending.batch
-        wall_us = rules.to_us(self.db.clock.now())
+        wall_us = usage.to_us(self.db.clock.now())
         parts: dict[tuple[int, bool], tuple[list[Any], list[int]]] = {}
         for index, event in enumerate(batch.events):
             moment = times.get(event.account_id)
-            key = (rules.to_us(moment), True) if moment is not None else (wall_us, False)
+            key = (usage.to_us(moment), True) if moment is not None else (wall_us, False)
             events, indexes = parts.setdefault(key, ([], []))
             events.append(event)
             indexes.append(index)

@@ -25,7 +25,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from billing_svc.webhooks import url_guard
+from billing_svc.net import url_guard
 
 # A connection that could not be made or was dropped before an answer (a receiver restarting,
 # a keep-alive connection it had closed): worth another try within the attempt.
