@@ -39,6 +39,7 @@ from billing_svc.services.usage_reports import (
     period_snapshot,
     storage_gb_months_held,
 )
+from billing_svc.services.views import AuditEventView, BudgetView
 from billing_svc.storage import audit, notices, outbox
 from billing_svc.storage.db import Database
 from billing_svc.storage.retention import RetentionStore
@@ -62,7 +63,7 @@ MAX_BUDGET_NAME = 100
 
 
 def set_budget(db: Database, ctx: RequestContext, *, account_id: str, name: str,
-               limit: Decimal, thresholds: tuple[int, ...]) -> Budget:
+               limit: Decimal, thresholds: tuple[int, ...]) -> BudgetView:
     name = name.strip()
     if not name or len(name) > MAX_BUDGET_NAME:
         raise InvalidArgument("name", f"is required, at most {MAX_BUDGET_NAME} characters")
@@ -88,11 +89,11 @@ def set_budget(db: Database, ctx: RequestContext, *, account_id: str, name: str,
                                            "thresholds": budget.thresholds},
                      at=ctx.now, request_id=ctx.request_id)
         check_budgets(session, account_id, ctx.now)
-        return budget
+        return BudgetView.from_row(budget)
 
 
 def list_budgets(db: Database, account_id: str, *, page_size: int = 0,
-                 page_token: str = "") -> tuple[list[Budget], str]:
+                 page_token: str = "") -> tuple[list[BudgetView], str]:
     """The account's budgets by name, ``page_size`` (default 100, at most 1000) a page."""
     size = min(page_size or 100, 1000)
     query = (account_id,)
@@ -106,7 +107,7 @@ def list_budgets(db: Database, account_id: str, *, page_size: int = 0,
         rows = list(session.exec(statement.order_by(Budget.name).limit(size + 1)).all())
     token = (paging.next_token("ListBudgets", query, (rows[size - 1].name,))
              if len(rows) > size else "")
-    return rows[:size], token
+    return [BudgetView.from_row(row) for row in rows[:size]], token
 
 
 def delete_budget(db: Database, ctx: RequestContext, *, account_id: str, name: str) -> None:
@@ -220,7 +221,7 @@ def journal_entries(db: Database, account_id: str, period: Period,
 
 def list_audit_events(db: Database, *, account_id: str, action: str, start: datetime | None,
                       end: datetime | None, page_size: int,
-                      page_token: str) -> tuple[list[AuditRecord], str]:
+                      page_token: str) -> tuple[list[AuditEventView], str]:
     size = min(page_size or 100, 1000)
     statement = select(AuditRecord)
     if account_id:
@@ -239,7 +240,7 @@ def list_audit_events(db: Database, *, account_id: str, action: str, start: date
         rows = list(session.exec(statement.order_by(col(AuditRecord.sequence)).limit(size + 1)))
     token = (paging.next_token("ListAuditEvents", query, (rows[size - 1].sequence,))
              if len(rows) > size else "")
-    return rows[:size], token
+    return [AuditEventView.from_row(row) for row in rows[:size]], token
 
 
 def verify_audit_chain(db: Database, batch: int = 5000) -> audit.ChainBreak | None:
