@@ -176,3 +176,48 @@ def test_every_view_is_frozen_and_names_columns_of_its_row() -> None:
         columns = set(row.model_fields)
         fields = {field.name for field in dataclasses.fields(kind)}
         assert fields <= columns, (kind.__name__, sorted(fields - columns))
+
+
+# What a transaction works on inside the service layer, never handed out of it.
+_WORKING_SETS = {"carryover.Carryover", "usage_reports.PeriodRows"}
+
+
+def _row_fields(kind: type) -> list[str]:
+    rows = {getattr(tables, name) for name in _TABLES}
+    hints = typing.get_type_hints(kind)
+    return [field.name for field in dataclasses.fields(kind) if _types_in(hints[field.name]) & rows]
+
+
+def _types_in(hint: object) -> set[object]:
+    """``hint`` and every type inside it (``list[X] | None`` → list, X, NoneType)."""
+    found = {hint}
+    for argument in typing.get_args(hint):
+        found |= _types_in(argument)
+    return found
+
+
+def test_the_services_results_hold_values_not_rows() -> None:
+    import importlib
+
+    results = []
+    for path in sorted(SERVICES.glob("*.py")):
+        module = importlib.import_module(f"billing_svc.services.{path.stem}")
+        for value in vars(module).values():
+            if inspect.isclass(value) and value.__module__ == module.__name__ \
+                    and dataclasses.is_dataclass(value):
+                results.append((f"{path.stem}.{value.__name__}", value))
+    assert len(results) > 20
+    holding_rows = {name: fields for name, kind in results
+                    if (fields := _row_fields(kind)) and name not in _WORKING_SETS}
+    assert holding_rows == {}, "hold services.views values, not rows"
+    assert {name for name, kind in results if _row_fields(kind)} == _WORKING_SETS
+
+
+def test_the_field_scan_finds_a_row_inside_a_type() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Probe:
+        accounts: list[tables.Account]
+        invoice: tables.Invoice | None
+        view: views.AccountView
+
+    assert _row_fields(Probe) == ["accounts", "invoice"]
