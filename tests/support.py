@@ -21,7 +21,7 @@ from as2aas.billing.v1 import usage_service_pb2_grpc as usage_grpc
 from google.rpc import error_details_pb2, status_pb2
 from sqlalchemy.engine import make_url
 
-from billing_svc.api.server import BillingServer
+from billing_svc.app import BillingServer
 from billing_svc.clock import SYSTEM_CLOCK, Clock
 from billing_svc.settings import Settings
 

@@ -110,13 +110,12 @@ def _refuse(exc: OperatorError) -> int:
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
-        from billing_svc.api.server import serve
+        from billing_svc.app import serve
 
         asyncio.run(serve(settings))
         return 0
 
-    from billing_svc.storage.db import Database
-    from billing_svc.storage.migrate import upgrade
+    from billing_svc.app import open_database
 
     if args.command in ("create-token", "tokens") and settings.token_specs:
         print("billing-svc: BILLING_AUTH_TOKENS is set, and it is the whole set of tokens: "
@@ -125,8 +124,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     # A purge's many small commits leave WAL checkpoints to a thread of their own, as the
     # server's writes do: none of its chunks pays for one while holding the write lock.
-    db = Database(settings.database_url, background_checkpoints=args.command == "purge")
-    upgrade(db, settings=settings)
+    db = open_database(settings, background_checkpoints=args.command == "purge")
     if args.command == "create-token":
         return _create_token(db, args)
     if args.command == "tokens":

@@ -245,7 +245,7 @@ def test_off_by_default_nothing_is_recorded_and_no_exporter_is_built(
     # SDK (and so any exporter) is never even imported.
     probe = ("import asyncio, sys\n"
              "from billing_svc import tracing\n"
-             "from billing_svc.api.server import BillingServer\n"
+             "from billing_svc.app import BillingServer\n"
              "from billing_svc.settings import Settings\n"
              "async def main():\n"
              "    server = BillingServer(Settings(_env_file=None, listen='127.0.0.1:0',\n"

@@ -8,7 +8,7 @@ from datetime import timedelta
 import grpc
 from as2aas.billing.v1 import billing_service_pb2 as pb
 
-from billing_svc.api import convert
+from billing_svc.api import convert, validation
 from billing_svc.api.common import run
 from billing_svc.api.interceptor import current_context
 from billing_svc.domain import approvals as rules
@@ -16,8 +16,8 @@ from billing_svc.domain.approvals import ApprovalPolicy
 from billing_svc.domain.catalog import CustomTerms
 from billing_svc.domain.errors import InvalidArgument
 from billing_svc.services import approvals
-from billing_svc.storage.db import Database
-from billing_svc.storage.tables import ChangeRequest
+from billing_svc.services.store import Database
+from billing_svc.services.views import ChangeRequestView
 
 _SERVICE = "BillingService"
 _STATUS = {rules.PENDING: pb.CHANGE_REQUEST_STATUS_PENDING,
@@ -33,7 +33,7 @@ _INTERVAL = {"monthly": pb.BILLING_INTERVAL_MONTHLY, "annual": pb.BILLING_INTERV
 
 
 def policy_in(message: pb.ApprovalPolicy) -> ApprovalPolicy:
-    above = (convert.money_in(message.base_fee_above, "policy.base_fee_above")
+    above = (validation.money_in(message.base_fee_above, "policy.base_fee_above")
              if message.HasField("base_fee_above") else None)
     return ApprovalPolicy(upgrades=message.upgrades, downgrades=message.downgrades,
                           cancellations=message.cancellations,
@@ -69,7 +69,7 @@ def custom_terms_out(terms: CustomTerms) -> pb.CustomTerms:
     return out
 
 
-def change_request_out(request: ChangeRequest | None) -> pb.ChangeRequest | None:
+def change_request_out(request: ChangeRequestView | None) -> pb.ChangeRequest | None:
     if request is None:
         return None
     change = approvals.change_of(request)
@@ -117,7 +117,7 @@ class ApprovalRpcs:
         rows, token = await run(approvals.list_change_requests, self.db,
                                 account_id=request.account_id,
                                 status=status_in(request.status),
-                                page_size=convert.page_size_in(request.page_size),
+                                page_size=validation.page_size_in(request.page_size),
                                 page_token=request.page_token)
         return pb.ListChangeRequestsResponse(
             change_requests=[change_request_out(r) for r in rows],  # type: ignore[misc]  # rows: no None
@@ -130,8 +130,8 @@ class ApprovalRpcs:
         decision = await run(
             approvals.decide, self.db, ctx, change_request_id=request.change_request_id,
             approve=True, reason="",
-            key=convert.idempotency_key(f"{_SERVICE}.ApproveChangeRequest", request,
-                                        ctx.caller.name))
+            key=validation.idempotency_key(f"{_SERVICE}.ApproveChangeRequest", request,
+                                           ctx.caller.name))
         return pb.ApproveChangeRequestResponse(
             change_request=change_request_out(decision.change_request),
             subscription=(convert.subscription_out(decision.account)
@@ -145,7 +145,7 @@ class ApprovalRpcs:
         decision = await run(
             approvals.decide, self.db, ctx, change_request_id=request.change_request_id,
             approve=False, reason=request.reason,
-            key=convert.idempotency_key(f"{_SERVICE}.RejectChangeRequest", request,
-                                        ctx.caller.name))
+            key=validation.idempotency_key(f"{_SERVICE}.RejectChangeRequest", request,
+                                           ctx.caller.name))
         return pb.RejectChangeRequestResponse(
             change_request=change_request_out(decision.change_request))

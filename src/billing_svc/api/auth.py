@@ -27,8 +27,8 @@ from billing_svc.domain.errors import PermissionDenied, Unauthenticated
 from billing_svc.domain.tokens import configured_token_id, hash_token
 from billing_svc.services import tokens
 from billing_svc.services.context import Caller
+from billing_svc.services.store import Database
 from billing_svc.settings import Settings, TokenSpec
-from billing_svc.storage.db import Database
 
 log = structlog.get_logger("billing_svc.auth")
 

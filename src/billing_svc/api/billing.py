@@ -8,7 +8,7 @@ import grpc
 from as2aas.billing.v1 import billing_service_pb2 as pb
 from as2aas.billing.v1 import billing_service_pb2_grpc as pb_grpc
 
-from billing_svc.api import convert
+from billing_svc.api import convert, validation
 from billing_svc.api.approvals import ApprovalRpcs, change_request_out
 from billing_svc.api.common import run
 from billing_svc.api.finance import FinanceRpcs
@@ -20,7 +20,7 @@ from billing_svc.domain import catalog
 from billing_svc.domain import subscriptions as subs
 from billing_svc.domain.errors import InvalidArgument
 from billing_svc.services import accounts, approvals
-from billing_svc.storage.db import Database
+from billing_svc.services.store import Database
 
 _SERVICE = "BillingService"
 
@@ -49,12 +49,12 @@ class BillingServicer(InvoiceRpcs, FinanceRpcs, WebhookRpcs, ApprovalRpcs, TestC
         ctx = current_context()
         account = await run(
             accounts.create_account, self.db, ctx, name=request.name, plan_id=request.plan_id,
-            billing_interval=convert.interval_in(request.billing_interval, "billing_interval",
-                                                 default=subs.MONTHLY),
-            skip_trial=request.skip_trial, start_time=convert.time_in(request, "start_time"),
+            billing_interval=validation.interval_in(request.billing_interval, "billing_interval",
+                                                    default=subs.MONTHLY),
+            skip_trial=request.skip_trial, start_time=validation.time_in(request, "start_time"),
             usage_thresholds=tuple(request.usage_threshold_percentages),
             test_clock_id=request.test_clock_id.strip(),
-            key=convert.idempotency_key(f"{_SERVICE}.CreateAccount", request, ctx.caller.name))
+            key=validation.idempotency_key(f"{_SERVICE}.CreateAccount", request, ctx.caller.name))
         # A clock account was made at its clock's time, not at the call's.
         return pb.CreateAccountResponse(account=convert.account_out(
             account, account.created_at if account.test_clock_id else None))
@@ -70,10 +70,10 @@ class BillingServicer(InvoiceRpcs, FinanceRpcs, WebhookRpcs, ApprovalRpcs, TestC
         change = await run(
             approvals.change_plan, self.db, ctx, account_id=request.account_id,
             plan_id=request.plan_id,
-            billing_interval=convert.interval_in(request.billing_interval, "billing_interval",
-                                                 default=None),
+            billing_interval=validation.interval_in(request.billing_interval, "billing_interval",
+                                                    default=None),
             ttl=self.change_request_ttl,
-            key=convert.idempotency_key(f"{_SERVICE}.ChangePlan", request, ctx.caller.name))
+            key=validation.idempotency_key(f"{_SERVICE}.ChangePlan", request, ctx.caller.name))
         return pb.ChangePlanResponse(subscription=convert.subscription_out(change.account),
                                      effective_immediately=change.effective_immediately,
                                      change_request=change_request_out(change.change_request))
@@ -85,8 +85,8 @@ class BillingServicer(InvoiceRpcs, FinanceRpcs, WebhookRpcs, ApprovalRpcs, TestC
         account, held = await run(
             approvals.cancel_subscription, self.db, ctx, account_id=request.account_id,
             at_period_end=request.at_period_end, ttl=self.change_request_ttl,
-            key=convert.idempotency_key(f"{_SERVICE}.CancelSubscription", request,
-                                        ctx.caller.name))
+            key=validation.idempotency_key(f"{_SERVICE}.CancelSubscription", request,
+                                           ctx.caller.name))
         return pb.CancelSubscriptionResponse(subscription=convert.subscription_out(account),
                                              change_request=change_request_out(held))
 
@@ -96,7 +96,7 @@ class BillingServicer(InvoiceRpcs, FinanceRpcs, WebhookRpcs, ApprovalRpcs, TestC
             raise InvalidArgument("payment_method", "is required")
         account = await run(accounts.set_payment_method, self.db, current_context(),
                             account_id=request.account_id,
-                            method=convert.payment_method_in(request.payment_method))
+                            method=validation.payment_method_in(request.payment_method))
         return pb.SetPaymentMethodResponse(payment_method=convert.payment_method_out(account),
                                            subscription=convert.subscription_out(account))
 
@@ -107,8 +107,8 @@ class BillingServicer(InvoiceRpcs, FinanceRpcs, WebhookRpcs, ApprovalRpcs, TestC
         ctx = current_context()
         view, held = await run(
             approvals.set_custom_terms, self.db, ctx, account_id=request.account_id,
-            terms=convert.custom_terms_in(request.terms), ttl=self.change_request_ttl,
-            key=convert.idempotency_key(f"{_SERVICE}.SetCustomTerms", request, ctx.caller.name))
+            terms=validation.custom_terms_in(request.terms), ttl=self.change_request_ttl,
+            key=validation.idempotency_key(f"{_SERVICE}.SetCustomTerms", request, ctx.caller.name))
         return pb.SetCustomTermsResponse(billing_plan=convert.billing_plan_out(view.terms),
                                          change_request=change_request_out(held))
 
@@ -125,8 +125,8 @@ class BillingServicer(InvoiceRpcs, FinanceRpcs, WebhookRpcs, ApprovalRpcs, TestC
         ctx = current_context()
         tenant = await run(
             accounts.create_tenant, self.db, ctx, account_id=request.account_id,
-            name=request.name, start_time=convert.time_in(request, "start_time"),
-            key=convert.idempotency_key(f"{_SERVICE}.CreateTenant", request, ctx.caller.name))
+            name=request.name, start_time=validation.time_in(request, "start_time"),
+            key=validation.idempotency_key(f"{_SERVICE}.CreateTenant", request, ctx.caller.name))
         return pb.CreateTenantResponse(tenant=convert.tenant_out(tenant))
 
     async def CreateMasterPartner(
@@ -136,9 +136,9 @@ class BillingServicer(InvoiceRpcs, FinanceRpcs, WebhookRpcs, ApprovalRpcs, TestC
         partner = await run(
             accounts.create_master_partner, self.db, ctx, account_id=request.account_id,
             name=request.name, department=request.department,
-            start_time=convert.time_in(request, "start_time"),
-            key=convert.idempotency_key(f"{_SERVICE}.CreateMasterPartner", request,
-                                        ctx.caller.name))
+            start_time=validation.time_in(request, "start_time"),
+            key=validation.idempotency_key(f"{_SERVICE}.CreateMasterPartner", request,
+                                           ctx.caller.name))
         return pb.CreateMasterPartnerResponse(master_partner=convert.master_partner_out(partner))
 
     async def UpdateMasterPartner(

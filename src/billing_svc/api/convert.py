@@ -1,8 +1,8 @@
-"""Proto messages <-> domain values. No rules here: only shapes, with field names for errors."""
+"""Domain values -> proto messages. No rules here: only shapes. Requests the other way are
+checked and converted in ``validation.py``."""
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -10,26 +10,22 @@ from as2aas.billing.v1 import billing_service_pb2 as pb
 from as2aas.billing.v1 import common_pb2
 from as2aas.billing.v1 import usage_service_pb2 as usage_pb
 from google.protobuf import timestamp_pb2
-from google.protobuf.message import Message
 
 from billing_svc.api.interceptor import current_context
 from billing_svc.domain import money, rating
 from billing_svc.domain import subscriptions as subs
-from billing_svc.domain.bounds import MAX_AMOUNT
-from billing_svc.domain.catalog import CustomTerms, MessageTier, Terms
-from billing_svc.domain.errors import InvalidArgument, shown
-from billing_svc.domain.periods import EARLIEST, LATEST, Period
+from billing_svc.domain.catalog import Terms
+from billing_svc.domain.periods import Period
 from billing_svc.services import finance, hourly_reports, invoicing, usage_reports, webhooks
 from billing_svc.services.accounts import AccountBilling
-from billing_svc.storage.idempotency import IdempotencyKey
-from billing_svc.storage.tables import (
-    Account,
-    AccountCredit,
-    AuditRecord,
-    Budget,
-    MasterPartner,
-    Tenant,
-    WebhookEndpoint,
+from billing_svc.services.views import (
+    AccountView,
+    AuditEventView,
+    BudgetView,
+    CreditView,
+    MasterPartnerView,
+    TenantView,
+    WebhookEndpointView,
 )
 
 _STATUS = {
@@ -40,7 +36,6 @@ _STATUS = {
     subs.CANCELED: pb.SUBSCRIPTION_STATUS_CANCELED,
 }
 _INTERVAL = {subs.MONTHLY: pb.BILLING_INTERVAL_MONTHLY, subs.ANNUAL: pb.BILLING_INTERVAL_ANNUAL}
-_INTERVAL_BACK: dict[int, str] = {v: k for k, v in _INTERVAL.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -52,77 +47,12 @@ def money_out(amount: Decimal) -> common_pb2.Money:
     return common_pb2.Money(currency_code=money.CURRENCY, units=units, nanos=nanos)
 
 
-def money_in(value: common_pb2.Money, field: str) -> Decimal:
-    if value.currency_code not in ("", money.CURRENCY):
-        raise InvalidArgument(f"{field}.currency_code", f"{shown(value.currency_code)} is not "
-                              "supported; billing-svc bills USD")
-    try:
-        amount = money.from_units_nanos(value.units, value.nanos)
-    except ValueError as exc:
-        raise InvalidArgument(field, str(exc)) from exc
-    if abs(amount) > MAX_AMOUNT:
-        raise InvalidArgument(field, f"is more than the {MAX_AMOUNT:,} USD billing-svc handles")
-    return amount
-
-
 def time_out(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
     if moment is None:
         return None
     stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(moment.astimezone(UTC))
     return stamp
-
-
-_EARLIEST_SECONDS = int(EARLIEST.timestamp())
-_LATEST_SECONDS = int(LATEST.timestamp())
-
-
-def time_in(message: Message, field: str, prefix: str = "") -> datetime | None:
-    """Timestamp field ``field`` of ``message`` as an aware UTC datetime; ``None`` if unset.
-
-    The one check of every timestamp a request carries: nanos within [0, 10^9) and the moment
-    within [``EARLIEST``, ``LATEST``), else ``InvalidArgument`` naming ``prefix + field``.
-    """
-    if not message.HasField(field):
-        return None
-    stamp: timestamp_pb2.Timestamp = getattr(message, field)
-    if not 0 <= stamp.nanos < 1_000_000_000:
-        raise InvalidArgument(prefix + field,
-                              f"nanos {stamp.nanos} is not within 0..999999999")
-    if not _EARLIEST_SECONDS <= stamp.seconds < _LATEST_SECONDS:
-        raise InvalidArgument(prefix + field,
-                              f"seconds {stamp.seconds} is not within {EARLIEST.isoformat()} "
-                              f"(0) and {LATEST.isoformat()} ({_LATEST_SECONDS}, exclusive)")
-    return stamp.ToDatetime(tzinfo=UTC)
-
-
-def period_in(label: str, field: str = "period") -> Period:
-    try:
-        return Period.parse(label)
-    except ValueError as exc:
-        raise InvalidArgument(field, str(exc)) from exc
-
-
-def interval_in(value: int, field: str, *, default: str | None) -> str | None:
-    if value == pb.BILLING_INTERVAL_UNSPECIFIED:
-        return default
-    if value not in _INTERVAL_BACK:
-        raise InvalidArgument(field, f"{value} is not a BillingInterval")
-    return _INTERVAL_BACK[value]
-
-
-def idempotency_key(method: str, request: Message, caller: str) -> IdempotencyKey | None:
-    """The AIP-155 key of a create request, or ``None`` when it carries no ``request_id``."""
-    request_id: str = getattr(request, "request_id", "")
-    if not request_id:
-        return None
-    if len(request_id) > 100:
-        raise InvalidArgument("request_id", "is longer than 100 characters")
-    rest = type(request)()
-    rest.CopyFrom(request)
-    rest.ClearField("request_id")
-    digest = hashlib.sha256(caller.encode() + b"\0" + rest.SerializeToString(deterministic=True))
-    return IdempotencyKey(method, request_id, digest.hexdigest())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,52 +78,11 @@ def plan_out(terms: Terms) -> pb.Plan:
     return plan
 
 
-def custom_terms_in(message: pb.CustomTerms) -> CustomTerms:
-    def amount(name: str) -> Decimal | None:
-        if not message.HasField(name):
-            return None
-        return money_in(getattr(message, name), f"terms.{name}")
-
-    storage_gb = None
-    if message.included_storage_gb:
-        try:
-            storage_gb = money.parse_decimal(message.included_storage_gb,
-                                             field="terms.included_storage_gb")
-        except ValueError as exc:
-            raise InvalidArgument("terms.included_storage_gb", str(exc)) from exc
-    tiers = tuple(
-        MessageTier(tier.up_to_messages or None,
-                    money_in(tier.unit_price, f"terms.message_tiers[{i}].unit_price"))
-        for i, tier in enumerate(message.message_tiers)
-    )
-    for i, tier in enumerate(message.message_tiers):
-        if tier.up_to_messages < 0:
-            raise InvalidArgument(f"terms.message_tiers[{i}].up_to_messages",
-                                  "must not be negative (0 = no upper bound)")
-    return CustomTerms(
-        base_fee=amount("base_fee"),
-        included_tenants=(message.included_tenants
-                          if message.HasField("included_tenants") else None),
-        included_master_partners=(message.included_master_partners
-                                  if message.HasField("included_master_partners") else None),
-        included_messages=(message.included_messages
-                           if message.HasField("included_messages") else None),
-        included_storage_gb=storage_gb,
-        tenant_overage=amount("tenant_overage"),
-        message_overage=amount("message_overage"),
-        storage_overage_per_gb=amount("storage_overage_per_gb"),
-        message_tiers=tiers,
-        contract_start=time_in(message, "contract_start", "terms."),
-        contract_end=time_in(message, "contract_end", "terms."),
-        account_manager=message.account_manager.strip(),
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # Accounts
 
 
-def subscription_out(account: Account, now: datetime | None = None) -> pb.Subscription:
+def subscription_out(account: AccountView, now: datetime | None = None) -> pb.Subscription:
     period = Period.containing(now or current_context().now)
     return pb.Subscription(
         id=account.subscription_id,
@@ -210,7 +99,7 @@ def subscription_out(account: Account, now: datetime | None = None) -> pb.Subscr
     )
 
 
-def account_out(account: Account, now: datetime | None = None) -> pb.Account:
+def account_out(account: AccountView, now: datetime | None = None) -> pb.Account:
     return pb.Account(
         account_id=account.account_id, customer_id=account.customer_id, name=account.name,
         create_time=time_out(account.created_at), subscription=subscription_out(account, now),
@@ -218,17 +107,12 @@ def account_out(account: Account, now: datetime | None = None) -> pb.Account:
     )
 
 
-def payment_method_out(account: Account) -> pb.PaymentMethod | None:
+def payment_method_out(account: AccountView) -> pb.PaymentMethod | None:
     if account.payment_method_type is None:
         return None
     return pb.PaymentMethod(type=account.payment_method_type, last4=account.payment_last4 or "",
                             exp_month=account.payment_exp_month or 0,
                             exp_year=account.payment_exp_year or 0)
-
-
-def payment_method_in(message: pb.PaymentMethod) -> subs.PaymentMethodInput:
-    return subs.PaymentMethodInput(type=message.type.strip(), last4=message.last4.strip(),
-                                   exp_month=message.exp_month, exp_year=message.exp_year)
 
 
 def billing_plan_out(terms: Terms) -> pb.BillingPlan:
@@ -255,12 +139,12 @@ def account_billing_out(view: AccountBilling,
     )
 
 
-def tenant_out(tenant: Tenant) -> pb.Tenant:
+def tenant_out(tenant: TenantView) -> pb.Tenant:
     return pb.Tenant(tenant_id=tenant.tenant_id, account_id=tenant.account_id, name=tenant.name,
                      create_time=time_out(tenant.created_at))
 
 
-def master_partner_out(partner: MasterPartner) -> pb.MasterPartner:
+def master_partner_out(partner: MasterPartnerView) -> pb.MasterPartner:
     return pb.MasterPartner(partner_id=partner.partner_id, account_id=partner.account_id,
                             name=partner.name, department=partner.department,
                             create_time=time_out(partner.created_at))
@@ -275,12 +159,6 @@ def period_out(period: Period) -> common_pb2.BillingPeriod:
                                     end=time_out(period.end))
 
 
-def year_month_in(year: int, month: int) -> Period:
-    if not 1 <= month <= 12:
-        raise InvalidArgument("month", f"{month} is not within 1..12")
-    if not EARLIEST.year <= year < LATEST.year:
-        raise InvalidArgument("year", f"{year} is not within {EARLIEST.year}..{LATEST.year - 1}")
-    return Period(year, month)
 
 
 def tenant_usage_out(tenant: usage_reports.TenantUsage) -> common_pb2.TenantUsage:
@@ -320,28 +198,6 @@ def monthly_usage_out(report: usage_reports.MonthlyUsage) -> usage_pb.GetMonthly
     )
 
 
-_GRANULARITY = {usage_pb.GRANULARITY_HOUR: "hour", usage_pb.GRANULARITY_DAY: "day",
-                usage_pb.GRANULARITY_MONTH: "month"}
-
-
-def history_query_in(request: usage_pb.GetUsageHistoryRequest) -> usage_reports.HistoryQuery:
-    if request.granularity not in _GRANULARITY:
-        raise InvalidArgument("granularity", "use GRANULARITY_HOUR, GRANULARITY_DAY or "
-                              "GRANULARITY_MONTH")
-    start = time_in(request, "start_time")
-    end = time_in(request, "end_time") or current_context().now
-    if start is None:
-        raise InvalidArgument("start_time", "is required")
-    if end <= start:
-        raise InvalidArgument("end_time", "must be after start_time")
-    if request.page_size < 0:
-        raise InvalidArgument("page_size", "must not be negative")
-    return usage_reports.HistoryQuery(
-        account_id=request.account_id, granularity=_GRANULARITY[request.granularity],
-        start=start, end=end, tenant_id=request.tenant_id, page_size=request.page_size,
-        page_token=request.page_token)
-
-
 def history_out(page: usage_reports.HistoryPage) -> usage_pb.GetUsageHistoryResponse:
     return usage_pb.GetUsageHistoryResponse(
         buckets=[usage_pb.UsageBucket(start=time_out(b.start), messages=b.messages,
@@ -369,21 +225,6 @@ _INVOICE_STATUS = {
     "paid": pb.INVOICE_STATUS_PAID, "uncollectible": pb.INVOICE_STATUS_UNCOLLECTIBLE,
     "void": pb.INVOICE_STATUS_VOID,
 }
-_INVOICE_STATUS_BACK: dict[int, str] = {v: k for k, v in _INVOICE_STATUS.items()}
-
-
-def invoice_status_in(value: int) -> str | None:
-    if value == pb.INVOICE_STATUS_UNSPECIFIED:
-        return None
-    if value not in _INVOICE_STATUS_BACK:
-        raise InvalidArgument("status", f"{value} is not an InvoiceStatus")
-    return _INVOICE_STATUS_BACK[value]
-
-
-def page_size_in(value: int) -> int:
-    if value < 0:
-        raise InvalidArgument("page_size", "must not be negative")
-    return value
 
 
 def invoice_line_out(line: rating.InvoiceLine) -> pb.InvoiceLine:
@@ -394,7 +235,7 @@ def invoice_line_out(line: rating.InvoiceLine) -> pb.InvoiceLine:
                           credit_id=line.credit_id or "")
 
 
-def credit_out(credit: AccountCredit) -> pb.Credit:
+def credit_out(credit: CreditView) -> pb.Credit:
     return pb.Credit(credit_id=credit.credit_id, account_id=credit.account_id,
                      amount=money_out(credit.amount), remaining=money_out(credit.remaining),
                      description=credit.description, create_time=time_out(credit.created_at))
@@ -424,7 +265,7 @@ def invoice_out(view: invoicing.InvoiceView) -> pb.Invoice:
 # Finance
 
 
-def budget_out(budget: Budget) -> pb.Budget:
+def budget_out(budget: BudgetView) -> pb.Budget:
     return pb.Budget(account_id=budget.account_id, name=budget.name,
                      limit=money_out(budget.limit_amount),
                      threshold_percentages=[int(t) for t in budget.thresholds.split(",") if t])
@@ -442,7 +283,7 @@ def allocation_out(allocation: finance.Allocation) -> pb.GetCostAllocationRespon
         total=money_out(allocation.total), invoiced=allocation.invoiced)
 
 
-def audit_out(record: AuditRecord) -> pb.AuditEvent:
+def audit_out(record: AuditEventView) -> pb.AuditEvent:
     return pb.AuditEvent(
         sequence=record.sequence, account_id=record.account_id, actor=record.actor,
         action=record.action, before_json=record.before_json, after_json=record.after_json,
@@ -461,7 +302,7 @@ _EVENT_STATUS_OUT = {"pending": pb.WEBHOOK_EVENT_STATUS_PENDING,
                      "no_endpoint": pb.WEBHOOK_EVENT_STATUS_NO_ENDPOINT}
 
 
-def endpoint_out(endpoint: WebhookEndpoint, *, with_secret: bool) -> pb.WebhookEndpoint:
+def endpoint_out(endpoint: WebhookEndpointView, *, with_secret: bool) -> pb.WebhookEndpoint:
     return pb.WebhookEndpoint(
         endpoint_id=endpoint.endpoint_id, account_id=endpoint.account_id, url=endpoint.url,
         event_types=[t for t in endpoint.event_types.split(",") if t],

@@ -5,13 +5,13 @@ from __future__ import annotations
 import grpc
 from as2aas.billing.v1 import billing_service_pb2 as pb
 
-from billing_svc.api import convert, reports
+from billing_svc.api import convert, reports, validation
 from billing_svc.api.common import run
 from billing_svc.api.interceptor import current_context
 from billing_svc.domain import money
 from billing_svc.domain.errors import InvalidArgument
 from billing_svc.services import finance, partner_utilization, plan_advice
-from billing_svc.storage.db import Database
+from billing_svc.services.store import Database
 
 
 class FinanceRpcs:
@@ -24,14 +24,14 @@ class FinanceRpcs:
             raise InvalidArgument("limit", "is required, e.g. {currency_code: USD, units: 2000}")
         budget = await run(finance.set_budget, self.db, current_context(),
                            account_id=request.account_id, name=request.name,
-                           limit=convert.money_in(request.limit, "limit"),
+                           limit=validation.money_in(request.limit, "limit"),
                            thresholds=tuple(request.threshold_percentages))
         return pb.SetBudgetResponse(budget=convert.budget_out(budget))
 
     async def ListBudgets(self, request: pb.ListBudgetsRequest,
                           context: grpc.aio.ServicerContext) -> pb.ListBudgetsResponse:
         budgets, token = await run(finance.list_budgets, self.db, request.account_id,
-                                   page_size=convert.page_size_in(request.page_size),
+                                   page_size=validation.page_size_in(request.page_size),
                                    page_token=request.page_token)
         return pb.ListBudgetsResponse(budgets=[convert.budget_out(b) for b in budgets],
                                       next_page_token=token)
@@ -46,14 +46,14 @@ class FinanceRpcs:
             self, request: pb.GetCostAllocationRequest,
             context: grpc.aio.ServicerContext) -> pb.GetCostAllocationResponse:
         allocation = await run(finance.cost_allocation, self.db, request.account_id,
-                               convert.period_in(request.period))
+                               validation.period_in(request.period))
         return convert.allocation_out(allocation)
 
     async def ExportJournalEntries(
             self, request: pb.ExportJournalEntriesRequest,
             context: grpc.aio.ServicerContext) -> pb.ExportJournalEntriesResponse:
         entries = await run(finance.journal_entries, self.db, request.account_id,
-                            convert.period_in(request.period), self.gl_account)
+                            validation.period_in(request.period), self.gl_account)
         return pb.ExportJournalEntriesResponse(entries=[
             pb.JournalEntry(gl_account=e.gl_account, department=e.department,
                             amount=convert.money_out(e.amount), description=e.description,
@@ -63,16 +63,16 @@ class FinanceRpcs:
                               context: grpc.aio.ServicerContext) -> pb.ListAuditEventsResponse:
         records, token = await run(
             finance.list_audit_events, self.db, account_id=request.account_id,
-            action=request.action, start=convert.time_in(request, "start_time"),
-            end=convert.time_in(request, "end_time"),
-            page_size=convert.page_size_in(request.page_size), page_token=request.page_token)
+            action=request.action, start=validation.time_in(request, "start_time"),
+            end=validation.time_in(request, "end_time"),
+            page_size=validation.page_size_in(request.page_size), page_token=request.page_token)
         return pb.ListAuditEventsResponse(audit_events=[convert.audit_out(r) for r in records],
                                           next_page_token=token)
 
     async def ReconcilePeriod(self, request: pb.ReconcilePeriodRequest,
                               context: grpc.aio.ServicerContext) -> pb.ReconcilePeriodResponse:
         result = await run(finance.reconcile_period, self.db, request.account_id,
-                           convert.period_in(request.period))
+                           validation.period_in(request.period))
         return pb.ReconcilePeriodResponse(
             invoice_id=result.invoice_id, matches=result.matches,
             lines=[pb.ReconciliationLine(
@@ -84,7 +84,7 @@ class FinanceRpcs:
 
     async def ComparePlans(self, request: pb.ComparePlansRequest,
                            context: grpc.aio.ServicerContext) -> pb.ComparePlansResponse:
-        period = convert.period_in(request.period)
+        period = validation.period_in(request.period)
         if not request.horizon_months:
             costs = await run(finance.compare_plans, self.db, request.account_id, period,
                               current_context().now)

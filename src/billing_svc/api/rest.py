@@ -35,9 +35,9 @@ from billing_svc.domain.errors import BillingError, InvalidArgument, cut
 from billing_svc.domain.ids import new_id
 from billing_svc.services import accounts, test_clocks, usage_reports
 from billing_svc.services.context import Caller, RequestContext
+from billing_svc.services.store import Database
 from billing_svc.services.test_clocks import AccountClocks
 from billing_svc.settings import Settings
-from billing_svc.storage.db import Database
 
 log = structlog.get_logger("billing_svc.http")
 

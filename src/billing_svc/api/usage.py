@@ -17,7 +17,7 @@ from as2aas.billing.v1 import usage_service_pb2 as pb
 from as2aas.billing.v1 import usage_service_pb2_grpc as pb_grpc
 from google.protobuf.message import DecodeError
 
-from billing_svc.api import convert, reports
+from billing_svc.api import convert, reports, validation
 from billing_svc.api.common import deadline, run
 from billing_svc.api.interceptor import current_context, log_fields
 from billing_svc.domain import usage
@@ -28,7 +28,7 @@ from billing_svc.native import count_events as count_events  # where tests look 
 from billing_svc.services import forecasting, hourly_reports, usage_reports
 from billing_svc.services.ingestion import BatchResult
 from billing_svc.services.ingestion_writer import IngestionWriter
-from billing_svc.storage.db import Database
+from billing_svc.services.store import Database
 
 log = structlog.get_logger("billing_svc.usage")
 
@@ -225,14 +225,14 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
 
     async def GetMonthlyUsage(self, request: pb.GetMonthlyUsageRequest,
                               context: grpc.aio.ServicerContext) -> pb.GetMonthlyUsageResponse:
-        period = convert.year_month_in(request.year, request.month)
+        period = validation.year_month_in(request.year, request.month)
         report = await run(usage_reports.monthly_usage, self.db, request.account_id, period,
                            now=current_context().now)
         return convert.monthly_usage_out(report)
 
     async def GetUsageHistory(self, request: pb.GetUsageHistoryRequest,
                               context: grpc.aio.ServicerContext) -> pb.GetUsageHistoryResponse:
-        query = convert.history_query_in(request)
+        query = validation.history_query_in(request)
         page = await run(usage_reports.usage_history, self.db, query)
         return convert.history_out(page)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import grpc
 from as2aas.billing.v1 import billing_service_pb2 as pb
 
-from billing_svc.api import convert
+from billing_svc.api import convert, validation
 from billing_svc.api.common import run
 from billing_svc.api.interceptor import current_context
 from billing_svc.services import webhooks
-from billing_svc.storage.db import Database
+from billing_svc.services.store import Database
 
 _EVENT_STATUS = {pb.WEBHOOK_EVENT_STATUS_PENDING: "pending",
                  pb.WEBHOOK_EVENT_STATUS_DELIVERED: "delivered",
@@ -29,8 +29,8 @@ class WebhookRpcs:
             webhooks.create_endpoint, self.db, ctx, account_id=request.account_id,
             url=request.url, event_types=list(request.event_types),
             description=request.description, allow_private=self.allow_private_networks,
-            key=convert.idempotency_key("BillingService.CreateWebhookEndpoint", request,
-                                        ctx.caller.name))
+            key=validation.idempotency_key("BillingService.CreateWebhookEndpoint", request,
+                                           ctx.caller.name))
         return pb.CreateWebhookEndpointResponse(
             endpoint=convert.endpoint_out(endpoint, with_secret=True))
 
@@ -39,7 +39,7 @@ class WebhookRpcs:
             context: grpc.aio.ServicerContext) -> pb.ListWebhookEndpointsResponse:
         endpoints, token = await run(
             webhooks.list_endpoints, self.db, account_id=request.account_id,
-            page_size=convert.page_size_in(request.page_size), page_token=request.page_token)
+            page_size=validation.page_size_in(request.page_size), page_token=request.page_token)
         return pb.ListWebhookEndpointsResponse(
             endpoints=[convert.endpoint_out(e, with_secret=False) for e in endpoints],
             next_page_token=token)
@@ -65,7 +65,7 @@ class WebhookRpcs:
         events, token = await run(
             webhooks.list_events, self.db, account_id=request.account_id,
             event_type=request.event_type, status=_EVENT_STATUS.get(request.status),
-            page_size=convert.page_size_in(request.page_size), page_token=request.page_token)
+            page_size=validation.page_size_in(request.page_size), page_token=request.page_token)
         return pb.ListWebhookEventsResponse(events=[convert.event_log_out(e) for e in events],
                                             next_page_token=token)
 

@@ -30,6 +30,7 @@ from billing_svc.domain.periods import Period
 from billing_svc.services.common import idempotent_write, load_account, loader, visible
 from billing_svc.services.context import RequestContext
 from billing_svc.services.terms import terms_of as terms_of  # re-exported: accounts.terms_of
+from billing_svc.services.views import AccountView, MasterPartnerView, TenantView
 from billing_svc.storage import audit, notices, outbox
 from billing_svc.storage.db import Database
 from billing_svc.storage.idempotency import IdempotencyKey
@@ -42,8 +43,12 @@ MAX_NAME_LENGTH = 200
 class AccountBilling:
     """An account with the terms in force for it."""
 
-    account: Account
+    account: AccountView
     terms: Terms
+
+    @classmethod
+    def of(cls, account: Account) -> AccountBilling:
+        return cls(AccountView.from_row(account), terms_of(account))
 
 
 def _catalog_plan(plan_id: str, field: str = "plan_id") -> Terms:
@@ -128,7 +133,7 @@ def _record_change(session: Session, ctx: RequestContext, account: Account, acti
 def create_account(db: Database, ctx: RequestContext, *, name: str, plan_id: str,
                    billing_interval: str, skip_trial: bool, start_time: datetime | None,
                    usage_thresholds: tuple[int, ...], key: IdempotencyKey | None,
-                   test_clock_id: str = "") -> Account:
+                   test_clock_id: str = "") -> AccountView:
     """Create an account and its subscription, ``trialing`` unless the trial is skipped; with
     ``test_clock_id``, on that test clock's time."""
     name = _name(name)
@@ -163,8 +168,8 @@ def create_account(db: Database, ctx: RequestContext, *, name: str, plan_id: str
                      request_id=ctx.request_id)
         return account
 
-    return idempotent_write(db, ctx, key, create, lambda s, i: load_account(s, i),
-                            lambda a: a.account_id)
+    return AccountView.from_row(idempotent_write(
+        db, ctx, key, create, lambda s, i: load_account(s, i), lambda a: a.account_id))
 
 
 def _on_test_clock(db: Database, ctx: RequestContext, test_clock_id: str,
@@ -186,17 +191,18 @@ def _on_test_clock(db: Database, ctx: RequestContext, test_clock_id: str,
 
 def get_account_billing(db: Database, account_id: str) -> AccountBilling:
     with db.read() as session:
-        account = load_account(session, account_id)
-        return AccountBilling(account, terms_of(account))
+        return AccountBilling.of(load_account(session, account_id))
 
 
 def change_plan(db: Database, ctx: RequestContext, *, account_id: str, plan_id: str,
-                billing_interval: str | None) -> tuple[Account, bool]:
+                billing_interval: str | None) -> tuple[AccountView, bool]:
     """Upgrade now or schedule a downgrade for the period end; returns (account, immediate)."""
     new_terms = _catalog_plan(plan_id)
     with db.write() as session:
         account = load_account(session, account_id, for_update=True)
-        return apply_plan_change(session, ctx, account, new_terms, billing_interval)
+        changed, immediate = apply_plan_change(session, ctx, account, new_terms,
+                                               billing_interval)
+        return AccountView.from_row(changed), immediate
 
 
 def plan_after_change(account: Account, new_terms: Terms) -> Terms:
@@ -245,10 +251,10 @@ def apply_plan_change(session: Session, ctx: RequestContext, account: Account,
 
 
 def cancel_subscription(db: Database, ctx: RequestContext, *, account_id: str,
-                        at_period_end: bool) -> Account:
+                        at_period_end: bool) -> AccountView:
     with db.write() as session:
         account = load_account(session, account_id, for_update=True)
-        return apply_cancellation(session, ctx, account, at_period_end)
+        return AccountView.from_row(apply_cancellation(session, ctx, account, at_period_end))
 
 
 def apply_cancellation(session: Session, ctx: RequestContext, account: Account,
@@ -275,7 +281,7 @@ def apply_cancellation(session: Session, ctx: RequestContext, account: Account,
 
 
 def set_payment_method(db: Database, ctx: RequestContext, *, account_id: str,
-                       method: subs.PaymentMethodInput) -> Account:
+                       method: subs.PaymentMethodInput) -> AccountView:
     method.validate(ctx.now.year, ctx.now.month)
     with db.write() as session:
         account = load_account(session, account_id, for_update=True)
@@ -291,7 +297,7 @@ def set_payment_method(db: Database, ctx: RequestContext, *, account_id: str,
             account.status = subs.ACTIVE
             change = "payment_method_added"
         _record_change(session, ctx, account, "payment_method.set", before, event_change=change)
-        return account
+        return AccountView.from_row(account)
 
 
 def _has_open_dunning(session: Session, account: Account) -> bool:
@@ -325,18 +331,18 @@ def apply_custom_terms(session: Session, ctx: RequestContext, account: Account,
                                 effective_at=ctx.now))
     _record_change(session, ctx, account, "custom_terms.set", before,
                    event_change="custom_terms")
-    return AccountBilling(account, terms_of(account))
+    return AccountBilling.of(account)
 
 
 def set_usage_thresholds(db: Database, ctx: RequestContext, *, account_id: str,
-                         thresholds: tuple[int, ...]) -> Account:
+                         thresholds: tuple[int, ...]) -> AccountView:
     parsed = subs.parse_thresholds(thresholds, "threshold_percentages")
     with db.write() as session:
         account = load_account(session, account_id, for_update=True)
         before = _snapshot(account)
         account.usage_thresholds = ",".join(str(t) for t in parsed)
         _record_change(session, ctx, account, "usage_thresholds.set", before, event_change=None)
-        return account
+        return AccountView.from_row(account)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,7 +350,7 @@ def set_usage_thresholds(db: Database, ctx: RequestContext, *, account_id: str,
 
 
 def create_tenant(db: Database, ctx: RequestContext, *, account_id: str, name: str,
-                  start_time: datetime | None, key: IdempotencyKey | None) -> Tenant:
+                  start_time: datetime | None, key: IdempotencyKey | None) -> TenantView:
     name = _name(name)
     created_at = _start_time(ctx, start_time)
 
@@ -370,7 +376,8 @@ def create_tenant(db: Database, ctx: RequestContext, *, account_id: str, name: s
                      at=ctx.now, request_id=ctx.request_id)
         return tenant
 
-    return idempotent_write(db, ctx, key, create, loader(Tenant), lambda t: t.tenant_id)
+    return TenantView.from_row(
+        idempotent_write(db, ctx, key, create, loader(Tenant), lambda t: t.tenant_id))
 
 
 def _check_tenant_limit(session: Session, ctx: RequestContext, account: Account) -> None:
@@ -390,7 +397,7 @@ def _check_tenant_limit(session: Session, ctx: RequestContext, account: Account)
 
 def create_master_partner(db: Database, ctx: RequestContext, *, account_id: str, name: str,
                           department: str, start_time: datetime | None,
-                          key: IdempotencyKey | None) -> MasterPartner:
+                          key: IdempotencyKey | None) -> MasterPartnerView:
     """Create a master partner within the plan's hard limit (spec §1.7).
 
     Beyond the limit the request is refused with ``FailedPrecondition``, and the refusal's
@@ -439,11 +446,11 @@ def create_master_partner(db: Database, ctx: RequestContext, *, account_id: str,
                                lambda p: p.partner_id if p else "")
     if partner is None:
         raise refusal[0]
-    return partner
+    return MasterPartnerView.from_row(partner)
 
 
 def update_master_partner(db: Database, ctx: RequestContext, *, partner_id: str,
-                          name: str | None, department: str | None) -> MasterPartner:
+                          name: str | None, department: str | None) -> MasterPartnerView:
     if not partner_id:
         raise InvalidArgument("partner_id", "is required")
     with db.write() as session:
@@ -461,7 +468,7 @@ def update_master_partner(db: Database, ctx: RequestContext, *, partner_id: str,
                      account_id=partner.account_id, before=before,
                      after={"name": partner.name, "department": partner.department},
                      at=ctx.now, request_id=ctx.request_id)
-        return partner
+        return MasterPartnerView.from_row(partner)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from billing_svc.services import accounts, paging
 from billing_svc.services.accounts import AccountBilling
 from billing_svc.services.common import load_account, visible
 from billing_svc.services.context import RequestContext
+from billing_svc.services.views import AccountView, ChangeRequestView
 from billing_svc.storage import audit, idempotency, outbox
 from billing_svc.storage import tables as t
 from billing_svc.storage.db import Database
@@ -51,18 +52,22 @@ DEFAULT_TTL = timedelta(hours=168)
 class PlanChange:
     """What ``ChangePlan`` answers: the subscription, and the request when the change is held."""
 
-    account: Account
+    account: AccountView
     effective_immediately: bool
-    change_request: ChangeRequest | None = None
+    change_request: ChangeRequestView | None = None
 
 
 @dataclass(frozen=True)
 class Decision:
     """A decided request, and for an approval the subscription after its change."""
 
-    change_request: ChangeRequest
-    account: Account | None = None
+    change_request: ChangeRequestView
+    account: AccountView | None = None
     effective_immediately: bool = False
+
+
+def _held_view(request: ChangeRequest | None) -> ChangeRequestView | None:
+    return ChangeRequestView.from_row(request) if request is not None else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,7 +122,7 @@ def change_plan(db: Database, ctx: RequestContext, *, account_id: str, plan_id: 
         account = load_account(session, account_id, for_update=True)
         held = _held_before(session, ctx, account, key)
         if held is not None:
-            return PlanChange(account, False, held)
+            return PlanChange(AccountView.from_row(account), False, _held_view(held))
         interval = billing_interval or account.billing_interval
         is_change = (new_terms.plan_id != account.plan_id
                      or interval != account.billing_interval)
@@ -131,22 +136,22 @@ def change_plan(db: Database, ctx: RequestContext, *, account_id: str, plan_id: 
                          {"plan_id": new_terms.plan_id, "billing_interval": billing_interval},
                          summary, ttl, key)
             if held is not None:
-                return PlanChange(account, False, held)
+                return PlanChange(AccountView.from_row(account), False, _held_view(held))
         changed, immediate = accounts.apply_plan_change(session, ctx, account, new_terms,
                                                         billing_interval)
-        return PlanChange(changed, immediate)
+        return PlanChange(AccountView.from_row(changed), immediate)
 
 
 def cancel_subscription(db: Database, ctx: RequestContext, *, account_id: str,
                         at_period_end: bool, ttl: timedelta = DEFAULT_TTL,
                         key: IdempotencyKey | None = None
-                        ) -> tuple[Account, ChangeRequest | None]:
+                        ) -> tuple[AccountView, ChangeRequestView | None]:
     """``accounts.cancel_subscription``, unless the account's policy holds the cancellation."""
     with db.write() as session:
         account = load_account(session, account_id, for_update=True)
         held = _held_before(session, ctx, account, key)
         if held is not None:
-            return account, held
+            return AccountView.from_row(account), _held_view(held)
         no_op = account.status == subs.CANCELED or (at_period_end and account.cancel_at_period_end)
         if not no_op:
             summary = ("cancellation at the end of the period" if at_period_end
@@ -154,13 +159,14 @@ def cancel_subscription(db: Database, ctx: RequestContext, *, account_id: str,
             held = _hold(session, ctx, account, approvals.CANCELLATION, None,
                          {"at_period_end": at_period_end}, summary, ttl, key)
             if held is not None:
-                return account, held
-        return accounts.apply_cancellation(session, ctx, account, at_period_end), None
+                return AccountView.from_row(account), _held_view(held)
+        return AccountView.from_row(
+            accounts.apply_cancellation(session, ctx, account, at_period_end)), None
 
 
 def set_custom_terms(db: Database, ctx: RequestContext, *, account_id: str, terms: CustomTerms,
                      ttl: timedelta = DEFAULT_TTL, key: IdempotencyKey | None = None
-                     ) -> tuple[AccountBilling, ChangeRequest | None]:
+                     ) -> tuple[AccountBilling, ChangeRequestView | None]:
     """``accounts.set_custom_terms``, unless the account's policy holds the change."""
     terms.validate()
     with db.write() as session:
@@ -173,7 +179,7 @@ def set_custom_terms(db: Database, ctx: RequestContext, *, account_id: str, term
                          {"custom_terms": terms.to_json()},
                          f"custom terms with a monthly base fee of {fee} USD", ttl, key)
         if held is not None:
-            return AccountBilling(account, accounts.terms_of(account)), held
+            return AccountBilling.of(account), _held_view(held)
         return accounts.apply_custom_terms(session, ctx, account, terms), None
 
 
@@ -285,9 +291,10 @@ def decide(db: Database, ctx: RequestContext, *, change_request_id: str, approve
                 f"change request {request.change_request_id} expired at "
                 f"{request.expires_at.isoformat()} without a decision; ask for the change again"))
         else:
-            result = Decision(request)
+            account: AccountView | None = None
+            immediate = False
             if approve:
-                result = _apply(session, ctx, request)
+                account, immediate = _apply(session, ctx, request)
             request.status = decision
             request.decided_by = ctx.caller.name
             request.decided_at = ctx.now
@@ -304,28 +311,30 @@ def decide(db: Database, ctx: RequestContext, *, change_request_id: str, approve
                 idempotency.remember(session, key, token_id=ctx.caller.token_id,
                                      caller=ctx.caller.name,
                                      result_id=request.change_request_id)
-            return result
+            return Decision(ChangeRequestView.from_row(request), account, immediate)
     raise expired[0]
 
 
-def _apply(session: Session, ctx: RequestContext, request: ChangeRequest) -> Decision:
-    """Make the request's change through the code path of the direct call."""
+def _apply(session: Session, ctx: RequestContext,
+           request: ChangeRequest) -> tuple[AccountView, bool]:
+    """Make the request's change through the code path of the direct call: the account after
+    it, and whether it took effect at once."""
     account = load_account(session, request.account_id, for_update=True)
     change = json.loads(request.change_json)
     try:
         if request.kind == approvals.CANCELLATION:
             account = accounts.apply_cancellation(session, ctx, account,
                                                   bool(change["at_period_end"]))
-            return Decision(request, account, not change["at_period_end"])
+            return AccountView.from_row(account), not change["at_period_end"]
         if request.kind == approvals.CUSTOM_TERMS:
             terms = CustomTerms.from_json(change["custom_terms"])
             terms.validate()
             view = accounts.apply_custom_terms(session, ctx, account, terms)
-            return Decision(request, view.account, True)
+            return view.account, True
         account, immediate = accounts.apply_plan_change(
             session, ctx, account, accounts.catalog_plan(change["plan_id"]),
             change["billing_interval"])
-        return Decision(request, account, immediate)
+        return AccountView.from_row(account), immediate
     except (FailedPrecondition, InvalidArgument) as exc:
         raise FailedPrecondition(
             f"change request {request.change_request_id} cannot be applied now: {exc}; "
@@ -338,7 +347,8 @@ def _decision_view(session: Session, request: ChangeRequest) -> Decision:
     immediate = request.status == approvals.APPROVED and (
         request.kind in (approvals.UPGRADE, approvals.CUSTOM_TERMS)
         or (request.kind == approvals.CANCELLATION and not change_of(request)["at_period_end"]))
-    return Decision(request, account, immediate)
+    return Decision(ChangeRequestView.from_row(request),
+                    AccountView.from_row(account) if account is not None else None, immediate)
 
 
 def _expire(session: Session, ctx: RequestContext, request: ChangeRequest) -> None:
@@ -384,7 +394,7 @@ def expire_due(db: Database, ctx: RequestContext, *, limit: int = 500,
 
 
 def list_change_requests(db: Database, *, account_id: str, status: str | None, page_size: int,
-                         page_token: str) -> tuple[list[ChangeRequest], str]:
+                         page_token: str) -> tuple[list[ChangeRequestView], str]:
     """Oldest first, by id (ids sort by creation time)."""
     size = min(page_size or 50, 500)
     query = (account_id, status or "")
@@ -404,14 +414,14 @@ def list_change_requests(db: Database, *, account_id: str, status: str | None, p
                                  .limit(size + 1)))
     token = (paging.next_token("ListChangeRequests", query, (rows[size - 1].change_request_id,))
              if len(rows) > size else "")
-    return rows[:size], token
+    return [ChangeRequestView.from_row(row) for row in rows[:size]], token
 
 
-def change_of(request: ChangeRequest) -> dict[str, Any]:
+def change_of(request: ChangeRequest | ChangeRequestView) -> dict[str, Any]:
     """The stored parameters of the change (``plan_id``, ``at_period_end``, ...)."""
     return dict(json.loads(request.change_json))
 
 
-def custom_terms_of(request: ChangeRequest) -> CustomTerms | None:
+def custom_terms_of(request: ChangeRequestView) -> CustomTerms | None:
     change = change_of(request)
     return CustomTerms.from_json(change["custom_terms"]) if "custom_terms" in change else None

@@ -21,6 +21,7 @@ from billing_svc.domain.usage import from_us, to_us
 from billing_svc.services import paging
 from billing_svc.services.common import idempotent_write, load_account, loader
 from billing_svc.services.context import RequestContext
+from billing_svc.services.views import CreditView
 from billing_svc.storage import audit
 from billing_svc.storage.db import Database
 from billing_svc.storage.idempotency import IdempotencyKey
@@ -30,7 +31,7 @@ MAX_CREDIT = Decimal("1000000")
 
 
 def issue_credit(db: Database, ctx: RequestContext, *, account_id: str, amount: Decimal,
-                 description: str, key: IdempotencyKey | None) -> AccountCredit:
+                 description: str, key: IdempotencyKey | None) -> CreditView:
     description = description.strip()
     if not description or len(description) > 200:
         raise InvalidArgument("description", "is required (it is shown on the invoice), at "
@@ -55,11 +56,12 @@ def issue_credit(db: Database, ctx: RequestContext, *, account_id: str, amount: 
                      at=ctx.now, request_id=ctx.request_id)
         return credit
 
-    return idempotent_write(db, ctx, key, create, loader(AccountCredit), lambda c: c.credit_id)
+    return CreditView.from_row(idempotent_write(db, ctx, key, create, loader(AccountCredit),
+                                                lambda c: c.credit_id))
 
 
 def list_credits(db: Database, account_id: str, *, page_size: int = 0,
-                 page_token: str = "") -> tuple[list[AccountCredit], str]:
+                 page_token: str = "") -> tuple[list[CreditView], str]:
     """The account's credits, oldest first, ``page_size`` (default 100, at most 1000) a page."""
     size = min(page_size or 100, 1000)
     query = (account_id,)
@@ -83,7 +85,7 @@ def list_credits(db: Database, account_id: str, *, page_size: int = 0,
     if len(rows) > size:
         last = rows[size - 1]
         token = paging.next_token("ListCredits", query, (to_us(last.created_at), last.credit_id))
-    return rows[:size], token
+    return [CreditView.from_row(row) for row in rows[:size]], token
 
 
 def open_credits(session: Session, account_ids: list[str], *,

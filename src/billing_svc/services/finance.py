@@ -37,6 +37,7 @@ from billing_svc.services.usage_reports import (
     period_snapshot,
     storage_gb_months_held,
 )
+from billing_svc.services.views import AuditEventView, BudgetView
 from billing_svc.storage import audit
 from billing_svc.storage.db import Database
 from billing_svc.storage.retention import RetentionStore
@@ -58,7 +59,7 @@ MAX_BUDGET_NAME = 100
 
 
 def set_budget(db: Database, ctx: RequestContext, *, account_id: str, name: str,
-               limit: Decimal, thresholds: tuple[int, ...]) -> Budget:
+               limit: Decimal, thresholds: tuple[int, ...]) -> BudgetView:
     name = name.strip()
     if not name or len(name) > MAX_BUDGET_NAME:
         raise InvalidArgument("name", f"is required, at most {MAX_BUDGET_NAME} characters")
@@ -84,11 +85,11 @@ def set_budget(db: Database, ctx: RequestContext, *, account_id: str, name: str,
                                            "thresholds": budget.thresholds},
                      at=ctx.now, request_id=ctx.request_id)
         check_budgets(session, account_id, ctx.now)
-        return budget
+        return BudgetView.from_row(budget)
 
 
 def list_budgets(db: Database, account_id: str, *, page_size: int = 0,
-                 page_token: str = "") -> tuple[list[Budget], str]:
+                 page_token: str = "") -> tuple[list[BudgetView], str]:
     """The account's budgets by name, ``page_size`` (default 100, at most 1000) a page."""
     size = min(page_size or 100, 1000)
     query = (account_id,)
@@ -102,7 +103,7 @@ def list_budgets(db: Database, account_id: str, *, page_size: int = 0,
         rows = list(session.exec(statement.order_by(Budget.name).limit(size + 1)).all())
     token = (paging.next_token("ListBudgets", query, (rows[size - 1].name,))
              if len(rows) > size else "")
-    return rows[:size], token
+    return [BudgetView.from_row(row) for row in rows[:size]], token
 
 
 def delete_budget(db: Database, ctx: RequestContext, *, account_id: str, name: str) -> None:
@@ -183,7 +184,7 @@ def journal_entries(db: Database, account_id: str, period: Period,
 
 def list_audit_events(db: Database, *, account_id: str, action: str, start: datetime | None,
                       end: datetime | None, page_size: int,
-                      page_token: str) -> tuple[list[AuditRecord], str]:
+                      page_token: str) -> tuple[list[AuditEventView], str]:
     size = min(page_size or 100, 1000)
     statement = select(AuditRecord)
     if account_id:
@@ -202,7 +203,7 @@ def list_audit_events(db: Database, *, account_id: str, action: str, start: date
         rows = list(session.exec(statement.order_by(col(AuditRecord.sequence)).limit(size + 1)))
     token = (paging.next_token("ListAuditEvents", query, (rows[size - 1].sequence,))
              if len(rows) > size else "")
-    return rows[:size], token
+    return [AuditEventView.from_row(row) for row in rows[:size]], token
 
 
 def verify_audit_chain(db: Database, batch: int = 5000) -> audit.ChainBreak | None:

@@ -36,6 +36,7 @@ from billing_svc.services.common import load_account, require_existed, visible
 from billing_svc.services.context import Caller, RequestContext
 from billing_svc.services.terms import anniversary, load_segments, plan_spans
 from billing_svc.services.usage_reports import PeriodRows, load_period_rows, measure
+from billing_svc.services.views import InvoiceHeader
 from billing_svc.storage import audit, outbox
 from billing_svc.storage.db import Database
 from billing_svc.storage.tables import (
@@ -59,7 +60,7 @@ DRAFT = "draft"
 
 @dataclass(frozen=True)
 class InvoiceView:
-    invoice: Invoice
+    invoice: InvoiceHeader
     lines: list[rating.InvoiceLine]
     tenant_breakdown: list[dict[str, object]]
 
@@ -71,7 +72,8 @@ def view(invoice: Invoice) -> InvoiceView:
                                 amount=Decimal(line["amount"]), period=line.get("period"),
                                 credit_id=line.get("credit_id"))
              for line in json.loads(invoice.lines_json)]
-    return InvoiceView(invoice, lines, json.loads(invoice.tenant_breakdown_json))
+    return InvoiceView(InvoiceHeader.from_row(invoice), lines,
+                       json.loads(invoice.tenant_breakdown_json))
 
 
 def close_period(db: Database, ctx: RequestContext, *, account_id: str,

@@ -24,6 +24,7 @@ from billing_svc.services.common import load_account, require_existed
 from billing_svc.services.forecasting import check_charges
 from billing_svc.services.terms import terms_of
 from billing_svc.services.usage_reports import period_snapshot
+from billing_svc.services.views import MasterPartnerView
 from billing_svc.storage.db import Database
 from billing_svc.storage.tables import MasterPartner, UsageHourly, UsagePartnerPeriod
 
@@ -46,7 +47,7 @@ class PartnerPeriod:
 
 @dataclass(frozen=True)
 class PartnerUtilization:
-    partner: MasterPartner
+    partner: MasterPartnerView
     periods: list[PartnerPeriod]
     trend: str
     last_active_period: str
@@ -189,7 +190,7 @@ def partner_utilization(db: Database, account_id: str, *, start_period: str = ""
                 and all(row.messages == 0 for row in rows[-idle_periods:]))
         hour = last_hour.get(partner.partner_id)
         result.append(PartnerUtilization(
-            partner, rows, trend_of([row.messages for row in rows]),
+            MasterPartnerView.from_row(partner), rows, trend_of([row.messages for row in rows]),
             last_period.get(partner.partner_id, ""),
             usage.from_us(int(hour)) if hour is not None else None, idle))
     _check_sums(start, end, total, [unpartnered_messages, *(p.messages for p in result)])

@@ -23,6 +23,7 @@ from billing_svc.domain.ids import new_id
 from billing_svc.domain.periods import Period
 from billing_svc.domain.usage import from_us
 from billing_svc.services.context import RequestContext, system_context
+from billing_svc.services.views import TestClockView
 from billing_svc.storage import audit
 from billing_svc.storage.db import Database
 from billing_svc.storage.tables import (
@@ -94,7 +95,7 @@ def add_months(moment: datetime, months: int) -> datetime:
 
 
 def create_test_clock(db: Database, ctx: RequestContext, *, name: str,
-                      frozen_time: datetime | None) -> TestClock:
+                      frozen_time: datetime | None) -> TestClockView:
     name = _name(name)
     if frozen_time is None:
         raise InvalidArgument("frozen_time", "is required: the time the clock starts at")
@@ -104,16 +105,16 @@ def create_test_clock(db: Database, ctx: RequestContext, *, name: str,
         session.add(clock)
         audit.append(session, actor=ctx.caller.name, action="test_clock.created", account_id="",
                      before=None, after=_snapshot(clock), at=ctx.now, request_id=ctx.request_id)
-        return clock
+        return TestClockView.from_row(clock)
 
 
-def get_test_clock(db: Database, test_clock_id: str) -> TestClock:
+def get_test_clock(db: Database, test_clock_id: str) -> TestClockView:
     with db.read() as session:
-        return _load(session, test_clock_id)
+        return TestClockView.from_row(_load(session, test_clock_id))
 
 
 def advance_test_clock(db: Database, ctx: RequestContext, *, test_clock_id: str,
-                       frozen_time: datetime | None) -> TestClock:
+                       frozen_time: datetime | None) -> TestClockView:
     """Mark the clock ``advancing`` to ``frozen_time``; the scheduler replays the advance."""
     if frozen_time is None:
         raise InvalidArgument("frozen_time", "is required: the time to advance the clock to")
@@ -138,7 +139,7 @@ def advance_test_clock(db: Database, ctx: RequestContext, *, test_clock_id: str,
         audit.append(session, actor=ctx.caller.name, action="test_clock.advanced", account_id="",
                      before=before, after=_snapshot(clock), at=ctx.now,
                      request_id=ctx.request_id)
-        return clock
+        return TestClockView.from_row(clock)
 
 
 # Every table holding an account's billing data, children first (foreign keys). The audit trail

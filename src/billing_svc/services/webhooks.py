@@ -15,6 +15,11 @@ from billing_svc.net.url_guard import UnsafeURL, resolve
 from billing_svc.services import paging
 from billing_svc.services.common import idempotent_write, load_account, loader, visible
 from billing_svc.services.context import RequestContext
+from billing_svc.services.views import (
+    WebhookAttemptView,
+    WebhookEndpointView,
+    WebhookEventView,
+)
 from billing_svc.storage import audit
 from billing_svc.storage.db import Database
 from billing_svc.storage.idempotency import IdempotencyKey
@@ -45,7 +50,7 @@ def _endpoint_snapshot(endpoint: WebhookEndpoint) -> dict[str, object]:
 
 def create_endpoint(db: Database, ctx: RequestContext, *, account_id: str, url: str,
                     event_types: list[str], description: str, allow_private: bool,
-                    key: IdempotencyKey | None) -> WebhookEndpoint:
+                    key: IdempotencyKey | None) -> WebhookEndpointView:
     """Register an endpoint; the response is the only time its secret is shown."""
     try:
         resolve(url.strip(), allow_private=allow_private)
@@ -67,12 +72,12 @@ def create_endpoint(db: Database, ctx: RequestContext, *, account_id: str, url: 
                      at=ctx.now, request_id=ctx.request_id)
         return endpoint
 
-    return idempotent_write(db, ctx, key, create, loader(WebhookEndpoint),
-                            lambda e: e.endpoint_id)
+    return WebhookEndpointView.from_row(idempotent_write(
+        db, ctx, key, create, loader(WebhookEndpoint), lambda e: e.endpoint_id))
 
 
 def list_endpoints(db: Database, *, account_id: str, page_size: int,
-                   page_token: str) -> tuple[list[WebhookEndpoint], str]:
+                   page_token: str) -> tuple[list[WebhookEndpointView], str]:
     size = min(page_size or 50, 500)
     query = (account_id,)
     after = paging.read_token(page_token, "ListWebhookEndpoints", query,
@@ -87,7 +92,7 @@ def list_endpoints(db: Database, *, account_id: str, page_size: int,
                                  .limit(size + 1)))
     token = (paging.next_token("ListWebhookEndpoints", query, (rows[size - 1].endpoint_id,))
              if len(rows) > size else "")
-    return rows[:size], token
+    return [WebhookEndpointView.from_row(row) for row in rows[:size]], token
 
 
 def _load_endpoint(session: Session, ctx: RequestContext, endpoint_id: str) -> WebhookEndpoint:
@@ -119,7 +124,8 @@ def delete_endpoint(db: Database, ctx: RequestContext, *, endpoint_id: str) -> N
                      after=_endpoint_snapshot(endpoint), at=ctx.now, request_id=ctx.request_id)
 
 
-def rotate_secret(db: Database, ctx: RequestContext, *, endpoint_id: str) -> WebhookEndpoint:
+def rotate_secret(db: Database, ctx: RequestContext, *,
+                  endpoint_id: str) -> WebhookEndpointView:
     """A new secret; the old one keeps signing beside it for 24 hours."""
     with db.write() as session:
         endpoint = _load_endpoint(session, ctx, endpoint_id)
@@ -134,14 +140,14 @@ def rotate_secret(db: Database, ctx: RequestContext, *, endpoint_id: str) -> Web
                      after={"endpoint_id": endpoint_id,
                             "previous_secret_expires_at": endpoint.previous_secret_expires_at},
                      at=ctx.now, request_id=ctx.request_id)
-        return endpoint
+        return WebhookEndpointView.from_row(endpoint)
 
 
 @dataclass(frozen=True)
 class EventLog:
-    event: OutboxEvent
+    event: WebhookEventView
     status: str  # pending, delivered, failed, no_endpoint
-    attempts: list[WebhookAttempt]
+    attempts: list[WebhookAttemptView]
 
 
 def _status(event: OutboxEvent, deliveries: list[WebhookDelivery]) -> str:
@@ -175,7 +181,8 @@ def _event_logs(session: Session, events: list[OutboxEvent]) -> list[EventLog]:
         for attempt in session.exec(select(WebhookAttempt).where(
                 WebhookAttempt.event_id.in_(ids)).order_by(WebhookAttempt.id)):  # type: ignore[attr-defined,arg-type]  # SQLModel column attribute
             attempts[attempt.event_id].append(attempt)
-    return [EventLog(event, _status(event, deliveries[event.event_id]), attempts[event.event_id])
+    return [EventLog(WebhookEventView.from_row(event), _status(event, deliveries[event.event_id]),
+                     [WebhookAttemptView.from_row(a) for a in attempts[event.event_id]])
             for event in events]
 
 
