@@ -9,7 +9,13 @@ from billing_svc.api import convert, reports
 from billing_svc.api.common import run
 from billing_svc.api.interceptor import current_context
 from billing_svc.domain.errors import InvalidArgument
-from billing_svc.services import finance, partner_utilization, plan_advice
+from billing_svc.services import (
+    audit_trail,
+    finance,
+    partner_utilization,
+    plan_advice,
+    reconciliation,
+)
 from billing_svc.storage.db import Database
 
 
@@ -61,7 +67,7 @@ class FinanceRpcs:
     async def ListAuditEvents(self, request: pb.ListAuditEventsRequest,
                               context: grpc.aio.ServicerContext) -> pb.ListAuditEventsResponse:
         records, token = await run(
-            finance.list_audit_events, self.db, account_id=request.account_id,
+            audit_trail.list_audit_events, self.db, account_id=request.account_id,
             action=request.action, start=convert.time_in(request, "start_time"),
             end=convert.time_in(request, "end_time"),
             page_size=convert.page_size_in(request.page_size), page_token=request.page_token)
@@ -70,7 +76,7 @@ class FinanceRpcs:
 
     async def ReconcilePeriod(self, request: pb.ReconcilePeriodRequest,
                               context: grpc.aio.ServicerContext) -> pb.ReconcilePeriodResponse:
-        result = await run(finance.reconcile_period, self.db, request.account_id,
+        result = await run(reconciliation.reconcile_period, self.db, request.account_id,
                            convert.period_in(request.period))
         return pb.ReconcilePeriodResponse(
             invoice_id=result.invoice_id, matches=result.matches,
