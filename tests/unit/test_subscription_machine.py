@@ -14,6 +14,8 @@ import pytest
 from billing_svc.domain import catalog, events
 from billing_svc.domain import subscriptions as subs
 from billing_svc.domain.errors import FailedPrecondition
+from billing_svc.services.accounts import save_subscription, subscription_of
+from billing_svc.storage.tables import Account
 
 NOW = datetime(2024, 3, 10, 12, 30, tzinfo=UTC)
 PERIOD_END = datetime(2024, 4, 1, tzinfo=UTC)  # the end of NOW's period, March 2024
@@ -318,3 +320,16 @@ def test_a_new_subscription_trials_unless_it_has_no_trial(trial_ends_at: datetim
         account_id="acc_1", subscription_id="sub_1", status=status, plan_id="startup",
         billing_interval="monthly", trial_ends_at=trial_ends_at)
 
+
+
+def test_the_account_row_carries_every_field_of_the_state() -> None:
+    """What the services load and save: a state field the row would drop is caught here."""
+    state = replace(DOWNGRADING, status="past_due", trial_ends_at=EARLIER,
+                    cancel_at_period_end=True, canceled_at=PERIOD_END, has_payment_method=False)
+    row = Account(account_id="acc_1", subscription_id="sub_1", customer_id="cus_1", name="A",
+                  plan_id="enterprise", billing_interval="annual", status="active",
+                  created_at=EARLIER, registered_at=EARLIER, updated_at=EARLIER)
+    save_subscription(row, state)
+    assert subscription_of(row) == state
+    row.payment_method_type = "card"
+    assert subscription_of(row) == replace(state, has_payment_method=True)
