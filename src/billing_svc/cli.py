@@ -346,7 +346,7 @@ def _purge(db, settings: Settings, export_path: str | None) -> int:
 
 
 def _audit_verify(db) -> int:
-    from billing_svc.services.finance import verify_audit_chain
+    from billing_svc.services.audit_trail import verify_audit_chain
     from billing_svc.storage.tables import AuditHead
 
     broken = verify_audit_chain(db)

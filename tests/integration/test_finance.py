@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlmodel import select
 
 from billing_svc.domain.periods import Period
-from billing_svc.services.finance import verify_audit_chain
+from billing_svc.services.audit_trail import verify_audit_chain
 from billing_svc.storage.tables import OutboxEvent
 from tests.integration.test_invoicing import amount, close, imported_shop
 from tests.integration.test_usage import Shop

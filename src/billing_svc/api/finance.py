@@ -10,7 +10,13 @@ from billing_svc.api.common import run
 from billing_svc.api.interceptor import current_context
 from billing_svc.domain import money
 from billing_svc.domain.errors import InvalidArgument
-from billing_svc.services import finance, partner_utilization, plan_advice
+from billing_svc.services import (
+    audit_trail,
+    finance,
+    partner_utilization,
+    plan_advice,
+    reconciliation,
+)
 from billing_svc.services.store import Database
 
 
@@ -62,7 +68,7 @@ class FinanceRpcs:
     async def ListAuditEvents(self, request: pb.ListAuditEventsRequest,
                               context: grpc.aio.ServicerContext) -> pb.ListAuditEventsResponse:
         records, token = await run(
-            finance.list_audit_events, self.db, account_id=request.account_id,
+            audit_trail.list_audit_events, self.db, account_id=request.account_id,
             action=request.action, start=validation.time_in(request, "start_time"),
             end=validation.time_in(request, "end_time"),
             page_size=validation.page_size_in(request.page_size), page_token=request.page_token)
@@ -71,7 +77,7 @@ class FinanceRpcs:
 
     async def ReconcilePeriod(self, request: pb.ReconcilePeriodRequest,
                               context: grpc.aio.ServicerContext) -> pb.ReconcilePeriodResponse:
-        result = await run(finance.reconcile_period, self.db, request.account_id,
+        result = await run(reconciliation.reconcile_period, self.db, request.account_id,
                            validation.period_in(request.period))
         return pb.ReconcilePeriodResponse(
             invoice_id=result.invoice_id, matches=result.matches,

@@ -103,27 +103,57 @@ def _snapshot(account: Account) -> dict[str, object]:
     }
 
 
-def _subscription_event(account: Account, *, change: str, before: dict[str, object],
-                        at: datetime) -> events.BillingEvent:
-    return events.subscription_updated(
-        account_id=account.account_id, subscription_id=account.subscription_id, change=change,
-        status=account.status, previous_status=str(before["status"]),
-        plan_id=account.plan_id, previous_plan_id=str(before["plan_id"]),
-        cancel_at_period_end=account.cancel_at_period_end,
-        pending_plan_id=account.pending_plan_id, effective_at=at, occurred_at=at)
+def subscription_of(account: Account) -> subs.Subscription:
+    """The lifecycle's view of ``account``'s subscription."""
+    return subs.Subscription(
+        account_id=account.account_id, subscription_id=account.subscription_id,
+        status=account.status, plan_id=account.plan_id,
+        billing_interval=account.billing_interval, trial_ends_at=account.trial_ends_at,
+        cancel_at_period_end=account.cancel_at_period_end, canceled_at=account.canceled_at,
+        pending_plan_id=account.pending_plan_id,
+        pending_billing_interval=account.pending_billing_interval,
+        pending_effective_at=account.pending_effective_at,
+        has_payment_method=account.payment_method_type is not None)
+
+
+def save_subscription(account: Account, state: subs.Subscription) -> None:
+    """Write ``state`` back to ``account`` (not the payment method: its details are the
+    caller's to set)."""
+    account.status = state.status
+    account.plan_id = state.plan_id
+    account.billing_interval = state.billing_interval
+    account.trial_ends_at = state.trial_ends_at
+    account.cancel_at_period_end = state.cancel_at_period_end
+    account.canceled_at = state.canceled_at
+    account.pending_plan_id = state.pending_plan_id
+    account.pending_billing_interval = state.pending_billing_interval
+    account.pending_effective_at = state.pending_effective_at
 
 
 def _record_change(session: Session, ctx: RequestContext, account: Account, action: str,
-                   before: dict[str, object], *, event_change: str | None,
-                   at: datetime | None = None) -> None:
-    """Audit a change of the account and, for subscription changes, emit the event."""
+                   before: dict[str, object],
+                   emitted: tuple[events.BillingEvent, ...] = ()) -> None:
+    """Audit a change of the account and write the events it emits to the outbox."""
     account.updated_at = ctx.now
     session.add(account)
     audit.append(session, actor=ctx.caller.name, action=action, account_id=account.account_id,
                  before=before, after=_snapshot(account), at=ctx.now, request_id=ctx.request_id)
-    if event_change is not None:
-        outbox.enqueue(session, _subscription_event(account, change=event_change, before=before,
-                                                    at=at or ctx.now))
+    for event in emitted:
+        outbox.enqueue(session, event)
+
+
+def _apply(session: Session, ctx: RequestContext, account: Account,
+           transition: subs.Transition, before: dict[str, object] | None = None) -> None:
+    """Save a lifecycle transition of the locked ``account``: its state, the plan segment it
+    starts, its audit record (``before``: the snapshot before the whole change, when the caller
+    changed more than the subscription) and its events."""
+    before = _snapshot(account) if before is None else before
+    save_subscription(account, transition.state)
+    if transition.plan_starts_at is not None:
+        session.add(PlanSegment(account_id=account.account_id, plan_id=account.plan_id,
+                                billing_interval=account.billing_interval,
+                                effective_at=transition.plan_starts_at))
+    _record_change(session, ctx, account, transition.action, before, transition.events)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,13 +178,15 @@ def create_account(db: Database, ctx: RequestContext, *, name: str, plan_id: str
     def create(session: Session) -> Account:
         account_id = new_id("acc")
         suffix = account_id.removeprefix("acc_")
-        trial_ends_at = subs.trial_end(created_at, terms, skip_trial)
+        started = subs.subscribe(account_id=account_id, subscription_id=f"sub_{suffix}",
+                                 plan_id=terms.plan_id, billing_interval=billing_interval,
+                                 trial_ends_at=subs.trial_end(created_at, terms, skip_trial))
         account = Account(
-            account_id=account_id, customer_id=f"cus_{suffix}", subscription_id=f"sub_{suffix}",
-            name=name, plan_id=terms.plan_id, billing_interval=billing_interval,
-            status=subs.TRIALING if trial_ends_at else subs.ACTIVE,
+            account_id=account_id, customer_id=f"cus_{suffix}",
+            subscription_id=started.subscription_id, name=name, plan_id=started.plan_id,
+            billing_interval=started.billing_interval, status=started.status,
             created_at=created_at, registered_at=ctx.now, updated_at=ctx.now,
-            trial_ends_at=trial_ends_at,
+            trial_ends_at=started.trial_ends_at,
             usage_thresholds=",".join(str(t) for t in thresholds),
             test_clock_id=test_clock_id or None,
         )
@@ -216,38 +248,13 @@ def apply_plan_change(session: Session, ctx: RequestContext, account: Account,
                       new_terms: Terms, billing_interval: str | None) -> tuple[Account, bool]:
     """``change_plan`` on a locked ``account`` inside ``session``'s transaction: what a direct
     call and an approved change request both do."""
-    account_id = account.account_id
-    if account.status == subs.CANCELED:
-        raise FailedPrecondition(
-            f"account {account_id} is canceled; create a new account to subscribe again")
-    interval = billing_interval or account.billing_interval
-    before = _snapshot(account)
-    current = terms_of(account)
-    if new_terms.plan_id == account.plan_id and interval == account.billing_interval:
-        if account.pending_plan_id is None:
-            return account, True
-        account.pending_plan_id = account.pending_billing_interval = None
-        account.pending_effective_at = None
-        _record_change(session, ctx, account, "subscription.pending_change_canceled", before,
-                       event_change="pending_change_canceled")
-        return account, True
-    effective_new = plan_after_change(account, new_terms)
-    if subs.is_upgrade(current, effective_new):
-        account.plan_id = new_terms.plan_id
-        account.billing_interval = interval
-        account.pending_plan_id = account.pending_billing_interval = None
-        account.pending_effective_at = None
-        session.add(PlanSegment(account_id=account_id, plan_id=new_terms.plan_id,
-                                billing_interval=interval, effective_at=ctx.now))
-        _record_change(session, ctx, account, "subscription.upgraded", before,
-                       event_change="upgraded")
-        return account, True
-    account.pending_plan_id = new_terms.plan_id
-    account.pending_billing_interval = interval
-    account.pending_effective_at = Period.containing(ctx.now).end
-    _record_change(session, ctx, account, "subscription.downgrade_scheduled", before,
-                   event_change="downgrade_scheduled")
-    return account, False
+    transition = subs.change_plan(subscription_of(account), ctx.now, current=terms_of(account),
+                                  new=plan_after_change(account, new_terms),
+                                  billing_interval=billing_interval)
+    if transition is not None:
+        _apply(session, ctx, account, transition)
+    # Only a downgrade waits for the period end: every other outcome leaves nothing pending.
+    return account, account.pending_plan_id is None
 
 
 def cancel_subscription(db: Database, ctx: RequestContext, *, account_id: str,
@@ -260,23 +267,9 @@ def cancel_subscription(db: Database, ctx: RequestContext, *, account_id: str,
 def apply_cancellation(session: Session, ctx: RequestContext, account: Account,
                        at_period_end: bool) -> Account:
     """``cancel_subscription`` on a locked ``account`` inside ``session``'s transaction."""
-    if account.status == subs.CANCELED:
-        return account
-    before = _snapshot(account)
-    if at_period_end:
-        if account.cancel_at_period_end:
-            return account
-        account.cancel_at_period_end = True
-        account.canceled_at = Period.containing(ctx.now).end
-        _record_change(session, ctx, account, "subscription.cancel_scheduled", before,
-                       event_change="cancel_scheduled")
-    else:
-        account.status = subs.CANCELED
-        account.canceled_at = ctx.now
-        account.pending_plan_id = account.pending_billing_interval = None
-        account.pending_effective_at = None
-        _record_change(session, ctx, account, "subscription.canceled", before,
-                       event_change="canceled")
+    transition = subs.cancel(subscription_of(account), ctx.now, at_period_end=at_period_end)
+    if transition is not None:
+        _apply(session, ctx, account, transition)
     return account
 
 
@@ -286,17 +279,13 @@ def set_payment_method(db: Database, ctx: RequestContext, *, account_id: str,
     with db.write() as session:
         account = load_account(session, account_id, for_update=True)
         before = _snapshot(account)
+        transition = subs.add_payment_method(subscription_of(account), ctx.now,
+                                             in_dunning=_has_open_dunning(session, account))
         account.payment_method_type = method.type
         account.payment_last4 = method.last4
         account.payment_exp_month = method.exp_month
         account.payment_exp_year = method.exp_year
-        change = None
-        if account.status == subs.PAST_DUE and not _has_open_dunning(session, account):
-            # Past due with no failed payment to settle: for want of a payment method (a trial
-            # that ended without one), so the subscription can start now.
-            account.status = subs.ACTIVE
-            change = "payment_method_added"
-        _record_change(session, ctx, account, "payment_method.set", before, event_change=change)
+        _apply(session, ctx, account, transition, before)
         return AccountView.from_row(account)
 
 
@@ -320,17 +309,9 @@ def apply_custom_terms(session: Session, ctx: RequestContext, account: Account,
     """``set_custom_terms`` (validated terms) on a locked ``account`` inside ``session``'s
     transaction."""
     before = _snapshot(account)
-    previous_plan = account.plan_id
     account.custom_terms_json = terms.to_json()
-    account.plan_id = "custom"
-    account.pending_plan_id = account.pending_billing_interval = None
-    account.pending_effective_at = None
-    if previous_plan != "custom":
-        session.add(PlanSegment(account_id=account.account_id, plan_id="custom",
-                                billing_interval=account.billing_interval,
-                                effective_at=ctx.now))
-    _record_change(session, ctx, account, "custom_terms.set", before,
-                   event_change="custom_terms")
+    _apply(session, ctx, account, subs.adopt_custom_terms(subscription_of(account), ctx.now),
+           before)
     return AccountBilling.of(account)
 
 
@@ -341,7 +322,7 @@ def set_usage_thresholds(db: Database, ctx: RequestContext, *, account_id: str,
         account = load_account(session, account_id, for_update=True)
         before = _snapshot(account)
         account.usage_thresholds = ",".join(str(t) for t in parsed)
-        _record_change(session, ctx, account, "usage_thresholds.set", before, event_change=None)
+        _record_change(session, ctx, account, "usage_thresholds.set", before)
         return AccountView.from_row(account)
 
 
@@ -395,6 +376,14 @@ def _check_tenant_limit(session: Session, ctx: RequestContext, account: Account)
             plan_limit=included, period=period, refused=False, occurred_at=ctx.now))
 
 
+@dataclass(frozen=True)
+class _Refused:
+    """A request the plan's limit refused: raised only once its transaction, which records the
+    refusal, has committed."""
+
+    error: FailedPrecondition
+
+
 def create_master_partner(db: Database, ctx: RequestContext, *, account_id: str, name: str,
                           department: str, start_time: datetime | None,
                           key: IdempotencyKey | None) -> MasterPartnerView:
@@ -409,9 +398,8 @@ def create_master_partner(db: Database, ctx: RequestContext, *, account_id: str,
     if len(department) > 100:
         raise InvalidArgument("department", "is longer than 100 characters")
     created_at = _start_time(ctx, start_time)
-    refusal: list[FailedPrecondition] = []
 
-    def create(session: Session) -> MasterPartner | None:
+    def create(session: Session) -> MasterPartner | _Refused:
         account = load_account(session, account_id, for_update=True)
         if account.status == subs.CANCELED:
             raise FailedPrecondition(f"account {account_id} is canceled")
@@ -428,10 +416,9 @@ def create_master_partner(db: Database, ctx: RequestContext, *, account_id: str,
                 outbox.enqueue(session, events.limit_exceeded(
                     account_id=account_id, limit_type="master_partners", current_usage=count + 1,
                     plan_limit=limit, period=period, refused=True, occurred_at=ctx.now))
-            refusal.append(FailedPrecondition(
+            return _Refused(FailedPrecondition(
                 f"the {account.plan_id} plan allows at most {limit} master partners and account "
                 f"{account_id} has {count}; upgrade the plan (ChangePlan) to add more"))
-            return None
         partner = MasterPartner(partner_id=new_id("prt"), account_id=account_id, name=name,
                                 department=department, created_at=created_at)
         session.add(partner)
@@ -442,11 +429,11 @@ def create_master_partner(db: Database, ctx: RequestContext, *, account_id: str,
                      at=ctx.now, request_id=ctx.request_id)
         return partner
 
-    partner = idempotent_write(db, ctx, key, create, loader(MasterPartner),
-                               lambda p: p.partner_id if p else "")
-    if partner is None:
-        raise refusal[0]
-    return MasterPartnerView.from_row(partner)
+    outcome = idempotent_write(db, ctx, key, create, loader(MasterPartner),
+                               lambda o: o.partner_id if isinstance(o, MasterPartner) else "")
+    if isinstance(outcome, _Refused):
+        raise outcome.error
+    return MasterPartnerView.from_row(outcome)
 
 
 def update_master_partner(db: Database, ctx: RequestContext, *, partner_id: str,
@@ -506,11 +493,9 @@ def end_due_trials(db: Database, ctx: RequestContext, *, limit: int = 500,
             .with_for_update(skip_locked=True)
         ).all()
         for account in due:
-            before = _snapshot(account)
-            account.status = subs.status_after_trial(account.payment_method_type is not None)
-            assert account.trial_ends_at is not None
-            _record_change(session, ctx, account, "subscription.trial_ended", before,
-                           event_change="trial_ended", at=account.trial_ends_at)
+            transition = subs.end_trial(subscription_of(account), ctx.now)
+            if transition is not None:
+                _apply(session, ctx, account, transition)
         return len(due)
 
 
@@ -533,29 +518,18 @@ def apply_period_end_changes(db: Database, ctx: RequestContext, *, limit: int = 
             .limit(limit).with_for_update(skip_locked=True)
         ).all()
         for account in downgrades:
-            before = _snapshot(account)
-            effective_at = account.pending_effective_at
-            assert effective_at is not None and account.pending_plan_id is not None
-            account.plan_id = account.pending_plan_id
-            account.billing_interval = account.pending_billing_interval or account.billing_interval
-            account.pending_plan_id = account.pending_billing_interval = None
-            account.pending_effective_at = None
-            session.add(PlanSegment(account_id=account.account_id, plan_id=account.plan_id,
-                                    billing_interval=account.billing_interval,
-                                    effective_at=effective_at))
-            _record_change(session, ctx, account, "subscription.downgraded", before,
-                           event_change="downgraded", at=effective_at)
-            changed += 1
+            transition = subs.apply_scheduled_change(subscription_of(account), ctx.now)
+            if transition is not None:
+                _apply(session, ctx, account, transition)
+                changed += 1
         cancels = session.exec(
             select(Account)
             .where(*cancel_due)
             .limit(limit).with_for_update(skip_locked=True)
         ).all()
         for account in cancels:
-            before = _snapshot(account)
-            account.status = subs.CANCELED
-            assert account.canceled_at is not None
-            _record_change(session, ctx, account, "subscription.canceled", before,
-                           event_change="canceled", at=account.canceled_at)
-            changed += 1
+            transition = subs.apply_scheduled_cancellation(subscription_of(account), ctx.now)
+            if transition is not None:
+                _apply(session, ctx, account, transition)
+                changed += 1
     return changed

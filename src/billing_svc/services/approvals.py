@@ -152,7 +152,8 @@ def cancel_subscription(db: Database, ctx: RequestContext, *, account_id: str,
         held = _held_before(session, ctx, account, key)
         if held is not None:
             return AccountView.from_row(account), _held_view(held)
-        no_op = account.status == subs.CANCELED or (at_period_end and account.cancel_at_period_end)
+        no_op = subs.cancel(accounts.subscription_of(account), ctx.now,
+                            at_period_end=at_period_end) is None
         if not no_op:
             summary = ("cancellation at the end of the period" if at_period_end
                        else "cancellation now")

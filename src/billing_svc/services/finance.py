@@ -1,54 +1,38 @@
-"""Finance: budgets and their alerts, cost allocation, ERP journal entries, the audit trail,
-reconciliation and plan comparison (spec §1.7, §1.8)."""
+"""Finance: budgets and their alerts, cost allocation, ERP journal entries and plan comparison
+(spec §1.7, §1.8). The audit trail's reads are in ``services.audit_trail``, reconciliation in
+``services.reconciliation``."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from billing_svc.domain import catalog, rating
 from billing_svc.domain.bounds import MAX_AMOUNT
-from billing_svc.domain.errors import (
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    shown,
-)
+from billing_svc.domain.errors import InvalidArgument, NotFound, shown
 from billing_svc.domain.money import ZERO, to_cents
 from billing_svc.domain.periods import Period
 from billing_svc.domain.subscriptions import MONTHLY, parse_thresholds
-from billing_svc.domain.usage import from_us, to_us
 from billing_svc.services import paging
 from billing_svc.services.budget_alerts import check_budgets
 from billing_svc.services.common import load_account, require_existed
 from billing_svc.services.context import RequestContext
-from billing_svc.services.invoicing import issued_invoice, view
-from billing_svc.services.terms import anniversary, plan_spans
+from billing_svc.services.invoicing import issued_invoice
 from billing_svc.services.usage_reports import (
     UNALLOCATED,
     PartnerUsage,
     monthly_usage,
     period_snapshot,
-    storage_gb_months_held,
 )
-from billing_svc.services.views import AuditEventView, BudgetView
+from billing_svc.services.views import BudgetView
 from billing_svc.storage import audit
 from billing_svc.storage.db import Database
-from billing_svc.storage.retention import RetentionStore
-from billing_svc.storage.tables import (
-    Account,
-    AuditHead,
-    AuditRecord,
-    Budget,
-    Tenant,
-)
-from billing_svc.storage.usage import UsageStore
+from billing_svc.storage.tables import Budget
 
 DEFAULT_GL_ACCOUNT = "6100-AS2-MESSAGING"
 MAX_BUDGET_NAME = 100
@@ -179,142 +163,7 @@ def journal_entries(db: Database, account_id: str, period: Period,
 
 
 # ---------------------------------------------------------------------------------------------
-# Audit trail
-
-
-def list_audit_events(db: Database, *, account_id: str, action: str, start: datetime | None,
-                      end: datetime | None, page_size: int,
-                      page_token: str) -> tuple[list[AuditEventView], str]:
-    size = min(page_size or 100, 1000)
-    statement = select(AuditRecord)
-    if account_id:
-        statement = statement.where(AuditRecord.account_id == account_id)
-    if action:
-        statement = statement.where(AuditRecord.action == action)
-    if start:
-        statement = statement.where(AuditRecord.at >= start)
-    if end:
-        statement = statement.where(AuditRecord.at < end)
-    query = (account_id, action, start, end)
-    after = paging.read_token(page_token, "ListAuditEvents", query, (paging.whole(1),))
-    if after:
-        statement = statement.where(col(AuditRecord.sequence) > after[0])
-    with db.read() as session:
-        rows = list(session.exec(statement.order_by(col(AuditRecord.sequence)).limit(size + 1)))
-    token = (paging.next_token("ListAuditEvents", query, (rows[size - 1].sequence,))
-             if len(rows) > size else "")
-    return [AuditEventView.from_row(row) for row in rows[:size]], token
-
-
-def verify_audit_chain(db: Database, batch: int = 5000) -> audit.ChainBreak | None:
-    """Walk the whole chain in order; the first record that does not hold, or ``None``."""
-    with db.read() as session:
-        head = session.get(AuditHead, 1)
-
-        def records() -> Iterator[AuditRecord]:
-            last = 0
-            while True:
-                rows = session.exec(select(AuditRecord).where(AuditRecord.sequence > last)
-                                    .order_by(col(AuditRecord.sequence)).limit(batch)).all()
-                if not rows:
-                    return
-                yield from rows
-                last = rows[-1].sequence
-
-        return audit.verify(records(), head)
-
-
-# ---------------------------------------------------------------------------------------------
-# Reconciliation and plan comparison
-
-
-@dataclass(frozen=True)
-class LineComparison:
-    type: str
-    invoiced_quantity: Decimal
-    rerated_quantity: Decimal
-    invoiced_amount: Decimal
-    rerated_amount: Decimal
-
-    @property
-    def difference(self) -> Decimal:
-        return self.rerated_amount - self.invoiced_amount
-
-
-@dataclass(frozen=True)
-class Reconciliation:
-    invoice_id: str
-    lines: list[LineComparison]
-
-    @property
-    def matches(self) -> bool:
-        return all(line.difference == 0 and line.invoiced_quantity == line.rerated_quantity
-                   for line in self.lines)
-
-
-def reconcile_period(db: Database, account_id: str, period: Period) -> Reconciliation:
-    """Re-rate a closed period from its raw usage events and compare with the issued invoice,
-    line type by line type. ``late_usage`` lines (usage of other periods) and ``credit`` lines
-    (granted, not rated) are not re-rated."""
-    with db.read() as session:
-        account = load_account(session, account_id)
-        require_existed(account, period)
-        invoice = issued_invoice(session, account_id, period, "reconciling it")
-        _require_raw_events(session, account_id, period)
-        usage = _usage_from_raw_events(session, account, period)
-        rerated = rating.rate_period(period, plan_spans(session, account, period), usage,
-                                     trial_end=account.trial_ends_at,
-                                     subscription_start=account.created_at,
-                                     anniversary=anniversary(session, account, period))
-        issued = view(invoice).lines
-    totals: dict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0)] * 4)
-    for line in issued:
-        if line.type not in (rating.LATE_USAGE, rating.CREDIT):
-            totals[line.type][0] += line.quantity
-            totals[line.type][2] += line.amount
-    for line in rerated:
-        totals[line.type][1] += line.quantity
-        totals[line.type][3] += line.amount
-    order = {name: i for i, name in enumerate(rating.LINE_ORDER)}
-    return Reconciliation(invoice.invoice_id, [
-        LineComparison(kind, *values) for kind, values in
-        sorted(totals.items(), key=lambda item: order.get(item[0], 99))])
-
-
-def _require_raw_events(session: Session, account_id: str, period: Period) -> None:
-    purged = RetentionStore(session.connection()).purged_period(account_id, period.label)
-    if purged is not None:
-        horizon_us, started_at = purged
-        raise FailedPrecondition(
-            f"period {period.label} of account {account_id} cannot be reconciled: its raw usage "
-            f"events were purged on {started_at:%Y-%m-%d} (older than "
-            f"{from_us(horizon_us):%Y-%m-%d}, outside BILLING_USAGE_RETENTION_DAYS); "
-            "its invoice stands as issued")
-
-
-def _usage_from_raw_events(session: Session, account: Account,
-                           period: Period) -> rating.PeriodUsage:
-    connection = session.connection()
-    store = UsageStore(connection)
-    start_us = to_us(period.start)
-    first_hour = start_us
-    if account.trial_ends_at is not None and account.trial_ends_at > period.start:
-        trial_us = to_us(account.trial_ends_at)
-        first_hour = max(start_us, -(-trial_us // 3_600_000_000) * 3_600_000_000)
-    rows = store._all(
-        "SELECT COALESCE(SUM(quantity), 0) FROM usage_event WHERE account_id = ? AND "
-        "period = ? AND kind = 1 AND late = ? AND occurred_at_us >= ?",
-        [account.account_id, period.label, False, first_hour])
-    messages = int(rows[0][0])
-    tenants = session.exec(select(Tenant).where(Tenant.account_id == account.account_id,
-                                                Tenant.created_at < period.end)).all()
-    paid_from = period.start
-    if account.trial_ends_at is not None:
-        paid_from = min(max(account.trial_ends_at, period.start), period.end)
-    gb_months = storage_gb_months_held(session, account.account_id, period, paid_from,
-                                       period.end)
-    return rating.PeriodUsage(messages=messages, active_tenants=len(tenants),
-                              storage_gb_months=gb_months)
+# Plan comparison
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 from billing_svc.domain import events
 from billing_svc.domain import subscriptions as subs
 from billing_svc.domain.errors import FailedPrecondition, InvalidArgument, shown
+from billing_svc.services import accounts
 from billing_svc.services.common import idempotent_write, load_account, loader, visible
 from billing_svc.services.context import RequestContext
 from billing_svc.services.invoicing import OPEN, PAID, UNCOLLECTIBLE, VOID, InvoiceView, view
@@ -34,26 +35,24 @@ def _load_invoice(session: Session, ctx: RequestContext, invoice_id: str) -> Inv
                    f"invoice {shown(invoice_id)} does not exist")
 
 
-def _set_account_status(session: Session, ctx: RequestContext, account: Account,
-                        status: str, change: str, *, paid: bool = False) -> None:
-    if account.status in (status, subs.CANCELED, subs.TRIALING):
+def _follow_collections(session: Session, ctx: RequestContext, account: Account, *,
+                        paid: bool = False, change: str | None = None) -> None:
+    """Move the subscription to the status its unpaid invoices give (audited: the status
+    only)."""
+    before = accounts.subscription_of(account)
+    owed = _collections_status(session, account)
+    transition = subs.follow_collections(before, ctx.now, owed=owed, paid=paid, change=change)
+    if transition is None:
         return
-    if status == subs.ACTIVE and account.payment_method_type is None and not paid:
-        # Past due for want of a payment method, not because of an invoice (a voided invoice
-        # does not give it one); a payment that went through does settle it.
-        return
-    previous = account.status
-    account.status = status
+    accounts.save_subscription(account, transition.state)
     account.updated_at = ctx.now
     session.add(account)
-    audit.append(session, actor=ctx.caller.name, action="subscription.status_changed",
-                 account_id=account.account_id, before={"status": previous},
-                 after={"status": status}, at=ctx.now, request_id=ctx.request_id)
-    outbox.enqueue(session, events.subscription_updated(
-        account_id=account.account_id, subscription_id=account.subscription_id, change=change,
-        status=status, previous_status=previous, plan_id=account.plan_id,
-        previous_plan_id=account.plan_id, cancel_at_period_end=account.cancel_at_period_end,
-        pending_plan_id=account.pending_plan_id, effective_at=ctx.now, occurred_at=ctx.now))
+    audit.append(session, actor=ctx.caller.name, action=transition.action,
+                 account_id=account.account_id, before={"status": before.status},
+                 after={"status": transition.state.status}, at=ctx.now,
+                 request_id=ctx.request_id)
+    for event in transition.events:
+        outbox.enqueue(session, event)
 
 
 def _collections_status(session: Session, account: Account) -> str:
@@ -118,10 +117,7 @@ def record_payment_result(db: Database, ctx: RequestContext, *, invoice_id: str,
                      after={"status": invoice.status, "failed_attempts": invoice.failed_attempts,
                             "failure_reason": None if succeeded else failure_reason.strip()},
                      at=ctx.now, request_id=ctx.request_id)
-        status = _collections_status(session, account)
-        _set_account_status(session, ctx, account, status,
-                            "payment_recovered" if status == subs.ACTIVE else "payment_failed",
-                            paid=succeeded)
+        _follow_collections(session, ctx, account, paid=succeeded)
         return view(invoice)
 
     def load(session: Session, found_id: str) -> InvoiceView:
@@ -151,6 +147,5 @@ def void_invoice(db: Database, ctx: RequestContext, *, invoice_id: str,
                      account_id=invoice.account_id, before=before,
                      after={"status": VOID, "reason": reason.strip()}, at=ctx.now,
                      request_id=ctx.request_id)
-        _set_account_status(session, ctx, account, _collections_status(session, account),
-                            "invoice_voided")
+        _follow_collections(session, ctx, account, change="invoice_voided")
         return view(invoice)
