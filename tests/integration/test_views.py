@@ -18,6 +18,7 @@ from billing_svc.domain.subscriptions import PaymentMethodInput
 from billing_svc.services import (
     accounts,
     approvals,
+    audit_trail,
     credits,
     finance,
     test_clocks,
@@ -84,7 +85,7 @@ def test_each_use_case_hands_out_a_frozen_view(db: Database) -> None:
                                           frozen_time=datetime(2026, 1, 1, tzinfo=UTC))
     assert_value(clock, views.TestClockView)
 
-    listed, _ = finance.list_audit_events(db, account_id=account.account_id, action="",
+    listed, _ = audit_trail.list_audit_events(db, account_id=account.account_id, action="",
                                           start=None, end=None, page_size=0, page_token="")
     assert listed and all(type(r) is views.AuditEventView for r in listed)
     budgets, _ = finance.list_budgets(db, account.account_id)
