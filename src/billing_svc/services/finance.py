@@ -79,7 +79,7 @@ def set_budget(db: Database, ctx: RequestContext, *, account_id: str, name: str,
             budget = Budget(account_id=account_id, name=name, limit_amount=limit,
                             created_at=ctx.now, updated_at=ctx.now)
         budget.limit_amount = limit
-        budget.thresholds = ",".join(str(t) for t in parsed)
+        budget.thresholds = parsed
         budget.updated_at = ctx.now
         session.add(budget)
         session.flush()
@@ -140,7 +140,7 @@ def check_budgets(session: Session, account_id: str, now: datetime) -> int:
         return 0
     sent = 0
     for budget in budgets:
-        for percentage in (int(p) for p in budget.thresholds.split(",") if p):
+        for percentage in budget.thresholds:
             if estimate * 100 < budget.limit_amount * percentage:
                 continue
             if notices.claim(session, account_id, period.label,
