@@ -46,7 +46,7 @@ def build(path: str, events: int, accounts: int, now: datetime) -> tuple[Period,
     for a in range(accounts):
         account = _id("acc", a)
         rows.append((account, _id("cus", a), _id("sub", a), f"Account {a}", "startup", "monthly",
-                     "active", stamp, stamp, stamp, "75,90,100"))
+                     "active", stamp, stamp, stamp, "[75,90,100]"))
     connection.execute("BEGIN")
     connection.executemany(
         "INSERT INTO account (account_id, customer_id, subscription_id, name, plan_id, "

@@ -336,6 +336,7 @@ def _purge(db, settings: Settings, export_path: str | None) -> int:
           f"deliveries, {summary.attempts} attempts")
     print(f"idempotency records deleted: {summary.idempotency_records}")
     print(f"hourly roll-ups deleted: {summary.hourly_rollups}")
+    print(f"hourly usage reports deleted: {summary.usage_reports}")
     print(f"chunks: {summary.chunks}, longest {summary.longest_chunk_seconds * 1000:.1f} ms")
     if summary.uninvoiced:
         print(f"kept, never invoiced ({len(summary.uninvoiced)} periods before the horizon; "

@@ -10,6 +10,8 @@ import grpc
 import pytest
 from as2aas.billing.v1 import billing_service_pb2 as pb
 from google.protobuf import timestamp_pb2
+from google.rpc import code_pb2, error_details_pb2
+from grpc_status import rpc_status
 from sqlmodel import select
 
 from billing_svc.domain.periods import Period
@@ -183,6 +185,20 @@ def test_set_payment_method_refuses_card_numbers_and_bad_expiry(
     billing = client.billing.GetAccountBilling(
         pb.GetAccountBillingRequest(account_id=account.account_id), metadata=READER)
     assert billing.has_payment_method is False
+
+
+def test_error_details_are_what_grpc_status_reads(client: Client) -> None:
+    """The details trailer is google.rpc.Status as grpc-status makes and reads it: its code and
+    message are the call's own (``rpc_status.from_call`` checks both)."""
+    with pytest.raises(grpc.RpcError) as error:
+        client.billing.CreateAccount(pb.CreateAccountRequest(name="", plan_id="startup"),
+                                     metadata=WRITER)
+    status = rpc_status.from_call(error.value)
+    assert status is not None and status.code == code_pb2.INVALID_ARGUMENT
+    assert status.message == error.value.details()
+    bad_request = error_details_pb2.BadRequest()
+    assert len(status.details) == 1 and status.details[0].Unpack(bad_request)
+    assert [v.field for v in bad_request.field_violations] == ["name"]
 
 
 # --------------------------------------------------------------------------------------------

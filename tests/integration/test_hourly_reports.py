@@ -10,6 +10,7 @@ import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 import grpc
 import pytest
@@ -19,7 +20,7 @@ from sqlmodel import select
 
 from billing_svc.domain.periods import Period
 from billing_svc.services import hourly_reports
-from billing_svc.storage.tables import Account, UsageReport
+from billing_svc.storage.tables import Account, UsageReport, UsageReportHead
 from tests.integration.test_invoicing import close, imported_shop
 from tests.integration.test_usage import USAGE_READER, Shop, now, ts
 from tests.integration.test_webhooks import endpoint, verify
@@ -29,6 +30,7 @@ from tests.support import (
     Receiver,
     ServerThread,
     bad_request_fields,
+    create_account,
     fresh_database,
     settings_for_tests,
 )
@@ -400,3 +402,42 @@ def test_an_hour_that_cannot_be_reported_to_billing_systems_hourly_holds_back_no
         finally:
             client.close()
             running.stop()
+
+
+def test_a_page_of_reports_is_bounded_by_its_encoded_size(tmp_path) -> None:
+    """An account at the tenant limit: a page by count alone (these 12 reports) would be some
+    5 MB, past the 4 MiB a gRPC client takes. Each page stays within MAX_PAGE_BYTES, and the
+    cursor still yields every report once, in order."""
+    reports = 12
+    tenants = json.dumps([[f"ten_{n:026d}", 123_456, 10**12] for n in range(10_000)])
+    with fresh_database(str(tmp_path)) as url:
+        server = ServerThread(settings_for_tests(url, scheduler_interval_seconds=3600)).start()
+        client = Client(server.target)
+        try:
+            account_id = create_account(client).account_id
+            hour = hour_start(now() - timedelta(days=1))
+            with server.db.write() as session:
+                for sequence in range(1, reports + 1):
+                    session.add(UsageReport(
+                        sequence=sequence, account_id=account_id,
+                        hour_us=round((hour + timedelta(hours=sequence)).timestamp() * 1e6),
+                        revision=1, period=Period.containing(hour).label, tenants_json=tenants,
+                        partners_json="[]", totals_json="{}", estimated_charges=Decimal(0),
+                        created_at=hour))
+                head = session.get(UsageReportHead, 1)
+                head.sequence = reports
+                session.add(head)
+            seen: list[int] = []
+            token = ""
+            while True:
+                page = list_reports(client, account_id, token)
+                assert page.ByteSize() <= hourly_reports.MAX_PAGE_BYTES
+                if not page.reports:
+                    break
+                assert all(len(r.tenants) == 10_000 for r in page.reports)
+                seen.extend(r.sequence for r in page.reports)
+                token = page.resume_token
+            assert seen == list(range(1, reports + 1))
+        finally:
+            client.close()
+            server.stop()

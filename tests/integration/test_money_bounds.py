@@ -12,7 +12,7 @@ import pytest
 from as2aas.billing.v1 import billing_service_pb2 as pb
 from as2aas.billing.v1 import common_pb2
 from as2aas.billing.v1 import usage_service_pb2 as upb
-from sqlalchemy import insert, inspect, text, update
+from sqlalchemy import String, insert, inspect, literal, select, text, update
 
 from billing_svc.domain import bounds
 from billing_svc.domain.catalog import CustomTerms
@@ -280,6 +280,10 @@ def test_a_projection_beyond_a_counter_is_capped_at_the_counter(
 # Migration 0008: the columns widen and every stored amount stays as it was.
 
 
+# Lists were comma-joined text until 0015_typed_lists: what 0006 stored, past the column's type.
+OLD_THRESHOLDS = literal("75,90,100", String())
+
+
 def test_the_migration_widens_the_money_columns_keeping_every_amount(tmp_path) -> None:
     largest_before = D("99999999999.999999999")  # NUMERIC(20, 9)
     at = datetime(2026, 1, 15, tzinfo=UTC)
@@ -293,7 +297,7 @@ def test_the_migration_widens_the_money_columns_keeping_every_amount(tmp_path) -
                     account_id="acc_m", customer_id="cus_m", subscription_id="sub_m", name="M",
                     plan_id="startup", billing_interval="monthly", status="active",
                     created_at=at, registered_at=at, updated_at=at, cancel_at_period_end=False,
-                    usage_thresholds="75,90,100"))
+                    usage_thresholds=OLD_THRESHOLDS))
                 session.add(Invoice(invoice_id="in_m", account_id="acc_m", period="2026-01",
                                     status="open", subtotal=largest_before,
                                     total=largest_before, amount_paid=D("0.5"),
@@ -302,16 +306,17 @@ def test_the_migration_widens_the_money_columns_keeping_every_amount(tmp_path) -
                 session.add(AccountCredit(credit_id="cr_m", account_id="acc_m",
                                           amount=D("12.34"), remaining=D("0.01"),
                                           description="C", created_at=at))
-                session.add(Budget(account_id="acc_m", name="B", limit_amount=D("2000"),
-                                   created_at=at, updated_at=at))
+                session.execute(insert(Budget.__table__).values(  # type: ignore[arg-type]
+                    account_id="acc_m", name="B", limit_amount=D("2000"),
+                    thresholds=OLD_THRESHOLDS, created_at=at, updated_at=at))
             migrate.upgrade(db, "0008_money_columns")
             with db.read() as session:
                 invoice = session.get(Invoice, "in_m")
                 credit = session.get(AccountCredit, "cr_m")
-                budget = session.get(Budget, ("acc_m", "B"))
+                budget_limit = session.execute(select(Budget.limit_amount)).scalar_one()
                 assert (invoice.subtotal, invoice.total, invoice.amount_paid) == (
                     largest_before, largest_before, D("0.5"))
-                assert (credit.amount, credit.remaining, budget.limit_amount) == (
+                assert (credit.amount, credit.remaining, budget_limit) == (
                     D("12.34"), D("0.01"), D("2000"))
                 if on_postgres():
                     columns = {c["name"]: c["type"] for c in

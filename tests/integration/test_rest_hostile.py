@@ -40,3 +40,35 @@ def test_a_request_id_that_is_not_printable_ascii_is_invalid_argument(
         assert "X-Request-Id" in body["error"]["message"]
     status, _ = raw_get(rest, "/v1/billing/usage/current", [auth, b"X-Request-Id: req-7"])
     assert status == 200
+
+
+def test_two_authorization_headers_are_refused_whichever_is_valid(rest: Rest) -> None:  # noqa: F811
+    good, other = token("admin").encode(), rest.bound_secret.encode()
+    path = f"/v1/accounts/{rest.mine.account_id}/billing"
+    for first, second in ((good, good), (good, b"wrong"), (b"wrong", good), (good, other)):
+        status, body = raw_get(rest, path, [b"Authorization: Bearer " + first,
+                                            b"Authorization: Bearer " + second])
+        assert (status, body["error"]["code"]) == (400, "INVALID_ARGUMENT"), (first, body)
+        assert body["error"]["message"] == (
+            "Authorization: is given 2 times; send one 'Authorization: Bearer <token>' header")
+    status, _ = raw_get(rest, path, [b"Authorization: Bearer " + good])
+    assert status == 200
+
+
+def test_a_percent_escape_that_is_not_utf8_is_invalid_argument_not_echoed(
+        rest: Rest) -> None:  # noqa: F811
+    auth = b"Authorization: Bearer " + token("admin").encode()
+    for path, field in (("/v1/accounts/%FF/billing", "path"),
+                        ("/v1/accounts/acc_%C3%28x/billing", "path"),  # a broken sequence
+                        ("/v1/billing/usage/current?account_id=%FF%FE", "query"),
+                        ("/v1/%FF", "path")):  # no such route either: the escape is said first
+        status, body = raw_get(rest, path, [auth])
+        assert (status, body["error"]["code"]) == (400, "INVALID_ARGUMENT"), (path, body)
+        message = body["error"]["message"]
+        assert message.startswith(f"{field}: has percent-escapes that are not UTF-8 text ("), \
+            message
+        assert "does not exist" not in message and "no such resource" not in message
+    # UTF-8 escapes are decoded as ever: an id that does not exist is NOT_FOUND, in its letters.
+    status, body = raw_get(rest, "/v1/accounts/acc_%C3%A9/billing", [auth])
+    assert (status, body["error"]["code"]) == (404, "NOT_FOUND"), body
+    assert "acc_é" in body["error"]["message"]

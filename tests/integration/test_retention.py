@@ -31,7 +31,10 @@ from billing_svc.storage.tables import (
     Invoice,
     OutboxEvent,
     UsageEvent,
+    UsageHourly,
     UsagePeriod,
+    UsageReport,
+    UsageReportHead,
     WebhookAttempt,
     WebhookDelivery,
 )
@@ -375,3 +378,64 @@ def test_purge_help_and_an_unwritable_export(tmp_path) -> None:
 
 def test_usage_event_table_is_what_the_export_names() -> None:
     assert set(EVENT_COLUMNS) == set(UsageEvent.model_fields)
+
+
+def test_hourly_reports_go_with_their_hours_but_the_latest_revision_of_kept_roll_ups(
+        tmp_path) -> None:
+    now = _now()
+    current = Period.containing(now)
+    old, uninvoiced, young = _months_back(current, 9), _months_back(current, 8), current.previous()
+    hour = 3_600_000_000
+
+    def at(period: Period) -> int:
+        return round((period.start + timedelta(days=1)).timestamp() * 1e6)
+
+    # (account, hour, revisions, has roll-ups): sequences are given out in this order.
+    hours = [("acc_1", at(old), 2, True),  # invoiced: the roll-ups go, then every revision
+             ("acc_1", at(uninvoiced), 3, True),  # roll-ups kept: the latest revision stays
+             ("acc_1", at(uninvoiced) + hour, 1, False),  # no roll-ups: nothing to revise
+             ("acc_1", at(young), 2, True),  # younger than the window: all stay
+             ("acc_1", at(young) + hour, 1, False),
+             ("acc_clk", at(old), 2, False)]  # a test clock's hours are on its own time
+    with fresh_database(str(tmp_path)) as url:
+        db = Database(url)
+        upgrade(db)
+        _account_with_periods(db, [old, young], [uninvoiced], now)
+        sequence = 0
+        with db.write() as session:
+            session.add(Account(account_id="acc_clk", customer_id="cus_clk",
+                                subscription_id="sub_clk", name="C", plan_id="startup",
+                                billing_interval="monthly", status="active", created_at=old.start,
+                                registered_at=old.start, updated_at=old.start,
+                                test_clock_id="clk_1"))
+            for account_id, hour_us, revisions, rollups in hours:
+                if rollups:
+                    session.add(UsageHourly(account_id=account_id, hour_us=hour_us,
+                                            tenant_id="ten_1", partner_id="", kind=1, messages=5))
+                for revision in range(1, revisions + 1):
+                    sequence += 1
+                    session.add(UsageReport(
+                        sequence=sequence, account_id=account_id, hour_us=hour_us,
+                        revision=revision, period=Period.containing(
+                            datetime.fromtimestamp(hour_us / 1e6, UTC)).label,
+                        tenants_json="[]", partners_json="[]", totals_json="{}",
+                        estimated_charges=Decimal(0),
+                        created_at=datetime.fromtimestamp(hour_us / 1e6, UTC)))
+            head = session.get(UsageReportHead, 1)
+            head.sequence = sequence
+            session.add(head)
+
+        policy = RetentionPolicy(usage_days=120, hourly_rollup_days=120)
+        summary = retention.purge(db, policy, now)
+
+        with db.read() as session:
+            left = session.exec(select(UsageReport.account_id, UsageReport.hour_us,
+                                       UsageReport.revision)).all()
+            assert session.get(UsageReportHead, 1).sequence == sequence
+        assert sorted(left) == sorted([("acc_1", at(uninvoiced), 3),
+                                       ("acc_1", at(young), 1), ("acc_1", at(young), 2),
+                                       ("acc_1", at(young) + hour, 1),
+                                       ("acc_clk", at(old), 1), ("acc_clk", at(old), 2)])
+        assert summary.usage_reports == 2 + 2 + 1 and summary.hourly_rollups == 1
+        assert retention.purge(db, policy, now).usage_reports == 0
+        db.dispose()

@@ -197,7 +197,7 @@ def test_every_token_change_is_audited_without_its_secret(server: ServerThread) 
     assert [r.action for r in mine] == [tokens.CREATED, tokens.REVOKED]
     assert all(r.actor.startswith("cli:") for r in mine)
     created = json.loads(mine[0].after_json)
-    assert created["token_id"] == row.token_id and created["scopes"] == "usage:read"
+    assert created["token_id"] == row.token_id and created["scopes"] == ["usage:read"]
     for record in mine:
         assert made.stdout.strip() not in record.after_json + record.before_json
         assert row.token_sha256 not in record.after_json + record.before_json

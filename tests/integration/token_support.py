@@ -38,7 +38,7 @@ def seed_database_tokens(url: str) -> None:
         with db.write() as session:
             for name, (secret, scopes) in TOKENS.items():
                 session.add(ApiToken(name=name, token_sha256=hash_token(secret),
-                                     scopes=",".join(scopes), created_at=SYSTEM_CLOCK.now(),
+                                     scopes=tuple(scopes), created_at=SYSTEM_CLOCK.now(),
                                      token_id=new_id("tok")))
     finally:
         db.dispose()

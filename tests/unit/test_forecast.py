@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from billing_svc.domain import forecast
 from billing_svc.services.partner_utilization import FALLING, NONE, RISING, STEADY, trend_of
@@ -70,6 +72,35 @@ def test_a_24_month_history_has_no_hold_out_yet_and_forecasts_never_go_negative(
 def test_mape_leaves_out_months_without_usage() -> None:
     assert forecast.mape_percent([0, 100, 200], [5, 110, 180]) == pytest.approx(10.0)
     assert forecast.mape_percent([0, 0], [1, 2]) is None
+
+
+@pytest.mark.parametrize(("actual", "predicted", "expected"), [
+    ([0.0, -0.0], [5.0, 5.0], None),  # no month with usage
+    ([5e-324, 100.0], [1e300, 110.0], 10.0),  # the ratio overflows: no percentage, left out
+    ([math.nan, 100.0], [1.0, 90.0], 10.0),
+    ([100.0, math.inf], [math.inf, 1.0], None),
+    ([1e-300] * 3, [1e8] * 3, None),  # every error finite, their mean in percent is not
+    ([1e-300, 100.0], [1e8, 150.0], None),
+])
+def test_mape_is_never_inf_or_nan(actual: list[float], predicted: list[float],
+                                  expected: float | None) -> None:
+    result = forecast.mape_percent(actual, predicted)
+    assert result == (None if expected is None else pytest.approx(expected))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.floats(), st.floats()), max_size=5))
+def test_mape_of_any_floats_is_none_or_a_finite_percentage(
+        months: list[tuple[float, float]]) -> None:
+    result = forecast.mape_percent([a for a, _ in months], [p for _, p in months])
+    assert result is None or (math.isfinite(result) and result >= 0)
+
+
+def test_a_hold_out_of_zeros_and_a_near_zero_month_backtests_to_a_number_or_none() -> None:
+    for history in ([40.0, 30.0, 20.0, 10.0, 0.0, 0.0, 0.0],
+                    [9.0, 7.0, 5.0, 3.0, 1e-320, 0.0, 0.0]):
+        mape = forecast.forecast(history, 1).backtest_mape_percent
+        assert mape is None or math.isfinite(mape), (history, mape)
 
 
 @pytest.mark.parametrize(("counts", "trend"), [

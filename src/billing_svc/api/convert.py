@@ -103,7 +103,7 @@ def account_out(account: AccountView, now: datetime | None = None) -> pb.Account
     return pb.Account(
         account_id=account.account_id, customer_id=account.customer_id, name=account.name,
         create_time=time_out(account.created_at), subscription=subscription_out(account, now),
-        usage_threshold_percentages=[int(t) for t in account.usage_thresholds.split(",") if t],
+        usage_threshold_percentages=account.usage_thresholds,
     )
 
 
@@ -268,7 +268,7 @@ def invoice_out(view: invoicing.InvoiceView) -> pb.Invoice:
 def budget_out(budget: BudgetView) -> pb.Budget:
     return pb.Budget(account_id=budget.account_id, name=budget.name,
                      limit=money_out(budget.limit_amount),
-                     threshold_percentages=[int(t) for t in budget.thresholds.split(",") if t])
+                     threshold_percentages=budget.thresholds)
 
 
 def allocation_out(allocation: finance.Allocation) -> pb.GetCostAllocationResponse:
@@ -305,7 +305,7 @@ _EVENT_STATUS_OUT = {"pending": pb.WEBHOOK_EVENT_STATUS_PENDING,
 def endpoint_out(endpoint: WebhookEndpointView, *, with_secret: bool) -> pb.WebhookEndpoint:
     return pb.WebhookEndpoint(
         endpoint_id=endpoint.endpoint_id, account_id=endpoint.account_id, url=endpoint.url,
-        event_types=[t for t in endpoint.event_types.split(",") if t],
+        event_types=endpoint.event_types,
         description=endpoint.description, secret=endpoint.secret if with_secret else "",
         status=_ENDPOINT_STATUS.get(endpoint.status, pb.WEBHOOK_ENDPOINT_STATUS_UNSPECIFIED),
         failure_streak=endpoint.failure_streak, failing_since=time_out(endpoint.failing_since),

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import grpc
 from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from billing_svc.domain import errors
 
@@ -33,7 +34,7 @@ def status_code_of(error: errors.BillingError) -> grpc.StatusCode:
 
 
 def trailing_details(error: errors.BillingError,
-                     code: grpc.StatusCode) -> tuple[tuple[str, bytes], ...]:
+                     code: grpc.StatusCode) -> tuple[tuple[str, str | bytes], ...]:
     """``grpc-status-details-bin`` trailers (google.rpc.Status) for errors that carry details."""
     if not isinstance(error, errors.InvalidArgument):
         return ()
@@ -42,6 +43,6 @@ def trailing_details(error: errors.BillingError,
                                                     description=error.description)])
     detail = any_pb2.Any()
     detail.Pack(bad_request)
-    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(error),
-                               details=[detail])
-    return (("grpc-status-details-bin", status.SerializeToString()),)
+    # grpc.StatusCode's value is (number, name); google.rpc.Code numbers are the same.
+    status = status_pb2.Status(code=code.value[0], message=str(error), details=[detail])
+    return rpc_status.to_status(status).trailing_metadata

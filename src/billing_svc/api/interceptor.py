@@ -396,7 +396,7 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception,
     """End the call with the status ``exc`` maps to (``context.abort`` raises ``AbortError``)."""
     if isinstance(exc, grpc.aio.AbortError):
         raise exc
-    trailers: tuple[tuple[str, bytes], ...]
+    trailers: tuple[tuple[str, str | bytes], ...]
     if isinstance(exc, _Refused):
         code, message, trailers = exc.code, str(exc), ()
     elif isinstance(exc, NotImplementedError):

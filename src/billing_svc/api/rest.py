@@ -12,11 +12,13 @@ a body is never read, so a caller nobody knows cannot make the server hold one.
 
 from __future__ import annotations
 
+import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import grpc
 import structlog
@@ -70,6 +72,7 @@ MAX_HEADER_BYTES = 8190
 MAX_HEADERS = 64
 # An idle keep-alive connection is closed after this (aiohttp's default is an hour).
 KEEPALIVE_SECONDS = 75.0
+_PERCENT_ESCAPES = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
 
 
 class _Refused(Exception):
@@ -186,6 +189,7 @@ class RestServer:
                 if len(request.raw_path) > MAX_TARGET_LENGTH:
                     raise InvalidArgument("path", f"is longer than {MAX_TARGET_LENGTH} "
                                           "characters, path and query together")
+                _check_escapes(request.raw_path)
                 response = _json(200, await route.handler(request, ctx.caller, fields))
             except Exception as exc:  # every error becomes a JSON error here
                 code, response = self._error(exc, fields, request_id)
@@ -205,7 +209,13 @@ class RestServer:
         """The caller, from the Authorization header: the gRPC port's rules and messages."""
         if self._tokens is None:
             raise _Refused(grpc.StatusCode.UNAVAILABLE, "billing-svc is starting; retry shortly")
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        authorizations = request.headers.getall("Authorization", [])
+        if len(authorizations) > 1:
+            # Which one would be the caller? Taking either could let a proxy's header (or an
+            # attacker's) stand for the caller's; HTTP allows one Authorization field.
+            raise InvalidArgument("Authorization", f"is given {len(authorizations)} times; send "
+                                  "one 'Authorization: Bearer <token>' header")
+        scheme, _, token = (authorizations or [""])[0].partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _Refused(grpc.StatusCode.UNAUTHENTICATED,
                            "missing credentials: send an 'Authorization: Bearer <token>' header")
@@ -259,6 +269,11 @@ class RestServer:
         return rest_json.current_usage(convert.current_usage_out(report))
 
     async def _unknown(self, request: web.Request) -> web.Response:
+        try:
+            _check_escapes(request.raw_path)
+        except InvalidArgument as exc:
+            log.info("http", status=400, code="INVALID_ARGUMENT", error=str(exc))
+            return _error_response(400, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         log.info("http", status=404, code="NOT_FOUND", path=cut(request.path, 200))
         return _error_response(404, grpc.StatusCode.NOT_FOUND,
                                f"no such resource: {cut(request.path)}; this port serves "
@@ -286,6 +301,20 @@ class RestServer:
         elif code == grpc.StatusCode.UNAVAILABLE:
             response.headers["Retry-After"] = "1"
         return code, response
+
+
+def _check_escapes(target: str) -> None:
+    """Refuse percent-escapes that are not UTF-8 (``%FF``): aiohttp leaves them undecoded, and
+    an id made of them would be looked up, and echoed, as sent."""
+    path, _, query = target.partition("?")
+    for field, part in (("path", path), ("query", query)):
+        for escapes in _PERCENT_ESCAPES.findall(part):
+            try:
+                unquote_to_bytes(escapes).decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidArgument(field, f"has percent-escapes that are not UTF-8 text "
+                                      f"({cut(escapes, 24)}): percent-encode the UTF-8 bytes of "
+                                      "each character") from None
 
 
 def _only_parameters(request: web.Request, allowed: tuple[str, ...]) -> None:

@@ -50,7 +50,7 @@ class SeriesForecast:
     model: str
     values: list[float]
     backtest_months: int
-    backtest_mape_percent: float | None  # None: no hold-out, or every held-out month was 0
+    backtest_mape_percent: float | None  # None: no hold-out, or no held-out month with usage
 
 
 def choose_model(history_months: int) -> str:
@@ -107,8 +107,18 @@ def predict(history: Sequence[float], months: int, model: str) -> list[float]:
 
 
 def mape_percent(actual: Sequence[float], predicted: Sequence[float]) -> float | None:
-    """Mean absolute percentage error over the months whose actual value is not 0."""
-    errors = [abs(a - p) / abs(a) for a, p in zip(actual, predicted, strict=True) if a]
+    """Mean absolute percentage error over the months whose actual value is not 0; never inf or
+    NaN (a double on the wire, a number in JSON)."""
+    errors = []
+    for a, p in zip(actual, predicted, strict=True):
+        if a == 0 or not (math.isfinite(a) and math.isfinite(p)):
+            continue
+        # An actual so near 0 that the ratio overflows has no percentage either: left out too.
+        error = abs(a - p) / abs(a)
+        if math.isfinite(error):
+            errors.append(error)
     if not errors:
         return None
-    return 100.0 * sum(errors) / len(errors)
+    # Each term divided first: a sum of errors near the largest double would overflow.
+    mean = sum(error / len(errors) for error in errors)
+    return 100.0 * mean if math.isfinite(100.0 * mean) else None

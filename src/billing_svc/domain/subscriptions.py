@@ -50,7 +50,7 @@ def is_upgrade(current: Terms, new: Terms) -> bool:
     return new.base_fee > current.base_fee
 
 
-MAX_THRESHOLDS = 20  # they are stored as text of at most 100 characters: "75,90,100"
+MAX_THRESHOLDS = 20  # a list input is bounded like any other (a few are all anyone sets)
 
 
 def parse_thresholds(values: list[int] | tuple[int, ...], field: str) -> tuple[int, ...]:

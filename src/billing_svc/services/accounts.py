@@ -187,7 +187,7 @@ def create_account(db: Database, ctx: RequestContext, *, name: str, plan_id: str
             billing_interval=started.billing_interval, status=started.status,
             created_at=created_at, registered_at=ctx.now, updated_at=ctx.now,
             trial_ends_at=started.trial_ends_at,
-            usage_thresholds=",".join(str(t) for t in thresholds),
+            usage_thresholds=thresholds,
             test_clock_id=test_clock_id or None,
         )
         session.add(account)
@@ -321,7 +321,7 @@ def set_usage_thresholds(db: Database, ctx: RequestContext, *, account_id: str,
     with db.write() as session:
         account = load_account(session, account_id, for_update=True)
         before = _snapshot(account)
-        account.usage_thresholds = ",".join(str(t) for t in parsed)
+        account.usage_thresholds = parsed
         _record_change(session, ctx, account, "usage_thresholds.set", before)
         return AccountView.from_row(account)
 

@@ -43,7 +43,7 @@ def check_budgets(session: Session, account_id: str, now: datetime) -> int:
         return 0
     sent = 0
     for budget in budgets:
-        for percentage in (int(p) for p in budget.thresholds.split(",") if p):
+        for percentage in budget.thresholds:
             if estimate * 100 < budget.limit_amount * percentage:
                 continue
             if notices.claim(session, account_id, period.label,

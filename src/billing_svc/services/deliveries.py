@@ -151,7 +151,7 @@ def _fan_out(session: Session, now: datetime, limit: int = FAN_OUT_BATCH) -> int
             .where(_endpoint.c.account_id.in_({e.account_id for e in events}),
                    _endpoint.c.status == ENABLED)):
         endpoints_of.setdefault(account_id, []).append(
-            (endpoint_id, {t for t in types.split(",") if t}))
+            (endpoint_id, set(types)))
     rows = [{"event_id": event.event_id, "endpoint_id": endpoint_id, "status": PENDING,
              "attempts": 0, "next_attempt_at": now, "created_at": now}
             for event in events

@@ -60,7 +60,7 @@ def set_budget(db: Database, ctx: RequestContext, *, account_id: str, name: str,
             budget = Budget(account_id=account_id, name=name, limit_amount=limit,
                             created_at=ctx.now, updated_at=ctx.now)
         budget.limit_amount = limit
-        budget.thresholds = ",".join(str(t) for t in parsed)
+        budget.thresholds = parsed
         budget.updated_at = ctx.now
         session.add(budget)
         session.flush()

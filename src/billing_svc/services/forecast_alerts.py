@@ -62,7 +62,7 @@ def _check_account(db: Database, account_id: str, now: datetime) -> int:
                                     backtest=False).months[0].total
         estimate = period_snapshot(session, account, period, now).total
     crossed = [(budget, percentage) for budget in budgets
-               for percentage in (int(p) for p in budget.thresholds.split(",") if p)
+               for percentage in budget.thresholds
                if forecast * 100 >= budget.limit_amount * percentage]
     if not crossed:
         return 0

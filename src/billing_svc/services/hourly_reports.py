@@ -19,10 +19,10 @@ How it stays exactly once and gap-free across replicas:
   at the end of the job's transaction: sequences are given out in commit order, so a puller's
   cursor "after sequence N" never skips a report that commits later with a smaller number.
 
-Retention (issue 16): reports are derived data the puller and the endpoints already received; a
-purge should delete ``usage_report`` rows older than the usage retention (never the latest
-revision of an hour whose ``usage_hourly`` rows still exist, or the next revision's deltas would
-be taken against nothing), and never touch ``usage_report_head``.
+Retention (issue 16): reports are derived data the puller and the endpoints already received;
+the purge (services.retention) deletes the reports of hours older than the roll-ups' retention,
+never the latest revision of an hour whose ``usage_hourly`` rows still exist (or the next
+revision's deltas would be taken against nothing), and never touches ``usage_report_head``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, tuple_, update
+from sqlalchemy import delete, func, tuple_, update
 from sqlmodel import Session, col, select
 
 from billing_svc.domain import events, usage
@@ -60,6 +60,16 @@ HOUR_US = 3_600_000_000
 # that runs the job at the same time takes the next ones.
 REPORT_BATCH = 200
 MAX_PAGE_SIZE = 1000
+# A page's reports together, as encoded: a quarter of the 4 MiB a gRPC client takes by default
+# (grpc.max_receive_message_length), whatever BILLING_MAX_MESSAGE_BYTES lets the server send. An
+# account's report lists up to 10,000 tenants (domain.bounds), about 0.9 MB at most, so 1,000 of
+# them could not travel in one message. A page always holds at least one report.
+MAX_PAGE_BYTES = 1024 * 1024
+# A page is sized from the reports' stored JSON, which is never shorter than their protobuf
+# encoding: an entry's brackets, quotes and commas outweigh its tags and lengths, and a count has
+# at least as many decimal digits as its varint has bytes. Beside them, a report encodes its ids,
+# times, revision, period and money in at most this:
+REPORT_OVERHEAD_BYTES = 200
 _RPC = "ListUsageReports"
 
 
@@ -299,9 +309,10 @@ def _view(report: UsageReport) -> HourlyReport:
 # The cursor
 
 
-def list_usage_reports(db: Database, *, account_id: str, page_size: int,
-                       resume_token: str) -> ReportPage:
-    """The account's reports after the token's position, in sequence (= commit) order. The
+def list_usage_reports(db: Database, *, account_id: str, page_size: int, resume_token: str,
+                       max_bytes: int = MAX_PAGE_BYTES) -> ReportPage:
+    """The account's reports after the token's position, in sequence (= commit) order, as many as
+    ``page_size`` and ``max_bytes`` (encoded, estimated from above) allow, at least one. The
     returned token is always set: sent back, it yields only reports made since."""
     if page_size < 0:
         raise InvalidArgument("page_size", "must not be negative")
@@ -313,9 +324,23 @@ def list_usage_reports(db: Database, *, account_id: str, page_size: int,
     size = min(page_size or 100, MAX_PAGE_SIZE)
     with db.read() as session:
         load_account(session, account_id)
-        rows = session.exec(select(UsageReport).where(
-            UsageReport.account_id == account_id, UsageReport.sequence > after_sequence)
+        # The sizes first, so that no more rows are read than the page holds.
+        sizes = session.execute(
+            select(UsageReport.sequence, func.length(UsageReport.tenants_json)
+                   + func.length(UsageReport.partners_json))
+            .where(UsageReport.account_id == account_id, UsageReport.sequence > after_sequence)
             .order_by(UsageReport.sequence).limit(size)).all()  # type: ignore[arg-type]  # SQLModel column attribute
+        last_sequence = after_sequence
+        total_bytes = 0
+        for sequence, stored_bytes in sizes:
+            total_bytes += int(stored_bytes) + REPORT_OVERHEAD_BYTES
+            if last_sequence != after_sequence and total_bytes > max_bytes:
+                break
+            last_sequence = int(sequence)
+        rows = session.exec(select(UsageReport).where(
+            UsageReport.account_id == account_id, UsageReport.sequence > after_sequence,
+            UsageReport.sequence <= last_sequence)
+            .order_by(UsageReport.sequence)).all()  # type: ignore[arg-type]  # SQLModel column attribute
     last = rows[-1].sequence if rows else after_sequence
     return ReportPage([_view(row) for row in rows],
                       paging.next_token(_RPC, (account_id,), (last,)))

@@ -360,9 +360,8 @@ def _terms(account_row: tuple[Any, ...]) -> Terms:
 def _notify_messages(session: Session, account_row: tuple[Any, ...], period: Period,
                      before: int, after: int, now_us: int) -> None:
     """Thresholds at 75/90/100 % (per account) and the message limit, once per period each."""
-    account_id, _, _, threshold_text = account_row
+    account_id, _, _, percentages = account_row
     included = _terms(account_row).included_messages
-    percentages = tuple(int(p) for p in threshold_text.split(",") if p)
     at = usage.from_us(now_us)
     for percentage in usage.crossed_thresholds(before, after, included, percentages):
         if notices.claim(session, account_id, period.label, f"threshold:{percentage}"):

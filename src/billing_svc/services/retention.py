@@ -11,7 +11,10 @@ What goes, each by its own setting (README, "Data lifecycle and sizing"):
 - idempotency records older than ``BILLING_IDEMPOTENCY_RETENTION_DAYS``;
 - hourly roll-ups older than ``BILLING_HOURLY_ROLLUP_RETENTION_DAYS`` of invoiced periods (the
   period counters stay, and so do the roll-ups an open period is billed from), never those of
-  periods whose raw events are still kept: the hourly reports of late events are their deltas.
+  periods whose raw events are still kept: the hourly reports of late events are their deltas;
+- hourly usage reports of the hours before the same cutoff, but the latest revision of any hour
+  whose roll-ups are kept (the next revision's deltas are taken against it); the report cursor
+  (``usage_report_head``) is never touched, so no sequence is given out twice.
 
 The audit trail is never purged. Test clocks' accounts are left out of the usage and roll-up
 purges: their periods are on a clock's time, not the purge's (issue 14, isolation); their data
@@ -63,6 +66,9 @@ CHUNK_TARGET_SECONDS = 0.025
 # Outbox events per chunk: each takes its deliveries and attempts (up to one per endpoint and
 # retry) with it.
 CHUNK_OUTBOX_EVENTS = 100
+# Hourly usage reports per chunk, and their JSON: SQLite frees each page of a deleted report,
+# and an account's report may list 10,000 tenants.
+CHUNK_REPORT_BYTES = 4 * 1024 * 1024
 # How long one scheduler run may purge; an unfinished purge goes on at the next tick.
 SCHEDULER_BUDGET_SECONDS = 10.0
 
@@ -106,13 +112,14 @@ class PurgeSummary:
     attempts: int = 0
     idempotency_records: int = 0
     hourly_rollups: int = 0
+    usage_reports: int = 0
     chunks: int = 0
     chunk_seconds: list[float] = field(default_factory=list)
 
     @property
     def deleted(self) -> int:
         return (self.usage_events + self.outbox_events + self.deliveries + self.attempts
-                + self.idempotency_records + self.hourly_rollups)
+                + self.idempotency_records + self.hourly_rollups + self.usage_reports)
 
     @property
     def longest_chunk_seconds(self) -> float:
@@ -215,6 +222,8 @@ def purge(db: Database, policy: RetentionPolicy, now: datetime, *,
         # Never past the usage horizon: a late event of an hour whose roll-ups were gone would
         # make a revision from nothing, its delta the late count minus everything reported before.
         _purge_hourly(run, min(now - timedelta(days=policy.hourly_rollup_days), summary.horizon))
+    if not run.out_of_time():
+        _purge_reports(run, min(now - timedelta(days=policy.hourly_rollup_days), summary.horizon))
     return summary
 
 
@@ -237,7 +246,7 @@ def purge_if_due(db: Database, settings: Settings) -> int:
                  usage_events=summary.usage_events, outbox_events=summary.outbox_events,
                  deliveries=summary.deliveries, attempts=summary.attempts,
                  idempotency_records=summary.idempotency_records,
-                 hourly_rollups=summary.hourly_rollups,
+                 hourly_rollups=summary.hourly_rollups, usage_reports=summary.usage_reports,
                  uninvoiced_periods_kept=len(summary.uninvoiced),
                  longest_chunk_ms=round(summary.longest_chunk_seconds * 1000, 1))
     return summary.deleted
@@ -387,6 +396,29 @@ def _purge_hourly(run: _Run, before: datetime) -> None:
                 run.summary.hourly_rollups += deleted
                 if deleted < CHUNK_ROWS:
                     break
+
+
+def _purge_reports(run: _Run, before: datetime) -> None:
+    """Hourly usage reports of the hours before ``before`` (the roll-ups' cutoff), but the latest
+    revision of each hour whose roll-ups are kept: after ``_purge_hourly``, so that the reports
+    of the hours it emptied go in the same run."""
+    before_us = to_us(max(before, EARLIEST))
+    after = 0
+    while not run.out_of_time():
+        with run.read() as store:
+            candidates = store.purgeable_reports(before_us, after, CHUNK_ROWS)
+        if not candidates:
+            return
+        sequences: list[int] = []
+        chunk_bytes = 0
+        for sequence, stored_bytes in candidates:
+            chunk_bytes += stored_bytes
+            if sequences and chunk_bytes > CHUNK_REPORT_BYTES:
+                break
+            sequences.append(sequence)
+        after = sequences[-1]
+        with run.chunk() as store:
+            run.summary.usage_reports += store.delete_reports(sequences, before_us)
 
 
 def horizon_of(db: Database) -> datetime | None:

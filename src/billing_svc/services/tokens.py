@@ -63,7 +63,7 @@ class StoredToken:
 
 def _info(row: ApiToken) -> TokenInfo:
     return TokenInfo(name=row.name, token_id=row.token_id,
-                     scopes=tuple(s for s in row.scopes.split(",") if s),
+                     scopes=row.scopes,
                      account_id=row.account_id or "", created_at=row.created_at,
                      expires_at=row.expires_at, revoked_at=row.revoked_at,
                      last_used_at=row.last_used_at)
@@ -100,7 +100,7 @@ def create_token(db: Database, ctx: RequestContext, *, name: str, scopes: Iterab
             before = _snapshot(replaced)
             session.delete(replaced)
             session.flush()
-        row = ApiToken(name=name, token_sha256=rules.hash_token(secret), scopes=",".join(granted),
+        row = ApiToken(name=name, token_sha256=rules.hash_token(secret), scopes=tuple(granted),
                        created_at=ctx.now, token_id=new_id("tok"), account_id=account_id or None,
                        expires_at=ctx.now + expires_in if expires_in is not None else None)
         session.add(row)

@@ -52,7 +52,7 @@ class AccountView:
     payment_last4: str | None
     payment_exp_month: int | None
     payment_exp_year: int | None
-    usage_thresholds: str  # comma-separated percentages, as the column holds them
+    usage_thresholds: tuple[int, ...]  # percentages
     custom_terms_json: str | None
     test_clock_id: str | None
 
@@ -129,7 +129,7 @@ class BudgetView:
     account_id: str
     name: str
     limit_amount: Decimal
-    thresholds: str  # comma-separated percentages, as the column holds them
+    thresholds: tuple[int, ...]  # percentages
     created_at: datetime
     updated_at: datetime
 
@@ -165,7 +165,7 @@ class WebhookEndpointView:
     endpoint_id: str
     account_id: str
     url: str
-    event_types: str  # comma-separated; empty = all, as the column holds them
+    event_types: tuple[str, ...]  # empty = all
     description: str
     secret: str
     previous_secret_expires_at: datetime | None

@@ -34,12 +34,12 @@ ROTATION_GRACE = timedelta(hours=24)
 ENABLED, DISABLED, DELETED = "enabled", "disabled", "deleted"
 
 
-def _event_types(values: list[str]) -> str:
+def _event_types(values: list[str]) -> tuple[str, ...]:
     for value in values:
         if value not in EVENT_TYPES:
             raise InvalidArgument("event_types", f"{shown(value)} is not a billing event type; "
                                   f"choose from {', '.join(EVENT_TYPES)}")
-    return ",".join(sorted(set(values)))
+    return tuple(sorted(set(values)))
 
 
 def _endpoint_snapshot(endpoint: WebhookEndpoint) -> dict[str, object]:
@@ -275,4 +275,4 @@ def subscribed_endpoints(session: Session, event: OutboxEvent) -> list[WebhookEn
     endpoints = session.exec(select(WebhookEndpoint).where(
         WebhookEndpoint.account_id == event.account_id, WebhookEndpoint.status == ENABLED)).all()
     return [e for e in endpoints
-            if subscribed(event.type, {t for t in e.event_types.split(",") if t})]
+            if subscribed(event.type, set(e.event_types))]

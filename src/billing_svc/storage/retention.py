@@ -25,6 +25,7 @@ from billing_svc.storage.tables import (
     UsageHourly,
     UsagePeriod,
     UsagePurgedPeriod,
+    UsageReport,
     UsageReportDue,
     UsageTenantPeriod,
     WebhookAttempt,
@@ -45,6 +46,8 @@ _idempotency = IdempotencyRecord.__table__  # type: ignore[attr-defined]  # SQLM
 _hourly = UsageHourly.__table__  # type: ignore[attr-defined]  # SQLModel table attribute
 _invoice = Invoice.__table__  # type: ignore[attr-defined]  # SQLModel table attribute
 _due = UsageReportDue.__table__  # type: ignore[attr-defined]  # SQLModel table attribute
+_report = UsageReport.__table__  # type: ignore[attr-defined]  # SQLModel table attribute
+_account = Account.__table__  # type: ignore[attr-defined]  # SQLModel table attribute
 _PENDING = "pending"
 
 
@@ -275,6 +278,43 @@ class RetentionStore:
                  .limit(limit))
         return int(self.connection.execute(
             delete(_hourly).where(tuple_(*keys).in_(chunk))).rowcount)
+
+    # -- hourly usage reports ------------------------------------------------------------------
+
+    @staticmethod
+    def _purgeable_report(before_us: int) -> Any:
+        """A report of an hour before ``before_us`` that is not the latest revision of an hour
+        whose roll-ups are kept (the next revision's deltas are taken against that one's totals),
+        nor a test clock account's (its hours are on the clock's time)."""
+        later = _report.alias("later")
+        clock_accounts = select(_account.c.account_id).where(
+            _account.c.test_clock_id.is_not(None))
+        superseded = exists().where(later.c.account_id == _report.c.account_id,
+                                    later.c.hour_us == _report.c.hour_us,
+                                    later.c.revision > _report.c.revision)
+        rollups_kept = exists().where(_hourly.c.account_id == _report.c.account_id,
+                                      _hourly.c.hour_us == _report.c.hour_us)
+        return and_(_report.c.hour_us < before_us, or_(superseded, not_(rollups_kept)),
+                    _report.c.account_id.not_in(clock_accounts))
+
+    def purgeable_reports(self, before_us: int, after_sequence: int,
+                          limit: int) -> list[tuple[int, int]]:
+        """The next ``limit`` reports after ``after_sequence`` that a purge may delete:
+        ``(sequence, bytes of their JSON)`` (a report of 10,000 tenants holds a megabyte)."""
+        stored_bytes = (func.length(_report.c.tenants_json) + func.length(_report.c.partners_json)
+                        + func.length(_report.c.totals_json))
+        return [(int(sequence), int(size)) for sequence, size in self.connection.execute(
+            select(_report.c.sequence, stored_bytes)
+            .where(_report.c.sequence > after_sequence, self._purgeable_report(before_us))
+            .order_by(_report.c.sequence).limit(limit))]
+
+    def delete_reports(self, sequences: Sequence[int], before_us: int) -> int:
+        """Delete these reports, each only if it is still purgeable in this transaction (they
+        were chosen in an earlier one)."""
+        if not sequences:
+            return 0
+        return int(self.connection.execute(delete(_report).where(
+            _report.c.sequence.in_(list(sequences)), self._purgeable_report(before_us))).rowcount)
 
     def count(self, table: Any) -> int:
         return int(self.connection.execute(select(func.count()).select_from(table)).scalar()

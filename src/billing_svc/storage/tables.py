@@ -1,6 +1,7 @@
 """Every table of billing-svc, in one place (SQLModel).
 
-Money columns are ``ExactDecimal`` and time columns ``UTCDateTime`` (see ``types.py``). Schema
+Money columns are ``ExactDecimal``, time columns ``UTCDateTime`` and list columns ``TextList``
+or ``IntList`` (see ``types.py``). Schema
 changes go through Alembic (``migrations/``): edit here, then add a revision.
 """
 
@@ -12,7 +13,7 @@ from decimal import Decimal
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from billing_svc.storage.types import MONEY, ExactDecimal, UTCDateTime
+from billing_svc.storage.types import MONEY, ExactDecimal, IntList, TextList, UTCDateTime
 
 __all__ = [
     "Account",
@@ -60,7 +61,8 @@ class Account(SQLModel, table=True):
     payment_last4: str | None = Field(default=None, max_length=4)
     payment_exp_month: int | None = None
     payment_exp_year: int | None = None
-    usage_thresholds: str = Field(default="75,90,100", max_length=100)
+    usage_thresholds: tuple[int, ...] = Field(default=(75, 90, 100),
+                                              sa_column=Column(IntList(), nullable=False))
     custom_terms_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # Set at creation, never changed: the account lives on this test clock's time (sandbox).
     test_clock_id: str | None = Field(default=None, max_length=40, index=True)
@@ -290,7 +292,8 @@ class Budget(SQLModel, table=True):
     account_id: str = Field(sa_column=Column(ForeignKey(_ACCOUNT_FK), primary_key=True))
     name: str = Field(primary_key=True, max_length=100)
     limit_amount: Decimal = Field(sa_column=Column(MONEY, nullable=False))
-    thresholds: str = Field(default="75,90,100", max_length=100)
+    thresholds: tuple[int, ...] = Field(default=(75, 90, 100),
+                                        sa_column=Column(IntList(), nullable=False))
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
 
@@ -369,7 +372,7 @@ class ApiToken(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=100)
     token_sha256: str = Field(max_length=64)
-    scopes: str = Field(max_length=200)
+    scopes: tuple[str, ...] = Field(sa_column=Column(TextList(), nullable=False))
     created_at: datetime = Field(sa_type=UTCDateTime)
     token_id: str = Field(max_length=40)  # the caller's stable id (``tok_...``)
     account_id: str | None = Field(default=None, max_length=40)  # bound to this account
@@ -402,7 +405,8 @@ class WebhookEndpoint(SQLModel, table=True):
     endpoint_id: str = Field(primary_key=True, max_length=40)
     account_id: str = Field(sa_column=Column(ForeignKey(_ACCOUNT_FK), nullable=False, index=True))
     url: str = Field(max_length=2000)
-    event_types: str = Field(default="", max_length=1000)  # comma-separated; empty = all
+    # Empty: every type but those an endpoint must name (domain.events.EXPLICIT_ONLY_TYPES).
+    event_types: tuple[str, ...] = Field(default=(), sa_column=Column(TextList(), nullable=False))
     description: str = Field(default="", max_length=500)
     secret: str = Field(max_length=100)
     previous_secret: str | None = Field(default=None, max_length=100)

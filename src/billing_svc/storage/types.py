@@ -1,17 +1,21 @@
-"""Column types that keep money exact and time in UTC on both SQLite and PostgreSQL.
+"""Column types that keep money exact, time in UTC and lists typed on both SQLite and PostgreSQL.
 
 SQLite has no exact decimal type (``NUMERIC`` there is a float in disguise), so amounts are stored
 as canonical decimal text on SQLite and as ``NUMERIC(precision, scale)`` on PostgreSQL. Timestamps
-are stored as naive UTC and always come back timezone-aware.
+are stored as naive UTC and always come back timezone-aware. Lists (scopes, event types,
+threshold percentages) are tuples in the code, a JSON array on SQLite (which has no array type)
+and a native ``text[]``/``integer[]`` on PostgreSQL (docs/decisions.md, "Typed lists").
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
-from sqlalchemy import DateTime, Numeric, String
+from sqlalchemy import DateTime, Integer, Numeric, String, Text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -72,6 +76,57 @@ class UTCDateTime(TypeDecorator[datetime]):
         if isinstance(value, str):  # SQLite raw text in some expression results
             value = datetime.fromisoformat(value)
         return value.replace(tzinfo=UTC)
+
+
+class _ListOf(TypeDecorator[tuple[Any, ...]]):
+    """A tuple of ``item`` values: a JSON array on SQLite, an array of ``item`` on PostgreSQL."""
+
+    impl = Text
+    cache_ok = True
+    item: ClassVar[type]
+    postgres_item: ClassVar[type[TypeEngine[Any]]]
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(ARRAY(self.postgres_item()))
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        # A string is a sequence too: a comma-joined list written by old code must fail loudly,
+        # not be stored one character an item.
+        items = None if isinstance(value, str | bytes) else list(value)
+        if items is None or not all(type(item) is self.item for item in items):
+            raise TypeError(f"{type(self).__name__} takes a sequence of {self.item.__name__}, "
+                            f"not {value!r}")
+        return items if dialect.name == "postgresql" else json.dumps(items, separators=(",", ":"))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> tuple[Any, ...] | None:
+        return None if value is None else self.decode(value)
+
+    @classmethod
+    def decode(cls, value: Any) -> tuple[Any, ...]:
+        """The tuple of a stored value as a driver returns it (JSON text on SQLite, a list on
+        PostgreSQL): for plain-SQL reads, which no TypeDecorator sees."""
+        items = json.loads(value) if isinstance(value, str) else value
+        return tuple(cls.item(item) for item in items)
+
+
+class TextList(_ListOf):
+    """A ``tuple[str, ...]`` column (``text[]`` on PostgreSQL)."""
+
+    cache_ok = True  # looked up on each class itself
+    item = str
+    postgres_item = Text
+
+
+class IntList(_ListOf):
+    """A ``tuple[int, ...]`` column (``integer[]`` on PostgreSQL)."""
+
+    cache_ok = True
+    item = int
+    postgres_item = Integer
 
 
 MONEY = ExactDecimal(MONEY_PRECISION, MONEY_SCALE)

@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from billing_svc.domain.usage import MAX_COUNTER
 from billing_svc.native import UsageCodec
+from billing_svc.storage.types import IntList
 
 _CHUNK = 500  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
 _EVENT_COLUMNS = ("event_id, account_id, tenant_id, partner_id, kind, quantity, occurred_at_us, "
@@ -80,7 +81,7 @@ class UsageStore:
         lock = " ORDER BY account_id FOR SHARE" if self.postgres else ""
         rows = self._in("SELECT account_id, plan_id, custom_terms_json, usage_thresholds "
                         "FROM account WHERE account_id IN ({marks})" + lock, [], account_ids)
-        return {row[0]: row for row in rows}
+        return {row[0]: (*row[:3], IntList.decode(row[3])) for row in rows}
 
     def accounts_with_budgets(self, account_ids: Iterable[str]) -> set[str]:
         rows = self._in("SELECT DISTINCT account_id FROM budget WHERE account_id IN ({marks})",
