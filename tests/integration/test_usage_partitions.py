@@ -188,14 +188,14 @@ def test_ingestion_never_waits_behind_a_purge_dropping_a_month(tmp_path) -> None
             acks: list[tuple[int, float]] = []
             waits: dict[tuple[int, str], list[float]] = {}
 
-            def ingest() -> None:
+            def ingest(prefix: str) -> None:
                 own = Client(server.target)
                 n = 0
                 try:
                     while not stop.is_set():
                         started = time.monotonic()
-                        ack = _record(own, [shop.message(f"new-{n}-{i}", 1, tenant=i % 2)
-                                            for i in range(200)], f"new-{n}")
+                        ack = _record(own, [shop.message(f"{prefix}-{n}-{i}", 1, tenant=i % 2)
+                                            for i in range(200)], f"{prefix}-{n}")
                         acks.append((ack.accepted, time.monotonic() - started))
                         n += 1
                 finally:
@@ -213,7 +213,8 @@ def test_ingestion_never_waits_behind_a_purge_dropping_a_month(tmp_path) -> None
                             waits.setdefault((pid, started), [seen, seen])[1] = seen
                         time.sleep(0.01)
 
-            threads = [threading.Thread(target=ingest), threading.Thread(target=ingest),
+            threads = [threading.Thread(target=ingest, args=("a",)),
+                       threading.Thread(target=ingest, args=("b",)),
                        threading.Thread(target=watch)]
             for thread in threads:
                 thread.start()
