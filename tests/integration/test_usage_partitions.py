@@ -19,6 +19,8 @@ from sqlalchemy import text
 
 from billing_svc.clock import FixedClock
 from billing_svc.domain.periods import Period
+from billing_svc.services import retention
+from billing_svc.services.retention import RetentionPolicy
 from billing_svc.storage.db import Database
 from billing_svc.storage.migrate import upgrade
 from billing_svc.storage.partitions import bucket_of, partition_name
@@ -154,6 +156,10 @@ def test_a_purge_drops_whole_months_and_keeps_what_retention_keeps(tmp_path) -> 
             assert again.accepted == again.duplicates == 0 and len(again.rejected) == 2
             assert "outside retention" in again.rejected[0].reason
             assert shop.monthly(old).total_messages == old_messages
+            # The late event's id is free again (its row is gone), as on SQLite: its stale key
+            # gives way to the new event's.
+            assert shop.record([shop.message("late", 1)], batch_id="reuse").accepted == 1
+            assert shop.record([shop.message("late", 2)], batch_id="conflict").rejected
         finally:
             client.close()
             server.stop()
@@ -241,6 +247,70 @@ def test_ingestion_never_waits_behind_a_purge_dropping_a_month(tmp_path) -> None
             server.stop()
 
 
+def test_a_purge_stopped_midway_finishes_the_months_it_left_detached(tmp_path) -> None:
+    """A purge stopped in a month's DETACH … CONCURRENTLY (the partition left 'detach pending')
+    or after it (a table no longer attached) finishes that month at its next run, and counts
+    its events once."""
+    now = datetime.now(UTC)
+    old = _months_back(Period.containing(now), 7)
+    first, second = old.next(), old.next().next()  # the months old's events are stored in
+    retention_days = (now - second.next().start).days
+    clock = FixedClock(first.start + timedelta(days=2))
+    with fresh_database(str(tmp_path)) as url:
+        server = ServerThread(settings_for_tests(url), clock).start()
+        client = Client(server.target)
+        try:
+            shop = Shop(client, skip_trial=True, start_time=ts(old.start))
+            assert shop.record([shop.message(f"a{i}", 1, at=old.start + timedelta(hours=i))
+                                for i in range(30)]).accepted == 30
+            clock.set(second.start + timedelta(days=2))
+            assert shop.record([shop.message(f"b{i}", 1, at=old.start + timedelta(days=2,
+                                                                                  hours=i))
+                                for i in range(20)], batch_id="b").accepted == 20
+            close(client, shop.account_id, old)
+            clock.set(now)
+            pending = partition_name(bucket_of(int(first.start.timestamp() * 1e6)))
+            detached = partition_name(bucket_of(int(second.start.timestamp() * 1e6)))
+            with psycopg.connect(_dsn(url), autocommit=True) as reader, \
+                    psycopg.connect(_dsn(url), autocommit=True) as ddl:
+                # A transaction that read the month holds the concurrent detach in its second
+                # step; a timeout then stops it there.
+                with reader.transaction():
+                    reader.execute(f"SELECT count(*) FROM {pending}")
+                    ddl.execute("SET statement_timeout = '500ms'")
+                    with pytest.raises(psycopg.errors.QueryCanceled):
+                        ddl.execute(f"ALTER TABLE usage_event DETACH PARTITION {pending} "
+                                    "CONCURRENTLY")
+                ddl.execute(f"ALTER TABLE usage_event DETACH PARTITION {detached}")
+                states = dict(ddl.execute(
+                    "SELECT c.relname, i.inhdetachpending FROM pg_inherits i JOIN pg_class c "
+                    "ON c.oid = i.inhrelid WHERE i.inhparent = 'usage_event'::regclass"
+                ).fetchall())
+            assert states[pending] is True and detached not in states
+            # The purge of old had started (it is recorded before the first month goes).
+            with server.db.write() as session:
+                session.execute(text(
+                    "INSERT INTO usage_purged_period (account_id, period, horizon_us, "
+                    "started_at, events_deleted) VALUES (:a, :p, 0, :at, 0)"),
+                    {"a": shop.account_id, "p": old.label, "at": now})
+
+            summary = retention.purge(server.db, RetentionPolicy(usage_days=retention_days),
+                                      now)
+            assert summary.partitions_dropped == [pending, detached]
+            assert summary.usage_events == 50 and summary.periods_purged == [
+                (shop.account_id, old.label)]
+            assert not {pending, detached} & _tables(server.db)
+            with server.db.read() as session:
+                counted = session.execute(text(
+                    "SELECT events_deleted FROM usage_purged_period WHERE account_id = :a"),
+                    {"a": shop.account_id}).scalar_one()
+            assert counted == 50
+            assert _keys(server.db, shop.account_id) == set()
+        finally:
+            client.close()
+            server.stop()
+
+
 def test_the_migration_converts_a_database_with_rows_and_back(tmp_path) -> None:
     now = datetime.now(UTC)
     a_year_ago = int((now - timedelta(days=365)).timestamp() * 1e6)
@@ -308,6 +378,11 @@ def test_the_migration_converts_a_database_with_rows_and_back(tmp_path) -> None:
             assert reused.accepted == 0 and "already used" in reused.rejected[0].reason
             assert _record(client, [shop.message("e9", 1)]).accepted == 1
             assert _record(client, [shop.message("year-old", 1)]).rejected  # a conflict too
+            # A deleted test clock takes its accounts' dedupe keys with it.
+            client.billing.DeleteTestClock(pb.DeleteTestClockRequest(
+                test_clock_id=sim.test_clock_id), metadata=ADMIN)
+            assert _keys(server.db, on_clock) == set()
+            assert _keys(server.db, shop.account_id)
         finally:
             client.close()
             server.stop()
