@@ -247,11 +247,11 @@ class PartitionPurge:
         execute("TRUNCATE purge_pairs, purge_keep")
         with self.connection.cursor() as cursor:
             with cursor.copy("COPY purge_pairs FROM STDIN") as copy:
-                for row in set(pairs):
-                    copy.write_row(row)
+                for pair in set(pairs):
+                    copy.write_row(pair)
             with cursor.copy("COPY purge_keep FROM STDIN") as copy:
-                for row in set(keep):
-                    copy.write_row(row)
+                for reading in set(keep):
+                    copy.write_row(reading)
         execute("ANALYZE purge_pairs")
         execute("ANALYZE purge_keep")
 
