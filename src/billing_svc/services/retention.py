@@ -25,6 +25,10 @@ when the first delete starts.
 
 Every delete is a chunk of at most ``CHUNK_ROWS`` rows in a write transaction of its own, chosen
 beforehand in a read transaction: SQLite has one writer, and ingestion waits behind each chunk.
+
+On PostgreSQL raw usage is partitioned by month of storage (storage.partitions): the months wholly
+before the horizon are dropped whole, after what retention keeps of them has moved to the kept
+partition; only what lies elsewhere goes by rows, and the dead dedupe keys in chunks.
 """
 
 from __future__ import annotations
@@ -365,21 +369,22 @@ def _purge_usage_partitioned(run: _Run, export: CsvGzExport | None,
             if run.out_of_time():
                 return
             _drop_month(run, months, bucket, state, export)
-    for account_id, periods in by_account.items():
-        if run.out_of_time():
-            return
-        if not _purge_account_events(run, account_id, periods, done_before[account_id],
-                                     [horizon_us, *starts_kept[account_id]], export):
-            return
-        with run.chunk() as store:
-            store.finish_purging(account_id, periods, summary.now)
-        summary.periods_purged.extend((account_id, period) for period in periods)
-    while not run.out_of_time():
-        with run.chunk() as store:
-            swept = partitions.sweep_keys_chunk(store.connection, horizon_us, CHUNK_ROWS)
-        run.summary.usage_keys += swept
-        if swept < CHUNK_ROWS:
-            return
+        # Still under the lock: another replica's month moves must not meet these deletes.
+        for account_id, periods in by_account.items():
+            if run.out_of_time():
+                return
+            if not _purge_account_events(run, account_id, periods, done_before[account_id],
+                                         [horizon_us, *starts_kept[account_id]], export):
+                return
+            with run.chunk() as store:
+                store.finish_purging(account_id, periods, summary.now)
+            summary.periods_purged.extend((account_id, period) for period in periods)
+        while not run.out_of_time():
+            with run.chunk() as store:
+                swept = partitions.sweep_keys_chunk(store.connection, horizon_us, CHUNK_ROWS)
+            run.summary.usage_keys += swept
+            if swept < CHUNK_ROWS:
+                return
 
 
 def _drop_month(run: _Run, months: partitions.PartitionPurge, bucket: int, state: str,

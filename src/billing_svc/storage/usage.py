@@ -2,7 +2,8 @@
 
 Written against the DB-API cursor (``executemany``) rather than the ORM: per-row ORM overhead would
 cost more than the database does. The SQL is the same on SQLite and PostgreSQL except for the
-parameter style and ``max``/``GREATEST``.
+parameter style and ``max``/``GREATEST``, and for raw events: PostgreSQL stores them by month,
+with their exactly-once keys in a table of their own (storage.partitions).
 """
 
 from __future__ import annotations
