@@ -139,7 +139,9 @@ def ensure(db: Database, buckets: Iterable[int], *, refresh: bool = False) -> in
     if not refresh and wanted <= known:
         return 0
     made = 0
-    with db.engine.begin() as connection:
+    # db.write(): a database that went away is UNAVAILABLE to the caller, as for any write.
+    with db.write() as session:
+        connection = session.connection()
         connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{_DDL_LOCK_TIMEOUT}'")
         connection.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
         present = attached(connection)
