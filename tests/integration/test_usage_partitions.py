@@ -11,6 +11,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import grpc
 import psycopg
 import pytest
 from as2aas.billing.v1 import billing_service_pb2 as pb
@@ -204,6 +205,9 @@ def test_ingestion_never_waits_behind_a_purge_dropping_a_month(tmp_path) -> None
                                             for i in range(200)], f"{prefix}-{n}")
                         acks.append((ack.accepted, time.monotonic() - started))
                         n += 1
+                except grpc.RpcError as error:  # an ack that never came fails the test
+                    acks.append((-1, time.monotonic() - started))
+                    raise AssertionError(error.details()) from error
                 finally:
                     own.close()
 
