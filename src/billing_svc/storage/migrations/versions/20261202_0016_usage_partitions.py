@@ -8,8 +8,8 @@ PostgreSQL only (SQLite keeps its table): ``usage_event`` becomes ``PARTITION BY
 ``bucket`` the month an event was received in (``YYYYMM`` of ``received_at_us``), 0 for test
 clocks' accounts (``usage_event_kept``); ``usage_event_key (account_id, event_id)`` takes the
 exactly-once primary key (storage/partitions.py says why). The rows are copied, in this one
-transaction, which holds ``usage_event`` for its whole length: run it in a maintenance window
-(about a minute per few million events; docs/decisions.md).
+transaction, which holds ``usage_event`` for its whole length: run it in a maintenance window,
+timed on a copy of the database first (docs/decisions.md).
 
 Downgrade copies the rows back into one table with its primary key and drops the partitions, the
 key table and any month a purge had detached but not dropped yet (its events were being
