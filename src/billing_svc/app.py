@@ -30,6 +30,7 @@ from billing_svc.operator_errors import ListenError
 from billing_svc.services.ingestion_writer import IngestionWriter
 from billing_svc.services.test_clocks import AccountClocks
 from billing_svc.settings import Settings
+from billing_svc.storage import partitions
 from billing_svc.storage.db import Database
 from billing_svc.storage.migrate import upgrade
 from billing_svc.webhooks.dispatcher import Dispatcher
@@ -107,6 +108,7 @@ class BillingServer:
         log.info("listening", address=f"{host}:{self.port}")
 
         await asyncio.to_thread(upgrade, self.db, settings=settings)
+        await asyncio.to_thread(partitions.ensure_ahead, self.db)  # PostgreSQL's raw usage
         tokens = await asyncio.to_thread(load_token_store, settings, self.db)
         self._grpc.interceptor.activate(tokens, self._clocks)
         if self._rest is not None:

@@ -330,6 +330,13 @@ def _purge(db, settings: Settings, export_path: str | None) -> int:
     print(f"purge horizon: {summary.horizon:%Y-%m-%d} (usage before it is refused from now on)")
     print(f"usage events deleted: {summary.usage_events} from {len(summary.periods_purged)} "
           f"invoiced periods" + (f", exported to {export_path}" if export_path else ""))
+    if summary.partitions_dropped:
+        print(f"months of raw usage dropped whole (PostgreSQL): "
+              f"{', '.join(summary.partitions_dropped)} ({summary.usage_events_kept} events of "
+              "them kept)")
+    if not summary.complete:
+        print("not complete: another replica is purging raw usage, or the time ran out; "
+              "run it again")
     print(f"storage readings kept (each tenant's last before the horizon): "
           f"{summary.storage_readings_kept}")
     print(f"webhook log deleted: {summary.outbox_events} events, {summary.deliveries} "

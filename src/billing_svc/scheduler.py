@@ -28,6 +28,7 @@ from billing_svc.services import (
 )
 from billing_svc.services.context import system_context
 from billing_svc.settings import Settings
+from billing_svc.storage import partitions
 from billing_svc.storage.db import Database
 from billing_svc.tracing import NO_TRACER
 
@@ -57,6 +58,9 @@ def run_due_jobs(db: Database, settings: Settings,
     if _forecast_alerts_due(db, settings):
         jobs["forecast_budget_alerts"] = lambda: forecast_alerts.send_forecast_budget_alerts(
             db, db.clock.now())
+    if not db.is_sqlite:
+        # This month's partition of raw usage and the next ones, before anyone needs them.
+        jobs["usage_partitions_made"] = lambda: partitions.ensure_ahead(db)
     if settings.purge_interval_seconds > 0:
         # Last: an unfinished purge stops at its time budget and goes on at the next tick.
         jobs["purged"] = lambda: retention.purge_if_due(db, settings)

@@ -35,7 +35,7 @@ from billing_svc.domain.periods import Period
 from billing_svc.domain.usage import MESSAGE, UsageBatch, UsageEventIn
 from billing_svc.services.budget_alerts import check_budgets
 from billing_svc.services.headroom import Headroom
-from billing_svc.storage import notices, outbox
+from billing_svc.storage import notices, outbox, partitions
 from billing_svc.storage.db import Database
 from billing_svc.storage.retention import usage_horizon_us
 from billing_svc.storage.usage import CounterFull, UsageStore
@@ -69,7 +69,8 @@ def ingest(db: Database, batches: Sequence[UsageBatch], *, now_us: int,
     batches name a test clock's accounts only (``now_us`` is the clock's time)."""
     results: list[BatchResult] = _in_one_transaction(
         db, lambda store, session, check_counters: _ingest(
-            store, session, batches, now_us, retention_days, check_counters, on_clock))
+            store, session, batches, now_us, retention_days, check_counters, on_clock),
+        [] if on_clock else [now_us])
     return results
 
 
@@ -90,16 +91,27 @@ def ingest_split(db: Database, parts: Sequence[tuple[UsageBatch, Sequence[int], 
                                    for r in result.rejected)
         merged.rejected.sort(key=lambda rejection: rejection.index)
         return merged
-    merged: BatchResult = _in_one_transaction(db, work)
+    merged: BatchResult = _in_one_transaction(
+        db, work, [now_us for _, _, now_us, on_clock in parts if not on_clock])
     return merged
 
 
-def _in_one_transaction(db: Database, work: Any) -> Any:
+def _in_one_transaction(db: Database, work: Any, received_at_us: Sequence[int]) -> Any:
+    """``received_at_us``: the real-time moments the events are stored at (PostgreSQL stores
+    them in those months' partitions, which must exist)."""
     check_counters = False
+    if not db.is_sqlite and received_at_us:
+        partitions.ensure(db, {partitions.bucket_of(at_us) for at_us in received_at_us})
     for attempt in range(3):
         try:
             with db.write() as session:
                 return work(UsageStore(session.connection()), session, check_counters)
+        except partitions.MissingPartition as missing:
+            # This process thought the month had its partition (a purge dropped it, or a
+            # downgrade): make it, and again.
+            if attempt == 2:
+                raise
+            partitions.ensure(db, [missing.bucket], refresh=True)
         except CounterFull:
             # Some counter cannot take the group: again, checking each event against them.
             if attempt == 2:
@@ -144,7 +156,7 @@ def _ingest(store: UsageStore, session: Session, batches: Sequence[UsageBatch],
             end += 1
         if not admitted[start]:
             _store_events(store, [(results[i], candidates[i]) for i in range(start, end)], refs,
-                          headroom, rollup, now_us)
+                          headroom, rollup, now_us, on_clock)
             start = end
             continue
         stored = store.insert_native(batches[start].codec, native[start:end],
@@ -156,7 +168,7 @@ def _ingest(store: UsageStore, session: Session, batches: Sequence[UsageBatch],
             else:  # it met a stored key: the Python path says which events are duplicates
                 candidates[index] = list(enumerate(batches[index].events))  # all pass check_shape
                 _store_events(store, [(results[index], candidates[index])], refs, headroom,
-                              rollup, now_us)
+                              rollup, now_us, on_clock)
         start += len(stored)
     if rollup:
         _write_rollup(store, session, rollup, refs, now_us)
@@ -269,7 +281,8 @@ class _Rollup:
 
 
 def _store_events(store: UsageStore, batches: list[tuple[BatchResult, _Candidates]],
-                  refs: _References, headroom: Headroom, rollup: _Rollup, now_us: int) -> None:
+                  refs: _References, headroom: Headroom, rollup: _Rollup, now_us: int,
+                  on_clock: bool = False) -> None:
     """The Python path: classify each candidate (rejected, duplicate, conflict, late, beyond a
     counter's headroom or new) against the stored events and the ones before it, then insert
     the new ones."""
@@ -309,7 +322,7 @@ def _store_events(store: UsageStore, batches: list[tuple[BatchResult, _Candidate
             result.accepted += 1
             result.late += late
             rollup.add_event(e)
-    store.insert_events(rows, received_at_us=now_us)
+    store.insert_events(rows, received_at_us=now_us, on_clock=on_clock)
 
 
 def _write_rollup(store: UsageStore, session: Session, rollup: _Rollup,

@@ -28,6 +28,10 @@ when the first delete starts.
 
 Every delete is a chunk of at most ``CHUNK_ROWS`` rows in a write transaction of its own, chosen
 beforehand in a read transaction: SQLite has one writer, and ingestion waits behind each chunk.
+
+On PostgreSQL raw usage is partitioned by month of storage (storage.partitions): the months wholly
+before the horizon are dropped whole, after what retention keeps of them has moved to the kept
+partition; only what lies elsewhere goes by rows, and the dead dedupe keys in chunks.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from billing_svc.domain import retention as rules
 from billing_svc.domain.periods import EARLIEST, Period
 from billing_svc.domain.usage import STORAGE, from_us, to_us
 from billing_svc.settings import Settings
+from billing_svc.storage import partitions
 from billing_svc.storage.db import Database
 from billing_svc.storage.retention import EVENT_COLUMNS, LAST_PURGE, USAGE_HORIZON, RetentionStore
 
@@ -69,6 +74,8 @@ CHUNK_OUTBOX_EVENTS = 100
 # Hourly usage reports per chunk, and their JSON: SQLite frees each page of a deleted report,
 # and an account's report may list 10,000 tenants.
 CHUNK_REPORT_BYTES = 4 * 1024 * 1024
+# How long `billing-svc purge` waits on PostgreSQL for another replica's purge of raw usage.
+LOCK_WAIT_SECONDS = 60.0
 # How long one scheduler run may purge; an unfinished purge goes on at the next tick.
 SCHEDULER_BUDGET_SECONDS = 10.0
 
@@ -113,6 +120,11 @@ class PurgeSummary:
     idempotency_records: int = 0
     hourly_rollups: int = 0
     usage_reports: int = 0
+    # PostgreSQL: months of raw events dropped whole, the events of them kept (moved to the
+    # kept partition), and dead dedupe keys deleted.
+    partitions_dropped: list[str] = field(default_factory=list)
+    usage_events_kept: int = 0
+    usage_keys: int = 0
     chunks: int = 0
     chunk_seconds: list[float] = field(default_factory=list)
 
@@ -279,6 +291,9 @@ def _purge_usage(run: _Run, export: CsvGzExport | None) -> None:
     starts_kept: dict[str, list[int]] = defaultdict(list)
     for account_id, period in kept:
         starts_kept[account_id].append(to_us(Period.parse(period).start))
+    if not run.db.is_sqlite:
+        _purge_usage_partitioned(run, export, by_account, done_before, starts_kept)
+        return
     for account_id, periods in by_account.items():
         if run.out_of_time():
             return
@@ -311,7 +326,7 @@ def _purge_account_events(run: _Run, account_id: str, periods: list[str],
             return False
         with run.read() as store:
             candidates = store.usage_candidates(account_id, after, periods, storage_periods,
-                                                run.usage_rows)
+                                                run.usage_rows, horizon_us)
         if not candidates:
             return True
         after = candidates[-1][0]
@@ -329,6 +344,80 @@ def _purge_account_events(run: _Run, account_id: str, periods: list[str],
         run.fit_usage_rows()
         summary.usage_events += len(rows)
         summary.exported += len(rows) if export is not None else 0
+
+
+def _purge_usage_partitioned(run: _Run, export: CsvGzExport | None,
+                             by_account: dict[str, list[str]],
+                             done_before: dict[str, list[str]],
+                             starts_kept: dict[str, list[int]]) -> None:
+    """PostgreSQL: the months of raw events wholly before the horizon go whole (what is kept of
+    them moves to the kept partition first, then the month is detached concurrently and
+    dropped); the purged periods' events elsewhere (back-dated ones, received in a later month)
+    go by rows as on SQLite; then the dead dedupe keys go, in chunks (storage.partitions)."""
+    summary = run.summary
+    horizon_us = to_us(summary.horizon)
+    with partitions.PartitionPurge(run.db) as months:
+        # The scheduler's run tries; `billing-svc purge` waits a while for the other replica.
+        if not months.lock(0 if run.deadline is not None else LOCK_WAIT_SECONDS):
+            summary.complete = False  # another replica is purging usage: the next run goes on
+            return
+        for account_id, periods in by_account.items():
+            if run.out_of_time():
+                return
+            with run.chunk() as store:
+                store.start_purging(account_id, periods, horizon_us, summary.now)
+        keep: set[tuple[str, str, int]] = set()
+        with run.read() as store:
+            for account_id in by_account:
+                for boundary_us in (horizon_us, *starts_kept[account_id]):
+                    keep.update((account_id, tenant, at) for tenant, at in
+                                store.latest_readings_before(account_id, boundary_us).items())
+        months.load([(account_id, period) for account_id, periods in by_account.items()
+                     for period in (*periods, *done_before[account_id])], keep)
+        for bucket, state in months.droppable(horizon_us):
+            if run.out_of_time():
+                return
+            _drop_month(run, months, bucket, state, export)
+        # Still under the lock: another replica's month moves must not meet these deletes.
+        for account_id, periods in by_account.items():
+            if run.out_of_time():
+                return
+            if not _purge_account_events(run, account_id, periods, done_before[account_id],
+                                         [horizon_us, *starts_kept[account_id]], export):
+                return
+            with run.chunk() as store:
+                store.finish_purging(account_id, periods, summary.now)
+            summary.periods_purged.extend((account_id, period) for period in periods)
+        while not run.out_of_time():
+            with run.chunk() as store:
+                swept = partitions.sweep_keys_chunk(store.connection, horizon_us, CHUNK_ROWS)
+            run.summary.usage_keys += swept
+            if swept < CHUNK_ROWS:
+                return
+
+
+def _drop_month(run: _Run, months: partitions.PartitionPurge, bucket: int, state: str,
+                export: CsvGzExport | None) -> None:
+    """One month before the horizon: keep what is kept, export the rest if asked, drop it."""
+    summary = run.summary
+    started = time.perf_counter()
+    if state == "attached":
+        # The storage readings among them are counted by the row pass that follows.
+        summary.usage_events_kept += months.move_kept(bucket, to_us(summary.horizon))
+    months.detach(bucket, state)
+    if export is not None:
+        for rows in months.rows(bucket, ", ".join(EVENT_COLUMNS)):
+            with export.chunk() as write:
+                write(rows)
+            summary.exported += len(rows)
+    counts = months.counts(bucket)
+    months.drop(bucket, counts)
+    summary.usage_events += sum(counts.values())
+    summary.partitions_dropped.append(partitions.partition_name(bucket))
+    log.info("usage_month_dropped", partition=partitions.partition_name(bucket),
+             events=sum(counts.values()), seconds=round(time.perf_counter() - started, 3))
+    if run.on_progress is not None:
+        run.on_progress(summary)
 
 
 @contextmanager

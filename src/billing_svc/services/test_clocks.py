@@ -24,7 +24,7 @@ from billing_svc.domain.periods import Period
 from billing_svc.domain.usage import from_us
 from billing_svc.services.context import RequestContext, system_context
 from billing_svc.services.views import TestClockView
-from billing_svc.storage import audit
+from billing_svc.storage import audit, partitions
 from billing_svc.storage.db import Database
 from billing_svc.storage.tables import (
     Account,
@@ -175,6 +175,7 @@ def delete_test_clock(db: Database, ctx: RequestContext, *, test_clock_id: str) 
             for by_account in _BY_ACCOUNT:
                 session.execute(delete(by_account).where(
                     by_account.account_id.in_(account_ids)))  # type: ignore[attr-defined]  # SQLModel column attribute
+            partitions.delete_keys(session.connection(), account_ids)  # PostgreSQL's dedupe keys
             # What a create remembered points at an account that is gone.
             session.execute(delete(IdempotencyRecord).where(
                 IdempotencyRecord.result_id.in_(account_ids)))  # type: ignore[attr-defined]  # SQLModel column attribute

@@ -176,7 +176,7 @@ class RetentionStore:
             [account_id, STORAGE, horizon_us])}
 
     def usage_candidates(self, account_id: str, after_event_id: str, periods: Sequence[str],
-                         storage_periods: Sequence[str], limit: int
+                         storage_periods: Sequence[str], limit: int, horizon_us: int = 0
                          ) -> list[tuple[str, str, int, int]]:
         """The next ``limit`` events after ``after_event_id`` (in key order) of ``periods``, or
         storage readings of ``storage_periods``: ``(event_id, tenant, kind, occurred_at_us)``."""
@@ -186,11 +186,14 @@ class RetentionStore:
                           f"({','.join('?' * len(storage_periods))}))")
         if not wanted:
             return []
+        # PostgreSQL's partitions are indexed by (account, time), not by event id: all these
+        # periods lie before the horizon, which bounds the index range to read.
+        before = [horizon_us] if self.usage.postgres else []
         return [(e, t, int(k), int(at)) for e, t, k, at in self.usage._all(
             "SELECT event_id, tenant_id, kind, occurred_at_us FROM usage_event "
             f"WHERE account_id = ? AND event_id > ? AND ({' OR '.join(wanted)}) "
-            "ORDER BY event_id LIMIT ?",
-            [account_id, after_event_id, *periods, *storage_periods, limit])]
+            + ("AND occurred_at_us < ? " if before else "") + "ORDER BY event_id LIMIT ?",
+            [account_id, after_event_id, *periods, *storage_periods, *before, limit])]
 
     def delete_usage_events(self, account_id: str, event_ids: Sequence[str],
                             horizon_us: int) -> list[tuple[Any, ...]]:

@@ -2,7 +2,8 @@
 
 Written against the DB-API cursor (``executemany``) rather than the ORM: per-row ORM overhead would
 cost more than the database does. The SQL is the same on SQLite and PostgreSQL except for the
-parameter style and ``max``/``GREATEST``.
+parameter style and ``max``/``GREATEST``, and for raw events: PostgreSQL stores them by month,
+with their exactly-once keys in a table of their own (storage.partitions).
 """
 
 from __future__ import annotations
@@ -105,42 +106,81 @@ class UsageStore:
                         event_ids: Iterable[str]) -> dict[str, tuple[str, str, int, int, int]]:
         """Stored content ``(tenant, partner, kind, quantity, occurred_at_us)`` by event id."""
         if self.postgres:
-            # One array parameter: a stable plan (psycopg prepares repeated statements, and a
-            # generic plan for hundreds of IN parameters is a bad one) and one round trip.
-            rows = self._all(
-                "SELECT event_id, tenant_id, partner_id, kind, quantity, occurred_at_us "
-                "FROM usage_event WHERE account_id = ? AND event_id = ANY(?)",
-                [account_id, list(event_ids)])
-            return {row[0]: (row[1], row[2], row[3], row[4], row[5]) for row in rows}
+            return self._existing_on_postgres(account_id, list(event_ids))
         rows = self._in(
             "SELECT event_id, tenant_id, partner_id, kind, quantity, occurred_at_us "
             "FROM usage_event WHERE account_id = ? AND event_id IN ({marks})",
             [account_id], event_ids)
         return {row[0]: (row[1], row[2], row[3], row[4], row[5]) for row in rows}
 
+    def _existing_on_postgres(self, account_id: str, event_ids: list[str]
+                              ) -> dict[str, tuple[str, str, int, int, int]]:
+        """The dedupe keys first (storage.partitions): one index, and most ids of a group are
+        new, so most groups read no event row at all. One array parameter per list: a stable
+        plan (psycopg prepares repeated statements, and a generic plan for hundreds of IN
+        parameters is a bad one) and one round trip."""
+        keys = self._all("SELECT event_id, occurred_at_us FROM usage_event_key "
+                         "WHERE account_id = ? AND event_id = ANY(?)", [account_id, event_ids])
+        if not keys:
+            return {}
+        rows = self._all(
+            "SELECT event_id, tenant_id, partner_id, kind, quantity, occurred_at_us "
+            "FROM usage_event WHERE account_id = ? AND occurred_at_us = ANY(?) "
+            "AND event_id = ANY(?)",
+            [account_id, [key[1] for key in keys], [key[0] for key in keys]])
+        found = {row[0]: (row[1], row[2], row[3], row[4], row[5]) for row in rows}
+        stale = [key[0] for key in keys if key[0] not in found]
+        if stale:
+            # A purged event whose key the purge's sweep has not reached yet: its id is free
+            # again, as it was when the row was its own key. Deleted here, in the group's
+            # transaction, so that the group's insert of the key can take its place.
+            self.connection.exec_driver_sql(
+                "DELETE FROM usage_event_key WHERE account_id = %s AND event_id = ANY(%s)",
+                (account_id, stale))
+        return found
+
     # -- writes --------------------------------------------------------------------------------
 
-    def insert_events(self, rows: list[tuple[Any, ...]], *, received_at_us: int) -> None:
-        """Insert new events, each ``(*UsageEventIn, period, late)``.
+    def insert_events(self, rows: list[tuple[Any, ...]], *, received_at_us: int,
+                      on_clock: bool = False) -> None:
+        """Insert new events, each ``(*UsageEventIn, period, late)``; ``on_clock``: a test
+        clock's accounts' (``received_at_us`` is the clock's time).
 
         No ON CONFLICT on purpose: a concurrent replica's insert of the same key raises
         IntegrityError, the caller retries and sees a duplicate, so nothing counts twice."""
         if not rows:
             return
         if self.postgres:
-            # COPY: several times faster than a multi-row INSERT, in the same transaction.
-            import psycopg
-
-            statement = f"COPY usage_event ({_EVENT_COLUMNS}) FROM STDIN"
-            cursor = self.connection.connection.driver_connection.cursor()  # type: ignore[union-attr]  # a live connection has its driver connection
-            try:
-                with cursor.copy(statement) as copy:
-                    for row in rows:
-                        copy.write_row((*row, received_at_us))
-            except psycopg.errors.UniqueViolation as exc:
-                raise IntegrityError(statement, None, exc) from exc
+            self._copy_events(rows, received_at_us, on_clock)
             return
         self._many(_INSERT_EVENT, [(*row, received_at_us) for row in rows])
+
+    def _copy_events(self, rows: list[tuple[Any, ...]], received_at_us: int,
+                     on_clock: bool) -> None:
+        """COPY (several times faster than a multi-row INSERT), in the same transaction: the
+        dedupe keys first, whose primary key is the exactly-once guarantee, then the events
+        into the partition of the month they are received in (storage.partitions)."""
+        import psycopg
+
+        from billing_svc.storage.partitions import KEPT, MissingPartition, bucket_of
+
+        bucket = KEPT if on_clock else bucket_of(received_at_us)
+        cursor = self.connection.connection.driver_connection.cursor()  # type: ignore[union-attr]  # a live connection has its driver connection
+        statement = "COPY usage_event_key (account_id, event_id, occurred_at_us, bucket) FROM STDIN"
+        try:
+            with cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row((row[1], row[0], row[6], bucket))
+            statement = f"COPY usage_event ({_EVENT_COLUMNS}, bucket) FROM STDIN"
+            with cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row((*row, received_at_us, bucket))
+        except psycopg.errors.UniqueViolation as exc:
+            raise IntegrityError(statement, None, exc) from exc
+        except psycopg.errors.CheckViolation as exc:
+            if "no partition" in str(exc):
+                raise MissingPartition(bucket) from exc
+            raise
 
     def insert_native(self, codec: UsageCodec, batches: list[Any], *,
                       received_at_us: int) -> list[bool]:
