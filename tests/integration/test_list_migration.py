@@ -8,14 +8,12 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlmodel import SQLModel
 
 from billing_svc.storage.db import Database
 from billing_svc.storage.migrate import alembic_config, upgrade
 from billing_svc.storage.tables import Account, ApiToken, Budget, WebhookEndpoint
 from billing_svc.storage.types import MONEY, UTCDateTime
+from tests.integration.test_token_migration import _schema_matches_the_tables
 from tests.support import fresh_database, on_postgres
 
 BEFORE = "0014_test_clocks"
@@ -95,10 +93,6 @@ def _stored(db: Database, table: str, key: str, column: str) -> dict[str, object
         return dict(connection.execute(sa.text(f"SELECT {key}, {column} FROM {table}")).all())
 
 
-def _schema_matches_the_tables(db: Database) -> None:
-    with db.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
-        assert compare_metadata(context, SQLModel.metadata) == []
 
 
 def _expected(table: dict[str, tuple[str, tuple[object, ...], str]], part: int) -> dict:
