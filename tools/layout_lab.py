@@ -40,7 +40,6 @@ import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,16 +90,10 @@ class Event:
                 "2026-12", 0, received_at_us)
 
 
-def _events_by_account(per_account: int) -> Iterator[list[Event]]:
-    """The pre-fill, one account at a time (in account order)."""
-    for account_no in range(ACCOUNTS):
-        account_id = _account(account_no)
-        yield [Event(account_no, e, key_hash(account_id, e)) for e in _uuid4s(per_account)]
-
-
 def _new_events(count: int) -> list[Event]:
     """What is timed: fresh UUIDv4 ids over the accounts in arrival (random) order."""
-    accounts = [b % ACCOUNTS for b in os.urandom(2 * count)[::2]]
+    raw = os.urandom(2 * count)
+    accounts = [int.from_bytes(raw[2 * i:2 * i + 2], "little") % ACCOUNTS for i in range(count)]
     ids = _uuid4s(count)
     return [Event(a, e, key_hash(_account(a), e)) for a, e in zip(accounts, ids, strict=True)]
 
@@ -140,6 +133,42 @@ def _probe(connection: sqlite3.Connection, on: str, keys: list[tuple[int, int]])
     return found
 
 
+def _numbers(count: int) -> str:
+    """Rows 1..count, as a CTE (this SQLite has no generate_series)."""
+    return (f"WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < {count})")
+
+
+_POSITIVE = "(random() & 9223372036854775807)"
+
+
+def _prefill_events(group: int) -> str:
+    """The stored events of the pre-fill, made in SQL (C speed: 10M rows in Python take minutes)
+    and already in key order, so that nothing sorts them: row x (its log id, arrival order) is
+    in group x / ``group`` (a generation; one group for the other layouts), of account
+    (x % group) / (group / 1000), and its key is the i-th (i = x % (group / 1000)) of that
+    account's keys in the group: i's slice of the key space plus a random offset in it. So
+    event ids and hashes are spread evenly over the key space, as random ones are, and
+    increase with x within an account."""
+    per = max(1, group // ACCOUNTS)
+    step_hash, step_prefix = 9223372036854775807 // per * 2, 2**48 // per
+    return (
+        "SELECT x AS log_id, "
+        f"(i - {per // 2}) * {step_hash} + {_POSITIVE} % {step_hash} AS key_hash, "
+        "substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-4' || substr(r, 1, 3) || '-a' || "
+        "substr(r, 4, 3) || '-' || substr(r, 7, 12) AS event_id, "
+        "printf('acc_%026d', a) AS account_id, printf('ten_%022d_%03d', a, x % 10) AS tenant_id, "
+        "printf('prt_%022d_%03d', a, x % 20) AS partner_id, "
+        f"1 AS kind, 1 AS quantity, {_T0_US} AS occurred_at_us, '2026-12' AS period, 0 AS late, "
+        f"{_T0_US} AS received_at_us, a AS account_no "
+        f"FROM (SELECT x, a, i, printf('%012x', i * {step_prefix} + {_POSITIVE} % {step_prefix})"
+        " AS h, lower(hex(randomblob(9))) AS r "
+        f"FROM (SELECT x, (x % {group}) / {per} AS a, x % {per} AS i FROM n))")
+
+
+_LOG_FIELDS = ("log_id, key_hash, event_id, account_id, tenant_id, partner_id, kind, quantity, "
+               "occurred_at_us, period, late, received_at_us")
+
+
 class Layout:
     """One layout: how to pre-fill it and how to insert a commit's worth of new events."""
 
@@ -174,6 +203,13 @@ class Layout:
             self.next_log_id += 1
         return rows
 
+    def _prefill_log(self, group: int = 0) -> None:
+        """The log of the stored events, appended in log id (arrival) order."""
+        self.connection.execute(f"{_numbers(self.stored)} INSERT INTO usage_log ({_LOG_FIELDS}) "
+                                f"SELECT {_LOG_FIELDS} FROM "
+                                f"({_prefill_events(group or self.stored + 1)})")
+        self.next_log_id = self.stored + 1
+
     def _insert_log(self, rows: list[tuple[Any, ...]]) -> None:
         self.connection.executemany("INSERT INTO usage_log VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                                     rows)
@@ -186,13 +222,10 @@ class Floor(Layout):
         self.connection.execute(_FLOOR_TABLE)
 
     def prefill(self) -> None:
-        per_account = self.stored // ACCOUNTS
-        for events in _events_by_account(per_account):
-            events.sort(key=lambda e: e.event_id)
-            self.connection.execute("BEGIN")
-            self.connection.executemany("INSERT INTO usage_event VALUES (?,?,?,?,?,?,?,?,?,?)",
-                                        [e.row(_T0_US) for e in events])
-            self.connection.execute("COMMIT")
+        self.connection.execute(
+            f"{_numbers(self.stored)} INSERT INTO usage_event SELECT event_id, account_id, "
+            "tenant_id, partner_id, kind, quantity, occurred_at_us, period, late, received_at_us "
+            f"FROM ({_prefill_events(self.stored + 1)})")
 
     def insert(self, events: list[Event], received_at_us: int) -> None:
         self.connection.executemany("INSERT INTO usage_event VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -209,15 +242,10 @@ class Narrow(Layout):
                                 "PRIMARY KEY (account_no, id_hash)) WITHOUT ROWID")
 
     def prefill(self) -> None:
-        per_account = self.stored // ACCOUNTS
-        for events in _events_by_account(per_account):
-            self.connection.execute("BEGIN")
-            rows = self._log_rows(events, _T0_US)
-            self._insert_log(rows)
-            keys = sorted((e.account_no, e.hash, row[0]) for e, row in zip(events, rows,
-                                                                           strict=True))
-            self.connection.executemany(f"INSERT INTO {self.key_table} VALUES (?,?,?)", keys)
-            self.connection.execute("COMMIT")
+        self._prefill_log()
+        self.connection.execute(
+            f"INSERT INTO {self.key_table} SELECT (log_id % {self.stored + 1}) / "
+            f"{max(1, (self.stored + 1) // ACCOUNTS)}, key_hash, log_id FROM usage_log")
 
     def insert(self, events: list[Event], received_at_us: int) -> None:
         rows = self._log_rows(events, received_at_us)
@@ -306,21 +334,12 @@ class Generations(Layout):
         return log_id // self.generation_size
 
     def prefill(self) -> None:
-        # As if received over time: every generation holds every account's events.
-        left = self.stored
-        while left > 0:
-            count = min(left, self.generation_size - self.next_log_id % self.generation_size)
-            events = [e for chunk in _events_by_account(max(1, count // ACCOUNTS))
-                      for e in chunk][:count]
-            self.connection.execute("BEGIN")
-            rows = self._log_rows(events, _T0_US)
-            self._insert_log(rows)
-            self.connection.executemany(
-                "INSERT INTO usage_key VALUES (?,?,?,?)",
-                sorted((self._generation(row[0]), e.account_no, e.hash, row[0])
-                       for e, row in zip(events, rows, strict=True)))
-            self.connection.execute("COMMIT")
-            left -= len(events)
+        # Arrival order is log id order: every generation holds every account's events.
+        self._prefill_log(self.generation_size)
+        per = max(1, self.generation_size // ACCOUNTS)
+        self.connection.execute(
+            f"INSERT INTO usage_key SELECT log_id / {self.generation_size}, "
+            f"(log_id % {self.generation_size}) / {per}, key_hash, log_id FROM usage_log")
 
     def insert(self, events: list[Event], received_at_us: int) -> None:
         rows = self._log_rows(events, received_at_us)
@@ -347,11 +366,7 @@ class MemoryIndex(Layout):
         self.connection.execute(_LOG_TABLE)
 
     def prefill(self) -> None:
-        per_account = self.stored // ACCOUNTS
-        for events in _events_by_account(per_account):
-            self.connection.execute("BEGIN")
-            self._insert_log(self._log_rows(events, _T0_US))
-            self.connection.execute("COMMIT")
+        self._prefill_log()
         self.rebuild_seconds = self.rebuild()
 
     def rebuild(self) -> float:
@@ -401,10 +416,11 @@ class MemoryIndex(Layout):
         started = time.perf_counter()
         hashes = np.fromiter(self.hot.keys(), dtype=np.int64, count=len(self.hot))
         ids = np.fromiter(self.hot.values(), dtype=np.int64, count=len(self.hot))
-        all_hashes = np.concatenate([self.cold_hashes, hashes])
-        order = np.argsort(all_hashes, kind="stable")
-        self.cold_hashes = all_hashes[order]
-        self.cold_ids = np.concatenate([self.cold_ids, ids])[order]
+        order = np.argsort(hashes)
+        hashes, ids = hashes[order], ids[order]
+        at = np.searchsorted(self.cold_hashes, hashes)  # one pass over the sorted arrays
+        self.cold_hashes = np.insert(self.cold_hashes, at, hashes)
+        self.cold_ids = np.insert(self.cold_ids, at, ids)
         self.hot.clear()
         return time.perf_counter() - started
 
@@ -434,7 +450,7 @@ def measure(spec: str, stored: int, inserts: int, default_commit: int, folder: s
     if isinstance(layout, Generations):
         layout.generation_size = options.generation
     if isinstance(layout, MemoryIndex):
-        layout.hot_limit = options.hot * 10
+        layout.hot_limit = options.hot
     _bulk(connection)
     started = time.perf_counter()
     layout.create()
