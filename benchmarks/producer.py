@@ -104,6 +104,8 @@ def main() -> None:
     parser.add_argument("--occurred", type=int, help="occurred_at of every event (seconds)")
     parser.add_argument("--seconds", type=float, help="stream for this long (with --fast-clock)")
     parser.add_argument("--fast-clock", help="FastClock spec (benchmarks.fastclock)")
+    parser.add_argument("--in-flight", type=int, default=0,
+                        help="batches sent and not acknowledged yet, per stream (0: no bound)")
     args = parser.parse_args()
     per_stream = args.events // args.streams
     payloads: list[Iterator[bytes] | list[bytes]]
@@ -130,15 +132,24 @@ def main() -> None:
         "/as2aas.billing.v1.UsageService/StreamUsage",
         request_serializer=lambda b: b, response_deserializer=upb.StreamUsageResponse.FromString)
 
-    def until_stopped(batches: Iterator[bytes] | list[bytes]) -> Iterator[bytes]:
+    def until_stopped(batches: Iterator[bytes] | list[bytes],
+                      window: threading.Semaphore | None) -> Iterator[bytes]:
+        # Built lazily (the soak stamps each batch as it goes), a batch must not wait in gRPC's
+        # send buffers while the clock runs on: a bounded window, as a real producer keeps.
         for batch in batches:
+            while window is not None and not window.acquire(timeout=0.5):
+                if stop.is_set():
+                    return
             if stop.is_set():
                 return
             yield batch
 
     def run(batches: Iterator[bytes] | list[bytes]) -> None:
-        for ack in stream(until_stopped(batches),
+        window = threading.Semaphore(args.in_flight) if args.in_flight else None
+        for ack in stream(until_stopped(batches, window),
                           metadata=[("authorization", f"Bearer {args.token}")]):
+            if window is not None:
+                window.release()
             with lock:  # per ack: the progress lines read them while streaming
                 totals["accepted"] += ack.accepted
                 totals["duplicates"] += ack.duplicates
