@@ -67,3 +67,16 @@ def test_a_plan_spreads_batches_over_the_accounts_and_the_encoding_is_protobufs(
             occurred_at=timestamp_pb2.Timestamp(seconds=1_790_000_000)))
     assert upb.StreamUsageRequest.FromString(wire) == expected
     assert wire == expected.SerializeToString()
+
+
+def test_the_soaks_fast_clock_reads_the_same_in_the_server_and_the_producer() -> None:
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from benchmarks.fastclock import FastClock
+
+    clock = FastClock(datetime(2027, 1, 1, tzinfo=UTC), wall_start=time.time() - 10,
+                      speed=21_600.0)
+    assert FastClock.parse(clock.spec()) == clock
+    moved = clock.now() - datetime(2027, 1, 1, tzinfo=UTC)
+    assert timedelta(days=2.5) <= moved < timedelta(days=2.6)  # 10 s of wall time
