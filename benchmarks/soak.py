@@ -52,7 +52,7 @@ PURGED_TABLES = ("usage_event", "usage_hourly", "outbox_event", "webhook_deliver
 KEPT_TABLES = ("invoice", "invoice_line", "invoice_tenant_line", "audit_record", "audit_head",
                "usage_period", "usage_tenant_period", "usage_partner_period",
                "usage_purged_period", "period_notice", "plan_segment")
-SHOWN_TABLES = ("usage_event", "usage_hourly", "usage_report", "outbox_event",
+SHOWN_TABLES = ("usage_event", "events purged", "usage_hourly", "usage_report", "outbox_event",
                 "webhook_delivery", "idempotency_record", "invoice", "audit_record")
 
 
@@ -84,8 +84,12 @@ class Sampler:
             tables = [row[0] for row in connection.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table' "
                 "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
-            return {table: connection.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
-                    for table in tables}
+            counts = {table: connection.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+                      for table in tables}
+            # Not a table: the raw events the purge has deleted so far, to set against ingestion.
+            counts["events purged"] = connection.execute(
+                "SELECT coalesce(sum(events_deleted), 0) FROM usage_purged_period").fetchone()[0]
+            return counts
         finally:
             connection.close()
 
@@ -257,7 +261,7 @@ def _report(result: dict, minutes: float, month_wall_seconds: float, sample_seco
             + f" | {sample['database_mib']:,.0f} + {sample['wal_mib']:,.0f} MiB "
             f"| {sample['rate']:,.0f} | {p99} | {sample['load']:.1f} |")
     verdicts = []
-    tables = sorted({t for sample in samples for t in sample["counts"]})
+    tables = sorted({t for sample in samples for t in sample["counts"]} - {"events purged"})
     for table in tables:
         series = [float(sample["counts"].get(table, 0)) for sample in samples]
         level, ratio = _levels_off(series)
