@@ -4,9 +4,10 @@ The accounts are made through the API (``create_accounts``: the service writes t
 tenants and partners, with their audit records, as it always does). Their events are then
 inserted in bulk, in key order, by ``prefill_usage``, with the counters and roll-ups ingestion
 would have left: GetCurrentUsage and every other read see the same totals, and a resent event is
-a duplicate. ``prefill_usage`` is the one place that knows how raw events and their counters are
-laid out: a storage layout change (issue 16: a narrow dedupe key apart from an append-only event
-log, partitions by time) updates it, and the scale and soak suites follow.
+a duplicate. ``prefill_usage`` (with ``STORED_EVENTS_SQL``) is the one place that knows how raw
+events and their counters are laid out: a storage layout change (issue 16: a narrow dedupe key
+apart from an append-only event log, partitions by time) updates it, and the scale and soak
+suites follow.
 
 The pre-filled hour is not marked for the hourly report job: a burst of a report per account at
 the start of a timed run would be measured as ingestion.
@@ -28,6 +29,10 @@ from billing_svc.domain.usage import to_us
 from billing_svc.storage.usage import _EVENT_COLUMNS
 from tests.support import Client, auth
 
+# The stored raw events, columns as ``_EVENT_COLUMNS``: how the scale suite's bare floor copies
+# the store's rows into its own table. With ``prefill_usage``, the only SQL of the benchmarks
+# that knows where raw events live.
+STORED_EVENTS_SQL = f"SELECT {_EVENT_COLUMNS} FROM usage_event"
 HOUR_US = 3_600_000_000
 MESSAGE = 1
 _ROWS_PER_COMMIT = 500_000

@@ -7,8 +7,8 @@ BILLING_TEST_DATABASE_URL is set), in the same run:
 - the store: a migrated database with 1,000 accounts of 10 tenants and 20 partners each, made
   once through the API, copied per point and pre-filled with that many events spread evenly over
   the accounts (``benchmarks.prefill``: in key order, with matching counters);
-- the bare floor: the same table (SQLite: the service's own WITHOUT ROWID table keyed (account,
-  event id), in a file of its own holding the same stored rows; ``synchronous=FULL``, WAL, 1,000
+- the bare floor: a table of its own, keyed (account, event id), holding the store's rows
+  (SQLite: WITHOUT ROWID, in a file of its own; ``synchronous=FULL``, WAL, 1,000
   rows per commit; PostgreSQL: a copy of the table in the same database, bare psycopg
   ``executemany … ON CONFLICT DO NOTHING``, 1,000 rows per transaction) taking exactly the keys
   the producer sends;
@@ -40,7 +40,7 @@ from as2aas.billing.v1 import usage_service_pb2 as upb
 from benchmarks.ids import KINDS, BenchAccount, StreamPlan
 from benchmarks.ingestion import _DEPLOYED, _cpu_seconds, _kernel_was_active
 from benchmarks.machine import describe
-from benchmarks.prefill import create_accounts, prefill_usage
+from benchmarks.prefill import STORED_EVENTS_SQL, create_accounts, prefill_usage
 from benchmarks.report import write_section
 from billing_svc.domain.periods import Period
 from billing_svc.domain.usage import to_us
@@ -78,24 +78,33 @@ def _insert_sql(table: str, mark: str) -> str:
     return f"INSERT INTO {table} ({_EVENT_COLUMNS}) VALUES ({','.join([mark] * len(columns))})"
 
 
+# The bare floor's table, fixed whatever layout the service's raw events take: the columns of
+# the events, keyed (account, event id), WITHOUT ROWID on SQLite (the service's table until
+# issue 16's layout work).
+_FLOOR_COLUMNS = ("event_id TEXT NOT NULL, account_id TEXT NOT NULL, tenant_id TEXT NOT NULL, "
+                  "partner_id TEXT NOT NULL, kind INTEGER NOT NULL, quantity BIGINT NOT NULL, "
+                  "occurred_at_us BIGINT NOT NULL, period TEXT NOT NULL, late BOOLEAN NOT NULL, "
+                  "received_at_us BIGINT NOT NULL, PRIMARY KEY (account_id, event_id)")
+FLOOR_TABLE = "floor_event"
+
+
 def floor_sqlite(store_path: str, floor_path: str, batches: list[list[tuple[Any, ...]]]) -> float:
-    """Rows/s of the bare floor: a file holding the store's raw events in the store's own table,
-    taking ``batches`` one commit each."""
-    with sqlite3.connect(store_path) as source:
-        ddl = source.execute("SELECT sql FROM sqlite_master WHERE name = 'usage_event'").fetchone()
+    """Rows/s of the bare floor: a file of its own holding the store's raw events, taking
+    ``batches`` one commit each."""
     connection = sqlite3.connect(floor_path, isolation_level=None)
     try:
         connection.execute("PRAGMA journal_mode=OFF")
         connection.execute("PRAGMA synchronous=OFF")
-        connection.execute(ddl[0])
+        connection.execute(f"CREATE TABLE {FLOOR_TABLE} ({_FLOOR_COLUMNS}) WITHOUT ROWID")
         connection.execute("ATTACH ? AS store", (store_path,))
         connection.execute("BEGIN")
-        connection.execute("INSERT INTO main.usage_event SELECT * FROM store.usage_event")
+        connection.execute(f"INSERT INTO {FLOOR_TABLE} SELECT * FROM ({STORED_EVENTS_SQL}) "
+                           "ORDER BY account_id, event_id")
         connection.execute("COMMIT")
         connection.execute("DETACH store")
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
-        statement = _insert_sql("usage_event", "?")
+        statement = _insert_sql(FLOOR_TABLE, "?")
         started = time.perf_counter()
         for batch in batches:
             connection.execute("BEGIN")
@@ -113,17 +122,17 @@ def floor_postgres(url: str, batches: list[list[tuple[Any, ...]]]) -> float:
     import psycopg
 
     with psycopg.connect(_dsn(url), autocommit=True) as connection:
-        connection.execute("CREATE TABLE usage_event_floor (LIKE usage_event INCLUDING ALL)")
-        connection.execute("INSERT INTO usage_event_floor SELECT * FROM usage_event "
-                           "ORDER BY account_id, event_id")
-        connection.execute("VACUUM ANALYZE usage_event_floor")
-        statement = _insert_sql("usage_event_floor", "%s") + " ON CONFLICT DO NOTHING"
+        connection.execute(f"CREATE TABLE {FLOOR_TABLE} ({_FLOOR_COLUMNS})")
+        connection.execute(f"INSERT INTO {FLOOR_TABLE} SELECT * FROM ({STORED_EVENTS_SQL}) "
+                           "AS stored ORDER BY account_id, event_id")
+        connection.execute(f"VACUUM ANALYZE {FLOOR_TABLE}")
+        statement = _insert_sql(FLOOR_TABLE, "%s") + " ON CONFLICT DO NOTHING"
         started = time.perf_counter()
         for batch in batches:
             with connection.transaction(), connection.cursor() as cursor:
                 cursor.executemany(statement, batch)
         seconds = time.perf_counter() - started
-        connection.execute("DROP TABLE usage_event_floor")
+        connection.execute(f"DROP TABLE {FLOOR_TABLE}")
     return sum(len(batch) for batch in batches) / seconds
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from as2aas.billing.v1 import usage_service_pb2 as upb
+from sqlalchemy import create_engine
 
 from benchmarks.ids import StreamPlan, prefill_ids
-from benchmarks.prefill import create_accounts, prefill_usage
+from benchmarks.prefill import STORED_EVENTS_SQL, create_accounts, prefill_usage
 from benchmarks.producer import encode_batch
 from tests.support import Client, ServerThread, auth, fresh_database, settings_for_tests
 
@@ -32,6 +33,13 @@ def test_a_prefilled_store_is_consistent_for_the_service(tmp_path) -> None:
         assert [a.account_id for a in accounts] == sorted(a.account_id for a in accounts)
         now = datetime.now(UTC)
         assert prefill_usage(url, accounts, 500, "uuid4", 7, now) == 1500
+        # What the bare floor copies from the store: every stored event, once.
+        engine = create_engine(url)
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql(
+                f"SELECT count(*), count(DISTINCT event_id) FROM ({STORED_EVENTS_SQL}) AS stored"
+            ).one() == (1500, 1500)
+        engine.dispose()
 
         server = ServerThread(settings_for_tests(url)).start()
         client = Client(server.target)
