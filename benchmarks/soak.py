@@ -1,0 +1,314 @@
+"""Soak (issue 16, point 5): do the tables stop growing while usage keeps coming and time moves?
+
+``billing-svc serve`` runs on a fast clock (``benchmarks.fastclock``: a 30-day month passes in
+two minutes of wall time by default), with short retention settings (raw usage 5 days, the rest
+1 day) and the scheduler purging at every tick: each month the period closer invoices the month
+before, and the purge deletes its raw events, roll-ups and webhook log. A producer process
+streams UUIDv4 events as fast as the service takes them, stamped on the same clock. Every
+``sample`` seconds the soak reads the row count of every table, the database file and WAL
+sizes, the ingestion rate since the last sample, and the p99 of GetCurrentUsage called without
+pause on random accounts.
+
+Verdicts: a table or the file "levels off" when its peak over the last third of the run is
+within 10 % of its peak over the middle third (a month or more each: a sawtooth has a peak in
+both); ingestion and p99 "hold" when every later minute is within 1.3× of the first.
+SQLite only: PostgreSQL's retention drops partitions (issue 16, point 4), another branch's work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+
+import grpc
+from as2aas.billing.v1 import usage_service_pb2 as upb
+
+from benchmarks.fastclock import SPEC_ENV, FastClock
+from benchmarks.machine import describe
+from benchmarks.prefill import create_accounts
+from benchmarks.report import write_section
+from tests.support import TOKENS, Client, ServiceProcess, auth
+
+MONTH_SECONDS = 30 * 86_400
+# A month start, so the first months are whole; the year does not matter.
+SIM_START = datetime(2027, 1, 1, 0, 5, tzinfo=UTC)
+TENANTS, PARTNERS = 10, 20
+LEVEL_TOLERANCE = 1.10
+HOLD_TOLERANCE = 1.3
+# What the retention settings keep for a while and then delete; every other table holds records
+# kept for ever by design (invoices, the audit trail, accounts) or a handful of rows.
+PURGED_TABLES = ("usage_event", "usage_hourly", "outbox_event", "webhook_delivery",
+                 "webhook_attempt", "idempotency_record", "usage_report_due")
+# Records of each account and month, kept for ever by design: they grow with accounts x months,
+# not with events (a row or a few per account and month).
+KEPT_TABLES = ("invoice", "invoice_line", "invoice_tenant_line", "audit_record", "audit_head",
+               "usage_period", "usage_tenant_period", "usage_partner_period",
+               "usage_purged_period", "period_notice", "plan_segment")
+SHOWN_TABLES = ("usage_event", "events purged", "usage_hourly", "usage_report", "outbox_event",
+                "webhook_delivery", "idempotency_record", "invoice", "audit_record")
+
+
+def _settings(month_wall_seconds: float) -> dict[str, str]:
+    return {
+        "BILLING_LOG_LEVEL": "warning",
+        # A few days: the accept window, at the clock's speed, must be wider than a batch's
+        # wait in a loaded server (a day is 4 s of wall time at the default speed).
+        "BILLING_USAGE_RETENTION_DAYS": "5",
+        "BILLING_WEBHOOK_LOG_RETENTION_DAYS": "1",
+        "BILLING_IDEMPOTENCY_RETENTION_DAYS": "1",
+        "BILLING_HOURLY_ROLLUP_RETENTION_DAYS": "1",
+        # Clock seconds: an hour of the fast clock is a fraction of a wall second, so the
+        # scheduler purges at each of its ticks (a wall second apart).
+        "BILLING_PURGE_INTERVAL_SECONDS": "3600",
+        "BILLING_SCHEDULER_INTERVAL_SECONDS": "1",
+    }
+
+
+class Sampler:
+    """Row counts and file sizes of the database, read from a connection of its own."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def counts(self) -> dict[str, int]:
+        connection = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+        try:
+            tables = [row[0] for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+            counts = {table: connection.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+                      for table in tables}
+            # Not a table: the raw events the purge has deleted so far, to set against ingestion.
+            counts["events purged"] = connection.execute(
+                "SELECT coalesce(sum(events_deleted), 0) FROM usage_purged_period").fetchone()[0]
+            return counts
+        finally:
+            connection.close()
+
+    def sizes_mib(self) -> tuple[float, float]:
+        def size(path: str) -> float:
+            return os.path.getsize(path) / (1 << 20) if os.path.exists(path) else 0.0
+
+        return size(self.path), size(self.path + "-wal")
+
+
+class LatencyProbe(threading.Thread):
+    """GetCurrentUsage of a random account, one call after another, each timed."""
+
+    def __init__(self, target: str, account_ids: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.client = Client(target)
+        self.account_ids = account_ids
+        self.samples: list[tuple[float, float]] = []  # (wall time, ms)
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        metadata = auth("usage-reader")
+        chooser = random.Random(5)
+        while not self.stop.is_set():
+            request = upb.GetCurrentUsageRequest(account_id=chooser.choice(self.account_ids))
+            started = time.perf_counter()
+            try:
+                self.client.usage.GetCurrentUsage(request, metadata=metadata, timeout=30)
+            except grpc.RpcError as exc:
+                self.errors.append(f"{exc.code().name}: {exc.details()}")  # type: ignore[attr-defined]  # a call's error is also its Call
+            else:
+                self.samples.append((time.time(), (time.perf_counter() - started) * 1000))
+            time.sleep(0.01)  # ~50 calls/s: a dashboard's polling, not a load of its own
+
+    def p99(self, start: float, end: float) -> float | None:
+        times = sorted(ms for at, ms in self.samples if start <= at < end)
+        return times[max(int(len(times) * 0.99) - 1, 0)] if times else None
+
+
+class ProducerWatch(threading.Thread):
+    """The producer's progress lines: ``(wall time, events accepted so far)``."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        super().__init__(daemon=True)
+        self.process = process
+        self.progress: list[tuple[float, int]] = []
+        self.final: dict = {}
+
+    def run(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            record = json.loads(line)
+            if "wall" in record:
+                self.progress.append((record["wall"], record["accepted"]))
+            else:
+                self.final = record
+
+    def accepted_at(self, moment: float) -> int:
+        before = [accepted for at, accepted in self.progress if at <= moment]
+        return before[-1] if before else 0
+
+    def rate(self, start: float, end: float) -> float:
+        inside = [(at, accepted) for at, accepted in self.progress if start <= at <= end]
+        if len(inside) < 2:
+            return 0.0
+        return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
+
+
+def _levels_off(series: list[float]) -> tuple[bool, float]:
+    """Peak of the last third against the peak of the middle third."""
+    third = max(len(series) // 3, 1)
+    middle = max(series[third:2 * third] or series[:1])
+    last = max(series[2 * third:] or series[-1:])
+    ratio = last / middle if middle else (1.0 if not last else float("inf"))
+    return ratio <= LEVEL_TOLERANCE, ratio
+
+
+def soak(directory: str, minutes: float, month_wall_seconds: float, accounts: int,
+         sample_seconds: float, streams: int = 4) -> dict:
+    path = f"{directory}/soak.db"
+    speed = MONTH_SECONDS / month_wall_seconds
+    clock = FastClock(SIM_START, time.time(), speed)
+    service = ServiceProcess(f"sqlite:///{path}", **_settings(month_wall_seconds),
+                             **{SPEC_ENV: clock.spec()})
+    service.command = [sys.executable, "-m", "benchmarks.fastclock"]
+    service.start(timeout=60)
+    probe: LatencyProbe | None = None
+    producer: subprocess.Popen | None = None
+    try:
+        made = create_accounts(service.target, accounts, TENANTS, PARTNERS)
+        accounts_file = f"{directory}/accounts.json"
+        with open(accounts_file, "w") as handle:
+            json.dump([account.as_json() for account in made], handle)
+        sampler = Sampler(path)
+        producer = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.producer", "--target", service.target,
+             "--token", TOKENS["producer"][0], "--accounts-file", accounts_file, "--ids",
+             "uuid4", "--seed", "5", "--streams", str(streams), "--seconds",
+             str(minutes * 60), "--fast-clock", clock.spec(), "--in-flight", "2"],
+            stdout=subprocess.PIPE, text=True)
+        watch = ProducerWatch(producer)
+        watch.start()
+        probe = LatencyProbe(service.target, [account.account_id for account in made])
+        probe.start()
+        started = time.time()
+        samples = []
+        previous = started
+        while time.time() - started < minutes * 60:
+            time.sleep(max(0.0, previous + sample_seconds - time.time()))
+            now = time.time()
+            counts = sampler.counts()
+            database_mib, wal_mib = sampler.sizes_mib()
+            samples.append({
+                "seconds": now - started, "clock": clock.now(), "counts": counts,
+                "database_mib": database_mib, "wal_mib": wal_mib,
+                "rate": watch.rate(previous, now), "p99_ms": probe.p99(previous, now),
+                "load": os.getloadavg()[0]})
+            previous = now
+            print(f"[soak] {now - started:5.0f} s, clock {clock.now():%Y-%m-%d}: "
+                  f"{counts.get('usage_event', 0):,} events stored, "
+                  f"{database_mib + wal_mib:,.0f} MiB, {samples[-1]['rate']:,.0f} events/s, "
+                  f"p99 {samples[-1]['p99_ms'] or 0:.1f} ms", flush=True)
+        producer.wait(120)
+        watch.join(10)
+        minute_rates, minute_p99 = [], []
+        for minute in range(int(minutes)):
+            start, end = started + 60 * minute, started + 60 * (minute + 1)
+            minute_rates.append(watch.rate(start, end))
+            minute_p99.append(probe.p99(start, end) or 0.0)
+        return {"samples": samples, "minute_rates": minute_rates, "minute_p99": minute_p99,
+                "final": watch.final, "speed": speed, "accounts": accounts,
+                "probe_errors": probe.errors}
+    finally:
+        if probe is not None:
+            probe.stop.set()
+            probe.join(35)
+        if producer is not None and producer.poll() is None:
+            producer.kill()
+        service.kill()
+
+
+def _report(result: dict, minutes: float, month_wall_seconds: float, sample_seconds: float
+            ) -> str:
+    samples = result["samples"]
+    lines = [f"## Soak: steady ingestion while time moves on and retention purges\n\n"
+             f"Machine: {describe()}. **Shared with other work** (load average beside each "
+             "sample, 2 cores).\n",
+             f"{minutes:g} minutes of `billing-svc serve` on a fast clock (a 30-day month every "
+             f"{month_wall_seconds:g} s of wall time, {result['speed']:,.0f}× the wall; every part "
+             "of the service on that time), usage retention 5 days and every other "
+             "`BILLING_*_RETENTION_DAYS` at 1, the scheduler purging at each tick (every wall "
+             "second); the period closer invoices each "
+             f"month. {result['accounts']} accounts of {TENANTS} tenants and {PARTNERS} partners; "
+             "a separate producer process streams UUIDv4 events as fast as the service takes "
+             "them (4 streams, batches of 1,000, at most 2 unacknowledged per stream, each "
+             "stamped a clock second before it is sent); GetCurrentUsage is called without pause "
+             "on "
+             "random accounts. `./dev bench soak [--minutes N]`, `benchmarks/soak.py`.\n",
+             "| wall | clock | " + " | ".join(f"`{t}`" for t in SHOWN_TABLES)
+             + " | database + WAL | events/s | GetCurrentUsage p99 | load |",
+             "|---" * (len(SHOWN_TABLES) + 6) + "|"]
+    for sample in samples:
+        counts = sample["counts"]
+        p99 = f"{sample['p99_ms']:.1f} ms" if sample["p99_ms"] is not None else "-"
+        lines.append(
+            f"| {sample['seconds']:.0f} s | {sample['clock']:%Y-%m-%d} | "
+            + " | ".join(f"{counts.get(t, 0):,}" for t in SHOWN_TABLES)
+            + f" | {sample['database_mib']:,.0f} + {sample['wal_mib']:,.0f} MiB "
+            f"| {sample['rate']:,.0f} | {p99} | {sample['load']:.1f} |")
+    verdicts = []
+    tables = sorted({t for sample in samples for t in sample["counts"]} - {"events purged"})
+    for table in tables:
+        series = [float(sample["counts"].get(table, 0)) for sample in samples]
+        level, ratio = _levels_off(series)
+        if table in PURGED_TABLES or not level:
+            verdict = "levels off" if level else (
+                "grows (per account and month, kept by design)" if table in KEPT_TABLES
+                else "**grows**")
+            verdicts.append(f"`{table}` {verdict} ({ratio:.2f}×, peak {max(series):,.0f})")
+    size_level, size_ratio = _levels_off([s["database_mib"] + s["wal_mib"] for s in samples])
+    rates, p99s = result["minute_rates"], result["minute_p99"]
+    if len(rates) < 2 or not min(rates[1:]) or not p99s[0]:
+        raise SystemExit("the soak needs two minutes or more, with events and calls in each")
+    rate_worst = rates[0] / min(rates[1:])
+    p99_worst = max(p99s[1:]) / p99s[0]
+    final = result["final"]
+    lines += [
+        "",
+        "Per minute: events/s " + ", ".join(f"{r:,.0f}" for r in rates)
+        + "; GetCurrentUsage p99 " + ", ".join(f"{p:.1f}" for p in p99s) + " ms.",
+        "",
+        f"- **Tables** (peak of the last third against the middle third, "
+        f"≤ {LEVEL_TOLERANCE:.2f}× levels off): " + "; ".join(verdicts) + ".",
+        f"- **Database file + WAL {'levels off' if size_level else 'grows'}** "
+        f"({size_ratio:.2f}×).",
+        f"- **Ingestion {'holds' if rate_worst <= HOLD_TOLERANCE else 'does not hold'}**: the "
+        f"first minute's rate is {rate_worst:.2f}× the slowest later minute's (goal ≤ 1.3×).",
+        f"- **GetCurrentUsage p99 {'holds' if p99_worst <= HOLD_TOLERANCE else 'does not hold'}**"
+        f": the worst later minute is {p99_worst:.2f}× the first (goal ≤ 1.3×).",
+        f"- Events: {final.get('accepted', 0):,} accepted, {final.get('duplicates', 0):,} "
+        f"duplicates, {final.get('rejected', 0):,} rejected; GetCurrentUsage errors: "
+        f"{len(result['probe_errors'])}" + (f" (first: {result['probe_errors'][0]})"
+                                            if result["probe_errors"] else "") + ".",
+    ]
+    return "\n".join(lines)
+
+
+def main(quick: bool = False, minutes: float | None = None) -> str:
+    minutes = minutes or (3.0 if quick else 10.0)
+    month_wall_seconds = 40.0 if quick else 120.0
+    accounts = 20 if quick else 100
+    sample_seconds = 10.0 if quick else 30.0
+    with tempfile.TemporaryDirectory(prefix="bench-soak-") as directory:
+        result = soak(directory, minutes, month_wall_seconds, accounts, sample_seconds)
+    body = _report(result, minutes, month_wall_seconds, sample_seconds)
+    write_section("soak", body)
+    return body
+
+
+if __name__ == "__main__":
+    print(main(quick="--quick" in sys.argv))
