@@ -173,12 +173,32 @@ def _load_postgres(url: str, rows: Iterator[tuple[Any, ...]],
     import psycopg
     from sqlalchemy.engine import make_url
 
+    from billing_svc.storage.db import Database
+    from billing_svc.storage.partitions import bucket_of, ensure
+
     dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    # PostgreSQL's layout (storage.partitions): each event in the partition of the month it was
+    # received in (its bucket), and its dedupe key beside it in usage_event_key, copied from the
+    # events in SQL (one pass over ``rows``, none of them held in memory).
+    first = next(rows, None)
+    if first is None:
+        return
+    bucket = bucket_of(first[9])  # the pre-fill stores every event at one moment
+    db = Database(url)
+    try:
+        ensure(db, [bucket])
+    finally:
+        db.dispose()
     with psycopg.connect(dsn) as connection:
-        with connection.cursor() as cursor, \
-                cursor.copy(f"COPY usage_event ({_EVENT_COLUMNS}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        with connection.cursor() as cursor:
+            with cursor.copy(f"COPY usage_event ({_EVENT_COLUMNS}, bucket) FROM STDIN") as copy:
+                copy.write_row((*first, bucket))
+                for row in rows:
+                    copy.write_row((*row, bucket))
+            cursor.execute("INSERT INTO usage_event_key (account_id, event_id, occurred_at_us, "
+                           "bucket) SELECT account_id, event_id, occurred_at_us, bucket "
+                           "FROM usage_event WHERE bucket = %s "
+                           "ON CONFLICT DO NOTHING", (bucket,))  # earlier events have theirs
         with connection.cursor() as cursor:
             for table, statement in _UPSERTS.items():
                 if counters[table]:
