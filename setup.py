@@ -6,6 +6,13 @@ ingests on its Python path (billing_svc.native says why at start).
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension(
-    "billing_svc.native._usage_kernel", ["src/billing_svc/native/_usage_kernel.c"],
-    extra_compile_args=["-O2"], optional=True)])
+setup(
+    ext_modules=[
+        Extension(
+            "billing_svc.native._usage_kernel",
+            ["src/billing_svc/native/_usage_kernel.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        )
+    ]
+)

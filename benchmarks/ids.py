@@ -37,8 +37,11 @@ class BenchAccount:
     partners: tuple[str, ...]
 
     def as_json(self) -> dict:
-        return {"account_id": self.account_id, "tenants": list(self.tenants),
-                "partners": list(self.partners)}
+        return {
+            "account_id": self.account_id,
+            "tenants": list(self.tenants),
+            "partners": list(self.partners),
+        }
 
     @classmethod
     def from_json(cls, value: dict) -> BenchAccount:
@@ -53,15 +56,25 @@ def _text(value: int) -> str:
 def uuid4_from(bits: int) -> str:
     """A UUIDv4 from 122 random bits. The version and variant bits sit at fixed places, so the
     ids of sorted ``bits`` are sorted too (the pre-fill relies on it)."""
-    value = ((bits >> 74) << 80) | (0x4 << 76) | (((bits >> 62) & 0xFFF) << 64) \
-        | (0b10 << 62) | (bits & _MASK_62)
+    value = (
+        ((bits >> 74) << 80)
+        | (0x4 << 76)
+        | (((bits >> 62) & 0xFFF) << 64)
+        | (0b10 << 62)
+        | (bits & _MASK_62)
+    )
     return _text(value)
 
 
 def uuid7_from(unix_ms: int, bits: int) -> str:
     """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits."""
-    value = ((unix_ms & ((1 << 48) - 1)) << 80) | (0x7 << 76) | (((bits >> 62) & 0xFFF) << 64) \
-        | (0b10 << 62) | (bits & _MASK_62)
+    value = (
+        ((unix_ms & ((1 << 48) - 1)) << 80)
+        | (0x7 << 76)
+        | (((bits >> 62) & 0xFFF) << 64)
+        | (0b10 << 62)
+        | (bits & _MASK_62)
+    )
     return _text(value)
 
 
@@ -87,8 +100,10 @@ class StreamIds:
         bits = self._random.getrandbits
         if self.kind == "uuid4":
             return [uuid4_from(bits(122)) for _ in range(n)]
-        return [uuid7_from(_STREAM_V7_MS + i // _STREAM_V7_PER_MS, bits(74))
-                for i in range(start, start + n)]
+        return [
+            uuid7_from(_STREAM_V7_MS + i // _STREAM_V7_PER_MS, bits(74))
+            for i in range(start, start + n)
+        ]
 
 
 def prefill_ids(kind: str, seed: int, account_index: int, n: int) -> list[str]:
@@ -119,8 +134,9 @@ class StreamPlan:
     def per_stream(self) -> int:
         return self.events // self.streams
 
-    def batches(self, stream: int, accounts: list[BenchAccount]
-                ) -> Iterator[list[tuple[BenchAccount, str, str, str]]]:
+    def batches(
+        self, stream: int, accounts: list[BenchAccount]
+    ) -> Iterator[list[tuple[BenchAccount, str, str, str]]]:
         """The stream's batches, each a list of ``(account, event_id, tenant, partner)``."""
         ids = StreamIds(self.kind, self.seed, stream)
         span = min(self.accounts_per_batch, len(accounts))
@@ -131,6 +147,12 @@ class StreamPlan:
             for offset, event_id in enumerate(ids.take(size)):
                 account = accounts[(first + offset % span) % len(accounts)]
                 i = start + offset
-                batch.append((account, event_id, account.tenants[i % len(account.tenants)],
-                              account.partners[i % len(account.partners)]))
+                batch.append(
+                    (
+                        account,
+                        event_id,
+                        account.tenants[i % len(account.tenants)],
+                        account.partners[i % len(account.partners)],
+                    )
+                )
             yield batch

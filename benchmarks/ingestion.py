@@ -38,8 +38,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _rows(n: int, prefix: str = "e") -> list[tuple]:
     now_us = int(time.time() * 1_000_000)
-    return [("acc_bench", f"{prefix}-{i}", "ten_a", "prt_a", 1, 1, now_us, "2026-11", False,
-             now_us) for i in range(n)]
+    return [
+        ("acc_bench", f"{prefix}-{i}", "ten_a", "prt_a", 1, 1, now_us, "2026-11", False, now_us)
+        for i in range(n)
+    ]
 
 
 def baseline_sqlite(n: int, directory: str) -> float:
@@ -50,15 +52,18 @@ def baseline_sqlite(n: int, directory: str) -> float:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("CREATE TABLE usage_event (account_id TEXT, event_id TEXT, tenant_id TEXT, "
-                 "partner_id TEXT, kind INT, quantity INT, occurred_at_us INT, period TEXT, "
-                 "late INT, received_at_us INT, UNIQUE (account_id, event_id))")
+    conn.execute(
+        "CREATE TABLE usage_event (account_id TEXT, event_id TEXT, tenant_id TEXT, "
+        "partner_id TEXT, kind INT, quantity INT, occurred_at_us INT, period TEXT, "
+        "late INT, received_at_us INT, UNIQUE (account_id, event_id))"
+    )
     rows = _rows(n)
     started = time.perf_counter()
     for start in range(0, n, 1000):
         conn.execute("BEGIN")
-        conn.executemany("INSERT INTO usage_event VALUES (?,?,?,?,?,?,?,?,?,?)",
-                         rows[start:start + 1000])
+        conn.executemany(
+            "INSERT INTO usage_event VALUES (?,?,?,?,?,?,?,?,?,?)", rows[start : start + 1000]
+        )
         conn.execute("COMMIT")
     seconds = time.perf_counter() - started
     conn.close()
@@ -72,36 +77,52 @@ def baseline_postgres(n: int, url: str) -> float:
     dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     rows = _rows(n)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE TABLE usage_event_baseline (account_id TEXT, event_id TEXT, "
-                     "tenant_id TEXT, partner_id TEXT, kind INT, quantity BIGINT, "
-                     "occurred_at_us BIGINT, period TEXT, late BOOLEAN, received_at_us BIGINT, "
-                     "PRIMARY KEY (account_id, event_id))")
+        conn.execute(
+            "CREATE TABLE usage_event_baseline (account_id TEXT, event_id TEXT, "
+            "tenant_id TEXT, partner_id TEXT, kind INT, quantity BIGINT, "
+            "occurred_at_us BIGINT, period TEXT, late BOOLEAN, received_at_us BIGINT, "
+            "PRIMARY KEY (account_id, event_id))"
+        )
         started = time.perf_counter()
         for start in range(0, n, 1000):
             with conn.transaction(), conn.cursor() as cur:
-                cur.executemany("INSERT INTO usage_event_baseline VALUES "
-                                "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-                                rows[start:start + 1000])
+                cur.executemany(
+                    "INSERT INTO usage_event_baseline VALUES "
+                    "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+                    rows[start : start + 1000],
+                )
         seconds = time.perf_counter() - started
         conn.execute("DROP TABLE usage_event_baseline")
     return n / seconds
 
 
 def _setup_account(client: Client) -> tuple[str, list[str], list[str]]:
-    account = client.billing.CreateAccount(pb.CreateAccountRequest(
-        name="Bench Co", plan_id="enterprise", skip_trial=True), metadata=auth("admin")).account
-    tenants = [client.billing.CreateTenant(pb.CreateTenantRequest(
-        account_id=account.account_id, name=f"t{i}"), metadata=auth("admin")).tenant.tenant_id
-        for i in range(4)]
-    partners = [client.billing.CreateMasterPartner(pb.CreateMasterPartnerRequest(
-        account_id=account.account_id, name=f"p{i}"), metadata=auth("admin"))
-        .master_partner.partner_id for i in range(8)]
+    account = client.billing.CreateAccount(
+        pb.CreateAccountRequest(name="Bench Co", plan_id="enterprise", skip_trial=True),
+        metadata=auth("admin"),
+    ).account
+    tenants = [
+        client.billing.CreateTenant(
+            pb.CreateTenantRequest(account_id=account.account_id, name=f"t{i}"),
+            metadata=auth("admin"),
+        ).tenant.tenant_id
+        for i in range(4)
+    ]
+    partners = [
+        client.billing.CreateMasterPartner(
+            pb.CreateMasterPartnerRequest(account_id=account.account_id, name=f"p{i}"),
+            metadata=auth("admin"),
+        ).master_partner.partner_id
+        for i in range(8)
+    ]
     return account.account_id, tenants, partners
 
 
 # The service as deployed: the settings' own poll intervals, not the test harness's faster ones.
-_DEPLOYED = {f"BILLING_{name.upper()}": str(Settings.model_fields[name].default)
-             for name in ("scheduler_interval_seconds", "webhook_dispatch_interval_seconds")}
+_DEPLOYED = {
+    f"BILLING_{name.upper()}": str(Settings.model_fields[name].default)
+    for name in ("scheduler_interval_seconds", "webhook_dispatch_interval_seconds")
+}
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -127,18 +148,39 @@ def service_run(url: str, n: int, streams: int, **env: str) -> dict:
         watcher.start()
         cpu_before = _cpu_seconds(service.process.pid)
         output = subprocess.run(
-            [sys.executable, "-m", "benchmarks.producer", "--target", service.target,
-             "--token", TOKENS["producer"][0], "--account", account_id,
-             "--tenants", ",".join(tenants), "--partners", ",".join(partners),
-             "--events", str(n), "--streams", str(streams),
-             "--occurred", str(int(time.time()) - 60)],
-            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.producer",
+                "--target",
+                service.target,
+                "--token",
+                TOKENS["producer"][0],
+                "--account",
+                account_id,
+                "--tenants",
+                ",".join(tenants),
+                "--partners",
+                ",".join(partners),
+                "--events",
+                str(n),
+                "--streams",
+                str(streams),
+                "--occurred",
+                str(int(time.time()) - 60),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         cpu = _cpu_seconds(service.process.pid) - cpu_before
         done.set()
         watcher.join()
         result = json.loads(output.strip().splitlines()[-1])
-        usage = client.usage.GetCurrentUsage(upb.GetCurrentUsageRequest(account_id=account_id),
-                                             metadata=auth("usage-reader")).usage_to_date
+        usage = client.usage.GetCurrentUsage(
+            upb.GetCurrentUsageRequest(account_id=account_id), metadata=auth("usage-reader")
+        ).usage_to_date
         assert usage.messages == n, (usage.messages, n)
         result["rate"] = result["events"] / result["seconds"]
         result["peak_rss_mib"] = peak[0]
@@ -168,8 +210,11 @@ def _remove_database(url: str) -> None:
 
 def sqlite_rounds(n: int, streams: int, rounds: int, directory: str) -> list[str]:
     """Baseline and service, alternating; then the service without its kernel."""
-    lines = ["| round | baseline (bare `sqlite3`) | billing-svc | ratio | server CPU per event "
-             "| server peak RSS |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| round | baseline (bare `sqlite3`) | billing-svc | ratio | server CPU per event "
+        "| server peak RSS |",
+        "|---|---|---|---|---|---|",
+    ]
     ratios, baselines = [], []
     for round_number in range(1, rounds + 1):
         base = baseline_sqlite(n, directory)
@@ -179,20 +224,26 @@ def sqlite_rounds(n: int, streams: int, rounds: int, directory: str) -> list[str
         assert result["kernel"], "the ingestion kernel was not active: see `./dev` install log"
         ratios.append(result["rate"] / base)
         baselines.append(base)
-        lines.append(f"| {round_number} | {base:,.0f} events/s | {result['rate']:,.0f} events/s "
-                     f"| {ratios[-1]:.2f}× | {result['cpu_us_per_event']:.2f} µs "
-                     f"| {result['peak_rss_mib']:.0f} MiB |")
+        lines.append(
+            f"| {round_number} | {base:,.0f} events/s | {result['rate']:,.0f} events/s "
+            f"| {ratios[-1]:.2f}× | {result['cpu_us_per_event']:.2f} µs "
+            f"| {result['peak_rss_mib']:.0f} MiB |"
+        )
     url = f"sqlite:///{directory}/python-path.db"
     python_path = service_run(url, n, streams, BILLING_NATIVE_INGESTION="false")
     _remove_database(url)
     median_base = statistics.median(baselines)
-    lines += ["", f"**Median ratio: {statistics.median(ratios):.2f}×** (goal ≥ 1.0×; "
-              f"{min(ratios):.2f}×-{max(ratios):.2f}× over {rounds} round(s)).", "",
-              f"The same run with the compiled kernel switched off "
-              f"(`BILLING_NATIVE_INGESTION=false`, every batch on the Python path): "
-              f"{python_path['rate']:,.0f} events/s, {python_path['rate'] / median_base:.2f}× "
-              f"the median baseline, {python_path['cpu_us_per_event']:.2f} µs of server CPU "
-              f"per event."]
+    lines += [
+        "",
+        f"**Median ratio: {statistics.median(ratios):.2f}×** (goal ≥ 1.0×; "
+        f"{min(ratios):.2f}×-{max(ratios):.2f}× over {rounds} round(s)).",
+        "",
+        f"The same run with the compiled kernel switched off "
+        f"(`BILLING_NATIVE_INGESTION=false`, every batch on the Python path): "
+        f"{python_path['rate']:,.0f} events/s, {python_path['rate'] / median_base:.2f}× "
+        f"the median baseline, {python_path['cpu_us_per_event']:.2f} µs of server CPU "
+        f"per event.",
+    ]
     return lines
 
 
@@ -220,8 +271,7 @@ def current_usage_p99(url: str, stored_events: int, calls: int = 2000) -> float:
         service.kill()
 
 
-def _bulk_load(url: str, account_id: str, tenants: list[str], partners: list[str],
-               n: int) -> None:
+def _bulk_load(url: str, account_id: str, tenants: list[str], partners: list[str], n: int) -> None:
     from sqlalchemy import create_engine, text
 
     from billing_svc.domain.periods import Period
@@ -232,17 +282,33 @@ def _bulk_load(url: str, account_id: str, tenants: list[str], partners: list[str
     chunk = 200_000
     with engine.begin() as conn:
         for base in range(0, n, chunk):
-            rows = [{"a": account_id, "e": f"bulk-{i}", "t": tenants[i % len(tenants)],
-                     "p": partners[i % len(partners)], "o": start_us + i, "per": period.label,
-                     "r": start_us + i} for i in range(base, min(base + chunk, n))]
-            conn.execute(text(
-                "INSERT INTO usage_event (account_id, event_id, tenant_id, partner_id, kind, "
-                "quantity, occurred_at_us, period, late, received_at_us) VALUES "
-                "(:a, :e, :t, :p, 1, 1, :o, :per, false, :r)"), rows)
-        conn.execute(text(
-            "INSERT INTO usage_period (account_id, period, messages, late_messages, "
-            "late_billed_messages) VALUES (:a, :p, :n, 0, 0)"),
-            {"a": account_id, "p": period.label, "n": n})
+            rows = [
+                {
+                    "a": account_id,
+                    "e": f"bulk-{i}",
+                    "t": tenants[i % len(tenants)],
+                    "p": partners[i % len(partners)],
+                    "o": start_us + i,
+                    "per": period.label,
+                    "r": start_us + i,
+                }
+                for i in range(base, min(base + chunk, n))
+            ]
+            conn.execute(
+                text(
+                    "INSERT INTO usage_event (account_id, event_id, tenant_id, partner_id, kind, "
+                    "quantity, occurred_at_us, period, late, received_at_us) VALUES "
+                    "(:a, :e, :t, :p, 1, 1, :o, :per, false, :r)"
+                ),
+                rows,
+            )
+        conn.execute(
+            text(
+                "INSERT INTO usage_period (account_id, period, messages, late_messages, "
+                "late_billed_messages) VALUES (:a, :p, :n, 0, 0)"
+            ),
+            {"a": account_id, "p": period.label, "n": n},
+        )
     if url.startswith("sqlite"):  # fold the bulk load's WAL into the database first
         with engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -252,10 +318,12 @@ def _bulk_load(url: str, account_id: str, tenants: list[str], partners: list[str
 def main(quick: bool = False) -> str:
     n = 100_000 if quick else 1_000_000
     streams, rounds = 4, (1 if quick else 3)
-    lines = [f"## Usage ingestion\n\nMachine: {describe()}\n",
-             f"{n:,} message events in batches of 1,000, {streams} concurrent streams from a "
-             "separate producer process, into `billing-svc serve` with its deployed settings.\n",
-             "### SQLite\n"]
+    lines = [
+        f"## Usage ingestion\n\nMachine: {describe()}\n",
+        f"{n:,} message events in batches of 1,000, {streams} concurrent streams from a "
+        "separate producer process, into `billing-svc serve` with its deployed settings.\n",
+        "### SQLite\n",
+    ]
     with tempfile.TemporaryDirectory() as directory:
         lines += sqlite_rounds(n, streams, rounds, directory)
         pg = os.environ.get("BILLING_TEST_DATABASE_URL")
@@ -264,19 +332,26 @@ def main(quick: bool = False) -> str:
                 base_pg = baseline_postgres(n, url)
                 result_pg = service_run(url, n, streams)
             ratio_pg = result_pg["rate"] / base_pg
-            lines += ["", "### PostgreSQL\n",
-                      "| baseline (bare psycopg) | billing-svc | ratio | goal | server peak RSS |",
-                      "|---|---|---|---|---|",
-                      f"| {base_pg:,.0f} events/s | {result_pg['rate']:,.0f} events/s | "
-                      f"{ratio_pg:.2f}× | ≥ 0.8× | {result_pg['peak_rss_mib']:.0f} MiB |"]
+            lines += [
+                "",
+                "### PostgreSQL\n",
+                "| baseline (bare psycopg) | billing-svc | ratio | goal | server peak RSS |",
+                "|---|---|---|---|---|",
+                f"| {base_pg:,.0f} events/s | {result_pg['rate']:,.0f} events/s | "
+                f"{ratio_pg:.2f}× | ≥ 0.8× | {result_pg['peak_rss_mib']:.0f} MiB |",
+            ]
         small, large = 10_000, (1_000_000 if quick else 10_000_000)
         p99_small = current_usage_p99(f"sqlite:///{directory}/small.db", small)
         p99_large = current_usage_p99(f"sqlite:///{directory}/large.db", large)
-        lines += ["", "### GetCurrentUsage p99 over 2,000 sequential calls (SQLite)", "",
-                  "| stored events | p99 | ratio to the small account | goal |",
-                  "|---|---|---|---|",
-                  f"| {small:,} | {p99_small:.2f} ms | 1.00× | |",
-                  f"| {large:,} | {p99_large:.2f} ms | {p99_large / p99_small:.2f}× | ≤ 1.5× |"]
+        lines += [
+            "",
+            "### GetCurrentUsage p99 over 2,000 sequential calls (SQLite)",
+            "",
+            "| stored events | p99 | ratio to the small account | goal |",
+            "|---|---|---|---|",
+            f"| {small:,} | {p99_small:.2f} ms | 1.00× | |",
+            f"| {large:,} | {p99_large:.2f} ms | {p99_large / p99_small:.2f}× | ≤ 1.5× |",
+        ]
     body = "\n".join(lines)
     write_section("ingestion", body)
     return body

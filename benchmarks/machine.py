@@ -25,9 +25,11 @@ def describe() -> str:
             memory = f", {kib / 1024 / 1024:.0f} GiB RAM"
     except (OSError, ValueError, IndexError):
         pass
-    return (f"{cpu}, {os.cpu_count()} cores{memory}; {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}; "
-            f"run {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores{memory}; {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}; "
+        f"run {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}"
+    )
 
 
 def rss_mib(pid: int) -> tuple[float, float]:

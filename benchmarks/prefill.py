@@ -38,23 +38,34 @@ MESSAGE = 1
 _ROWS_PER_COMMIT = 500_000
 
 
-def create_accounts(target: str, accounts: int, tenants: int = 10, partners: int = 20,
-                    workers: int = 8) -> list[BenchAccount]:
+def create_accounts(
+    target: str, accounts: int, tenants: int = 10, partners: int = 20, workers: int = 8
+) -> list[BenchAccount]:
     """``accounts`` Enterprise accounts (no trial), each with ``tenants`` tenants and
     ``partners`` master partners, sorted by account id (the key order)."""
     client = Client(target)
     admin = auth("admin")
 
     def one(number: int) -> BenchAccount:
-        account_id = client.billing.CreateAccount(pb.CreateAccountRequest(
-            name=f"Scale Co {number}", plan_id="enterprise", skip_trial=True),
-            metadata=admin).account.account_id
-        tenant_ids = tuple(client.billing.CreateTenant(pb.CreateTenantRequest(
-            account_id=account_id, name=f"tenant {i}"), metadata=admin).tenant.tenant_id
-            for i in range(tenants))
-        partner_ids = tuple(client.billing.CreateMasterPartner(pb.CreateMasterPartnerRequest(
-            account_id=account_id, name=f"partner {i}"), metadata=admin)
-            .master_partner.partner_id for i in range(partners))
+        account_id = client.billing.CreateAccount(
+            pb.CreateAccountRequest(
+                name=f"Scale Co {number}", plan_id="enterprise", skip_trial=True
+            ),
+            metadata=admin,
+        ).account.account_id
+        tenant_ids = tuple(
+            client.billing.CreateTenant(
+                pb.CreateTenantRequest(account_id=account_id, name=f"tenant {i}"), metadata=admin
+            ).tenant.tenant_id
+            for i in range(tenants)
+        )
+        partner_ids = tuple(
+            client.billing.CreateMasterPartner(
+                pb.CreateMasterPartnerRequest(account_id=account_id, name=f"partner {i}"),
+                metadata=admin,
+            ).master_partner.partner_id
+            for i in range(partners)
+        )
         return BenchAccount(account_id, tenant_ids, partner_ids)
 
     try:
@@ -70,61 +81,84 @@ def _counts(n: int, modulus: int) -> list[int]:
     return [n // modulus + (1 if r < n % modulus else 0) for r in range(modulus)]
 
 
-def event_rows(accounts: list[BenchAccount], per_account: int, kind: str, seed: int,
-               at_us: int, period: str) -> Iterator[tuple[Any, ...]]:
+def event_rows(
+    accounts: list[BenchAccount], per_account: int, kind: str, seed: int, at_us: int, period: str
+) -> Iterator[tuple[Any, ...]]:
     """The stored events, in key order (account, event id), columns as ``_EVENT_COLUMNS``."""
     for index, account in enumerate(accounts):
         tenants, partners = account.tenants, account.partners
         t, p = len(tenants), len(partners)
         for j, event_id in enumerate(prefill_ids(kind, seed, index, per_account)):
-            yield (event_id, account.account_id, tenants[j % t], partners[j % p], MESSAGE, 1,
-                   at_us, period, False, at_us)
+            yield (
+                event_id,
+                account.account_id,
+                tenants[j % t],
+                partners[j % p],
+                MESSAGE,
+                1,
+                at_us,
+                period,
+                False,
+                at_us,
+            )
 
 
-def counter_rows(accounts: list[BenchAccount], per_account: int, period: str, hour_us: int
-                 ) -> dict[str, list[tuple[Any, ...]]]:
+def counter_rows(
+    accounts: list[BenchAccount], per_account: int, period: str, hour_us: int
+) -> dict[str, list[tuple[Any, ...]]]:
     """What ingestion's counters and roll-ups hold after ``event_rows``: by table, rows as the
     upserts below take them."""
-    rows: dict[str, list[tuple[Any, ...]]] = {"period": [], "tenant": [], "partner": [],
-                                              "hourly": []}
+    rows: dict[str, list[tuple[Any, ...]]] = {
+        "period": [],
+        "tenant": [],
+        "partner": [],
+        "hourly": [],
+    }
     if per_account == 0:
         return rows
     for account in accounts:
         a, tenants, partners = account.account_id, account.tenants, account.partners
         rows["period"].append((a, period, per_account))
-        rows["tenant"] += [(a, period, tenant, count) for tenant, count
-                           in zip(tenants, _counts(per_account, len(tenants)), strict=True)
-                           if count]
-        rows["partner"] += [(a, period, partner, count) for partner, count
-                            in zip(partners, _counts(per_account, len(partners)), strict=True)
-                            if count]
+        rows["tenant"] += [
+            (a, period, tenant, count)
+            for tenant, count in zip(tenants, _counts(per_account, len(tenants)), strict=True)
+            if count
+        ]
+        rows["partner"] += [
+            (a, period, partner, count)
+            for partner, count in zip(partners, _counts(per_account, len(partners)), strict=True)
+            if count
+        ]
         cycle = math.lcm(len(tenants), len(partners))  # event j: tenant j % t, partner j % p
-        rows["hourly"] += [(a, hour_us, tenants[r % len(tenants)], partners[r % len(partners)],
-                            count) for r, count in enumerate(_counts(per_account, cycle))
-                           if count]
+        rows["hourly"] += [
+            (a, hour_us, tenants[r % len(tenants)], partners[r % len(partners)], count)
+            for r, count in enumerate(_counts(per_account, cycle))
+            if count
+        ]
     return rows
 
 
 _UPSERTS = {
     "period": "INSERT INTO usage_period (account_id, period, messages, late_messages, "
-              "late_billed_messages) VALUES (?,?,?,0,0) ON CONFLICT (account_id, period) "
-              "DO UPDATE SET messages = usage_period.messages + excluded.messages",
+    "late_billed_messages) VALUES (?,?,?,0,0) ON CONFLICT (account_id, period) "
+    "DO UPDATE SET messages = usage_period.messages + excluded.messages",
     "tenant": "INSERT INTO usage_tenant_period (account_id, period, tenant_id, messages, "
-              "storage_byte_us) VALUES (?,?,?,?,'0') ON CONFLICT (account_id, period, tenant_id) "
-              "DO UPDATE SET messages = usage_tenant_period.messages + excluded.messages",
+    "storage_byte_us) VALUES (?,?,?,?,'0') ON CONFLICT (account_id, period, tenant_id) "
+    "DO UPDATE SET messages = usage_tenant_period.messages + excluded.messages",
     "partner": "INSERT INTO usage_partner_period (account_id, period, partner_id, messages) "
-               "VALUES (?,?,?,?) ON CONFLICT (account_id, period, partner_id) "
-               "DO UPDATE SET messages = usage_partner_period.messages + excluded.messages",
+    "VALUES (?,?,?,?) ON CONFLICT (account_id, period, partner_id) "
+    "DO UPDATE SET messages = usage_partner_period.messages + excluded.messages",
     "hourly": "INSERT INTO usage_hourly (account_id, hour_us, tenant_id, partner_id, kind, "
-              "messages, storage_bytes_max, storage_last_at_us, storage_bytes_last) "
-              "VALUES (?,?,?,?,1,?,0,0,0) ON CONFLICT (account_id, hour_us, tenant_id, "
-              "partner_id, kind) DO UPDATE SET messages = usage_hourly.messages + "
-              "excluded.messages",
+    "messages, storage_bytes_max, storage_last_at_us, storage_bytes_last) "
+    "VALUES (?,?,?,?,1,?,0,0,0) ON CONFLICT (account_id, hour_us, tenant_id, "
+    "partner_id, kind) DO UPDATE SET messages = usage_hourly.messages + "
+    "excluded.messages",
 }
 
 
-def prefill_usage(url: str, accounts: list[BenchAccount], per_account: int, kind: str,
-                  seed: int, now: datetime) -> int:
+def prefill_usage(
+    url: str, accounts: list[BenchAccount], per_account: int, kind: str, seed: int, now: datetime
+) -> int:
     """Store ``per_account`` message events (quantity 1, ids of ``kind``) for each of
     ``accounts``, a second before ``now``, as ingestion would have: the raw events in key order
     and the period, tenant, partner and hourly counters to match. The service must not be
@@ -142,8 +176,9 @@ def prefill_usage(url: str, accounts: list[BenchAccount], per_account: int, kind
     return per_account * len(accounts)
 
 
-def _load_sqlite(path: str, rows: Iterator[tuple[Any, ...]],
-                 counters: dict[str, list[tuple[Any, ...]]]) -> None:
+def _load_sqlite(
+    path: str, rows: Iterator[tuple[Any, ...]], counters: dict[str, list[tuple[Any, ...]]]
+) -> None:
     import sqlite3
     from itertools import islice
 
@@ -157,7 +192,8 @@ def _load_sqlite(path: str, rows: Iterator[tuple[Any, ...]],
         while chunk := list(islice(rows, _ROWS_PER_COMMIT)):
             connection.execute("BEGIN")
             connection.executemany(
-                f"INSERT INTO usage_event ({_EVENT_COLUMNS}) VALUES ({marks})", chunk)
+                f"INSERT INTO usage_event ({_EVENT_COLUMNS}) VALUES ({marks})", chunk
+            )
             connection.execute("COMMIT")
         connection.execute("BEGIN")
         for table, statement in _UPSERTS.items():
@@ -168,8 +204,9 @@ def _load_sqlite(path: str, rows: Iterator[tuple[Any, ...]],
         connection.close()
 
 
-def _load_postgres(url: str, rows: Iterator[tuple[Any, ...]],
-                   counters: dict[str, list[tuple[Any, ...]]]) -> None:
+def _load_postgres(
+    url: str, rows: Iterator[tuple[Any, ...]], counters: dict[str, list[tuple[Any, ...]]]
+) -> None:
     import psycopg
     from sqlalchemy.engine import make_url
 
@@ -195,10 +232,13 @@ def _load_postgres(url: str, rows: Iterator[tuple[Any, ...]],
                 copy.write_row((*first, bucket))
                 for row in rows:
                     copy.write_row((*row, bucket))
-            cursor.execute("INSERT INTO usage_event_key (account_id, event_id, occurred_at_us, "
-                           "bucket) SELECT account_id, event_id, occurred_at_us, bucket "
-                           "FROM usage_event WHERE bucket = %s "
-                           "ON CONFLICT DO NOTHING", (bucket,))  # earlier events have theirs
+            cursor.execute(
+                "INSERT INTO usage_event_key (account_id, event_id, occurred_at_us, "
+                "bucket) SELECT account_id, event_id, occurred_at_us, bucket "
+                "FROM usage_event WHERE bucket = %s "
+                "ON CONFLICT DO NOTHING",
+                (bucket,),
+            )  # earlier events have theirs
         with connection.cursor() as cursor:
             for table, statement in _UPSERTS.items():
                 if counters[table]:

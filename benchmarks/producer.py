@@ -26,18 +26,32 @@ from benchmarks.fastclock import FastClock
 from benchmarks.ids import BenchAccount, StreamPlan
 
 
-def build_batches(account_id: str, tenants: list[str], partners: list[str], events: int,
-                  batch_size: int, prefix: str, occurred_seconds: int) -> list[bytes]:
+def build_batches(
+    account_id: str,
+    tenants: list[str],
+    partners: list[str],
+    events: int,
+    batch_size: int,
+    prefix: str,
+    occurred_seconds: int,
+) -> list[bytes]:
     """Serialized StreamUsageRequest batches, built before the clock starts."""
     batches = []
     stamp = timestamp_pb2.Timestamp(seconds=occurred_seconds)
     for start in range(0, events, batch_size):
         request = upb.StreamUsageRequest(batch_id=f"{prefix}-{start}")
         for i in range(start, min(start + batch_size, events)):
-            request.events.append(upb.UsageEvent(
-                event_id=f"{prefix}-{i}", account_id=account_id,
-                tenant_id=tenants[i % len(tenants)], partner_id=partners[i % len(partners)],
-                kind=common_pb2.USAGE_KIND_MESSAGE, quantity=1, occurred_at=stamp))
+            request.events.append(
+                upb.UsageEvent(
+                    event_id=f"{prefix}-{i}",
+                    account_id=account_id,
+                    tenant_id=tenants[i % len(tenants)],
+                    partner_id=partners[i % len(partners)],
+                    kind=common_pb2.USAGE_KIND_MESSAGE,
+                    quantity=1,
+                    occurred_at=stamp,
+                )
+            )
         batches.append(request.SerializeToString())
     return batches
 
@@ -61,8 +75,9 @@ def _field(number: int, payload: bytes) -> bytes:
 _tails: dict[tuple[str, str, str], bytes] = {}
 
 
-def encode_batch(batch_id: str, events: list[tuple[BenchAccount, str, str, str]],
-                 occurred_seconds: int) -> bytes:
+def encode_batch(
+    batch_id: str, events: list[tuple[BenchAccount, str, str, str]], occurred_seconds: int
+) -> bytes:
     """A serialized StreamUsageRequest of message events of quantity 1, as protobuf would write
     it (fields in number order), at a fraction of its cost per event: the soak builds batches
     while it streams."""
@@ -72,14 +87,19 @@ def encode_batch(batch_id: str, events: list[tuple[BenchAccount, str, str, str]]
         key = (account.account_id, tenant, partner)
         tail = _tails.get(key)
         if tail is None:
-            tail = _tails[key] = (_field(2, key[0].encode()) + _field(3, tenant.encode())
-                                  + _field(4, partner.encode()) + b"\x28\x01\x30\x01")
+            tail = _tails[key] = (
+                _field(2, key[0].encode())
+                + _field(3, tenant.encode())
+                + _field(4, partner.encode())
+                + b"\x28\x01\x30\x01"
+            )
         parts.append(_field(2, _field(1, event_id.encode()) + tail + stamp))
     return b"".join(parts)
 
 
-def planned_batches(plan: StreamPlan, stream: int, accounts: list[BenchAccount],
-                    occurred: FastClock | int) -> Iterator[bytes]:
+def planned_batches(
+    plan: StreamPlan, stream: int, accounts: list[BenchAccount], occurred: FastClock | int
+) -> Iterator[bytes]:
     """The stream's batches, serialized; ``occurred`` is a fixed time (seconds) or a clock to
     stamp each batch a second behind."""
     for number, batch in enumerate(plan.batches(stream, accounts)):
@@ -104,8 +124,12 @@ def main() -> None:
     parser.add_argument("--occurred", type=int, help="occurred_at of every event (seconds)")
     parser.add_argument("--seconds", type=float, help="stream for this long (with --fast-clock)")
     parser.add_argument("--fast-clock", help="FastClock spec (benchmarks.fastclock)")
-    parser.add_argument("--in-flight", type=int, default=0,
-                        help="batches sent and not acknowledged yet, per stream (0: no bound)")
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=0,
+        help="batches sent and not acknowledged yet, per stream (0: no bound)",
+    )
     args = parser.parse_args()
     per_stream = args.events // args.streams
     payloads: list[Iterator[bytes] | list[bytes]]
@@ -113,27 +137,41 @@ def main() -> None:
         with open(args.accounts_file) as handle:
             accounts = [BenchAccount.from_json(item) for item in json.load(handle)]
         events = 10**12 if args.seconds else args.events  # endless: the clock stops it
-        plan = StreamPlan(args.ids, args.seed, args.streams, events, args.batch,
-                          args.accounts_per_batch)
+        plan = StreamPlan(
+            args.ids, args.seed, args.streams, events, args.batch, args.accounts_per_batch
+        )
         occurred = FastClock.parse(args.fast_clock) if args.seconds else args.occurred
         payloads = [planned_batches(plan, s, accounts, occurred) for s in range(args.streams)]
         if not args.seconds:  # built before the clock starts
             payloads = [list(p) for p in payloads]
     else:
-        payloads = [build_batches(args.account, args.tenants.split(","),
-                                  args.partners.split(","), per_stream, args.batch, f"s{s}",
-                                  args.occurred) for s in range(args.streams)]
+        payloads = [
+            build_batches(
+                args.account,
+                args.tenants.split(","),
+                args.partners.split(","),
+                per_stream,
+                args.batch,
+                f"s{s}",
+                args.occurred,
+            )
+            for s in range(args.streams)
+        ]
     totals = {"accepted": 0, "duplicates": 0, "rejected": 0}
     lock = threading.Lock()
     stop = threading.Event()
-    channel = grpc.insecure_channel(args.target, options=[
-        ("grpc.max_send_message_length", 64 << 20)])
+    channel = grpc.insecure_channel(
+        args.target, options=[("grpc.max_send_message_length", 64 << 20)]
+    )
     stream = channel.stream_stream(
         "/as2aas.billing.v1.UsageService/StreamUsage",
-        request_serializer=lambda b: b, response_deserializer=upb.StreamUsageResponse.FromString)
+        request_serializer=lambda b: b,
+        response_deserializer=upb.StreamUsageResponse.FromString,
+    )
 
-    def until_stopped(batches: Iterator[bytes] | list[bytes],
-                      window: threading.Semaphore | None) -> Iterator[bytes]:
+    def until_stopped(
+        batches: Iterator[bytes] | list[bytes], window: threading.Semaphore | None
+    ) -> Iterator[bytes]:
         # Built lazily (the soak stamps each batch as it goes), a batch must not wait in gRPC's
         # send buffers while the clock runs on: a bounded window, as a real producer keeps.
         for batch in batches:
@@ -146,8 +184,9 @@ def main() -> None:
 
     def run(batches: Iterator[bytes] | list[bytes]) -> None:
         window = threading.Semaphore(args.in_flight) if args.in_flight else None
-        for ack in stream(until_stopped(batches, window),
-                          metadata=[("authorization", f"Bearer {args.token}")]):
+        for ack in stream(
+            until_stopped(batches, window), metadata=[("authorization", f"Bearer {args.token}")]
+        ):
             if window is not None:
                 window.release()
             with lock:  # per ack: the progress lines read them while streaming

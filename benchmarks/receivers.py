@@ -44,7 +44,7 @@ class Receiver(asyncio.Protocol):
             end = head_end + 4 + length
             if len(self.buffer) < end:
                 return  # the body is still on its way
-            body, self.buffer = self.buffer[head_end + 4:end], self.buffer[end:]
+            body, self.buffer = self.buffer[head_end + 4 : end], self.buffer[end:]
             received = time.time()
             self.log.write(f"{received!r} {json.loads(body)['timestamp']}\n")
             assert self.transport is not None
@@ -53,8 +53,9 @@ class Receiver(asyncio.Protocol):
 
 async def serve(count: int, log: TextIO) -> None:
     loop = asyncio.get_running_loop()
-    servers = [await loop.create_server(lambda: Receiver(log), "127.0.0.1", 0)
-               for _ in range(count)]
+    servers = [
+        await loop.create_server(lambda: Receiver(log), "127.0.0.1", 0) for _ in range(count)
+    ]
     print(json.dumps([s.sockets[0].getsockname()[1] for s in servers]), flush=True)
     await loop.run_in_executor(None, sys.stdin.read)  # until the benchmark closes stdin
 

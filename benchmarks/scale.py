@@ -56,8 +56,9 @@ STREAMS, SEED = 4, 16
 LABELS = {"uuid4": "UUIDv4", "uuid7": "UUIDv7", "sequential": "sequential (best case)"}
 
 
-def floor_rows(plan: StreamPlan, accounts: list[BenchAccount], at_us: int,
-               period: str) -> list[list[tuple[Any, ...]]]:
+def floor_rows(
+    plan: StreamPlan, accounts: list[BenchAccount], at_us: int, period: str
+) -> list[list[tuple[Any, ...]]]:
     """The producer's events as table rows (``_EVENT_COLUMNS``), one list per batch, in the
     order the streams' batches arrive together (round robin)."""
     streams = [plan.batches(s, accounts) for s in range(plan.streams)]
@@ -68,8 +69,23 @@ def floor_rows(plan: StreamPlan, accounts: list[BenchAccount], at_us: int,
             if batch is None:
                 streams.remove(stream)
                 continue
-            batches.append([(event_id, account.account_id, tenant, partner, 1, 1, at_us, period,
-                             False, at_us) for account, event_id, tenant, partner in batch])
+            batches.append(
+                [
+                    (
+                        event_id,
+                        account.account_id,
+                        tenant,
+                        partner,
+                        1,
+                        1,
+                        at_us,
+                        period,
+                        False,
+                        at_us,
+                    )
+                    for account, event_id, tenant, partner in batch
+                ]
+            )
     return batches
 
 
@@ -81,10 +97,12 @@ def _insert_sql(table: str, mark: str) -> str:
 # The bare floor's table, fixed whatever layout the service's raw events take: the columns of
 # the events, keyed (account, event id), WITHOUT ROWID on SQLite (the service's table until
 # issue 16's layout work).
-_FLOOR_COLUMNS = ("event_id TEXT NOT NULL, account_id TEXT NOT NULL, tenant_id TEXT NOT NULL, "
-                  "partner_id TEXT NOT NULL, kind INTEGER NOT NULL, quantity BIGINT NOT NULL, "
-                  "occurred_at_us BIGINT NOT NULL, period TEXT NOT NULL, late BOOLEAN NOT NULL, "
-                  "received_at_us BIGINT NOT NULL, PRIMARY KEY (account_id, event_id)")
+_FLOOR_COLUMNS = (
+    "event_id TEXT NOT NULL, account_id TEXT NOT NULL, tenant_id TEXT NOT NULL, "
+    "partner_id TEXT NOT NULL, kind INTEGER NOT NULL, quantity BIGINT NOT NULL, "
+    "occurred_at_us BIGINT NOT NULL, period TEXT NOT NULL, late BOOLEAN NOT NULL, "
+    "received_at_us BIGINT NOT NULL, PRIMARY KEY (account_id, event_id)"
+)
 FLOOR_TABLE = "floor_event"
 
 
@@ -98,8 +116,10 @@ def floor_sqlite(store_path: str, floor_path: str, batches: list[list[tuple[Any,
         connection.execute(f"CREATE TABLE {FLOOR_TABLE} ({_FLOOR_COLUMNS}) WITHOUT ROWID")
         connection.execute("ATTACH ? AS store", (store_path,))
         connection.execute("BEGIN")
-        connection.execute(f"INSERT INTO {FLOOR_TABLE} SELECT * FROM ({STORED_EVENTS_SQL}) "
-                           "ORDER BY account_id, event_id")
+        connection.execute(
+            f"INSERT INTO {FLOOR_TABLE} SELECT * FROM ({STORED_EVENTS_SQL}) "
+            "ORDER BY account_id, event_id"
+        )
         connection.execute("COMMIT")
         connection.execute("DETACH store")
         connection.execute("PRAGMA journal_mode=WAL")
@@ -123,8 +143,10 @@ def floor_postgres(url: str, batches: list[list[tuple[Any, ...]]]) -> float:
 
     with psycopg.connect(_dsn(url), autocommit=True) as connection:
         connection.execute(f"CREATE TABLE {FLOOR_TABLE} ({_FLOOR_COLUMNS})")
-        connection.execute(f"INSERT INTO {FLOOR_TABLE} SELECT * FROM ({STORED_EVENTS_SQL}) "
-                           "AS stored ORDER BY account_id, event_id")
+        connection.execute(
+            f"INSERT INTO {FLOOR_TABLE} SELECT * FROM ({STORED_EVENTS_SQL}) "
+            "AS stored ORDER BY account_id, event_id"
+        )
         connection.execute(f"VACUUM ANALYZE {FLOOR_TABLE}")
         statement = _insert_sql(FLOOR_TABLE, "%s") + " ON CONFLICT DO NOTHING"
         started = time.perf_counter()
@@ -149,13 +171,36 @@ def service_stream(url: str, accounts_file: str, plan: StreamPlan) -> dict[str, 
     try:
         cpu_before = _cpu_seconds(service.process.pid)
         output = subprocess.run(
-            [sys.executable, "-m", "benchmarks.producer", "--target", service.target,
-             "--token", TOKENS["producer"][0], "--accounts-file", accounts_file,
-             "--ids", plan.kind, "--seed", str(plan.seed), "--events", str(plan.events),
-             "--streams", str(plan.streams), "--batch", str(plan.batch_size),
-             "--accounts-per-batch", str(plan.accounts_per_batch),
-             "--occurred", str(int(time.time()) - 1)],
-            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.producer",
+                "--target",
+                service.target,
+                "--token",
+                TOKENS["producer"][0],
+                "--accounts-file",
+                accounts_file,
+                "--ids",
+                plan.kind,
+                "--seed",
+                str(plan.seed),
+                "--events",
+                str(plan.events),
+                "--streams",
+                str(plan.streams),
+                "--batch",
+                str(plan.batch_size),
+                "--accounts-per-batch",
+                str(plan.accounts_per_batch),
+                "--occurred",
+                str(int(time.time()) - 1),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         cpu = _cpu_seconds(service.process.pid) - cpu_before
         result = json.loads(output.strip().splitlines()[-1])
         result["rate"] = result["events"] / result["seconds"]
@@ -174,9 +219,12 @@ def counted_messages(target: str, accounts_file: str) -> int:
         account_ids = [item["account_id"] for item in json.load(handle)]
     client = Client(target)
     try:
-        return sum(client.usage.GetCurrentUsage(
-            upb.GetCurrentUsageRequest(account_id=account_id),
-            metadata=auth("usage-reader")).usage_to_date.messages for account_id in account_ids)
+        return sum(
+            client.usage.GetCurrentUsage(
+                upb.GetCurrentUsageRequest(account_id=account_id), metadata=auth("usage-reader")
+            ).usage_to_date.messages
+            for account_id in account_ids
+        )
     finally:
         client.close()
 
@@ -276,8 +324,11 @@ class PostgresBackend:
         _drop_database(self.admin_dsn, self.base)
 
 
-_TABLE_HEAD = ("| ids | events stored | floor | billing-svc | ratio | server CPU per event "
-               "| load average | run |", "|---|---|---|---|---|---|---|---|")
+_TABLE_HEAD = (
+    "| ids | events stored | floor | billing-svc | ratio | server CPU per event "
+    "| load average | run |",
+    "|---|---|---|---|---|---|---|---|",
+)
 
 
 def _section(backend: str, kind: str) -> str:
@@ -296,14 +347,19 @@ def _kept_rows(name: str, replaced: set[str]) -> dict[int, str]:
     rows = {}
     for line in text.split(start, 1)[1].split(end, 1)[0].splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if line.startswith("| ") and len(cells) == len(_TABLE_HEAD[0].split("|")) - 2 \
-                and cells[1].replace(",", "").isdigit() and cells[1] not in replaced:
+        if (
+            line.startswith("| ")
+            and len(cells) == len(_TABLE_HEAD[0].split("|")) - 2
+            and cells[1].replace(",", "").isdigit()
+            and cells[1] not in replaced
+        ):
             rows[int(cells[1].replace(",", ""))] = line
     return rows
 
 
-def run_curve(backend: Any, kinds: list[str], points: list[int], events: int, accounts: int,
-              directory: str) -> None:
+def run_curve(
+    backend: Any, kinds: list[str], points: list[int], events: int, accounts: int, directory: str
+) -> None:
     """Every point of every kind on ``backend``, each written to BENCHMARKS.md when measured."""
     made = backend.make_base(accounts)
     accounts_file = f"{directory}/accounts.json"
@@ -320,8 +376,9 @@ def run_curve(backend: Any, kinds: list[str], points: list[int], events: int, ac
                     stored = prefill_usage(url, made, per_account, kind, SEED, datetime.now(UTC))
                     prefill_seconds = time.perf_counter() - started
                     now_us = to_us(datetime.now(UTC))
-                    batches = floor_rows(plan, made, now_us, Period.containing(
-                        datetime.now(UTC)).label)
+                    batches = floor_rows(
+                        plan, made, now_us, Period.containing(datetime.now(UTC)).label
+                    )
                     floor = backend.floor(url, batches)
                     del batches
                     result = service_stream(url, accounts_file, plan)
@@ -334,19 +391,36 @@ def run_curve(backend: Any, kinds: list[str], points: list[int], events: int, ac
                     f"| {LABELS[kind]} | {stored:,} | {floor:,.0f} events/s "
                     f"| {result['rate']:,.0f} events/s | {result['rate'] / floor:.2f}× "
                     f"| {result['cpu_us_per_event']:.2f} µs | {result['load']:.1f} "
-                    f"| {datetime.now(UTC):%Y-%m-%d %H:%M} |")
-                write_section(name, "\n".join([
-                    f"#### {backend.name}, {LABELS[kind]} ids, floor: {backend.floor_label}\n",
-                    *_TABLE_HEAD, *(rows[key] for key in sorted(rows))]))
-                print(f"[scale] {backend.name} {kind} {stored:,} stored (pre-filled in "
-                      f"{prefill_seconds:.0f} s): floor {floor:,.0f}/s, service "
-                      f"{result['rate']:,.0f}/s", flush=True)
+                    f"| {datetime.now(UTC):%Y-%m-%d %H:%M} |"
+                )
+                write_section(
+                    name,
+                    "\n".join(
+                        [
+                            f"#### {backend.name}, {LABELS[kind]} ids, "
+                            f"floor: {backend.floor_label}\n",
+                            *_TABLE_HEAD,
+                            *(rows[key] for key in sorted(rows)),
+                        ]
+                    ),
+                )
+                print(
+                    f"[scale] {backend.name} {kind} {stored:,} stored (pre-filled in "
+                    f"{prefill_seconds:.0f} s): floor {floor:,.0f}/s, service "
+                    f"{result['rate']:,.0f}/s",
+                    flush=True,
+                )
     finally:
         backend.close()
 
 
-def main(quick: bool = False, points: list[int] | None = None, ids: list[str] | None = None,
-         events: int | None = None, backends: list[str] | None = None) -> str:
+def main(
+    quick: bool = False,
+    points: list[int] | None = None,
+    ids: list[str] | None = None,
+    events: int | None = None,
+    backends: list[str] | None = None,
+) -> str:
     kinds = ids or list(KINDS)
     pg = os.environ.get(PG_URL_ENV)
     backends = backends or (["sqlite", "postgres"] if pg else ["sqlite"])
@@ -358,26 +432,30 @@ def main(quick: bool = False, points: list[int] | None = None, ids: list[str] | 
     events = events or (100_000 if quick else 500_000)
     accounts = 100 if quick else ACCOUNTS
     sqlite_points = points or list(QUICK_POINTS if quick else SQLITE_POINTS)
-    pg_points = [p for p in points if p <= 10_000_000] if points else list(
-        QUICK_POINTS[:2] if quick else POSTGRES_POINTS)
-    body = (f"## Ingestion at scale: random ids, many accounts, a full store\n\n"
-            f"Machine: {describe()}. **Shared with other work**: the load average (1 min) is "
-            "beside each figure, on 2 cores.\n\n"
-            f"{accounts:,} accounts of {TENANTS} tenants and {PARTNERS} master partners; "
-            f"{events:,} message events streamed by a separate producer process (4 streams, "
-            "batches of 1,000 over 10 accounts each) into `billing-svc serve` with its deployed "
-            "settings, on a store pre-filled with the events shown (spread evenly over the "
-            "accounts, ids of the same kind, counters to match). Floor: the same table, keys and "
-            "stored rows, measured just before in the same run (SQLite: WITHOUT ROWID keyed "
-            "(account, event id), WAL, `synchronous=FULL`, 1,000 rows per commit; PostgreSQL: "
-            "`executemany … ON CONFLICT DO NOTHING`, 1,000 rows per transaction). "
-            "`./dev bench scale [--points 0,1000000] [--ids uuid4,sequential] [--events N]`; "
-            "each table keeps the figures of points not run again.")
+    pg_points = (
+        [p for p in points if p <= 10_000_000]
+        if points
+        else list(QUICK_POINTS[:2] if quick else POSTGRES_POINTS)
+    )
+    body = (
+        f"## Ingestion at scale: random ids, many accounts, a full store\n\n"
+        f"Machine: {describe()}. **Shared with other work**: the load average (1 min) is "
+        "beside each figure, on 2 cores.\n\n"
+        f"{accounts:,} accounts of {TENANTS} tenants and {PARTNERS} master partners; "
+        f"{events:,} message events streamed by a separate producer process (4 streams, "
+        "batches of 1,000 over 10 accounts each) into `billing-svc serve` with its deployed "
+        "settings, on a store pre-filled with the events shown (spread evenly over the "
+        "accounts, ids of the same kind, counters to match). Floor: the same table, keys and "
+        "stored rows, measured just before in the same run (SQLite: WITHOUT ROWID keyed "
+        "(account, event id), WAL, `synchronous=FULL`, 1,000 rows per commit; PostgreSQL: "
+        "`executemany … ON CONFLICT DO NOTHING`, 1,000 rows per transaction). "
+        "`./dev bench scale [--points 0,1000000] [--ids uuid4,sequential] [--events N]`; "
+        "each table keeps the figures of points not run again."
+    )
     write_section("scale", body)
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as directory:
         if "sqlite" in backends:
-            run_curve(SqliteBackend(directory), kinds, sqlite_points, events, accounts,
-                      directory)
+            run_curve(SqliteBackend(directory), kinds, sqlite_points, events, accounts, directory)
         if pg and "postgres" in backends:
             run_curve(PostgresBackend(pg), kinds, pg_points, events, accounts, directory)
     return body

@@ -45,15 +45,41 @@ LEVEL_TOLERANCE = 1.10
 HOLD_TOLERANCE = 1.3
 # What the retention settings keep for a while and then delete; every other table holds records
 # kept for ever by design (invoices, the audit trail, accounts) or a handful of rows.
-PURGED_TABLES = ("usage_event", "usage_hourly", "outbox_event", "webhook_delivery",
-                 "webhook_attempt", "idempotency_record", "usage_report_due")
+PURGED_TABLES = (
+    "usage_event",
+    "usage_hourly",
+    "outbox_event",
+    "webhook_delivery",
+    "webhook_attempt",
+    "idempotency_record",
+    "usage_report_due",
+)
 # Records of each account and month, kept for ever by design: they grow with accounts x months,
 # not with events (a row or a few per account and month).
-KEPT_TABLES = ("invoice", "invoice_line", "invoice_tenant_line", "audit_record", "audit_head",
-               "usage_period", "usage_tenant_period", "usage_partner_period",
-               "usage_purged_period", "period_notice", "plan_segment")
-SHOWN_TABLES = ("usage_event", "events purged", "usage_hourly", "usage_report", "outbox_event",
-                "webhook_delivery", "idempotency_record", "invoice", "audit_record")
+KEPT_TABLES = (
+    "invoice",
+    "invoice_line",
+    "invoice_tenant_line",
+    "audit_record",
+    "audit_head",
+    "usage_period",
+    "usage_tenant_period",
+    "usage_partner_period",
+    "usage_purged_period",
+    "period_notice",
+    "plan_segment",
+)
+SHOWN_TABLES = (
+    "usage_event",
+    "events purged",
+    "usage_hourly",
+    "usage_report",
+    "outbox_event",
+    "webhook_delivery",
+    "idempotency_record",
+    "invoice",
+    "audit_record",
+)
 
 
 def _settings(month_wall_seconds: float) -> dict[str, str]:
@@ -81,14 +107,21 @@ class Sampler:
     def counts(self) -> dict[str, int]:
         connection = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
         try:
-            tables = [row[0] for row in connection.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' "
-                "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
-            counts = {table: connection.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
-                      for table in tables}
+            tables = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' "
+                    "AND name NOT LIKE 'sqlite_%' ORDER BY name"
+                )
+            ]
+            counts = {
+                table: connection.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+                for table in tables
+            }
             # Not a table: the raw events the purge has deleted so far, to set against ingestion.
             counts["events purged"] = connection.execute(
-                "SELECT coalesce(sum(events_deleted), 0) FROM usage_purged_period").fetchone()[0]
+                "SELECT coalesce(sum(events_deleted), 0) FROM usage_purged_period"
+            ).fetchone()[0]
             return counts
         finally:
             connection.close()
@@ -162,19 +195,26 @@ class ProducerWatch(threading.Thread):
 def _levels_off(series: list[float]) -> tuple[bool, float]:
     """Peak of the last third against the peak of the middle third."""
     third = max(len(series) // 3, 1)
-    middle = max(series[third:2 * third] or series[:1])
-    last = max(series[2 * third:] or series[-1:])
+    middle = max(series[third : 2 * third] or series[:1])
+    last = max(series[2 * third :] or series[-1:])
     ratio = last / middle if middle else (1.0 if not last else float("inf"))
     return ratio <= LEVEL_TOLERANCE, ratio
 
 
-def soak(directory: str, minutes: float, month_wall_seconds: float, accounts: int,
-         sample_seconds: float, streams: int = 4) -> dict:
+def soak(
+    directory: str,
+    minutes: float,
+    month_wall_seconds: float,
+    accounts: int,
+    sample_seconds: float,
+    streams: int = 4,
+) -> dict:
     path = f"{directory}/soak.db"
     speed = MONTH_SECONDS / month_wall_seconds
     clock = FastClock(SIM_START, time.time(), speed)
-    service = ServiceProcess(f"sqlite:///{path}", **_settings(month_wall_seconds),
-                             **{SPEC_ENV: clock.spec()})
+    service = ServiceProcess(
+        f"sqlite:///{path}", **_settings(month_wall_seconds), **{SPEC_ENV: clock.spec()}
+    )
     service.command = [sys.executable, "-m", "benchmarks.fastclock"]
     service.start(timeout=60)
     probe: LatencyProbe | None = None
@@ -186,11 +226,32 @@ def soak(directory: str, minutes: float, month_wall_seconds: float, accounts: in
             json.dump([account.as_json() for account in made], handle)
         sampler = Sampler(path)
         producer = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.producer", "--target", service.target,
-             "--token", TOKENS["producer"][0], "--accounts-file", accounts_file, "--ids",
-             "uuid4", "--seed", "5", "--streams", str(streams), "--seconds",
-             str(minutes * 60), "--fast-clock", clock.spec(), "--in-flight", "2"],
-            stdout=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.producer",
+                "--target",
+                service.target,
+                "--token",
+                TOKENS["producer"][0],
+                "--accounts-file",
+                accounts_file,
+                "--ids",
+                "uuid4",
+                "--seed",
+                "5",
+                "--streams",
+                str(streams),
+                "--seconds",
+                str(minutes * 60),
+                "--fast-clock",
+                clock.spec(),
+                "--in-flight",
+                "2",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         watch = ProducerWatch(producer)
         watch.start()
         probe = LatencyProbe(service.target, [account.account_id for account in made])
@@ -203,16 +264,26 @@ def soak(directory: str, minutes: float, month_wall_seconds: float, accounts: in
             now = time.time()
             counts = sampler.counts()
             database_mib, wal_mib = sampler.sizes_mib()
-            samples.append({
-                "seconds": now - started, "clock": clock.now(), "counts": counts,
-                "database_mib": database_mib, "wal_mib": wal_mib,
-                "rate": watch.rate(previous, now), "p99_ms": probe.p99(previous, now),
-                "load": os.getloadavg()[0]})
+            samples.append(
+                {
+                    "seconds": now - started,
+                    "clock": clock.now(),
+                    "counts": counts,
+                    "database_mib": database_mib,
+                    "wal_mib": wal_mib,
+                    "rate": watch.rate(previous, now),
+                    "p99_ms": probe.p99(previous, now),
+                    "load": os.getloadavg()[0],
+                }
+            )
             previous = now
-            print(f"[soak] {now - started:5.0f} s, clock {clock.now():%Y-%m-%d}: "
-                  f"{counts.get('usage_event', 0):,} events stored, "
-                  f"{database_mib + wal_mib:,.0f} MiB, {samples[-1]['rate']:,.0f} events/s, "
-                  f"p99 {samples[-1]['p99_ms'] or 0:.1f} ms", flush=True)
+            print(
+                f"[soak] {now - started:5.0f} s, clock {clock.now():%Y-%m-%d}: "
+                f"{counts.get('usage_event', 0):,} events stored, "
+                f"{database_mib + wal_mib:,.0f} MiB, {samples[-1]['rate']:,.0f} events/s, "
+                f"p99 {samples[-1]['p99_ms'] or 0:.1f} ms",
+                flush=True,
+            )
         producer.wait(120)
         watch.join(10)
         minute_rates, minute_p99 = [], []
@@ -220,9 +291,15 @@ def soak(directory: str, minutes: float, month_wall_seconds: float, accounts: in
             start, end = started + 60 * minute, started + 60 * (minute + 1)
             minute_rates.append(watch.rate(start, end))
             minute_p99.append(probe.p99(start, end) or 0.0)
-        return {"samples": samples, "minute_rates": minute_rates, "minute_p99": minute_p99,
-                "final": watch.final, "speed": speed, "accounts": accounts,
-                "probe_errors": probe.errors}
+        return {
+            "samples": samples,
+            "minute_rates": minute_rates,
+            "minute_p99": minute_p99,
+            "final": watch.final,
+            "speed": speed,
+            "accounts": accounts,
+            "probe_errors": probe.errors,
+        }
     finally:
         if probe is not None:
             probe.stop.set()
@@ -232,26 +309,28 @@ def soak(directory: str, minutes: float, month_wall_seconds: float, accounts: in
         service.kill()
 
 
-def _report(result: dict, minutes: float, month_wall_seconds: float, sample_seconds: float
-            ) -> str:
+def _report(result: dict, minutes: float, month_wall_seconds: float, sample_seconds: float) -> str:
     samples = result["samples"]
-    lines = [f"## Soak: steady ingestion while time moves on and retention purges\n\n"
-             f"Machine: {describe()}. **Shared with other work** (load average beside each "
-             "sample, 2 cores).\n",
-             f"{minutes:g} minutes of `billing-svc serve` on a fast clock (a 30-day month every "
-             f"{month_wall_seconds:g} s of wall time, {result['speed']:,.0f}× the wall; every part "
-             "of the service on that time), usage retention 5 days and every other "
-             "`BILLING_*_RETENTION_DAYS` at 1, the scheduler purging at each tick (every wall "
-             "second); the period closer invoices each "
-             f"month. {result['accounts']} accounts of {TENANTS} tenants and {PARTNERS} partners; "
-             "a separate producer process streams UUIDv4 events as fast as the service takes "
-             "them (4 streams, batches of 1,000, at most 2 unacknowledged per stream, each "
-             "stamped a clock second before it is sent); GetCurrentUsage is called without pause "
-             "on "
-             "random accounts. `./dev bench soak [--minutes N]`, `benchmarks/soak.py`.\n",
-             "| wall | clock | " + " | ".join(f"`{t}`" for t in SHOWN_TABLES)
-             + " | database + WAL | events/s | GetCurrentUsage p99 | load |",
-             "|---" * (len(SHOWN_TABLES) + 6) + "|"]
+    lines = [
+        f"## Soak: steady ingestion while time moves on and retention purges\n\n"
+        f"Machine: {describe()}. **Shared with other work** (load average beside each "
+        "sample, 2 cores).\n",
+        f"{minutes:g} minutes of `billing-svc serve` on a fast clock (a 30-day month every "
+        f"{month_wall_seconds:g} s of wall time, {result['speed']:,.0f}× the wall; every part "
+        "of the service on that time), usage retention 5 days and every other "
+        "`BILLING_*_RETENTION_DAYS` at 1, the scheduler purging at each tick (every wall "
+        "second); the period closer invoices each "
+        f"month. {result['accounts']} accounts of {TENANTS} tenants and {PARTNERS} partners; "
+        "a separate producer process streams UUIDv4 events as fast as the service takes "
+        "them (4 streams, batches of 1,000, at most 2 unacknowledged per stream, each "
+        "stamped a clock second before it is sent); GetCurrentUsage is called without pause "
+        "on "
+        "random accounts. `./dev bench soak [--minutes N]`, `benchmarks/soak.py`.\n",
+        "| wall | clock | "
+        + " | ".join(f"`{t}`" for t in SHOWN_TABLES)
+        + " | database + WAL | events/s | GetCurrentUsage p99 | load |",
+        "|---" * (len(SHOWN_TABLES) + 6) + "|",
+    ]
     for sample in samples:
         counts = sample["counts"]
         p99 = f"{sample['p99_ms']:.1f} ms" if sample["p99_ms"] is not None else "-"
@@ -259,16 +338,23 @@ def _report(result: dict, minutes: float, month_wall_seconds: float, sample_seco
             f"| {sample['seconds']:.0f} s | {sample['clock']:%Y-%m-%d} | "
             + " | ".join(f"{counts.get(t, 0):,}" for t in SHOWN_TABLES)
             + f" | {sample['database_mib']:,.0f} + {sample['wal_mib']:,.0f} MiB "
-            f"| {sample['rate']:,.0f} | {p99} | {sample['load']:.1f} |")
+            f"| {sample['rate']:,.0f} | {p99} | {sample['load']:.1f} |"
+        )
     verdicts = []
     tables = sorted({t for sample in samples for t in sample["counts"]} - {"events purged"})
     for table in tables:
         series = [float(sample["counts"].get(table, 0)) for sample in samples]
         level, ratio = _levels_off(series)
         if table in PURGED_TABLES or not level:
-            verdict = "levels off" if level else (
-                "grows (per account and month, kept by design)" if table in KEPT_TABLES
-                else "**grows**")
+            verdict = (
+                "levels off"
+                if level
+                else (
+                    "grows (per account and month, kept by design)"
+                    if table in KEPT_TABLES
+                    else "**grows**"
+                )
+            )
             verdicts.append(f"`{table}` {verdict} ({ratio:.2f}×, peak {max(series):,.0f})")
     size_level, size_ratio = _levels_off([s["database_mib"] + s["wal_mib"] for s in samples])
     rates, p99s = result["minute_rates"], result["minute_p99"]
@@ -279,21 +365,24 @@ def _report(result: dict, minutes: float, month_wall_seconds: float, sample_seco
     final = result["final"]
     lines += [
         "",
-        "Per minute: events/s " + ", ".join(f"{r:,.0f}" for r in rates)
-        + "; GetCurrentUsage p99 " + ", ".join(f"{p:.1f}" for p in p99s) + " ms.",
+        "Per minute: events/s "
+        + ", ".join(f"{r:,.0f}" for r in rates)
+        + "; GetCurrentUsage p99 "
+        + ", ".join(f"{p:.1f}" for p in p99s)
+        + " ms.",
         "",
         f"- **Tables** (peak of the last third against the middle third, "
         f"≤ {LEVEL_TOLERANCE:.2f}× levels off): " + "; ".join(verdicts) + ".",
-        f"- **Database file + WAL {'levels off' if size_level else 'grows'}** "
-        f"({size_ratio:.2f}×).",
+        f"- **Database file + WAL {'levels off' if size_level else 'grows'}** ({size_ratio:.2f}×).",
         f"- **Ingestion {'holds' if rate_worst <= HOLD_TOLERANCE else 'does not hold'}**: the "
         f"first minute's rate is {rate_worst:.2f}× the slowest later minute's (goal ≤ 1.3×).",
         f"- **GetCurrentUsage p99 {'holds' if p99_worst <= HOLD_TOLERANCE else 'does not hold'}**"
         f": the worst later minute is {p99_worst:.2f}× the first (goal ≤ 1.3×).",
         f"- Events: {final.get('accepted', 0):,} accepted, {final.get('duplicates', 0):,} "
         f"duplicates, {final.get('rejected', 0):,} rejected; GetCurrentUsage errors: "
-        f"{len(result['probe_errors'])}" + (f" (first: {result['probe_errors'][0]})"
-                                            if result["probe_errors"] else "") + ".",
+        f"{len(result['probe_errors'])}"
+        + (f" (first: {result['probe_errors'][0]})" if result["probe_errors"] else "")
+        + ".",
     ]
     return "\n".join(lines)
 

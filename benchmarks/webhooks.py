@@ -46,7 +46,11 @@ class Receivers:
         self.log.touch()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.receivers", str(count), str(self.log)],
-            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.process.stdout is not None
         ports = json.loads(self.process.stdout.readline())
         self.urls = [f"http://127.0.0.1:{port}/hooks" for port in ports]
@@ -80,20 +84,37 @@ class Bench:
         self.db = Database(database_url)
         upgrade(self.db)
         self.settings = Settings(  # type: ignore[call-arg]
-            _env_file=None, database_url=database_url, webhook_allow_private_networks=True,
+            _env_file=None,
+            database_url=database_url,
+            webhook_allow_private_networks=True,
             webhook_dispatch_interval_seconds=0.05,
-            webhook_per_endpoint_concurrency=PER_ENDPOINT)
+            webhook_per_endpoint_concurrency=PER_ENDPOINT,
+        )
         self.receivers = Receivers(ENDPOINTS - dead, directory)
         self.dead = [DeadEndpoint() for _ in range(dead)]
         self.accounts = []
         for index, url in enumerate(self.receivers.urls + [d.url for d in self.dead]):
             account = accounts.create_account(
-                self.db, ADMIN, name=f"Hooks {index}", plan_id="startup",
-                billing_interval="monthly", skip_trial=True, start_time=None,
-                usage_thresholds=(), key=None)
-            webhooks.create_endpoint(self.db, ADMIN, account_id=account.account_id, url=url,
-                                     event_types=[], description="", allow_private=True,
-                                     key=None)
+                self.db,
+                ADMIN,
+                name=f"Hooks {index}",
+                plan_id="startup",
+                billing_interval="monthly",
+                skip_trial=True,
+                start_time=None,
+                usage_thresholds=(),
+                key=None,
+            )
+            webhooks.create_endpoint(
+                self.db,
+                ADMIN,
+                account_id=account.account_id,
+                url=url,
+                event_types=[],
+                description="",
+                allow_private=True,
+                key=None,
+            )
             self.accounts.append(account.account_id)
         self.dispatcher = Dispatcher(self.db, self.settings)
 
@@ -102,10 +123,18 @@ class Bench:
         for start in range(0, count, 50):
             with self.db.write() as session:
                 for i in range(start, min(start + 50, count)):
-                    outbox.enqueue(session, events.limit_exceeded(
-                        account_id=self.accounts[i % len(self.accounts)],
-                        limit_type="tenants", current_usage=i, plan_limit=3,
-                        period="2026-11", refused=False, occurred_at=datetime.now(UTC)))
+                    outbox.enqueue(
+                        session,
+                        events.limit_exceeded(
+                            account_id=self.accounts[i % len(self.accounts)],
+                            limit_type="tenants",
+                            current_usage=i,
+                            plan_limit=3,
+                            period="2026-11",
+                            refused=False,
+                            occurred_at=datetime.now(UTC),
+                        ),
+                    )
 
     def close(self) -> None:
         asyncio.run(self.dispatcher.stop())
@@ -134,21 +163,37 @@ def bare_client(directory: str, count: int) -> float:
     small JSON body to the same receivers with the same concurrency, no database, no signing,
     no URL guard."""
     receivers = Receivers(ENDPOINTS, directory)
-    body = events.limit_exceeded(account_id="acc_bench", limit_type="tenants", current_usage=1,
-                                 plan_limit=3, period="2026-11", refused=False,
-                                 occurred_at=datetime.now(UTC)).body().encode()
+    body = (
+        events.limit_exceeded(
+            account_id="acc_bench",
+            limit_type="tenants",
+            current_usage=1,
+            plan_limit=3,
+            period="2026-11",
+            refused=False,
+            occurred_at=datetime.now(UTC),
+        )
+        .body()
+        .encode()
+    )
 
     async def post_all() -> None:
         connector = aiohttp.TCPConnector(limit=ENDPOINTS * PER_ENDPOINT)
         async with aiohttp.ClientSession(connector=connector) as client:
+
             async def worker(url: str, n: int) -> None:
                 for _ in range(n):
                     async with client.post(url, data=body) as response:
                         response.raise_for_status()
                         await response.read()
 
-            await asyncio.gather(*(worker(url, count // len(receivers.urls) // PER_ENDPOINT)
-                                   for url in receivers.urls for _ in range(PER_ENDPOINT)))
+            await asyncio.gather(
+                *(
+                    worker(url, count // len(receivers.urls) // PER_ENDPOINT)
+                    for url in receivers.urls
+                    for _ in range(PER_ENDPOINT)
+                )
+            )
 
     try:
         started = time.time()
@@ -160,8 +205,9 @@ def bare_client(directory: str, count: int) -> float:
         receivers.close()
 
 
-def latency(database_url: str, directory: str, dead: int, seconds: float,
-            rate: int) -> tuple[float, float]:
+def latency(
+    database_url: str, directory: str, dead: int, seconds: float, rate: int
+) -> tuple[float, float]:
     """(p50, p99) seconds from an event's commit to its receipt at a healthy endpoint, with
     ``rate`` events/s spread over all endpoints, ``dead`` of which never answer."""
     bench = Bench(database_url, directory, dead=dead)
@@ -176,9 +222,9 @@ def latency(database_url: str, directory: str, dead: int, seconds: float,
         bench.receivers.wait_for(emitted * (ENDPOINTS - dead) // ENDPOINTS, timeout=30)
         latencies = sorted(
             received - datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-            for received, stamp in bench.receivers.receipts())
-        return (latencies[len(latencies) // 2],
-                latencies[max(int(len(latencies) * 0.99) - 1, 0)])
+            for received, stamp in bench.receivers.receipts()
+        )
+        return (latencies[len(latencies) // 2], latencies[max(int(len(latencies) * 0.99) - 1, 0)])
     finally:
         bench.close()
 
@@ -188,30 +234,38 @@ def main(quick: bool = False) -> str:
     seconds = 8 if quick else 15
     with tempfile.TemporaryDirectory() as directory:
         baseline = bare_client(directory, count)
-        rates = [("SQLite", throughput(f"sqlite:///{directory}/throughput.db", directory,
-                                       count))]
+        rates = [("SQLite", throughput(f"sqlite:///{directory}/throughput.db", directory, count))]
         if os.environ.get("BILLING_TEST_DATABASE_URL"):
             with fresh_database(directory) as url:
                 rates.append(("PostgreSQL", throughput(url, directory, count)))
-        healthy = latency(f"sqlite:///{directory}/healthy.db", directory, dead=0,
-                          seconds=seconds, rate=100)
-        degraded = latency(f"sqlite:///{directory}/degraded.db", directory, dead=2,
-                           seconds=seconds, rate=100)
+        healthy = latency(
+            f"sqlite:///{directory}/healthy.db", directory, dead=0, seconds=seconds, rate=100
+        )
+        degraded = latency(
+            f"sqlite:///{directory}/degraded.db", directory, dead=2, seconds=seconds, rate=100
+        )
     lines = [
-        "## Webhook delivery", "", f"Machine: {describe()}", "",
+        "## Webhook delivery",
+        "",
+        f"Machine: {describe()}",
+        "",
         f"Receivers: {ENDPOINTS} real HTTP/1.1 servers on 127.0.0.1 in their own process (one "
         "asyncio loop, keep-alive: lean, so that they leave the dispatcher most of the two "
         "cores), one endpoint each. The dispatcher is the service's own (its "
         f"own thread and event loop, {PER_ENDPOINT} requests in flight per endpoint, polling "
         "every 50 ms when idle); each delivery is signed, leased, POSTed and recorded. "
-        "Latency is from the event's commit to its receipt.", "",
-        "| what | figure | goal |", "|---|---|---|",
+        "Latency is from the event's commit to its receipt.",
+        "",
+        "| what | figure | goal |",
+        "|---|---|---|",
         f"| a plain aiohttp session, same body, receivers and concurrency (baseline) | "
         f"{baseline:,.0f} requests/s | |",
     ]
-    lines += [f"| deliveries/s, a backlog of {count:,} events to {ENDPOINTS} endpoints, {name} "
-              f"| {rate:,.0f} ({rate / baseline:.2f}× the bare client) | ≥ 1,000 |"
-              for name, rate in rates]
+    lines += [
+        f"| deliveries/s, a backlog of {count:,} events to {ENDPOINTS} endpoints, {name} "
+        f"| {rate:,.0f} ({rate / baseline:.2f}× the bare client) | ≥ 1,000 |"
+        for name, rate in rates
+    ]
     lines += [
         f"| latency, 100 events/s, all {ENDPOINTS} endpoints healthy (baseline) | p50 "
         f"{healthy[0] * 1000:.0f} ms, p99 {healthy[1] * 1000:.0f} ms | |",

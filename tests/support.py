@@ -46,8 +46,12 @@ READER = auth("reader")
 
 
 def tokens_json() -> str:
-    return json.dumps([{"name": name, "token": token, "scopes": scopes}
-                       for name, (token, scopes) in TOKENS.items()])
+    return json.dumps(
+        [
+            {"name": name, "token": token, "scopes": scopes}
+            for name, (token, scopes) in TOKENS.items()
+        ]
+    )
 
 
 def on_postgres() -> bool:
@@ -190,8 +194,9 @@ def settings_for_tests(database_url: str, **overrides: Any) -> Settings:
 class ServerThread:
     """A real billing-svc (``BillingServer``) on a random port, in a thread with its own loop."""
 
-    def __init__(self, settings: Settings, clock: Clock = SYSTEM_CLOCK,
-                 **server_options: Any) -> None:
+    def __init__(
+        self, settings: Settings, clock: Clock = SYSTEM_CLOCK, **server_options: Any
+    ) -> None:
         self.settings = settings
         self.clock = clock
         self.server_options = server_options  # BillingServer's keyword arguments
@@ -248,10 +253,17 @@ def bad_request_fields(error: grpc.RpcError) -> list[str]:
     return []
 
 
-def create_account(client: Client, *, plan_id: str = "startup", name: str = "Acme Corp",
-                   metadata: list[tuple[str, str]] | None = None, **fields: Any) -> pb.Account:
+def create_account(
+    client: Client,
+    *,
+    plan_id: str = "startup",
+    name: str = "Acme Corp",
+    metadata: list[tuple[str, str]] | None = None,
+    **fields: Any,
+) -> pb.Account:
     response = client.billing.CreateAccount(
-        pb.CreateAccountRequest(name=name, plan_id=plan_id, **fields), metadata=metadata or ADMIN)
+        pb.CreateAccountRequest(name=name, plan_id=plan_id, **fields), metadata=metadata or ADMIN
+    )
     return response.account
 
 
@@ -271,12 +283,16 @@ class ServiceProcess:
 
         self.database_url = database_url
         self.port = free_port()
-        self.env = {**os.environ, "BILLING_DATABASE_URL": database_url,
-                    "BILLING_LISTEN": f"127.0.0.1:{self.port}",
-                    "BILLING_AUTH_TOKENS": tokens_json(),
-                    "BILLING_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
-                    "BILLING_SCHEDULER_INTERVAL_SECONDS": "0.2",
-                    "BILLING_WEBHOOK_DISPATCH_INTERVAL_SECONDS": "0.05", **env}
+        self.env = {
+            **os.environ,
+            "BILLING_DATABASE_URL": database_url,
+            "BILLING_LISTEN": f"127.0.0.1:{self.port}",
+            "BILLING_AUTH_TOKENS": tokens_json(),
+            "BILLING_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
+            "BILLING_SCHEDULER_INTERVAL_SECONDS": "0.2",
+            "BILLING_WEBHOOK_DISPATCH_INTERVAL_SECONDS": "0.05",
+            **env,
+        }
         self.command = [sys.executable, "-m", "billing_svc.cli", "serve"]
         self.process: Any = None
         self.output_path: str = ""
@@ -292,11 +308,13 @@ class ServiceProcess:
 
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-        with tempfile.NamedTemporaryFile("w+b", prefix="billing-svc-", suffix=".log",
-                                         delete=False) as log:
+        with tempfile.NamedTemporaryFile(
+            "w+b", prefix="billing-svc-", suffix=".log", delete=False
+        ) as log:
             self.output_path = log.name
-            self.process = subprocess.Popen(self.command, env=self.env, stdout=log,
-                                            stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + timeout
         with grpc.insecure_channel(self.target) as channel:
             stub = health_pb2_grpc.HealthStub(channel)

@@ -60,12 +60,14 @@ TENANTS_PER_ACCOUNT = 10
 PARTNERS_PER_ACCOUNT = 20
 _T0_US = 1_764_000_000_000_000
 
-_FULL_COLUMNS = ("event_id TEXT, account_id TEXT, tenant_id TEXT, partner_id TEXT, kind INT, "
-                 "quantity INT, occurred_at_us INT, period TEXT, late INT, received_at_us INT")
-_FLOOR_TABLE = (f"CREATE TABLE usage_event ({_FULL_COLUMNS}, "
-                "PRIMARY KEY (account_id, event_id)) WITHOUT ROWID")
-_LOG_TABLE = (f"CREATE TABLE usage_log (log_id INTEGER PRIMARY KEY, key_hash INT, "
-              f"{_FULL_COLUMNS})")
+_FULL_COLUMNS = (
+    "event_id TEXT, account_id TEXT, tenant_id TEXT, partner_id TEXT, kind INT, "
+    "quantity INT, occurred_at_us INT, period TEXT, late INT, received_at_us INT"
+)
+_FLOOR_TABLE = (
+    f"CREATE TABLE usage_event ({_FULL_COLUMNS}, PRIMARY KEY (account_id, event_id)) WITHOUT ROWID"
+)
+_LOG_TABLE = f"CREATE TABLE usage_log (log_id INTEGER PRIMARY KEY, key_hash INT, {_FULL_COLUMNS})"
 _KEY_COLUMNS = "account_no INT, id_hash INT, log_id INT"
 
 
@@ -77,9 +79,8 @@ def _uuid4s(count: int) -> list[str]:
     raw = os.urandom(16 * count)
     ids = []
     for i in range(count):
-        h = raw[16 * i:16 * i + 16].hex()
-        ids.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-"
-                   f"{h[20:]}")
+        h = raw[16 * i : 16 * i + 16].hex()
+        ids.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}")
     return ids
 
 
@@ -97,15 +98,24 @@ class Event:
 
     def row(self, received_at_us: int) -> tuple[Any, ...]:
         account_no = self.account_no
-        return (self.event_id, _account(account_no), f"ten_{account_no:022d}_{account_no % 10:03d}",
-                f"prt_{account_no:022d}_{account_no % 20:03d}", 1, 1, received_at_us,
-                "2026-12", 0, received_at_us)
+        return (
+            self.event_id,
+            _account(account_no),
+            f"ten_{account_no:022d}_{account_no % 10:03d}",
+            f"prt_{account_no:022d}_{account_no % 20:03d}",
+            1,
+            1,
+            received_at_us,
+            "2026-12",
+            0,
+            received_at_us,
+        )
 
 
 def _new_events(count: int) -> list[Event]:
     """What is timed: fresh UUIDv4 ids over the accounts in arrival (random) order."""
     raw = os.urandom(2 * count)
-    accounts = [int.from_bytes(raw[2 * i:2 * i + 2], "little") % ACCOUNTS for i in range(count)]
+    accounts = [int.from_bytes(raw[2 * i : 2 * i + 2], "little") % ACCOUNTS for i in range(count)]
     ids = _uuid4s(count)
     return [Event(a, e, key_hash(_account(a), e)) for a, e in zip(accounts, ids, strict=True)]
 
@@ -137,17 +147,18 @@ def _probe(connection: sqlite3.Connection, on: str, keys: list[tuple[int, int]])
     each key a seek (the probe drives the join)."""
     found = 0
     for start in range(0, len(keys), 1000):
-        chunk = keys[start:start + 1000]
+        chunk = keys[start : start + 1000]
         values = ",".join("(?,?)" for _ in chunk)
         found += connection.execute(
             f"SELECT count(*) FROM (VALUES {values}) AS probe CROSS JOIN usage_key ON {on}",
-            [v for key in chunk for v in key]).fetchone()[0]
+            [v for key in chunk for v in key],
+        ).fetchone()[0]
     return found
 
 
 def _numbers(count: int) -> str:
     """Rows 1..count, as a CTE (this SQLite has no generate_series)."""
-    return (f"WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < {count})")
+    return f"WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < {count})"
 
 
 _POSITIVE = "(random() & 9223372036854775807)"
@@ -174,11 +185,14 @@ def _prefill_events(group: int) -> str:
         f"{_T0_US} AS received_at_us, a AS account_no "
         f"FROM (SELECT x, a, i, printf('%012x', i * {step_prefix} + {_POSITIVE} % {step_prefix})"
         " AS h, lower(hex(randomblob(9))) AS r "
-        f"FROM (SELECT x, (x % {group}) / {per} AS a, x % {per} AS i FROM n))")
+        f"FROM (SELECT x, (x % {group}) / {per} AS a, x % {per} AS i FROM n))"
+    )
 
 
-_LOG_FIELDS = ("log_id, key_hash, event_id, account_id, tenant_id, partner_id, kind, quantity, "
-               "occurred_at_us, period, late, received_at_us")
+_LOG_FIELDS = (
+    "log_id, key_hash, event_id, account_id, tenant_id, partner_id, kind, quantity, "
+    "occurred_at_us, period, late, received_at_us"
+)
 
 
 class Layout:
@@ -217,14 +231,15 @@ class Layout:
 
     def _prefill_log(self, group: int = 0) -> None:
         """The log of the stored events, appended in log id (arrival) order."""
-        self.connection.execute(f"{_numbers(self.stored)} INSERT INTO usage_log ({_LOG_FIELDS}) "
-                                f"SELECT {_LOG_FIELDS} FROM "
-                                f"({_prefill_events(group or self.stored + 1)})")
+        self.connection.execute(
+            f"{_numbers(self.stored)} INSERT INTO usage_log ({_LOG_FIELDS}) "
+            f"SELECT {_LOG_FIELDS} FROM "
+            f"({_prefill_events(group or self.stored + 1)})"
+        )
         self.next_log_id = self.stored + 1
 
     def _insert_log(self, rows: list[tuple[Any, ...]]) -> None:
-        self.connection.executemany("INSERT INTO usage_log VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                                    rows)
+        self.connection.executemany("INSERT INTO usage_log VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
 
 
 class Floor(Layout):
@@ -237,11 +252,14 @@ class Floor(Layout):
         self.connection.execute(
             f"{_numbers(self.stored)} INSERT INTO usage_event SELECT event_id, account_id, "
             "tenant_id, partner_id, kind, quantity, occurred_at_us, period, late, received_at_us "
-            f"FROM ({_prefill_events(self.stored + 1)})")
+            f"FROM ({_prefill_events(self.stored + 1)})"
+        )
 
     def insert(self, events: list[Event], received_at_us: int) -> None:
-        self.connection.executemany("INSERT INTO usage_event VALUES (?,?,?,?,?,?,?,?,?,?)",
-                                    [e.row(received_at_us) for e in events])
+        self.connection.executemany(
+            "INSERT INTO usage_event VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [e.row(received_at_us) for e in events],
+        )
 
 
 class Narrow(Layout):
@@ -250,14 +268,17 @@ class Narrow(Layout):
 
     def create(self) -> None:
         self.connection.execute(_LOG_TABLE)
-        self.connection.execute(f"CREATE TABLE {self.key_table} ({_KEY_COLUMNS}, "
-                                "PRIMARY KEY (account_no, id_hash)) WITHOUT ROWID")
+        self.connection.execute(
+            f"CREATE TABLE {self.key_table} ({_KEY_COLUMNS}, "
+            "PRIMARY KEY (account_no, id_hash)) WITHOUT ROWID"
+        )
 
     def prefill(self) -> None:
         self._prefill_log()
         self.connection.execute(
             f"INSERT INTO {self.key_table} SELECT (log_id % {self.stored + 1}) / "
-            f"{max(1, (self.stored + 1) // ACCOUNTS)}, key_hash, log_id FROM usage_log")
+            f"{max(1, (self.stored + 1) // ACCOUNTS)}, key_hash, log_id FROM usage_log"
+        )
 
     def insert(self, events: list[Event], received_at_us: int) -> None:
         rows = self._log_rows(events, received_at_us)
@@ -295,15 +316,20 @@ class Lsm(Narrow):
 
     def create(self) -> None:
         super().create()
-        self.connection.execute(f"CREATE TABLE usage_key_hot ({_KEY_COLUMNS}, "
-                                "PRIMARY KEY (account_no, id_hash)) WITHOUT ROWID")
+        self.connection.execute(
+            f"CREATE TABLE usage_key_hot ({_KEY_COLUMNS}, "
+            "PRIMARY KEY (account_no, id_hash)) WITHOUT ROWID"
+        )
         self.hot = 0
 
     def insert(self, events: list[Event], received_at_us: int) -> None:
         rows = self._log_rows(events, received_at_us)
         keys = sorted((e.account_no, e.hash, row[0]) for e, row in zip(events, rows, strict=True))
-        found = _probe(self.connection, "usage_key.account_no = probe.column1 AND "
-                       "usage_key.id_hash = probe.column2", [key[:2] for key in keys])
+        found = _probe(
+            self.connection,
+            "usage_key.account_no = probe.column1 AND usage_key.id_hash = probe.column2",
+            [key[:2] for key in keys],
+        )
         if found:
             raise sqlite3.IntegrityError("a key exists in the cold level")
         self.connection.executemany("INSERT INTO usage_key_hot VALUES (?,?,?)", keys)
@@ -318,11 +344,16 @@ class Lsm(Narrow):
             self.connection.execute("BEGIN IMMEDIATE")
             last = self.connection.execute(
                 "SELECT account_no, id_hash FROM usage_key_hot ORDER BY account_no, id_hash "
-                "LIMIT 1 OFFSET ?", [self.chunk - 1]).fetchone()
+                "LIMIT 1 OFFSET ?",
+                [self.chunk - 1],
+            ).fetchone()
             bound = "" if last is None else "WHERE (account_no, id_hash) <= (?, ?)"
             params = [] if last is None else list(last)
-            self.connection.execute(f"INSERT INTO usage_key SELECT * FROM usage_key_hot {bound} "
-                                    "ORDER BY account_no, id_hash", params)
+            self.connection.execute(
+                f"INSERT INTO usage_key SELECT * FROM usage_key_hot {bound} "
+                "ORDER BY account_no, id_hash",
+                params,
+            )
             self.connection.execute(f"DELETE FROM usage_key_hot {bound}", params)
             self.connection.execute("COMMIT")
             if last is None:
@@ -339,8 +370,10 @@ class Generations(Layout):
 
     def create(self) -> None:
         self.connection.execute(_LOG_TABLE)
-        self.connection.execute(f"CREATE TABLE usage_key (generation INT, {_KEY_COLUMNS}, "
-                                "PRIMARY KEY (generation, account_no, id_hash)) WITHOUT ROWID")
+        self.connection.execute(
+            f"CREATE TABLE usage_key (generation INT, {_KEY_COLUMNS}, "
+            "PRIMARY KEY (generation, account_no, id_hash)) WITHOUT ROWID"
+        )
 
     def _generation(self, log_id: int) -> int:
         return log_id // self.generation_size
@@ -351,17 +384,23 @@ class Generations(Layout):
         per = max(1, self.generation_size // ACCOUNTS)
         self.connection.execute(
             f"INSERT INTO usage_key SELECT log_id / {self.generation_size}, "
-            f"(log_id % {self.generation_size}) / {per}, key_hash, log_id FROM usage_log")
+            f"(log_id % {self.generation_size}) / {per}, key_hash, log_id FROM usage_log"
+        )
 
     def insert(self, events: list[Event], received_at_us: int) -> None:
         rows = self._log_rows(events, received_at_us)
         current = self._generation(rows[-1][0])
-        keys = sorted((self._generation(row[0]), e.account_no, e.hash, row[0])
-                      for e, row in zip(events, rows, strict=True))
+        keys = sorted(
+            (self._generation(row[0]), e.account_no, e.hash, row[0])
+            for e, row in zip(events, rows, strict=True)
+        )
         generations = ",".join(str(g) for g in range(current + 1))
-        found = _probe(self.connection, f"usage_key.generation IN ({generations}) AND "
-                       "usage_key.account_no = probe.column1 AND usage_key.id_hash = probe.column2",
-                       [key[1:3] for key in keys])
+        found = _probe(
+            self.connection,
+            f"usage_key.generation IN ({generations}) AND "
+            "usage_key.account_no = probe.column1 AND usage_key.id_hash = probe.column2",
+            [key[1:3] for key in keys],
+        )
         if found:
             raise sqlite3.IntegrityError("a key exists in an older generation")
         self.connection.executemany("INSERT INTO usage_key VALUES (?,?,?,?)", keys)
@@ -438,16 +477,32 @@ class MemoryIndex(Layout):
 
 
 LAYOUTS: dict[str, type[Layout]] = {
-    cls.name: cls for cls in (Floor, Narrow, NarrowAccountIndex, Narrow1K, NarrowMmap, Lsm,
-                              Generations, MemoryIndex)}
+    cls.name: cls
+    for cls in (
+        Floor,
+        Narrow,
+        NarrowAccountIndex,
+        Narrow1K,
+        NarrowMmap,
+        Lsm,
+        Generations,
+        MemoryIndex,
+    )
+}
 
 
 def _file_bytes(path: str) -> int:
     return sum(os.path.getsize(p) for p in (path, f"{path}-wal") if os.path.exists(p))
 
 
-def measure(spec: str, stored: int, inserts: int, default_commit: int, folder: str,
-            options: argparse.Namespace) -> dict[str, Any]:
+def measure(
+    spec: str,
+    stored: int,
+    inserts: int,
+    default_commit: int,
+    folder: str,
+    options: argparse.Namespace,
+) -> dict[str, Any]:
     name, _, commit_text = spec.partition("@")
     commit = int(commit_text) if commit_text else default_commit
     path = os.path.join(folder, f"{name}-{stored}.db")
@@ -476,20 +531,25 @@ def measure(spec: str, stored: int, inserts: int, default_commit: int, folder: s
     started = time.perf_counter()
     for start in range(0, inserts, commit):
         connection.execute("BEGIN IMMEDIATE")
-        layout.insert(events[start:start + commit], _T0_US + start)
+        layout.insert(events[start : start + commit], _T0_US + start)
         connection.execute("COMMIT")
         background += layout.after_commit()
     seconds = time.perf_counter() - started
     connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     result = {
-        "layout": spec, "stored": stored, "inserted": inserts, "rows_per_commit": commit,
-        "rows_per_s": inserts / seconds, "seconds": seconds, "merge_seconds": background,
-        "load_1min": load, "prefill_s": prefill_seconds,
+        "layout": spec,
+        "stored": stored,
+        "inserted": inserts,
+        "rows_per_commit": commit,
+        "rows_per_s": inserts / seconds,
+        "seconds": seconds,
+        "merge_seconds": background,
+        "load_1min": load,
+        "prefill_s": prefill_seconds,
         "bytes_per_event": _file_bytes(path) / (stored + inserts),
         "stored_bytes": stored_bytes,
         "rebuild_s": getattr(layout, "rebuild_seconds", None),
-        "index_bytes_per_event": (getattr(layout, "index_bytes", lambda: 0)()
-                                  / (stored + inserts)),
+        "index_bytes_per_event": (getattr(layout, "index_bytes", lambda: 0)() / (stored + inserts)),
     }
     connection.close()
     if not options.keep:
@@ -507,27 +567,33 @@ def main() -> None:
     parser.add_argument("--layouts", default="floor,narrow,lsm,gen,memidx")
     parser.add_argument("--hot", type=int, default=100_000, help="lsm: keys in the hot level")
     parser.add_argument("--chunk", type=int, default=20_000, help="lsm: keys per merge commit")
-    parser.add_argument("--generation", type=int, default=1_000_000,
-                        help="gen: events per generation")
+    parser.add_argument(
+        "--generation", type=int, default=1_000_000, help="gen: events per generation"
+    )
     parser.add_argument("--dir", default="/tmp/layout_lab")
     parser.add_argument("--keep", action="store_true")
     options = parser.parse_args()
     os.makedirs(options.dir, exist_ok=True)
     floor_rate = None
     for spec in options.layouts.split(","):
-        result = measure(spec, options.stored, options.insert, options.commit, options.dir,
-                         options)
+        result = measure(spec, options.stored, options.insert, options.commit, options.dir, options)
         if spec == "floor":
             floor_rate = result["rows_per_s"]
         ratio = f"{result['rows_per_s'] / floor_rate:5.2f}x floor" if floor_rate else ""
-        extra = (f"; rebuild {result['rebuild_s']:.1f}s, index "
-                 f"{result['index_bytes_per_event']:.0f} B/event in memory"
-                 if result["rebuild_s"] is not None else "")
-        print(f"{spec:18} stored {options.stored:>11,} commit {result['rows_per_commit']:>6,}: "
-              f"{result['rows_per_s']:>9,.0f} rows/s {ratio} (merges {result['merge_seconds']:.1f}s"
-              f" of {result['seconds']:.1f}s; load {result['load_1min']:.1f}; "
-              f"{result['bytes_per_event']:.0f} B/event; prefill {result['prefill_s']:.0f}s"
-              f"{extra})", flush=True)
+        extra = (
+            f"; rebuild {result['rebuild_s']:.1f}s, index "
+            f"{result['index_bytes_per_event']:.0f} B/event in memory"
+            if result["rebuild_s"] is not None
+            else ""
+        )
+        print(
+            f"{spec:18} stored {options.stored:>11,} commit {result['rows_per_commit']:>6,}: "
+            f"{result['rows_per_s']:>9,.0f} rows/s {ratio} (merges {result['merge_seconds']:.1f}s"
+            f" of {result['seconds']:.1f}s; load {result['load_1min']:.1f}; "
+            f"{result['bytes_per_event']:.0f} B/event; prefill {result['prefill_s']:.0f}s"
+            f"{extra})",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

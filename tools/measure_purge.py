@@ -45,23 +45,40 @@ def build(path: str, events: int, accounts: int, now: datetime) -> tuple[Period,
     rows = []
     for a in range(accounts):
         account = _id("acc", a)
-        rows.append((account, _id("cus", a), _id("sub", a), f"Account {a}", "startup", "monthly",
-                     "active", stamp, stamp, stamp, "[75,90,100]"))
+        rows.append(
+            (
+                account,
+                _id("cus", a),
+                _id("sub", a),
+                f"Account {a}",
+                "startup",
+                "monthly",
+                "active",
+                stamp,
+                stamp,
+                stamp,
+                "[75,90,100]",
+            )
+        )
     connection.execute("BEGIN")
     connection.executemany(
         "INSERT INTO account (account_id, customer_id, subscription_id, name, plan_id, "
         "billing_interval, status, created_at, registered_at, updated_at, usage_thresholds, "
-        "cancel_at_period_end) VALUES (?,?,?,?,?,?,?,?,?,?,?,0)", rows)
+        "cancel_at_period_end) VALUES (?,?,?,?,?,?,?,?,?,?,?,0)",
+        rows,
+    )
     connection.executemany(
         "INSERT INTO invoice (invoice_id, account_id, period, status, currency_code, subtotal, "
         "total, amount_paid, lines_json, tenant_breakdown_json, failed_attempts, created_at) "
         "VALUES (?,?,?,'paid','USD','0','0','0','[]','[]',0,?)",
-        [(_id("inv", a), _id("acc", a), old.label, stamp) for a in range(accounts)])
+        [(_id("inv", a), _id("acc", a), old.label, stamp) for a in range(accounts)],
+    )
     for period in (old, recent):
         connection.executemany(
             "INSERT INTO usage_period (account_id, period, messages, late_messages, "
             "late_billed_messages) VALUES (?,?,?,0,0)",
-            [(_id("acc", a), period.label, events // accounts // 2) for a in range(accounts)])
+            [(_id("acc", a), period.label, events // accounts // 2) for a in range(accounts)],
+        )
     connection.execute("COMMIT")
     rng = random.Random(16)
     old_start, recent_start = to_us(old.start), to_us(recent.start)
@@ -73,15 +90,26 @@ def build(path: str, events: int, accounts: int, now: datetime) -> tuple[Period,
             a = rng.randrange(accounts)
             base = old_start if n % 2 else recent_start
             occurred = base + rng.randrange(month_us)
-            batch.append((str(uuid.UUID(int=rng.getrandbits(128), version=4)), _id("acc", a),
-                          _id("ten", a * 10 + rng.randrange(10)),
-                          _id("par", a * 20 + rng.randrange(20)), 1, rng.randrange(1, 50),
-                          occurred, (old if n % 2 else recent).label, 0, occurred + 10**6))
+            batch.append(
+                (
+                    str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    _id("acc", a),
+                    _id("ten", a * 10 + rng.randrange(10)),
+                    _id("par", a * 20 + rng.randrange(20)),
+                    1,
+                    rng.randrange(1, 50),
+                    occurred,
+                    (old if n % 2 else recent).label,
+                    0,
+                    occurred + 10**6,
+                )
+            )
         connection.execute("BEGIN")
         connection.executemany(
             "INSERT INTO usage_event (event_id, account_id, tenant_id, partner_id, kind, "
             "quantity, occurred_at_us, period, late, received_at_us) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            batch)
+            batch,
+        )
         connection.execute("COMMIT")
     connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     connection.close()
@@ -112,10 +140,12 @@ def main() -> None:
     db.dispose()
     chunks = sorted(summary.chunk_seconds)
     ms = [c * 1000 for c in chunks]
-    print(f"purged {summary.usage_events:,} events in {len(chunks)} chunks of at most "
-          f"{retention.CHUNK_ROWS} rows: median {statistics.median(ms):.1f} ms, "
-          f"p99 {ms[int(len(ms) * 0.99) - 1]:.1f} ms, max {ms[-1]:.1f} ms (write lock held, "
-          f"commit included); {summary.usage_events / seconds:,.0f} events/s overall")
+    print(
+        f"purged {summary.usage_events:,} events in {len(chunks)} chunks of at most "
+        f"{retention.CHUNK_ROWS} rows: median {statistics.median(ms):.1f} ms, "
+        f"p99 {ms[int(len(ms) * 0.99) - 1]:.1f} ms, max {ms[-1]:.1f} ms (write lock held, "
+        f"commit included); {summary.usage_events / seconds:,.0f} events/s overall"
+    )
 
 
 if __name__ == "__main__":

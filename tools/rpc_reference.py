@@ -40,11 +40,21 @@ _VALUE = 2
 
 _F = descriptor_pb2.FieldDescriptorProto
 _SCALARS = {
-    _F.TYPE_DOUBLE: "double", _F.TYPE_FLOAT: "float", _F.TYPE_INT64: "int64",
-    _F.TYPE_UINT64: "uint64", _F.TYPE_INT32: "int32", _F.TYPE_FIXED64: "fixed64",
-    _F.TYPE_FIXED32: "fixed32", _F.TYPE_BOOL: "bool", _F.TYPE_STRING: "string",
-    _F.TYPE_BYTES: "bytes", _F.TYPE_UINT32: "uint32", _F.TYPE_SFIXED32: "sfixed32",
-    _F.TYPE_SFIXED64: "sfixed64", _F.TYPE_SINT32: "sint32", _F.TYPE_SINT64: "sint64",
+    _F.TYPE_DOUBLE: "double",
+    _F.TYPE_FLOAT: "float",
+    _F.TYPE_INT64: "int64",
+    _F.TYPE_UINT64: "uint64",
+    _F.TYPE_INT32: "int32",
+    _F.TYPE_FIXED64: "fixed64",
+    _F.TYPE_FIXED32: "fixed32",
+    _F.TYPE_BOOL: "bool",
+    _F.TYPE_STRING: "string",
+    _F.TYPE_BYTES: "bytes",
+    _F.TYPE_UINT32: "uint32",
+    _F.TYPE_SFIXED32: "sfixed32",
+    _F.TYPE_SFIXED64: "sfixed64",
+    _F.TYPE_SINT32: "sint32",
+    _F.TYPE_SINT64: "sint64",
 }
 
 
@@ -80,11 +90,17 @@ def descriptors() -> descriptor_pb2.FileDescriptorSet:
     well_known = resources.files("grpc_tools") / "_proto"
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "descriptors.pb"
-        status = protoc.main([
-            "grpc_tools.protoc", f"-I{PROTO_ROOT}", f"-I{VENDORED_ROOT}", f"-I{well_known}",
-            "--include_source_info",
-            f"--descriptor_set_out={out}",
-            *(str(path.relative_to(PROTO_ROOT)) for path in proto_files())])
+        status = protoc.main(
+            [
+                "grpc_tools.protoc",
+                f"-I{PROTO_ROOT}",
+                f"-I{VENDORED_ROOT}",
+                f"-I{well_known}",
+                "--include_source_info",
+                f"--descriptor_set_out={out}",
+                *(str(path.relative_to(PROTO_ROOT)) for path in proto_files()),
+            ]
+        )
         if status != 0:
             raise ContractError(f"protoc failed (exit {status}); its errors are above")
         return descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
@@ -96,8 +112,9 @@ def _comment(location: descriptor_pb2.SourceCodeInfo.Location | None) -> str:
         return ""
     text = location.leading_comments
     if location.trailing_comments.strip():
-        text = f"{text}\n{location.trailing_comments}" if text.strip() else \
-            location.trailing_comments
+        text = (
+            f"{text}\n{location.trailing_comments}" if text.strip() else location.trailing_comments
+        )
     lines = [line[1:] if line.startswith(" ") else line for line in text.splitlines()]
     return "\n".join(lines).strip()
 
@@ -106,40 +123,69 @@ class _Package:
     """Every service, message and enum of the proto files, with its comments."""
 
     def __init__(self, files: descriptor_pb2.FileDescriptorSet) -> None:
-        self.services: list[tuple[descriptor_pb2.ServiceDescriptorProto, str, tuple[str, ...],
-                                  str]] = []
+        self.services: list[
+            tuple[descriptor_pb2.ServiceDescriptorProto, str, tuple[str, ...], str]
+        ] = []
         self.messages: dict[str, _Message] = {}
         self.enums: dict[str, _Enum] = {}
         self.package = ""
         for file in files.file:
             if self.package and file.package != self.package:
-                raise ContractError(f"{file.name} is in package {file.package}, not "
-                                     f"{self.package}: one reference per package")
+                raise ContractError(
+                    f"{file.name} is in package {file.package}, not "
+                    f"{self.package}: one reference per package"
+                )
             self.package = file.package
             where = {tuple(loc.path): loc for loc in file.source_code_info.location}
             for index, service in enumerate(file.service):
                 path = (_SERVICE, index)
-                self.services.append((service, _comment(where.get(path)), tuple(
-                    _comment(where.get((*path, _METHOD, m))) for m in range(len(service.method))),
-                    f"{file.package}.{service.name}"))
+                self.services.append(
+                    (
+                        service,
+                        _comment(where.get(path)),
+                        tuple(
+                            _comment(where.get((*path, _METHOD, m)))
+                            for m in range(len(service.method))
+                        ),
+                        f"{file.package}.{service.name}",
+                    )
+                )
             for index, message in enumerate(file.message_type):
                 self._add_message(message, message.name, (_MESSAGE, index), where)
             for index, enum in enumerate(file.enum_type):
                 self._add_enum(enum, enum.name, (_ENUM, index), where)
 
-    def _add_message(self, message: descriptor_pb2.DescriptorProto, name: str,
-                     path: tuple[int, ...], where: _Locations) -> None:
-        self.messages[name] = _Message(name, message, _comment(where.get(path)), tuple(
-            _comment(where.get((*path, _FIELD, f))) for f in range(len(message.field))))
+    def _add_message(
+        self,
+        message: descriptor_pb2.DescriptorProto,
+        name: str,
+        path: tuple[int, ...],
+        where: _Locations,
+    ) -> None:
+        self.messages[name] = _Message(
+            name,
+            message,
+            _comment(where.get(path)),
+            tuple(_comment(where.get((*path, _FIELD, f))) for f in range(len(message.field))),
+        )
         for index, nested in enumerate(message.nested_type):
             self._add_message(nested, f"{name}.{nested.name}", (*path, _NESTED, index), where)
         for index, enum in enumerate(message.enum_type):
             self._add_enum(enum, f"{name}.{enum.name}", (*path, _NESTED_ENUM, index), where)
 
-    def _add_enum(self, enum: descriptor_pb2.EnumDescriptorProto, name: str,
-                  path: tuple[int, ...], where: _Locations) -> None:
-        self.enums[name] = _Enum(name, enum, _comment(where.get(path)), tuple(
-            _comment(where.get((*path, _VALUE, v))) for v in range(len(enum.value))))
+    def _add_enum(
+        self,
+        enum: descriptor_pb2.EnumDescriptorProto,
+        name: str,
+        path: tuple[int, ...],
+        where: _Locations,
+    ) -> None:
+        self.enums[name] = _Enum(
+            name,
+            enum,
+            _comment(where.get(path)),
+            tuple(_comment(where.get((*path, _VALUE, v))) for v in range(len(enum.value))),
+        )
 
     def local(self, type_name: str) -> str | None:
         """``.as2aas.billing.v1.Money`` -> ``Money``; ``None`` for another package's type."""
@@ -218,8 +264,10 @@ def scope_of(service: str, method: str) -> str:
     """The scope the server requires for ``service``'s ``method``."""
     scope = METHOD_SCOPES.get(f"/{service}/{method}")
     if scope is None:
-        raise ContractError(f"{service}.{method} has no scope in "
-                             "billing_svc.api.auth.METHOD_SCOPES (the server refuses it)")
+        raise ContractError(
+            f"{service}.{method} has no scope in "
+            "billing_svc.api.auth.METHOD_SCOPES (the server refuses it)"
+        )
     return scope
 
 
@@ -227,8 +275,10 @@ def _signature(method: descriptor_pb2.MethodDescriptorProto, package: _Package) 
     def side(type_name: str, streaming: bool) -> str:
         return ("stream " if streaming else "") + (package.local(type_name) or type_name)
 
-    return (f"rpc {method.name}({side(method.input_type, method.client_streaming)}) "
-            f"returns ({side(method.output_type, method.server_streaming)})")
+    return (
+        f"rpc {method.name}({side(method.input_type, method.client_streaming)}) "
+        f"returns ({side(method.output_type, method.server_streaming)})"
+    )
 
 
 def _http(method: descriptor_pb2.MethodDescriptorProto) -> str:
@@ -263,15 +313,16 @@ def render(files: descriptor_pb2.FileDescriptorSet | None = None) -> str:
         "[the domain rules](domain.md#conventions-of-the-api); what each rule means for "
         "billing is in the rest of [domain.md](domain.md).",
         "",
-        "Types outside the package: `google.protobuf.Timestamp` (UTC; RFC 3339 text in "
-        "gRPC-JSON).",
+        "Types outside the package: `google.protobuf.Timestamp` (UTC; RFC 3339 text in gRPC-JSON).",
         "",
         "## Contents",
         "",
     ]
     for service, _, _, _ in package.services:
-        lines.append(f"- {_link(service.name)}: "
-                     + ", ".join(_link(method.name) for method in service.method))
+        lines.append(
+            f"- {_link(service.name)}: "
+            + ", ".join(_link(method.name) for method in service.method)
+        )
     lines += ["- [Messages](#messages)", "- [Enums](#enums)", ""]
     rendered: set[str] = set()
     for service, comment, method_comments, full_name in package.services:
@@ -283,12 +334,17 @@ def render(files: descriptor_pb2.FileDescriptorSet | None = None) -> str:
             lines.append(
                 f"| {_link(method.name)} | `{scope_of(full_name, method.name)}` | "
                 f"{_link(package.local(method.input_type) or method.input_type)} | "
-                f"{_link(package.local(method.output_type) or method.output_type)} |")
+                f"{_link(package.local(method.output_type) or method.output_type)} |"
+            )
         lines.append("")
         for method, method_comment in zip(service.method, method_comments, strict=True):
-            lines += [f"### {method.name}", "",
-                      f"`{_signature(method, package)}` · scope "
-                      f"`{scope_of(full_name, method.name)}`{_http(method)}", ""]
+            lines += [
+                f"### {method.name}",
+                "",
+                f"`{_signature(method, package)}` · scope "
+                f"`{scope_of(full_name, method.name)}`{_http(method)}",
+                "",
+            ]
             if method_comment:
                 lines += [method_comment, ""]
             for type_name in (method.input_type, method.output_type):
@@ -321,8 +377,12 @@ def _check_anchors(lines: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./dev docs", description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=OUTPUT,
-                        help=f"where to write it (default: {OUTPUT.relative_to(ROOT)})")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=OUTPUT,
+        help=f"where to write it (default: {OUTPUT.relative_to(ROOT)})",
+    )
     args = parser.parse_args(argv)
     try:
         text = render()

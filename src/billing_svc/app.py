@@ -41,12 +41,12 @@ if TYPE_CHECKING:  # the SDK is imported only when an exporter is chosen
 log = structlog.get_logger("billing_svc.server")
 
 
-def open_database(settings: Settings, *, background_checkpoints: bool = False,
-                  clock: Clock = SYSTEM_CLOCK) -> Database:
+def open_database(
+    settings: Settings, *, background_checkpoints: bool = False, clock: Clock = SYSTEM_CLOCK
+) -> Database:
     """The settings' database, its schema brought up to date: what an operator's command
     works on."""
-    db = Database(settings.database_url, background_checkpoints=background_checkpoints,
-                  clock=clock)
+    db = Database(settings.database_url, background_checkpoints=background_checkpoints, clock=clock)
     upgrade(db, settings=settings)
     return db
 
@@ -55,8 +55,13 @@ class BillingServer:
     """One running billing-svc: ``start`` binds, migrates and serves; ``stop`` drains. ``clock``
     is the one source of "now" for everything it runs (tests give a fixed one)."""
 
-    def __init__(self, settings: Settings, clock: Clock = SYSTEM_CLOCK, *,
-                 tracer_provider: TracerProvider | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock = SYSTEM_CLOCK,
+        *,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
         """``tracer_provider``: report spans there whatever ``BILLING_OTEL_EXPORTER`` says (the
         tests record them in memory); the caller keeps it and shuts it down."""
         self.settings = settings
@@ -75,34 +80,50 @@ class BillingServer:
     async def start(self) -> None:
         settings = self.settings
         billing = BillingServicer(
-            self.db, dunning_days=settings.dunning_days, gl_account=settings.gl_account,
+            self.db,
+            dunning_days=settings.dunning_days,
+            gl_account=settings.gl_account,
             allow_private_networks=settings.webhook_allow_private_networks,
-            change_request_ttl=timedelta(hours=settings.change_request_ttl_hours))
+            change_request_ttl=timedelta(hours=settings.change_request_ttl_hours),
+        )
         self._clocks = AccountClocks(self.db)
-        self._writer = IngestionWriter(self.db, retention_days=settings.usage_retention_days,
-                                       tracer=self.tracing.tracer, clocks=self._clocks)
+        self._writer = IngestionWriter(
+            self.db,
+            retention_days=settings.usage_retention_days,
+            tracer=self.tracing.tracer,
+            clocks=self._clocks,
+        )
         codec, unavailable = native.codec(settings.native_ingestion)
         # Off is a warning: the service is correct without it, but several times slower on SQLite.
         (log.info if not unavailable else log.warning)(
-            "ingestion_kernel", active=not unavailable, codec=codec.name,
-            reason=unavailable or None)
+            "ingestion_kernel", active=not unavailable, codec=codec.name, reason=unavailable or None
+        )
         self.port = await self._grpc.build(
-            billing, usage.UsageServicer(self.db, self._writer,
-                                         stream_idle_seconds=settings.stream_idle_seconds),
-            codec)
+            billing,
+            usage.UsageServicer(
+                self.db, self._writer, stream_idle_seconds=settings.stream_idle_seconds
+            ),
+            codec,
+        )
         if settings.metrics_listen:
             try:
                 self.metrics_port = serve_metrics(settings.metrics_listen, self.db)
             except (OSError, ValueError) as exc:
-                raise ListenError(f"cannot listen on {settings.metrics_listen} "
-                                  f"(BILLING_METRICS_LISTEN): {os_reason(exc)}") from None
+                raise ListenError(
+                    f"cannot listen on {settings.metrics_listen} "
+                    f"(BILLING_METRICS_LISTEN): {os_reason(exc)}"
+                ) from None
             log.info("metrics", address=settings.metrics_listen, port=self.metrics_port)
         # Bound before gRPC serves: a port in use stops the start before any call is answered.
         if settings.http_listen:
             self._rest = RestServer(self.db, settings)
             self.http_port = await self._rest.start()
-            log.info("http_listening", address=settings.http_listen, port=self.http_port,
-                     tls=bool(settings.tls_cert_file))
+            log.info(
+                "http_listening",
+                address=settings.http_listen,
+                port=self.http_port,
+                tls=bool(settings.tls_cert_file),
+            )
         await self._grpc.start()
         host = settings.listen.rsplit(":", 1)[0]
         log.info("listening", address=f"{host}:{self.port}")
@@ -118,8 +139,9 @@ class BillingServer:
         self._dispatcher = Dispatcher(self.db, settings, self.tracing.tracer)
         self._dispatch = asyncio.create_task(self._dispatcher.run(self._stop_jobs))
         await self._grpc.set_health(health_pb2.HealthCheckResponse.SERVING)
-        self._jobs = asyncio.create_task(scheduler.run_forever(
-            self.db, settings, self._stop_jobs, self.tracing.tracer))
+        self._jobs = asyncio.create_task(
+            scheduler.run_forever(self.db, settings, self._stop_jobs, self.tracing.tracer)
+        )
         log.info("serving", database=self.db.url.render_as_string(hide_password=True))
 
     async def abandon(self) -> None:
@@ -134,8 +156,9 @@ class BillingServer:
         await self._grpc.enter_graceful_shutdown()
         self._stop_jobs.set()
         # Both ports drain at once, within the one grace period.
-        await asyncio.gather(self._grpc.stop(grace),
-                             *([self._rest.stop()] if self._rest is not None else []))
+        await asyncio.gather(
+            self._grpc.stop(grace), *([self._rest.stop()] if self._rest is not None else [])
+        )
         await self._writer.stop()
         if self._jobs is not None:
             await self._jobs

@@ -14,7 +14,9 @@ from sqlalchemy.exc import DBAPIError
 _UNREACHABLE = re.compile(
     r"connection|could not connect|could not translate host|unable to open database|"
     r"authentication failed|no password supplied|timeout expired|server closed|"
-    r"database \".*\" does not exist|role \".*\" does not exist", re.IGNORECASE)
+    r"database \".*\" does not exist|role \".*\" does not exist",
+    re.IGNORECASE,
+)
 
 
 class OperatorError(Exception):
@@ -37,7 +39,8 @@ def unreachable_database(url: URL, exc: BaseException) -> OperatorError | None:
             if _UNREACHABLE.search(reason) or seen.connection_invalidated:
                 return OperatorError(
                     f"cannot reach the database {url.render_as_string(hide_password=True)} "
-                    f"(BILLING_DATABASE_URL): {reason}")
+                    f"(BILLING_DATABASE_URL): {reason}"
+                )
             return None
         seen = seen.__cause__
     return None

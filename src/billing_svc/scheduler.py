@@ -35,29 +35,38 @@ from billing_svc.tracing import NO_TRACER
 log = structlog.get_logger("billing_svc.scheduler")
 
 
-def run_due_jobs(db: Database, settings: Settings,
-                 tracer: trace.Tracer = NO_TRACER) -> dict[str, int]:
+def run_due_jobs(
+    db: Database, settings: Settings, tracer: trace.Tracer = NO_TRACER
+) -> dict[str, int]:
     """Run every periodic job once; returns how many items each one changed."""
     jobs: dict[str, Callable[[], int]] = {
         "trials": lambda: accounts.end_due_trials(db, system_context("trials", db.clock)),
         "period_end_changes": lambda: accounts.apply_period_end_changes(
-            db, system_context("period_end_changes", db.clock)),
+            db, system_context("period_end_changes", db.clock)
+        ),
         "change_requests_expired": lambda: approvals.expire_due(
-            db, system_context("change_request_expiry", db.clock)),
+            db, system_context("change_request_expiry", db.clock)
+        ),
     }
     jobs["usage_reports"] = lambda: hourly_reports.report_closed_hours(
-        db, db.clock.now(), timedelta(seconds=settings.usage_report_grace_seconds))
+        db, db.clock.now(), timedelta(seconds=settings.usage_report_grace_seconds)
+    )
     if settings.auto_close_periods:
         jobs["periods_closed"] = lambda: invoicing.close_due_periods(
-            db, system_context("period_closer", db.clock, tracer),
-            timedelta(seconds=settings.period_close_grace_seconds))
+            db,
+            system_context("period_closer", db.clock, tracer),
+            timedelta(seconds=settings.period_close_grace_seconds),
+        )
     jobs["test_clock_moments"] = lambda: test_clocks.run_advances(
-        db, grace=timedelta(seconds=settings.period_close_grace_seconds),
+        db,
+        grace=timedelta(seconds=settings.period_close_grace_seconds),
         close_periods=settings.auto_close_periods,
-        report_grace=timedelta(seconds=settings.usage_report_grace_seconds))
+        report_grace=timedelta(seconds=settings.usage_report_grace_seconds),
+    )
     if _forecast_alerts_due(db, settings):
         jobs["forecast_budget_alerts"] = lambda: forecast_alerts.send_forecast_budget_alerts(
-            db, db.clock.now())
+            db, db.clock.now()
+        )
     if not db.is_sqlite:
         # This month's partition of raw usage and the next ones, before anyone needs them.
         jobs["usage_partitions_made"] = lambda: partitions.ensure_ahead(db)
@@ -88,8 +97,9 @@ def _forecast_alerts_due(db: Database, settings: Settings) -> bool:
     return True
 
 
-async def run_forever(db: Database, settings: Settings, stop: asyncio.Event,
-                      tracer: trace.Tracer = NO_TRACER) -> None:
+async def run_forever(
+    db: Database, settings: Settings, stop: asyncio.Event, tracer: trace.Tracer = NO_TRACER
+) -> None:
     while not stop.is_set():
         done = await asyncio.to_thread(run_due_jobs, db, settings, tracer)
         if any(done.values()):

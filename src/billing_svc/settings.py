@@ -102,8 +102,9 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = 10.0
     scheduler_interval_seconds: float = 30.0
     max_message_bytes: int = 16 * 1024 * 1024
-    usage_retention_days: int = Field(default=DEFAULT_USAGE_RETENTION_DAYS, ge=1,
-                                      le=MAX_RETENTION_DAYS)
+    usage_retention_days: int = Field(
+        default=DEFAULT_USAGE_RETENTION_DAYS, ge=1, le=MAX_RETENTION_DAYS
+    )
     max_streams_per_caller: int = 16
     # Every method but StreamUsage and RecordUsage: larger requests are refused before decoding.
     max_request_bytes: int = 1024 * 1024
@@ -129,13 +130,17 @@ class Settings(BaseSettings):
     # console (stderr).
     otel_exporter: Literal["none", "otlp", "console"] = "none"
     # Retention (services.retention, ``billing-svc purge``): days each kind of record is kept.
-    webhook_log_retention_days: int = Field(default=DEFAULT_WEBHOOK_LOG_RETENTION_DAYS, ge=1,
-                                            le=MAX_RETENTION_DAYS)
-    idempotency_retention_days: int = Field(default=DEFAULT_IDEMPOTENCY_RETENTION_DAYS,
-                                            ge=MIN_IDEMPOTENCY_RETENTION_DAYS,
-                                            le=MAX_RETENTION_DAYS)
-    hourly_rollup_retention_days: int = Field(default=DEFAULT_HOURLY_ROLLUP_RETENTION_DAYS, ge=1,
-                                              le=MAX_RETENTION_DAYS)
+    webhook_log_retention_days: int = Field(
+        default=DEFAULT_WEBHOOK_LOG_RETENTION_DAYS, ge=1, le=MAX_RETENTION_DAYS
+    )
+    idempotency_retention_days: int = Field(
+        default=DEFAULT_IDEMPOTENCY_RETENTION_DAYS,
+        ge=MIN_IDEMPOTENCY_RETENTION_DAYS,
+        le=MAX_RETENTION_DAYS,
+    )
+    hourly_rollup_retention_days: int = Field(
+        default=DEFAULT_HOURLY_ROLLUP_RETENTION_DAYS, ge=1, le=MAX_RETENTION_DAYS
+    )
     # How often the scheduler purges; 0: never (run ``billing-svc purge`` yourself, e.g. to export).
     purge_interval_seconds: float = Field(default=3600.0, ge=0)
 
@@ -145,16 +150,19 @@ class Settings(BaseSettings):
         try:
             parsed = make_url(url)
         except ArgumentError:
-            raise ValueError("expected an SQLAlchemy URL: sqlite:///FILE or "
-                             "postgresql+psycopg://USER:PASSWORD@HOST/DATABASE") from None
+            raise ValueError(
+                "expected an SQLAlchemy URL: sqlite:///FILE or "
+                "postgresql+psycopg://USER:PASSWORD@HOST/DATABASE"
+            ) from None
         backend, _, driver = parsed.drivername.partition("+")
         if backend in ("postgres", "postgresql") and driver != "psycopg":
             # psycopg 3 is the driver installed; "postgres://" is not even a SQLAlchemy name.
             wanted = parsed.set(drivername="postgresql+psycopg").render_as_string()
             raise ValueError(f"use the postgresql+psycopg:// scheme (psycopg 3), e.g. {wanted}")
         if backend not in ("sqlite", "postgresql"):
-            raise ValueError("expected sqlite:///FILE or "
-                             "postgresql+psycopg://USER:PASSWORD@HOST/DATABASE")
+            raise ValueError(
+                "expected sqlite:///FILE or postgresql+psycopg://USER:PASSWORD@HOST/DATABASE"
+            )
         return url
 
     @field_validator("log_level")
@@ -200,8 +208,11 @@ def load_settings(**values: Any) -> Settings:
         settings = Settings(**values)
     except ValidationError as exc:
         raise SettingsError("; ".join(_problem(error) for error in exc.errors())) from None
-    for name, field in (("token_specs", "auth_tokens"), ("dunning_days", "dunning_schedule_days"),
-                        ("retry_schedule_seconds", "webhook_retry_schedule")):
+    for name, field in (
+        ("token_specs", "auth_tokens"),
+        ("dunning_days", "dunning_schedule_days"),
+        ("retry_schedule_seconds", "webhook_retry_schedule"),
+    ):
         try:
             getattr(settings, name)
         except (ValueError, ValidationError) as exc:
@@ -222,9 +233,11 @@ def _problem(error: Any) -> str:
 
 def _one_line(exc: Exception, field: str) -> str:
     if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(str(part) for part in error['loc'])}: "
-                         f"{error['msg'].removeprefix('Value error, ')}"
-                         for error in exc.errors())
+        return "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: "
+            f"{error['msg'].removeprefix('Value error, ')}"
+            for error in exc.errors()
+        )
     text = str(exc)
     prefix = f"{variable(field)}: "
     if isinstance(exc, json.JSONDecodeError):

@@ -38,16 +38,21 @@ def ts(moment: datetime) -> timestamp_pb2.Timestamp:
 
 def outbox(server: ServerThread, account_id: str, event_type: str) -> list[dict]:
     with server.db.read() as session:
-        rows = session.exec(select(OutboxEvent).where(
-            OutboxEvent.account_id == account_id, OutboxEvent.type == event_type)
-            .order_by(OutboxEvent.created_at)).all()
+        rows = session.exec(
+            select(OutboxEvent)
+            .where(OutboxEvent.account_id == account_id, OutboxEvent.type == event_type)
+            .order_by(OutboxEvent.created_at)
+        ).all()
     return [json.loads(row.body) for row in rows]
 
 
 def audit_actions(server: ServerThread, account_id: str) -> list[tuple[str, str]]:
     with server.db.read() as session:
-        rows = session.exec(select(AuditRecord).where(AuditRecord.account_id == account_id)
-                            .order_by(AuditRecord.sequence)).all()
+        rows = session.exec(
+            select(AuditRecord)
+            .where(AuditRecord.account_id == account_id)
+            .order_by(AuditRecord.sequence)
+        ).all()
     return [(row.action, row.actor) for row in rows]
 
 
@@ -60,20 +65,36 @@ def money(m) -> str:
 
 
 def test_list_plans_has_the_catalog_numbers(client: Client) -> None:
-    plans = {p.plan_id: p for p in client.billing.ListPlans(pb.ListPlansRequest(),
-                                                              metadata=READER).plans}
+    plans = {
+        p.plan_id: p for p in client.billing.ListPlans(pb.ListPlansRequest(), metadata=READER).plans
+    }
     assert list(plans) == ["startup", "business", "enterprise", "custom"]
     startup, business, enterprise = plans["startup"], plans["business"], plans["enterprise"]
-    assert (money(startup.base_fee), startup.trial_days, startup.included_tenants,
-            startup.included_master_partners, startup.included_messages,
-            startup.included_storage_gb) == ("99", 14, 3, 10, 5000, "5")
-    assert (money(startup.tenant_overage), money(startup.message_overage),
-            money(startup.storage_overage_per_gb)) == ("29", "0.05", "2")
-    assert (money(business.base_fee), business.trial_days, business.included_tenants,
-            business.included_master_partners, business.included_messages) == (
-        "299", 30, 10, 50, 25000)
-    assert (money(business.tenant_overage), money(business.message_overage),
-            money(business.storage_overage_per_gb)) == ("19", "0.03", "1.5")
+    assert (
+        money(startup.base_fee),
+        startup.trial_days,
+        startup.included_tenants,
+        startup.included_master_partners,
+        startup.included_messages,
+        startup.included_storage_gb,
+    ) == ("99", 14, 3, 10, 5000, "5")
+    assert (
+        money(startup.tenant_overage),
+        money(startup.message_overage),
+        money(startup.storage_overage_per_gb),
+    ) == ("29", "0.05", "2")
+    assert (
+        money(business.base_fee),
+        business.trial_days,
+        business.included_tenants,
+        business.included_master_partners,
+        business.included_messages,
+    ) == ("299", 30, 10, 50, 25000)
+    assert (
+        money(business.tenant_overage),
+        money(business.message_overage),
+        money(business.storage_overage_per_gb),
+    ) == ("19", "0.03", "1.5")
     assert money(enterprise.base_fee) == "999" and enterprise.trial_days == 60
     assert not enterprise.HasField("included_tenants")  # unlimited
     assert not enterprise.HasField("included_master_partners")
@@ -117,8 +138,9 @@ def test_concurrent_retries_with_one_request_id_make_one_account(client: Client)
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(8) as pool:
-        ids = set(pool.map(lambda _: create_account(client, request_id="req-race").account_id,
-                           range(8)))
+        ids = set(
+            pool.map(lambda _: create_account(client, request_id="req-race").account_id, range(8))
+        )
     assert len(ids) == 1
 
 
@@ -137,12 +159,16 @@ def test_imports_take_start_time_and_skip_trial_but_only_for_admins(client: Clie
 
 def test_get_account_billing_has_every_field_of_the_seed_response(client: Client) -> None:
     account = create_account(client, plan_id="enterprise", skip_trial=True)
-    client.billing.SetPaymentMethod(pb.SetPaymentMethodRequest(
-        account_id=account.account_id,
-        payment_method=pb.PaymentMethod(type="card", last4="4242", exp_month=12, exp_year=2035)),
-        metadata=WRITER)
+    client.billing.SetPaymentMethod(
+        pb.SetPaymentMethodRequest(
+            account_id=account.account_id,
+            payment_method=pb.PaymentMethod(type="card", last4="4242", exp_month=12, exp_year=2035),
+        ),
+        metadata=WRITER,
+    )
     billing = client.billing.GetAccountBilling(
-        pb.GetAccountBillingRequest(account_id=account.account_id), metadata=READER)
+        pb.GetAccountBillingRequest(account_id=account.account_id), metadata=READER
+    )
     assert billing.customer_id == account.customer_id
     sub = billing.subscription
     assert sub.id == account.subscription.id
@@ -156,34 +182,54 @@ def test_get_account_billing_has_every_field_of_the_seed_response(client: Client
     assert billing.billing_plan.model == "base_plus_usage"
     assert money(billing.billing_plan.base_fee) == "999"
     assert money(billing.billing_plan.message_rate) == "0.01"
-    assert (billing.payment_method.type, billing.payment_method.last4,
-            billing.payment_method.exp_month, billing.payment_method.exp_year) == (
-        "card", "4242", 12, 2035)
+    assert (
+        billing.payment_method.type,
+        billing.payment_method.last4,
+        billing.payment_method.exp_month,
+        billing.payment_method.exp_year,
+    ) == ("card", "4242", 12, 2035)
     assert billing.has_payment_method is True
 
 
-@pytest.mark.parametrize(("method", "field"), [
-    (pb.PaymentMethod(type="card", last4="4242424242424242", exp_month=1, exp_year=2035),
-     "payment_method.last4"),
-    (pb.PaymentMethod(type="4111 1111 1111 1111", last4="1111", exp_month=1, exp_year=2035),
-     "payment_method.type"),
-    (pb.PaymentMethod(type="card", last4="42a2", exp_month=1, exp_year=2035),
-     "payment_method.last4"),
-    (pb.PaymentMethod(type="card", last4="4242", exp_month=13, exp_year=2035),
-     "payment_method.exp_month"),
-    (pb.PaymentMethod(type="card", last4="4242", exp_month=1, exp_year=2001),
-     "payment_method.exp_year"),
-])
+@pytest.mark.parametrize(
+    ("method", "field"),
+    [
+        (
+            pb.PaymentMethod(type="card", last4="4242424242424242", exp_month=1, exp_year=2035),
+            "payment_method.last4",
+        ),
+        (
+            pb.PaymentMethod(type="4111 1111 1111 1111", last4="1111", exp_month=1, exp_year=2035),
+            "payment_method.type",
+        ),
+        (
+            pb.PaymentMethod(type="card", last4="42a2", exp_month=1, exp_year=2035),
+            "payment_method.last4",
+        ),
+        (
+            pb.PaymentMethod(type="card", last4="4242", exp_month=13, exp_year=2035),
+            "payment_method.exp_month",
+        ),
+        (
+            pb.PaymentMethod(type="card", last4="4242", exp_month=1, exp_year=2001),
+            "payment_method.exp_year",
+        ),
+    ],
+)
 def test_set_payment_method_refuses_card_numbers_and_bad_expiry(
-        client: Client, method: pb.PaymentMethod, field: str) -> None:
+    client: Client, method: pb.PaymentMethod, field: str
+) -> None:
     account = create_account(client)
     with pytest.raises(grpc.RpcError) as error:
-        client.billing.SetPaymentMethod(pb.SetPaymentMethodRequest(
-            account_id=account.account_id, payment_method=method), metadata=WRITER)
+        client.billing.SetPaymentMethod(
+            pb.SetPaymentMethodRequest(account_id=account.account_id, payment_method=method),
+            metadata=WRITER,
+        )
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert bad_request_fields(error.value) == [field]
     billing = client.billing.GetAccountBilling(
-        pb.GetAccountBillingRequest(account_id=account.account_id), metadata=READER)
+        pb.GetAccountBillingRequest(account_id=account.account_id), metadata=READER
+    )
     assert billing.has_payment_method is False
 
 
@@ -191,8 +237,9 @@ def test_error_details_are_what_grpc_status_reads(client: Client) -> None:
     """The details trailer is google.rpc.Status as grpc-status makes and reads it: its code and
     message are the call's own (``rpc_status.from_call`` checks both)."""
     with pytest.raises(grpc.RpcError) as error:
-        client.billing.CreateAccount(pb.CreateAccountRequest(name="", plan_id="startup"),
-                                     metadata=WRITER)
+        client.billing.CreateAccount(
+            pb.CreateAccountRequest(name="", plan_id="startup"), metadata=WRITER
+        )
     status = rpc_status.from_call(error.value)
     assert status is not None and status.code == code_pb2.INVALID_ARGUMENT
     assert status.message == error.value.details()
@@ -205,37 +252,58 @@ def test_error_details_are_what_grpc_status_reads(client: Client) -> None:
 # Tenants and master partners
 
 
-def test_tenants_and_partners_get_spec_ids_and_are_idempotent(client: Client,
-                                                              server: ServerThread) -> None:
+def test_tenants_and_partners_get_spec_ids_and_are_idempotent(
+    client: Client, server: ServerThread
+) -> None:
     account = create_account(client)
-    tenant = client.billing.CreateTenant(pb.CreateTenantRequest(
-        account_id=account.account_id, name="EU", request_id="ten-1"), metadata=WRITER).tenant
-    again = client.billing.CreateTenant(pb.CreateTenantRequest(
-        account_id=account.account_id, name="EU", request_id="ten-1"), metadata=WRITER).tenant
+    tenant = client.billing.CreateTenant(
+        pb.CreateTenantRequest(account_id=account.account_id, name="EU", request_id="ten-1"),
+        metadata=WRITER,
+    ).tenant
+    again = client.billing.CreateTenant(
+        pb.CreateTenantRequest(account_id=account.account_id, name="EU", request_id="ten-1"),
+        metadata=WRITER,
+    ).tenant
     assert tenant.tenant_id.startswith("ten_") and again.tenant_id == tenant.tenant_id
-    partner = client.billing.CreateMasterPartner(pb.CreateMasterPartnerRequest(
-        account_id=account.account_id, name="Supplier One", department="Procurement",
-        request_id="prt-1"), metadata=WRITER).master_partner
+    partner = client.billing.CreateMasterPartner(
+        pb.CreateMasterPartnerRequest(
+            account_id=account.account_id,
+            name="Supplier One",
+            department="Procurement",
+            request_id="prt-1",
+        ),
+        metadata=WRITER,
+    ).master_partner
     assert partner.partner_id.startswith("prt_")
     assert (partner.name, partner.department) == ("Supplier One", "Procurement")
-    updated = client.billing.UpdateMasterPartner(pb.UpdateMasterPartnerRequest(
-        partner_id=partner.partner_id, department="Sales"), metadata=WRITER).master_partner
+    updated = client.billing.UpdateMasterPartner(
+        pb.UpdateMasterPartnerRequest(partner_id=partner.partner_id, department="Sales"),
+        metadata=WRITER,
+    ).master_partner
     assert (updated.name, updated.department) == ("Supplier One", "Sales")
     assert [a for a, _ in audit_actions(server, account.account_id)] == [
-        "account.created", "tenant.created", "master_partner.created",
-        "master_partner.updated"]
+        "account.created",
+        "tenant.created",
+        "master_partner.created",
+        "master_partner.updated",
+    ]
 
 
 def test_master_partner_hard_limit_refuses_and_emits_limit_exceeded_once(
-        client: Client, server: ServerThread) -> None:
+    client: Client, server: ServerThread
+) -> None:
     account = create_account(client, plan_id="startup")
     for i in range(10):
-        client.billing.CreateMasterPartner(pb.CreateMasterPartnerRequest(
-            account_id=account.account_id, name=f"Partner {i}"), metadata=WRITER)
+        client.billing.CreateMasterPartner(
+            pb.CreateMasterPartnerRequest(account_id=account.account_id, name=f"Partner {i}"),
+            metadata=WRITER,
+        )
     for _ in range(2):
         with pytest.raises(grpc.RpcError) as error:
-            client.billing.CreateMasterPartner(pb.CreateMasterPartnerRequest(
-                account_id=account.account_id, name="One too many"), metadata=WRITER)
+            client.billing.CreateMasterPartner(
+                pb.CreateMasterPartnerRequest(account_id=account.account_id, name="One too many"),
+                metadata=WRITER,
+            )
         assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "at most 10 master partners" in error.value.details()
     events = outbox(server, account.account_id, "billing.limit_exceeded")
@@ -246,77 +314,98 @@ def test_master_partner_hard_limit_refuses_and_emits_limit_exceeded_once(
     assert data["period"] == Period.containing(datetime.now(UTC)).label
     assert events[0]["type"] == "billing.limit_exceeded"
     # An upgrade lifts the limit.
-    client.billing.ChangePlan(pb.ChangePlanRequest(account_id=account.account_id,
-                                                   plan_id="business"), metadata=WRITER)
-    client.billing.CreateMasterPartner(pb.CreateMasterPartnerRequest(
-        account_id=account.account_id, name="Now allowed"), metadata=WRITER)
+    client.billing.ChangePlan(
+        pb.ChangePlanRequest(account_id=account.account_id, plan_id="business"), metadata=WRITER
+    )
+    client.billing.CreateMasterPartner(
+        pb.CreateMasterPartnerRequest(account_id=account.account_id, name="Now allowed"),
+        metadata=WRITER,
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Plan changes and cancellation
 
 
-def test_upgrade_is_immediate_and_downgrade_waits_for_period_end(client: Client,
-                                                                 server: ServerThread) -> None:
+def test_upgrade_is_immediate_and_downgrade_waits_for_period_end(
+    client: Client, server: ServerThread
+) -> None:
     account = create_account(client, plan_id="business", skip_trial=True)
-    up = client.billing.ChangePlan(pb.ChangePlanRequest(
-        account_id=account.account_id, plan_id="enterprise"), metadata=WRITER)
+    up = client.billing.ChangePlan(
+        pb.ChangePlanRequest(account_id=account.account_id, plan_id="enterprise"), metadata=WRITER
+    )
     assert up.effective_immediately and up.subscription.plan_id == "enterprise"
-    down = client.billing.ChangePlan(pb.ChangePlanRequest(
-        account_id=account.account_id, plan_id="startup"), metadata=WRITER)
+    down = client.billing.ChangePlan(
+        pb.ChangePlanRequest(account_id=account.account_id, plan_id="startup"), metadata=WRITER
+    )
     assert not down.effective_immediately
     assert down.subscription.plan_id == "enterprise"
     assert down.subscription.pending_plan_id == "startup"
     period_end = Period.containing(datetime.now(UTC)).end
     assert down.subscription.pending_plan_effective_at.ToDatetime(tzinfo=UTC) == period_end
     billing = client.billing.GetAccountBilling(
-        pb.GetAccountBillingRequest(account_id=account.account_id), metadata=READER)
+        pb.GetAccountBillingRequest(account_id=account.account_id), metadata=READER
+    )
     assert billing.subscription.pending_plan_id == "startup"
     assert billing.billing_plan.plan_id == "enterprise"
 
     # The period ends: the scheduler's job applies the downgrade, once.
-    later = RequestContext(caller=system_context("test").caller,
-                           now=period_end + timedelta(seconds=1))
+    later = RequestContext(
+        caller=system_context("test").caller, now=period_end + timedelta(seconds=1)
+    )
     assert accounts.apply_period_end_changes(server.db, later) >= 1
     accounts.apply_period_end_changes(server.db, later)
     billing = client.billing.GetAccountBilling(
-        pb.GetAccountBillingRequest(account_id=account.account_id), metadata=READER)
+        pb.GetAccountBillingRequest(account_id=account.account_id), metadata=READER
+    )
     assert billing.billing_plan.plan_id == "startup"
     assert billing.subscription.pending_plan_id == ""
-    changes = [e["data"]["change"] for e in
-               outbox(server, account.account_id, "billing.subscription_updated")]
+    changes = [
+        e["data"]["change"]
+        for e in outbox(server, account.account_id, "billing.subscription_updated")
+    ]
     assert changes == ["upgraded", "downgrade_scheduled", "downgraded"]
 
 
-def test_cancel_at_period_end_keeps_the_subscription_until_then(client: Client,
-                                                                server: ServerThread) -> None:
+def test_cancel_at_period_end_keeps_the_subscription_until_then(
+    client: Client, server: ServerThread
+) -> None:
     account = create_account(client, plan_id="startup", skip_trial=True)
-    sub = client.billing.CancelSubscription(pb.CancelSubscriptionRequest(
-        account_id=account.account_id, at_period_end=True), metadata=WRITER).subscription
+    sub = client.billing.CancelSubscription(
+        pb.CancelSubscriptionRequest(account_id=account.account_id, at_period_end=True),
+        metadata=WRITER,
+    ).subscription
     assert sub.cancel_at_period_end and sub.status == pb.SUBSCRIPTION_STATUS_ACTIVE
     period_end = Period.containing(datetime.now(UTC)).end
-    later = RequestContext(caller=system_context("test").caller,
-                           now=period_end + timedelta(seconds=1))
+    later = RequestContext(
+        caller=system_context("test").caller, now=period_end + timedelta(seconds=1)
+    )
     accounts.apply_period_end_changes(server.db, later)
     billing = client.billing.GetAccountBilling(
-        pb.GetAccountBillingRequest(account_id=account.account_id), metadata=READER)
+        pb.GetAccountBillingRequest(account_id=account.account_id), metadata=READER
+    )
     assert billing.subscription.status == pb.SUBSCRIPTION_STATUS_CANCELED
-    assert [e["data"]["change"] for e in outbox(
-        server, account.account_id, "billing.subscription_updated")] == [
-        "cancel_scheduled", "canceled"]
+    assert [
+        e["data"]["change"]
+        for e in outbox(server, account.account_id, "billing.subscription_updated")
+    ] == ["cancel_scheduled", "canceled"]
     with pytest.raises(grpc.RpcError) as error:
-        client.billing.ChangePlan(pb.ChangePlanRequest(
-            account_id=account.account_id, plan_id="business"), metadata=WRITER)
+        client.billing.ChangePlan(
+            pb.ChangePlanRequest(account_id=account.account_id, plan_id="business"), metadata=WRITER
+        )
     assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
 def test_immediate_cancellation(client: Client, server: ServerThread) -> None:
     account = create_account(client)
-    sub = client.billing.CancelSubscription(pb.CancelSubscriptionRequest(
-        account_id=account.account_id), metadata=WRITER).subscription
+    sub = client.billing.CancelSubscription(
+        pb.CancelSubscriptionRequest(account_id=account.account_id), metadata=WRITER
+    ).subscription
     assert sub.status == pb.SUBSCRIPTION_STATUS_CANCELED
-    assert outbox(server, account.account_id, "billing.subscription_updated")[0]["data"][
-        "status"] == "canceled"
+    assert (
+        outbox(server, account.account_id, "billing.subscription_updated")[0]["data"]["status"]
+        == "canceled"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,46 +416,60 @@ def _wait_for_status(client: Client, account_id: str, status: int, seconds: floa
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         billing = client.billing.GetAccountBilling(
-            pb.GetAccountBillingRequest(account_id=account_id), metadata=READER)
+            pb.GetAccountBillingRequest(account_id=account_id), metadata=READER
+        )
         if billing.subscription.status == status:
             return
         time.sleep(0.1)
     raise AssertionError(f"status stayed {billing.subscription.status}, wanted {status}")
 
 
-def test_trial_ends_on_time_past_due_without_payment_method(client: Client,
-                                                            server: ServerThread) -> None:
+def test_trial_ends_on_time_past_due_without_payment_method(
+    client: Client, server: ServerThread
+) -> None:
     start = datetime.now(UTC) - timedelta(days=14, seconds=1)
     account = create_account(client, plan_id="startup", start_time=ts(start))
     _wait_for_status(client, account.account_id, pb.SUBSCRIPTION_STATUS_PAST_DUE)
     events = outbox(server, account.account_id, "billing.subscription_updated")
-    assert [(e["data"]["change"], e["data"]["status"], e["data"]["previous_status"])
-            for e in events] == [("trial_ended", "past_due", "trialing")]
+    assert [
+        (e["data"]["change"], e["data"]["status"], e["data"]["previous_status"]) for e in events
+    ] == [("trial_ended", "past_due", "trialing")]
     assert events[0]["timestamp"].startswith(
-        (start + timedelta(days=14)).strftime("%Y-%m-%dT%H:%M:%S"))
+        (start + timedelta(days=14)).strftime("%Y-%m-%dT%H:%M:%S")
+    )
     assert ("subscription.trial_ended", "system:trials") in audit_actions(
-        server, account.account_id)
+        server, account.account_id
+    )
     # A payment method added afterwards starts the subscription.
-    sub = client.billing.SetPaymentMethod(pb.SetPaymentMethodRequest(
-        account_id=account.account_id,
-        payment_method=pb.PaymentMethod(type="card", last4="4242", exp_month=12, exp_year=2035)),
-        metadata=WRITER).subscription
+    sub = client.billing.SetPaymentMethod(
+        pb.SetPaymentMethodRequest(
+            account_id=account.account_id,
+            payment_method=pb.PaymentMethod(type="card", last4="4242", exp_month=12, exp_year=2035),
+        ),
+        metadata=WRITER,
+    ).subscription
     assert sub.status == pb.SUBSCRIPTION_STATUS_ACTIVE
-    assert outbox(server, account.account_id, "billing.subscription_updated")[-1]["data"][
-        "change"] == "payment_method_added"
+    assert (
+        outbox(server, account.account_id, "billing.subscription_updated")[-1]["data"]["change"]
+        == "payment_method_added"
+    )
 
 
 def test_trial_ends_active_with_payment_method(client: Client, server: ServerThread) -> None:
     start = datetime.now(UTC) - timedelta(days=14) + timedelta(seconds=2)
     account = create_account(client, plan_id="startup", start_time=ts(start))
-    client.billing.SetPaymentMethod(pb.SetPaymentMethodRequest(
-        account_id=account.account_id,
-        payment_method=pb.PaymentMethod(type="card", last4="4242", exp_month=12, exp_year=2035)),
-        metadata=WRITER)
+    client.billing.SetPaymentMethod(
+        pb.SetPaymentMethodRequest(
+            account_id=account.account_id,
+            payment_method=pb.PaymentMethod(type="card", last4="4242", exp_month=12, exp_year=2035),
+        ),
+        metadata=WRITER,
+    )
     _wait_for_status(client, account.account_id, pb.SUBSCRIPTION_STATUS_ACTIVE)
     events = outbox(server, account.account_id, "billing.subscription_updated")
     assert [(e["data"]["change"], e["data"]["status"]) for e in events] == [
-        ("trial_ended", "active")]
+        ("trial_ended", "active")
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -392,8 +495,10 @@ def test_custom_terms_are_admin_only_and_show_as_effective_terms(client: Client)
     assert money(plan.base_fee) == "2500" and money(plan.message_rate) == "0.0075"
     assert plan.terms.included_messages == 1_000_000
     assert plan.account_manager.startswith("Dana")
-    bad = pb.SetCustomTermsRequest(account_id=account.account_id, terms=pb.CustomTerms(
-        message_overage=common_pb2.Money(currency_code="USD", nanos=1)))
+    bad = pb.SetCustomTermsRequest(
+        account_id=account.account_id,
+        terms=pb.CustomTerms(message_overage=common_pb2.Money(currency_code="USD", nanos=1)),
+    )
     with pytest.raises(grpc.RpcError) as error:
         client.billing.SetCustomTerms(bad, metadata=ADMIN)
     assert bad_request_fields(error.value) == ["terms.message_overage"]
@@ -403,14 +508,19 @@ def test_custom_terms_are_admin_only_and_show_as_effective_terms(client: Client)
 # Errors
 
 
-@pytest.mark.parametrize(("request_fields", "field"), [
-    ({"name": "", "plan_id": "startup"}, "name"),
-    ({"name": "X", "plan_id": "platinum"}, "plan_id"),
-    ({"name": "X", "plan_id": ""}, "plan_id"),
-    ({"name": "X", "plan_id": "startup", "usage_threshold_percentages": [0]},
-     "usage_threshold_percentages"),
-    ({"name": "X" * 201, "plan_id": "startup"}, "name"),
-])
+@pytest.mark.parametrize(
+    ("request_fields", "field"),
+    [
+        ({"name": "", "plan_id": "startup"}, "name"),
+        ({"name": "X", "plan_id": "platinum"}, "plan_id"),
+        ({"name": "X", "plan_id": ""}, "plan_id"),
+        (
+            {"name": "X", "plan_id": "startup", "usage_threshold_percentages": [0]},
+            "usage_threshold_percentages",
+        ),
+        ({"name": "X" * 201, "plan_id": "startup"}, "name"),
+    ],
+)
 def test_bad_input_names_the_field(client: Client, request_fields: dict, field: str) -> None:
     with pytest.raises(grpc.RpcError) as error:
         client.billing.CreateAccount(pb.CreateAccountRequest(**request_fields), metadata=ADMIN)
@@ -422,13 +532,17 @@ def test_bad_input_names_the_field(client: Client, request_fields: dict, field: 
 def test_unknown_ids_are_not_found(client: Client) -> None:
     calls = [
         lambda: client.billing.GetAccountBilling(
-            pb.GetAccountBillingRequest(account_id="acc_nope"), metadata=READER),
+            pb.GetAccountBillingRequest(account_id="acc_nope"), metadata=READER
+        ),
         lambda: client.billing.CreateTenant(
-            pb.CreateTenantRequest(account_id="acc_nope", name="t"), metadata=WRITER),
+            pb.CreateTenantRequest(account_id="acc_nope", name="t"), metadata=WRITER
+        ),
         lambda: client.billing.UpdateMasterPartner(
-            pb.UpdateMasterPartnerRequest(partner_id="prt_nope", name="x"), metadata=WRITER),
+            pb.UpdateMasterPartnerRequest(partner_id="prt_nope", name="x"), metadata=WRITER
+        ),
         lambda: client.billing.ChangePlan(
-            pb.ChangePlanRequest(account_id="acc_nope", plan_id="business"), metadata=WRITER),
+            pb.ChangePlanRequest(account_id="acc_nope", plan_id="business"), metadata=WRITER
+        ),
     ]
     for call in calls:
         with pytest.raises(grpc.RpcError) as error:
@@ -441,20 +555,32 @@ def test_unknown_ids_are_not_found(client: Client) -> None:
 # Audit
 
 
-def test_every_change_is_audited_in_an_intact_hash_chain(client: Client,
-                                                         server: ServerThread) -> None:
+def test_every_change_is_audited_in_an_intact_hash_chain(
+    client: Client, server: ServerThread
+) -> None:
     account = create_account(client, plan_id="startup", skip_trial=True)
-    client.billing.ChangePlan(pb.ChangePlanRequest(account_id=account.account_id,
-                                                   plan_id="business"), metadata=WRITER)
-    client.billing.SetPaymentMethod(pb.SetPaymentMethodRequest(
-        account_id=account.account_id, request_id="pm-req-1",
-        payment_method=pb.PaymentMethod(type="card", last4="1881", exp_month=3, exp_year=2031)),
-        metadata=WRITER)
+    client.billing.ChangePlan(
+        pb.ChangePlanRequest(account_id=account.account_id, plan_id="business"), metadata=WRITER
+    )
+    client.billing.SetPaymentMethod(
+        pb.SetPaymentMethodRequest(
+            account_id=account.account_id,
+            request_id="pm-req-1",
+            payment_method=pb.PaymentMethod(type="card", last4="1881", exp_month=3, exp_year=2031),
+        ),
+        metadata=WRITER,
+    )
     with server.db.read() as session:
-        rows = session.exec(select(AuditRecord).where(
-            AuditRecord.account_id == account.account_id).order_by(AuditRecord.sequence)).all()
+        rows = session.exec(
+            select(AuditRecord)
+            .where(AuditRecord.account_id == account.account_id)
+            .order_by(AuditRecord.sequence)
+        ).all()
         assert [r.action for r in rows] == [
-            "account.created", "subscription.upgraded", "payment_method.set"]
+            "account.created",
+            "subscription.upgraded",
+            "payment_method.set",
+        ]
         upgraded = rows[1]
         assert json.loads(upgraded.before_json)["plan_id"] == "startup"
         assert json.loads(upgraded.after_json)["plan_id"] == "business"

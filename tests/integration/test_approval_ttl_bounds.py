@@ -28,16 +28,20 @@ def test_a_ttl_past_ten_years_is_refused_naming_the_setting(hours: str) -> None:
 
 def test_at_the_longest_ttl_a_held_change_is_made_and_listed(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with fresh_database(str(tmp_path)) as url:
-        server = ServerThread(settings_for_tests(
-            url, auth_tokens=callers_json(), change_request_ttl_hours=MAX_TTL_HOURS)).start()
+        server = ServerThread(
+            settings_for_tests(
+                url, auth_tokens=callers_json(), change_request_ttl_hours=MAX_TTL_HOURS
+            )
+        ).start()
         client = Client(server.target)
         try:
             account_id = account_with_policy(client, upgrades=True)
             held = upgrade_request(client, account_id)
             expires = held.expires_at.ToDatetime(tzinfo=UTC)
             assert expires - datetime.now(UTC) > timedelta(hours=MAX_TTL_HOURS - 1)
-            listed = client.billing.ListChangeRequests(pb.ListChangeRequestsRequest(
-                account_id=account_id), metadata=REQUESTER).change_requests
+            listed = client.billing.ListChangeRequests(
+                pb.ListChangeRequestsRequest(account_id=account_id), metadata=REQUESTER
+            ).change_requests
             assert [c.change_request_id for c in listed] == [held.change_request_id]
         finally:
             client.close()

@@ -25,16 +25,36 @@ from tests.support import (
 )
 
 F = FieldDescriptor
-_INTS = {F.TYPE_INT32: (-(2**31), 2**31 - 1), F.TYPE_INT64: (-(2**63), 2**63 - 1),
-         F.TYPE_UINT32: (0, 2**32 - 1), F.TYPE_UINT64: (0, 2**64 - 1)}
+_INTS = {
+    F.TYPE_INT32: (-(2**31), 2**31 - 1),
+    F.TYPE_INT64: (-(2**63), 2**63 - 1),
+    F.TYPE_UINT32: (0, 2**32 - 1),
+    F.TYPE_UINT64: (0, 2**64 - 1),
+}
 _IDS: list[str] = ["", "acc_missing", "x" * 300]
-_WORDS = ["", "startup", "business", "custom", "2024-01", "2024-13", "9999-12", "USD", "EUR",
-          "card", "4242", "https://example.com/hook", "http://127.0.0.1:1/x", "billing.*"]
+_WORDS = [
+    "",
+    "startup",
+    "business",
+    "custom",
+    "2024-01",
+    "2024-13",
+    "9999-12",
+    "USD",
+    "EUR",
+    "card",
+    "4242",
+    "https://example.com/hook",
+    "http://127.0.0.1:1/x",
+    "billing.*",
+]
 
 UNARY = [
-    m for module in (billing_service_pb2, usage_service_pb2)
+    m
+    for module in (billing_service_pb2, usage_service_pb2)
     for service in module.DESCRIPTOR.services_by_name.values()
-    for m in service.methods if not (m.client_streaming or m.server_streaming)
+    for m in service.methods
+    if not (m.client_streaming or m.server_streaming)
 ]
 
 
@@ -109,16 +129,27 @@ def real_ids(fuzz_client: Client) -> list[str]:
     shop = Shop(fuzz_client)
     # Change requests held for a decision, asked for by another caller than the fuzzer's: random
     # approvals and rejections of real ones reach the decision, not only the lookup.
-    fuzz_client.billing.SetApprovalPolicy(billing_service_pb2.SetApprovalPolicyRequest(
-        account_id=shop.account_id, policy=billing_service_pb2.ApprovalPolicy(
-            upgrades=True, cancellations=True)), metadata=ADMIN)
-    held = [fuzz_client.billing.ChangePlan(billing_service_pb2.ChangePlanRequest(
-        account_id=shop.account_id, plan_id="business"), metadata=WRITER).change_request,
-            fuzz_client.billing.CancelSubscription(billing_service_pb2.CancelSubscriptionRequest(
-                account_id=shop.account_id), metadata=WRITER).change_request]
+    fuzz_client.billing.SetApprovalPolicy(
+        billing_service_pb2.SetApprovalPolicyRequest(
+            account_id=shop.account_id,
+            policy=billing_service_pb2.ApprovalPolicy(upgrades=True, cancellations=True),
+        ),
+        metadata=ADMIN,
+    )
+    held = [
+        fuzz_client.billing.ChangePlan(
+            billing_service_pb2.ChangePlanRequest(account_id=shop.account_id, plan_id="business"),
+            metadata=WRITER,
+        ).change_request,
+        fuzz_client.billing.CancelSubscription(
+            billing_service_pb2.CancelSubscriptionRequest(account_id=shop.account_id),
+            metadata=WRITER,
+        ).change_request,
+    ]
     assert all(h.change_request_id for h in held)
-    _IDS.extend([shop.account_id, *shop.tenants, *shop.partners,
-                 *(h.change_request_id for h in held)])
+    _IDS.extend(
+        [shop.account_id, *shop.tenants, *shop.partners, *(h.change_request_id for h in held)]
+    )
     return _IDS
 
 
@@ -134,14 +165,15 @@ _FAILURES_THAT_WRITE = {("CreateMasterPartner", grpc.StatusCode.FAILED_PRECONDIT
 
 @pytest.mark.parametrize("method", UNARY, ids=lambda m: m.name)
 def test_random_requests_get_a_clear_status_and_failures_write_nothing(
-        method: MethodDescriptor, fuzz_client: Client, quiet_server: ServerThread,
-        real_ids: list[str]) -> None:
+    method: MethodDescriptor, fuzz_client: Client, quiet_server: ServerThread, real_ids: list[str]
+) -> None:
     client = fuzz_client
     stub = client.billing if method.containing_service.name == "BillingService" else client.usage
     call = getattr(stub, method.name)
 
-    @settings(max_examples=12, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(messages(method.input_type))
     def run(request: object) -> None:
         before = _audit_length(quiet_server)
@@ -149,7 +181,10 @@ def test_random_requests_get_a_clear_status_and_failures_write_nothing(
             call(request, metadata=ADMIN, timeout=20)
         except grpc.RpcError as error:
             assert error.code() not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL), (
-                method.name, request, error.details())
+                method.name,
+                request,
+                error.details(),
+            )
             assert "Traceback" not in (error.details() or "")
             if (method.name, error.code()) not in _FAILURES_THAT_WRITE:
                 assert _audit_length(quiet_server) == before, (method.name, request)
@@ -157,11 +192,14 @@ def test_random_requests_get_a_clear_status_and_failures_write_nothing(
     run()
 
 
-def test_random_usage_streams_get_acks_or_a_clear_status(fuzz_client: Client,
-                                                         real_ids: list[str]) -> None:
+def test_random_usage_streams_get_acks_or_a_clear_status(
+    fuzz_client: Client, real_ids: list[str]
+) -> None:
     client = fuzz_client
-    @settings(max_examples=25, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+
+    @settings(
+        max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(st.lists(messages(usage_service_pb2.StreamUsageRequest.DESCRIPTOR), max_size=4))
     def run(requests: list) -> None:
         try:
@@ -169,7 +207,9 @@ def test_random_usage_streams_get_acks_or_a_clear_status(fuzz_client: Client,
             assert len(acks) == len(requests)
         except grpc.RpcError as error:
             assert error.code() not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL), (
-                requests, error.details())
+                requests,
+                error.details(),
+            )
 
     run()
     # still serving

@@ -18,8 +18,10 @@ from tests.support import Client, ServerThread, auth, fresh_database, settings_f
 
 def _stream(client: Client, batches: list[bytes]) -> list[upb.StreamUsageResponse]:
     call = client.channel.stream_stream(
-        "/as2aas.billing.v1.UsageService/StreamUsage", request_serializer=lambda b: b,
-        response_deserializer=upb.StreamUsageResponse.FromString)
+        "/as2aas.billing.v1.UsageService/StreamUsage",
+        request_serializer=lambda b: b,
+        response_deserializer=upb.StreamUsageResponse.FromString,
+    )
     return list(call(iter(batches), metadata=auth("producer")))
 
 
@@ -47,25 +49,35 @@ def test_a_prefilled_store_is_consistent_for_the_service(tmp_path) -> None:
             for account in accounts:
                 usage = client.usage.GetCurrentUsage(
                     upb.GetCurrentUsageRequest(account_id=account.account_id),
-                    metadata=auth("usage-reader")).usage_to_date
+                    metadata=auth("usage-reader"),
+                ).usage_to_date
                 assert usage.messages == 500
                 assert usage.active_tenants == 2
             # The stored keys are where ingestion looks for them: every one resent is a
             # duplicate, and new events add to the pre-filled counters.
             occurred = int(now.timestamp()) - 1
             account = accounts[1]
-            resent = [(account, event_id, account.tenants[j % 2], account.partners[j % 3])
-                      for j, event_id in enumerate(prefill_ids("uuid4", 7, 1, 500))]
+            resent = [
+                (account, event_id, account.tenants[j % 2], account.partners[j % 3])
+                for j, event_id in enumerate(prefill_ids("uuid4", 7, 1, 500))
+            ]
             acks = _stream(client, [encode_batch("resend", resent, occurred)])
             assert (acks[0].accepted, acks[0].duplicates, len(acks[0].rejected)) == (0, 500, 0)
-            plan = StreamPlan("uuid4", 7, streams=1, events=300, batch_size=100,
-                              accounts_per_batch=3)
-            batches = [encode_batch(f"new-{i}", batch, occurred)
-                       for i, batch in enumerate(plan.batches(0, accounts))]
+            plan = StreamPlan(
+                "uuid4", 7, streams=1, events=300, batch_size=100, accounts_per_batch=3
+            )
+            batches = [
+                encode_batch(f"new-{i}", batch, occurred)
+                for i, batch in enumerate(plan.batches(0, accounts))
+            ]
             assert sum(ack.accepted for ack in _stream(client, batches)) == 300
-            total = sum(client.usage.GetCurrentUsage(
-                upb.GetCurrentUsageRequest(account_id=account.account_id),
-                metadata=auth("usage-reader")).usage_to_date.messages for account in accounts)
+            total = sum(
+                client.usage.GetCurrentUsage(
+                    upb.GetCurrentUsageRequest(account_id=account.account_id),
+                    metadata=auth("usage-reader"),
+                ).usage_to_date.messages
+                for account in accounts
+            )
             assert total == 1800
         finally:
             client.close()

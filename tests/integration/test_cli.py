@@ -25,16 +25,30 @@ from tests.support import (
 
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "billing_svc.cli", *args], text=True,
-                          capture_output=True, env={**os.environ, "BILLING_DATABASE_URL": url},
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "billing_svc.cli", *args],
+        text=True,
+        capture_output=True,
+        env={**os.environ, "BILLING_DATABASE_URL": url},
+        timeout=120,
+    )
 
 
 def test_help_on_every_command(tmp_path) -> None:
     url = f"sqlite:///{tmp_path}/help.db"
-    for command in ([], ["serve"], ["migrate"], ["close-period"], ["export-journal"],
-                    ["audit"], ["audit", "verify"], ["create-token"], ["tokens"],
-                    ["tokens", "list"], ["tokens", "revoke"]):
+    for command in (
+        [],
+        ["serve"],
+        ["migrate"],
+        ["close-period"],
+        ["export-journal"],
+        ["audit"],
+        ["audit", "verify"],
+        ["create-token"],
+        ["tokens"],
+        ["tokens", "list"],
+        ["tokens", "revoke"],
+    ):
         result = cli(url, *command, "--help")
         assert result.returncode == 0, result.stderr
         assert "usage: billing-svc" in result.stdout
@@ -46,12 +60,17 @@ def test_close_period_export_journal_and_audit_verify(tmp_path) -> None:
         server = ServerThread(settings_for_tests(url)).start()
         client = Client(server.target)
         try:
-            shop = Shop(client, plan_id="startup", skip_trial=True,
-                        start_time=ts(last.previous().start))
+            shop = Shop(
+                client, plan_id="startup", skip_trial=True, start_time=ts(last.previous().start)
+            )
             shop.record([shop.message("a", 6000, partner=0, at=last.start + timedelta(days=1))])
             # A test clock's account of that period: a sandbox, never in a real close or export.
-            clock = client.billing.CreateTestClock(pb.CreateTestClockRequest(
-                name="sandbox", frozen_time=ts(last.start + timedelta(days=1))), metadata=ADMIN)
+            clock = client.billing.CreateTestClock(
+                pb.CreateTestClockRequest(
+                    name="sandbox", frozen_time=ts(last.start + timedelta(days=1))
+                ),
+                metadata=ADMIN,
+            )
             create_account(client, test_clock_id=clock.test_clock.test_clock_id, skip_trial=True)
         finally:
             client.close()
@@ -70,7 +89,8 @@ def test_close_period_export_journal_and_audit_verify(tmp_path) -> None:
         assert exported.returncode == 0, exported.stderr
         rows = list(csv.DictReader(io.StringIO(out.read_text())))
         assert [(r["department"], r["amount"], r["reference"]) for r in rows] == [
-            ("Procurement", "149.00", f"AS2-{last.label}")]
+            ("Procurement", "149.00", f"AS2-{last.label}")
+        ]
 
         verified = cli(url, "audit", "verify")
         assert verified.returncode == 0 and "intact" in verified.stdout
@@ -97,16 +117,26 @@ def test_long_jobs_show_a_progress_bar_on_a_terminal(tmp_path) -> None:
     db = Database(url)
     admin = RequestContext(Caller("admin", frozenset({"admin"})))
     for i in range(3):
-        accounts.create_account(db, admin, name=f"T{i}", plan_id="startup",
-                                billing_interval="monthly", skip_trial=True,
-                                start_time=datetime.now(UTC) - timedelta(days=70),
-                                usage_thresholds=(), key=None)
+        accounts.create_account(
+            db,
+            admin,
+            name=f"T{i}",
+            plan_id="startup",
+            billing_interval="monthly",
+            skip_trial=True,
+            start_time=datetime.now(UTC) - timedelta(days=70),
+            usage_thresholds=(),
+            key=None,
+        )
     db.dispose()
     last = Period.containing(datetime.now(UTC)).previous().label
     main, secondary = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "billing_svc.cli", "close-period",
-                                "--period", last], stdout=subprocess.DEVNULL, stderr=secondary,
-                               env={**os.environ, "BILLING_DATABASE_URL": url})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "billing_svc.cli", "close-period", "--period", last],
+        stdout=subprocess.DEVNULL,
+        stderr=secondary,
+        env={**os.environ, "BILLING_DATABASE_URL": url},
+    )
     os.close(secondary)
     output = b""
     while True:

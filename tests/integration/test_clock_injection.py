@@ -42,22 +42,31 @@ def _time(stamp: timestamp_pb2.Timestamp) -> datetime:
 
 
 def test_a_server_on_a_fixed_clock_bills_on_that_clock(
-        clocked: tuple[FixedClock, ServerThread, Client]) -> None:
+    clocked: tuple[FixedClock, ServerThread, Client],
+) -> None:
     clock, server, client = clocked
     receiver = Receiver()
     try:
-        account = client.billing.CreateAccount(pb.CreateAccountRequest(
-            name="Clocked", plan_id="startup", request_id="create-clocked"),
-            metadata=ADMIN).account
+        account = client.billing.CreateAccount(
+            pb.CreateAccountRequest(name="Clocked", plan_id="startup", request_id="create-clocked"),
+            metadata=ADMIN,
+        ).account
         account_id = account.account_id
         assert _time(account.create_time) == START
         assert _time(account.subscription.trial_ends_at) == START + timedelta(days=14)
         assert _time(account.subscription.current_period_start) == datetime(2026, 3, 1, tzinfo=UTC)
-        client.billing.SetPaymentMethod(pb.SetPaymentMethodRequest(
-            account_id=account_id, payment_method=pb.PaymentMethod(
-                type="card", last4="4242", exp_month=12, exp_year=2030)), metadata=ADMIN)
-        client.billing.CreateWebhookEndpoint(pb.CreateWebhookEndpointRequest(
-            account_id=account_id, url=receiver.url), metadata=ADMIN)
+        client.billing.SetPaymentMethod(
+            pb.SetPaymentMethodRequest(
+                account_id=account_id,
+                payment_method=pb.PaymentMethod(
+                    type="card", last4="4242", exp_month=12, exp_year=2030
+                ),
+            ),
+            metadata=ADMIN,
+        )
+        client.billing.CreateWebhookEndpoint(
+            pb.CreateWebhookEndpointRequest(account_id=account_id, url=receiver.url), metadata=ADMIN
+        )
 
         # April 1st, 02:00: the trial (March 24th) is over and March is past its hour of grace.
         later = datetime(2026, 4, 1, 2, 0, tzinfo=UTC)
@@ -74,8 +83,9 @@ def test_a_server_on_a_fixed_clock_bills_on_that_clock(
         # The signature's timestamp is the server's clock too (the one clock of this process).
         assert {int(h["webhook-timestamp"]) for h, _ in received} == {int(later.timestamp())}
 
-        billing = client.billing.GetAccountBilling(pb.GetAccountBillingRequest(
-            account_id=account_id), metadata=ADMIN)
+        billing = client.billing.GetAccountBilling(
+            pb.GetAccountBillingRequest(account_id=account_id), metadata=ADMIN
+        )
         assert _time(billing.subscription.current_period_start) == datetime(2026, 4, 1, tzinfo=UTC)
         with server.db.read() as session:
             outbox_times = set(session.exec(select(OutboxEvent.created_at)).all())

@@ -28,38 +28,52 @@ def decimal(money: common_pb2.Money) -> Decimal:
 
 
 def credit(client: Client, account_id: str, units: int) -> None:
-    client.billing.IssueCredit(pb.IssueCreditRequest(
-        account_id=account_id, amount=usd(units), description="Goodwill"), metadata=ADMIN)
+    client.billing.IssueCredit(
+        pb.IssueCreditRequest(account_id=account_id, amount=usd(units), description="Goodwill"),
+        metadata=ADMIN,
+    )
 
 
 def test_the_estimate_just_before_closing_is_the_invoice_closing_issues(
-        client: Client, server: ServerThread) -> None:
+    client: Client, server: ServerThread
+) -> None:
     this = Period.containing(now())
     older, last = this.previous().previous(), this.previous()
     shop = imported_shop(client, months_back=3)
     shop.record([shop.message("base", 5000, at=older.start + timedelta(days=1))])
     close(client, shop.account_id, older)
-    ack = shop.record([shop.message("late", 40, at=older.end - timedelta(milliseconds=1)),
-                       shop.message("own", 5600, at=last.start + timedelta(days=1))])
+    ack = shop.record(
+        [
+            shop.message("late", 40, at=older.end - timedelta(milliseconds=1)),
+            shop.message("own", 5600, at=last.start + timedelta(days=1)),
+        ]
+    )
     assert ack.late == 1
     credit(client, shop.account_id, 10)
 
     # As GetCurrentUsage answered in the last microsecond of the period.
-    estimate = usage_reports.current_usage(server.db, shop.account_id,
-                                           now=last.end - timedelta(microseconds=1))
+    estimate = usage_reports.current_usage(
+        server.db, shop.account_id, now=last.end - timedelta(microseconds=1)
+    )
     assert estimate.snapshot.period == last and not estimate.snapshot.invoiced
     invoice = close(client, shop.account_id, last)
     assert [(line.type, line.amount) for line in estimate.snapshot.lines] == [
-        (line.type, decimal(line.amount)) for line in invoice.lines]
+        (line.type, decimal(line.amount)) for line in invoice.lines
+    ]
     assert [line.type for line in invoice.lines] == [
-        "base_fee", "message_overage", "late_usage", "credit"]
+        "base_fee",
+        "message_overage",
+        "late_usage",
+        "credit",
+    ]
     # $99 base + 600 x $0.05 + 40 late x $0.05 - $10 credit
     assert estimate.snapshot.total == decimal(invoice.total) == Decimal("121.00")
     assert estimate.projected_charges == estimate.snapshot.total
 
 
 def test_current_usage_and_budgets_include_late_usage_and_credits_allocation_does_not(
-        client: Client, server: ServerThread) -> None:
+    client: Client, server: ServerThread
+) -> None:
     last = Period.containing(now()).previous()
     shop = imported_shop(client, months_back=2)
     shop.record([shop.message("last", 5000, at=last.start + timedelta(days=1))])
@@ -71,20 +85,37 @@ def test_current_usage_and_budgets_include_late_usage_and_credits_allocation_doe
     current = shop.current().usage_to_date
     lines = {line.type: decimal(line.amount) for line in current.estimated_lines}
     # Own usage $99 + 1,000 x $0.05 = $149; then 100 late x $0.05 = $5 and the $3 credit.
-    assert lines == {"base_fee": Decimal(99), "message_overage": Decimal(50),
-                     "late_usage": Decimal(5), "credit": Decimal(-3)}
+    assert lines == {
+        "base_fee": Decimal(99),
+        "message_overage": Decimal(50),
+        "late_usage": Decimal(5),
+        "credit": Decimal(-3),
+    }
     assert decimal(current.estimated_charges) == Decimal(151)
 
-    allocation = client.billing.GetCostAllocation(pb.GetCostAllocationRequest(
-        account_id=shop.account_id, period=Period.containing(now()).label), metadata=READER)
+    allocation = client.billing.GetCostAllocation(
+        pb.GetCostAllocationRequest(
+            account_id=shop.account_id, period=Period.containing(now()).label
+        ),
+        metadata=READER,
+    )
     assert not allocation.invoiced and decimal(allocation.total) == Decimal(149)
 
     # $149 of own usage is under $150; the estimate, $151, is not.
-    client.billing.SetBudget(pb.SetBudgetRequest(
-        account_id=shop.account_id, name="Monthly", limit=usd(150),
-        threshold_percentages=[100]), metadata=WRITER)
+    client.billing.SetBudget(
+        pb.SetBudgetRequest(
+            account_id=shop.account_id, name="Monthly", limit=usd(150), threshold_percentages=[100]
+        ),
+        metadata=WRITER,
+    )
     with server.db.read() as session:
-        alerts = [json.loads(row.body)["data"] for row in session.exec(select(OutboxEvent).where(
-            OutboxEvent.account_id == shop.account_id,
-            OutboxEvent.type == "billing.budget_alert"))]
+        alerts = [
+            json.loads(row.body)["data"]
+            for row in session.exec(
+                select(OutboxEvent).where(
+                    OutboxEvent.account_id == shop.account_id,
+                    OutboxEvent.type == "billing.budget_alert",
+                )
+            )
+        ]
     assert [(a["budget_name"], a["current_usage"]) for a in alerts] == [("Monthly", 151)]

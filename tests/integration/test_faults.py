@@ -40,21 +40,40 @@ def _stamp(moment: datetime) -> timestamp_pb2.Timestamp:
 
 
 def _setup(client: Client, **fields) -> tuple[str, str]:
-    account = client.billing.CreateAccount(pb.CreateAccountRequest(
-        name="Fault Co", plan_id="enterprise", skip_trial=True, **fields), metadata=ADMIN).account
-    tenant = client.billing.CreateTenant(pb.CreateTenantRequest(
-        account_id=account.account_id, name="main", start_time=fields.get("start_time")),
-        metadata=ADMIN).tenant
+    account = client.billing.CreateAccount(
+        pb.CreateAccountRequest(name="Fault Co", plan_id="enterprise", skip_trial=True, **fields),
+        metadata=ADMIN,
+    ).account
+    tenant = client.billing.CreateTenant(
+        pb.CreateTenantRequest(
+            account_id=account.account_id, name="main", start_time=fields.get("start_time")
+        ),
+        metadata=ADMIN,
+    ).tenant
     return account.account_id, tenant.tenant_id
 
 
-def _batches(account_id: str, tenant_id: str, count: int, size: int = 200,
-             at: datetime | None = None) -> list[upb.StreamUsageRequest]:
+def _batches(
+    account_id: str, tenant_id: str, count: int, size: int = 200, at: datetime | None = None
+) -> list[upb.StreamUsageRequest]:
     stamp = _stamp(at or datetime.now(UTC))
-    return [upb.StreamUsageRequest(batch_id=f"b{b}", events=[
-        upb.UsageEvent(event_id=f"e{b}-{i}", account_id=account_id, tenant_id=tenant_id,
-                       kind=common_pb2.USAGE_KIND_MESSAGE, quantity=1, occurred_at=stamp)
-        for i in range(size)]) for b in range(count)]
+    return [
+        upb.StreamUsageRequest(
+            batch_id=f"b{b}",
+            events=[
+                upb.UsageEvent(
+                    event_id=f"e{b}-{i}",
+                    account_id=account_id,
+                    tenant_id=tenant_id,
+                    kind=common_pb2.USAGE_KIND_MESSAGE,
+                    quantity=1,
+                    occurred_at=stamp,
+                )
+                for i in range(size)
+            ],
+        )
+        for b in range(count)
+    ]
 
 
 def _paced(batches: list, every: float = 0.02):
@@ -64,8 +83,9 @@ def _paced(batches: list, every: float = 0.02):
 
 
 def _messages(client: Client, account_id: str) -> int:
-    return client.usage.GetCurrentUsage(upb.GetCurrentUsageRequest(account_id=account_id),
-                                        metadata=auth("usage-reader")).usage_to_date.messages
+    return client.usage.GetCurrentUsage(
+        upb.GetCurrentUsageRequest(account_id=account_id), metadata=auth("usage-reader")
+    ).usage_to_date.messages
 
 
 def test_sigterm_mid_stream_keeps_acked_batches_and_refuses_the_rest_cleanly(tmp_path) -> None:
@@ -97,8 +117,10 @@ def test_sigterm_mid_stream_keeps_acked_batches_and_refuses_the_rest_cleanly(tmp
             service.kill()
 
 
-@pytest.mark.skipif(not (on_postgres() and PG_CLUSTER),
-                    reason="needs PostgreSQL and BILLING_TEST_PG_CLUSTER to restart it")
+@pytest.mark.skipif(
+    not (on_postgres() and PG_CLUSTER),
+    reason="needs PostgreSQL and BILLING_TEST_PG_CLUSTER to restart it",
+)
 def test_postgres_restart_mid_stream_then_resend_gives_exact_totals(tmp_path) -> None:
     with fresh_database(str(tmp_path)) as url:
         service = ServiceProcess(url).start()
@@ -111,8 +133,11 @@ def test_postgres_restart_mid_stream_then_resend_gives_exact_totals(tmp_path) ->
                 for _ in client.usage.StreamUsage(_paced(batches, 0.01), metadata=PRODUCER):
                     acked += 1
                     if acked == 30:
-                        subprocess.run(["pg_ctlcluster", *PG_CLUSTER.split(), "restart"],
-                                       check=True, timeout=60)
+                        subprocess.run(
+                            ["pg_ctlcluster", *PG_CLUSTER.split(), "restart"],
+                            check=True,
+                            timeout=60,
+                        )
             except grpc.RpcError as error:  # the batches in flight when it went down
                 assert error.code() == grpc.StatusCode.UNAVAILABLE, error.details()
             assert acked >= 30
@@ -142,28 +167,56 @@ def test_two_serve_processes_share_one_database(tmp_path) -> None:
         try:
             # Overlapping ingestion: every batch goes to both replicas at once.
             account_id, tenant_id = _setup(clients[0], start_time=_stamp(last.start))
-            clients[0].billing.CreateWebhookEndpoint(pb.CreateWebhookEndpointRequest(
-                account_id=account_id, url=receiver.url), metadata=WRITER)
+            clients[0].billing.CreateWebhookEndpoint(
+                pb.CreateWebhookEndpointRequest(account_id=account_id, url=receiver.url),
+                metadata=WRITER,
+            )
             batches = _batches(account_id, tenant_id, 40, 250, at=last.start + timedelta(days=1))
             with ThreadPoolExecutor(4) as pool:
-                acks = list(pool.map(lambda job: clients[job[0]].usage.RecordUsage(
-                    upb.RecordUsageRequest(events=job[1].events), metadata=PRODUCER),
-                    [(side, batch) for batch in batches for side in (0, 1)]))
+                acks = list(
+                    pool.map(
+                        lambda job: clients[job[0]].usage.RecordUsage(
+                            upb.RecordUsageRequest(events=job[1].events), metadata=PRODUCER
+                        ),
+                        [(side, batch) for batch in batches for side in (0, 1)],
+                    )
+                )
             assert sum(a.accepted for a in acks) == 40 * 250
             assert sum(a.duplicates for a in acks) == 40 * 250
             # Concurrent closes from both replicas: one invoice.
             with ThreadPoolExecutor(6) as pool:
-                invoices = list(pool.map(lambda i: clients[i % 2].billing.CloseBillingPeriod(
-                    pb.CloseBillingPeriodRequest(account_id=account_id, period=last.label),
-                    metadata=WRITER).invoice.invoice_id, range(6)))
+                invoices = list(
+                    pool.map(
+                        lambda i: (
+                            clients[i % 2]
+                            .billing.CloseBillingPeriod(
+                                pb.CloseBillingPeriodRequest(
+                                    account_id=account_id, period=last.label
+                                ),
+                                metadata=WRITER,
+                            )
+                            .invoice.invoice_id
+                        ),
+                        range(6),
+                    )
+                )
             assert len(set(invoices)) == 1
             # A trial ending while both schedulers run: one event, delivered once.
             start = datetime.now(UTC) - timedelta(days=14) + timedelta(seconds=1)
-            trial = clients[1].billing.CreateAccount(pb.CreateAccountRequest(
-                name="Trial Co", plan_id="startup", start_time=_stamp(start)),
-                metadata=ADMIN).account
-            clients[1].billing.CreateWebhookEndpoint(pb.CreateWebhookEndpointRequest(
-                account_id=trial.account_id, url=receiver.url), metadata=WRITER)
+            trial = (
+                clients[1]
+                .billing.CreateAccount(
+                    pb.CreateAccountRequest(
+                        name="Trial Co", plan_id="startup", start_time=_stamp(start)
+                    ),
+                    metadata=ADMIN,
+                )
+                .account
+            )
+            clients[1].billing.CreateWebhookEndpoint(
+                pb.CreateWebhookEndpointRequest(account_id=trial.account_id, url=receiver.url),
+                metadata=WRITER,
+            )
             received = receiver.wait_for(2, timeout=20)  # invoice_generated + trial end
             time.sleep(1.5)
             received = receiver.received()

@@ -42,11 +42,15 @@ def hour_start(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-def list_reports(client: Client, account_id: str, resume_token: str = "",
-                 page_size: int = 0) -> upb.ListUsageReportsResponse:
-    return client.usage.ListUsageReports(upb.ListUsageReportsRequest(
-        account_id=account_id, resume_token=resume_token, page_size=page_size),
-        metadata=USAGE_READER)
+def list_reports(
+    client: Client, account_id: str, resume_token: str = "", page_size: int = 0
+) -> upb.ListUsageReportsResponse:
+    return client.usage.ListUsageReports(
+        upb.ListUsageReportsRequest(
+            account_id=account_id, resume_token=resume_token, page_size=page_size
+        ),
+        metadata=USAGE_READER,
+    )
 
 
 def all_reports(client: Client, account_id: str) -> list[upb.UsageReport]:
@@ -59,8 +63,9 @@ def all_reports(client: Client, account_id: str) -> list[upb.UsageReport]:
             return reports
 
 
-def wait_reports(client: Client, account_id: str, count: int,
-                 timeout: float = 30) -> list[upb.UsageReport]:
+def wait_reports(
+    client: Client, account_id: str, count: int, timeout: float = 30
+) -> list[upb.UsageReport]:
     deadline = time.monotonic() + timeout
     while True:
         reports = all_reports(client, account_id)
@@ -84,7 +89,8 @@ def account_shop(client: Client) -> Shop:
 
 
 def test_usage_is_reported_to_billing_systems_hourly_once_the_hour_and_grace_passed(
-        tmp_path) -> None:
+    tmp_path,
+) -> None:
     # Two hours of grace: an hour that ended 30-90 minutes ago is not reported yet. A database
     # of its own: the session's server (300 s of grace) would report those hours.
     with fresh_database(str(tmp_path)) as url:
@@ -103,18 +109,20 @@ def _reported_after_the_hour_and_grace(client: Client) -> None:
     p0, p1 = shop.partners
     hour = hour_start(now() - timedelta(hours=4))
     recent = now() - timedelta(minutes=30)
-    ack = shop.record([
-        shop.message("a", 5, tenant=0, partner=0, at=hour + timedelta(minutes=10)),
-        shop.message("b", 3, tenant=1, partner=1, at=hour + timedelta(minutes=20)),
-        shop.message("c", 2, tenant=0, partner=None, at=hour + timedelta(minutes=59)),
-        # The hour's last reading is the level held at its end, not its highest.
-        shop.storage("s1", 4, at=hour + timedelta(minutes=5), tenant=0),
-        shop.storage("s2", 3, at=hour + timedelta(minutes=50), tenant=0),
-        # Tenant 1's reading of an earlier hour still holds at this hour's end.
-        shop.storage("s3", 7, at=hour - timedelta(hours=2), tenant=1),
-        shop.message("d", 11, at=recent),
-        shop.message("e", 13, at=now()),
-    ])
+    ack = shop.record(
+        [
+            shop.message("a", 5, tenant=0, partner=0, at=hour + timedelta(minutes=10)),
+            shop.message("b", 3, tenant=1, partner=1, at=hour + timedelta(minutes=20)),
+            shop.message("c", 2, tenant=0, partner=None, at=hour + timedelta(minutes=59)),
+            # The hour's last reading is the level held at its end, not its highest.
+            shop.storage("s1", 4, at=hour + timedelta(minutes=5), tenant=0),
+            shop.storage("s2", 3, at=hour + timedelta(minutes=50), tenant=0),
+            # Tenant 1's reading of an earlier hour still holds at this hour's end.
+            shop.storage("s3", 7, at=hour - timedelta(hours=2), tenant=1),
+            shop.message("d", 11, at=recent),
+            shop.message("e", 13, at=now()),
+        ]
+    )
     assert ack.accepted == 8
     reports = wait_reports(client, shop.account_id, 2)  # the earlier hour's reading, this one
     time.sleep(1.0)  # several scheduler runs: the recent hours stay unreported
@@ -133,19 +141,28 @@ def _reported_after_the_hour_and_grace(client: Client) -> None:
 
 
 def test_a_late_event_is_reported_to_billing_systems_hourly_as_a_new_revision_with_the_delta(
-        client: Client) -> None:
+    client: Client,
+) -> None:
     shop = account_shop(client)
     t0, t1 = shop.tenants
     p0, p1 = shop.partners
     hour = hour_start(now() - timedelta(hours=3))
-    shop.record([shop.message("a", 5, tenant=0, partner=0, at=hour + timedelta(minutes=1)),
-                 shop.storage("s1", 2, at=hour + timedelta(minutes=30), tenant=0)])
-    first, = wait_reports(client, shop.account_id, 1)
+    shop.record(
+        [
+            shop.message("a", 5, tenant=0, partner=0, at=hour + timedelta(minutes=1)),
+            shop.storage("s1", 2, at=hour + timedelta(minutes=30), tenant=0),
+        ]
+    )
+    (first,) = wait_reports(client, shop.account_id, 1)
     assert tenants_of(first) == {t0: (5, 2 * 10**9)} and partners_of(first) == {p0: 5}
 
     # A late message and a resent (duplicate) one: revision 2 carries the new message only.
-    ack = shop.record([shop.message("late", 4, tenant=1, partner=1, at=hour + timedelta(minutes=9)),
-                       shop.message("a", 5, tenant=0, partner=0, at=hour + timedelta(minutes=1))])
+    ack = shop.record(
+        [
+            shop.message("late", 4, tenant=1, partner=1, at=hour + timedelta(minutes=9)),
+            shop.message("a", 5, tenant=0, partner=0, at=hour + timedelta(minutes=1)),
+        ]
+    )
     assert (ack.accepted, ack.duplicates) == (1, 1)
     _, second = wait_reports(client, shop.account_id, 2)
     assert second.revision == 2 and second.hour == first.hour
@@ -164,14 +181,24 @@ def test_a_late_event_is_reported_to_billing_systems_hourly_as_a_new_revision_wi
 
 
 def test_revisions_reported_to_billing_systems_hourly_sum_to_the_invoice_and_period_counters(
-        client: Client) -> None:
+    client: Client,
+) -> None:
     last = Period.containing(now()).previous()
     shop = imported_shop(client)
-    hours = [last.start + timedelta(days=day, hours=hour) for day, hour in
-             ((0, 0), (2, 5), (2, 6), (10, 23), (20, 12))]
-    events = [shop.message(f"m{i}", 1 + i % 7, tenant=i % 2, partner=(None, 0, 1)[i % 3],
-                           at=hours[i % len(hours)] + timedelta(minutes=i % 60))
-              for i in range(60)]
+    hours = [
+        last.start + timedelta(days=day, hours=hour)
+        for day, hour in ((0, 0), (2, 5), (2, 6), (10, 23), (20, 12))
+    ]
+    events = [
+        shop.message(
+            f"m{i}",
+            1 + i % 7,
+            tenant=i % 2,
+            partner=(None, 0, 1)[i % 3],
+            at=hours[i % len(hours)] + timedelta(minutes=i % 60),
+        )
+        for i in range(60)
+    ]
     assert shop.record(events).accepted == 60
     wait_reports(client, shop.account_id, len(hours))
     invoice = close(client, shop.account_id, last)
@@ -179,8 +206,16 @@ def test_revisions_reported_to_billing_systems_hourly_sum_to_the_invoice_and_per
 
     # Late events: in reported hours and in an hour that had none.
     late_hours = [hours[1], hours[3], last.start + timedelta(days=25)]
-    late = [shop.message(f"late{i}", 10 + i, tenant=i % 2, partner=(0, 1, None)[i % 3],
-                         at=late_hours[i % 3] + timedelta(minutes=30)) for i in range(9)]
+    late = [
+        shop.message(
+            f"late{i}",
+            10 + i,
+            tenant=i % 2,
+            partner=(0, 1, None)[i % 3],
+            at=late_hours[i % 3] + timedelta(minutes=30),
+        )
+        for i in range(9)
+    ]
     ack = shop.record(late)
     assert (ack.accepted, ack.late) == (9, 9)
     reports = wait_reports(client, shop.account_id, len(hours) + 3)
@@ -199,12 +234,15 @@ def test_revisions_reported_to_billing_systems_hourly_sum_to_the_invoice_and_per
         for partner in report.partners:
             partner_sums[partner.partner_id] += partner.messages
     monthly = shop.monthly(last)
-    assert dict(tenant_sums) == {t.tenant_id: t.message_count
-                                 for t in monthly.tenant_breakdown if t.message_count}
-    assert dict(partner_sums) == {p.partner_id: p.message_count
-                                  for p in monthly.partner_breakdown}
-    assert sum(tenant_sums.values()) == monthly.total_messages == sum(
-        e.quantity for e in events + late)
+    assert dict(tenant_sums) == {
+        t.tenant_id: t.message_count for t in monthly.tenant_breakdown if t.message_count
+    }
+    assert dict(partner_sums) == {p.partner_id: p.message_count for p in monthly.partner_breakdown}
+    assert (
+        sum(tenant_sums.values())
+        == monthly.total_messages
+        == sum(e.quantity for e in events + late)
+    )
     late_by_tenant: dict[str, int] = defaultdict(int)
     for event in late:
         late_by_tenant[event.tenant_id] += event.quantity
@@ -212,18 +250,20 @@ def test_revisions_reported_to_billing_systems_hourly_sum_to_the_invoice_and_per
 
 
 def test_usage_reported_to_billing_systems_hourly_goes_only_to_endpoints_naming_the_type(
-        client: Client) -> None:
+    client: Client,
+) -> None:
     everything, reports, thresholds = Receiver(), Receiver(), Receiver()
     try:
         shop = account_shop(client)
         endpoint(client, shop.account_id, everything.url)  # empty filter: all (other) events
-        named = endpoint(client, shop.account_id, reports.url, USAGE_REPORTED,
-                         "billing.usage_threshold")
+        named = endpoint(
+            client, shop.account_id, reports.url, USAGE_REPORTED, "billing.usage_threshold"
+        )
         endpoint(client, shop.account_id, thresholds.url, "billing.usage_threshold")
         hour = hour_start(now() - timedelta(hours=2))
         shop.record([shop.message("a", 3, tenant=0, partner=1, at=hour)])
-        report, = wait_reports(client, shop.account_id, 1)
-        (_, body), = reports.wait_for(1)
+        (report,) = wait_reports(client, shop.account_id, 1)
+        ((_, body),) = reports.wait_for(1)
         payload = verify(named.secret, reports.received()[0])
         assert payload["type"] == USAGE_REPORTED
         data = payload["data"]
@@ -231,16 +271,20 @@ def test_usage_reported_to_billing_systems_hourly_goes_only_to_endpoints_naming_
         assert data["account_id"] == shop.account_id and data["revision"] == 1
         assert data["hour"] == hour.strftime("%Y-%m-%dT%H:%M:%SZ")
         assert data["sequence"] == report.sequence
-        assert data["tenants"] == [{"tenant_id": shop.tenants[0], "messages": 3,
-                                    "storage_bytes": 0}]
+        assert data["tenants"] == [
+            {"tenant_id": shop.tenants[0], "messages": 3, "storage_bytes": 0}
+        ]
         assert data["partners"] == [{"partner_id": shop.partners[1], "messages": 3}]
         assert data["currency"] == "USD" and data["estimated_charges_to_date"] > 0
         time.sleep(1.0)  # the dispatcher had every chance to send it elsewhere
         for receiver in (everything, thresholds):
-            assert not [b for _, b in receiver.received()
-                        if json.loads(b)["type"] == USAGE_REPORTED]
-        logged = client.billing.ListWebhookEvents(pb.ListWebhookEventsRequest(
-            account_id=shop.account_id, event_type=USAGE_REPORTED), metadata=READER).events
+            assert not [
+                b for _, b in receiver.received() if json.loads(b)["type"] == USAGE_REPORTED
+            ]
+        logged = client.billing.ListWebhookEvents(
+            pb.ListWebhookEventsRequest(account_id=shop.account_id, event_type=USAGE_REPORTED),
+            metadata=READER,
+        ).events
         assert len(logged) == 1
     finally:
         for receiver in (everything, reports, thresholds):
@@ -248,11 +292,16 @@ def test_usage_reported_to_billing_systems_hourly_goes_only_to_endpoints_naming_
 
 
 def test_reported_to_billing_systems_hourly_resume_token_returns_only_newer_reports(
-        client: Client) -> None:
+    client: Client,
+) -> None:
     shop = account_shop(client)
     first_hour = hour_start(now() - timedelta(hours=5))
-    shop.record([shop.message("a", 1, at=first_hour), shop.message("b", 2, at=first_hour
-                                                                   + timedelta(hours=1))])
+    shop.record(
+        [
+            shop.message("a", 1, at=first_hour),
+            shop.message("b", 2, at=first_hour + timedelta(hours=1)),
+        ]
+    )
     wait_reports(client, shop.account_id, 2)
     page = list_reports(client, shop.account_id, page_size=1)
     assert [r.hour for r in page.reports] == [ts(first_hour)] and page.resume_token
@@ -262,8 +311,12 @@ def test_reported_to_billing_systems_hourly_resume_token_returns_only_newer_repo
     assert not caught_up.reports and caught_up.resume_token
 
     # New hours and a revision of a reported one: only they come after the token.
-    shop.record([shop.message("c", 4, at=first_hour + timedelta(hours=2)),
-                 shop.message("d", 8, at=first_hour + timedelta(minutes=5))])
+    shop.record(
+        [
+            shop.message("c", 4, at=first_hour + timedelta(hours=2)),
+            shop.message("d", 8, at=first_hour + timedelta(minutes=5)),
+        ]
+    )
     deadline = time.monotonic() + 30
     newer: list[upb.UsageReport] = []
     token = caught_up.resume_token
@@ -274,7 +327,8 @@ def test_reported_to_billing_systems_hourly_resume_token_returns_only_newer_repo
         time.sleep(0.1)
     assert sorted((r.hour.ToDatetime(), r.revision) for r in newer) == [
         (first_hour.replace(tzinfo=None), 2),
-        ((first_hour + timedelta(hours=2)).replace(tzinfo=None), 1)]
+        ((first_hour + timedelta(hours=2)).replace(tzinfo=None), 1),
+    ]
     assert not list_reports(client, shop.account_id, token).reports
     # An empty token starts from the first report again.
     assert len(list_reports(client, shop.account_id).reports) == 4
@@ -283,12 +337,23 @@ def test_reported_to_billing_systems_hourly_resume_token_returns_only_newer_repo
 def test_list_usage_reports_refuses_bad_tokens_and_requests(client: Client) -> None:
     shop, other = account_shop(client), account_shop(client)
     token = list_reports(client, shop.account_id).resume_token
-    history = client.usage.GetUsageHistory(upb.GetUsageHistoryRequest(
-        account_id=shop.account_id, granularity=upb.GRANULARITY_HOUR,
-        start_time=ts(now() - timedelta(days=1))), metadata=USAGE_READER)
+    history = client.usage.GetUsageHistory(
+        upb.GetUsageHistoryRequest(
+            account_id=shop.account_id,
+            granularity=upb.GRANULARITY_HOUR,
+            start_time=ts(now() - timedelta(days=1)),
+        ),
+        metadata=USAGE_READER,
+    )
     assert history is not None
-    for bad in ("garbage!", "e30", token[:-2], token + "A", "x" * 2000,
-                token.replace(token[3], "A" if token[3] != "A" else "B")):
+    for bad in (
+        "garbage!",
+        "e30",
+        token[:-2],
+        token + "A",
+        "x" * 2000,
+        token.replace(token[3], "A" if token[3] != "A" else "B"),
+    ):
         with pytest.raises(grpc.RpcError) as error:
             list_reports(client, shop.account_id, bad)
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
@@ -298,21 +363,26 @@ def test_list_usage_reports_refuses_bad_tokens_and_requests(client: Client) -> N
         list_reports(client, other.account_id, token)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     for request, code in (
-            (upb.ListUsageReportsRequest(), grpc.StatusCode.INVALID_ARGUMENT),
-            (upb.ListUsageReportsRequest(account_id=shop.account_id, page_size=-1),
-             grpc.StatusCode.INVALID_ARGUMENT),
-            (upb.ListUsageReportsRequest(account_id="acc_unknown"), grpc.StatusCode.NOT_FOUND)):
+        (upb.ListUsageReportsRequest(), grpc.StatusCode.INVALID_ARGUMENT),
+        (
+            upb.ListUsageReportsRequest(account_id=shop.account_id, page_size=-1),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        (upb.ListUsageReportsRequest(account_id="acc_unknown"), grpc.StatusCode.NOT_FOUND),
+    ):
         with pytest.raises(grpc.RpcError) as error:
             client.usage.ListUsageReports(request, metadata=USAGE_READER)
         assert error.value.code() == code
     with pytest.raises(grpc.RpcError) as error:
-        client.usage.ListUsageReports(upb.ListUsageReportsRequest(account_id=shop.account_id),
-                                      metadata=READER)
+        client.usage.ListUsageReports(
+            upb.ListUsageReportsRequest(account_id=shop.account_id), metadata=READER
+        )
     assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
 def test_two_replicas_report_to_billing_systems_hourly_exactly_once_and_the_cursor_skips_none(
-        client: Client, server: ServerThread) -> None:
+    client: Client, server: ServerThread
+) -> None:
     replica = ServerThread(settings_for_tests(server.settings.database_url)).start()
     other = Client(replica.target)
     try:
@@ -326,18 +396,30 @@ def test_two_replicas_report_to_billing_systems_hourly_exactly_once_and_the_curs
         def send(round_index: int) -> None:
             target = (client, other)[round_index % 2]
             for shop in shops:
-                batch = [shop.message(f"r{round_index}-{i}", 1 + i % 3, tenant=i % 2,
-                                      partner=i % 2, at=base + timedelta(hours=i % 12))
-                         for i in range(24)]
-                target.usage.RecordUsage(upb.RecordUsageRequest(events=batch),
-                                         metadata=[("authorization", "Bearer tok-producer")])
+                batch = [
+                    shop.message(
+                        f"r{round_index}-{i}",
+                        1 + i % 3,
+                        tenant=i % 2,
+                        partner=i % 2,
+                        at=base + timedelta(hours=i % 12),
+                    )
+                    for i in range(24)
+                ]
+                target.usage.RecordUsage(
+                    upb.RecordUsageRequest(events=batch),
+                    metadata=[("authorization", "Bearer tok-producer")],
+                )
                 with lock:
                     sent[shop.account_id] += sum(e.quantity for e in batch)
 
         def pull() -> None:
             for shop in shops:
-                page = list_reports((client, other)[len(pulled[shop.account_id]) % 2],
-                                    shop.account_id, tokens[shop.account_id])
+                page = list_reports(
+                    (client, other)[len(pulled[shop.account_id]) % 2],
+                    shop.account_id,
+                    tokens[shop.account_id],
+                )
                 pulled[shop.account_id].extend(page.reports)
                 tokens[shop.account_id] = page.resume_token
 
@@ -348,8 +430,11 @@ def test_two_replicas_report_to_billing_systems_hourly_exactly_once_and_the_curs
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             pull()
-            if all(sum(t.messages for r in pulled[shop.account_id] for t in r.tenants)
-                   == sent[shop.account_id] for shop in shops):
+            if all(
+                sum(t.messages for r in pulled[shop.account_id] for t in r.tenants)
+                == sent[shop.account_id]
+                for shop in shops
+            ):
                 break
             time.sleep(0.2)
         time.sleep(1.0)
@@ -364,8 +449,11 @@ def test_two_replicas_report_to_billing_systems_hourly_exactly_once_and_the_curs
             assert len(by_hour) == 12
             assert all(r == list(range(1, len(r) + 1)) for r in by_hour.values())
         with server.db.read() as session:
-            rows = session.exec(select(UsageReport).where(UsageReport.account_id.in_(
-                [shop.account_id for shop in shops]))).all()
+            rows = session.exec(
+                select(UsageReport).where(
+                    UsageReport.account_id.in_([shop.account_id for shop in shops])
+                )
+            ).all()
         assert len(rows) == sum(len(pulled[shop.account_id]) for shop in shops)
     finally:
         other.close()
@@ -373,7 +461,8 @@ def test_two_replicas_report_to_billing_systems_hourly_exactly_once_and_the_curs
 
 
 def test_an_hour_that_cannot_be_reported_to_billing_systems_hourly_holds_back_no_other(
-        tmp_path) -> None:
+    tmp_path,
+) -> None:
     # The scheduler runs at start, then not for an hour: the test runs the job itself.
     with fresh_database(str(tmp_path)) as url:
         running = ServerThread(settings_for_tests(url, scheduler_interval_seconds=3600)).start()
@@ -395,9 +484,10 @@ def test_an_hour_that_cannot_be_reported_to_billing_systems_hourly_holds_back_no
                 account = session.get(Account, broken.account_id)
                 account.custom_terms_json = None
                 session.add(account)
-            assert hourly_reports.report_closed_hours(
-                running.db, now(), timedelta(seconds=300)) == 1
-            report, = all_reports(client, broken.account_id)
+            assert (
+                hourly_reports.report_closed_hours(running.db, now(), timedelta(seconds=300)) == 1
+            )
+            (report,) = all_reports(client, broken.account_id)
             assert tenants_of(report) == {broken.tenants[0]: (2, 0)}
         finally:
             client.close()
@@ -418,12 +508,20 @@ def test_a_page_of_reports_is_bounded_by_its_encoded_size(tmp_path) -> None:
             hour = hour_start(now() - timedelta(days=1))
             with server.db.write() as session:
                 for sequence in range(1, reports + 1):
-                    session.add(UsageReport(
-                        sequence=sequence, account_id=account_id,
-                        hour_us=round((hour + timedelta(hours=sequence)).timestamp() * 1e6),
-                        revision=1, period=Period.containing(hour).label, tenants_json=tenants,
-                        partners_json="[]", totals_json="{}", estimated_charges=Decimal(0),
-                        created_at=hour))
+                    session.add(
+                        UsageReport(
+                            sequence=sequence,
+                            account_id=account_id,
+                            hour_us=round((hour + timedelta(hours=sequence)).timestamp() * 1e6),
+                            revision=1,
+                            period=Period.containing(hour).label,
+                            tenants_json=tenants,
+                            partners_json="[]",
+                            totals_json="{}",
+                            estimated_charges=Decimal(0),
+                            created_at=hour,
+                        )
+                    )
                 head = session.get(UsageReportHead, 1)
                 head.sequence = reports
                 session.add(head)

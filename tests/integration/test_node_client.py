@@ -19,14 +19,23 @@ def node_client() -> Path:
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("Node.js is not installed")
     if not (NODE_DIR / "node_modules" / "@grpc" / "grpc-js").exists():
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=NODE_DIR,
-                       check=True, timeout=300, capture_output=True)
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--silent"],
+            cwd=NODE_DIR,
+            check=True,
+            timeout=300,
+            capture_output=True,
+        )
     return NODE_DIR / "client.js"
 
 
 def test_node_client_creates_streams_and_reads(node_client: Path, server: ServerThread) -> None:
-    result = subprocess.run(["node", str(node_client), server.target, TOKENS["admin"][0]],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["node", str(node_client), server.target, TOKENS["admin"][0]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["account_id"].startswith("acc_")

@@ -47,7 +47,8 @@ def malformed(method: MethodDescriptor) -> dict[str, bytes]:
     strings = [f for f in method.input_type.fields if f.type == FieldDescriptor.TYPE_STRING]
     if strings:
         payloads["invalid UTF-8 in " + strings[0].name] = (
-            tag(strings[0].number, 2) + b"\x04ab\xff\xfe")
+            tag(strings[0].number, 2) + b"\x04ab\xff\xfe"
+        )
     return payloads
 
 
@@ -71,8 +72,11 @@ def reflected_methods(target: str) -> list[MethodDescriptor]:
     with grpc.insecure_channel(target) as channel:
         database = ProtoReflectionDescriptorDatabase(channel)
         pool = descriptor_pool.DescriptorPool(database)
-        return [method for name in sorted(database.get_services())
-                for method in pool.FindServiceByName(name).methods]
+        return [
+            method
+            for name in sorted(database.get_services())
+            for method in pool.FindServiceByName(name).methods
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +86,12 @@ def methods(served: ServerThread) -> list[MethodDescriptor]:
     return found
 
 
-def send(channel: grpc.Channel, method: MethodDescriptor, messages: list[bytes],
-         metadata: list[tuple[str, str]]) -> grpc.StatusCode:
+def send(
+    channel: grpc.Channel,
+    method: MethodDescriptor,
+    messages: list[bytes],
+    metadata: list[tuple[str, str]],
+) -> grpc.StatusCode:
     """Send raw ``messages`` as ``method``'s requests; the call's status code."""
     path = f"/{method.containing_service.full_name}/{method.name}"
     try:
@@ -111,14 +119,18 @@ def send(channel: grpc.Channel, method: MethodDescriptor, messages: list[bytes],
 def test_reflection_lists_every_method_of_both_services(methods: list[MethodDescriptor]) -> None:
     from as2aas.billing.v1 import billing_service_pb2, usage_service_pb2
 
-    declared = {m.full_name for module in (billing_service_pb2, usage_service_pb2)
-                for service in module.DESCRIPTOR.services_by_name.values()
-                for m in service.methods}
+    declared = {
+        m.full_name
+        for module in (billing_service_pb2, usage_service_pb2)
+        for service in module.DESCRIPTOR.services_by_name.values()
+        for m in service.methods
+    }
     assert declared <= {m.full_name for m in methods}
 
 
 def test_bytes_that_do_not_decode_are_invalid_argument_on_every_method(
-        channel: grpc.Channel, methods: list[MethodDescriptor]) -> None:
+    channel: grpc.Channel, methods: list[MethodDescriptor]
+) -> None:
     for method in methods:
         for broken, raw in malformed(method).items():
             code = send(channel, method, [raw], ADMIN)
@@ -126,8 +138,7 @@ def test_bytes_that_do_not_decode_are_invalid_argument_on_every_method(
             assert code == expected, (method.full_name, broken, code)
 
 
-def test_bytes_that_do_not_decode_get_a_message_a_person_can_act_on(
-        channel: grpc.Channel) -> None:
+def test_bytes_that_do_not_decode_get_a_message_a_person_can_act_on(channel: grpc.Channel) -> None:
     call = channel.unary_unary("/as2aas.billing.v1.BillingService/CreateAccount")
     with pytest.raises(grpc.RpcError) as error:
         call(tag(1, 2) + b"\x02\xff\xfe", metadata=ADMIN, timeout=20)
@@ -138,7 +149,8 @@ def test_bytes_that_do_not_decode_get_a_message_a_person_can_act_on(
 
 
 def test_a_unary_method_called_without_a_request_message_is_invalid_argument(
-        channel: grpc.Channel) -> None:
+    channel: grpc.Channel,
+) -> None:
     call = channel.stream_unary("/as2aas.billing.v1.BillingService/ListPlans")
     with pytest.raises(grpc.RpcError) as error:
         call(iter([]), metadata=ADMIN, timeout=20)
@@ -147,7 +159,8 @@ def test_a_unary_method_called_without_a_request_message_is_invalid_argument(
 
 
 def test_undecodable_bytes_without_a_token_are_refused_as_unauthenticated(
-        channel: grpc.Channel, methods: list[MethodDescriptor]) -> None:
+    channel: grpc.Channel, methods: list[MethodDescriptor]
+) -> None:
     """The caller is known before anything is decoded."""
     for method in methods:
         if method.containing_service.full_name not in SERVICES:
@@ -158,8 +171,10 @@ def test_undecodable_bytes_without_a_token_are_refused_as_unauthenticated(
 
 def fuzz(channel: grpc.Channel, method: MethodDescriptor) -> None:
     """Random bytes as ``method``'s requests (one, or up to three on a stream)."""
-    @settings(max_examples=25, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+
+    @settings(
+        max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(st.lists(st.binary(max_size=64), min_size=1, max_size=3))
     def run(messages: list[bytes]) -> None:
         send(channel, method, messages if method.client_streaming else messages[:1], ADMIN)
@@ -168,7 +183,8 @@ def fuzz(channel: grpc.Channel, method: MethodDescriptor) -> None:
 
 
 def test_random_bytes_to_every_method_never_get_unknown_or_internal(
-        channel: grpc.Channel, methods: list[MethodDescriptor]) -> None:
+    channel: grpc.Channel, methods: list[MethodDescriptor]
+) -> None:
     for method in methods:
         fuzz(channel, method)
     list_plans = next(m for m in methods if m.name == "ListPlans")

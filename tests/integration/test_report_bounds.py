@@ -34,8 +34,9 @@ def huge(quiet: ServerThread) -> Iterator[tuple[Client, Shop]]:
     client = Client(quiet.target)
     shop = imported_shop(client, months_back=7)
     periods = months_back(6)
-    write_history(quiet, shop, {p: MAX_COUNTER for p in periods},
-                  {p: Decimal(10**13) for p in periods})
+    write_history(
+        quiet, shop, {p: MAX_COUNTER for p in periods}, {p: Decimal(10**13) for p in periods}
+    )
     yield client, shop
     client.close()
 
@@ -47,37 +48,53 @@ def refused(call, request) -> grpc.RpcError:  # type: ignore[no-untyped-def]
 
 
 def test_a_forecast_whose_sum_passes_a_money_is_failed_precondition_naming_months(
-        huge: tuple[Client, Shop]) -> None:
+    huge: tuple[Client, Shop],
+) -> None:
     client, shop = huge
-    months = client.usage.GetUsageForecast(upb.GetUsageForecastRequest(
-        account_id=shop.account_id, months=12), metadata=ADMIN).months
+    months = client.usage.GetUsageForecast(
+        upb.GetUsageForecastRequest(account_id=shop.account_id, months=12), metadata=ADMIN
+    ).months
     assert len(months) == 12 and all(m.charges.units > 10**17 for m in months)
-    error = refused(client.usage.GetUsageForecast, upb.GetUsageForecastRequest(
-        account_id=shop.account_id, months=36))
+    error = refused(
+        client.usage.GetUsageForecast,
+        upb.GetUsageForecastRequest(account_id=shop.account_id, months=36),
+    )
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error.details()
     assert "36 months" in error.details() and "(months)" in error.details()
 
 
 def test_compare_plans_over_a_horizon_whose_sum_passes_a_money_names_horizon_months(
-        huge: tuple[Client, Shop]) -> None:
+    huge: tuple[Client, Shop],
+) -> None:
     client, shop = huge
     period = months_back(1)[0].label
-    client.billing.ComparePlans(pb.ComparePlansRequest(
-        account_id=shop.account_id, period=period, horizon_months=12), metadata=ADMIN)
-    error = refused(client.billing.ComparePlans, pb.ComparePlansRequest(
-        account_id=shop.account_id, period=period, horizon_months=36))
+    client.billing.ComparePlans(
+        pb.ComparePlansRequest(account_id=shop.account_id, period=period, horizon_months=12),
+        metadata=ADMIN,
+    )
+    error = refused(
+        client.billing.ComparePlans,
+        pb.ComparePlansRequest(account_id=shop.account_id, period=period, horizon_months=36),
+    )
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error.details()
     assert "horizon_months" in error.details()
 
 
 def test_partner_utilization_whose_message_sum_passes_int64_names_the_range(
-        huge: tuple[Client, Shop]) -> None:
+    huge: tuple[Client, Shop],
+) -> None:
     client, shop = huge
     last = months_back(1)[0].label
-    one = client.billing.GetPartnerUtilization(pb.GetPartnerUtilizationRequest(
-        account_id=shop.account_id, start_period=last, end_period=last), metadata=ADMIN)
+    one = client.billing.GetPartnerUtilization(
+        pb.GetPartnerUtilizationRequest(
+            account_id=shop.account_id, start_period=last, end_period=last
+        ),
+        metadata=ADMIN,
+    )
     assert one.unpartnered_message_count == MAX_COUNTER
-    error = refused(client.billing.GetPartnerUtilization, pb.GetPartnerUtilizationRequest(
-        account_id=shop.account_id))
+    error = refused(
+        client.billing.GetPartnerUtilization,
+        pb.GetPartnerUtilizationRequest(account_id=shop.account_id),
+    )
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error.details()
     assert "int64" in error.details() and "start_period, end_period" in error.details()

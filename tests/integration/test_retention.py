@@ -46,9 +46,13 @@ GB = 10**9
 
 
 def purge_cli(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "billing_svc.cli", "purge", *args], text=True,
-                          capture_output=True, timeout=120,
-                          env={**os.environ, "BILLING_DATABASE_URL": url, **env})
+    return subprocess.run(
+        [sys.executable, "-m", "billing_svc.cli", "purge", *args],
+        text=True,
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "BILLING_DATABASE_URL": url, **env},
+    )
 
 
 def _now() -> datetime:
@@ -63,16 +67,22 @@ def _months_back(period: Period, months: int) -> Period:
 
 def _events(db: Database, account_id: str) -> dict[str, tuple]:
     with db.read() as session:
-        rows = session.execute(text(
-            f"SELECT {', '.join(EVENT_COLUMNS)} FROM usage_event WHERE account_id = :a"),
-            {"a": account_id}).all()
+        rows = session.execute(
+            text(f"SELECT {', '.join(EVENT_COLUMNS)} FROM usage_event WHERE account_id = :a"),
+            {"a": account_id},
+        ).all()
     return {row[0]: tuple(row) for row in rows}
 
 
 def _hourly_periods(db: Database, account_id: str) -> set[str]:
     with db.read() as session:
-        hours = session.execute(text("SELECT hour_us FROM usage_hourly WHERE account_id = :a"),
-                                {"a": account_id}).scalars().all()
+        hours = (
+            session.execute(
+                text("SELECT hour_us FROM usage_hourly WHERE account_id = :a"), {"a": account_id}
+            )
+            .scalars()
+            .all()
+        )
     return {Period.containing(datetime.fromtimestamp(h / 1e6, UTC)).label for h in hours}
 
 
@@ -82,7 +92,8 @@ def _count(db: Database, table) -> int:  # type: ignore[no-untyped-def]
 
 
 def test_purge_deletes_invoiced_old_usage_keeps_the_rest_and_refuses_it_ever_after(
-        tmp_path) -> None:
+    tmp_path,
+) -> None:
     now = _now()
     horizon = _months_back(Period.containing(now), 5)  # the first period the purge keeps
     retention_days = (now - horizon.start).days  # now - retention_days lies in that period
@@ -95,19 +106,29 @@ def test_purge_deletes_invoiced_old_usage_keeps_the_rest_and_refuses_it_ever_aft
         client = Client(server.target)
         try:
             shop = Shop(client, plan_id="startup", skip_trial=True, start_time=ts(old.start))
-            messages = [shop.message(f"old-{i}", 100, tenant=i % 2, at=old.start
-                                     + timedelta(days=3, hours=i)) for i in range(12)]
-            ack = shop.record([
-                *messages,
-                shop.storage("old-gauge-0a", 5, old.start + timedelta(days=1), tenant=0),
-                shop.storage("old-gauge-0b", 7, old.start + timedelta(days=10), tenant=0),
-                shop.storage("old-gauge-1", 3, old.start + timedelta(days=2), tenant=1),
-                *[shop.message(f"open-{i}", 10, at=uninvoiced.start + timedelta(days=2, hours=i))
-                  for i in range(5)],
-                shop.message("later-1", 10, at=later.start + timedelta(days=2)),
-                shop.storage("later-gauge-0", 2, later.start + timedelta(days=1), tenant=0),
-                shop.storage("later-gauge-1", 1, later.start + timedelta(days=3), tenant=1),
-            ])
+            messages = [
+                shop.message(
+                    f"old-{i}", 100, tenant=i % 2, at=old.start + timedelta(days=3, hours=i)
+                )
+                for i in range(12)
+            ]
+            ack = shop.record(
+                [
+                    *messages,
+                    shop.storage("old-gauge-0a", 5, old.start + timedelta(days=1), tenant=0),
+                    shop.storage("old-gauge-0b", 7, old.start + timedelta(days=10), tenant=0),
+                    shop.storage("old-gauge-1", 3, old.start + timedelta(days=2), tenant=1),
+                    *[
+                        shop.message(
+                            f"open-{i}", 10, at=uninvoiced.start + timedelta(days=2, hours=i)
+                        )
+                        for i in range(5)
+                    ],
+                    shop.message("later-1", 10, at=later.start + timedelta(days=2)),
+                    shop.storage("later-gauge-0", 2, later.start + timedelta(days=1), tenant=0),
+                    shop.storage("later-gauge-1", 1, later.start + timedelta(days=3), tenant=1),
+                ]
+            )
             assert (ack.accepted, list(ack.rejected)) == (23, [])
             close(client, shop.account_id, old)
             close(client, shop.account_id, later)
@@ -116,9 +137,13 @@ def test_purge_deletes_invoiced_old_usage_keeps_the_rest_and_refuses_it_ever_aft
             before = _events(server.db, shop.account_id)
 
             export = tmp_path / "purged.csv.gz"
-            purged = purge_cli(url, "--export", str(export),
-                               BILLING_USAGE_RETENTION_DAYS=str(retention_days),
-                               BILLING_HOURLY_ROLLUP_RETENTION_DAYS=str(retention_days))
+            purged = purge_cli(
+                url,
+                "--export",
+                str(export),
+                BILLING_USAGE_RETENTION_DAYS=str(retention_days),
+                BILLING_HOURLY_ROLLUP_RETENTION_DAYS=str(retention_days),
+            )
             assert purged.returncode == 0, purged.stderr
             after = _events(server.db, shop.account_id)
 
@@ -129,16 +154,21 @@ def test_purge_deletes_invoiced_old_usage_keeps_the_rest_and_refuses_it_ever_aft
             assert {e for e in after if e.startswith("old")} == {"old-gauge-0b", "old-gauge-1"}
             assert {e for e in before if not e.startswith("old")} <= set(after)
             lines = purged.stdout.splitlines()
-            assert f"purge horizon: {horizon.start:%Y-%m-%d} (usage before it is refused from " \
+            assert (
+                f"purge horizon: {horizon.start:%Y-%m-%d} (usage before it is refused from "
                 "now on)" in lines
-            assert f"usage events deleted: 13 from 1 invoiced periods, exported to {export}" \
-                in lines
+            )
+            assert (
+                f"usage events deleted: 13 from 1 invoiced periods, exported to {export}" in lines
+            )
             assert "storage readings kept (each tenant's last before the horizon): 2" in lines
             # Storage held makes the two months after it usage of their own (no events).
             kept = [uninvoiced, uninvoiced.next(), uninvoiced.next().next()]
-            assert lines[-3:] == [f"  {shop.account_id}\t{uninvoiced.label}\t50 messages",
-                                  f"  {shop.account_id}\t{kept[1].label}\t0 messages",
-                                  f"  {shop.account_id}\t{kept[2].label}\t0 messages"]
+            assert lines[-3:] == [
+                f"  {shop.account_id}\t{uninvoiced.label}\t50 messages",
+                f"  {shop.account_id}\t{kept[1].label}\t0 messages",
+                f"  {shop.account_id}\t{kept[2].label}\t0 messages",
+            ]
 
             # The export holds exactly the rows deleted, as they were stored.
             with gzip.open(export, "rt", newline="") as handle:
@@ -146,62 +176,77 @@ def test_purge_deletes_invoiced_old_usage_keeps_the_rest_and_refuses_it_ever_aft
             assert rows[0] == list(EVENT_COLUMNS)
             assert {row[0]: row for row in rows[1:]} == {
                 event_id: [str(int(v) if isinstance(v, bool) else v) for v in before[event_id]]
-                for event_id in deleted}
+                for event_id in deleted
+            }
 
             # Counters, hourly roll-ups of open and young periods, the audit trail: kept.
             assert shop.monthly(old).total_messages == old_messages == 1200
-            assert _hourly_periods(server.db, shop.account_id) == {
-                uninvoiced.label, later.label}
+            assert _hourly_periods(server.db, shop.account_id) == {uninvoiced.label, later.label}
             assert _count(server.db, AuditRecord) == audit_before
 
             # Resent, or new, and older than the horizon: refused as outside retention, whatever
             # the server's 400 days say; nothing counts twice.
-            again = shop.record([messages[0], shop.message("open-0", 10, at=uninvoiced.start
-                                                           + timedelta(days=2)),
-                                 shop.message("new-old", 1, at=old.start + timedelta(days=5))])
+            again = shop.record(
+                [
+                    messages[0],
+                    shop.message("open-0", 10, at=uninvoiced.start + timedelta(days=2)),
+                    shop.message("new-old", 1, at=old.start + timedelta(days=5)),
+                ]
+            )
             assert again.accepted == again.duplicates == 0
             assert [r.reason for r in again.rejected] == [
                 f"occurred_at is before {horizon.start:%Y-%m-%dT%H:%M:%SZ}, outside retention: "
-                "usage that old was purged (billing-svc purge) and is never counted again"] * 3
+                "usage that old was purged (billing-svc purge) and is never counted again"
+            ] * 3
             assert shop.monthly(old).total_messages == 1200
             assert shop.monthly(uninvoiced).total_messages == 50
 
             # A purged period cannot be re-rated; a later one still can, from the kept readings.
             try:
-                client.billing.ReconcilePeriod(pb.ReconcilePeriodRequest(
-                    account_id=shop.account_id, period=old.label), metadata=READER)
+                client.billing.ReconcilePeriod(
+                    pb.ReconcilePeriodRequest(account_id=shop.account_id, period=old.label),
+                    metadata=READER,
+                )
                 raise AssertionError("a purged period was reconciled")
             except grpc.RpcError as error:
                 assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
                 assert "raw usage events were purged" in error.details()
                 assert "its invoice stands as issued" in error.details()
-            assert client.billing.ReconcilePeriod(pb.ReconcilePeriodRequest(
-                account_id=shop.account_id, period=later.label), metadata=READER).matches
+            assert client.billing.ReconcilePeriod(
+                pb.ReconcilePeriodRequest(account_id=shop.account_id, period=later.label),
+                metadata=READER,
+            ).matches
 
             # An out-of-order reading after the horizon recomputes from the kept one: tenant 0
             # held 7 GB (read in the purged period) until this 4 GB reading, 15 days in.
-            ack = shop.record([shop.storage("late-gauge", 4, storage_month.start
-                                            + timedelta(days=15), tenant=0)])
+            ack = shop.record(
+                [shop.storage("late-gauge", 4, storage_month.start + timedelta(days=15), tenant=0)]
+            )
             assert ack.accepted == 1
             days = storage_month.seconds // 86_400
-            tenants = {t.tenant_id: Decimal(t.storage_gb_months)
-                       for t in shop.monthly(storage_month).tenant_breakdown}
-            assert tenants[shop.tenants[0]] == (Decimal(7 * 15 + 4 * (days - 15)) / days
-                                                ).quantize(Decimal("1e-9"), ROUND_HALF_UP)
+            tenants = {
+                t.tenant_id: Decimal(t.storage_gb_months)
+                for t in shop.monthly(storage_month).tenant_breakdown
+            }
+            assert tenants[shop.tenants[0]] == (Decimal(7 * 15 + 4 * (days - 15)) / days).quantize(
+                Decimal("1e-9"), ROUND_HALF_UP
+            )
             assert tenants[shop.tenants[1]] == 3
 
             # Purging again finds nothing more, and keeps listing the uninvoiced period.
             repeat = retention.purge(server.db, RetentionPolicy(usage_days=retention_days), now)
             assert (repeat.usage_events, repeat.periods_purged) == (0, [])
             assert [(k.account_id, k.period) for k in repeat.uninvoiced] == [
-                (shop.account_id, period.label) for period in kept]
+                (shop.account_id, period.label) for period in kept
+            ]
         finally:
             client.close()
             server.stop()
 
 
 def test_purge_keeps_everything_younger_than_its_window_and_every_pending_delivery(
-        tmp_path) -> None:
+    tmp_path,
+) -> None:
     now = _now()
     with fresh_database(str(tmp_path)) as url:
         db = Database(url)
@@ -209,49 +254,87 @@ def test_purge_keeps_everything_younger_than_its_window_and_every_pending_delive
         old, young = now - timedelta(days=91), now - timedelta(days=89)
         with db.write() as session:
             for event_id, created, fanned_out, statuses in (
-                    ("evt_old_delivered", old, True, ["delivered", "failed"]),
-                    ("evt_old_failed", old, True, ["failed"]),
-                    ("evt_old_no_endpoint", old, True, []),
-                    ("evt_old_pending", old, True, ["delivered", "pending"]),
-                    ("evt_old_not_fanned_out", old, False, []),
-                    ("evt_young_delivered", young, True, ["delivered"])):
-                session.add(OutboxEvent(event_id=event_id, account_id="acc_1", type="billing.x",
-                                        body="{}", occurred_at=created, created_at=created,
-                                        fanned_out=fanned_out))
+                ("evt_old_delivered", old, True, ["delivered", "failed"]),
+                ("evt_old_failed", old, True, ["failed"]),
+                ("evt_old_no_endpoint", old, True, []),
+                ("evt_old_pending", old, True, ["delivered", "pending"]),
+                ("evt_old_not_fanned_out", old, False, []),
+                ("evt_young_delivered", young, True, ["delivered"]),
+            ):
+                session.add(
+                    OutboxEvent(
+                        event_id=event_id,
+                        account_id="acc_1",
+                        type="billing.x",
+                        body="{}",
+                        occurred_at=created,
+                        created_at=created,
+                        fanned_out=fanned_out,
+                    )
+                )
                 for n, status in enumerate(statuses):
-                    delivery = WebhookDelivery(event_id=event_id, endpoint_id=f"we_{n}",
-                                               status=status, attempts=1, next_attempt_at=created,
-                                               created_at=created)
+                    delivery = WebhookDelivery(
+                        event_id=event_id,
+                        endpoint_id=f"we_{n}",
+                        status=status,
+                        attempts=1,
+                        next_attempt_at=created,
+                        created_at=created,
+                    )
                     session.add(delivery)
                     session.flush()
-                    session.add(WebhookAttempt(delivery_id=delivery.id, event_id=event_id,
-                                               endpoint_id=f"we_{n}", attempt_number=1,
-                                               attempted_at=created, status_code=500))
+                    session.add(
+                        WebhookAttempt(
+                            delivery_id=delivery.id,
+                            event_id=event_id,
+                            endpoint_id=f"we_{n}",
+                            attempt_number=1,
+                            attempted_at=created,
+                            status_code=500,
+                        )
+                    )
             for request_id, days in (("r-old", 31), ("r-young", 29)):
-                session.add(IdempotencyRecord(
-                    token_id="tok_1", method="CreateAccount", request_id=request_id,
-                    caller="c", fingerprint="f", result_id="acc_1",
-                    created_at=now - timedelta(days=days)))
-            session.execute(text(
-                "INSERT INTO usage_hourly (account_id, hour_us, tenant_id, partner_id, kind, "
-                "messages, storage_bytes_max) VALUES ('acc_1', 0, 'ten_1', '', 1, 5, 0)"))
+                session.add(
+                    IdempotencyRecord(
+                        token_id="tok_1",
+                        method="CreateAccount",
+                        request_id=request_id,
+                        caller="c",
+                        fingerprint="f",
+                        result_id="acc_1",
+                        created_at=now - timedelta(days=days),
+                    )
+                )
+            session.execute(
+                text(
+                    "INSERT INTO usage_hourly (account_id, hour_us, tenant_id, partner_id, kind, "
+                    "messages, storage_bytes_max) VALUES ('acc_1', 0, 'ten_1', '', 1, 5, 0)"
+                )
+            )
 
         summary = retention.purge(db, RetentionPolicy(), now)
 
         with db.read() as session:
             events = set(session.exec(select(OutboxEvent.event_id)).all())
-            deliveries = session.exec(select(WebhookDelivery.event_id,
-                                             WebhookDelivery.status)).all()
+            deliveries = session.exec(
+                select(WebhookDelivery.event_id, WebhookDelivery.status)
+            ).all()
             attempts = session.exec(select(WebhookAttempt.event_id)).all()
             requests = set(session.exec(select(IdempotencyRecord.request_id)).all())
         assert events == {"evt_old_pending", "evt_old_not_fanned_out", "evt_young_delivered"}
-        assert sorted(deliveries) == [("evt_old_pending", "delivered"),
-                                      ("evt_old_pending", "pending"),
-                                      ("evt_young_delivered", "delivered")]
+        assert sorted(deliveries) == [
+            ("evt_old_pending", "delivered"),
+            ("evt_old_pending", "pending"),
+            ("evt_young_delivered", "delivered"),
+        ]
         assert sorted(attempts) == ["evt_old_pending", "evt_old_pending", "evt_young_delivered"]
         assert requests == {"r-young"}
-        assert (summary.outbox_events, summary.deliveries, summary.attempts,
-                summary.idempotency_records) == (3, 3, 3, 1)
+        assert (
+            summary.outbox_events,
+            summary.deliveries,
+            summary.attempts,
+            summary.idempotency_records,
+        ) == (3, 3, 3, 1)
         # An hourly roll-up of a period never invoiced stays, however old.
         assert summary.hourly_rollups == 0
         # Every chunk holds SQLite's write lock briefly (the budget is ~50 ms; tests are slower).
@@ -261,15 +344,23 @@ def test_purge_keeps_everything_younger_than_its_window_and_every_pending_delive
 
 def test_the_scheduler_purges(tmp_path) -> None:
     with fresh_database(str(tmp_path)) as url:
-        server = ServerThread(settings_for_tests(url, purge_interval_seconds=0.2,
-                                                 idempotency_retention_days=1)).start()
+        server = ServerThread(
+            settings_for_tests(url, purge_interval_seconds=0.2, idempotency_retention_days=1)
+        ).start()
         try:
             with server.db.write() as session:
                 for request_id, hours in (("r-old", 25), ("r-young", 23)):
-                    session.add(IdempotencyRecord(
-                        token_id="tok_1", method="CreateAccount", request_id=request_id,
-                        caller="c", fingerprint="f", result_id="acc_1",
-                        created_at=_now() - timedelta(hours=hours)))
+                    session.add(
+                        IdempotencyRecord(
+                            token_id="tok_1",
+                            method="CreateAccount",
+                            request_id=request_id,
+                            caller="c",
+                            fingerprint="f",
+                            result_id="acc_1",
+                            created_at=_now() - timedelta(hours=hours),
+                        )
+                    )
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 with server.db.read() as session:
@@ -283,19 +374,40 @@ def test_the_scheduler_purges(tmp_path) -> None:
             server.stop()
 
 
-def _account_with_periods(db: Database, invoiced: list[Period], others: list[Period],
-                          now: datetime) -> None:
+def _account_with_periods(
+    db: Database, invoiced: list[Period], others: list[Period], now: datetime
+) -> None:
     first = min(invoiced + others)
     with db.write() as session:
-        session.add(Account(account_id="acc_1", customer_id="cus_1", subscription_id="sub_1",
-                            name="A", plan_id="startup", billing_interval="monthly",
-                            status="active", created_at=first.start, registered_at=first.start,
-                            updated_at=first.start))
+        session.add(
+            Account(
+                account_id="acc_1",
+                customer_id="cus_1",
+                subscription_id="sub_1",
+                name="A",
+                plan_id="startup",
+                billing_interval="monthly",
+                status="active",
+                created_at=first.start,
+                registered_at=first.start,
+                updated_at=first.start,
+            )
+        )
         session.flush()
         for n, period in enumerate(invoiced):
-            session.add(Invoice(invoice_id=f"inv_{n}", account_id="acc_1", period=period.label,
-                                status="paid", subtotal=Decimal(0), total=Decimal(0),
-                                lines_json="[]", tenant_breakdown_json="[]", created_at=now))
+            session.add(
+                Invoice(
+                    invoice_id=f"inv_{n}",
+                    account_id="acc_1",
+                    period=period.label,
+                    status="paid",
+                    subtotal=Decimal(0),
+                    total=Decimal(0),
+                    lines_json="[]",
+                    tenant_breakdown_json="[]",
+                    created_at=now,
+                )
+            )
         for period in invoiced + others:
             session.add(UsagePeriod(account_id="acc_1", period=period.label, messages=1))
 
@@ -305,9 +417,18 @@ def _add_events(db: Database, events: list[tuple[str, int, int, datetime]]) -> N
     with db.write() as session:
         for event_id, kind, quantity, at in events:
             at_us = round(at.timestamp() * 1e6)
-            session.add(UsageEvent(account_id="acc_1", event_id=event_id, tenant_id="ten_1",
-                                   kind=kind, quantity=quantity, occurred_at_us=at_us,
-                                   period=Period.containing(at).label, received_at_us=at_us))
+            session.add(
+                UsageEvent(
+                    account_id="acc_1",
+                    event_id=event_id,
+                    tenant_id="ten_1",
+                    kind=kind,
+                    quantity=quantity,
+                    occurred_at_us=at_us,
+                    period=Period.containing(at).label,
+                    received_at_us=at_us,
+                )
+            )
 
 
 def test_a_period_kept_between_purged_ones_keeps_the_reading_it_starts_from(tmp_path) -> None:
@@ -318,12 +439,17 @@ def test_a_period_kept_between_purged_ones_keeps_the_reading_it_starts_from(tmp_
         db = Database(url)
         upgrade(db)
         _account_with_periods(db, [first, third], [kept], now)
-        _add_events(db, [("g1", 2, 2 * GB, first.start + timedelta(days=1)),
-                         ("g2", 2, 5 * GB, first.start + timedelta(days=9)),
-                         ("m1", 1, 1, first.start + timedelta(days=2)),
-                         ("m2", 1, 1, kept.start + timedelta(days=2)),
-                         ("g3", 2, 7 * GB, third.start + timedelta(days=3)),
-                         ("g4", 2, 1 * GB, third.start + timedelta(days=1))])
+        _add_events(
+            db,
+            [
+                ("g1", 2, 2 * GB, first.start + timedelta(days=1)),
+                ("g2", 2, 5 * GB, first.start + timedelta(days=9)),
+                ("m1", 1, 1, first.start + timedelta(days=2)),
+                ("m2", 1, 1, kept.start + timedelta(days=2)),
+                ("g3", 2, 7 * GB, third.start + timedelta(days=3)),
+                ("g4", 2, 1 * GB, third.start + timedelta(days=1)),
+            ],
+        )
         summary = retention.purge(db, RetentionPolicy(usage_days=120), now)
         # g2 sets the kept period's starting level, g3 the horizon's: both stay.
         assert set(_events(db, "acc_1")) == {"g2", "m2", "g3"}
@@ -353,8 +479,11 @@ def test_a_purge_waits_for_the_ingestion_groups_in_flight(tmp_path) -> None:
         group.start()
         assert held.wait(10)
         summaries: list[retention.PurgeSummary] = []
-        purge = threading.Thread(target=lambda: summaries.append(
-            retention.purge(db, RetentionPolicy(usage_days=120), now)))
+        purge = threading.Thread(
+            target=lambda: summaries.append(
+                retention.purge(db, RetentionPolicy(usage_days=120), now)
+            )
+        )
         purge.start()
         time.sleep(1.0)
         try:
@@ -381,7 +510,8 @@ def test_usage_event_table_is_what_the_export_names() -> None:
 
 
 def test_hourly_reports_go_with_their_hours_but_the_latest_revision_of_kept_roll_ups(
-        tmp_path) -> None:
+    tmp_path,
+) -> None:
     now = _now()
     current = Period.containing(now)
     old, uninvoiced, young = _months_back(current, 9), _months_back(current, 8), current.previous()
@@ -391,36 +521,65 @@ def test_hourly_reports_go_with_their_hours_but_the_latest_revision_of_kept_roll
         return round((period.start + timedelta(days=1)).timestamp() * 1e6)
 
     # (account, hour, revisions, has roll-ups): sequences are given out in this order.
-    hours = [("acc_1", at(old), 2, True),  # invoiced: the roll-ups go, then every revision
-             ("acc_1", at(uninvoiced), 3, True),  # roll-ups kept: the latest revision stays
-             ("acc_1", at(uninvoiced) + hour, 1, False),  # no roll-ups: nothing to revise
-             ("acc_1", at(young), 2, True),  # younger than the window: all stay
-             ("acc_1", at(young) + hour, 1, False),
-             ("acc_clk", at(old), 2, False)]  # a test clock's hours are on its own time
+    hours = [
+        ("acc_1", at(old), 2, True),  # invoiced: the roll-ups go, then every revision
+        ("acc_1", at(uninvoiced), 3, True),  # roll-ups kept: the latest revision stays
+        ("acc_1", at(uninvoiced) + hour, 1, False),  # no roll-ups: nothing to revise
+        ("acc_1", at(young), 2, True),  # younger than the window: all stay
+        ("acc_1", at(young) + hour, 1, False),
+        ("acc_clk", at(old), 2, False),
+    ]  # a test clock's hours are on its own time
     with fresh_database(str(tmp_path)) as url:
         db = Database(url)
         upgrade(db)
         _account_with_periods(db, [old, young], [uninvoiced], now)
         sequence = 0
         with db.write() as session:
-            session.add(Account(account_id="acc_clk", customer_id="cus_clk",
-                                subscription_id="sub_clk", name="C", plan_id="startup",
-                                billing_interval="monthly", status="active", created_at=old.start,
-                                registered_at=old.start, updated_at=old.start,
-                                test_clock_id="clk_1"))
+            session.add(
+                Account(
+                    account_id="acc_clk",
+                    customer_id="cus_clk",
+                    subscription_id="sub_clk",
+                    name="C",
+                    plan_id="startup",
+                    billing_interval="monthly",
+                    status="active",
+                    created_at=old.start,
+                    registered_at=old.start,
+                    updated_at=old.start,
+                    test_clock_id="clk_1",
+                )
+            )
             for account_id, hour_us, revisions, rollups in hours:
                 if rollups:
-                    session.add(UsageHourly(account_id=account_id, hour_us=hour_us,
-                                            tenant_id="ten_1", partner_id="", kind=1, messages=5))
+                    session.add(
+                        UsageHourly(
+                            account_id=account_id,
+                            hour_us=hour_us,
+                            tenant_id="ten_1",
+                            partner_id="",
+                            kind=1,
+                            messages=5,
+                        )
+                    )
                 for revision in range(1, revisions + 1):
                     sequence += 1
-                    session.add(UsageReport(
-                        sequence=sequence, account_id=account_id, hour_us=hour_us,
-                        revision=revision, period=Period.containing(
-                            datetime.fromtimestamp(hour_us / 1e6, UTC)).label,
-                        tenants_json="[]", partners_json="[]", totals_json="{}",
-                        estimated_charges=Decimal(0),
-                        created_at=datetime.fromtimestamp(hour_us / 1e6, UTC)))
+                    session.add(
+                        UsageReport(
+                            sequence=sequence,
+                            account_id=account_id,
+                            hour_us=hour_us,
+                            revision=revision,
+                            period=Period.containing(
+                                datetime.fromtimestamp(hour_us / 1e6, UTC)
+                            ).label,
+                            tenants_json="[]",
+                            partners_json="[]",
+                            totals_json="{}",
+                            estimated_charges=Decimal(0),
+                            created_at=datetime.fromtimestamp(hour_us / 1e6, UTC),
+                        )
+                    )
             head = session.get(UsageReportHead, 1)
             head.sequence = sequence
             session.add(head)
@@ -429,13 +588,20 @@ def test_hourly_reports_go_with_their_hours_but_the_latest_revision_of_kept_roll
         summary = retention.purge(db, policy, now)
 
         with db.read() as session:
-            left = session.exec(select(UsageReport.account_id, UsageReport.hour_us,
-                                       UsageReport.revision)).all()
+            left = session.exec(
+                select(UsageReport.account_id, UsageReport.hour_us, UsageReport.revision)
+            ).all()
             assert session.get(UsageReportHead, 1).sequence == sequence
-        assert sorted(left) == sorted([("acc_1", at(uninvoiced), 3),
-                                       ("acc_1", at(young), 1), ("acc_1", at(young), 2),
-                                       ("acc_1", at(young) + hour, 1),
-                                       ("acc_clk", at(old), 1), ("acc_clk", at(old), 2)])
+        assert sorted(left) == sorted(
+            [
+                ("acc_1", at(uninvoiced), 3),
+                ("acc_1", at(young), 1),
+                ("acc_1", at(young), 2),
+                ("acc_1", at(young) + hour, 1),
+                ("acc_clk", at(old), 1),
+                ("acc_clk", at(old), 2),
+            ]
+        )
         assert summary.usage_reports == 2 + 2 + 1 and summary.hourly_rollups == 1
         assert retention.purge(db, policy, now).usage_reports == 0
         db.dispose()

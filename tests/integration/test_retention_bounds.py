@@ -19,7 +19,8 @@ from tests.support import Client, ServerThread, fresh_database, settings_for_tes
 
 
 def test_a_purge_with_every_retention_at_its_longest_deletes_nothing_and_completes(
-        tmp_path) -> None:  # type: ignore[no-untyped-def]
+    tmp_path,
+) -> None:  # type: ignore[no-untyped-def]
     policy = RetentionPolicy(*[MAX_RETENTION_DAYS] * 4)
     with fresh_database(str(tmp_path)) as url:
         db = Database(url)
@@ -33,7 +34,8 @@ def test_a_purge_with_every_retention_at_its_longest_deletes_nothing_and_complet
 
 
 def test_hourly_rollups_kept_shorter_than_usage_never_make_a_late_revision_negative(
-        tmp_path) -> None:  # type: ignore[no-untyped-def]
+    tmp_path,
+) -> None:  # type: ignore[no-untyped-def]
     """BILLING_HOURLY_ROLLUP_RETENTION_DAYS below BILLING_USAGE_RETENTION_DAYS: an invoiced
     period's roll-ups stay while its late events may still come, so the hourly report of a late
     event is its own count (it was once that count minus all reported before: 4 - 5 = -1)."""
@@ -45,13 +47,13 @@ def test_hourly_rollups_kept_shorter_than_usage_never_make_a_late_revision_negat
             old = Period.containing(now()).previous().previous()
             hour = old.start + timedelta(days=2)
             shop.record([shop.message("a", 5, at=hour + timedelta(minutes=1))])
-            first, = wait_reports(client, shop.account_id, 1)
+            (first,) = wait_reports(client, shop.account_id, 1)
             close(client, shop.account_id, old)
-            summary = retention.purge(server.db, RetentionPolicy(400, 90, 30, 1),
-                                      datetime.now(UTC))
+            summary = retention.purge(server.db, RetentionPolicy(400, 90, 30, 1), datetime.now(UTC))
             assert summary.complete and summary.hourly_rollups == 0
-            ack = shop.record([shop.message("late", 4, at=hour + timedelta(minutes=9))],
-                              batch_id="late")
+            ack = shop.record(
+                [shop.message("late", 4, at=hour + timedelta(minutes=9))], batch_id="late"
+            )
             assert ack.accepted == 1
             _, second = wait_reports(client, shop.account_id, 2)
             assert (second.revision, second.hour) == (2, first.hour)
@@ -61,8 +63,7 @@ def test_hourly_rollups_kept_shorter_than_usage_never_make_a_late_revision_negat
             server.stop()
 
 
-def test_an_hour_still_to_be_reported_keeps_its_rollups_through_a_purge(
-        tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_an_hour_still_to_be_reported_keeps_its_rollups_through_a_purge(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A late event accepted just before the purge horizon moved past its period: the hour is
     reported from its roll-ups (its own count), and only the next purge takes them. Deleted
     first, the report was everything reported before, negated (0 - 5)."""
@@ -76,8 +77,7 @@ def test_an_hour_still_to_be_reported_keeps_its_rollups_through_a_purge(
             hour = old.start + timedelta(days=2)
             shop.record([shop.message("a", 5, at=hour + timedelta(minutes=1))])
             assert hourly_reports.report_closed_hours(server.db, now(), timedelta(0)) == 1
-            shop.record([shop.message("late", 4, at=hour + timedelta(minutes=9))],
-                        batch_id="late")
+            shop.record([shop.message("late", 4, at=hour + timedelta(minutes=9))], batch_id="late")
             close(client, shop.account_id, old)
             # One day of raw usage: the horizon moves to this period's start, past `old`.
             policy = RetentionPolicy(1, 90, 30, 1)

@@ -66,18 +66,33 @@ def seed(tmp_path_factory: pytest.TempPathFactory, pki: dict[str, Path]) -> Iter
         pytest.skip("Node.js is not installed")
     with fresh_database(str(tmp_path_factory.mktemp("seed"))) as url:
         seed_database_tokens(url)
-        server = ServerThread(settings_for_tests(
-            url, auth_tokens="", http_listen="127.0.0.1:0", tls_cert_file=str(pki["server_cert"]),
-            tls_key_file=str(pki["server_key"]))).start()
+        server = ServerThread(
+            settings_for_tests(
+                url,
+                auth_tokens="",
+                http_listen="127.0.0.1:0",
+                tls_cert_file=str(pki["server_cert"]),
+                tls_key_file=str(pki["server_key"]),
+            )
+        ).start()
         try:
             client = TlsClient(server.target, pki["ca"])
             # Business from the first instant of the month, no trial: the estimate is $299.00.
-            shop = Shop(client, plan_id="business", skip_trial=True,
-                        start_time=ts(Period.containing(datetime.now(UTC)).start))
+            shop = Shop(
+                client,
+                plan_id="business",
+                skip_trial=True,
+                start_time=ts(Period.containing(datetime.now(UTC)).start),
+            )
             operator = RequestContext(Caller("operator", frozenset({"admin"})))
             # The seed's pk_live_ key: one account's, so the call names no account.
-            api_key = tokens.create_token(server.db, operator, name="pk_live_budget",
-                                          scopes=["usage:read"], account_id=shop.account_id)
+            api_key = tokens.create_token(
+                server.db,
+                operator,
+                name="pk_live_budget",
+                scopes=["usage:read"],
+                account_id=shop.account_id,
+            )
             base_url = f"https://127.0.0.1:{server.server.http_port}"
             _until_accepted(base_url, api_key, pki["ca"])
             yield Seed(base_url, shop, api_key, pki["ca"])
@@ -91,7 +106,8 @@ class TlsClient(Client):
 
     def __init__(self, target: str, ca_file: Path) -> None:
         self.channel = grpc.secure_channel(
-            target, grpc.ssl_channel_credentials(root_certificates=ca_file.read_bytes()))
+            target, grpc.ssl_channel_credentials(root_certificates=ca_file.read_bytes())
+        )
         self.billing = billing_grpc.BillingServiceStub(self.channel)
         self.usage = usage_grpc.UsageServiceStub(self.channel)
 
@@ -100,8 +116,12 @@ def _until_accepted(base_url: str, api_key: str, ca_file: Path) -> None:
     """Database tokens are in force on a server within about a second of their creation."""
     trust = ssl.create_default_context(cafile=str(ca_file))
     for _ in range(100):
-        response = httpx.get(f"{base_url}/v1/billing/usage/current", timeout=10, verify=trust,
-                             headers={"Authorization": f"Bearer {api_key}"})
+        response = httpx.get(
+            f"{base_url}/v1/billing/usage/current",
+            timeout=10,
+            verify=trust,
+            headers={"Authorization": f"Bearer {api_key}"},
+        )
         if response.status_code == 200:
             return
         time.sleep(0.1)
@@ -110,8 +130,13 @@ def _until_accepted(base_url: str, api_key: str, ca_file: Path) -> None:
 
 def check_daily_usage(seed: Seed, limit: str) -> dict[str, Any]:
     environment = {**os.environ, "NODE_EXTRA_CA_CERTS": str(seed.ca_file)}
-    result = subprocess.run(["node", str(SCRIPT), seed.base_url, seed.api_key, limit],
-                            capture_output=True, text=True, timeout=60, env=environment)
+    result = subprocess.run(
+        ["node", str(SCRIPT), seed.base_url, seed.api_key, limit],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -119,7 +144,8 @@ def check_daily_usage(seed: Seed, limit: str) -> dict[str, Any]:
 def test_the_script_is_the_seeds_code_but_for_the_base_url() -> None:
     expected = SEED_CHECK_DAILY_USAGE.replace(
         "'https://api.as2aas.com/v1/billing/usage/current'",
-        "BASE_URL + '/v1/billing/usage/current'")
+        "BASE_URL + '/v1/billing/usage/current'",
+    )
     assert expected in SCRIPT.read_text()
 
 
@@ -129,7 +155,8 @@ def test_the_seeds_budget_check_alerts_only_above_the_limit(seed: Seed) -> None:
     assert under["alerts"] == []
     assert check_daily_usage(seed, "299")["alerts"] == []  # "exceeds": equal is not above
     assert check_daily_usage(seed, "298.99")["alerts"] == [
-        {"estimated_charges": 299, "limit": 298.99}]
+        {"estimated_charges": 299, "limit": 298.99}
+    ]
 
     # 100 messages beyond the 25,000 included, at $0.03: $302.00 now exceeds a $300 budget.
     seed.shop.record([seed.shop.message("budget-1", quantity=25_100)])

@@ -29,17 +29,21 @@ from tests.support import (
 )
 
 
-@pytest.mark.parametrize(("metadata", "code"), [
-    ([], grpc.StatusCode.UNAUTHENTICATED),
-    ([("authorization", "Bearer wrong")], grpc.StatusCode.UNAUTHENTICATED),
-    ([("authorization", "Basic dG9rLWFkbWlu")], grpc.StatusCode.UNAUTHENTICATED),
-    (READER, grpc.StatusCode.PERMISSION_DENIED),
-    (auth("producer"), grpc.StatusCode.PERMISSION_DENIED),
-])
+@pytest.mark.parametrize(
+    ("metadata", "code"),
+    [
+        ([], grpc.StatusCode.UNAUTHENTICATED),
+        ([("authorization", "Bearer wrong")], grpc.StatusCode.UNAUTHENTICATED),
+        ([("authorization", "Basic dG9rLWFkbWlu")], grpc.StatusCode.UNAUTHENTICATED),
+        (READER, grpc.StatusCode.PERMISSION_DENIED),
+        (auth("producer"), grpc.StatusCode.PERMISSION_DENIED),
+    ],
+)
 def test_create_account_auth_matrix(client: Client, metadata: list, code: grpc.StatusCode) -> None:
     with pytest.raises(grpc.RpcError) as error:
-        client.billing.CreateAccount(pb.CreateAccountRequest(name="A", plan_id="startup"),
-                                     metadata=metadata)
+        client.billing.CreateAccount(
+            pb.CreateAccountRequest(name="A", plan_id="startup"), metadata=metadata
+        )
     assert error.value.code() == code
 
 
@@ -69,20 +73,27 @@ def test_each_scope_opens_only_its_rpcs(client: Client) -> None:
 
 def test_health_and_reflection_need_no_token(client: Client) -> None:
     health = health_pb2_grpc.HealthStub(client.channel)
-    assert health.Check(health_pb2.HealthCheckRequest()).status == \
-        health_pb2.HealthCheckResponse.SERVING
-    assert health.Check(health_pb2.HealthCheckRequest(
-        service="as2aas.billing.v1.BillingService")).status == \
-        health_pb2.HealthCheckResponse.SERVING
+    assert (
+        health.Check(health_pb2.HealthCheckRequest()).status
+        == health_pb2.HealthCheckResponse.SERVING
+    )
+    assert (
+        health.Check(
+            health_pb2.HealthCheckRequest(service="as2aas.billing.v1.BillingService")
+        ).status
+        == health_pb2.HealthCheckResponse.SERVING
+    )
     stub = reflection_pb2_grpc.ServerReflectionStub(client.channel)
-    responses = stub.ServerReflectionInfo(iter([
-        reflection_pb2.ServerReflectionRequest(list_services="")]))
+    responses = stub.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+    )
     names = {s.name for r in responses for s in r.list_services_response.service}
     assert {"as2aas.billing.v1.BillingService", "as2aas.billing.v1.UsageService"} <= names
 
 
 def test_first_start_without_tokens_creates_one_admin_token_and_keeps_only_its_hash(
-        tmp_path, capfd: pytest.CaptureFixture[str]) -> None:
+    tmp_path, capfd: pytest.CaptureFixture[str]
+) -> None:
     with fresh_database(str(tmp_path)) as url:
         first = ServerThread(settings_for_tests(url, auth_tokens="")).start()
         printed = capfd.readouterr().err
@@ -93,12 +104,14 @@ def test_first_start_without_tokens_creates_one_admin_token_and_keeps_only_its_h
             with pytest.raises(grpc.RpcError) as error:
                 client.billing.ListPlans(pb.ListPlansRequest(), metadata=ADMIN)
             assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
-            client.billing.ListPlans(pb.ListPlansRequest(),
-                                     metadata=[("authorization", f"Bearer {token}")])
+            client.billing.ListPlans(
+                pb.ListPlansRequest(), metadata=[("authorization", f"Bearer {token}")]
+            )
             with first.db.read() as session:
                 rows = session.exec(select(ApiToken)).all()
             assert [(r.name, r.token_sha256) for r in rows] == [
-                ("admin", hashlib.sha256(token.encode()).hexdigest())]
+                ("admin", hashlib.sha256(token.encode()).hexdigest())
+            ]
         finally:
             client.close()
             first.stop()
@@ -115,16 +128,21 @@ def test_serve_logs_one_json_line_per_rpc_and_exits_0_on_sigterm(tmp_path) -> No
         service = ServiceProcess(url, BILLING_SHUTDOWN_GRACE_SECONDS="5").start()
         client = Client(service.target)
         try:
-            account = client.billing.CreateAccount(pb.CreateAccountRequest(
-                name="Log Co", plan_id="startup", request_id="req-log-1"),
-                metadata=auth("writer")).account
+            account = client.billing.CreateAccount(
+                pb.CreateAccountRequest(name="Log Co", plan_id="startup", request_id="req-log-1"),
+                metadata=auth("writer"),
+            ).account
             with pytest.raises(grpc.RpcError):
-                client.billing.GetAccountBilling(pb.GetAccountBillingRequest(
-                    account_id="acc_missing"), metadata=READER)
+                client.billing.GetAccountBilling(
+                    pb.GetAccountBillingRequest(account_id="acc_missing"), metadata=READER
+                )
             # A call in flight when SIGTERM arrives still completes.
             results = []
-            slow = threading.Thread(target=lambda: results.append(
-                client.billing.ListPlans(pb.ListPlansRequest(), metadata=READER)))
+            slow = threading.Thread(
+                target=lambda: results.append(
+                    client.billing.ListPlans(pb.ListPlansRequest(), metadata=READER)
+                )
+            )
             slow.start()
             time.sleep(0.05)
             code = service.terminate()
@@ -134,8 +152,7 @@ def test_serve_logs_one_json_line_per_rpc_and_exits_0_on_sigterm(tmp_path) -> No
             service.kill()
         assert code == 0
         assert results and results[0].plans
-        lines = [json.loads(line) for line in service.output().splitlines()
-                 if line.startswith("{")]
+        lines = [json.loads(line) for line in service.output().splitlines() if line.startswith("{")]
         rpcs = [line for line in lines if line.get("event") == "rpc"]
         created = next(line for line in rpcs if line["rpc"].endswith("/CreateAccount"))
         assert created["caller"] == "writer"
@@ -144,7 +161,10 @@ def test_serve_logs_one_json_line_per_rpc_and_exits_0_on_sigterm(tmp_path) -> No
         assert created["duration_ms"] >= 0
         missing = next(line for line in rpcs if line["rpc"].endswith("/GetAccountBilling"))
         assert (missing["code"], missing["account_id"], missing["caller"]) == (
-            "NOT_FOUND", "acc_missing", "reader")
+            "NOT_FOUND",
+            "acc_missing",
+            "reader",
+        )
         assert missing["request_id"].startswith("req_")
         assert account.account_id
         assert any(line.get("event") == "stopped" for line in lines)
@@ -158,21 +178,24 @@ def test_sigterm_is_clean_even_when_idle(tmp_path) -> None:
 
 
 def test_an_unexpected_failure_is_internal_with_the_request_id_and_serving_goes_on(
-        tmp_path) -> None:
+    tmp_path,
+) -> None:
     from sqlalchemy import text
 
     with fresh_database(str(tmp_path)) as url:
         server = ServerThread(settings_for_tests(url)).start()
         client = Client(server.target)
         try:
-            account = client.billing.CreateAccount(pb.CreateAccountRequest(
-                name="Broken Co", plan_id="startup"), metadata=ADMIN).account
+            account = client.billing.CreateAccount(
+                pb.CreateAccountRequest(name="Broken Co", plan_id="startup"), metadata=ADMIN
+            ).account
             with server.db.write() as session:  # a real fault: a table disappears
                 session.execute(text("DROP TABLE master_partner"))
             with pytest.raises(grpc.RpcError) as error:
-                client.billing.CreateMasterPartner(pb.CreateMasterPartnerRequest(
-                    account_id=account.account_id, name="P"),
-                    metadata=[*ADMIN, ("x-request-id", "req-broken-1")])
+                client.billing.CreateMasterPartner(
+                    pb.CreateMasterPartnerRequest(account_id=account.account_id, name="P"),
+                    metadata=[*ADMIN, ("x-request-id", "req-broken-1")],
+                )
             assert error.value.code() == grpc.StatusCode.INTERNAL
             assert "req-broken-1" in error.value.details()
             assert "Traceback" not in error.value.details()
@@ -189,26 +212,39 @@ def test_metrics_are_scraped_over_http(tmp_path) -> None:
     from tests.support import free_port
 
     with fresh_database(str(tmp_path)) as url:
-        server = ServerThread(settings_for_tests(
-            url, metrics_listen=f"127.0.0.1:{free_port()}")).start()
+        server = ServerThread(
+            settings_for_tests(url, metrics_listen=f"127.0.0.1:{free_port()}")
+        ).start()
         client = Client(server.target)
         try:
-            account = client.billing.CreateAccount(pb.CreateAccountRequest(
-                name="Metrics Co", plan_id="startup"), metadata=ADMIN).account
+            account = client.billing.CreateAccount(
+                pb.CreateAccountRequest(name="Metrics Co", plan_id="startup"), metadata=ADMIN
+            ).account
             with pytest.raises(grpc.RpcError):
-                client.billing.GetAccountBilling(pb.GetAccountBillingRequest(
-                    account_id="acc_nope"), metadata=READER)
-            client.usage.RecordUsage(upb.RecordUsageRequest(events=[upb.UsageEvent(
-                event_id="x", account_id=account.account_id, tenant_id="ten_nope")]),
-                metadata=auth("producer"))
+                client.billing.GetAccountBilling(
+                    pb.GetAccountBillingRequest(account_id="acc_nope"), metadata=READER
+                )
+            client.usage.RecordUsage(
+                upb.RecordUsageRequest(
+                    events=[
+                        upb.UsageEvent(
+                            event_id="x", account_id=account.account_id, tenant_id="ten_nope"
+                        )
+                    ]
+                ),
+                metadata=auth("producer"),
+            )
             body = httpx.get(f"http://127.0.0.1:{server.server.metrics_port}/metrics").text
         finally:
             client.close()
             server.stop()
-    assert ('billing_rpc_total{code="OK",method="/as2aas.billing.v1.BillingService/'
-            'CreateAccount"}') in body
-    assert ('billing_rpc_total{code="NOT_FOUND",method="/as2aas.billing.v1.BillingService/'
-            'GetAccountBilling"}') in body
+    assert (
+        'billing_rpc_total{code="OK",method="/as2aas.billing.v1.BillingService/CreateAccount"}'
+    ) in body
+    assert (
+        'billing_rpc_total{code="NOT_FOUND",method="/as2aas.billing.v1.BillingService/'
+        'GetAccountBilling"}'
+    ) in body
     assert "billing_rpc_duration_seconds_bucket" in body
     assert 'billing_usage_events_total{outcome="rejected"}' in body
     assert "billing_usage_group_commit_seconds_count" in body

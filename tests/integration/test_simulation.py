@@ -49,8 +49,7 @@ def sandbox(tmp_path: Path) -> Iterator[Client]:
     # One delivery at a time per endpoint: the receiver then sees the events in the order they
     # were written, which is the clock's order.
     with fresh_database(str(tmp_path)) as url:
-        server = ServerThread(settings_for_tests(
-            url, webhook_per_endpoint_concurrency=1)).start()
+        server = ServerThread(settings_for_tests(url, webhook_per_endpoint_concurrency=1)).start()
         client = Client(server.target)
         try:
             yield client
@@ -62,18 +61,29 @@ def sandbox(tmp_path: Path) -> Iterator[Client]:
 class Simulation:
     def __init__(self, client: Client, receiver: Receiver) -> None:
         self.client = client
-        self.clock_id = create_clock(client, at(2026, 1, 5), name="startup-16-months") \
-            .test_clock_id
-        self.account_id = client.billing.CreateAccount(pb.CreateAccountRequest(
-            name="Startup Sim", plan_id="startup", test_clock_id=self.clock_id),
-            metadata=ADMIN).account.account_id
-        client.billing.SetPaymentMethod(pb.SetPaymentMethodRequest(
-            account_id=self.account_id, payment_method=pb.PaymentMethod(
-                type="card", last4="4242", exp_month=12, exp_year=2030)), metadata=ADMIN)
-        self.tenant_id = client.billing.CreateTenant(pb.CreateTenantRequest(
-            account_id=self.account_id, name="EU"), metadata=ADMIN).tenant.tenant_id
-        client.billing.CreateWebhookEndpoint(pb.CreateWebhookEndpointRequest(
-            account_id=self.account_id, url=receiver.url), metadata=ADMIN)
+        self.clock_id = create_clock(client, at(2026, 1, 5), name="startup-16-months").test_clock_id
+        self.account_id = client.billing.CreateAccount(
+            pb.CreateAccountRequest(
+                name="Startup Sim", plan_id="startup", test_clock_id=self.clock_id
+            ),
+            metadata=ADMIN,
+        ).account.account_id
+        client.billing.SetPaymentMethod(
+            pb.SetPaymentMethodRequest(
+                account_id=self.account_id,
+                payment_method=pb.PaymentMethod(
+                    type="card", last4="4242", exp_month=12, exp_year=2030
+                ),
+            ),
+            metadata=ADMIN,
+        )
+        self.tenant_id = client.billing.CreateTenant(
+            pb.CreateTenantRequest(account_id=self.account_id, name="EU"), metadata=ADMIN
+        ).tenant.tenant_id
+        client.billing.CreateWebhookEndpoint(
+            pb.CreateWebhookEndpointRequest(account_id=self.account_id, url=receiver.url),
+            metadata=ADMIN,
+        )
         self.events = 0
 
     def to(self, moment: datetime) -> None:
@@ -81,24 +91,42 @@ class Simulation:
 
     def messages(self, quantity: int, when: datetime) -> upb.RecordUsageResponse:
         self.events += 1
-        return self.client.usage.RecordUsage(upb.RecordUsageRequest(events=[upb.UsageEvent(
-            event_id=f"m{self.events}", account_id=self.account_id, tenant_id=self.tenant_id,
-            kind=common_pb2.USAGE_KIND_MESSAGE, quantity=quantity, occurred_at=ts(when))]),
-            metadata=PRODUCER)
+        return self.client.usage.RecordUsage(
+            upb.RecordUsageRequest(
+                events=[
+                    upb.UsageEvent(
+                        event_id=f"m{self.events}",
+                        account_id=self.account_id,
+                        tenant_id=self.tenant_id,
+                        kind=common_pb2.USAGE_KIND_MESSAGE,
+                        quantity=quantity,
+                        occurred_at=ts(when),
+                    )
+                ]
+            ),
+            metadata=PRODUCER,
+        )
 
     def invoice(self, period: str) -> pb.Invoice:
-        (found,) = self.client.billing.ListInvoices(pb.ListInvoicesRequest(
-            account_id=self.account_id, period=period), metadata=ADMIN).invoices
+        (found,) = self.client.billing.ListInvoices(
+            pb.ListInvoicesRequest(account_id=self.account_id, period=period), metadata=ADMIN
+        ).invoices
         return found
 
     def pay(self, period: str, succeeded: bool) -> pb.Invoice:
-        return self.client.billing.RecordPaymentResult(pb.RecordPaymentResultRequest(
-            invoice_id=self.invoice(period).invoice_id, succeeded=succeeded,
-            failure_reason="" if succeeded else "insufficient_funds"), metadata=ADMIN).invoice
+        return self.client.billing.RecordPaymentResult(
+            pb.RecordPaymentResultRequest(
+                invoice_id=self.invoice(period).invoice_id,
+                succeeded=succeeded,
+                failure_reason="" if succeeded else "insufficient_funds",
+            ),
+            metadata=ADMIN,
+        ).invoice
 
     def status(self) -> int:
-        return self.client.billing.GetAccountBilling(pb.GetAccountBillingRequest(
-            account_id=self.account_id), metadata=ADMIN).subscription.status
+        return self.client.billing.GetAccountBilling(
+            pb.GetAccountBillingRequest(account_id=self.account_id), metadata=ADMIN
+        ).subscription.status
 
 
 def test_a_startup_account_over_sixteen_months(sandbox: Client) -> None:
@@ -135,8 +163,9 @@ def _simulate(sim: Simulation) -> None:
 
     # Upgrade to Business in the middle of February (the 15th: 14 of 28 days each side).
     sim.to(at(2026, 2, 15))
-    upgraded = sim.client.billing.ChangePlan(pb.ChangePlanRequest(
-        account_id=sim.account_id, plan_id="business"), metadata=ADMIN)
+    upgraded = sim.client.billing.ChangePlan(
+        pb.ChangePlanRequest(account_id=sim.account_id, plan_id="business"), metadata=ADMIN
+    )
     assert upgraded.effective_immediately
     sim.to(at(2026, 2, 21))
     sim.messages(3000, at(2026, 2, 20))
@@ -165,16 +194,21 @@ def _simulate(sim: Simulation) -> None:
     assert sim.status() == pb.SUBSCRIPTION_STATUS_ACTIVE
 
     # Switch to annual billing: the same fee, so it waits for the period's end (May 1st).
-    switched = sim.client.billing.ChangePlan(pb.ChangePlanRequest(
-        account_id=sim.account_id, plan_id="business",
-        billing_interval=pb.BILLING_INTERVAL_ANNUAL), metadata=ADMIN)
+    switched = sim.client.billing.ChangePlan(
+        pb.ChangePlanRequest(
+            account_id=sim.account_id,
+            plan_id="business",
+            billing_interval=pb.BILLING_INTERVAL_ANNUAL,
+        ),
+        metadata=ADMIN,
+    )
     assert not switched.effective_immediately
-    assert switched.subscription.pending_plan_effective_at.ToDatetime(tzinfo=UTC) == \
-        at(2026, 5, 1)
+    assert switched.subscription.pending_plan_effective_at.ToDatetime(tzinfo=UTC) == at(2026, 5, 1)
     sim.to(at(2026, 5, 5))
     assert money(sim.invoice("2026-04").total) == Decimal("299.00")  # still monthly in April
-    billing = sim.client.billing.GetAccountBilling(pb.GetAccountBillingRequest(
-        account_id=sim.account_id), metadata=ADMIN).subscription
+    billing = sim.client.billing.GetAccountBilling(
+        pb.GetAccountBillingRequest(account_id=sim.account_id), metadata=ADMIN
+    ).subscription
     assert billing.billing_interval == pb.BILLING_INTERVAL_ANNUAL
 
     # July: 27,000 messages, 2,000 over Business's 25,000 at 0.03 = 60.00; no base fee.
@@ -189,19 +223,37 @@ def _simulate(sim: Simulation) -> None:
     # Apr 30), 7,000 x 258 / 365 = 4,947.945... -> 4,947.95. The year is the switch's, not the
     # trial's end's (January 19th to January 19th would leave 156 days).
     sim.to(at(2026, 8, 16))
-    upgraded = sim.client.billing.ChangePlan(pb.ChangePlanRequest(
-        account_id=sim.account_id, plan_id="enterprise",
-        billing_interval=pb.BILLING_INTERVAL_ANNUAL), metadata=ADMIN)
+    upgraded = sim.client.billing.ChangePlan(
+        pb.ChangePlanRequest(
+            account_id=sim.account_id,
+            plan_id="enterprise",
+            billing_interval=pb.BILLING_INTERVAL_ANNUAL,
+        ),
+        metadata=ADMIN,
+    )
     assert upgraded.effective_immediately
     # The renewal's invoice comes with May 2027's close, on June 1st 2027 (01:00).
-    for moment in (at(2026, 10, 16), at(2026, 12, 16), at(2027, 2, 16), at(2027, 4, 16),
-                   at(2027, 6, 2)):
+    for moment in (
+        at(2026, 10, 16),
+        at(2026, 12, 16),
+        at(2027, 2, 16),
+        at(2027, 4, 16),
+        at(2027, 6, 2),
+    ):
         sim.to(moment)
     assert money(sim.invoice("2026-06").total) == Decimal("0.00")
     assert money(sim.invoice("2026-07").total) == Decimal("60.00")
     assert money(sim.invoice("2026-08").total) == Decimal("4947.95")
-    for period in ("2026-09", "2026-10", "2026-11", "2026-12", "2027-01", "2027-02", "2027-03",
-                   "2027-04"):  # nothing until the renewal; no renewal on January 19th
+    for period in (
+        "2026-09",
+        "2026-10",
+        "2026-11",
+        "2026-12",
+        "2027-01",
+        "2027-02",
+        "2027-03",
+        "2027-04",
+    ):  # nothing until the renewal; no renewal on January 19th
         assert money(sim.invoice(period).total) == Decimal("0.00"), period
     # The first renewal, a year after the switch: May 1st 2027, Enterprise's yearly fee,
     # 10 x 999 = 9,990.00.
@@ -214,9 +266,13 @@ def _simulate(sim: Simulation) -> None:
 def _check_webhooks(sim: Simulation, receiver: Receiver) -> None:
     # billing.usage_reported goes only to endpoints that name it (EXPLICIT_ONLY_TYPES); this
     # one subscribes to the default set.
-    listed = [event for event in sim.client.billing.ListWebhookEvents(
-        pb.ListWebhookEventsRequest(account_id=sim.account_id, page_size=500),
-        metadata=ADMIN).events if event.type not in EXPLICIT_ONLY_TYPES]
+    listed = [
+        event
+        for event in sim.client.billing.ListWebhookEvents(
+            pb.ListWebhookEventsRequest(account_id=sim.account_id, page_size=500), metadata=ADMIN
+        ).events
+        if event.type not in EXPLICIT_ONLY_TYPES
+    ]
     bodies = [json.loads(body) for _, body in receiver.wait_for(len(listed), timeout=60)]
     assert len(bodies) == len(listed)
     stamps = [b["timestamp"] for b in bodies]
@@ -224,12 +280,15 @@ def _check_webhooks(sim: Simulation, receiver: Receiver) -> None:
     assert {b["data"]["test_clock_id"] for b in bodies} == {sim.clock_id}
     invoiced = [b["data"]["period"] for b in bodies if b["type"] == "billing.invoice_generated"]
     assert invoiced == [f"2026-{m:02d}" for m in range(1, 13)] + [
-        f"2027-{m:02d}" for m in range(1, 6)]
+        f"2027-{m:02d}" for m in range(1, 6)
+    ]
     failures = [b for b in bodies if b["type"] == "billing.payment_failed"]
     assert [b["timestamp"] for b in failures] == [
-        "2026-04-02T00:00:00Z", "2026-04-05T00:00:00Z", "2026-04-10T00:00:00Z",
-        "2026-04-17T00:00:00Z"]
-    changes = [b["data"]["change"] for b in bodies
-               if b["type"] == "billing.subscription_updated"]
+        "2026-04-02T00:00:00Z",
+        "2026-04-05T00:00:00Z",
+        "2026-04-10T00:00:00Z",
+        "2026-04-17T00:00:00Z",
+    ]
+    changes = [b["data"]["change"] for b in bodies if b["type"] == "billing.subscription_updated"]
     assert changes[0] == "trial_ended" and changes.count("upgraded") == 2
     assert any(b["type"] == "billing.usage_threshold" for b in bodies)

@@ -42,8 +42,9 @@ def write_transactions(path: Path, count: int, checkpointer: Checkpointer) -> in
     for _ in range(count):
         checkpointer.before_write()
         connection.execute("BEGIN IMMEDIATE")
-        connection.executemany("INSERT INTO t (body) VALUES (?)",
-                               [(os.urandom(3000),) for _ in range(20)])
+        connection.executemany(
+            "INSERT INTO t (body) VALUES (?)", [(os.urandom(3000),) for _ in range(20)]
+        )
         connection.execute("COMMIT")
         checkpointer.committed()
         largest = max(largest, os.path.getsize(f"{path}-wal"))
@@ -63,7 +64,8 @@ class SlowDiskCheckpointer(Checkpointer):
 
 @pytest.mark.parametrize("kind", [Checkpointer, SlowDiskCheckpointer])
 def test_the_wal_stays_bounded_however_fast_the_writer_commits(
-        tmp_path: Path, kind: type[Checkpointer]) -> None:
+    tmp_path: Path, kind: type[Checkpointer]
+) -> None:
     path = tmp_path / "busy.db"
     checkpointer = kind(str(path), wal_limit_bytes=64 * FRAME)
     try:
@@ -129,17 +131,33 @@ def write_transactions_of(db: Database, job) -> int:  # type: ignore[no-untyped-
 
 
 def dispatcher_step(db: Database) -> deliveries.Step:
-    return deliveries.step(db, "test-dispatcher", [], lease=timedelta(seconds=60),
-                           claim_limit=10, busy={}, per_endpoint=4, schedule=(5.0,),
-                           disable_after=timedelta(days=5))
+    return deliveries.step(
+        db,
+        "test-dispatcher",
+        [],
+        lease=timedelta(seconds=60),
+        claim_limit=10,
+        busy={},
+        per_endpoint=4,
+        schedule=(5.0,),
+        disable_after=timedelta(days=5),
+    )
 
 
 def test_an_idle_dispatcher_takes_no_write_lock(db: Database) -> None:
     assert write_transactions_of(db, lambda: dispatcher_step(db)) == 0
     with db.write() as session:  # a change's event, waiting in the outbox to be fanned out
-        outbox.enqueue(session, events.usage_threshold(
-            account_id="acc_x", threshold_percentage=75, current_usage=3750, plan_limit=5000,
-            period="2026-11", occurred_at=SYSTEM_CLOCK.now()))
+        outbox.enqueue(
+            session,
+            events.usage_threshold(
+                account_id="acc_x",
+                threshold_percentage=75,
+                current_usage=3750,
+                plan_limit=5000,
+                period="2026-11",
+                occurred_at=SYSTEM_CLOCK.now(),
+            ),
+        )
     steps: list[deliveries.Step] = []
     assert write_transactions_of(db, lambda: steps.append(dispatcher_step(db))) == 1
     assert steps[0].fanned_out >= 1
@@ -149,14 +167,22 @@ def test_an_idle_dispatcher_takes_no_write_lock(db: Database) -> None:
 def test_idle_scheduler_jobs_take_no_write_lock(db: Database) -> None:
     trials = lambda: accounts.end_due_trials(db, system_context("trials"))  # noqa: E731
     changes = lambda: accounts.apply_period_end_changes(  # noqa: E731
-        db, system_context("period_end_changes"))
+        db, system_context("period_end_changes")
+    )
     assert write_transactions_of(db, trials) == 0
     assert write_transactions_of(db, changes) == 0
     # A trial that ended 30 days ago (an imported customer) is due: one write ends it.
-    accounts.create_account(db, ADMIN_CTX, name="Old", plan_id="startup",
-                            billing_interval="monthly", skip_trial=False,
-                            start_time=SYSTEM_CLOCK.now() - timedelta(days=60), usage_thresholds=(),
-                            key=None)
+    accounts.create_account(
+        db,
+        ADMIN_CTX,
+        name="Old",
+        plan_id="startup",
+        billing_interval="monthly",
+        skip_trial=False,
+        start_time=SYSTEM_CLOCK.now() - timedelta(days=60),
+        usage_thresholds=(),
+        key=None,
+    )
     ended: list[int] = []
     assert write_transactions_of(db, lambda: ended.append(trials())) == 1
     assert ended == [1]

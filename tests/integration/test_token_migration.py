@@ -39,22 +39,33 @@ def _add_old_rows(db: Database) -> None:
     """Rows as revision 0006 wrote them: a database token, keys of several callers."""
     at = datetime(2026, 11, 1, tzinfo=UTC).replace(tzinfo=None)
     with db.engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO api_token (name, token_sha256, scopes, created_at) "
-            "VALUES ('ops', :sha, 'admin', :at)"), {"sha": hash_token("ops-secret"), "at": at})
-        for caller, request_id in (("ops", "k-ops"), ("system:period_closer", "k-sys"),
-                                   ("gone", "k-gone")):
-            connection.execute(text(
-                "INSERT INTO idempotency_record (method, request_id, caller, fingerprint, "
-                "result_id, created_at) VALUES ('BillingService.CreateTenant', :request_id, "
-                ":caller, 'f', 'ten_x', :at)"), {"request_id": request_id, "caller": caller,
-                                                 "at": at})
+        connection.execute(
+            text(
+                "INSERT INTO api_token (name, token_sha256, scopes, created_at) "
+                "VALUES ('ops', :sha, 'admin', :at)"
+            ),
+            {"sha": hash_token("ops-secret"), "at": at},
+        )
+        for caller, request_id in (
+            ("ops", "k-ops"),
+            ("system:period_closer", "k-sys"),
+            ("gone", "k-gone"),
+        ):
+            connection.execute(
+                text(
+                    "INSERT INTO idempotency_record (method, request_id, caller, fingerprint, "
+                    "result_id, created_at) VALUES ('BillingService.CreateTenant', :request_id, "
+                    ":caller, 'f', 'ten_x', :at)"
+                ),
+                {"request_id": request_id, "caller": caller, "at": at},
+            )
 
 
 def _owners(db: Database) -> dict[str, str]:
     with db.engine.connect() as connection:
-        return dict(connection.execute(text(
-            "SELECT request_id, token_id FROM idempotency_record")).all())
+        return dict(
+            connection.execute(text("SELECT request_id, token_id FROM idempotency_record")).all()
+        )
 
 
 def _token_ids(db: Database) -> dict[str, str]:
@@ -65,8 +76,9 @@ def _token_ids(db: Database) -> dict[str, str]:
 def _schema_matches_the_tables(db: Database) -> None:
     with db.engine.connect() as connection:
         # PostgreSQL's usage partitions and dedupe keys are the migrations' own (0016).
-        context = MigrationContext.configure(connection, opts={
-            "compare_type": True, "include_object": partitions.include_object})
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_object": partitions.include_object}
+        )
         assert compare_metadata(context, SQLModel.metadata) == []
 
 
@@ -97,8 +109,7 @@ def test_configured_callers_keep_their_keys_across_the_upgrade(tmp_path) -> None
         server = ServerThread(settings).start()
         client = Client(server.target)
         try:
-            again = create_account(client, request_id="across", name="Kept Inc",
-                                   metadata=WRITER)
+            again = create_account(client, request_id="across", name="Kept Inc", metadata=WRITER)
             assert again.account_id == first.account_id
         finally:
             client.close()
@@ -122,10 +133,12 @@ def test_database_callers_get_their_tokens_ids(tmp_path) -> None:
                 connection.execute(text("UPDATE api_token SET revoked_at = created_at"))
             _downgrade(db, BEFORE)
             with db.engine.connect() as connection:
-                kept = connection.execute(text(
-                    "SELECT count(*) FROM idempotency_record")).scalar_one()
-                tokens_left = connection.execute(text(
-                    "SELECT count(*) FROM api_token")).scalar_one()
+                kept = connection.execute(
+                    text("SELECT count(*) FROM idempotency_record")
+                ).scalar_one()
+                tokens_left = connection.execute(
+                    text("SELECT count(*) FROM api_token")
+                ).scalar_one()
             assert (kept, tokens_left) == (3, 0)
             upgrade(db, settings=settings_for_tests(url, auth_tokens=""))
             _schema_matches_the_tables(db)

@@ -29,13 +29,19 @@ def test_both_replicas_take_a_new_token_and_drop_a_revoked_one(tmp_path) -> None
         streams = []
         try:
             shop = Shop(clients[0])
-            made = cli(url, "create-token", "fleet", "--scope", "usage:write", "--scope",
-                       "billing:read")
+            made = cli(
+                url, "create-token", "fleet", "--scope", "usage:write", "--scope", "billing:read"
+            )
             assert made.returncode == 0, made.stderr
             secret = made.stdout.strip()
             for client in clients:
-                within(PROMISED_SECONDS, lambda c=client: c.billing.ListPlans(
-                    pb.ListPlansRequest(), metadata=bearer(secret)), "the new token")
+                within(
+                    PROMISED_SECONDS,
+                    lambda c=client: c.billing.ListPlans(
+                        pb.ListPlansRequest(), metadata=bearer(secret)
+                    ),
+                    "the new token",
+                )
                 streams.append(open_stream(client, secret, shop))
 
             revoked = cli(url, "tokens", "revoke", "fleet")
@@ -45,8 +51,11 @@ def test_both_replicas_take_a_new_token_and_drop_a_revoked_one(tmp_path) -> None
                 assert error is not None and error.code() == grpc.StatusCode.UNAUTHENTICATED
                 assert "revoked" in error.details()
             for client in clients:
-                refusal = refused(lambda c=client: c.billing.ListPlans(
-                    pb.ListPlansRequest(), metadata=bearer(secret)))
+                refusal = refused(
+                    lambda c=client: c.billing.ListPlans(
+                        pb.ListPlansRequest(), metadata=bearer(secret)
+                    )
+                )
                 assert refusal.code() == grpc.StatusCode.UNAUTHENTICATED
             # The replicas serve on: other callers' calls go through.
             assert shop.current().period

@@ -58,7 +58,8 @@ def _plans(client: Client, secret: str) -> pb.ListPlansResponse:
 
 
 def test_a_token_created_by_the_cli_works_on_the_running_server_within_seconds(
-        server: ServerThread, client: Client) -> None:
+    server: ServerThread, client: Client
+) -> None:
     made = cli(_url(server), "create-token", "late-reader", "--scope", "billing:read")
     assert made.returncode == 0, made.stderr
     secret = made.stdout.strip()
@@ -68,27 +69,46 @@ def test_a_token_created_by_the_cli_works_on_the_running_server_within_seconds(
 
 
 def test_tokens_list_shows_what_each_token_is_but_never_its_secret(
-        server: ServerThread, client: Client) -> None:
+    server: ServerThread, client: Client
+) -> None:
     shop = Shop(client)
-    bound = cli(_url(server), "create-token", "shop-key", "--scope", "billing:read",
-                "--account", shop.account_id, "--expires-in", "90d")
+    bound = cli(
+        _url(server),
+        "create-token",
+        "shop-key",
+        "--scope",
+        "billing:read",
+        "--account",
+        shop.account_id,
+        "--expires-in",
+        "90d",
+    )
     assert bound.returncode == 0, bound.stderr
     secret = bound.stdout.strip()
     assert secret.startswith("pk_live_")
-    within(PROMISED_SECONDS, lambda: client.billing.GetAccountBilling(
-        pb.GetAccountBillingRequest(account_id=shop.account_id), metadata=bearer(secret)),
-        "the bound token")
+    within(
+        PROMISED_SECONDS,
+        lambda: client.billing.GetAccountBilling(
+            pb.GetAccountBillingRequest(account_id=shop.account_id), metadata=bearer(secret)
+        ),
+        "the bound token",
+    )
 
     within(PROMISED_SECONDS, lambda: _last_used(server, "shop-key"), "the use recorded")
     result = cli(_url(server), "tokens", "list")
     assert result.returncode == 0, result.stderr
     assert secret not in result.stdout and hash_token(secret) not in result.stdout
     header, *lines = result.stdout.splitlines()
-    rows = {row["name"]: row for row in (
-        dict(zip(header.split("\t"), line.split("\t"), strict=True)) for line in lines)}
+    rows = {
+        row["name"]: row
+        for row in (dict(zip(header.split("\t"), line.split("\t"), strict=True)) for line in lines)
+    }
     row = rows["shop-key"]
     assert (row["scopes"], row["account"], row["status"]) == (
-        "billing:read", shop.account_id, "active")
+        "billing:read",
+        shop.account_id,
+        "active",
+    )
     assert row["last_used"] != "-"
     assert (rows["reader"]["account"], rows["reader"]["expires"]) == ("-", "-")
     created, expires = row["created"], row["expires"]
@@ -115,12 +135,15 @@ def test_last_use_is_written_at_most_once_a_minute(server: ServerThread, client:
 
 
 def test_an_expired_token_is_refused_saying_so_and_its_stream_closed(
-        server: ServerThread, client: Client) -> None:
+    server: ServerThread, client: Client
+) -> None:
     shop = Shop(client)
-    secret = tokens.create_token(server.db, operator(), name="brief", scopes=["usage:write"],
-                                 expires_in=timedelta(seconds=3))
-    stream, _ = within(PROMISED_SECONDS, lambda: open_stream(client, secret, shop),
-                       "the new token's stream")
+    secret = tokens.create_token(
+        server.db, operator(), name="brief", scopes=["usage:write"], expires_in=timedelta(seconds=3)
+    )
+    stream, _ = within(
+        PROMISED_SECONDS, lambda: open_stream(client, secret, shop), "the new token's stream"
+    )
     try:
         error = stream.wait_end(timeout=3 + PROMISED_SECONDS)
         assert error is not None and error.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -133,7 +156,8 @@ def test_an_expired_token_is_refused_saying_so_and_its_stream_closed(
 
 
 def test_a_revoked_token_is_refused_and_its_open_streams_are_closed(
-        server: ServerThread, client: Client) -> None:
+    server: ServerThread, client: Client
+) -> None:
     shop = Shop(client)
     secret = tokens.create_token(server.db, operator(), name="leaky", scopes=["usage:write"])
     idle, _ = within(PROMISED_SECONDS, lambda: open_stream(client, secret, shop), "stream")
@@ -146,8 +170,11 @@ def test_a_revoked_token_is_refused_and_its_open_streams_are_closed(
         deadline = time.monotonic() + PROMISED_SECONDS
         sent = 0
         while not busy.ended.is_set() and time.monotonic() < deadline:
-            busy.send_later(upb.StreamUsageRequest(batch_id=f"b{sent}", events=[
-                shop.message(f"busy-{sent}-{time.monotonic_ns()}")]))
+            busy.send_later(
+                upb.StreamUsageRequest(
+                    batch_id=f"b{sent}", events=[shop.message(f"busy-{sent}-{time.monotonic_ns()}")]
+                )
+            )
             sent += 1
             time.sleep(0.05)
         for stream in (idle, busy):
@@ -157,8 +184,12 @@ def test_a_revoked_token_is_refused_and_its_open_streams_are_closed(
     finally:
         idle.close()
         busy.close()
-    refusal = refused(lambda: shop.client.usage.RecordUsage(upb.RecordUsageRequest(
-        batch_id="after", events=[shop.message("after-revoke")]), metadata=bearer(secret)))
+    refusal = refused(
+        lambda: shop.client.usage.RecordUsage(
+            upb.RecordUsageRequest(batch_id="after", events=[shop.message("after-revoke")]),
+            metadata=bearer(secret),
+        )
+    )
     assert refusal.code() == grpc.StatusCode.UNAUTHENTICATED
     assert "revoked" in refusal.details()
     again = cli(_url(server), "tokens", "revoke", "leaky")
@@ -168,17 +199,24 @@ def test_a_revoked_token_is_refused_and_its_open_streams_are_closed(
 
 
 def test_a_token_made_again_under_an_old_name_is_another_caller(
-        server: ServerThread, client: Client) -> None:
+    server: ServerThread, client: Client
+) -> None:
     first = tokens.create_token(server.db, operator(), name="rotated", scopes=["billing:write"])
     request = pb.CreateAccountRequest(name="Rotated Inc", plan_id="startup", request_id="same")
-    made, _ = within(PROMISED_SECONDS, lambda: client.billing.CreateAccount(
-        request, metadata=bearer(first)), "the first token")
+    made, _ = within(
+        PROMISED_SECONDS,
+        lambda: client.billing.CreateAccount(request, metadata=bearer(first)),
+        "the first token",
+    )
     with pytest.raises(AlreadyExists):
         tokens.create_token(server.db, operator(), name="rotated", scopes=["billing:write"])
     tokens.revoke_token(server.db, operator(), "rotated")
     second = tokens.create_token(server.db, operator(), name="rotated", scopes=["billing:write"])
-    again, _ = within(PROMISED_SECONDS, lambda: client.billing.CreateAccount(
-        request, metadata=bearer(second)), "the second token")
+    again, _ = within(
+        PROMISED_SECONDS,
+        lambda: client.billing.CreateAccount(request, metadata=bearer(second)),
+        "the second token",
+    )
     # Same name, same request_id: a new request of a new caller, not the old one's result.
     assert again.account.account_id != made.account.account_id
     old = refused(lambda: _plans(client, first))
@@ -190,8 +228,15 @@ def test_every_token_change_is_audited_without_its_secret(server: ServerThread) 
     assert made.returncode == 0, made.stderr
     assert cli(_url(server), "tokens", "revoke", "audited").returncode == 0
     with server.db.read() as session:
-        records = session.exec(select(AuditRecord).where(AuditRecord.action.in_(  # type: ignore[attr-defined]
-            (tokens.CREATED, tokens.REVOKED))).order_by(AuditRecord.sequence)).all()
+        records = session.exec(
+            select(AuditRecord)
+            .where(
+                AuditRecord.action.in_(  # type: ignore[attr-defined]
+                    (tokens.CREATED, tokens.REVOKED)
+                )
+            )
+            .order_by(AuditRecord.sequence)
+        ).all()
         row = session.exec(select(ApiToken).where(ApiToken.name == "audited")).one()
     mine = [r for r in records if json.loads(r.after_json)["name"] == "audited"]
     assert [r.action for r in mine] == [tokens.CREATED, tokens.REVOKED]
@@ -210,21 +255,25 @@ def test_create_token_refuses_what_it_cannot_grant(server: ServerThread, client:
     shop = Shop(client)
     # The CLI's two kinds of refusal: bad usage (2), and a request the database refuses (1).
     for args, code, message in [
-            (("bound-admin", "--scope", "admin", "--account", shop.account_id), 2, "admin"),
-            (("ghost", "--scope", "billing:read", "--expires-in", "soon"), 2, "not a duration"),
-            (("admin", "--scope", "billing:read"), 1, "revoke it first")]:
+        (("bound-admin", "--scope", "admin", "--account", shop.account_id), 2, "admin"),
+        (("ghost", "--scope", "billing:read", "--expires-in", "soon"), 2, "not a duration"),
+        (("admin", "--scope", "billing:read"), 1, "revoke it first"),
+    ]:
         result = cli(_url(server), "create-token", *args)
         assert (result.returncode, result.stdout) == (code, ""), (args, result.stderr)
         assert message in result.stderr, (args, result.stderr)
     for fields, error, message in [
-            ({"scopes": ["billing:read"], "account_id": "acc_nope"}, NotFound, "does not exist"),
-            ({"scopes": ["billing:read"], "expires_in": timedelta(days=4000)}, InvalidArgument,
-             "3650 days"),
-            ({"scopes": ["billing:read"], "expires_in": timedelta(0)}, InvalidArgument,
-             "expires_in"),
-            ({"scopes": []}, InvalidArgument, "at least one scope"),
-            ({"scopes": ["billing:write", "root"]}, InvalidArgument, "unknown scopes"),
-            ({"scopes": ["admin"], "account_id": shop.account_id}, InvalidArgument, "admin")]:
+        ({"scopes": ["billing:read"], "account_id": "acc_nope"}, NotFound, "does not exist"),
+        (
+            {"scopes": ["billing:read"], "expires_in": timedelta(days=4000)},
+            InvalidArgument,
+            "3650 days",
+        ),
+        ({"scopes": ["billing:read"], "expires_in": timedelta(0)}, InvalidArgument, "expires_in"),
+        ({"scopes": []}, InvalidArgument, "at least one scope"),
+        ({"scopes": ["billing:write", "root"]}, InvalidArgument, "unknown scopes"),
+        ({"scopes": ["admin"], "account_id": shop.account_id}, InvalidArgument, "admin"),
+    ]:
         with pytest.raises(error, match=message):
             tokens.create_token(server.db, operator(), name="refused", **fields)
     with pytest.raises(InvalidArgument, match="letters"):
@@ -235,8 +284,11 @@ def test_create_token_refuses_what_it_cannot_grant(server: ServerThread, client:
 
 def test_token_commands_refuse_when_the_tokens_are_configured(tmp_path) -> None:
     url = f"sqlite:///{tmp_path}/configured.db"
-    for command in (["create-token", "x", "--scope", "billing:read"], ["tokens", "list"],
-                    ["tokens", "revoke", "admin"]):
+    for command in (
+        ["create-token", "x", "--scope", "billing:read"],
+        ["tokens", "list"],
+        ["tokens", "revoke", "admin"],
+    ):
         result = cli(url, *command, BILLING_AUTH_TOKENS=tokens_json())
         assert result.returncode == 2 and result.stdout == ""
         assert "BILLING_AUTH_TOKENS is set" in result.stderr

@@ -50,13 +50,17 @@ class Traced:
         self.exporter = exporter
         self.client = Client(server.target)
 
-    def spans(self, name: str, where: Callable[[ReadableSpan], bool] = lambda _: True,
-              count: int = 1, timeout: float = 10) -> list[ReadableSpan]:
+    def spans(
+        self,
+        name: str,
+        where: Callable[[ReadableSpan], bool] = lambda _: True,
+        count: int = 1,
+        timeout: float = 10,
+    ) -> list[ReadableSpan]:
         """The finished spans called ``name`` that ``where`` picks, once there are ``count``."""
         deadline = time.monotonic() + timeout
         while True:
-            found = [s for s in self.exporter.get_finished_spans()
-                     if s.name == name and where(s)]
+            found = [s for s in self.exporter.get_finished_spans() if s.name == name and where(s)]
             if len(found) >= count or time.monotonic() > deadline:
                 return found
             time.sleep(0.02)
@@ -82,23 +86,31 @@ def attribute(name: str, value: object) -> Callable[[ReadableSpan], bool]:
 
 def billing(traced: Traced, account_id: str, metadata: list[tuple[str, str]]) -> None:
     traced.client.billing.GetAccountBilling(
-        pb.GetAccountBillingRequest(account_id=account_id), metadata=metadata)
+        pb.GetAccountBillingRequest(account_id=account_id), metadata=metadata
+    )
 
 
 def test_an_rpc_span_continues_the_callers_trace(traced: Traced) -> None:
     account = traced.client.billing.CreateAccount(
-        pb.CreateAccountRequest(name="Traced Co", plan_id="startup"), metadata=ADMIN).account
+        pb.CreateAccountRequest(name="Traced Co", plan_id="startup"), metadata=ADMIN
+    ).account
     billing(traced, account.account_id, READER + TRACEPARENT)
-    span, = traced.spans(f"{BILLING}/GetAccountBilling",
-                         attribute("billing.account_id", account.account_id))
+    (span,) = traced.spans(
+        f"{BILLING}/GetAccountBilling", attribute("billing.account_id", account.account_id)
+    )
     assert span.kind == SpanKind.SERVER
     assert span.context.trace_id == int(TRACE_ID, 16)
     assert span.parent is not None and span.parent.is_remote
     assert span.parent.span_id == int(PARENT_ID, 16)
     assert dict(span.attributes or {}) == {
-        "rpc.system": "grpc", "rpc.service": BILLING, "rpc.method": "GetAccountBilling",
-        "rpc.grpc.status_code": 0, "billing.account_id": account.account_id,
-        "billing.caller": "reader", "billing.request_id": span.attributes["billing.request_id"]}
+        "rpc.system": "grpc",
+        "rpc.service": BILLING,
+        "rpc.method": "GetAccountBilling",
+        "rpc.grpc.status_code": 0,
+        "billing.account_id": account.account_id,
+        "billing.caller": "reader",
+        "billing.request_id": span.attributes["billing.request_id"],
+    }
     assert span.status.status_code == StatusCode.UNSET
 
 
@@ -106,29 +118,37 @@ def test_a_caller_mistake_is_a_status_code_not_a_span_error(traced: Traced) -> N
     with pytest.raises(grpc.RpcError) as error:
         billing(traced, "acc_missing_trace", READER + TRACEPARENT)
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
-    span, = traced.spans(f"{BILLING}/GetAccountBilling",
-                         attribute("billing.account_id", "acc_missing_trace"))
+    (span,) = traced.spans(
+        f"{BILLING}/GetAccountBilling", attribute("billing.account_id", "acc_missing_trace")
+    )
     assert span.attributes["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
     assert span.status.status_code == StatusCode.UNSET  # the caller's mistake, not ours
 
 
 def test_without_a_traceparent_an_rpc_starts_a_trace(traced: Traced) -> None:
     account = traced.client.billing.CreateAccount(
-        pb.CreateAccountRequest(name="Root Co", plan_id="startup"), metadata=ADMIN).account
+        pb.CreateAccountRequest(name="Root Co", plan_id="startup"), metadata=ADMIN
+    ).account
     billing(traced, account.account_id, [*READER, ("traceparent", "00-zz-not-a-header")])
-    span, = traced.spans(f"{BILLING}/GetAccountBilling",
-                         attribute("billing.account_id", account.account_id))
+    (span,) = traced.spans(
+        f"{BILLING}/GetAccountBilling", attribute("billing.account_id", account.account_id)
+    )
     assert span.parent is None and span.context.trace_id != int(TRACE_ID, 16)
 
 
 def test_a_usage_stream_has_its_rpc_span_and_a_group_commit_span_linked_to_it(
-        traced: Traced) -> None:
+    traced: Traced,
+) -> None:
     shop = Shop(traced.client)
-    batches = [upb.StreamUsageRequest(batch_id=f"t-{b}", events=[
-        shop.message(f"t-{b}-{i}") for i in range(5)]) for b in range(3)]
+    batches = [
+        upb.StreamUsageRequest(
+            batch_id=f"t-{b}", events=[shop.message(f"t-{b}-{i}") for i in range(5)]
+        )
+        for b in range(3)
+    ]
     acks = list(traced.client.usage.StreamUsage(iter(batches), metadata=PRODUCER + TRACEPARENT))
     assert [a.accepted for a in acks] == [5, 5, 5]
-    rpc, = traced.spans(f"{USAGE}/StreamUsage", attribute("billing.caller", "producer"))
+    (rpc,) = traced.spans(f"{USAGE}/StreamUsage", attribute("billing.caller", "producer"))
     assert rpc.context.trace_id == int(TRACE_ID, 16)
     assert rpc.attributes["rpc.method"] == "StreamUsage"
     assert rpc.attributes["rpc.grpc.status_code"] == 0
@@ -151,26 +171,30 @@ def test_closing_a_period_is_a_span_under_the_rpc(traced: Traced) -> None:
     shop = imported_shop(traced.client)
     invoice = close(traced.client, shop.account_id, last)
     assert invoice.invoice_id
-    span, = traced.spans("invoicing.close", attribute("billing.account_id", shop.account_id))
+    (span,) = traced.spans("invoicing.close", attribute("billing.account_id", shop.account_id))
     assert span.attributes["billing.period"] == last.label
     assert span.attributes["billing.invoices_issued"] == 1
-    rpc, = traced.spans(f"{BILLING}/CloseBillingPeriod",
-                        attribute("billing.account_id", shop.account_id))
+    (rpc,) = traced.spans(
+        f"{BILLING}/CloseBillingPeriod", attribute("billing.account_id", shop.account_id)
+    )
     assert span.parent is not None and span.parent.span_id == rpc.context.span_id
     close(traced.client, shop.account_id, last)  # again: the same invoice, none issued
-    again = traced.spans("invoicing.close", attribute("billing.account_id", shop.account_id),
-                         count=2)
+    again = traced.spans(
+        "invoicing.close", attribute("billing.account_id", shop.account_id), count=2
+    )
     assert [s.attributes["billing.invoices_issued"] for s in again] == [1, 0]
 
 
 def test_the_automatic_closer_traces_each_closing_transaction(
-        tmp_path_factory: pytest.TempPathFactory) -> None:
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     with fresh_database(str(tmp_path_factory.mktemp("db"))) as url:
-        server = ServerThread(settings_for_tests(url, period_close_grace_seconds=0),
-                              tracer_provider=provider).start()
+        server = ServerThread(
+            settings_for_tests(url, period_close_grace_seconds=0), tracer_provider=provider
+        ).start()
         traced = Traced(server, exporter)
         try:
             shop = imported_shop(traced.client, months_back=1)
@@ -182,13 +206,18 @@ def test_the_automatic_closer_traces_each_closing_transaction(
                 assert account is not None
                 account.registered_at = last.start
                 session.add(account)
-            spans = traced.spans("invoicing.close", lambda s: s.attributes["billing.period"]
-                                 == last.label and s.attributes["billing.invoices_issued"] == 1)
+            spans = traced.spans(
+                "invoicing.close",
+                lambda s: (
+                    s.attributes["billing.period"] == last.label
+                    and s.attributes["billing.invoices_issued"] == 1
+                ),
+            )
         finally:
             traced.client.close()
             server.stop()
     provider.shutdown()
-    span, = spans
+    (span,) = spans
     assert span.parent is None  # the scheduler's: no call behind it
     assert span.attributes["billing.accounts"] == 1  # the only account of this database
     assert shop.account_id
@@ -205,17 +234,22 @@ def test_a_webhook_attempt_is_a_span_whose_traceparent_the_receiver_gets(traced:
             assert verify(hook.secret, request)["data"]["account_id"] == account.account_id
             version, trace_id, span_id, flags = headers["traceparent"].split("-")
             assert version == "00" and int(flags, 16) & 1  # sampled
-            span, = traced.spans("webhook.attempt",
-                                 lambda s, t=trace_id: s.context.trace_id == int(t, 16))
+            (span,) = traced.spans(
+                "webhook.attempt", lambda s, t=trace_id: s.context.trace_id == int(t, 16)
+            )
             assert span.context.span_id == int(span_id, 16)
             assert span.kind == SpanKind.CLIENT
             assert span.attributes["webhook.endpoint_id"] == hook.endpoint_id
             assert span.attributes["webhook.event_id"] == headers["webhook-id"]
-        statuses = {s.attributes["webhook.attempt"]: (s.attributes["http.response.status_code"],
-                                                     s.status.status_code)
-                    for s in traced.spans("webhook.attempt",
-                                          attribute("webhook.endpoint_id", hook.endpoint_id),
-                                          count=2)}
+        statuses = {
+            s.attributes["webhook.attempt"]: (
+                s.attributes["http.response.status_code"],
+                s.status.status_code,
+            )
+            for s in traced.spans(
+                "webhook.attempt", attribute("webhook.endpoint_id", hook.endpoint_id), count=2
+            )
+        }
         assert statuses == {1: (503, StatusCode.ERROR), 2: (200, StatusCode.UNSET)}
         assert failed[0]["traceparent"] != delivered[0]["traceparent"]  # a trace per attempt
     finally:
@@ -223,7 +257,8 @@ def test_a_webhook_attempt_is_a_span_whose_traceparent_the_receiver_gets(traced:
 
 
 def test_off_by_default_nothing_is_recorded_and_no_exporter_is_built(
-        tmp_path_factory: pytest.TempPathFactory) -> None:
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     receiver = Receiver()
     with fresh_database(str(tmp_path_factory.mktemp("db"))) as url:
         server = ServerThread(settings_for_tests(url)).start()
@@ -234,7 +269,7 @@ def test_off_by_default_nothing_is_recorded_and_no_exporter_is_built(
             assert server.server.tracing.owned_provider is None
             account = trial_ended_account(client)
             hook = endpoint(client, account.account_id, receiver.url)
-            request, = receiver.wait_for(1)
+            (request,) = receiver.wait_for(1)
             verify(hook.secret, request)
             assert "traceparent" not in request[0]
         finally:
@@ -243,34 +278,43 @@ def test_off_by_default_nothing_is_recorded_and_no_exporter_is_built(
             receiver.close()
     # In a process of its own, a server started and stopped with the settings' defaults: the
     # SDK (and so any exporter) is never even imported.
-    probe = ("import asyncio, sys\n"
-             "from billing_svc import tracing\n"
-             "from billing_svc.app import BillingServer\n"
-             "from billing_svc.settings import Settings\n"
-             "async def main():\n"
-             "    server = BillingServer(Settings(_env_file=None, listen='127.0.0.1:0',\n"
-             "                                    database_url=sys.argv[1]))\n"
-             "    await server.start()\n"
-             "    await server.stop()\n"
-             "    assert server.tracing is tracing.OFF\n"
-             "asyncio.run(main())\n"
-             "print(sorted(m for m in sys.modules if m.startswith('opentelemetry.sdk')"
-             " or m.startswith('opentelemetry.exporter')))\n")
+    probe = (
+        "import asyncio, sys\n"
+        "from billing_svc import tracing\n"
+        "from billing_svc.app import BillingServer\n"
+        "from billing_svc.settings import Settings\n"
+        "async def main():\n"
+        "    server = BillingServer(Settings(_env_file=None, listen='127.0.0.1:0',\n"
+        "                                    database_url=sys.argv[1]))\n"
+        "    await server.start()\n"
+        "    await server.stop()\n"
+        "    assert server.tracing is tracing.OFF\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry.sdk')"
+        " or m.startswith('opentelemetry.exporter')))\n"
+    )
     database = tmp_path_factory.mktemp("probe") / "billing.db"
-    out = subprocess.run([sys.executable, "-c", probe, f"sqlite:///{database}"],
-                         capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", probe, f"sqlite:///{database}"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
 
 
 def _export_requests(receiver: Receiver) -> list[trace_service_pb2.ExportTraceServiceRequest]:
-    return [trace_service_pb2.ExportTraceServiceRequest.FromString(body)
-            for _, body in receiver.received()]
+    return [
+        trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+        for _, body in receiver.received()
+    ]
 
 
 @pytest.mark.parametrize("exporter", ["otlp", "console"])
 def test_billing_otel_exporter_otlp_posts_spans_to_the_otlp_endpoint(
-        tmp_path_factory: pytest.TempPathFactory, exporter: str) -> None:
+    tmp_path_factory: pytest.TempPathFactory, exporter: str
+) -> None:
     """``billing-svc serve`` with BILLING_OTEL_EXPORTER=otlp sends its spans, as OTLP/HTTP, to
     OTEL_EXPORTER_OTLP_ENDPOINT (a real HTTP collector here) by the time it has stopped; with
     ``console`` it writes them to stderr instead (off, the SDK is not even imported: see
@@ -279,12 +323,15 @@ def test_billing_otel_exporter_otlp_posts_spans_to_the_otlp_endpoint(
     collector = Receiver()
     base = collector.url.removesuffix("/hooks")
     with fresh_database(str(tmp_path_factory.mktemp("db"))) as url:
-        service = ServiceProcess(url, BILLING_OTEL_EXPORTER=exporter,
-                                 OTEL_EXPORTER_OTLP_ENDPOINT=base).start()
+        service = ServiceProcess(
+            url, BILLING_OTEL_EXPORTER=exporter, OTEL_EXPORTER_OTLP_ENDPOINT=base
+        ).start()
         try:
             client = Client(service.target)
-            client.billing.CreateAccount(pb.CreateAccountRequest(
-                name="Exported Co", plan_id="startup"), metadata=ADMIN + TRACEPARENT)
+            client.billing.CreateAccount(
+                pb.CreateAccountRequest(name="Exported Co", plan_id="startup"),
+                metadata=ADMIN + TRACEPARENT,
+            )
             client.close()
             assert service.terminate() == 0
             output = service.output()
@@ -297,11 +344,14 @@ def test_billing_otel_exporter_otlp_posts_spans_to_the_otlp_endpoint(
         return
     paths = {headers.get("content-type") for headers, _ in collector.received()}
     assert paths == {"application/x-protobuf"}
-    spans = [(resource.resource, span)
-             for request in _export_requests(collector) for resource in request.resource_spans
-             for scope in resource.scope_spans for span in scope.spans]
-    rpc = [(resource, span) for resource, span in spans
-           if span.name == rpc_name]
+    spans = [
+        (resource.resource, span)
+        for request in _export_requests(collector)
+        for resource in request.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+    rpc = [(resource, span) for resource, span in spans if span.name == rpc_name]
     assert len(rpc) == 1
     resource, span = rpc[0]
     assert span.trace_id.hex() == TRACE_ID and span.parent_span_id.hex() == PARENT_ID

@@ -35,8 +35,10 @@ MIB = 1024 * 1024
 CREATE_ACCOUNT = "/as2aas.billing.v1.BillingService/CreateAccount"
 RECORD_USAGE = "/as2aas.billing.v1.UsageService/RecordUsage"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
-USAGE_METHODS = {"as2aas.billing.v1.UsageService.StreamUsage",
-                 "as2aas.billing.v1.UsageService.RecordUsage"}
+USAGE_METHODS = {
+    "as2aas.billing.v1.UsageService.StreamUsage",
+    "as2aas.billing.v1.UsageService.RecordUsage",
+}
 
 
 def padded(size: int) -> bytes:
@@ -71,8 +73,10 @@ def test_a_call_without_a_token_is_refused_before_its_body_is_received(client: C
     for path in (CREATE_ACCOUNT, RECORD_USAGE):
         call = client.channel.unary_unary(path)
         assert status_of(call, body) == grpc.StatusCode.UNAUTHENTICATED
-        assert status_of(call, body, metadata=[("authorization", "Bearer wrong")]) == \
-            grpc.StatusCode.UNAUTHENTICATED
+        assert (
+            status_of(call, body, metadata=[("authorization", "Bearer wrong")])
+            == grpc.StatusCode.UNAUTHENTICATED
+        )
         assert status_of(call, body, metadata=READER) == grpc.StatusCode.PERMISSION_DENIED
 
 
@@ -84,26 +88,34 @@ def test_the_default_limit_is_1_mib_for_every_method_but_the_usage_ones(client: 
     assert "1,048,577 bytes" in error.value.details()
     assert "BILLING_MAX_REQUEST_BYTES" in error.value.details()
     assert status_of(create, padded(MIB), metadata=ADMIN) == grpc.StatusCode.INVALID_ARGUMENT
-    ack = upb.RecordUsageResponse.FromString(client.channel.unary_unary(RECORD_USAGE)(
-        padded(8 * MIB), metadata=auth("producer"), timeout=60))
+    ack = upb.RecordUsageResponse.FromString(
+        client.channel.unary_unary(RECORD_USAGE)(
+            padded(8 * MIB), metadata=auth("producer"), timeout=60
+        )
+    )
     assert (ack.accepted, list(ack.rejected)) == (0, [])
 
 
 @pytest.fixture(scope="module")
 def small_limits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     with fresh_database(str(tmp_path_factory.mktemp("limits"))) as url:
-        running = ServerThread(settings_for_tests(
-            url, max_request_bytes=4096, max_concurrent_rpcs=3,
-            scheduler_interval_seconds=3600)).start()
+        running = ServerThread(
+            settings_for_tests(
+                url, max_request_bytes=4096, max_concurrent_rpcs=3, scheduler_interval_seconds=3600
+            )
+        ).start()
         yield running
         running.stop()
 
 
 def test_requests_over_the_limit_are_refused_on_every_method_health_and_reflection_too(
-        small_limits: ServerThread) -> None:
+    small_limits: ServerThread,
+) -> None:
     methods = reflected_methods(small_limits.target)
     assert {m.containing_service.full_name for m in methods} >= {
-        "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    }
     with grpc.insecure_channel(small_limits.target) as channel:
         for method in methods:
             if method.full_name == "grpc.health.v1.Health.List":
@@ -120,6 +132,7 @@ def test_requests_over_the_limit_are_refused_on_every_method_health_and_reflecti
 def _held_stream(client: Client, release: threading.Event) -> Iterator[upb.StreamUsageResponse]:
     """A StreamUsage stream that has sent one (empty) batch and sends nothing more until
     ``release``."""
+
     def requests() -> Iterator[upb.StreamUsageRequest]:
         yield upb.StreamUsageRequest(batch_id="first")
         release.wait(60)
@@ -130,7 +143,8 @@ def _held_stream(client: Client, release: threading.Event) -> Iterator[upb.Strea
 
 
 def test_calls_beyond_the_concurrency_limit_are_resource_exhausted_and_streams_count(
-        small_limits: ServerThread) -> None:
+    small_limits: ServerThread,
+) -> None:
     client = Client(small_limits.target)
     release = threading.Event()
     try:
@@ -146,8 +160,9 @@ def test_calls_beyond_the_concurrency_limit_are_resource_exhausted_and_streams_c
         streams[0].cancel()
         for _ in range(100):  # the server sees the cancellation moments later
             try:
-                assert client.billing.ListPlans(pb.ListPlansRequest(), metadata=READER,
-                                                timeout=10).plans
+                assert client.billing.ListPlans(
+                    pb.ListPlansRequest(), metadata=READER, timeout=10
+                ).plans
                 break
             except grpc.RpcError as refused:
                 assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -182,16 +197,24 @@ class ProbeServer:
             return request
 
         interceptor = ServiceInterceptor(max_request_bytes=1024)
-        interceptor.activate(TokenStore.configured(
-            TokenSpec(name=name, token=token, scopes=scopes)
-            for name, (token, scopes) in TOKENS.items()))
+        interceptor.activate(
+            TokenStore.configured(
+                TokenSpec(name=name, token=token, scopes=scopes)
+                for name, (token, scopes) in TOKENS.items()
+            )
+        )
         self.server = grpc.aio.server(interceptors=[interceptor])
-        kinds = {"ProbeUnaryStream": grpc.unary_stream_rpc_method_handler(echo_stream),
-                 "ProbeStreamUnary": grpc.stream_unary_rpc_method_handler(join),
-                 "ProbeSync": grpc.unary_unary_rpc_method_handler(blocking)}
-        self.server.add_generic_rpc_handlers((
-            grpc.method_handlers_generic_handler(self.SERVICE, kinds),
-            grpc.method_handlers_generic_handler("grpc.health.v1.Health", kinds)))
+        kinds = {
+            "ProbeUnaryStream": grpc.unary_stream_rpc_method_handler(echo_stream),
+            "ProbeStreamUnary": grpc.stream_unary_rpc_method_handler(join),
+            "ProbeSync": grpc.unary_unary_rpc_method_handler(blocking),
+        }
+        self.server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(self.SERVICE, kinds),
+                grpc.method_handlers_generic_handler("grpc.health.v1.Health", kinds),
+            )
+        )
         port = self.server.add_insecure_port("127.0.0.1:0")
         await self.server.start()
         return port
@@ -224,8 +247,10 @@ def test_every_kind_of_handler_is_authenticated_or_refused(probe: grpc.Channel) 
     base = f"/{ProbeServer.SERVICE}/"
     unary_stream = probe.unary_stream(base + "ProbeUnaryStream")
     stream_unary = probe.stream_unary(base + "ProbeStreamUnary")
-    for metadata, code in (([], grpc.StatusCode.UNAUTHENTICATED),
-                           (ADMIN, grpc.StatusCode.PERMISSION_DENIED)):  # no scope names it
+    for metadata, code in (
+        ([], grpc.StatusCode.UNAUTHENTICATED),
+        (ADMIN, grpc.StatusCode.PERMISSION_DENIED),
+    ):  # no scope names it
         assert _code(unary_stream, b"hi", metadata=metadata) == code
         assert _code(stream_unary, iter([b"hi"]), metadata=metadata) == code
     blocking = probe.unary_unary(base + "ProbeSync")
@@ -233,7 +258,8 @@ def test_every_kind_of_handler_is_authenticated_or_refused(probe: grpc.Channel) 
 
 
 def test_open_methods_of_every_kind_need_no_token_but_keep_the_size_limit(
-        probe: grpc.Channel) -> None:
+    probe: grpc.Channel,
+) -> None:
     base = "/grpc.health.v1.Health/"
     assert list(probe.unary_stream(base + "ProbeUnaryStream")(b"hi")) == [b"hi"]
     stream_unary = probe.stream_unary(base + "ProbeStreamUnary")
@@ -272,16 +298,20 @@ def test_48_large_calls_without_a_token_leave_the_server_small_and_serving(tmp_p
             with ThreadPoolExecutor(48) as pool:
                 refusals = list(pool.map(refusal_of, calls, [body] * 48))
             assert {code for code, _ in refusals} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
-            assert any("health and reflection calls are in flight" in details
-                       for _, details in refusals), refusals
+            assert any(
+                "health and reflection calls are in flight" in details for _, details in refusals
+            ), refusals
             health = health_pb2_grpc.HealthStub(channels[0])
-            assert health.Check(health_pb2.HealthCheckRequest()).status == \
-                health_pb2.HealthCheckResponse.SERVING
+            assert (
+                health.Check(health_pb2.HealthCheckRequest()).status
+                == health_pb2.HealthCheckResponse.SERVING
+            )
             client = Client(service.target)
             try:
                 assert client.billing.ListPlans(pb.ListPlansRequest(), metadata=READER).plans
-                ack = client.usage.RecordUsage(upb.RecordUsageRequest(batch_id="after"),
-                                               metadata=auth("producer"))
+                ack = client.usage.RecordUsage(
+                    upb.RecordUsageRequest(batch_id="after"), metadata=auth("producer")
+                )
                 assert ack.batch_id == "after"
             finally:
                 client.close()

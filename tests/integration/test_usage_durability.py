@@ -21,18 +21,32 @@ def test_sigkill_mid_stream_then_resend_counts_every_event_once(tmp_path) -> Non
         service = ServiceProcess(url).start()
         client = Client(service.target)
         try:
-            account = client.billing.CreateAccount(pb.CreateAccountRequest(
-                name="Crash Co", plan_id="enterprise", skip_trial=True),
-                metadata=ADMIN).account
-            tenant = client.billing.CreateTenant(pb.CreateTenantRequest(
-                account_id=account.account_id, name="main"), metadata=ADMIN).tenant
+            account = client.billing.CreateAccount(
+                pb.CreateAccountRequest(name="Crash Co", plan_id="enterprise", skip_trial=True),
+                metadata=ADMIN,
+            ).account
+            tenant = client.billing.CreateTenant(
+                pb.CreateTenantRequest(account_id=account.account_id, name="main"), metadata=ADMIN
+            ).tenant
             stamp = timestamp_pb2.Timestamp()
             stamp.FromDatetime(datetime.now(UTC))
-            batches = [upb.StreamUsageRequest(batch_id=f"b{b}", events=[
-                upb.UsageEvent(event_id=f"e{b}-{i}", account_id=account.account_id,
-                               tenant_id=tenant.tenant_id, kind=common_pb2.USAGE_KIND_MESSAGE,
-                               quantity=1 + (i % 3), occurred_at=stamp)
-                for i in range(500)]) for b in range(200)]
+            batches = [
+                upb.StreamUsageRequest(
+                    batch_id=f"b{b}",
+                    events=[
+                        upb.UsageEvent(
+                            event_id=f"e{b}-{i}",
+                            account_id=account.account_id,
+                            tenant_id=tenant.tenant_id,
+                            kind=common_pb2.USAGE_KIND_MESSAGE,
+                            quantity=1 + (i % 3),
+                            occurred_at=stamp,
+                        )
+                        for i in range(500)
+                    ],
+                )
+                for b in range(200)
+            ]
             expected = sum(e.quantity for b in batches for e in b.events)
 
             def slow_requests():
@@ -59,8 +73,10 @@ def test_sigkill_mid_stream_then_resend_counts_every_event_once(tmp_path) -> Non
             assert sum(a.duplicates for a in resent) >= 40 * 500  # every acked event survived
             assert sum(a.accepted + a.duplicates for a in resent) == 200 * 500
             assert all(not a.rejected for a in resent)
-            usage = client.usage.GetCurrentUsage(upb.GetCurrentUsageRequest(
-                account_id=account.account_id), metadata=auth("usage-reader")).usage_to_date
+            usage = client.usage.GetCurrentUsage(
+                upb.GetCurrentUsageRequest(account_id=account.account_id),
+                metadata=auth("usage-reader"),
+            ).usage_to_date
             assert usage.messages == expected
         finally:
             client.close()

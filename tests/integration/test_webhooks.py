@@ -39,9 +39,12 @@ from tests.support import (
 
 
 def endpoint(client: Client, account_id: str, url: str, *types: str) -> pb.WebhookEndpoint:
-    return client.billing.CreateWebhookEndpoint(pb.CreateWebhookEndpointRequest(
-        account_id=account_id, url=url, event_types=list(types), description="ERP"),
-        metadata=WRITER).endpoint
+    return client.billing.CreateWebhookEndpoint(
+        pb.CreateWebhookEndpointRequest(
+            account_id=account_id, url=url, event_types=list(types), description="ERP"
+        ),
+        metadata=WRITER,
+    ).endpoint
 
 
 def trial_ended_account(client: Client) -> pb.Account:
@@ -61,7 +64,7 @@ def test_deliveries_are_signed_standard_webhooks(client: Client) -> None:
         account = trial_ended_account(client)
         hook = endpoint(client, account.account_id, receiver.url)
         assert hook.secret.startswith("whsec_") and hook.endpoint_id.startswith("we_")
-        (headers, body), = receiver.wait_for(1)
+        ((headers, body),) = receiver.wait_for(1)
         payload = verify(hook.secret, (headers, body))
         assert payload["type"] == "billing.subscription_updated"
         assert payload["data"]["account_id"] == account.account_id
@@ -76,8 +79,7 @@ def test_deliveries_are_signed_standard_webhooks(client: Client) -> None:
         receiver.close()
 
 
-def test_failures_then_success_keep_one_webhook_id_and_log_every_attempt(
-        client: Client) -> None:
+def test_failures_then_success_keep_one_webhook_id_and_log_every_attempt(client: Client) -> None:
     receiver = Receiver(plan=[500, 500])
     try:
         account = trial_ended_account(client)
@@ -88,21 +90,27 @@ def test_failures_then_success_keep_one_webhook_id_and_log_every_attempt(
         verify(hook.secret, requests[-1])
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            events = client.billing.ListWebhookEvents(pb.ListWebhookEventsRequest(
-                account_id=account.account_id), metadata=READER).events
+            events = client.billing.ListWebhookEvents(
+                pb.ListWebhookEventsRequest(account_id=account.account_id), metadata=READER
+            ).events
             if events and events[0].status == pb.WEBHOOK_EVENT_STATUS_DELIVERED:
                 break
             time.sleep(0.05)
-        event, = events
+        (event,) = events
         assert event.event_id in ids and event.type == "billing.subscription_updated"
         assert [(a.attempt_number, a.status_code) for a in event.attempts] == [
-            (1, 500), (2, 500), (3, 200)]
+            (1, 500),
+            (2, 500),
+            (3, 200),
+        ]
         assert all(a.endpoint_id == hook.endpoint_id for a in event.attempts)
         assert event.attempts[0].error == "HTTP 500"
-        endpoints = client.billing.ListWebhookEndpoints(pb.ListWebhookEndpointsRequest(
-            account_id=account.account_id), metadata=READER).endpoints
+        endpoints = client.billing.ListWebhookEndpoints(
+            pb.ListWebhookEndpointsRequest(account_id=account.account_id), metadata=READER
+        ).endpoints
         assert [(e.endpoint_id, e.secret, e.failure_streak) for e in endpoints] == [
-            (hook.endpoint_id, "", 0)]
+            (hook.endpoint_id, "", 0)
+        ]
     finally:
         receiver.close()
 
@@ -116,12 +124,15 @@ def test_endpoints_get_only_the_types_they_subscribed_to(client: Client) -> None
         shop.record([shop.message("w1", 3750)])  # 75 % threshold
         shop.record([shop.message("w2", 2000)])  # 90 %, 100 % and the message limit
         got = everything.wait_for(4)
-        assert sorted(json.loads(body)["type"] for _, body in got) == [
-            "billing.limit_exceeded"] + ["billing.usage_threshold"] * 3
+        assert (
+            sorted(json.loads(body)["type"] for _, body in got)
+            == ["billing.limit_exceeded"] + ["billing.usage_threshold"] * 3
+        )
         only = limits.wait_for(1)
         time.sleep(0.3)
         assert [json.loads(body)["type"] for _, body in limits.received()] == [
-            "billing.limit_exceeded"]
+            "billing.limit_exceeded"
+        ]
         assert len(only) == 1
     finally:
         everything.close()
@@ -133,11 +144,12 @@ def test_rotation_signs_with_both_secrets_for_a_day(client: Client) -> None:
     try:
         shop = Shop(client, plan_id="startup")
         hook = endpoint(client, shop.account_id, receiver.url)
-        rotated = client.billing.RotateWebhookSecret(pb.RotateWebhookSecretRequest(
-            endpoint_id=hook.endpoint_id), metadata=WRITER).endpoint
+        rotated = client.billing.RotateWebhookSecret(
+            pb.RotateWebhookSecretRequest(endpoint_id=hook.endpoint_id), metadata=WRITER
+        ).endpoint
         assert rotated.secret != hook.secret
         shop.record([shop.message("r1", 4000)])
-        request, = receiver.wait_for(1)
+        (request,) = receiver.wait_for(1)
         assert len(request[0]["webhook-signature"].split(" ")) == 2
         verify(rotated.secret, request)
         verify(hook.secret, request)
@@ -150,19 +162,27 @@ def test_redelivery_and_deletion(client: Client) -> None:
     try:
         account = trial_ended_account(client)
         hook = endpoint(client, account.account_id, receiver.url)
-        first, = receiver.wait_for(1)
+        (first,) = receiver.wait_for(1)
         event_id = first[0]["webhook-id"]
-        client.billing.RedeliverWebhookEvent(pb.RedeliverWebhookEventRequest(
-            event_id=event_id), metadata=WRITER)
+        client.billing.RedeliverWebhookEvent(
+            pb.RedeliverWebhookEventRequest(event_id=event_id), metadata=WRITER
+        )
         second = receiver.wait_for(2)[1]
         assert second[0]["webhook-id"] == event_id and second[1] == first[1]
-        client.billing.DeleteWebhookEndpoint(pb.DeleteWebhookEndpointRequest(
-            endpoint_id=hook.endpoint_id), metadata=WRITER)
-        assert client.billing.ListWebhookEndpoints(pb.ListWebhookEndpointsRequest(
-            account_id=account.account_id), metadata=READER).endpoints == []
+        client.billing.DeleteWebhookEndpoint(
+            pb.DeleteWebhookEndpointRequest(endpoint_id=hook.endpoint_id), metadata=WRITER
+        )
+        assert (
+            client.billing.ListWebhookEndpoints(
+                pb.ListWebhookEndpointsRequest(account_id=account.account_id), metadata=READER
+            ).endpoints
+            == []
+        )
         with pytest.raises(grpc.RpcError) as error:
-            client.billing.RedeliverWebhookEvent(pb.RedeliverWebhookEventRequest(
-                event_id=event_id, endpoint_id=hook.endpoint_id), metadata=WRITER)
+            client.billing.RedeliverWebhookEvent(
+                pb.RedeliverWebhookEventRequest(event_id=event_id, endpoint_id=hook.endpoint_id),
+                metadata=WRITER,
+            )
         assert error.value.code() == grpc.StatusCode.NOT_FOUND
     finally:
         receiver.close()
@@ -176,8 +196,9 @@ def test_410_gone_disables_the_endpoint_and_stops_retries(client: Client) -> Non
         receiver.wait_for(1)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            listed, = client.billing.ListWebhookEndpoints(pb.ListWebhookEndpointsRequest(
-                account_id=account.account_id), metadata=READER).endpoints
+            (listed,) = client.billing.ListWebhookEndpoints(
+                pb.ListWebhookEndpointsRequest(account_id=account.account_id), metadata=READER
+            ).endpoints
             if listed.status == pb.WEBHOOK_ENDPOINT_STATUS_DISABLED:
                 break
             time.sleep(0.05)
@@ -186,9 +207,12 @@ def test_410_gone_disables_the_endpoint_and_stops_retries(client: Client) -> Non
         assert "410" in listed.disabled_reason
         time.sleep(0.5)
         assert len(receiver.received()) == 1
-        audit = client.billing.ListAuditEvents(pb.ListAuditEventsRequest(
-            account_id=account.account_id, action="webhook_endpoint.disabled"),
-            metadata=ADMIN).audit_events
+        audit = client.billing.ListAuditEvents(
+            pb.ListAuditEventsRequest(
+                account_id=account.account_id, action="webhook_endpoint.disabled"
+            ),
+            metadata=ADMIN,
+        ).audit_events
         assert len(audit) == 1 and "410" in audit[0].after_json
     finally:
         receiver.close()
@@ -211,15 +235,20 @@ def test_one_dead_endpoint_does_not_delay_the_others(client: Client) -> None:
 
 def test_the_url_guard_refuses_internal_addresses(tmp_path) -> None:
     with fresh_database(str(tmp_path)) as url:
-        server = ServerThread(settings_for_tests(
-            url, webhook_allow_private_networks=False)).start()
+        server = ServerThread(settings_for_tests(url, webhook_allow_private_networks=False)).start()
         client = Client(server.target)
         try:
             account = create_account(client)
-            for bad in ("http://example.com/hook", "https://127.0.0.1/hook",
-                        "https://localhost:8443/x", "https://10.1.2.3/x",
-                        "https://169.254.169.254/latest", "https://[::1]/x",
-                        "https://user:pw@example.com/x", "ftp://example.com"):
+            for bad in (
+                "http://example.com/hook",
+                "https://127.0.0.1/hook",
+                "https://localhost:8443/x",
+                "https://10.1.2.3/x",
+                "https://169.254.169.254/latest",
+                "https://[::1]/x",
+                "https://user:pw@example.com/x",
+                "ftp://example.com",
+            ):
                 with pytest.raises(grpc.RpcError) as error:
                     endpoint(client, account.account_id, bad)
                 assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
@@ -237,11 +266,12 @@ def test_a_pending_retry_survives_sigkill_and_restart(tmp_path) -> None:
         try:
             account = trial_ended_account(client)
             endpoint(client, account.account_id, receiver.url)
-            first, = receiver.wait_for(1)
+            (first,) = receiver.wait_for(1)
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:  # the failed attempt is recorded, retry due
-                events = client.billing.ListWebhookEvents(pb.ListWebhookEventsRequest(
-                    account_id=account.account_id), metadata=READER).events
+                events = client.billing.ListWebhookEvents(
+                    pb.ListWebhookEventsRequest(account_id=account.account_id), metadata=READER
+                ).events
                 if events and events[0].attempts:
                     break
                 time.sleep(0.05)
@@ -269,21 +299,31 @@ def test_two_replicas_share_the_outbox_without_sending_twice(tmp_path) -> None:
                 endpoint(clients[0], account.account_id, receiver.url)
 
             def change(index: int) -> None:
-                clients[index % 2].billing.ChangePlan(pb.ChangePlanRequest(
-                    account_id=accounts[index].account_id, plan_id="business"),
-                    metadata=WRITER)
+                clients[index % 2].billing.ChangePlan(
+                    pb.ChangePlanRequest(account_id=accounts[index].account_id, plan_id="business"),
+                    metadata=WRITER,
+                )
 
             with ThreadPoolExecutor(4) as pool:
                 list(pool.map(change, range(30)))
             # And a burst straight into the outbox: both replicas claim at full speed.
             from billing_svc.domain import events
             from billing_svc.storage import outbox
+
             with replicas[1].db.write() as session:
                 for i in range(300):
-                    outbox.enqueue(session, events.limit_exceeded(
-                        account_id=accounts[i % 30].account_id, limit_type="tenants",
-                        current_usage=i, plan_limit=3, period="2026-11", refused=False,
-                        occurred_at=datetime.now(UTC)))
+                    outbox.enqueue(
+                        session,
+                        events.limit_exceeded(
+                            account_id=accounts[i % 30].account_id,
+                            limit_type="tenants",
+                            current_usage=i,
+                            plan_limit=3,
+                            period="2026-11",
+                            refused=False,
+                            occurred_at=datetime.now(UTC),
+                        ),
+                    )
             receiver.wait_for(330)
             time.sleep(1.0)
             ids = [headers["webhook-id"] for headers, _ in receiver.received()]
@@ -303,9 +343,14 @@ def test_a_dead_endpoints_backlog_does_not_starve_healthy_endpoints(tmp_path) ->
 
     dead, healthy = DeadEndpoint(), Receiver()
     with fresh_database(str(tmp_path)) as url:
-        server = ServerThread(settings_for_tests(
-            url, webhook_timeout_seconds=1.0, webhook_max_concurrency=8,
-            webhook_per_endpoint_concurrency=2)).start()
+        server = ServerThread(
+            settings_for_tests(
+                url,
+                webhook_timeout_seconds=1.0,
+                webhook_max_concurrency=8,
+                webhook_per_endpoint_concurrency=2,
+            )
+        ).start()
         client = Client(server.target)
         try:
             stuck, fine = create_account(client, name="Stuck"), create_account(client, name="Fine")
@@ -315,10 +360,18 @@ def test_a_dead_endpoints_backlog_does_not_starve_healthy_endpoints(tmp_path) ->
             def emit(account_id: str, count: int) -> None:
                 with server.db.write() as session:
                     for i in range(count):
-                        outbox.enqueue(session, events.limit_exceeded(
-                            account_id=account_id, limit_type="tenants", current_usage=i,
-                            plan_limit=3, period="2026-11", refused=False,
-                            occurred_at=datetime.now(UTC)))
+                        outbox.enqueue(
+                            session,
+                            events.limit_exceeded(
+                                account_id=account_id,
+                                limit_type="tenants",
+                                current_usage=i,
+                                plan_limit=3,
+                                period="2026-11",
+                                refused=False,
+                                occurred_at=datetime.now(UTC),
+                            ),
+                        )
 
             emit(stuck.account_id, 60)  # older than the healthy event: first in line
             time.sleep(0.3)
@@ -338,8 +391,9 @@ def test_a_dead_endpoints_backlog_does_not_starve_healthy_endpoints(tmp_path) ->
 
 
 def events_of(client: Client, account_id: str, **filters: object) -> pb.ListWebhookEventsResponse:
-    return client.billing.ListWebhookEvents(pb.ListWebhookEventsRequest(
-        account_id=account_id, **filters), metadata=READER)  # type: ignore[arg-type]
+    return client.billing.ListWebhookEvents(
+        pb.ListWebhookEventsRequest(account_id=account_id, **filters), metadata=READER
+    )  # type: ignore[arg-type]
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 10) -> object:
@@ -360,21 +414,33 @@ def test_the_event_log_filters_pages_and_redelivers_a_failed_event(client: Clien
         endpoint(client, account.account_id, healthy.url, "billing.subscription_updated")
         for i in range(11):  # the 11th is over the plan's 10: refused, billing.limit_exceeded
             with pytest.raises(grpc.RpcError) if i == 10 else contextlib.nullcontext():
-                client.billing.CreateMasterPartner(pb.CreateMasterPartnerRequest(
-                    account_id=account.account_id, name=f"P{i}"), metadata=WRITER)
+                client.billing.CreateMasterPartner(
+                    pb.CreateMasterPartnerRequest(account_id=account.account_id, name=f"P{i}"),
+                    metadata=WRITER,
+                )
         for plan_id in ("business", "enterprise"):  # upgrades: billing.subscription_updated
-            client.billing.ChangePlan(pb.ChangePlanRequest(
-                account_id=account.account_id, plan_id=plan_id), metadata=WRITER)
+            client.billing.ChangePlan(
+                pb.ChangePlanRequest(account_id=account.account_id, plan_id=plan_id),
+                metadata=WRITER,
+            )
         failing.wait_for(4)
         healthy.wait_for(2)
 
-        failed, = wait_until(lambda: events_of(client, account.account_id,
-                                               status=pb.WEBHOOK_EVENT_STATUS_FAILED).events)
+        (failed,) = wait_until(
+            lambda: (
+                events_of(client, account.account_id, status=pb.WEBHOOK_EVENT_STATUS_FAILED).events
+            )
+        )
         assert failed.type == "billing.limit_exceeded"
         assert [(a.attempt_number, a.status_code) for a in failed.attempts] == [
-            (1, 500), (2, 500), (3, 500), (4, 500)]
-        updates = events_of(client, account.account_id,
-                            event_type="billing.subscription_updated").events
+            (1, 500),
+            (2, 500),
+            (3, 500),
+            (4, 500),
+        ]
+        updates = events_of(
+            client, account.account_id, event_type="billing.subscription_updated"
+        ).events
         assert [e.status for e in updates] == [pb.WEBHOOK_EVENT_STATUS_DELIVERED] * 2
 
         pages, token = [], ""
@@ -389,17 +455,23 @@ def test_the_event_log_filters_pages_and_redelivers_a_failed_event(client: Clien
 
         with failing.lock:
             failing.plan.clear()  # the receiver is fixed
-        client.billing.RedeliverWebhookEvent(pb.RedeliverWebhookEventRequest(
-            event_id=failed.event_id), metadata=WRITER)
+        client.billing.RedeliverWebhookEvent(
+            pb.RedeliverWebhookEventRequest(event_id=failed.event_id), metadata=WRITER
+        )
         headers, _ = failing.wait_for(5)[-1]
         assert headers["webhook-id"] == failed.event_id
         # The receiver answers before the outcome is recorded: wait for the record, not the POST
         # (while it is in flight the event reads as pending, which is not failed either).
-        again, = wait_until(lambda: [
-            e for e in events_of(client, account.account_id).events
-            if e.event_id == failed.event_id and e.status == pb.WEBHOOK_EVENT_STATUS_DELIVERED])
-        assert not events_of(client, account.account_id,
-                             status=pb.WEBHOOK_EVENT_STATUS_FAILED).events
+        (again,) = wait_until(
+            lambda: [
+                e
+                for e in events_of(client, account.account_id).events
+                if e.event_id == failed.event_id and e.status == pb.WEBHOOK_EVENT_STATUS_DELIVERED
+            ]
+        )
+        assert not events_of(
+            client, account.account_id, status=pb.WEBHOOK_EVENT_STATUS_FAILED
+        ).events
         assert [a.status_code for a in again.attempts] == [500, 500, 500, 500, 200]
     finally:
         failing.close()
@@ -413,30 +485,46 @@ def test_the_event_log_filters_pages_and_redelivers_a_failed_event(client: Clien
 def test_an_endpoint_failing_continuously_is_disabled_and_audited(tmp_path) -> None:
     receiver = Receiver(plan=[500] * 1000)
     with fresh_database(str(tmp_path)) as url:
-        server = ServerThread(settings_for_tests(
-            url, webhook_disable_after_days=1.0 / 86400,  # one second here, 5 days by default
-            webhook_retry_schedule=",".join(["0.2"] * 50))).start()
+        server = ServerThread(
+            settings_for_tests(
+                url,
+                webhook_disable_after_days=1.0 / 86400,  # one second here, 5 days by default
+                webhook_retry_schedule=",".join(["0.2"] * 50),
+            )
+        ).start()
         client = Client(server.target)
         try:
             account = create_account(client)
             hook = endpoint(client, account.account_id, receiver.url)
-            client.billing.ChangePlan(pb.ChangePlanRequest(
-                account_id=account.account_id, plan_id="business"), metadata=WRITER)
-            listed = wait_until(lambda: [e for e in client.billing.ListWebhookEndpoints(
-                pb.ListWebhookEndpointsRequest(account_id=account.account_id),
-                metadata=READER).endpoints if e.status == pb.WEBHOOK_ENDPOINT_STATUS_DISABLED])
-            disabled, = listed  # type: ignore[misc]
+            client.billing.ChangePlan(
+                pb.ChangePlanRequest(account_id=account.account_id, plan_id="business"),
+                metadata=WRITER,
+            )
+            listed = wait_until(
+                lambda: [
+                    e
+                    for e in client.billing.ListWebhookEndpoints(
+                        pb.ListWebhookEndpointsRequest(account_id=account.account_id),
+                        metadata=READER,
+                    ).endpoints
+                    if e.status == pb.WEBHOOK_ENDPOINT_STATUS_DISABLED
+                ]
+            )
+            (disabled,) = listed  # type: ignore[misc]
             assert disabled.endpoint_id == hook.endpoint_id
             assert disabled.disabled_reason.startswith("failing continuously since")
             assert disabled.failure_streak >= 2 and disabled.HasField("failing_since")
             tried = len(receiver.received())
             time.sleep(0.6)
             assert len(receiver.received()) == tried  # no more attempts
-            event, = events_of(client, account.account_id).events
+            (event,) = events_of(client, account.account_id).events
             assert event.status == pb.WEBHOOK_EVENT_STATUS_FAILED
-            audit, = client.billing.ListAuditEvents(pb.ListAuditEventsRequest(
-                account_id=account.account_id, action="webhook_endpoint.disabled"),
-                metadata=ADMIN).audit_events
+            (audit,) = client.billing.ListAuditEvents(
+                pb.ListAuditEventsRequest(
+                    account_id=account.account_id, action="webhook_endpoint.disabled"
+                ),
+                metadata=ADMIN,
+            ).audit_events
             assert hook.endpoint_id in audit.after_json and "failing" in audit.after_json
         finally:
             client.close()
@@ -493,24 +581,34 @@ def odd_receiver() -> Iterator[str]:
 
 
 def test_answers_are_cut_at_the_timeout_and_the_size_limit_and_never_followed(
-        tmp_path, odd_receiver: str) -> None:
+    tmp_path, odd_receiver: str
+) -> None:
     with fresh_database(str(tmp_path)) as url:
-        server = ServerThread(settings_for_tests(url, webhook_timeout_seconds=1.0,
-                                                 webhook_retry_schedule="60")).start()
+        server = ServerThread(
+            settings_for_tests(url, webhook_timeout_seconds=1.0, webhook_retry_schedule="60")
+        ).start()
         client = Client(server.target)
         try:
             account = create_account(client)
             for path in ("/drip", "/huge", "/redirect"):
                 endpoint(client, account.account_id, odd_receiver + path)
             started = time.monotonic()
-            client.billing.ChangePlan(pb.ChangePlanRequest(
-                account_id=account.account_id, plan_id="business"), metadata=WRITER)
-            event = wait_until(lambda: [e for e in events_of(client, account.account_id).events
-                                        if len(e.attempts) == 3])[0]  # type: ignore[index]
+            client.billing.ChangePlan(
+                pb.ChangePlanRequest(account_id=account.account_id, plan_id="business"),
+                metadata=WRITER,
+            )
+            event = wait_until(
+                lambda: [
+                    e for e in events_of(client, account.account_id).events if len(e.attempts) == 3
+                ]
+            )[0]  # type: ignore[index]
             assert time.monotonic() - started < 5
-            endpoint_path = {e.endpoint_id: e.url.rsplit("/", 1)[1] for e in
-                             client.billing.ListWebhookEndpoints(pb.ListWebhookEndpointsRequest(
-                                 account_id=account.account_id), metadata=READER).endpoints}
+            endpoint_path = {
+                e.endpoint_id: e.url.rsplit("/", 1)[1]
+                for e in client.billing.ListWebhookEndpoints(
+                    pb.ListWebhookEndpointsRequest(account_id=account.account_id), metadata=READER
+                ).endpoints
+            }
             by_path = {endpoint_path[a.endpoint_id]: a for a in event.attempts}
             assert by_path["drip"].status_code == 0
             assert by_path["drip"].error == "timed out after 1 s"
@@ -522,8 +620,13 @@ def test_answers_are_cut_at_the_timeout_and_the_size_limit_and_never_followed(
                 from sqlmodel import select
 
                 from billing_svc.storage.tables import WebhookAttempt
-                bodies = [a.response_body for a in session.exec(select(WebhookAttempt).where(
-                    WebhookAttempt.event_id == event.event_id))]
+
+                bodies = [
+                    a.response_body
+                    for a in session.exec(
+                        select(WebhookAttempt).where(WebhookAttempt.event_id == event.event_id)
+                    )
+                ]
             assert max(len(b) for b in bodies) == 2048
         finally:
             client.close()
@@ -543,8 +646,9 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     def getaddrinfo(host, port, *args, **kwargs):  # type: ignore[no-untyped-def]
         if isinstance(host, str) and host.endswith(".test"):
             answers["lookups"].append(host)
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port or 0))
-                    for a in answers[host]]
+            return [
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port or 0)) for a in answers[host]
+            ]
         return real(host, port, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
@@ -552,23 +656,30 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
 
 
 def test_a_host_rebound_to_an_internal_address_is_refused_at_delivery(
-        tmp_path, fake_dns: dict[str, list[str]]) -> None:
+    tmp_path, fake_dns: dict[str, list[str]]
+) -> None:
     receiver = Receiver()
     port = receiver.server.server_address[1]
     with fresh_database(str(tmp_path)) as url:
-        server = ServerThread(settings_for_tests(
-            url, webhook_allow_private_networks=False, webhook_retry_schedule="60")).start()
+        server = ServerThread(
+            settings_for_tests(
+                url, webhook_allow_private_networks=False, webhook_retry_schedule="60"
+            )
+        ).start()
         client = Client(server.target)
         try:
             account = create_account(client)
             fake_dns["hooks.rebind.test"] = ["93.184.216.34"]  # public when registered
             endpoint(client, account.account_id, f"https://hooks.rebind.test:{port}/hooks")
             fake_dns["hooks.rebind.test"] = ["127.0.0.1"]  # ... and internal when delivering
-            client.billing.ChangePlan(pb.ChangePlanRequest(
-                account_id=account.account_id, plan_id="business"), metadata=WRITER)
-            event, = wait_until(lambda: [e for e in events_of(client, account.account_id).events
-                                         if e.attempts])  # type: ignore[misc]
-            attempt, = event.attempts
+            client.billing.ChangePlan(
+                pb.ChangePlanRequest(account_id=account.account_id, plan_id="business"),
+                metadata=WRITER,
+            )
+            (event,) = wait_until(
+                lambda: [e for e in events_of(client, account.account_id).events if e.attempts]
+            )  # type: ignore[misc]
+            (attempt,) = event.attempts
             assert attempt.status_code == 0
             assert attempt.error.startswith("refused:") and "127.0.0.1" in attempt.error
             assert receiver.received() == []
@@ -579,7 +690,8 @@ def test_a_host_rebound_to_an_internal_address_is_refused_at_delivery(
 
 
 def test_the_connection_goes_to_the_address_checked_and_names_the_host(
-        client: Client, fake_dns: dict[str, list[str]]) -> None:
+    client: Client, fake_dns: dict[str, list[str]]
+) -> None:
     receiver = Receiver()
     port = receiver.server.server_address[1]
     try:
@@ -587,9 +699,10 @@ def test_the_connection_goes_to_the_address_checked_and_names_the_host(
         fake_dns["hooks.pinned.test"] = ["127.0.0.1"]
         hook = endpoint(client, account.account_id, f"http://hooks.pinned.test:{port}/hooks")
         assert fake_dns["lookups"] == ["hooks.pinned.test"]  # checked when created
-        client.billing.ChangePlan(pb.ChangePlanRequest(
-            account_id=account.account_id, plan_id="business"), metadata=WRITER)
-        request, = receiver.wait_for(1)
+        client.billing.ChangePlan(
+            pb.ChangePlanRequest(account_id=account.account_id, plan_id="business"), metadata=WRITER
+        )
+        (request,) = receiver.wait_for(1)
         assert request[0]["host"] == f"hooks.pinned.test:{port}"
         verify(hook.secret, request)
         # One lookup to connect, by the guard: nothing resolved the name again behind it.
@@ -599,7 +712,8 @@ def test_the_connection_goes_to_the_address_checked_and_names_the_host(
 
 
 def test_https_checks_the_certificate_against_the_urls_host_name(
-        tmp_path, fake_dns: dict[str, list[str]]) -> None:
+    tmp_path, fake_dns: dict[str, list[str]]
+) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -613,8 +727,9 @@ def test_https_checks_the_certificate_against_the_urls_host_name(
     ca = _certificate("webhook test CA", ca_key, ca_name, ca_key, ca=True)
     key = ec.generate_private_key(ec.SECP256R1())
     cert = _certificate("localhost", key, ca.subject, ca_key, server=True)  # localhost only
-    (tmp_path / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM)
-                                          + _pem_key(key))
+    (tmp_path / "server.pem").write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM) + _pem_key(key)
+    )
     receiver = Receiver()
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(tmp_path / "server.pem")
@@ -624,8 +739,7 @@ def test_https_checks_the_certificate_against_the_urls_host_name(
     fake_dns["impostor.test"] = ["127.0.0.1"]  # the same address, a name the cert lacks
 
     async def post(url: str) -> int:
-        client = DeliveryClient(allow_private=True, timeout=5, max_connections=4,
-                                ssl_context=trust)
+        client = DeliveryClient(allow_private=True, timeout=5, max_connections=4, ssl_context=trust)
         try:
             return (await client.post(url, b"{}", {}, limit=100))[0]
         finally:

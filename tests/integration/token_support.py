@@ -37,9 +37,15 @@ def seed_database_tokens(url: str) -> None:
         upgrade(db)
         with db.write() as session:
             for name, (secret, scopes) in TOKENS.items():
-                session.add(ApiToken(name=name, token_sha256=hash_token(secret),
-                                     scopes=tuple(scopes), created_at=SYSTEM_CLOCK.now(),
-                                     token_id=new_id("tok")))
+                session.add(
+                    ApiToken(
+                        name=name,
+                        token_sha256=hash_token(secret),
+                        scopes=tuple(scopes),
+                        created_at=SYSTEM_CLOCK.now(),
+                        token_id=new_id("tok"),
+                    )
+                )
     finally:
         db.dispose()
 
@@ -61,8 +67,13 @@ def cli(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     sets BILLING_AUTH_TOKENS)."""
     environment = {k: v for k, v in os.environ.items() if k != "BILLING_AUTH_TOKENS"}
     environment.update(BILLING_DATABASE_URL=url, **env)
-    return subprocess.run([sys.executable, "-m", "billing_svc.cli", *args], text=True,
-                          capture_output=True, env=environment, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "billing_svc.cli", *args],
+        text=True,
+        capture_output=True,
+        env=environment,
+        timeout=120,
+    )
 
 
 def bearer(secret: str) -> list[tuple[str, str]]:
@@ -81,8 +92,9 @@ def within(seconds: float, attempt: Callable[[], T], what: str) -> tuple[T, floa
             text = exc.details() if isinstance(exc, grpc.RpcError) else repr(exc)  # type: ignore[attr-defined]
             seen.setdefault(text, round(time.monotonic() - started, 2))
             if time.monotonic() - started > seconds:
-                raise AssertionError(f"{what}: not within {seconds} s; failures (first seen "
-                                     f"after s): {seen}") from exc
+                raise AssertionError(
+                    f"{what}: not within {seconds} s; failures (first seen after s): {seen}"
+                ) from exc
             time.sleep(0.05)
 
 
@@ -104,8 +116,9 @@ class HeldStream:
         self.acks: queue.Queue[upb.StreamUsageResponse] = queue.Queue()
         self.error: grpc.RpcError | None = None
         self.ended = threading.Event()
-        self._call = stub.StreamUsage(iter(self._requests.get, None), metadata=metadata,
-                                      timeout=120)
+        self._call = stub.StreamUsage(
+            iter(self._requests.get, None), metadata=metadata, timeout=120
+        )
         self._thread = threading.Thread(target=self._collect, daemon=True)
         self._thread.start()
 
@@ -127,8 +140,7 @@ class HeldStream:
                 return self.acks.get(timeout=0.05)
             except queue.Empty:
                 if self.ended.is_set() and self.acks.empty():
-                    raise self.error or AssertionError("the stream ended without an ack") \
-                        from None
+                    raise self.error or AssertionError("the stream ended without an ack") from None
         raise AssertionError(f"no ack within {timeout} s")
 
     def send_later(self, batch: upb.StreamUsageRequest) -> None:
@@ -150,8 +162,12 @@ def open_stream(client: Any, secret: str, shop: Any) -> HeldStream:
     """A stream of ``secret``'s whose first batch (one event of ``shop``) was acked."""
     stream = HeldStream(client.usage, bearer(secret))
     try:
-        ack = stream.send(upb.StreamUsageRequest(batch_id="first", events=[
-            shop.message(f"held-{time.monotonic_ns()}")]), timeout=10)
+        ack = stream.send(
+            upb.StreamUsageRequest(
+                batch_id="first", events=[shop.message(f"held-{time.monotonic_ns()}")]
+            ),
+            timeout=10,
+        )
     except Exception:
         stream.close()
         raise

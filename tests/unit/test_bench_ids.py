@@ -48,10 +48,12 @@ def test_prefill_ids_are_sorted_and_streams_repeat_from_their_seed(kind: str) ->
 
 
 def test_a_plan_spreads_batches_over_the_accounts_and_the_encoding_is_protobufs() -> None:
-    accounts = [BenchAccount(f"acc_{i}", (f"ten_{i}a", f"ten_{i}b"), (f"prt_{i}",))
-                for i in range(30)]
-    plan = StreamPlan("uuid4", seed=1, streams=2, events=4000, batch_size=1000,
-                      accounts_per_batch=10)
+    accounts = [
+        BenchAccount(f"acc_{i}", (f"ten_{i}a", f"ten_{i}b"), (f"prt_{i}",)) for i in range(30)
+    ]
+    plan = StreamPlan(
+        "uuid4", seed=1, streams=2, events=4000, batch_size=1000, accounts_per_batch=10
+    )
     batches = [list(plan.batches(s, accounts)) for s in range(2)]
     assert [len(b) for b in batches] == [2, 2]
     touched = {event[0].account_id for stream in batches for batch in stream for event in batch}
@@ -61,10 +63,17 @@ def test_a_plan_spreads_batches_over_the_accounts_and_the_encoding_is_protobufs(
     wire = encode_batch("b-1", batch, 1_790_000_000)
     expected = upb.StreamUsageRequest(batch_id="b-1")
     for account, event_id, tenant, partner in batch:
-        expected.events.append(upb.UsageEvent(
-            event_id=event_id, account_id=account.account_id, tenant_id=tenant,
-            partner_id=partner, kind=common_pb2.USAGE_KIND_MESSAGE, quantity=1,
-            occurred_at=timestamp_pb2.Timestamp(seconds=1_790_000_000)))
+        expected.events.append(
+            upb.UsageEvent(
+                event_id=event_id,
+                account_id=account.account_id,
+                tenant_id=tenant,
+                partner_id=partner,
+                kind=common_pb2.USAGE_KIND_MESSAGE,
+                quantity=1,
+                occurred_at=timestamp_pb2.Timestamp(seconds=1_790_000_000),
+            )
+        )
     assert upb.StreamUsageRequest.FromString(wire) == expected
     assert wire == expected.SerializeToString()
 
@@ -75,8 +84,7 @@ def test_the_soaks_fast_clock_reads_the_same_in_the_server_and_the_producer() ->
 
     from benchmarks.fastclock import FastClock
 
-    clock = FastClock(datetime(2027, 1, 1, tzinfo=UTC), wall_start=time.time() - 10,
-                      speed=21_600.0)
+    clock = FastClock(datetime(2027, 1, 1, tzinfo=UTC), wall_start=time.time() - 10, speed=21_600.0)
     assert FastClock.parse(clock.spec()) == clock
     moved = clock.now() - datetime(2027, 1, 1, tzinfo=UTC)
     assert timedelta(days=2.5) <= moved < timedelta(days=2.6)  # 10 s of wall time

@@ -16,20 +16,59 @@ from billing_svc.domain.usage import crossed_thresholds
 D = Decimal
 
 
-@pytest.mark.parametrize(("plan_id", "fee", "tenants", "partners", "messages", "storage_gb",
-                          "tenant_rate", "message_rate", "storage_rate", "trial"), [
-    ("startup", "99.00", 3, 10, 5000, "5", "29.00", "0.05", "2.00", 14),
-    ("business", "299.00", 10, 50, 25000, "25", "19.00", "0.03", "1.50", 30),
-    ("enterprise", "999.00", None, None, 100000, "100", "0", "0.01", "1.00", 60),
-])
-def test_catalog_matches_the_spec(plan_id, fee, tenants, partners, messages, storage_gb,
-                                  tenant_rate, message_rate, storage_rate, trial) -> None:
+@pytest.mark.parametrize(
+    (
+        "plan_id",
+        "fee",
+        "tenants",
+        "partners",
+        "messages",
+        "storage_gb",
+        "tenant_rate",
+        "message_rate",
+        "storage_rate",
+        "trial",
+    ),
+    [
+        ("startup", "99.00", 3, 10, 5000, "5", "29.00", "0.05", "2.00", 14),
+        ("business", "299.00", 10, 50, 25000, "25", "19.00", "0.03", "1.50", 30),
+        ("enterprise", "999.00", None, None, 100000, "100", "0", "0.01", "1.00", 60),
+    ],
+)
+def test_catalog_matches_the_spec(
+    plan_id,
+    fee,
+    tenants,
+    partners,
+    messages,
+    storage_gb,
+    tenant_rate,
+    message_rate,
+    storage_rate,
+    trial,
+) -> None:
     terms = catalog.plan(plan_id)
-    assert (terms.base_fee, terms.included_tenants, terms.included_master_partners,
-            terms.included_messages, terms.included_storage_gb, terms.tenant_overage,
-            terms.message_overage, terms.storage_overage_per_gb, terms.trial_days) == (
-        D(fee), tenants, partners, messages, D(storage_gb), D(tenant_rate), D(message_rate),
-        D(storage_rate), trial)
+    assert (
+        terms.base_fee,
+        terms.included_tenants,
+        terms.included_master_partners,
+        terms.included_messages,
+        terms.included_storage_gb,
+        terms.tenant_overage,
+        terms.message_overage,
+        terms.storage_overage_per_gb,
+        terms.trial_days,
+    ) == (
+        D(fee),
+        tenants,
+        partners,
+        messages,
+        D(storage_gb),
+        D(tenant_rate),
+        D(message_rate),
+        D(storage_rate),
+        trial,
+    )
     assert all(isinstance(v, Decimal) for v in (terms.base_fee, terms.message_overage))
 
 
@@ -44,32 +83,55 @@ def test_unknown_plan_lists_the_valid_ones() -> None:
 
 
 def test_custom_terms_override_and_round_trip() -> None:
-    custom = CustomTerms(base_fee=D("2500"), message_overage=D("0.0075"),
-                         unlimited_master_partners=True, included_tenants=25,
-                         message_tiers=(MessageTier(1_000_000, D("0.008")),
-                                        MessageTier(5_000_000, D("0.006")),
-                                        MessageTier(None, D("0.004"))),
-                         contract_start=datetime(2024, 1, 1, tzinfo=UTC),
-                         contract_end=datetime(2027, 1, 1, tzinfo=UTC), account_manager="Dana")
+    custom = CustomTerms(
+        base_fee=D("2500"),
+        message_overage=D("0.0075"),
+        unlimited_master_partners=True,
+        included_tenants=25,
+        message_tiers=(
+            MessageTier(1_000_000, D("0.008")),
+            MessageTier(5_000_000, D("0.006")),
+            MessageTier(None, D("0.004")),
+        ),
+        contract_start=datetime(2024, 1, 1, tzinfo=UTC),
+        contract_end=datetime(2027, 1, 1, tzinfo=UTC),
+        account_manager="Dana",
+    )
     custom.validate()
     assert CustomTerms.from_json(custom.to_json()) == custom
     terms = catalog.effective_terms("custom", custom)
-    assert (terms.base_fee, terms.message_overage, terms.included_tenants,
-            terms.included_master_partners, terms.custom) == (
-        D("2500"), D("0.0075"), 25, None, True)
+    assert (
+        terms.base_fee,
+        terms.message_overage,
+        terms.included_tenants,
+        terms.included_master_partners,
+        terms.custom,
+    ) == (D("2500"), D("0.0075"), 25, None, True)
     assert terms.included_messages == 100000  # not negotiated: the catalog default
 
 
-@pytest.mark.parametrize(("custom", "field"), [
-    (CustomTerms(message_overage=D("0.0000001")), "terms.message_overage"),
-    (CustomTerms(base_fee=D("-1")), "terms.base_fee"),
-    (CustomTerms(message_tiers=(MessageTier(None, D("0.01")), MessageTier(5, D("0.01")))),
-     "terms.message_tiers[0]"),
-    (CustomTerms(message_tiers=(MessageTier(10, D("0.01")), MessageTier(5, D("0.01")))),
-     "terms.message_tiers[1]"),
-    (CustomTerms(contract_start=datetime(2025, 1, 1, tzinfo=UTC),
-                 contract_end=datetime(2024, 1, 1, tzinfo=UTC)), "terms.contract_end"),
-])
+@pytest.mark.parametrize(
+    ("custom", "field"),
+    [
+        (CustomTerms(message_overage=D("0.0000001")), "terms.message_overage"),
+        (CustomTerms(base_fee=D("-1")), "terms.base_fee"),
+        (
+            CustomTerms(message_tiers=(MessageTier(None, D("0.01")), MessageTier(5, D("0.01")))),
+            "terms.message_tiers[0]",
+        ),
+        (
+            CustomTerms(message_tiers=(MessageTier(10, D("0.01")), MessageTier(5, D("0.01")))),
+            "terms.message_tiers[1]",
+        ),
+        (
+            CustomTerms(
+                contract_start=datetime(2025, 1, 1, tzinfo=UTC),
+                contract_end=datetime(2024, 1, 1, tzinfo=UTC),
+            ),
+            "terms.contract_end",
+        ),
+    ],
+)
 def test_bad_custom_terms_name_the_field(custom: CustomTerms, field: str) -> None:
     with pytest.raises(InvalidArgument) as error:
         custom.validate()
@@ -86,9 +148,16 @@ def test_trials_and_upgrades() -> None:
     assert subs.status_after_trial(False) == "past_due"
 
 
-@pytest.mark.parametrize(("before", "after", "crossed"), [
-    (0, 3749, []), (3749, 3750, [75]), (0, 5000, [75, 90, 100]), (4500, 4999, []),
-    (4499, 4500, [90]), (5000, 9000, []),
-])
+@pytest.mark.parametrize(
+    ("before", "after", "crossed"),
+    [
+        (0, 3749, []),
+        (3749, 3750, [75]),
+        (0, 5000, [75, 90, 100]),
+        (4500, 4999, []),
+        (4499, 4500, [90]),
+        (5000, 9000, []),
+    ],
+)
 def test_threshold_crossings_are_exact(before: int, after: int, crossed: list[int]) -> None:
     assert crossed_thresholds(before, after, 5000, (75, 90, 100)) == crossed

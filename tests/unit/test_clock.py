@@ -15,13 +15,28 @@ CLOCK_MODULE = SRC / "clock.py"
 
 # Calls that read the wall clock. time.monotonic / perf_counter measure durations and are fine.
 _WALL_CLOCK_CALLS = {
-    ("datetime", "now"), ("datetime", "utcnow"), ("datetime", "today"), ("date", "today"),
-    ("time", "time"), ("time", "time_ns"), ("time", "localtime"), ("time", "gmtime"),
-    ("time", "ctime"), ("func", "now"), ("func", "current_timestamp"), ("func", "localtimestamp"),
+    ("datetime", "now"),
+    ("datetime", "utcnow"),
+    ("datetime", "today"),
+    ("date", "today"),
+    ("time", "time"),
+    ("time", "time_ns"),
+    ("time", "localtime"),
+    ("time", "gmtime"),
+    ("time", "ctime"),
+    ("func", "now"),
+    ("func", "current_timestamp"),
+    ("func", "localtimestamp"),
 }
 _WALL_CLOCK_NAMES = {("time", "time"), ("time", "time_ns"), ("datetime", "now")}
-_SQL_NOW = ("current_timestamp", "now()", "localtimestamp", "clock_timestamp", "datetime('now')",
-            "strftime('%s','now')")
+_SQL_NOW = (
+    "current_timestamp",
+    "now()",
+    "localtimestamp",
+    "clock_timestamp",
+    "datetime('now')",
+    "strftime('%s','now')",
+)
 
 
 def _wall_clock_reads(path: Path) -> list[str]:
@@ -37,8 +52,13 @@ def _wall_clock_reads(path: Path) -> list[str]:
             func = node.func
             if isinstance(func, ast.Attribute):
                 owner = func.value
-                owner_name = (owner.id if isinstance(owner, ast.Name)
-                              else owner.attr if isinstance(owner, ast.Attribute) else "")
+                owner_name = (
+                    owner.id
+                    if isinstance(owner, ast.Name)
+                    else owner.attr
+                    if isinstance(owner, ast.Attribute)
+                    else ""
+                )
                 if (owner_name, func.attr) in _WALL_CLOCK_CALLS:
                     found.append(f"{where}:{node.lineno} {owner_name}.{func.attr}()")
             elif isinstance(func, ast.Name) and imported.get(func.id) in _WALL_CLOCK_NAMES:
@@ -54,31 +74,39 @@ def test_no_module_but_the_clock_reads_the_wall_clock() -> None:
     sources = [p for p in SRC.rglob("*.py") if p != CLOCK_MODULE and "generated" not in p.parts]
     assert len(sources) > 50  # the scan sees the code base
     reads = [read for path in sources for read in _wall_clock_reads(path)]
-    assert reads == [], ("read the time from the injected clock (db.clock, ctx.now, "
-                         f"storage.db.clock_of(session)), not the wall clock: {reads}")
+    assert reads == [], (
+        "read the time from the injected clock (db.clock, ctx.now, "
+        f"storage.db.clock_of(session)), not the wall clock: {reads}"
+    )
 
 
-@pytest.mark.parametrize("source", [
-    "import datetime\nx = datetime.datetime.now(datetime.UTC)\n",
-    "from datetime import datetime, UTC\nx = datetime.now(UTC)\n",
-    "from datetime import datetime\nx = datetime.utcnow()\n",
-    "import time\nx = time.time()\n",
-    "from time import time\nx = time()\n",
-    "from time import time_ns as ns\nx = ns()\n",
-    "from sqlalchemy import func\nx = func.now()\n",
-    "q = \"UPDATE t SET at = CURRENT_TIMESTAMP\"\n",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import datetime\nx = datetime.datetime.now(datetime.UTC)\n",
+        "from datetime import datetime, UTC\nx = datetime.now(UTC)\n",
+        "from datetime import datetime\nx = datetime.utcnow()\n",
+        "import time\nx = time.time()\n",
+        "from time import time\nx = time()\n",
+        "from time import time_ns as ns\nx = ns()\n",
+        "from sqlalchemy import func\nx = func.now()\n",
+        'q = "UPDATE t SET at = CURRENT_TIMESTAMP"\n',
+    ],
+)
 def test_the_scan_finds_each_kind_of_wall_clock_read(tmp_path: Path, source: str) -> None:
     path = tmp_path / "probe.py"
     path.write_text(source)
     assert len(_wall_clock_reads(path)) == 1
 
 
-@pytest.mark.parametrize("source", [
-    "import time\nx = time.monotonic()\ny = time.perf_counter()\n",
-    "from datetime import datetime\nx = datetime.fromtimestamp(0)\n",
-    "def f(clock):\n    return clock.now()\n",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import time\nx = time.monotonic()\ny = time.perf_counter()\n",
+        "from datetime import datetime\nx = datetime.fromtimestamp(0)\n",
+        "def f(clock):\n    return clock.now()\n",
+    ],
+)
 def test_durations_and_injected_clocks_are_not_flagged(tmp_path: Path, source: str) -> None:
     path = tmp_path / "probe.py"
     path.write_text(source)

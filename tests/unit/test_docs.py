@@ -49,8 +49,11 @@ def anchors(path: Path) -> set[str]:
     for index, token in enumerate(tokens):
         if token.type == "heading_open":
             inline = tokens[index + 1]
-            text = "".join(child.content for child in inline.children or ()
-                           if child.type in ("text", "code_inline"))
+            text = "".join(
+                child.content
+                for child in inline.children or ()
+                if child.type in ("text", "code_inline")
+            )
             anchor = github_anchor(text)
             seen = counts.get(anchor, 0)
             counts[anchor] = seen + 1
@@ -68,8 +71,13 @@ def relative_links(path: Path) -> list[tuple[int, str]]:
     for token in _MARKDOWN.parse(path.read_text(encoding="utf-8")):
         line = token.map[0] + 1 if token.map else 0
         for child in token.children or ():
-            target = child.attrGet("href") if child.type == "link_open" else \
-                child.attrGet("src") if child.type == "image" else None
+            target = (
+                child.attrGet("href")
+                if child.type == "link_open"
+                else child.attrGet("src")
+                if child.type == "image"
+                else None
+            )
             if isinstance(target, str) and not _SCHEME.match(target):
                 links.append((line, target))
     return links
@@ -86,8 +94,11 @@ def broken_links(path: Path, root: Path = ROOT) -> list[str]:
             problem = "leads out of the clone"
         elif not destination.exists():
             problem = "names a file that does not exist"
-        elif fragment and destination.suffix == ".md" and \
-                unquote(fragment) not in anchors(destination):
+        elif (
+            fragment
+            and destination.suffix == ".md"
+            and unquote(fragment) not in anchors(destination)
+        ):
             problem = f"names an anchor #{fragment} that {destination.name} does not have"
         if problem:
             broken.append(f"{path.relative_to(root)}:{line}: ({target}) {problem}")
@@ -103,16 +114,20 @@ def test_the_documentation_is_in_the_clone() -> None:
     names = {path.name for path in DOCUMENTS}
     assert {"domain.md", "webhooks.md", "decisions.md", "rpc-reference.md"} <= names
     linked = {target.partition("#")[0] for _, target in relative_links(ROOT / "README.md")}
-    assert {"docs/domain.md", "docs/webhooks.md", "docs/decisions.md",
-            "docs/rpc-reference.md"} <= linked
+    assert {
+        "docs/domain.md",
+        "docs/webhooks.md",
+        "docs/decisions.md",
+        "docs/rpc-reference.md",
+    } <= linked
 
 
-def test_the_link_check_sees_a_missing_file_a_missing_heading_and_a_way_out(
-        tmp_path: Path) -> None:
+def test_the_link_check_sees_a_missing_file_a_missing_heading_and_a_way_out(tmp_path: Path) -> None:
     clone = tmp_path / "clone"
     (clone / "docs").mkdir(parents=True)
     (clone / "docs" / "guide.md").write_text(
-        "# A guide\n\n## Closing `periods`\n\n## Closing `periods`\n\n<a id=\"kept\"></a>\n")
+        '# A guide\n\n## Closing `periods`\n\n## Closing `periods`\n\n<a id="kept"></a>\n'
+    )
     readme = clone / "README.md"
     readme.write_text(
         "[ok](docs/guide.md) [ok](docs/guide.md#closing-periods) "
@@ -120,13 +135,13 @@ def test_the_link_check_sees_a_missing_file_a_missing_heading_and_a_way_out(
         "[web](https://example.com/x.md) `[code](nowhere.md)`\n\n"
         "# Title\n\n"
         "[gone](docs/missing.md)\n\n[no heading](docs/guide.md#opening)\n\n"
-        "[out](../shared/spec/PRODUCT.md)\n")
+        "[out](../shared/spec/PRODUCT.md)\n"
+    )
     (tmp_path / "shared" / "spec").mkdir(parents=True)
     (tmp_path / "shared" / "spec" / "PRODUCT.md").write_text("# Product\n")
     assert broken_links(readme, clone) == [
         "README.md:6: (docs/missing.md) names a file that does not exist",
-        "README.md:8: (docs/guide.md#opening) names an anchor #opening that guide.md does not "
-        "have",
+        "README.md:8: (docs/guide.md#opening) names an anchor #opening that guide.md does not have",
         "README.md:10: (../shared/spec/PRODUCT.md) leads out of the clone",
     ]
 
@@ -147,10 +162,15 @@ def test_the_reference_gives_every_rpc_its_scope_and_a_comment() -> None:
 
 def test_an_rpc_without_a_scope_is_refused() -> None:
     files = rpc_reference.descriptors()
-    usage = next(service for file in files.file for service in file.service
-                 if service.name == "UsageService")
-    usage.method.add(name="ForgetUsage", input_type=".as2aas.billing.v1.GetCurrentUsageRequest",
-                     output_type=".as2aas.billing.v1.GetCurrentUsageResponse")
-    with pytest.raises(rpc_reference.ContractError,
-                       match=re.escape("UsageService.ForgetUsage has no scope")):
+    usage = next(
+        service for file in files.file for service in file.service if service.name == "UsageService"
+    )
+    usage.method.add(
+        name="ForgetUsage",
+        input_type=".as2aas.billing.v1.GetCurrentUsageRequest",
+        output_type=".as2aas.billing.v1.GetCurrentUsageResponse",
+    )
+    with pytest.raises(
+        rpc_reference.ContractError, match=re.escape("UsageService.ForgetUsage has no scope")
+    ):
         rpc_reference.render(files)

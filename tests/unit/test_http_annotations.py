@@ -16,11 +16,15 @@ from google.protobuf.descriptor import FieldDescriptor
 from billing_svc.api.auth import METHOD_SCOPES
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-SERVICES = [billing_service_pb2.DESCRIPTOR.services_by_name["BillingService"],
-            usage_service_pb2.DESCRIPTOR.services_by_name["UsageService"]]
+SERVICES = [
+    billing_service_pb2.DESCRIPTOR.services_by_name["BillingService"],
+    usage_service_pb2.DESCRIPTOR.services_by_name["UsageService"],
+]
 # Served by BILLING_HTTP_LISTEN at these paths, in the seed's JSON rather than gRPC-JSON.
-SEED_CALLS = {"/as2aas.billing.v1.BillingService/GetAccountBilling",
-              "/as2aas.billing.v1.UsageService/GetCurrentUsage"}
+SEED_CALLS = {
+    "/as2aas.billing.v1.BillingService/GetAccountBilling",
+    "/as2aas.billing.v1.UsageService/GetCurrentUsage",
+}
 READ_SCOPES = {"billing:read", "usage:read"}
 READS_OF_ADMIN = {"/as2aas.billing.v1.BillingService/ListAuditEvents"}
 
@@ -30,10 +34,13 @@ def _rules() -> dict[str, tuple[str, object]]:
     for service in SERVICES:
         for method in service.methods:
             options = descriptor_pb2.MethodOptions.FromString(
-                method.GetOptions().SerializeToString())
+                method.GetOptions().SerializeToString()
+            )
             if options.HasExtension(annotations_pb2.http):
                 rules[f"/{service.full_name}/{method.name}"] = (
-                    options.Extensions[annotations_pb2.http].get, method.input_type)
+                    options.Extensions[annotations_pb2.http].get,
+                    method.input_type,
+                )
     return rules
 
 

@@ -28,14 +28,19 @@ def test_the_c_guard_pyproject_and_dev_name_the_same_pythons() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     low, high = re.fullmatch(r">=3\.(\d+),<3\.(\d+)", project["requires-python"]).groups()
     supported = set(range(int(low), int(high)))
-    classified = {int(m) for m in re.findall(r"Python :: 3\.(\d+)$", "\n".join(
-        project["classifiers"]), re.M)}
+    classified = {
+        int(m) for m in re.findall(r"Python :: 3\.(\d+)$", "\n".join(project["classifiers"]), re.M)
+    }
     source = (ROOT / "src/billing_svc/native/_usage_kernel.c").read_text()
-    c_low, c_high = re.search(r"#if PY_VERSION_HEX < 0x030(\w)0000 \|\| PY_VERSION_HEX >= "
-                              r"0x030(\w)0000\n#error", source).groups()
+    c_low, c_high = re.search(
+        r"#if PY_VERSION_HEX < 0x030(\w)0000 \|\| PY_VERSION_HEX >= "
+        r"0x030(\w)0000\n#error",
+        source,
+    ).groups()
     dev = (ROOT / "dev").read_text()
-    dev_low, dev_high = re.search(r"\(3, (\d+)\) <= sys\.version_info\[:2\] <= \(3, (\d+)\)",
-                                  dev).groups()
+    dev_low, dev_high = re.search(
+        r"\(3, (\d+)\) <= sys\.version_info\[:2\] <= \(3, (\d+)\)", dev
+    ).groups()
     assert supported == {11, 12, 13}
     assert classified == supported
     assert set(range(int(c_low, 16), int(c_high, 16))) == supported

@@ -24,8 +24,11 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "billing_svc"
 API = SRC / "api"
 SERVICES = SRC / "services"
 _FORBIDDEN = ("billing_svc.storage", "sqlmodel", "sqlalchemy")
-_TABLES = {name for name, value in vars(tables).items()
-           if isinstance(value, type) and issubclass(value, SQLModel) and value is not SQLModel}
+_TABLES = {
+    name
+    for name, value in vars(tables).items()
+    if isinstance(value, type) and issubclass(value, SQLModel) and value is not SQLModel
+}
 
 
 def _where(path: Path) -> str:
@@ -44,7 +47,7 @@ def _imports(path: Path, package: str) -> list[tuple[int, str]]:
             module = node.module or ""
             if node.level:
                 parts = package.split(".")
-                base = ".".join(parts[:len(parts) - node.level + 1])
+                base = ".".join(parts[: len(parts) - node.level + 1])
                 module = f"{base}.{module}" if module else base
             found.append((node.lineno, module))
             # "from billing_svc import storage" imports billing_svc.storage
@@ -69,20 +72,25 @@ def test_api_imports_nothing_of_storage_nor_the_orm() -> None:
     sources = sorted(API.rglob("*.py"))
     assert len(sources) > 10  # the scan sees the package
     found = [hit for path in sources for hit in _forbidden_imports(path, _package(path))]
-    assert found == [], ("api/ goes through the service layer (services.store, services.views, "
-                         f"the use cases), never to storage or the ORM: {found}")
+    assert found == [], (
+        "api/ goes through the service layer (services.store, services.views, "
+        f"the use cases), never to storage or the ORM: {found}"
+    )
 
 
-@pytest.mark.parametrize("source", [
-    "from billing_svc.storage.db import Database\n",
-    "from billing_svc.storage import tables\n",
-    "from billing_svc import storage\n",
-    "import billing_svc.storage.tables\n",
-    "from ..storage.tables import Account\n",
-    "from .. import storage\n",
-    "def f():\n    from sqlmodel import select\n",
-    "import sqlalchemy.exc\n",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from billing_svc.storage.db import Database\n",
+        "from billing_svc.storage import tables\n",
+        "from billing_svc import storage\n",
+        "import billing_svc.storage.tables\n",
+        "from ..storage.tables import Account\n",
+        "from .. import storage\n",
+        "def f():\n    from sqlmodel import select\n",
+        "import sqlalchemy.exc\n",
+    ],
+)
 def test_the_import_scan_finds_each_kind_of_import(tmp_path: Path, source: str) -> None:
     path = tmp_path / "probe.py"
     path.write_text(source)
@@ -91,9 +99,11 @@ def test_the_import_scan_finds_each_kind_of_import(tmp_path: Path, source: str) 
 
 def test_the_import_scan_passes_the_service_layer(tmp_path: Path) -> None:
     path = tmp_path / "probe.py"
-    path.write_text("from billing_svc.services.store import Database\n"
-                    "from billing_svc.services import views\nfrom . import convert\n"
-                    "import structlog\n")
+    path.write_text(
+        "from billing_svc.services.store import Database\n"
+        "from billing_svc.services import views\nfrom . import convert\n"
+        "import structlog\n"
+    )
     assert _forbidden_imports(path) == []
 
 
@@ -115,21 +125,30 @@ def _row_returns(path: Path) -> list[str]:
         elif isinstance(node, ast.ImportFrom) and node.module == "billing_svc.storage":
             tables_as |= {a.asname or a.name for a in node.names if a.name == "tables"}
         elif isinstance(node, ast.Import):
-            tables_as |= {a.asname for a in node.names
-                          if a.name == "billing_svc.storage.tables" and a.asname}
+            tables_as |= {
+                a.asname for a in node.names if a.name == "billing_svc.storage.tables" and a.asname
+            }
     found = []
     for node in tree.body:
         if not isinstance(node, ast.FunctionDef) or node.name.startswith("_"):
             continue
-        takes_db = any(arg.annotation is not None and ast.unparse(arg.annotation) == "Database"
-                       for arg in [*node.args.args, *node.args.kwonlyargs])
+        takes_db = any(
+            arg.annotation is not None and ast.unparse(arg.annotation) == "Database"
+            for arg in [*node.args.args, *node.args.kwonlyargs]
+        )
         if not takes_db or node.returns is None:
             continue
-        rows = sorted({n.id for n in ast.walk(node.returns)
-                       if isinstance(n, ast.Name) and n.id in rows_named}
-                      | {n.attr for n in ast.walk(node.returns)
-                         if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
-                         and n.value.id in tables_as and n.attr in _TABLES})
+        rows = sorted(
+            {n.id for n in ast.walk(node.returns) if isinstance(n, ast.Name) and n.id in rows_named}
+            | {
+                n.attr
+                for n in ast.walk(node.returns)
+                if isinstance(n, ast.Attribute)
+                and isinstance(n.value, ast.Name)
+                and n.value.id in tables_as
+                and n.attr in _TABLES
+            }
+        )
         if rows:
             found.append(f"{_where(path)}:{node.lineno} {node.name} -> {', '.join(rows)}")
     return found
@@ -144,16 +163,18 @@ def test_no_use_case_returns_a_table_row() -> None:
 
 def test_the_row_scan_finds_a_row_returned(tmp_path: Path) -> None:
     path = tmp_path / "probe.py"
-    path.write_text("from billing_svc.domain.approvals import ApprovalPolicy\n"
-                    "from billing_svc.storage import tables as t\n"
-                    "from billing_svc.storage.tables import Account\n"
-                    "def get(db: Database, account_id: str) -> tuple[list[Account], str]:\n"
-                    "    ...\n"
-                    "def first(db: Database) -> t.Invoice | None:\n    ...\n"
-                    "def fine(db: Database) -> AccountView:\n    ...\n"
-                    "def policy(db: Database) -> ApprovalPolicy:\n    ...\n"
-                    "def _private(db: Database) -> Account:\n    ...\n"
-                    "def step(session: Session) -> Account:\n    ...\n")
+    path.write_text(
+        "from billing_svc.domain.approvals import ApprovalPolicy\n"
+        "from billing_svc.storage import tables as t\n"
+        "from billing_svc.storage.tables import Account\n"
+        "def get(db: Database, account_id: str) -> tuple[list[Account], str]:\n"
+        "    ...\n"
+        "def first(db: Database) -> t.Invoice | None:\n    ...\n"
+        "def fine(db: Database) -> AccountView:\n    ...\n"
+        "def policy(db: Database) -> ApprovalPolicy:\n    ...\n"
+        "def _private(db: Database) -> Account:\n    ...\n"
+        "def step(session: Session) -> Account:\n    ...\n"
+    )
     assert [hit.split()[1] for hit in _row_returns(path)] == ["get", "first"]
 
 
@@ -162,9 +183,14 @@ def test_the_row_scan_finds_a_row_returned(tmp_path: Path) -> None:
 
 
 def _view_types() -> list[type]:
-    return [value for value in vars(views).values()
-            if inspect.isclass(value) and value.__module__ == views.__name__
-            and dataclasses.is_dataclass(value) and hasattr(value, "from_row")]
+    return [
+        value
+        for value in vars(views).values()
+        if inspect.isclass(value)
+        and value.__module__ == views.__name__
+        and dataclasses.is_dataclass(value)
+        and hasattr(value, "from_row")
+    ]
 
 
 def test_every_view_is_frozen_and_names_columns_of_its_row() -> None:
@@ -203,12 +229,18 @@ def test_the_services_results_hold_values_not_rows() -> None:
     for path in sorted(SERVICES.glob("*.py")):
         module = importlib.import_module(f"billing_svc.services.{path.stem}")
         for value in vars(module).values():
-            if inspect.isclass(value) and value.__module__ == module.__name__ \
-                    and dataclasses.is_dataclass(value):
+            if (
+                inspect.isclass(value)
+                and value.__module__ == module.__name__
+                and dataclasses.is_dataclass(value)
+            ):
                 results.append((f"{path.stem}.{value.__name__}", value))
     assert len(results) > 20
-    holding_rows = {name: fields for name, kind in results
-                    if (fields := _row_fields(kind)) and name not in _WORKING_SETS}
+    holding_rows = {
+        name: fields
+        for name, kind in results
+        if (fields := _row_fields(kind)) and name not in _WORKING_SETS
+    }
     assert holding_rows == {}, "hold services.views values, not rows"
     assert {name for name, kind in results if _row_fields(kind)} == _WORKING_SETS
 

@@ -22,42 +22,54 @@ from billing_svc.domain.tokens import (
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
 
-@pytest.mark.parametrize(("text", "lifetime"), [
-    ("90d", timedelta(days=90)),
-    ("12h", timedelta(hours=12)),
-    ("30m", timedelta(minutes=30)),
-    ("45s", timedelta(seconds=45)),
-    ("2w", timedelta(weeks=2)),
-    ("1d12h", timedelta(days=1, hours=12)),
-    (" 7D ", timedelta(days=7)),
-    ("3650d", timedelta(days=3650)),
-])
+@pytest.mark.parametrize(
+    ("text", "lifetime"),
+    [
+        ("90d", timedelta(days=90)),
+        ("12h", timedelta(hours=12)),
+        ("30m", timedelta(minutes=30)),
+        ("45s", timedelta(seconds=45)),
+        ("2w", timedelta(weeks=2)),
+        ("1d12h", timedelta(days=1, hours=12)),
+        (" 7D ", timedelta(days=7)),
+        ("3650d", timedelta(days=3650)),
+    ],
+)
 def test_lifetimes_as_operators_write_them(text: str, lifetime: timedelta) -> None:
     assert parse_duration(text) == lifetime
 
 
-@pytest.mark.parametrize(("text", "says"), [
-    ("", "must be longer than zero"),
-    ("0d", "must be longer than zero"),
-    ("3651d", "longer than 3650 days"),
-    ("12", "not a duration"),
-    ("d", "not a duration"),
-    ("1.5h", "not a duration"),
-    ("-1d", "not a duration"),
-    ("1y", "not a duration"),
-    ("\u0663d", "not a duration"),  # an Arabic-Indic 3: digits are ASCII only
-    ("9999999d", "not a duration"),
-])
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("", "must be longer than zero"),
+        ("0d", "must be longer than zero"),
+        ("3651d", "longer than 3650 days"),
+        ("12", "not a duration"),
+        ("d", "not a duration"),
+        ("1.5h", "not a duration"),
+        ("-1d", "not a duration"),
+        ("1y", "not a duration"),
+        ("\u0663d", "not a duration"),  # an Arabic-Indic 3: digits are ASCII only
+        ("9999999d", "not a duration"),
+    ],
+)
 def test_what_is_not_a_lifetime_says_why(text: str, says: str) -> None:
     with pytest.raises(InvalidArgument, match=says) as error:
         parse_duration(text)
     assert error.value.field == "expires_in"
 
 
-@given(st.lists(st.tuples(st.integers(0, 999_999), st.sampled_from(sorted(UNIT_SECONDS))),
-                min_size=1, max_size=4))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 999_999), st.sampled_from(sorted(UNIT_SECONDS))),
+        min_size=1,
+        max_size=4,
+    )
+)
 def test_a_written_lifetime_is_the_sum_of_its_parts_or_refused(
-        parts: list[tuple[int, str]]) -> None:
+    parts: list[tuple[int, str]],
+) -> None:
     text = "".join(f"{amount}{unit}" for amount, unit in parts)
     total = timedelta(seconds=sum(amount * UNIT_SECONDS[unit] for amount, unit in parts))
     if timedelta(0) < total <= MAX_LIFETIME:
@@ -81,8 +93,10 @@ def test_token_names_that_logs_can_show(name: str) -> None:
     assert check_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "system", "system:closer", "-dash", "with space",
-                                  "new\nline", "x" * 101, "caf\u00e9"])
+@pytest.mark.parametrize(
+    "name",
+    ["", "system", "system:closer", "-dash", "with space", "new\nline", "x" * 101, "caf\u00e9"],
+)
 def test_token_names_refused(name: str) -> None:
     with pytest.raises(InvalidArgument):
         check_name(name)
@@ -102,7 +116,8 @@ def test_secrets_say_what_they_reach_and_are_stored_as_their_hash() -> None:
     assert platform.startswith("bsk_") and bound.startswith("pk_live_")
     assert len(platform) > 40 and platform != new_secret(account_bound=False)
     assert hash_token("abc") == (
-        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")  # SHA-256
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    )  # SHA-256
 
 
 def test_a_configured_tokens_id_is_stable_and_its_own() -> None:

@@ -17,11 +17,24 @@ EMPTY_EVENT = b"\x12\x00"
 OVERSIZED = b"\x0a\x01b" + EMPTY_EVENT * (MAX_BATCH_EVENTS + 1)
 ALL = 10**9  # stop_after: count every event
 
-events = st.builds(pb.UsageEvent, event_id=st.text(max_size=8), account_id=st.text(max_size=4),
-                   kind=st.integers(-1, 3), quantity=st.integers(-(2**63), 2**63 - 1))
+events = st.builds(
+    pb.UsageEvent,
+    event_id=st.text(max_size=8),
+    account_id=st.text(max_size=4),
+    kind=st.integers(-1, 3),
+    quantity=st.integers(-(2**63), 2**63 - 1),
+)
 # Fields a newer producer may add, one of each wire type: varint, 64-bit, bytes, 32-bit.
-unknown_fields = st.sampled_from([b"", b"\x18\x96\x01", b"\x21" + bytes(8), b"\x2a\x02hi",
-                                  b"\x35" + bytes(4), b"\xf8\xff\x03\x01"])
+unknown_fields = st.sampled_from(
+    [
+        b"",
+        b"\x18\x96\x01",
+        b"\x21" + bytes(8),
+        b"\x2a\x02hi",
+        b"\x35" + bytes(4),
+        b"\xf8\xff\x03\x01",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
@@ -29,7 +42,8 @@ unknown_fields = st.sampled_from([b"", b"\x18\x96\x01", b"\x21" + bytes(8), b"\x
 def test_the_count_is_the_protobuf_librarys(batch_id: str, parts: list) -> None:
     raw = pb.StreamUsageRequest(batch_id=batch_id).SerializeToString() + b"".join(
         pb.StreamUsageRequest(events=[event]).SerializeToString() + unknown
-        for event, unknown in parts)
+        for event, unknown in parts
+    )
     assert count_events(raw, stop_after=ALL) == len(pb.StreamUsageRequest.FromString(raw).events)
 
 

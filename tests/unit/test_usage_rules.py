@@ -38,47 +38,75 @@ def event(kind: int, quantity: int, occurred_at_us: int | None = NOW_US) -> Usag
     return UsageEventIn("e1", "acc_a", "ten_1", "", kind, quantity, occurred_at_us)
 
 
-@pytest.mark.parametrize(("kind", "quantity", "reason"), [
-    (MESSAGE, 1, None),
-    (MESSAGE, 10**9, None),
-    (MESSAGE, 10**9 + 1, "quantity 1000000001 is above 1,000,000,000, the most one message "
-                         "event counts; split the count over several events"),
-    (MESSAGE, 2**63 - 1, "is above 1,000,000,000"),
-    (MESSAGE, 0, "below 1"),
-    (MESSAGE, -(2**63), "below 1"),
-    (STORAGE, 0, None),
-    (STORAGE, 10**18, None),
-    (STORAGE, 10**18 + 1, "quantity 1000000000000000001 is above 1,000,000,000,000,000,000 "
-                          "bytes (10^18), the largest storage gauge accepted"),
-    (STORAGE, 2**63 - 1, "is above 1,000,000,000,000,000,000 bytes (10^18)"),
-    (STORAGE, -1, "negative"),
-])
-def test_quantities_are_bounded_by_the_contract(kind: int, quantity: int,
-                                                reason: str | None) -> None:
+@pytest.mark.parametrize(
+    ("kind", "quantity", "reason"),
+    [
+        (MESSAGE, 1, None),
+        (MESSAGE, 10**9, None),
+        (
+            MESSAGE,
+            10**9 + 1,
+            "quantity 1000000001 is above 1,000,000,000, the most one message "
+            "event counts; split the count over several events",
+        ),
+        (MESSAGE, 2**63 - 1, "is above 1,000,000,000"),
+        (MESSAGE, 0, "below 1"),
+        (MESSAGE, -(2**63), "below 1"),
+        (STORAGE, 0, None),
+        (STORAGE, 10**18, None),
+        (
+            STORAGE,
+            10**18 + 1,
+            "quantity 1000000000000000001 is above 1,000,000,000,000,000,000 "
+            "bytes (10^18), the largest storage gauge accepted",
+        ),
+        (STORAGE, 2**63 - 1, "is above 1,000,000,000,000,000,000 bytes (10^18)"),
+        (STORAGE, -1, "negative"),
+    ],
+)
+def test_quantities_are_bounded_by_the_contract(
+    kind: int, quantity: int, reason: str | None
+) -> None:
     found = check_shape(event(kind, quantity), NOW_US, 400)
     assert (found is None) if reason is None else (found is not None and reason in found)
 
 
-@pytest.mark.parametrize(("seconds", "nanos", "reason"), [
-    (NOW_S, 0, None),
-    (NOW_S, 999_999_999, None),
-    (NOW_S, -1, "occurred_at.nanos is outside 0 to 999,999,999"),
-    (NOW_S, 10**9, "occurred_at.nanos is outside 0 to 999,999,999"),
-    (NOW_S, 2**31 - 1, "occurred_at.nanos is outside 0 to 999,999,999"),
-    (0, 0, "occurred_at is missing"),
-    (-1, 0, "occurred_at is before 1970-01-01T00:00:00Z, the earliest time taken"),
-    (-(2**63), 999_999_999, "occurred_at is before 1970-01-01T00:00:00Z"),
-    (253_370_764_800, 0, "occurred_at is not before 9999-01-01T00:00:00Z, the end of the time "
-                         "taken"),
-    (2**63 - 1, 0, "occurred_at is not before 9999-01-01T00:00:00Z"),
-    (253_370_764_799, 999_999_999, "more than 5 minutes in the future"),
-])
+@pytest.mark.parametrize(
+    ("seconds", "nanos", "reason"),
+    [
+        (NOW_S, 0, None),
+        (NOW_S, 999_999_999, None),
+        (NOW_S, -1, "occurred_at.nanos is outside 0 to 999,999,999"),
+        (NOW_S, 10**9, "occurred_at.nanos is outside 0 to 999,999,999"),
+        (NOW_S, 2**31 - 1, "occurred_at.nanos is outside 0 to 999,999,999"),
+        (0, 0, "occurred_at is missing"),
+        (-1, 0, "occurred_at is before 1970-01-01T00:00:00Z, the earliest time taken"),
+        (-(2**63), 999_999_999, "occurred_at is before 1970-01-01T00:00:00Z"),
+        (
+            253_370_764_800,
+            0,
+            "occurred_at is not before 9999-01-01T00:00:00Z, the end of the time taken",
+        ),
+        (2**63 - 1, 0, "occurred_at is not before 9999-01-01T00:00:00Z"),
+        (253_370_764_799, 999_999_999, "more than 5 minutes in the future"),
+    ],
+)
 def test_a_wire_timestamp_is_taken_only_in_range_and_never_shifted(
-        seconds: int, nanos: int, reason: str | None) -> None:
+    seconds: int, nanos: int, reason: str | None
+) -> None:
     """Read as the Python path reads it (events_in), then checked."""
-    request = pb.StreamUsageRequest(events=[pb.UsageEvent(
-        event_id="e1", account_id="acc_a", tenant_id="ten_1", kind=MESSAGE, quantity=1,
-        occurred_at={"seconds": seconds, "nanos": nanos})])
+    request = pb.StreamUsageRequest(
+        events=[
+            pb.UsageEvent(
+                event_id="e1",
+                account_id="acc_a",
+                tenant_id="ten_1",
+                kind=MESSAGE,
+                quantity=1,
+                occurred_at={"seconds": seconds, "nanos": nanos},
+            )
+        ]
+    )
     [read] = events_in(request.events)
     found = check_shape(read, NOW_US, 400)
     if reason is None:
@@ -119,18 +147,27 @@ def test_the_accept_window_stays_within_the_range() -> None:
 
 # Every integer ingestion counts into, and the reply fields that carry them.
 COUNTER_COLUMNS = [
-    (tables.UsageEvent, "quantity"), (tables.UsagePeriod, "messages"),
-    (tables.UsagePeriod, "late_messages"), (tables.UsagePeriod, "late_billed_messages"),
-    (tables.UsageTenantPeriod, "messages"), (tables.UsagePartnerPeriod, "messages"),
-    (tables.UsageHourly, "messages"), (tables.UsageHourly, "storage_bytes_max"),
+    (tables.UsageEvent, "quantity"),
+    (tables.UsagePeriod, "messages"),
+    (tables.UsagePeriod, "late_messages"),
+    (tables.UsagePeriod, "late_billed_messages"),
+    (tables.UsageTenantPeriod, "messages"),
+    (tables.UsagePartnerPeriod, "messages"),
+    (tables.UsageHourly, "messages"),
+    (tables.UsageHourly, "storage_bytes_max"),
     (tables.StorageLevel, "level_bytes"),
 ]
 
 
 # The reply fields that carry counters, or sums the counters bound.
-REPLY_FIELDS = ["UsageToDate.messages", "UsageToDate.storage_bytes", "UsageProjection.messages",
-                "GetMonthlyUsageResponse.total_messages", "UsageBucket.messages",
-                "UsageBucket.storage_bytes"]
+REPLY_FIELDS = [
+    "UsageToDate.messages",
+    "UsageToDate.storage_bytes",
+    "UsageProjection.messages",
+    "GetMonthlyUsageResponse.total_messages",
+    "UsageBucket.messages",
+    "UsageBucket.storage_bytes",
+]
 
 
 def test_max_counter_is_what_every_counter_column_and_reply_field_holds() -> None:
@@ -139,8 +176,9 @@ def test_max_counter_is_what_every_counter_column_and_reply_field_holds() -> Non
         assert isinstance(table.__table__.columns[column].type, BigInteger), column  # type: ignore[attr-defined]
     for field in REPLY_FIELDS:
         message, name = field.split(".")
-        assert getattr(pb, message).DESCRIPTOR.fields_by_name[name].type \
-            == FieldDescriptor.TYPE_INT64, field
+        assert (
+            getattr(pb, message).DESCRIPTOR.fields_by_name[name].type == FieldDescriptor.TYPE_INT64
+        ), field
     assert MAX_MESSAGE_QUANTITY <= MAX_STORAGE_BYTES <= MAX_COUNTER
 
 

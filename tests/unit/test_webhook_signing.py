@@ -45,15 +45,21 @@ def test_during_rotation_both_secrets_sign_and_each_verifies() -> None:
     signatures = headers["webhook-signature"].split(" ")
     assert len(signatures) == 2 and all(s.startswith("v1,") for s in signatures)
     for secret in (new, SECRET):
-        assert Webhook(secret).verify(BODY, headers) == {"event_type": "ping",
-                                                         "data": {"success": True}}
+        assert Webhook(secret).verify(BODY, headers) == {
+            "event_type": "ping",
+            "data": {"success": True},
+        }
 
 
-@pytest.mark.parametrize("tampered", [
-    {"body": BODY.replace(b"true", b"false")},
-    {"webhook-id": "msg_other"},
-    {"webhook-timestamp": str(int(time.time()) - 1)},
-], ids=["body", "id", "timestamp"])
+@pytest.mark.parametrize(
+    "tampered",
+    [
+        {"body": BODY.replace(b"true", b"false")},
+        {"webhook-id": "msg_other"},
+        {"webhook-timestamp": str(int(time.time()) - 1)},
+    ],
+    ids=["body", "id", "timestamp"],
+)
 def test_any_change_breaks_the_signature(tampered: dict[str, object]) -> None:
     now = int(time.time())
     headers = signing.headers([SECRET], "msg_1", now, BODY)

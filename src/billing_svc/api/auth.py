@@ -37,26 +37,66 @@ _USAGE = "/as2aas.billing.v1.UsageService/"
 
 METHOD_SCOPES: dict[str, str] = {
     **{_USAGE + m: "usage:write" for m in ("StreamUsage", "RecordUsage")},
-    **{_USAGE + m: "usage:read" for m in ("GetCurrentUsage", "GetMonthlyUsage",
-                                           "GetUsageHistory", "ListUsageReports")},
-    **{_BILLING + m: "billing:read" for m in (
-        "ListPlans", "GetAccountBilling", "ListWebhookEndpoints", "ListWebhookEvents",
-        "GetInvoice", "ListInvoices", "ListCredits", "ListBudgets", "GetCostAllocation",
-        "ExportJournalEntries", "ReconcilePeriod", "ComparePlans", "ListChangeRequests")},
-    **{_BILLING + m: "billing:write" for m in (
-        "CreateAccount", "ChangePlan", "CancelSubscription", "SetPaymentMethod",
-        "SetUsageThresholds", "CreateTenant", "CreateMasterPartner", "UpdateMasterPartner",
-        "CreateWebhookEndpoint", "DeleteWebhookEndpoint", "RotateWebhookSecret",
-        "RedeliverWebhookEvent", "CloseBillingPeriod", "RecordPaymentResult", "SetBudget",
-        "DeleteBudget")},
-    **{_BILLING + m: "admin" for m in ("SetCustomTerms", "VoidInvoice", "IssueCredit",
-                                       "ListAuditEvents", "SetApprovalPolicy")},
-    **{_BILLING + m: "billing:approve" for m in ("ApproveChangeRequest",
-                                                 "RejectChangeRequest")},
+    **{
+        _USAGE + m: "usage:read"
+        for m in ("GetCurrentUsage", "GetMonthlyUsage", "GetUsageHistory", "ListUsageReports")
+    },
+    **{
+        _BILLING + m: "billing:read"
+        for m in (
+            "ListPlans",
+            "GetAccountBilling",
+            "ListWebhookEndpoints",
+            "ListWebhookEvents",
+            "GetInvoice",
+            "ListInvoices",
+            "ListCredits",
+            "ListBudgets",
+            "GetCostAllocation",
+            "ExportJournalEntries",
+            "ReconcilePeriod",
+            "ComparePlans",
+            "ListChangeRequests",
+        )
+    },
+    **{
+        _BILLING + m: "billing:write"
+        for m in (
+            "CreateAccount",
+            "ChangePlan",
+            "CancelSubscription",
+            "SetPaymentMethod",
+            "SetUsageThresholds",
+            "CreateTenant",
+            "CreateMasterPartner",
+            "UpdateMasterPartner",
+            "CreateWebhookEndpoint",
+            "DeleteWebhookEndpoint",
+            "RotateWebhookSecret",
+            "RedeliverWebhookEvent",
+            "CloseBillingPeriod",
+            "RecordPaymentResult",
+            "SetBudget",
+            "DeleteBudget",
+        )
+    },
+    **{
+        _BILLING + m: "admin"
+        for m in (
+            "SetCustomTerms",
+            "VoidInvoice",
+            "IssueCredit",
+            "ListAuditEvents",
+            "SetApprovalPolicy",
+        )
+    },
+    **{_BILLING + m: "billing:approve" for m in ("ApproveChangeRequest", "RejectChangeRequest")},
     _BILLING + "GetPartnerUtilization": "billing:read",
     _USAGE + "GetUsageForecast": "usage:read",
-    **{_BILLING + m: "sandbox" for m in ("CreateTestClock", "AdvanceTestClock", "GetTestClock",
-                                         "DeleteTestClock")},
+    **{
+        _BILLING + m: "sandbox"
+        for m in ("CreateTestClock", "AdvanceTestClock", "GetTestClock", "DeleteTestClock")
+    },
 }
 
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -124,8 +164,9 @@ class TokenStore:
     account, say). The key is the digest of what the caller sent, so whatever the lookup's timing
     could tell is about a SHA-256 digest, which takes a preimage to turn into a token."""
 
-    def __init__(self, entries: dict[str, _Entry], db: Database | None = None,
-                 clock: Clock | None = None) -> None:
+    def __init__(
+        self, entries: dict[str, _Entry], db: Database | None = None, clock: Clock | None = None
+    ) -> None:
         self._entries = entries
         self.clock = clock or (db.clock if db is not None else SYSTEM_CLOCK)
         self._db = db  # None: BILLING_AUTH_TOKENS, the same set for the process's life
@@ -140,9 +181,12 @@ class TokenStore:
         entries = {}
         for spec in specs:
             digest = (spec.token_sha256 or hash_token(spec.token or "")).lower()
-            entries[digest] = _Entry(Caller(spec.name, frozenset(spec.scopes),
-                                            token_id=configured_token_id(digest)),
-                                     None, float("inf"), revoked=False)
+            entries[digest] = _Entry(
+                Caller(spec.name, frozenset(spec.scopes), token_id=configured_token_id(digest)),
+                None,
+                float("inf"),
+                revoked=False,
+            )
         return cls(entries, clock=clock)
 
     @classmethod
@@ -165,8 +209,9 @@ class TokenStore:
         return entry.caller
 
     @contextlib.contextmanager
-    def hold_stream(self, caller: Caller, context: grpc.aio.ServicerContext,
-                    fields: dict[str, Any]) -> Iterator[None]:
+    def hold_stream(
+        self, caller: Caller, context: grpc.aio.ServicerContext, fields: dict[str, Any]
+    ) -> Iterator[None]:
         """Around a stream: while it is open, a revoked or expired token ends it with
         ``UNAUTHENTICATED`` saying why (and ``fields``, the RPC's log line, say so too)."""
         if self._db is None:
@@ -207,15 +252,19 @@ class TokenStore:
                 await asyncio.wait_for(stop.wait(), REFRESH_SECONDS)
 
     def _due_uses(self) -> dict[str, datetime]:
-        return {token_id: datetime.fromtimestamp(used_s, UTC)
-                for token_id, used_s in self._used.items()
-                if used_s - self._recorded.get(token_id, float("-inf")) >= LAST_USED_EVERY_SECONDS}
+        return {
+            token_id: datetime.fromtimestamp(used_s, UTC)
+            for token_id, used_s in self._used.items()
+            if used_s - self._recorded.get(token_id, float("-inf")) >= LAST_USED_EVERY_SECONDS
+        }
 
     def _refresh(self, due: dict[str, datetime]) -> None:
         """In a worker thread: the database reads and writes of ``keep_current``."""
         assert self._db is not None
-        if (tokens.change_marker(self._db) != self._marker
-                or time.monotonic() - self._loaded_at >= FULL_RELOAD_SECONDS):
+        if (
+            tokens.change_marker(self._db) != self._marker
+            or time.monotonic() - self._loaded_at >= FULL_RELOAD_SECONDS
+        ):
             self._load()
         if due:
             tokens.record_last_used(self._db, due)
@@ -228,14 +277,20 @@ class TokenStore:
         entries = {}
         for token in stored:
             info = token.info
-            caller = Caller(info.name, frozenset(info.scopes), token_id=info.token_id,
-                            account_id=info.account_id)
+            caller = Caller(
+                info.name,
+                frozenset(info.scopes),
+                token_id=info.token_id,
+                account_id=info.account_id,
+            )
             expires_s = info.expires_at.timestamp() if info.expires_at else float("inf")
-            entries[token.token_sha256] = _Entry(caller, info.expires_at, expires_s,
-                                                 revoked=info.revoked_at is not None)
+            entries[token.token_sha256] = _Entry(
+                caller, info.expires_at, expires_s, revoked=info.revoked_at is not None
+            )
             if info.last_used_at is not None:
-                self._recorded[info.token_id] = max(self._recorded.get(info.token_id, 0.0),
-                                                    info.last_used_at.timestamp())
+                self._recorded[info.token_id] = max(
+                    self._recorded.get(info.token_id, 0.0), info.last_used_at.timestamp()
+                )
         self._entries = entries  # one assignment: lookups see the old set or the new one
         self._marker = marker
         self._loaded_at = time.monotonic()
@@ -251,8 +306,7 @@ class TokenStore:
             reason = _REVOKED if entry is None else _refusal(entry, now_s)
             if reason is None:
                 continue
-            log.info("token_streams_closed", token_id=token_id, streams=len(held),
-                     reason=reason)
+            log.info("token_streams_closed", token_id=token_id, streams=len(held), reason=reason)
             for stream in list(held):
                 await stream.close(reason)
 
@@ -263,8 +317,11 @@ def load_token_store(settings: Settings, db: Database) -> TokenStore:
         return TokenStore.configured(settings.token_specs, db.clock)
     secret = tokens.ensure_first_admin(db)
     if secret is not None:
-        print(f"billing-svc: created the first admin token (shown once, store it now): "
-              f"{secret}", file=sys.stderr, flush=True)
+        print(
+            f"billing-svc: created the first admin token (shown once, store it now): {secret}",
+            file=sys.stderr,
+            flush=True,
+        )
     return TokenStore.from_database(db)
 
 
@@ -278,13 +335,16 @@ def check_account(caller: Caller, method: str, request: Any) -> None:
     if not bound:
         return
     if method in _OUTSIDE_ANY_ACCOUNT:
-        raise PermissionDenied(f"caller {caller.name!r} is bound to account {bound} and cannot "
-                               "create accounts")
+        raise PermissionDenied(
+            f"caller {caller.name!r} is bound to account {bound} and cannot create accounts"
+        )
     descriptor = getattr(request, "DESCRIPTOR", None)
     if descriptor is None or "account_id" not in descriptor.fields_by_name:
         return
     if request.account_id != bound:
-        raise PermissionDenied(f"caller {caller.name!r} is bound to account {bound}; "
-                               f"set account_id to {bound}" if not request.account_id else
-                               f"caller {caller.name!r} is bound to account {bound} and cannot "
-                               "act on another account")
+        raise PermissionDenied(
+            f"caller {caller.name!r} is bound to account {bound}; set account_id to {bound}"
+            if not request.account_id
+            else f"caller {caller.name!r} is bound to account {bound} and cannot "
+            "act on another account"
+        )

@@ -20,8 +20,9 @@ def check_deadline() -> None:
     """Refuse to start work the caller has already given up on."""
     due = deadline.get()
     if due is not None and time.monotonic() >= due:
-        raise DeadlineExceeded("the call's deadline passed before its work started; "
-                               "nothing was done")
+        raise DeadlineExceeded(
+            "the call's deadline passed before its work started; nothing was done"
+        )
 
 
 async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

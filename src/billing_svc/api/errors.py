@@ -33,14 +33,19 @@ def status_code_of(error: errors.BillingError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def trailing_details(error: errors.BillingError,
-                     code: grpc.StatusCode) -> tuple[tuple[str, str | bytes], ...]:
+def trailing_details(
+    error: errors.BillingError, code: grpc.StatusCode
+) -> tuple[tuple[str, str | bytes], ...]:
     """``grpc-status-details-bin`` trailers (google.rpc.Status) for errors that carry details."""
     if not isinstance(error, errors.InvalidArgument):
         return ()
-    bad_request = error_details_pb2.BadRequest(field_violations=[
-        error_details_pb2.BadRequest.FieldViolation(field=error.field,
-                                                    description=error.description)])
+    bad_request = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(
+                field=error.field, description=error.description
+            )
+        ]
+    )
     detail = any_pb2.Any()
     detail.Pack(bad_request)
     # grpc.StatusCode's value is (number, name); google.rpc.Code numbers are the same.

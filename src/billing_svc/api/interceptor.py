@@ -54,9 +54,16 @@ LARGE_REQUEST_METHODS = frozenset({_USAGE + "StreamUsage", _USAGE + "RecordUsage
 MAX_OPEN_CALLS = 4
 # The codes that are the server's failure, not the caller's (OpenTelemetry's gRPC conventions):
 # only these mark a span as an error.
-_SERVER_ERRORS = frozenset({grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED,
-                            grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.INTERNAL,
-                            grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DATA_LOSS})
+_SERVER_ERRORS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
 # A call's span and the token that makes it current in the call's task until it ends.
 _Span = tuple[trace.Span, contextvars.Token[otel_context.Context]]
 
@@ -72,8 +79,9 @@ def enter_context(ctx: RequestContext) -> None:
     _request_context.set(ctx)
 
 
-async def at_account_clock(clocks: AccountClocks | None, account_id: str | None,
-                           invoice_id: str = "") -> None:
+async def at_account_clock(
+    clocks: AccountClocks | None, account_id: str | None, invoice_id: str = ""
+) -> None:
     """A call about a test clock's account (or its invoice: payment results) runs at the
     clock's time (services read ``ctx.now``); a real account's costs one lookup per process,
     then none."""
@@ -115,18 +123,22 @@ class _Method:
     def decode(self, raw: bytes) -> Any:
         """The request in ``raw``, refused from its length first, then if it does not decode."""
         if self.max_request_bytes is not None and len(raw) > self.max_request_bytes:
-            raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                           f"the request is {len(raw):,} bytes; {self.name} accepts at most "
-                           f"{self.max_request_bytes:,} (BILLING_MAX_REQUEST_BYTES): only "
-                           "StreamUsage and RecordUsage take large messages")
+            raise _Refused(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the request is {len(raw):,} bytes; {self.name} accepts at most "
+                f"{self.max_request_bytes:,} (BILLING_MAX_REQUEST_BYTES): only "
+                "StreamUsage and RecordUsage take large messages",
+            )
         try:
             return self.deserializer(raw)
         except DecodeError as exc:
-            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT,
-                           f"the request bytes are not a valid request of {self.name} ({exc}); "
-                           "send the message its .proto declares, serialized by a protobuf "
-                           "library (strings in UTF-8, groups and messages nested at most 100 "
-                           "deep)") from exc
+            raise _Refused(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the request bytes are not a valid request of {self.name} ({exc}); "
+                "send the message its .proto declares, serialized by a protobuf "
+                "library (strings in UTF-8, groups and messages nested at most 100 "
+                "deep)",
+            ) from exc
 
 
 @dataclass
@@ -142,9 +154,14 @@ class _Call:
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
     """Installed before the server starts; ``activate`` it once migrations are done."""
 
-    def __init__(self, max_streams_per_caller: int = 16, *, max_request_bytes: int = 1 << 20,
-                 max_concurrent_rpcs: int = 512,
-                 tracer: trace.Tracer = tracing.NO_TRACER) -> None:
+    def __init__(
+        self,
+        max_streams_per_caller: int = 16,
+        *,
+        max_request_bytes: int = 1 << 20,
+        max_concurrent_rpcs: int = 512,
+        tracer: trace.Tracer = tracing.NO_TRACER,
+    ) -> None:
         self._tokens: TokenStore | None = None
         self._max_streams = max_streams_per_caller
         self._streams: dict[str, int] = {}
@@ -175,23 +192,34 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     def _wrap(self, method: str, handler: Any) -> Any:
         """The handler that serves ``method`` in ``handler``'s place; any kind of handler it cannot
         wrap is refused (``UNIMPLEMENTED``), never served as it is, without authentication."""
-        spec = _Method(method, handler.request_deserializer or _identity,
-                       None if method in LARGE_REQUEST_METHODS else self._max_request_bytes,
-                       method.startswith(OPEN_PREFIXES))
-        behavior = (handler.unary_unary or handler.unary_stream or handler.stream_unary
-                    or handler.stream_stream)
+        spec = _Method(
+            method,
+            handler.request_deserializer or _identity,
+            None if method in LARGE_REQUEST_METHODS else self._max_request_bytes,
+            method.startswith(OPEN_PREFIXES),
+        )
+        behavior = (
+            handler.unary_unary
+            or handler.unary_stream
+            or handler.stream_unary
+            or handler.stream_stream
+        )
         serializer = handler.response_serializer
-        if handler.response_streaming and (inspect.isasyncgenfunction(behavior)
-                                           or inspect.iscoroutinefunction(behavior)):
+        if handler.response_streaming and (
+            inspect.isasyncgenfunction(behavior) or inspect.iscoroutinefunction(behavior)
+        ):
             return grpc.stream_stream_rpc_method_handler(
                 self._stream_response(spec, behavior, handler.request_streaming),
-                response_serializer=serializer)
+                response_serializer=serializer,
+            )
         if not handler.response_streaming and inspect.iscoroutinefunction(behavior):
             return grpc.stream_unary_rpc_method_handler(
                 self._unary_response(spec, behavior, handler.request_streaming),
-                response_serializer=serializer)
-        log.warning("rpc_handler_refused", rpc=method,
-                    reason="not an asyncio unary or streaming handler")
+                response_serializer=serializer,
+            )
+        log.warning(
+            "rpc_handler_refused", rpc=method, reason="not an asyncio unary or streaming handler"
+        )
         return grpc.stream_unary_rpc_method_handler(_refuse_unwrapped(method))
 
     def _authorize(self, method: str, metadata: Mapping[str, Any]) -> RequestContext:
@@ -202,23 +230,35 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         authorization = str(metadata.get("authorization", ""))
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise _Refused(grpc.StatusCode.UNAUTHENTICATED,
-                           "missing credentials: send 'authorization: Bearer <token>' metadata")
+            raise _Refused(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "missing credentials: send 'authorization: Bearer <token>' metadata",
+            )
         caller = self._tokens.authenticate(token.strip())  # Unauthenticated, saying why
         scope = METHOD_SCOPES.get(method)
         if scope is None or not caller.has(scope):
             needed = scope or "a known method"
-            raise _Refused(grpc.StatusCode.PERMISSION_DENIED,
-                           f"caller {caller.name!r} lacks the {needed!r} scope for {method}")
+            raise _Refused(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"caller {caller.name!r} lacks the {needed!r} scope for {method}",
+            )
         request_id = str(metadata.get("x-request-id", "")) or new_id("req")
         if len(request_id) > TEXT_LIMITS["request_id"]:  # it is logged, audited and quoted
-            raise InvalidArgument("request_id", f"(or x-request-id metadata) is longer than "
-                                  f"{TEXT_LIMITS['request_id']} characters")
-        return RequestContext(caller=caller, request_id=request_id, tracer=self._tracer,
-                              now=self._tokens.clock.now())
+            raise InvalidArgument(
+                "request_id",
+                f"(or x-request-id metadata) is longer than {TEXT_LIMITS['request_id']} characters",
+            )
+        return RequestContext(
+            caller=caller, request_id=request_id, tracer=self._tracer, now=self._tokens.clock.now()
+        )
 
-    def _admit(self, spec: _Method, context: grpc.aio.ServicerContext, call: _Call,
-               streaming_requests: bool) -> None:
+    def _admit(
+        self,
+        spec: _Method,
+        context: grpc.aio.ServicerContext,
+        call: _Call,
+        streaming_requests: bool,
+    ) -> None:
         """Deadline, caller, capacity and the caller's streams: all decided before a byte of the
         request is read."""
         remaining = context.time_remaining()
@@ -230,23 +270,29 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             call.fields.update(caller=caller, request_id=ctx.request_id)
             _request_context.set(ctx)
         if self._in_flight >= self._max_in_flight:
-            raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                           f"billing-svc is serving {self._max_in_flight} calls, its limit "
-                           "(BILLING_MAX_CONCURRENT_RPCS); retry with backoff")
+            raise _Refused(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"billing-svc is serving {self._max_in_flight} calls, its limit "
+                "(BILLING_MAX_CONCURRENT_RPCS); retry with backoff",
+            )
         self._in_flight += 1
         call.counted = True
         if spec.open:
             if self._open_in_flight >= MAX_OPEN_CALLS:
-                raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                               f"{MAX_OPEN_CALLS} health and reflection calls are in flight, "
-                               "their limit; retry shortly")
+                raise _Refused(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"{MAX_OPEN_CALLS} health and reflection calls are in flight, "
+                    "their limit; retry shortly",
+                )
             self._open_in_flight += 1
             call.counted_open = True
         if caller is not None and streaming_requests:
             if self._streams.get(caller, 0) >= self._max_streams:
-                raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                               f"caller {caller!r} already has {self._max_streams} "
-                               "streams open; send more batches per stream instead")
+                raise _Refused(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"caller {caller!r} already has {self._max_streams} "
+                    "streams open; send more batches per stream instead",
+                )
             self._streams[caller] = self._streams.get(caller, 0) + 1
             call.stream_of = caller
 
@@ -258,13 +304,14 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if call.stream_of is not None:
             self._streams[call.stream_of] -= 1
 
-    async def _request(self, spec: _Method, context: grpc.aio.ServicerContext,
-                       call: _Call) -> Any:
+    async def _request(self, spec: _Method, context: grpc.aio.ServicerContext, call: _Call) -> Any:
         """The one request of a unary-request method, read, checked and decoded."""
         raw = await context.read()
         if raw is grpc.aio.EOF:
-            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT,
-                           f"the call to {spec.name} carried no request message")
+            raise _Refused(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the call to {spec.name} carried no request message",
+            )
         request = spec.decode(raw)
         if spec.open:
             return request
@@ -272,16 +319,14 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         request_id = getattr(request, "request_id", "")
         if request_id:
             call.fields["request_id"] = request_id
-            _request_context.set(dataclasses.replace(_request_context.get(),
-                                                     request_id=request_id))
+            _request_context.set(dataclasses.replace(_request_context.get(), request_id=request_id))
         if spec.name not in _PER_EVENT_CHECKED:
             check_text(request)
         check_account(_request_context.get().caller, spec.name, request)
         await self._on_account_clock(call.fields["account_id"], request)
         return request
 
-    def _start_span(self, spec: _Method,
-                    context: grpc.aio.ServicerContext) -> _Span | None:
+    def _start_span(self, spec: _Method, context: grpc.aio.ServicerContext) -> _Span | None:
         """The call's span, current in this task, a child of the caller's when its metadata
         carries a ``traceparent``. Health and reflection calls are not traced: probes would
         bury the service's own calls (they are not logged either, unless they fail)."""
@@ -290,8 +335,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         service, _, name = spec.name.lstrip("/").rpartition("/")
         parent = tracing.incoming(dict(context.invocation_metadata() or ()))
         span = self._tracer.start_span(
-            spec.name.lstrip("/"), parent, kind=trace.SpanKind.SERVER,
-            attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name})
+            spec.name.lstrip("/"),
+            parent,
+            kind=trace.SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+        )
         return span, otel_context.attach(trace.set_span_in_context(span, parent))
 
     async def _on_account_clock(self, account_id: str | None, request: Any) -> None:
@@ -307,9 +355,14 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 return
             frozen = await asyncio.to_thread(clocks.now_for, account_id)
         else:
-            named = next(((field, value) for field in RESOURCE_OWNERS
-                          if isinstance(value := getattr(request, field, ""), str) and value),
-                         None)
+            named = next(
+                (
+                    (field, value)
+                    for field in RESOURCE_OWNERS
+                    if isinstance(value := getattr(request, field, ""), str) and value
+                ),
+                None,
+            )
             if named is None:
                 return
             frozen = await asyncio.to_thread(clocks.now_for_resource, *named)
@@ -324,8 +377,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             _log_fields.set(call.fields)
             try:
                 self._admit(spec, context, call, streaming_requests)
-                argument = (_decoded(spec, requests) if streaming_requests
-                            else await self._request(spec, context, call))
+                argument = (
+                    _decoded(spec, requests)
+                    if streaming_requests
+                    else await self._request(spec, context, call)
+                )
                 return await behavior(argument, context)
             except asyncio.CancelledError:  # the caller went away or its deadline passed
                 call.fields["code"] = grpc.StatusCode.CANCELLED
@@ -340,20 +396,28 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         return serve
 
     def _stream_response(self, spec: _Method, behavior: Any, streaming_requests: bool) -> Any:
-        async def serve(requests: AsyncIterator[bytes],
-                        context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def serve(
+            requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[Any]:
             started = time.perf_counter()
             call = _Call({"rpc": spec.name, "code": grpc.StatusCode.OK})
             span = self._start_span(spec, context)
             _log_fields.set(call.fields)
             try:
                 self._admit(spec, context, call, streaming_requests)
-                argument = (_decoded(spec, requests) if streaming_requests
-                            else await self._request(spec, context, call))
+                argument = (
+                    _decoded(spec, requests)
+                    if streaming_requests
+                    else await self._request(spec, context, call)
+                )
                 # A stream of a token revoked or expired meanwhile is closed from outside.
-                held = (contextlib.nullcontext() if spec.open or self._tokens is None else
-                        self._tokens.hold_stream(_request_context.get().caller, context,
-                                                 call.fields))
+                held = (
+                    contextlib.nullcontext()
+                    if spec.open or self._tokens is None
+                    else self._tokens.hold_stream(
+                        _request_context.get().caller, context, call.fields
+                    )
+                )
                 with held:
                     if inspect.isasyncgenfunction(behavior):
                         async for response in behavior(argument, context):
@@ -384,15 +448,16 @@ async def _decoded(spec: _Method, requests: AsyncIterator[bytes]) -> AsyncIterat
 
 def _refuse_unwrapped(method: str) -> Any:
     async def refuse(requests: Any, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                            f"{method} cannot be served: its handler is of a kind the "
-                            "interceptor does not wrap (an asyncio handler is needed)")
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            f"{method} cannot be served: its handler is of a kind the "
+            "interceptor does not wrap (an asyncio handler is needed)",
+        )
 
     return refuse
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: Exception,
-                 fields: dict[str, Any]) -> None:
+async def _abort(context: grpc.aio.ServicerContext, exc: Exception, fields: dict[str, Any]) -> None:
     """End the call with the status ``exc`` maps to (``context.abort`` raises ``AbortError``)."""
     if isinstance(exc, grpc.aio.AbortError):
         raise exc
@@ -400,15 +465,20 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception,
     if isinstance(exc, _Refused):
         code, message, trailers = exc.code, str(exc), ()
     elif isinstance(exc, NotImplementedError):
-        code, message, trailers = (grpc.StatusCode.UNIMPLEMENTED,
-                                   f"{fields['rpc']} is not implemented yet", ())
+        code, message, trailers = (
+            grpc.StatusCode.UNIMPLEMENTED,
+            f"{fields['rpc']} is not implemented yet",
+            (),
+        )
     elif isinstance(exc, BillingError):
         code = status_code_of(exc)
         message, trailers = str(exc), trailing_details(exc, code)
     else:
         code, trailers = grpc.StatusCode.INTERNAL, ()
-        message = (f"internal error (request id {fields.get('request_id', '?')}); "
-                   "it was logged, please report it")
+        message = (
+            f"internal error (request id {fields.get('request_id', '?')}); "
+            "it was logged, please report it"
+        )
         log.error("rpc_failed", exc_info=exc, **fields)
         trace.get_current_span().record_exception(exc)
     fields.update(code=code, error=message)
@@ -422,8 +492,11 @@ def _end_span(span: _Span | None, fields: dict[str, Any]) -> None:
     current, token = span
     code: grpc.StatusCode = fields["code"]
     current.set_attribute("rpc.grpc.status_code", code.value[0])
-    for field, attribute in (("account_id", "billing.account_id"), ("caller", "billing.caller"),
-                             ("request_id", "billing.request_id")):
+    for field, attribute in (
+        ("account_id", "billing.account_id"),
+        ("caller", "billing.caller"),
+        ("request_id", "billing.request_id"),
+    ):
         if fields.get(field):
             current.set_attribute(attribute, str(fields[field]))
     request = _request_context.get(None)
@@ -440,5 +513,9 @@ def _log_rpc(fields: dict[str, Any], started: float, only_failures: bool = False
     if only_failures and code == grpc.StatusCode.OK:
         return
     metrics.observe_rpc(fields["rpc"], code.name, started)
-    log.info("rpc", code=code.name, duration_ms=round((time.perf_counter() - started) * 1000, 3),
-             **fields)
+    log.info(
+        "rpc",
+        code=code.name,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        **fields,
+    )

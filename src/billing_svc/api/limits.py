@@ -13,9 +13,15 @@ MAX_TEXT_LENGTH = 200
 # Text fields allowed more (or less) than MAX_TEXT_LENGTH, by name; any other ``*_id`` field
 # holds at most MAX_ID_LENGTH. The services check the fields whose columns hold less (a budget's
 # name, a credit's description, a department: 100, 200, 100).
-TEXT_LIMITS = {"request_id": 100, "url": 2000, "description": 500, "reason": 500,
-               "failure_reason": 500, "page_token": paging.MAX_TOKEN_LENGTH,
-               "resume_token": paging.MAX_TOKEN_LENGTH}
+TEXT_LIMITS = {
+    "request_id": 100,
+    "url": 2000,
+    "description": 500,
+    "reason": 500,
+    "failure_reason": 500,
+    "page_token": paging.MAX_TOKEN_LENGTH,
+    "resume_token": paging.MAX_TOKEN_LENGTH,
+}
 
 
 def text_limit(field: str) -> int:
@@ -35,8 +41,9 @@ def check_text(message: Message, prefix: str = "") -> None:
             limit = text_limit(field.name)
             for text in value if field.is_repeated else [value]:
                 if len(text) > limit:
-                    raise InvalidArgument(name, f"is longer than {limit} characters "
-                                          f"({len(text):,})")
+                    raise InvalidArgument(
+                        name, f"is longer than {limit} characters ({len(text):,})"
+                    )
                 if "\x00" in text:
                     raise InvalidArgument(name, "contains a NUL character")
         elif field.type == field.TYPE_MESSAGE:

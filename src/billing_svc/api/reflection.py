@@ -53,9 +53,12 @@ def enable(service_names: Iterable[str], server: grpc.aio.Server) -> None:
     names = (*service_names, V1_SERVICE_NAME, V1ALPHA_SERVICE_NAME)
     servicer = reflection.aio.ReflectionServicer(names)
     for service in (V1_SERVICE_NAME, V1ALPHA_SERVICE_NAME):
-        handlers = {"ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
-            servicer.ServerReflectionInfo,
-            request_deserializer=v1alpha.ServerReflectionRequest.FromString,
-            response_serializer=v1alpha.ServerReflectionResponse.SerializeToString)}
+        handlers = {
+            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                servicer.ServerReflectionInfo,
+                request_deserializer=v1alpha.ServerReflectionRequest.FromString,
+                response_serializer=v1alpha.ServerReflectionResponse.SerializeToString,
+            )
+        }
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
         server.add_registered_method_handlers(service, handlers)

@@ -95,8 +95,9 @@ def parse_listen(address: str) -> tuple[str, int]:
     """``host:port`` (``[::1]:8080`` for IPv6) of ``BILLING_HTTP_LISTEN``."""
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"BILLING_HTTP_LISTEN: expected host:port (e.g. 127.0.0.1:8080), got "
-                         f"{address!r}")
+        raise ValueError(
+            f"BILLING_HTTP_LISTEN: expected host:port (e.g. 127.0.0.1:8080), got {address!r}"
+        )
     return host.strip("[]"), int(port)
 
 
@@ -127,8 +128,9 @@ class RestServer:
         self._in_flight = 0
         self._max_in_flight = settings.max_concurrent_rpcs
         self._routes = {
-            "billing": _Route("GET /v1/accounts/{account}/billing", _BILLING_RPC,
-                              self._account_billing),
+            "billing": _Route(
+                "GET /v1/accounts/{account}/billing", _BILLING_RPC, self._account_billing
+            ),
             "usage": _Route("GET /v1/billing/usage/current", _USAGE_RPC, self._current_usage),
         }
 
@@ -138,27 +140,40 @@ class RestServer:
 
     async def start(self) -> int:
         host, port = parse_listen(self.settings.http_listen)
-        app = web.Application(client_max_size=1024, handler_args={
-            "max_line_size": MAX_LINE_BYTES, "max_field_size": MAX_HEADER_BYTES,
-            "max_headers": MAX_HEADERS, "keepalive_timeout": KEEPALIVE_SECONDS})
-        app.router.add_route("*", "/v1/accounts/{account}/billing",
-                             self._endpoint(self._routes["billing"]))
-        app.router.add_route("*", "/v1/billing/usage/current",
-                             self._endpoint(self._routes["usage"]))
+        app = web.Application(
+            client_max_size=1024,
+            handler_args={
+                "max_line_size": MAX_LINE_BYTES,
+                "max_field_size": MAX_HEADER_BYTES,
+                "max_headers": MAX_HEADERS,
+                "keepalive_timeout": KEEPALIVE_SECONDS,
+            },
+        )
+        app.router.add_route(
+            "*", "/v1/accounts/{account}/billing", self._endpoint(self._routes["billing"])
+        )
+        app.router.add_route(
+            "*", "/v1/billing/usage/current", self._endpoint(self._routes["usage"])
+        )
         app.router.add_route("*", "/{tail:.*}", self._unknown)
-        self._runner = web.AppRunner(app, access_log=None,
-                                     shutdown_timeout=self.settings.shutdown_grace_seconds)
+        self._runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=self.settings.shutdown_grace_seconds
+        )
         await self._runner.setup()
         # No SO_REUSEPORT: a second server on the same port fails to start instead of sharing it.
-        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context(self.settings),
-                           reuse_port=False)
+        site = web.TCPSite(
+            self._runner, host, port, ssl_context=ssl_context(self.settings), reuse_port=False
+        )
         try:
             await site.start()
         except OSError as exc:
             await self._runner.cleanup()
-            raise OSError(exc.errno, f"BILLING_HTTP_LISTEN={self.settings.http_listen}: cannot "
-                          f"listen there ({exc.strerror or exc}); is another process serving "
-                          "it?") from exc
+            raise OSError(
+                exc.errno,
+                f"BILLING_HTTP_LISTEN={self.settings.http_listen}: cannot "
+                f"listen there ({exc.strerror or exc}); is another process serving "
+                "it?",
+            ) from exc
         self.port = int(self._runner.addresses[0][1])
         return self.port
 
@@ -174,21 +189,27 @@ class RestServer:
             request_id = ""
             try:
                 if request.method not in ("GET", "HEAD"):
-                    raise _Refused(grpc.StatusCode.UNIMPLEMENTED,
-                                   f"{request.method} is not served here: {route.name}")
+                    raise _Refused(
+                        grpc.StatusCode.UNIMPLEMENTED,
+                        f"{request.method} is not served here: {route.name}",
+                    )
                 ctx = self._authorize(route, request)
                 enter_context(ctx)  # the services' and converters' current_context()
                 request_id = ctx.request_id
                 fields.update(caller=ctx.caller.name, request_id=request_id)
                 if self._in_flight >= self._max_in_flight:
-                    raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                   f"billing-svc is serving {self._max_in_flight} HTTP requests, "
-                                   "its limit (BILLING_MAX_CONCURRENT_RPCS); retry with backoff")
+                    raise _Refused(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"billing-svc is serving {self._max_in_flight} HTTP requests, "
+                        "its limit (BILLING_MAX_CONCURRENT_RPCS); retry with backoff",
+                    )
                 self._in_flight += 1
                 counted = True
                 if len(request.raw_path) > MAX_TARGET_LENGTH:
-                    raise InvalidArgument("path", f"is longer than {MAX_TARGET_LENGTH} "
-                                          "characters, path and query together")
+                    raise InvalidArgument(
+                        "path",
+                        f"is longer than {MAX_TARGET_LENGTH} characters, path and query together",
+                    )
                 _check_escapes(request.raw_path)
                 response = _json(200, await route.handler(request, ctx.caller, fields))
             except Exception as exc:  # every error becomes a JSON error here
@@ -199,8 +220,13 @@ class RestServer:
             if request_id:
                 response.headers["X-Request-Id"] = request_id
             metrics.observe_rpc(route.name, code.name, started)
-            log.info("http", status=response.status, code=code.name,
-                     duration_ms=round((time.perf_counter() - started) * 1000, 3), **fields)
+            log.info(
+                "http",
+                status=response.status,
+                code=code.name,
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                **fields,
+            )
             return response
 
         return serve
@@ -213,34 +239,45 @@ class RestServer:
         if len(authorizations) > 1:
             # Which one would be the caller? Taking either could let a proxy's header (or an
             # attacker's) stand for the caller's; HTTP allows one Authorization field.
-            raise InvalidArgument("Authorization", f"is given {len(authorizations)} times; send "
-                                  "one 'Authorization: Bearer <token>' header")
+            raise InvalidArgument(
+                "Authorization",
+                f"is given {len(authorizations)} times; send "
+                "one 'Authorization: Bearer <token>' header",
+            )
         scheme, _, token = (authorizations or [""])[0].partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise _Refused(grpc.StatusCode.UNAUTHENTICATED,
-                           "missing credentials: send an 'Authorization: Bearer <token>' header")
+            raise _Refused(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "missing credentials: send an 'Authorization: Bearer <token>' header",
+            )
         if not token.isascii():
             # aiohttp hands undecodable header bytes over as surrogates, which no hash takes;
             # every token billing-svc makes (and gRPC metadata carries) is ASCII.
-            raise _Refused(grpc.StatusCode.UNAUTHENTICATED,
-                           "invalid credentials: the bearer token is not ASCII text")
+            raise _Refused(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "invalid credentials: the bearer token is not ASCII text",
+            )
         caller = self._tokens.authenticate(token.strip())  # Unauthenticated, saying why
         scope = METHOD_SCOPES[route.rpc]
         if not caller.has(scope):
-            raise _Refused(grpc.StatusCode.PERMISSION_DENIED,
-                           f"caller {caller.name!r} lacks the {scope!r} scope for {route.name}")
+            raise _Refused(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"caller {caller.name!r} lacks the {scope!r} scope for {route.name}",
+            )
         request_id = request.headers.get("X-Request-Id", "") or new_id("req")
         if len(request_id) > TEXT_LIMITS["request_id"]:
-            raise InvalidArgument("X-Request-Id", f"is longer than {TEXT_LIMITS['request_id']} "
-                                  "characters")
+            raise InvalidArgument(
+                "X-Request-Id", f"is longer than {TEXT_LIMITS['request_id']} characters"
+            )
         if not (request_id.isascii() and request_id.isprintable()):
             # As on the gRPC port, whose metadata is printable ASCII: the id is echoed in a
             # response header and written to logs and the audit trail.
             raise InvalidArgument("X-Request-Id", "must be printable ASCII")
         return RequestContext(caller=caller, request_id=request_id, now=self.db.clock.now())
 
-    async def _account_billing(self, request: web.Request, caller: Caller,
-                               fields: dict[str, Any]) -> dict[str, Any]:
+    async def _account_billing(
+        self, request: web.Request, caller: Caller, fields: dict[str, Any]
+    ) -> dict[str, Any]:
         account_id = request.match_info["account"]
         fields["account_id"] = cut(account_id)
         _only_parameters(request, ())
@@ -250,17 +287,21 @@ class RestServer:
         view = await run(accounts.get_account_billing, self.db, account_id)
         # No interceptor here to say what time it is: the account's clock, or the wall's.
         _, clock_now = await run(test_clocks.clock_time_of_account, self.db, account_id)
-        return rest_json.account_billing(convert.account_billing_out(
-            view, clock_now or self.db.clock.now()))
+        return rest_json.account_billing(
+            convert.account_billing_out(view, clock_now or self.db.clock.now())
+        )
 
-    async def _current_usage(self, request: web.Request, caller: Caller,
-                             fields: dict[str, Any]) -> dict[str, Any]:
+    async def _current_usage(
+        self, request: web.Request, caller: Caller, fields: dict[str, Any]
+    ) -> dict[str, Any]:
         _only_parameters(request, ("account_id",))
         account_id = request.query.get("account_id", "") or caller.account_id
         fields["account_id"] = cut(account_id) or None
         if not account_id:
-            raise InvalidArgument("account_id", "is required for a token not bound to an "
-                                  "account: add ?account_id=acc_… to the URL")
+            raise InvalidArgument(
+                "account_id",
+                "is required for a token not bound to an account: add ?account_id=acc_… to the URL",
+            )
         message = usage_pb.GetCurrentUsageRequest(account_id=account_id)
         _admit(caller, _USAGE_RPC, message)
         await at_account_clock(self._clocks, account_id)
@@ -275,21 +316,26 @@ class RestServer:
             log.info("http", status=400, code="INVALID_ARGUMENT", error=str(exc))
             return _error_response(400, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         log.info("http", status=404, code="NOT_FOUND", path=cut(request.path, 200))
-        return _error_response(404, grpc.StatusCode.NOT_FOUND,
-                               f"no such resource: {cut(request.path)}; this port serves "
-                               "GET /v1/accounts/{account}/billing and "
-                               "GET /v1/billing/usage/current")
+        return _error_response(
+            404,
+            grpc.StatusCode.NOT_FOUND,
+            f"no such resource: {cut(request.path)}; this port serves "
+            "GET /v1/accounts/{account}/billing and "
+            "GET /v1/billing/usage/current",
+        )
 
-    def _error(self, exc: Exception, fields: dict[str, Any],
-               request_id: str) -> tuple[grpc.StatusCode, web.Response]:
+    def _error(
+        self, exc: Exception, fields: dict[str, Any], request_id: str
+    ) -> tuple[grpc.StatusCode, web.Response]:
         if isinstance(exc, _Refused):
             code, message = exc.code, str(exc)
         elif isinstance(exc, BillingError):
             code, message = status_code_of(exc), str(exc)
         else:
             code = grpc.StatusCode.INTERNAL
-            message = (f"internal error (request id {request_id or '?'}); it was logged, "
-                       "please report it")
+            message = (
+                f"internal error (request id {request_id or '?'}); it was logged, please report it"
+            )
             log.error("http_failed", exc_info=exc, **fields)
         fields["error"] = message
         status = HTTP_STATUS.get(code, 500)
@@ -312,9 +358,12 @@ def _check_escapes(target: str) -> None:
             try:
                 unquote_to_bytes(escapes).decode("utf-8")
             except UnicodeDecodeError:
-                raise InvalidArgument(field, f"has percent-escapes that are not UTF-8 text "
-                                      f"({cut(escapes, 24)}): percent-encode the UTF-8 bytes of "
-                                      "each character") from None
+                raise InvalidArgument(
+                    field,
+                    f"has percent-escapes that are not UTF-8 text "
+                    f"({cut(escapes, 24)}): percent-encode the UTF-8 bytes of "
+                    "each character",
+                ) from None
 
 
 def _only_parameters(request: web.Request, allowed: tuple[str, ...]) -> None:
@@ -322,8 +371,9 @@ def _only_parameters(request: web.Request, allowed: tuple[str, ...]) -> None:
     for name in request.query:
         if name not in allowed:
             takes = f"only {', '.join(allowed)}" if allowed else "none"
-            raise InvalidArgument(cut(name), f"is not a query parameter of this call (it takes "
-                                  f"{takes})")
+            raise InvalidArgument(
+                cut(name), f"is not a query parameter of this call (it takes {takes})"
+            )
         if len(request.query.getall(name)) > 1:
             raise InvalidArgument(name, "is given more than once")
 
@@ -337,8 +387,12 @@ def _admit(caller: Caller, rpc: str, message: Any) -> None:
 
 def _json(status: int, body: dict[str, Any]) -> web.Response:
     # Our own Server header: aiohttp's names its version and Python's.
-    return web.Response(status=status, text=rest_json.dumps(body), content_type="application/json",
-                        headers={"Server": "billing-svc"})
+    return web.Response(
+        status=status,
+        text=rest_json.dumps(body),
+        content_type="application/json",
+        headers={"Server": "billing-svc"},
+    )
 
 
 def _error_response(status: int, code: grpc.StatusCode, message: str) -> web.Response:

@@ -52,12 +52,17 @@ def account_billing(response: pb.GetAccountBillingResponse) -> dict[str, Any]:
         "customer_id": response.customer_id,
         "subscription": {
             "id": subscription.id,
-            "status": _enum_word(subscription.DESCRIPTOR.fields_by_name["status"],  # type: ignore[arg-type]  # upb's descriptor, same API
-                                 subscription.status),
+            "status": _enum_word(
+                subscription.DESCRIPTOR.fields_by_name["status"],  # type: ignore[arg-type]  # upb's descriptor, same API
+                subscription.status,
+            ),
             "current_period_start": timestamp(subscription.current_period_start),
             "current_period_end": timestamp(subscription.current_period_end),
-            "trial_ends_at": (timestamp(subscription.trial_ends_at)
-                              if subscription.HasField("trial_ends_at") else None),
+            "trial_ends_at": (
+                timestamp(subscription.trial_ends_at)
+                if subscription.HasField("trial_ends_at")
+                else None
+            ),
             "cancel_at_period_end": subscription.cancel_at_period_end,
         },
         "billing_plan": {
@@ -67,9 +72,13 @@ def account_billing(response: pb.GetAccountBillingResponse) -> dict[str, Any]:
             "message_rate": amount(plan.message_rate),
         },
         "payment_method": {
-            "type": method.type, "last4": method.last4, "exp_month": method.exp_month,
+            "type": method.type,
+            "last4": method.last4,
+            "exp_month": method.exp_month,
             "exp_year": method.exp_year,
-        } if response.HasField("payment_method") else None,
+        }
+        if response.HasField("payment_method")
+        else None,
         "has_payment_method": response.has_payment_method,
     }
 
@@ -84,8 +93,10 @@ def plain(message: Message) -> dict[str, Any]:
     """Every field of ``message`` (unset ones too, as their default or ``null``): Money as a
     number of USD, Timestamp as RFC 3339, an enum as its lowercase word, int64 as a number, a
     decimal string as a number."""
-    return {field.name: _value(field, getattr(message, field.name), message)  # type: ignore[arg-type]  # upb's descriptor, same API
-            for field in message.DESCRIPTOR.fields}
+    return {
+        field.name: _value(field, getattr(message, field.name), message)  # type: ignore[arg-type]  # upb's descriptor, same API
+        for field in message.DESCRIPTOR.fields
+    }
 
 
 def _value(field: FieldDescriptor, value: Any, parent: Message) -> Any:
@@ -125,8 +136,11 @@ def dumps(value: Any) -> str:
     """JSON text of ``value`` (dicts, lists, text, bools, ``None``, ints, ``Decimal``s): a Decimal
     is written with exactly its digits, never through a float."""
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(key)}: {dumps(item)}"
-                               for key, item in value.items()) + "}"
+        return (
+            "{"
+            + ", ".join(f"{json.dumps(key)}: {dumps(item)}" for key, item in value.items())
+            + "}"
+        )
     if isinstance(value, list):
         return "[" + ", ".join(dumps(item) for item in value) + "]"
     if isinstance(value, Decimal):

@@ -37,31 +37,37 @@ class GrpcServer:
     def __init__(self, settings: Settings, tracer: trace.Tracer) -> None:
         self.settings = settings
         self.interceptor = ServiceInterceptor(
-            settings.max_streams_per_caller, max_request_bytes=settings.max_request_bytes,
-            max_concurrent_rpcs=settings.max_concurrent_rpcs, tracer=tracer)
+            settings.max_streams_per_caller,
+            max_request_bytes=settings.max_request_bytes,
+            max_concurrent_rpcs=settings.max_concurrent_rpcs,
+            tracer=tracer,
+        )
         self._server: grpc.aio.Server | None = None
 
-    async def build(self, billing: BillingServicer, usage_servicer: usage.UsageServicer,
-                    codec: UsageCodec) -> int:
+    async def build(
+        self, billing: BillingServicer, usage_servicer: usage.UsageServicer, codec: UsageCodec
+    ) -> int:
         """Create the server (here, not in ``__init__``: grpc.aio binds it to the running loop)
         with every handler, not serving, and bind its port; the port bound."""
         self._server = server = grpc.aio.server(
             interceptors=[self.interceptor],
-            options=[("grpc.max_receive_message_length", self.settings.max_message_bytes),
-                     ("grpc.max_send_message_length", self.settings.max_message_bytes),
-                     # Keepalive: find dead producers' streams; let clients ping every 10 s.
-                     ("grpc.keepalive_time_ms", int(self.settings.keepalive_seconds * 1000)),
-                     ("grpc.keepalive_timeout_ms", 20_000),
-                     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-                     ("grpc.keepalive_permit_without_calls", 1),
-                     # A fixed window per stream: with BDP probing, gRPC grows it to several MiB,
-                     # all of which it accepts for a call before the call is admitted (48 calls
-                     # refused unread still took the server from 107 to 436 MiB, measured).
-                     ("grpc.http2.bdp_probe", 0),
-                     ("grpc.http2.lookahead_bytes", STREAM_WINDOW_BYTES),
-                     # gRPC sets SO_REUSEPORT by default: a second server on the same port
-                     # would start silently and take half the calls. Refuse instead.
-                     ("grpc.so_reuseport", 0)],
+            options=[
+                ("grpc.max_receive_message_length", self.settings.max_message_bytes),
+                ("grpc.max_send_message_length", self.settings.max_message_bytes),
+                # Keepalive: find dead producers' streams; let clients ping every 10 s.
+                ("grpc.keepalive_time_ms", int(self.settings.keepalive_seconds * 1000)),
+                ("grpc.keepalive_timeout_ms", 20_000),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+                # A fixed window per stream: with BDP probing, gRPC grows it to several MiB,
+                # all of which it accepts for a call before the call is admitted (48 calls
+                # refused unread still took the server from 107 to 436 MiB, measured).
+                ("grpc.http2.bdp_probe", 0),
+                ("grpc.http2.lookahead_bytes", STREAM_WINDOW_BYTES),
+                # gRPC sets SO_REUSEPORT by default: a second server on the same port
+                # would start silently and take half the calls. Refuse instead.
+                ("grpc.so_reuseport", 0),
+            ],
         )
         self._health = health.aio.HealthServicer()
         billing_grpc.add_BillingServiceServicer_to_server(billing, server)
@@ -84,17 +90,21 @@ class GrpcServer:
                 return server.add_insecure_port(settings.listen)
             if not settings.tls_key_file:
                 raise ListenError("BILLING_TLS_CERT_FILE needs BILLING_TLS_KEY_FILE")
-            pair = (_read_pem(settings.tls_key_file, "BILLING_TLS_KEY_FILE"),
-                    _read_pem(settings.tls_cert_file, "BILLING_TLS_CERT_FILE"))
+            pair = (
+                _read_pem(settings.tls_key_file, "BILLING_TLS_KEY_FILE"),
+                _read_pem(settings.tls_cert_file, "BILLING_TLS_CERT_FILE"),
+            )
             client_ca = None
             if settings.tls_client_ca_file:
                 client_ca = _read_pem(settings.tls_client_ca_file, "BILLING_TLS_CLIENT_CA_FILE")
             credentials = grpc.ssl_server_credentials(
-                [pair], root_certificates=client_ca, require_client_auth=client_ca is not None)
+                [pair], root_certificates=client_ca, require_client_auth=client_ca is not None
+            )
             return server.add_secure_port(settings.listen, credentials)
         except RuntimeError as exc:  # grpc's "Failed to bind to address ..."
-            raise ListenError(f"cannot listen on {settings.listen} (BILLING_LISTEN): "
-                              f"{str(exc).split(';')[0]}") from None
+            raise ListenError(
+                f"cannot listen on {settings.listen} (BILLING_LISTEN): {str(exc).split(';')[0]}"
+            ) from None
 
     async def enter_graceful_shutdown(self) -> None:
         """Health says ``NOT_SERVING`` from now on (load balancers stop sending calls)."""
@@ -117,11 +127,14 @@ def _check_can_listen(address: str) -> None:
     host, _, port_text = address.rpartition(":")
     try:
         port = int(port_text)
-        infos = socket.getaddrinfo(host.strip("[]") or None, port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(
+            host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
     except (ValueError, OSError) as exc:
-        raise ListenError(f"cannot listen on {address!r} (BILLING_LISTEN): expected HOST:PORT "
-                          f"with a host of this machine ({os_reason(exc)})") from None
+        raise ListenError(
+            f"cannot listen on {address!r} (BILLING_LISTEN): expected HOST:PORT "
+            f"with a host of this machine ({os_reason(exc)})"
+        ) from None
     if port == 0:
         return
     failures: list[OSError] = []
@@ -134,8 +147,11 @@ def _check_can_listen(address: str) -> None:
                 failures.append(exc)
     in_use = [exc for exc in failures if exc.errno == errno.EADDRINUSE]
     if in_use or len(failures) == len(infos):
-        problem = "the address is already in use (is another billing-svc running?)" if in_use \
+        problem = (
+            "the address is already in use (is another billing-svc running?)"
+            if in_use
             else os_reason(failures[0])
+        )
         raise ListenError(f"cannot listen on {address} (BILLING_LISTEN): {problem}")
 
 

@@ -65,8 +65,11 @@ def decode_request(codec: UsageCodec) -> Callable[[bytes], UsageRequest]:
         try:
             request = pb.StreamUsageRequest.FromString(raw)
         except DecodeError as exc:
-            return InvalidArgument("events", f"the request is not a valid usage batch ({exc}); "
-                                   "send a StreamUsageRequest or RecordUsageRequest")
+            return InvalidArgument(
+                "events",
+                f"the request is not a valid usage batch ({exc}); "
+                "send a StreamUsageRequest or RecordUsageRequest",
+            )
         if len(request.events) > most:  # bytes the count could not read
             return _too_many(len(request.events))
         return UsageBatch(request.batch_id, events_in(request.events))
@@ -79,19 +82,33 @@ def events_in(events: Any) -> list[UsageEventIn]:
     timestamp that names no accepted time becomes a value check_shape gives the reason for)."""
     new = tuple.__new__
     occurred_at_us_of = usage.occurred_at_us_of
-    earliest, latest, nanos_per_second = (usage.EARLIEST_SECONDS, usage.LATEST_SECONDS,
-                                          usage.NANOS_PER_SECOND)
+    earliest, latest, nanos_per_second = (
+        usage.EARLIEST_SECONDS,
+        usage.LATEST_SECONDS,
+        usage.NANOS_PER_SECOND,
+    )
     batch: list[Any] = []
     append = batch.append
     for event in events:
         stamp = event.occurred_at
         seconds, nanos = stamp.seconds, stamp.nanos
         # occurred_at_us_of, its common case inline (a call per event costs the path ~1 %).
-        append(new(UsageEventIn, (
-            event.event_id, event.account_id, event.tenant_id, event.partner_id, event.kind,
-            event.quantity, seconds * 1_000_000 + nanos // 1000
-            if earliest < seconds < latest and 0 <= nanos < nanos_per_second
-            else occurred_at_us_of(seconds, nanos))))
+        append(
+            new(
+                UsageEventIn,
+                (
+                    event.event_id,
+                    event.account_id,
+                    event.tenant_id,
+                    event.partner_id,
+                    event.kind,
+                    event.quantity,
+                    seconds * 1_000_000 + nanos // 1000
+                    if earliest < seconds < latest and 0 <= nanos < nanos_per_second
+                    else occurred_at_us_of(seconds, nanos),
+                ),
+            )
+        )
     return batch
 
 
@@ -101,8 +118,10 @@ def batch_of(request: UsageRequest) -> UsageBatch:
     if isinstance(request, InvalidArgument):
         raise request
     if len(request.batch_id) > MAX_BATCH_ID_LENGTH:  # it is echoed in the ack: never as sent
-        raise InvalidArgument("batch_id", f"is {len(request.batch_id):,} characters; at most "
-                              f"{MAX_BATCH_ID_LENGTH} are accepted")
+        raise InvalidArgument(
+            "batch_id",
+            f"is {len(request.batch_id):,} characters; at most {MAX_BATCH_ID_LENGTH} are accepted",
+        )
     request.bound_account = current_context().caller.account_id
     return request
 
@@ -110,18 +129,26 @@ def batch_of(request: UsageRequest) -> UsageBatch:
 def _too_many(count: int | None) -> InvalidArgument:
     """``count`` None: more than the most, counted no further."""
     many = f"{count}" if count is not None else f"more than {usage.MAX_BATCH_EVENTS}"
-    return InvalidArgument("events", f"{many} events in one batch; at most "
-                           f"{usage.MAX_BATCH_EVENTS} are accepted, split the batch")
+    return InvalidArgument(
+        "events",
+        f"{many} events in one batch; at most "
+        f"{usage.MAX_BATCH_EVENTS} are accepted, split the batch",
+    )
 
 
 def ack_fields(batch_id: str, result: BatchResult) -> dict[str, Any]:
     return {
-        "batch_id": batch_id, "accepted": result.accepted, "duplicates": result.duplicates,
+        "batch_id": batch_id,
+        "accepted": result.accepted,
+        "duplicates": result.duplicates,
         "late": result.late,
         # An overlong event_id (itself a reason to reject) comes back cut: `index` names it.
-        "rejected": [pb.RejectedEvent(event_id=r.event_id[:usage.MAX_EVENT_ID_LENGTH],
-                                      index=r.index, reason=r.reason)
-                     for r in result.rejected],
+        "rejected": [
+            pb.RejectedEvent(
+                event_id=r.event_id[: usage.MAX_EVENT_ID_LENGTH], index=r.index, reason=r.reason
+            )
+            for r in result.rejected
+        ],
     }
 
 
@@ -131,41 +158,63 @@ def batch_log(batch: UsageBatch, result: BatchResult) -> dict[str, Any]:
     accounts = batch.account_ids()
     fields: dict[str, Any] = {
         "account_id": accounts[0] if len(accounts) == 1 else None,
-        "batch_id": batch.batch_id, "events": len(batch), "accepted": result.accepted,
-        "duplicates": result.duplicates, "late": result.late, "rejected": len(result.rejected)}
+        "batch_id": batch.batch_id,
+        "events": len(batch),
+        "accepted": result.accepted,
+        "duplicates": result.duplicates,
+        "late": result.late,
+        "rejected": len(result.rejected),
+    }
     if len(accounts) > 1:
         fields["account_ids"] = accounts[:MAX_LOGGED_ACCOUNTS]
     if result.rejected and log.is_enabled_for(10):  # logging.DEBUG
         shown = result.rejected[:MAX_LOGGED_REJECTIONS]
-        log.debug("usage_rejected", account_id=fields["account_id"], batch_id=batch.batch_id,
-                  rejected=[{"index": r.index, "event_id": r.event_id[:usage.MAX_EVENT_ID_LENGTH],
-                             "reason": r.reason} for r in shown],
-                  not_shown=len(result.rejected) - len(shown))
+        log.debug(
+            "usage_rejected",
+            account_id=fields["account_id"],
+            batch_id=batch.batch_id,
+            rejected=[
+                {
+                    "index": r.index,
+                    "event_id": r.event_id[: usage.MAX_EVENT_ID_LENGTH],
+                    "reason": r.reason,
+                }
+                for r in shown
+            ],
+            not_shown=len(result.rejected) - len(shown),
+        )
     return fields
 
 
 class UsageServicer(pb_grpc.UsageServiceServicer):
-    def __init__(self, db: Database, writer: IngestionWriter, *,
-                 stream_idle_seconds: float = 300.0) -> None:
+    def __init__(
+        self, db: Database, writer: IngestionWriter, *, stream_idle_seconds: float = 300.0
+    ) -> None:
         self.db = db
         self.writer = writer
         self.stream_idle_seconds = stream_idle_seconds
 
-    async def RecordUsage(self, request: UsageRequest,  # type: ignore[override]  # takes the kernel-decoded UsageRequest, not the pb message
-                          context: grpc.aio.ServicerContext) -> pb.RecordUsageResponse:
+    async def RecordUsage(
+        self,
+        request: UsageRequest,  # type: ignore[override]  # takes the kernel-decoded UsageRequest, not the pb message
+        context: grpc.aio.ServicerContext,
+    ) -> pb.RecordUsageResponse:
         batch = batch_of(request)
         result = await self.writer.submit(batch, deadline.get())
         log_fields().update(batch_log(batch, result))  # on the call's own "rpc" line
         return pb.RecordUsageResponse(**ack_fields(batch.batch_id, result))
 
-    async def StreamUsage(self, requests: AsyncIterator[UsageRequest],  # type: ignore[override]  # takes the kernel-decoded UsageRequest, not the pb message
-                          context: grpc.aio.ServicerContext
-                          ) -> AsyncIterator[pb.StreamUsageResponse]:
+    async def StreamUsage(
+        self,
+        requests: AsyncIterator[UsageRequest],  # type: ignore[override]  # takes the kernel-decoded UsageRequest, not the pb message
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[pb.StreamUsageResponse]:
         """Acks are sent in batch order, each once its batch is committed; batches pipeline.
         A stream idle for ``stream_idle_seconds`` (no batch received, none waiting for its commit
         or its ack) is closed with ``UNAVAILABLE``, which frees its slot."""
-        in_flight: asyncio.Queue[tuple[UsageBatch, asyncio.Task[BatchResult]] | Exception
-                                 | None] = asyncio.Queue(MAX_IN_FLIGHT_PER_STREAM)
+        in_flight: asyncio.Queue[
+            tuple[UsageBatch, asyncio.Task[BatchResult]] | Exception | None
+        ] = asyncio.Queue(MAX_IN_FLIGHT_PER_STREAM)
         # The stream's "rpc" line, when it ends, sums its batches; each batch has a line too.
         totals = log_fields()
         request_id = current_context().request_id  # joins the batch lines to the stream's
@@ -202,8 +251,9 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
                     totals[name] += fields[name]
                 totals["batches"] += 1
                 stream_accounts.update(fields.get("account_ids") or (fields["account_id"],))
-                totals["account_id"] = (next(iter(stream_accounts))
-                                        if len(stream_accounts) == 1 else None)
+                totals["account_id"] = (
+                    next(iter(stream_accounts)) if len(stream_accounts) == 1 else None
+                )
                 yield pb.StreamUsageResponse(**ack_fields(batch.batch_id, result))
         finally:
             reader.cancel()
@@ -215,38 +265,59 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
             raise Unavailable(
                 f"this stream sent no batch for {self.stream_idle_seconds:g} s with none waiting "
                 "for its ack (BILLING_STREAM_IDLE_SECONDS), so it was closed to free its slot; "
-                "reconnect and resend the batches that were not acked") from None
+                "reconnect and resend the batches that were not acked"
+            ) from None
 
-    async def GetCurrentUsage(self, request: pb.GetCurrentUsageRequest,
-                              context: grpc.aio.ServicerContext) -> pb.GetCurrentUsageResponse:
-        report = await run(usage_reports.current_usage, self.db, request.account_id,
-                           current_context().now)
+    async def GetCurrentUsage(
+        self, request: pb.GetCurrentUsageRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCurrentUsageResponse:
+        report = await run(
+            usage_reports.current_usage, self.db, request.account_id, current_context().now
+        )
         return convert.current_usage_out(report)
 
-    async def GetMonthlyUsage(self, request: pb.GetMonthlyUsageRequest,
-                              context: grpc.aio.ServicerContext) -> pb.GetMonthlyUsageResponse:
+    async def GetMonthlyUsage(
+        self, request: pb.GetMonthlyUsageRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetMonthlyUsageResponse:
         period = validation.year_month_in(request.year, request.month)
-        report = await run(usage_reports.monthly_usage, self.db, request.account_id, period,
-                           now=current_context().now)
+        report = await run(
+            usage_reports.monthly_usage,
+            self.db,
+            request.account_id,
+            period,
+            now=current_context().now,
+        )
         return convert.monthly_usage_out(report)
 
-    async def GetUsageHistory(self, request: pb.GetUsageHistoryRequest,
-                              context: grpc.aio.ServicerContext) -> pb.GetUsageHistoryResponse:
+    async def GetUsageHistory(
+        self, request: pb.GetUsageHistoryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetUsageHistoryResponse:
         query = validation.history_query_in(request)
         page = await run(usage_reports.usage_history, self.db, query)
         return convert.history_out(page)
 
-    async def ListUsageReports(self, request: pb.ListUsageReportsRequest,
-                               context: grpc.aio.ServicerContext) -> pb.ListUsageReportsResponse:
-        page = await run(hourly_reports.list_usage_reports, self.db,
-                         account_id=request.account_id, page_size=request.page_size,
-                         resume_token=request.resume_token)
+    async def ListUsageReports(
+        self, request: pb.ListUsageReportsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListUsageReportsResponse:
+        page = await run(
+            hourly_reports.list_usage_reports,
+            self.db,
+            account_id=request.account_id,
+            page_size=request.page_size,
+            resume_token=request.resume_token,
+        )
         return convert.hourly_reports_out(page)
 
-    async def GetUsageForecast(self, request: pb.GetUsageForecastRequest,
-                               context: grpc.aio.ServicerContext) -> pb.GetUsageForecastResponse:
-        forecast = await run(forecasting.usage_forecast, self.db, request.account_id,
-                             request.months, current_context().now)
+    async def GetUsageForecast(
+        self, request: pb.GetUsageForecastRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetUsageForecastResponse:
+        forecast = await run(
+            forecasting.usage_forecast,
+            self.db,
+            request.account_id,
+            request.months,
+            current_context().now,
+        )
         return reports.forecast_out(forecast)
 
 
@@ -268,8 +339,9 @@ def add_to_server(servicer: UsageServicer, server: grpc.aio.Server, codec: Usage
     registered = _Registered()
     pb_grpc.add_UsageServiceServicer_to_server(servicer, registered)  # type: ignore[arg-type]  # collects the handlers
     decode = decode_request(codec)
-    handlers = {name: handler._replace(request_deserializer=decode)
-                if name in _INGEST_METHODS else handler
-                for name, handler in registered.handlers.items()}
+    handlers = {
+        name: handler._replace(request_deserializer=decode) if name in _INGEST_METHODS else handler
+        for name, handler in registered.handlers.items()
+    }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     server.add_registered_method_handlers(SERVICE, handlers)

@@ -23,11 +23,15 @@ from billing_svc.domain.periods import EARLIEST, LATEST, Period
 from billing_svc.services import usage_reports
 from billing_svc.services.store import IdempotencyKey
 
-_INTERVAL_BACK: dict[int, str] = {pb.BILLING_INTERVAL_MONTHLY: subs.MONTHLY,
-                                  pb.BILLING_INTERVAL_ANNUAL: subs.ANNUAL}
+_INTERVAL_BACK: dict[int, str] = {
+    pb.BILLING_INTERVAL_MONTHLY: subs.MONTHLY,
+    pb.BILLING_INTERVAL_ANNUAL: subs.ANNUAL,
+}
 _INVOICE_STATUS_BACK: dict[int, str] = {
-    pb.INVOICE_STATUS_DRAFT: "draft", pb.INVOICE_STATUS_OPEN: "open",
-    pb.INVOICE_STATUS_PAID: "paid", pb.INVOICE_STATUS_UNCOLLECTIBLE: "uncollectible",
+    pb.INVOICE_STATUS_DRAFT: "draft",
+    pb.INVOICE_STATUS_OPEN: "open",
+    pb.INVOICE_STATUS_PAID: "paid",
+    pb.INVOICE_STATUS_UNCOLLECTIBLE: "uncollectible",
     pb.INVOICE_STATUS_VOID: "void",
 }
 
@@ -38,8 +42,10 @@ _INVOICE_STATUS_BACK: dict[int, str] = {
 
 def money_in(value: common_pb2.Money, field: str) -> Decimal:
     if value.currency_code not in ("", money.CURRENCY):
-        raise InvalidArgument(f"{field}.currency_code", f"{shown(value.currency_code)} is not "
-                              "supported; billing-svc bills USD")
+        raise InvalidArgument(
+            f"{field}.currency_code",
+            f"{shown(value.currency_code)} is not supported; billing-svc bills USD",
+        )
     try:
         amount = money.from_units_nanos(value.units, value.nanos)
     except ValueError as exc:
@@ -63,12 +69,13 @@ def time_in(message: Message, field: str, prefix: str = "") -> datetime | None:
         return None
     stamp: timestamp_pb2.Timestamp = getattr(message, field)
     if not 0 <= stamp.nanos < 1_000_000_000:
-        raise InvalidArgument(prefix + field,
-                              f"nanos {stamp.nanos} is not within 0..999999999")
+        raise InvalidArgument(prefix + field, f"nanos {stamp.nanos} is not within 0..999999999")
     if not _EARLIEST_SECONDS <= stamp.seconds < _LATEST_SECONDS:
-        raise InvalidArgument(prefix + field,
-                              f"seconds {stamp.seconds} is not within {EARLIEST.isoformat()} "
-                              f"(0) and {LATEST.isoformat()} ({_LATEST_SECONDS}, exclusive)")
+        raise InvalidArgument(
+            prefix + field,
+            f"seconds {stamp.seconds} is not within {EARLIEST.isoformat()} "
+            f"(0) and {LATEST.isoformat()} ({_LATEST_SECONDS}, exclusive)",
+        )
     return stamp.ToDatetime(tzinfo=UTC)
 
 
@@ -120,27 +127,37 @@ def custom_terms_in(message: pb.CustomTerms) -> CustomTerms:
     storage_gb = None
     if message.included_storage_gb:
         try:
-            storage_gb = money.parse_decimal(message.included_storage_gb,
-                                             field="terms.included_storage_gb")
+            storage_gb = money.parse_decimal(
+                message.included_storage_gb, field="terms.included_storage_gb"
+            )
         except ValueError as exc:
             raise InvalidArgument("terms.included_storage_gb", str(exc)) from exc
     tiers = tuple(
-        MessageTier(tier.up_to_messages or None,
-                    money_in(tier.unit_price, f"terms.message_tiers[{i}].unit_price"))
+        MessageTier(
+            tier.up_to_messages or None,
+            money_in(tier.unit_price, f"terms.message_tiers[{i}].unit_price"),
+        )
         for i, tier in enumerate(message.message_tiers)
     )
     for i, tier in enumerate(message.message_tiers):
         if tier.up_to_messages < 0:
-            raise InvalidArgument(f"terms.message_tiers[{i}].up_to_messages",
-                                  "must not be negative (0 = no upper bound)")
+            raise InvalidArgument(
+                f"terms.message_tiers[{i}].up_to_messages",
+                "must not be negative (0 = no upper bound)",
+            )
     return CustomTerms(
         base_fee=amount("base_fee"),
-        included_tenants=(message.included_tenants
-                          if message.HasField("included_tenants") else None),
-        included_master_partners=(message.included_master_partners
-                                  if message.HasField("included_master_partners") else None),
-        included_messages=(message.included_messages
-                           if message.HasField("included_messages") else None),
+        included_tenants=(
+            message.included_tenants if message.HasField("included_tenants") else None
+        ),
+        included_master_partners=(
+            message.included_master_partners
+            if message.HasField("included_master_partners")
+            else None
+        ),
+        included_messages=(
+            message.included_messages if message.HasField("included_messages") else None
+        ),
         included_storage_gb=storage_gb,
         tenant_overage=amount("tenant_overage"),
         message_overage=amount("message_overage"),
@@ -153,8 +170,12 @@ def custom_terms_in(message: pb.CustomTerms) -> CustomTerms:
 
 
 def payment_method_in(message: pb.PaymentMethod) -> subs.PaymentMethodInput:
-    return subs.PaymentMethodInput(type=message.type.strip(), last4=message.last4.strip(),
-                                   exp_month=message.exp_month, exp_year=message.exp_year)
+    return subs.PaymentMethodInput(
+        type=message.type.strip(),
+        last4=message.last4.strip(),
+        exp_month=message.exp_month,
+        exp_year=message.exp_year,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,14 +190,18 @@ def year_month_in(year: int, month: int) -> Period:
     return Period(year, month)
 
 
-_GRANULARITY = {usage_pb.GRANULARITY_HOUR: "hour", usage_pb.GRANULARITY_DAY: "day",
-                usage_pb.GRANULARITY_MONTH: "month"}
+_GRANULARITY = {
+    usage_pb.GRANULARITY_HOUR: "hour",
+    usage_pb.GRANULARITY_DAY: "day",
+    usage_pb.GRANULARITY_MONTH: "month",
+}
 
 
 def history_query_in(request: usage_pb.GetUsageHistoryRequest) -> usage_reports.HistoryQuery:
     if request.granularity not in _GRANULARITY:
-        raise InvalidArgument("granularity", "use GRANULARITY_HOUR, GRANULARITY_DAY or "
-                              "GRANULARITY_MONTH")
+        raise InvalidArgument(
+            "granularity", "use GRANULARITY_HOUR, GRANULARITY_DAY or GRANULARITY_MONTH"
+        )
     start = time_in(request, "start_time")
     end = time_in(request, "end_time") or current_context().now
     if start is None:
@@ -186,9 +211,14 @@ def history_query_in(request: usage_pb.GetUsageHistoryRequest) -> usage_reports.
     if request.page_size < 0:
         raise InvalidArgument("page_size", "must not be negative")
     return usage_reports.HistoryQuery(
-        account_id=request.account_id, granularity=_GRANULARITY[request.granularity],
-        start=start, end=end, tenant_id=request.tenant_id, page_size=request.page_size,
-        page_token=request.page_token)
+        account_id=request.account_id,
+        granularity=_GRANULARITY[request.granularity],
+        start=start,
+        end=end,
+        tenant_id=request.tenant_id,
+        page_size=request.page_size,
+        page_token=request.page_token,
+    )
 
 
 def invoice_status_in(value: int) -> str | None:

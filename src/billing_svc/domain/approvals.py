@@ -49,18 +49,30 @@ class ApprovalPolicy:
 
     @property
     def holds_anything(self) -> bool:
-        return (self.upgrades or self.downgrades or self.cancellations or self.custom_terms
-                or self.base_fee_above is not None)
+        return (
+            self.upgrades
+            or self.downgrades
+            or self.cancellations
+            or self.custom_terms
+            or self.base_fee_above is not None
+        )
 
     def holds(self, kind: str, new_base_fee: Decimal | None) -> bool:
         """Whether a change of ``kind`` whose monthly base fee afterwards is ``new_base_fee``
         (``None`` for a cancellation: nothing is charged afterwards) waits for a decision."""
-        by_kind = {UPGRADE: self.upgrades, DOWNGRADE: self.downgrades,
-                   CANCELLATION: self.cancellations, CUSTOM_TERMS: self.custom_terms}
+        by_kind = {
+            UPGRADE: self.upgrades,
+            DOWNGRADE: self.downgrades,
+            CANCELLATION: self.cancellations,
+            CUSTOM_TERMS: self.custom_terms,
+        }
         if by_kind[kind]:
             return True
-        return (self.base_fee_above is not None and new_base_fee is not None
-                and new_base_fee > self.base_fee_above)
+        return (
+            self.base_fee_above is not None
+            and new_base_fee is not None
+            and new_base_fee > self.base_fee_above
+        )
 
 
 def reason_in(reason: str, *, required: bool) -> str:

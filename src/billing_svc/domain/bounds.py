@@ -56,8 +56,10 @@ MAX_MESSAGE_TIERS = 10
 MAX_ACCOUNT_MANAGER_LENGTH = 200
 
 # x 10: the yearly fee of an annual plan (subscriptions.ANNUAL_FEE_MONTHS).
-LARGEST_PERIOD_CHARGES = (MAX_BASE_FEE * 10
-                          + MAX_TENANTS_PER_ACCOUNT * MAX_TENANT_OVERAGE
-                          + MAX_MESSAGES_PER_PERIOD * MAX_MESSAGE_RATE
-                          + MAX_GB_MONTHS * MAX_STORAGE_RATE)
+LARGEST_PERIOD_CHARGES = (
+    MAX_BASE_FEE * 10
+    + MAX_TENANTS_PER_ACCOUNT * MAX_TENANT_OVERAGE
+    + MAX_MESSAGES_PER_PERIOD * MAX_MESSAGE_RATE
+    + MAX_GB_MONTHS * MAX_STORAGE_RATE
+)
 """The most one period's own lines can add up to under the bounds above."""

@@ -72,21 +72,26 @@ class CustomTerms:
         """Raise ``InvalidArgument`` naming the first field that cannot be a term: every amount
         finite, not negative, within its maximum (``domain.bounds``) and with at most 6 decimal
         places, so that any usage within the bounds can be rated exactly."""
-        for name, most in (("base_fee", bounds.MAX_BASE_FEE),
-                           ("included_storage_gb", bounds.MAX_INCLUDED_STORAGE_GB),
-                           ("tenant_overage", bounds.MAX_TENANT_OVERAGE),
-                           ("message_overage", bounds.MAX_MESSAGE_RATE),
-                           ("storage_overage_per_gb", bounds.MAX_STORAGE_RATE)):
+        for name, most in (
+            ("base_fee", bounds.MAX_BASE_FEE),
+            ("included_storage_gb", bounds.MAX_INCLUDED_STORAGE_GB),
+            ("tenant_overage", bounds.MAX_TENANT_OVERAGE),
+            ("message_overage", bounds.MAX_MESSAGE_RATE),
+            ("storage_overage_per_gb", bounds.MAX_STORAGE_RATE),
+        ):
             _check_amount(f"terms.{name}", getattr(self, name), most)
         for name in ("included_tenants", "included_master_partners", "included_messages"):
             value = getattr(self, name)
-            if value is not None and not (type(value) is int
-                                          and 0 <= value <= bounds.MAX_INCLUDED_COUNT):
-                raise InvalidArgument(f"terms.{name}",
-                                      f"must be a whole number within 0..{bounds.INT64_MAX}")
+            if value is not None and not (
+                type(value) is int and 0 <= value <= bounds.MAX_INCLUDED_COUNT
+            ):
+                raise InvalidArgument(
+                    f"terms.{name}", f"must be a whole number within 0..{bounds.INT64_MAX}"
+                )
         if len(self.message_tiers) > bounds.MAX_MESSAGE_TIERS:
-            raise InvalidArgument("terms.message_tiers",
-                                  f"at most {bounds.MAX_MESSAGE_TIERS} tiers")
+            raise InvalidArgument(
+                "terms.message_tiers", f"at most {bounds.MAX_MESSAGE_TIERS} tiers"
+            )
         previous = 0
         for index, tier in enumerate(self.message_tiers):
             where = f"terms.message_tiers[{index}]"
@@ -94,14 +99,18 @@ class CustomTerms:
             if tier.up_to_messages is None:
                 if index != len(self.message_tiers) - 1:
                     raise InvalidArgument(where, "only the last tier may be unbounded (0)")
-            elif not (type(tier.up_to_messages) is int
-                      and previous < tier.up_to_messages <= bounds.INT64_MAX):
+            elif not (
+                type(tier.up_to_messages) is int
+                and previous < tier.up_to_messages <= bounds.INT64_MAX
+            ):
                 raise InvalidArgument(where, "up_to_messages must increase from tier to tier")
             else:
                 previous = tier.up_to_messages
         if len(self.account_manager) > bounds.MAX_ACCOUNT_MANAGER_LENGTH:
-            raise InvalidArgument("terms.account_manager", "is longer than "
-                                  f"{bounds.MAX_ACCOUNT_MANAGER_LENGTH} characters")
+            raise InvalidArgument(
+                "terms.account_manager",
+                f"is longer than {bounds.MAX_ACCOUNT_MANAGER_LENGTH} characters",
+            )
         if self.contract_start and self.contract_end and self.contract_end <= self.contract_start:
             raise InvalidArgument("terms.contract_end", "must be after contract_start")
 
@@ -127,8 +136,13 @@ class CustomTerms:
             MessageTier(t["up_to_messages"], Decimal(t["unit_price"]))
             for t in data.pop("message_tiers", [])
         )
-        for name in ("base_fee", "included_storage_gb", "tenant_overage", "message_overage",
-                     "storage_overage_per_gb"):
+        for name in (
+            "base_fee",
+            "included_storage_gb",
+            "tenant_overage",
+            "message_overage",
+            "storage_overage_per_gb",
+        ):
             if data.get(name) is not None:
                 data[name] = Decimal(data[name])
         for name in ("contract_start", "contract_end"):
@@ -150,8 +164,7 @@ def _check_amount(field: str, value: Decimal | None, most: Decimal) -> None:
     if value > most:
         raise InvalidArgument(field, f"is above the most billing-svc takes, {most:,f}")
     if value != value.quantize(_TERM_QUANTUM):
-        raise InvalidArgument(field, f"has more than {bounds.TERM_DECIMAL_PLACES} decimal "
-                              "places")
+        raise InvalidArgument(field, f"has more than {bounds.TERM_DECIMAL_PLACES} decimal places")
 
 
 def _terms_from_record(record: dict[str, Any]) -> Terms:
@@ -192,11 +205,20 @@ def effective_terms(plan_id: str, custom: CustomTerms | None) -> Terms:
     base = plan(plan_id)
     if custom is None:
         return base
-    overrides: dict[str, Any] = {"custom": True, "account_manager": custom.account_manager,
-                                 "contract_start": custom.contract_start,
-                                 "contract_end": custom.contract_end}
-    for name in ("base_fee", "included_messages", "included_storage_gb", "tenant_overage",
-                 "message_overage", "storage_overage_per_gb"):
+    overrides: dict[str, Any] = {
+        "custom": True,
+        "account_manager": custom.account_manager,
+        "contract_start": custom.contract_start,
+        "contract_end": custom.contract_end,
+    }
+    for name in (
+        "base_fee",
+        "included_messages",
+        "included_storage_gb",
+        "tenant_overage",
+        "message_overage",
+        "storage_overage_per_gb",
+    ):
         value = getattr(custom, name)
         if value is not None:
             overrides[name] = value

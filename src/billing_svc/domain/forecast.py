@@ -61,8 +61,9 @@ def choose_model(history_months: int) -> str:
     return RUN_RATE
 
 
-def forecast(history: Sequence[float], months: int, model: str | None = None, *,
-             backtest: bool = True) -> SeriesForecast:
+def forecast(
+    history: Sequence[float], months: int, model: str | None = None, *, backtest: bool = True
+) -> SeriesForecast:
     """Forecast ``months`` months after ``history`` (oldest first) with ``model`` (default: the
     one ``choose_model`` picks for the history's length), with the backtest of that model
     unless ``backtest`` is false (a second fit the budget job does not need)."""
@@ -77,8 +78,9 @@ def forecast(history: Sequence[float], months: int, model: str | None = None, *,
     if held_out <= 0 or not backtest:
         return SeriesForecast(model, predicted, 0, None)
     fitted_on, actual = values[:-held_out], values[-held_out:]
-    return SeriesForecast(model, predicted, held_out,
-                          mape_percent(actual, predict(fitted_on, held_out, model)))
+    return SeriesForecast(
+        model, predicted, held_out, mape_percent(actual, predict(fitted_on, held_out, model))
+    )
 
 
 def predict(history: Sequence[float], months: int, model: str) -> list[float]:
@@ -97,9 +99,12 @@ def predict(history: Sequence[float], months: int, model: str) -> list[float]:
         # Convergence and "optimization failed" warnings: the fit is still the best found.
         warnings.simplefilter("ignore")
         fitted = ExponentialSmoothing(
-            list(history), trend="add", seasonal="add" if seasonal else None,
+            list(history),
+            trend="add",
+            seasonal="add" if seasonal else None,
             seasonal_periods=SEASON_MONTHS if seasonal else None,
-            initialization_method="estimated").fit()
+            initialization_method="estimated",
+        ).fit()
         result = [float(v) for v in fitted.forecast(months)]
     if not all(math.isfinite(v) for v in result):
         return [max(float(history[-1]), 0.0)] * months

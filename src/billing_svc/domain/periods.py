@@ -75,4 +75,3 @@ class Period:
         if remaining <= timedelta(0):
             return 0
         return remaining.days + (1 if remaining % timedelta(days=1) else 0)
-

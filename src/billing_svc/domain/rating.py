@@ -123,10 +123,17 @@ class InvoiceLine:
 # Public API
 
 
-def rate_period(period: Period, spans: Sequence[PlanSpan], usage: PeriodUsage, *,
-                trial_end: datetime | None = None, subscription_start: datetime | None = None,
-                anniversary: datetime | None = None, late: Sequence[LateUsage] = (),
-                credits: Sequence[Credit] = ()) -> list[InvoiceLine]:
+def rate_period(
+    period: Period,
+    spans: Sequence[PlanSpan],
+    usage: PeriodUsage,
+    *,
+    trial_end: datetime | None = None,
+    subscription_start: datetime | None = None,
+    anniversary: datetime | None = None,
+    late: Sequence[LateUsage] = (),
+    credits: Sequence[Credit] = (),
+) -> list[InvoiceLine]:
     """The lines of ``period``'s invoice, in the spec's order, lines of zero amount left out.
 
     Nothing is charged before ``subscription_start`` nor before ``trial_end``. The last span
@@ -145,9 +152,14 @@ def rate_period(period: Period, spans: Sequence[PlanSpan], usage: PeriodUsage, *
         anchor = anniversary or paid_from
         lines.extend(_base_fee_lines(period, spans, paid_from, anchor))
         terms = overlapping[-1].terms
-        billable = Fraction(sum(_micros(*window) for span in overlapping
-                                if (window := _chargeable(span, period, paid_from))),
-                            _micros(period.start, period.end))
+        billable = Fraction(
+            sum(
+                _micros(*window)
+                for span in overlapping
+                if (window := _chargeable(span, period, paid_from))
+            ),
+            _micros(period.start, period.end),
+        )
         # Decision: a period with no paid time at all (a whole month of trial) has no usage
         # charges either, whatever usage the caller passes.
         if billable:
@@ -166,8 +178,9 @@ def invoice_total(lines: Iterable[InvoiceLine]) -> Decimal:
     return sum((line.amount for line in lines), ZERO)
 
 
-def graduated_charge(messages: int, tiers: Sequence[MessageTier]
-                     ) -> list[tuple[int, Decimal, Decimal]]:
+def graduated_charge(
+    messages: int, tiers: Sequence[MessageTier]
+) -> list[tuple[int, Decimal, Decimal]]:
     """``(quantity, unit price, exact amount)`` for each tier that ``messages`` reaches.
 
     Tier bounds are cumulative counts of the messages priced (for rating: the overage
@@ -184,8 +197,9 @@ def graduated_charge(messages: int, tiers: Sequence[MessageTier]
         quantity = messages - lower if upper is None else min(messages, upper) - lower
         if quantity <= 0:
             break
-        parts.append((quantity, tier.unit_price, _EXACT.multiply(Decimal(quantity),
-                                                                 tier.unit_price)))
+        parts.append(
+            (quantity, tier.unit_price, _EXACT.multiply(Decimal(quantity), tier.unit_price))
+        )
         if upper is None:
             break
         lower = upper
@@ -213,8 +227,9 @@ def message_overage(messages: int, terms: Terms) -> Decimal:
 # Base fee
 
 
-def _base_fee_lines(period: Period, spans: list[PlanSpan], paid_from: datetime | None,
-                    anchor: datetime | None) -> list[InvoiceLine]:
+def _base_fee_lines(
+    period: Period, spans: list[PlanSpan], paid_from: datetime | None, anchor: datetime | None
+) -> list[InvoiceLine]:
     lines: list[InvoiceLine] = []
     for index, span in enumerate(spans):
         window = _chargeable(span, period, paid_from)
@@ -222,15 +237,20 @@ def _base_fee_lines(period: Period, spans: list[PlanSpan], paid_from: datetime |
             continue
         if span.billing_interval == ANNUAL:
             if anchor is None:
-                raise ValueError("annual billing needs subscription_start or anniversary to "
-                                 "know when the subscription's years start")
+                raise ValueError(
+                    "annual billing needs subscription_start or anniversary to "
+                    "know when the subscription's years start"
+                )
             previous = spans[index - 1] if index and spans[index - 1].end == span.start else None
             # Decision: a switch from monthly to annual starts the subscription's years afresh
             # (Stripe resets the billing anchor alike): the whole yearly fee at the switch, the
             # first renewal a year later. Within the trial the years still start at its end.
             span_anchor = anchor
-            if previous is not None and previous.billing_interval == MONTHLY \
-                    and span.start > anchor:
+            if (
+                previous is not None
+                and previous.billing_interval == MONTHLY
+                and span.start > anchor
+            ):
                 span_anchor = span.start
             lines.extend(_annual_lines(span, window, previous, span_anchor))
         else:
@@ -238,8 +258,7 @@ def _base_fee_lines(period: Period, spans: list[PlanSpan], paid_from: datetime |
     return lines
 
 
-def _monthly_line(period: Period, span: PlanSpan, window: tuple[datetime, datetime]
-                  ) -> InvoiceLine:
+def _monthly_line(period: Period, span: PlanSpan, window: tuple[datetime, datetime]) -> InvoiceLine:
     """The monthly fee prorated by the exact share of the period's time (microseconds) spent
     on the span after the subscription started and its trial ended (§1.3)."""
     start, end = window
@@ -248,13 +267,16 @@ def _monthly_line(period: Period, span: PlanSpan, window: tuple[datetime, dateti
     if share == 1:
         text = f"{span.terms.name} plan, {period.label}"
     else:
-        text = (f"{span.terms.name} plan, {_when(start)} to {_when(end)} UTC "
-                f"({_seconds_text(start, end)} of {period.seconds:,} seconds)")
+        text = (
+            f"{span.terms.name} plan, {_when(start)} to {_when(end)} UTC "
+            f"({_seconds_text(start, end)} of {period.seconds:,} seconds)"
+        )
     return InvoiceLine(BASE_FEE, text, _quantity(share), fee, _cents(Fraction(fee) * share))
 
 
-def _annual_lines(span: PlanSpan, window: tuple[datetime, datetime],
-                  previous: PlanSpan | None, anchor: datetime) -> list[InvoiceLine]:
+def _annual_lines(
+    span: PlanSpan, window: tuple[datetime, datetime], previous: PlanSpan | None, anchor: datetime
+) -> list[InvoiceLine]:
     """Decision (§1.2 annual billing): the yearly fee (10 x the monthly fee) is charged whole on
     the invoice of the period in which each subscription year starts, nothing in other months.
 
@@ -273,19 +295,30 @@ def _annual_lines(span: PlanSpan, window: tuple[datetime, datetime],
         difference = yearly - already
         if difference > 0:
             share = Fraction(_micros(start, year_end), _micros(year_start, year_end))
-            text = (f"{span.terms.name} plan, annual, {_when(start)} to {_when(year_end)} UTC: "
-                    f"the rest of the subscription year ({_seconds_text(start, year_end)} of "
-                    f"{_micros(year_start, year_end) // 1_000_000:,} seconds)"
-                    + (f", less the {previous.terms.name} plan's yearly fee" if already else ""))
-            lines.append(InvoiceLine(BASE_FEE, text, _quantity(share), difference,
-                                     _cents(Fraction(difference) * share)))
+            text = (
+                f"{span.terms.name} plan, annual, {_when(start)} to {_when(year_end)} UTC: "
+                f"the rest of the subscription year ({_seconds_text(start, year_end)} of "
+                f"{_micros(year_start, year_end) // 1_000_000:,} seconds)"
+                + (f", less the {previous.terms.name} plan's yearly fee" if already else "")
+            )
+            lines.append(
+                InvoiceLine(
+                    BASE_FEE,
+                    text,
+                    _quantity(share),
+                    difference,
+                    _cents(Fraction(difference) * share),
+                )
+            )
     years = max(0, _years_between(anchor, start))
     if _add_years(anchor, years) < start:
         years += 1
     while (year_start := _add_years(anchor, years)) < end:
         year_end = _add_years(anchor, years + 1)
-        text = (f"{span.terms.name} plan, annual, {_when(year_start)} to {_when(year_end)} UTC "
-                f"({ANNUAL_FEE_MONTHS} x {span.terms.base_fee} a month)")
+        text = (
+            f"{span.terms.name} plan, annual, {_when(year_start)} to {_when(year_end)} UTC "
+            f"({ANNUAL_FEE_MONTHS} x {span.terms.base_fee} a month)"
+        )
         lines.append(InvoiceLine(BASE_FEE, text, Decimal(1), yearly, to_cents(yearly)))
         years += 1
     return lines
@@ -322,8 +355,9 @@ def _add_years(anchor: datetime, years: int) -> datetime:
 # Usage
 
 
-def _tenant_lines(active_tenants: int, terms: Terms, billable: Fraction,
-                  period: Period) -> list[InvoiceLine]:
+def _tenant_lines(
+    active_tenants: int, terms: Terms, billable: Fraction, period: Period
+) -> list[InvoiceLine]:
     """(active − included) × rate, never negative; ``None`` included = unlimited (§1.4).
 
     Decision: the charge is prorated by the share of the period that is billable (after the
@@ -337,9 +371,16 @@ def _tenant_lines(active_tenants: int, terms: Terms, billable: Fraction,
     tenant_months = extra * billable
     text = f"{extra} active tenants over the {terms.included_tenants} included"
     if billable != 1:
-        text += (f", prorated to the billable {_quantity(billable)} of {period.label}")
-    return [InvoiceLine(TENANT_OVERAGE, text, _quantity(tenant_months), terms.tenant_overage,
-                        _cents(tenant_months * Fraction(terms.tenant_overage)))]
+        text += f", prorated to the billable {_quantity(billable)} of {period.label}"
+    return [
+        InvoiceLine(
+            TENANT_OVERAGE,
+            text,
+            _quantity(tenant_months),
+            terms.tenant_overage,
+            _cents(tenant_months * Fraction(terms.tenant_overage)),
+        )
+    ]
 
 
 def _message_lines(messages: int, terms: Terms) -> list[InvoiceLine]:
@@ -347,21 +388,31 @@ def _message_lines(messages: int, terms: Terms) -> list[InvoiceLine]:
     if not over:
         return []
     if not terms.message_tiers:
-        return [InvoiceLine(
-            MESSAGE_OVERAGE, f"{over:,} messages over the {terms.included_messages:,} included",
-            Decimal(over), terms.message_overage,
-            to_cents(_EXACT.multiply(Decimal(over), terms.message_overage)))]
+        return [
+            InvoiceLine(
+                MESSAGE_OVERAGE,
+                f"{over:,} messages over the {terms.included_messages:,} included",
+                Decimal(over),
+                terms.message_overage,
+                to_cents(_EXACT.multiply(Decimal(over), terms.message_overage)),
+            )
+        ]
     lines, lower = [], 0
     parts = graduated_charge(over, terms.message_tiers)
     for index, (quantity, price, amount) in enumerate(parts):
         tier = terms.message_tiers[index]
         is_last = index == len(terms.message_tiers) - 1
-        bounds = (f"{lower + 1:,} and above" if is_last
-                  else f"{lower + 1:,}-{tier.up_to_messages:,}")
-        lines.append(InvoiceLine(
-            MESSAGE_OVERAGE, f"{quantity:,} messages over the {terms.included_messages:,} "
-            f"included, tier {index + 1} (overage messages {bounds})", Decimal(quantity),
-            price, to_cents(amount)))
+        bounds = f"{lower + 1:,} and above" if is_last else f"{lower + 1:,}-{tier.up_to_messages:,}"
+        lines.append(
+            InvoiceLine(
+                MESSAGE_OVERAGE,
+                f"{quantity:,} messages over the {terms.included_messages:,} "
+                f"included, tier {index + 1} (overage messages {bounds})",
+                Decimal(quantity),
+                price,
+                to_cents(amount),
+            )
+        )
         lower += quantity
     return lines
 
@@ -371,11 +422,16 @@ def _storage_lines(gb_months: Decimal, terms: Terms) -> list[InvoiceLine]:
     extra = _EXACT.subtract(gb_months, terms.included_storage_gb)
     if extra <= 0:
         return []
-    return [InvoiceLine(
-        STORAGE_OVERAGE, f"{decimal_text(extra)} GB-months over the "
-        f"{decimal_text(terms.included_storage_gb)} GB included", extra,
-        terms.storage_overage_per_gb,
-        to_cents(_EXACT.multiply(extra, terms.storage_overage_per_gb)))]
+    return [
+        InvoiceLine(
+            STORAGE_OVERAGE,
+            f"{decimal_text(extra)} GB-months over the "
+            f"{decimal_text(terms.included_storage_gb)} GB included",
+            extra,
+            terms.storage_overage_per_gb,
+            to_cents(_EXACT.multiply(extra, terms.storage_overage_per_gb)),
+        )
+    ]
 
 
 def _late_lines(late: Sequence[LateUsage]) -> list[InvoiceLine]:
@@ -395,19 +451,31 @@ def _late_lines(late: Sequence[LateUsage]) -> list[InvoiceLine]:
         if item.invoiced_messages < 0 or item.late_messages < 0:
             raise ValueError(f"late usage of {item.period}: message counts must not be negative")
         total = item.invoiced_messages + item.late_messages
-        charged = (overage_messages(total, item.terms)
-                   - overage_messages(item.invoiced_messages, item.terms))
+        charged = overage_messages(total, item.terms) - overage_messages(
+            item.invoiced_messages, item.terms
+        )
         if not charged:
             continue
-        amount = (message_overage(total, item.terms)
-                  - message_overage(item.invoiced_messages, item.terms))
-        unit = (_quantity(Fraction(amount) / charged) if item.terms.message_tiers
-                else item.terms.message_overage)
-        lines.append(InvoiceLine(
-            LATE_USAGE, f"{item.late_messages:,} messages of {item.period} received after it "
-            f"was invoiced, {charged:,} of them over the {item.terms.included_messages:,} "
-            f"included by the {item.terms.name} plan", Decimal(charged), unit, to_cents(amount),
-            period=item.period))
+        amount = message_overage(total, item.terms) - message_overage(
+            item.invoiced_messages, item.terms
+        )
+        unit = (
+            _quantity(Fraction(amount) / charged)
+            if item.terms.message_tiers
+            else item.terms.message_overage
+        )
+        lines.append(
+            InvoiceLine(
+                LATE_USAGE,
+                f"{item.late_messages:,} messages of {item.period} received after it "
+                f"was invoiced, {charged:,} of them over the {item.terms.included_messages:,} "
+                f"included by the {item.terms.name} plan",
+                Decimal(charged),
+                unit,
+                to_cents(amount),
+                period=item.period,
+            )
+        )
     return lines
 
 
@@ -426,8 +494,11 @@ def _credit_lines(credits: Sequence[Credit], subtotal: Decimal) -> list[InvoiceL
         text = credit.description
         if applied != wanted:
             text += f" ({wanted} credit, {applied} applied: capped at the invoice total)"
-        lines.append(InvoiceLine(CREDIT, text, Decimal(1), -applied, -applied,
-                                 credit_id=credit.credit_id or None))
+        lines.append(
+            InvoiceLine(
+                CREDIT, text, Decimal(1), -applied, -applied, credit_id=credit.credit_id or None
+            )
+        )
         left -= applied
     return lines
 
@@ -446,8 +517,9 @@ def _checked_spans(spans: Sequence[PlanSpan]) -> list[PlanSpan]:
         if span.end < span.start:
             raise ValueError(f"plan span ends ({span.end}) before it starts ({span.start})")
         if span.billing_interval not in (MONTHLY, ANNUAL):
-            raise ValueError(f"billing interval {span.billing_interval!r} is not "
-                             f"{MONTHLY!r} or {ANNUAL!r}")
+            raise ValueError(
+                f"billing interval {span.billing_interval!r} is not {MONTHLY!r} or {ANNUAL!r}"
+            )
         if previous_end is not None and span.start < previous_end:
             raise ValueError("plan spans must be in order and must not overlap")
         previous_end = span.end
@@ -488,9 +560,11 @@ def _check_bounded(period: Period, lines: Sequence[InvoiceLine]) -> None:
     for line in lines:
         by_type[line.type] = by_type.get(line.type, ZERO) + line.amount
     parts = ", ".join(f"{kind} {amount:,}" for kind, amount in by_type.items())
-    raise Unratable(f"the charges of {period.label} come to {charges:,} USD ({parts}), more "
-                    f"than the {MAX_AMOUNT:,} USD an invoice can hold; the usage counted for "
-                    "it cannot be billed as it is")
+    raise Unratable(
+        f"the charges of {period.label} come to {charges:,} USD ({parts}), more "
+        f"than the {MAX_AMOUNT:,} USD an invoice can hold; the usage counted for "
+        "it cannot be billed as it is"
+    )
 
 
 def _exact_sum(values: Iterable[Decimal]) -> Decimal:
@@ -505,8 +579,9 @@ def _latest(*moments: datetime | None) -> datetime | None:
     return max(present) if present else None
 
 
-def _chargeable(span: PlanSpan, period: Period,
-                paid_from: datetime | None) -> tuple[datetime, datetime] | None:
+def _chargeable(
+    span: PlanSpan, period: Period, paid_from: datetime | None
+) -> tuple[datetime, datetime] | None:
     """The part of ``span`` inside the period and after ``paid_from``, or ``None``."""
     start = max(span.start, period.start)
     if paid_from is not None:

@@ -40,5 +40,7 @@ def purgeable(period: Period, horizon: datetime) -> bool:
 
 def outside_retention(horizon: datetime) -> str:
     """The rejection reason of an event older than the purge horizon."""
-    return (f"occurred_at is before {horizon:%Y-%m-%dT%H:%M:%SZ}, outside retention: usage "
-            "that old was purged (billing-svc purge) and is never counted again")
+    return (
+        f"occurred_at is before {horizon:%Y-%m-%dT%H:%M:%SZ}, outside retention: usage "
+        "that old was purged (billing-svc purge) and is never counted again"
+    )

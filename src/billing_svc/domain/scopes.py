@@ -7,5 +7,12 @@ domain, the bottom layer, because settings sit below the services (docs/architec
 
 from __future__ import annotations
 
-SCOPES = ("usage:write", "usage:read", "billing:read", "billing:write", "admin",
-          "billing:approve", "sandbox")
+SCOPES = (
+    "usage:write",
+    "usage:read",
+    "billing:read",
+    "billing:write",
+    "admin",
+    "billing:approve",
+    "sandbox",
+)

@@ -34,13 +34,15 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 
-def signature_header(signing_secrets: Sequence[str], message_id: str, timestamp: int,
-                     body: bytes) -> str:
+def signature_header(
+    signing_secrets: Sequence[str], message_id: str, timestamp: int, body: bytes
+) -> str:
     return " ".join(sign(s, message_id, timestamp, body) for s in signing_secrets)
 
 
-def headers(signing_secrets: Sequence[str], message_id: str, timestamp: int,
-            body: bytes) -> dict[str, str]:
+def headers(
+    signing_secrets: Sequence[str], message_id: str, timestamp: int, body: bytes
+) -> dict[str, str]:
     """The request headers of one delivery attempt."""
     return {
         "content-type": "application/json",

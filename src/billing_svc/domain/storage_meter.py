@@ -42,8 +42,12 @@ class StorageReading(NamedTuple):
     level_bytes: int
 
 
-def gb_months(readings: Iterable[tuple[datetime, str, int]], window_start: datetime,
-              window_end: datetime, period: Period) -> Decimal:
+def gb_months(
+    readings: Iterable[tuple[datetime, str, int]],
+    window_start: datetime,
+    window_end: datetime,
+    period: Period,
+) -> Decimal:
     """The GB-months held over ``[window_start, window_end)``, a window inside ``period``,
     as a share of the whole period (a window after a trial ends gives that part's GB-months).
 
@@ -52,13 +56,16 @@ def gb_months(readings: Iterable[tuple[datetime, str, int]], window_start: datet
     ignored. Two readings of a tenant at the same instant: the later one in ``readings`` wins.
     """
     if not period.start <= window_start <= window_end <= period.end:
-        raise ValueError(f"the window {window_start.isoformat()} to {window_end.isoformat()} "
-                         f"is not inside period {period.label}")
+        raise ValueError(
+            f"the window {window_start.isoformat()} to {window_end.isoformat()} "
+            f"is not inside period {period.label}"
+        )
     return gb_months_of(held_byte_microseconds(readings, window_start, window_end), period)
 
 
-def held_byte_microseconds(readings: Iterable[tuple[datetime, str, int]],
-                           window_start: datetime, window_end: datetime) -> int:
+def held_byte_microseconds(
+    readings: Iterable[tuple[datetime, str, int]], window_start: datetime, window_end: datetime
+) -> int:
     """Σ over tenants of bytes × microseconds held within ``[window_start, window_end)``."""
     if window_end < window_start:
         raise ValueError("the window ends before it starts")
@@ -104,8 +111,7 @@ def spread(level_bytes: int, since: datetime, until: datetime) -> list[tuple[Per
     return parts
 
 
-def byte_microseconds(level_bytes: int, since: datetime, until: datetime,
-                      period: Period) -> int:
+def byte_microseconds(level_bytes: int, since: datetime, until: datetime, period: Period) -> int:
     """The part of ``spread(level_bytes, since, until)`` that falls in ``period``."""
     start, end = max(since, period.start), min(until, period.end)
     if level_bytes < 0:

@@ -44,7 +44,6 @@ def status_after_trial(has_payment_method: bool) -> str:
     return ACTIVE if has_payment_method else PAST_DUE
 
 
-
 def is_upgrade(current: Terms, new: Terms) -> bool:
     """An upgrade is a move to a plan with a higher monthly base fee (spec §1.3)."""
     return new.base_fee > current.base_fee
@@ -85,10 +84,12 @@ class PaymentMethodInput:
                 raise InvalidArgument(
                     f"payment_method.{name}",
                     "looks like a full card number; send only the last 4 digits "
-                    "(card numbers must never reach billing-svc)")
+                    "(card numbers must never reach billing-svc)",
+                )
         if not re.fullmatch(r"[a-z][a-z0-9_]{1,29}", self.type):
-            raise InvalidArgument("payment_method.type",
-                                  "must be a lowercase word such as 'card' or 'sepa_debit'")
+            raise InvalidArgument(
+                "payment_method.type", "must be a lowercase word such as 'card' or 'sepa_debit'"
+            )
         if not re.fullmatch(r"[0-9]{4}", self.last4):
             raise InvalidArgument("payment_method.last4", "must be exactly 4 digits")
         if not 1 <= self.exp_month <= 12:
@@ -126,8 +127,9 @@ class Subscription:
     has_payment_method: bool = False
 
     def without_pending_change(self) -> Subscription:
-        return replace(self, pending_plan_id=None, pending_billing_interval=None,
-                       pending_effective_at=None)
+        return replace(
+            self, pending_plan_id=None, pending_billing_interval=None, pending_effective_at=None
+        )
 
 
 @dataclass(frozen=True)
@@ -144,24 +146,49 @@ class Transition:
     plan_starts_at: datetime | None = None
 
 
-def subscribe(*, account_id: str, subscription_id: str, plan_id: str, billing_interval: str,
-              trial_ends_at: datetime | None) -> Subscription:
+def subscribe(
+    *,
+    account_id: str,
+    subscription_id: str,
+    plan_id: str,
+    billing_interval: str,
+    trial_ends_at: datetime | None,
+) -> Subscription:
     """A new subscription: ``trialing`` until ``trial_ends_at``, or ``active`` without a trial."""
-    return Subscription(account_id=account_id, subscription_id=subscription_id,
-                        status=TRIALING if trial_ends_at else ACTIVE, plan_id=plan_id,
-                        billing_interval=billing_interval, trial_ends_at=trial_ends_at)
+    return Subscription(
+        account_id=account_id,
+        subscription_id=subscription_id,
+        status=TRIALING if trial_ends_at else ACTIVE,
+        plan_id=plan_id,
+        billing_interval=billing_interval,
+        trial_ends_at=trial_ends_at,
+    )
 
 
-def _changed(before: Subscription, after: Subscription, action: str, change: str | None,
-             at: datetime, plan_starts_at: datetime | None = None) -> Transition:
+def _changed(
+    before: Subscription,
+    after: Subscription,
+    action: str,
+    change: str | None,
+    at: datetime,
+    plan_starts_at: datetime | None = None,
+) -> Transition:
     """``after``, with the ``billing.subscription_updated`` event of ``change`` (none without)."""
     if change is None:
         return Transition(after, action, (), plan_starts_at)
     event = events.subscription_updated(
-        account_id=after.account_id, subscription_id=after.subscription_id, change=change,
-        status=after.status, previous_status=before.status, plan_id=after.plan_id,
-        previous_plan_id=before.plan_id, cancel_at_period_end=after.cancel_at_period_end,
-        pending_plan_id=after.pending_plan_id, effective_at=at, occurred_at=at)
+        account_id=after.account_id,
+        subscription_id=after.subscription_id,
+        change=change,
+        status=after.status,
+        previous_status=before.status,
+        plan_id=after.plan_id,
+        previous_plan_id=before.plan_id,
+        cancel_at_period_end=after.cancel_at_period_end,
+        pending_plan_id=after.pending_plan_id,
+        effective_at=at,
+        occurred_at=at,
+    )
     return Transition(after, action, (event,), plan_starts_at)
 
 
@@ -175,29 +202,40 @@ def end_trial(state: Subscription, now: datetime) -> Transition | None:
     return _changed(state, after, "subscription.trial_ended", "trial_ended", state.trial_ends_at)
 
 
-def change_plan(state: Subscription, now: datetime, *, current: Terms, new: Terms,
-                billing_interval: str | None) -> Transition | None:
+def change_plan(
+    state: Subscription, now: datetime, *, current: Terms, new: Terms, billing_interval: str | None
+) -> Transition | None:
     """Move to ``new`` (the terms the account would have on it) and ``billing_interval`` (unset:
     the current one). An upgrade takes effect now and drops any scheduled change; a downgrade or
     an interval change is scheduled for the end of the current period, replacing any scheduled
     before; asking for the current plan and interval drops the scheduled change (``None`` when
     there is none). A canceled subscription cannot change."""
     if state.status == CANCELED:
-        raise FailedPrecondition(f"account {state.account_id} is canceled; create a new account "
-                                 "to subscribe again")
+        raise FailedPrecondition(
+            f"account {state.account_id} is canceled; create a new account to subscribe again"
+        )
     interval = billing_interval or state.billing_interval
     if new.plan_id == state.plan_id and interval == state.billing_interval:
         if state.pending_plan_id is None:
             return None
-        return _changed(state, state.without_pending_change(),
-                        "subscription.pending_change_canceled", "pending_change_canceled", now)
+        return _changed(
+            state,
+            state.without_pending_change(),
+            "subscription.pending_change_canceled",
+            "pending_change_canceled",
+            now,
+        )
     if is_upgrade(current, new):
-        after = replace(state.without_pending_change(), plan_id=new.plan_id,
-                        billing_interval=interval)
-        return _changed(state, after, "subscription.upgraded", "upgraded", now,
-                        plan_starts_at=now)
-    after = replace(state, pending_plan_id=new.plan_id, pending_billing_interval=interval,
-                    pending_effective_at=Period.containing(now).end)
+        after = replace(
+            state.without_pending_change(), plan_id=new.plan_id, billing_interval=interval
+        )
+        return _changed(state, after, "subscription.upgraded", "upgraded", now, plan_starts_at=now)
+    after = replace(
+        state,
+        pending_plan_id=new.plan_id,
+        pending_billing_interval=interval,
+        pending_effective_at=Period.containing(now).end,
+    )
     return _changed(state, after, "subscription.downgrade_scheduled", "downgrade_scheduled", now)
 
 
@@ -206,8 +244,14 @@ def adopt_custom_terms(state: Subscription, now: datetime) -> Transition:
     The billed plan changes (a new segment) only when the subscription was not yet on ``custom``:
     new terms on ``custom`` replace the old ones whole."""
     after = replace(state.without_pending_change(), plan_id="custom")
-    return _changed(state, after, "custom_terms.set", "custom_terms", now,
-                    plan_starts_at=None if state.plan_id == "custom" else now)
+    return _changed(
+        state,
+        after,
+        "custom_terms.set",
+        "custom_terms",
+        now,
+        plan_starts_at=None if state.plan_id == "custom" else now,
+    )
 
 
 def cancel(state: Subscription, now: datetime, *, at_period_end: bool) -> Transition | None:
@@ -221,8 +265,7 @@ def cancel(state: Subscription, now: datetime, *, at_period_end: bool) -> Transi
     if at_period_end:
         if state.cancel_at_period_end:
             return None
-        after = replace(state, cancel_at_period_end=True,
-                        canceled_at=Period.containing(now).end)
+        after = replace(state, cancel_at_period_end=True, canceled_at=Period.containing(now).end)
         return _changed(state, after, "subscription.cancel_scheduled", "cancel_scheduled", now)
     after = replace(state.without_pending_change(), status=CANCELED, canceled_at=now)
     return _changed(state, after, "subscription.canceled", "canceled", now)
@@ -234,21 +277,35 @@ def apply_scheduled_change(state: Subscription, now: datetime) -> Transition | N
     effective_at = state.pending_effective_at
     if state.pending_plan_id is None or effective_at is None or effective_at > now:
         return None
-    after = replace(state.without_pending_change(), plan_id=state.pending_plan_id,
-                    billing_interval=state.pending_billing_interval or state.billing_interval)
-    return _changed(state, after, "subscription.downgraded", "downgraded", effective_at,
-                    plan_starts_at=effective_at)
+    after = replace(
+        state.without_pending_change(),
+        plan_id=state.pending_plan_id,
+        billing_interval=state.pending_billing_interval or state.billing_interval,
+    )
+    return _changed(
+        state,
+        after,
+        "subscription.downgraded",
+        "downgraded",
+        effective_at,
+        plan_starts_at=effective_at,
+    )
 
 
 def apply_scheduled_cancellation(state: Subscription, now: datetime) -> Transition | None:
     """Period rollover, second half: a cancellation at a period end that has come takes effect,
     dated at that period end."""
     canceled_at = state.canceled_at
-    if not state.cancel_at_period_end or state.status == CANCELED or canceled_at is None \
-            or canceled_at > now:
+    if (
+        not state.cancel_at_period_end
+        or state.status == CANCELED
+        or canceled_at is None
+        or canceled_at > now
+    ):
         return None
-    return _changed(state, replace(state, status=CANCELED), "subscription.canceled", "canceled",
-                    canceled_at)
+    return _changed(
+        state, replace(state, status=CANCELED), "subscription.canceled", "canceled", canceled_at
+    )
 
 
 def add_payment_method(state: Subscription, now: datetime, *, in_dunning: bool) -> Transition:
@@ -257,34 +314,38 @@ def add_payment_method(state: Subscription, now: datetime, *, in_dunning: bool) 
     starts: ``active``. Otherwise only the audit records it: no event."""
     after = replace(state, has_payment_method=True)
     if state.status == PAST_DUE and not in_dunning:
-        return _changed(state, replace(after, status=ACTIVE), "payment_method.set",
-                        "payment_method_added", now)
+        return _changed(
+            state, replace(after, status=ACTIVE), "payment_method.set", "payment_method_added", now
+        )
     return _changed(state, after, "payment_method.set", None, now)
 
 
-def _collections(state: Subscription, now: datetime, status: str,
-                 change: str) -> Transition | None:
+def _collections(state: Subscription, now: datetime, status: str, change: str) -> Transition | None:
     # A trial is not billed yet, a canceled subscription is over: neither follows its invoices.
     if state.status in (status, CANCELED, TRIALING):
         return None
-    return _changed(state, replace(state, status=status), "subscription.status_changed", change,
-                    now)
+    return _changed(
+        state, replace(state, status=status), "subscription.status_changed", change, now
+    )
 
 
-def payment_failed(state: Subscription, now: datetime, *,
-                   change: str | None = None) -> Transition | None:
+def payment_failed(
+    state: Subscription, now: datetime, *, change: str | None = None
+) -> Transition | None:
     """An invoice's payment failed and will be retried: ``past_due`` (spec §1.6)."""
     return _collections(state, now, PAST_DUE, change or "payment_failed")
 
 
-def dunning_exhausted(state: Subscription, now: datetime, *,
-                      change: str | None = None) -> Transition | None:
+def dunning_exhausted(
+    state: Subscription, now: datetime, *, change: str | None = None
+) -> Transition | None:
     """An invoice failed its last retry and is uncollectible: ``unpaid`` (spec §1.6)."""
     return _collections(state, now, UNPAID, change or "payment_failed")
 
 
-def payment_recovered(state: Subscription, now: datetime, *, paid: bool,
-                      change: str | None = None) -> Transition | None:
+def payment_recovered(
+    state: Subscription, now: datetime, *, paid: bool, change: str | None = None
+) -> Transition | None:
     """No failed invoice is left: ``active`` again. Not when nothing was ``paid`` and there is no
     payment method: then the subscription is past due for want of one, not for an invoice (a
     voided invoice does not give it one); a payment that went through does settle it."""
@@ -293,8 +354,9 @@ def payment_recovered(state: Subscription, now: datetime, *, paid: bool,
     return _collections(state, now, ACTIVE, change or "payment_recovered")
 
 
-def follow_collections(state: Subscription, now: datetime, *, owed: str, paid: bool,
-                       change: str | None = None) -> Transition | None:
+def follow_collections(
+    state: Subscription, now: datetime, *, owed: str, paid: bool, change: str | None = None
+) -> Transition | None:
     """The status the account's unpaid invoices give (``owed``: ``unpaid`` when one is
     uncollectible, ``past_due`` while one is in dunning, else ``active``), by the transition that
     leads there; ``paid``: a payment just went through. ``change`` names the event's cause when

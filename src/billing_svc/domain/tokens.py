@@ -51,8 +51,11 @@ def check_name(name: str) -> str:
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidArgument("name", f"is longer than {MAX_NAME_LENGTH} characters")
     if not _NAME.fullmatch(name) or name == "system":
-        raise InvalidArgument("name", "must start with a letter or digit and hold only letters, "
-                              "digits and . _ @ - ('system' is the service's own name)")
+        raise InvalidArgument(
+            "name",
+            "must start with a letter or digit and hold only letters, "
+            "digits and . _ @ - ('system' is the service's own name)",
+        )
     return name
 
 
@@ -73,14 +76,19 @@ def parse_duration(text: str) -> timedelta:
     while remaining:
         match = _DURATION.match(remaining)
         if match is None:
-            raise InvalidArgument("expires_in", f"{text!r} is not a duration; write it like "
-                                  "90d, 12h, 30m, 45s, 2w or 1d12h")
+            raise InvalidArgument(
+                "expires_in",
+                f"{text!r} is not a duration; write it like 90d, 12h, 30m, 45s, 2w or 1d12h",
+            )
         total += int(match.group(1)) * _UNITS[match.group(2)]
-        remaining = remaining[match.end():]
+        remaining = remaining[match.end() :]
     if total <= 0:
         raise InvalidArgument("expires_in", "must be longer than zero, e.g. 90d")
     lifetime = timedelta(seconds=total)
     if lifetime > MAX_LIFETIME:
-        raise InvalidArgument("expires_in", f"is longer than {MAX_LIFETIME.days} days; "
-                              "leave it out for a token that does not expire")
+        raise InvalidArgument(
+            "expires_in",
+            f"is longer than {MAX_LIFETIME.days} days; "
+            "leave it out for a token that does not expire",
+        )
     return lifetime

@@ -63,10 +63,16 @@ class UsageEventIn(NamedTuple):
     quantity: int
     occurred_at_us: int | None
 
-    def same_content(self, tenant_id: str, partner_id: str, kind: int, quantity: int,
-                     occurred_at_us: int) -> bool:
-        return (self.tenant_id, self.partner_id, self.kind, self.quantity,
-                self.occurred_at_us) == (tenant_id, partner_id, kind, quantity, occurred_at_us)
+    def same_content(
+        self, tenant_id: str, partner_id: str, kind: int, quantity: int, occurred_at_us: int
+    ) -> bool:
+        return (self.tenant_id, self.partner_id, self.kind, self.quantity, self.occurred_at_us) == (
+            tenant_id,
+            partner_id,
+            kind,
+            quantity,
+            occurred_at_us,
+        )
 
 
 class UsageBatch:
@@ -81,8 +87,13 @@ class UsageBatch:
 
     __slots__ = ("_events", "batch_id", "bound_account", "codec", "native")
 
-    def __init__(self, batch_id: str, events: Sequence[UsageEventIn] | None = None,
-                 native: Any = None, codec: Any = None) -> None:
+    def __init__(
+        self,
+        batch_id: str,
+        events: Sequence[UsageEventIn] | None = None,
+        native: Any = None,
+        codec: Any = None,
+    ) -> None:
         if (events is None) == (native is None) or (native is None) != (codec is None):
             raise ValueError("a UsageBatch has either its events or a codec's batch and codec")
         self.batch_id = batch_id
@@ -127,8 +138,9 @@ def occurred_at_us_of(seconds: int, nanos: int) -> int | None:
     return seconds * _US + nanos // 1000
 
 
-def accept_window(now_us: int, retention_days: int,
-                  horizon_us: int = EARLIEST_US) -> tuple[int, int]:
+def accept_window(
+    now_us: int, retention_days: int, horizon_us: int = EARLIEST_US
+) -> tuple[int, int]:
     """The oldest and the newest ``occurred_at_us`` accepted at ``now_us``: the retention window,
     never before the purge horizon ``horizon_us`` (whatever the retention says now, usage older
     than a purge was purged, and counting it again would count it twice), within the service's
@@ -137,27 +149,41 @@ def accept_window(now_us: int, retention_days: int,
     if horizon_us > oldest_us:
         oldest_us = horizon_us
     # Not max()/min(): check_shape runs this per event, and they cost it ~40 % more.
-    return (oldest_us if oldest_us > EARLIEST_US else EARLIEST_US,
-            newest_us if newest_us < LATEST_US else LATEST_US - 1)
+    return (
+        oldest_us if oldest_us > EARLIEST_US else EARLIEST_US,
+        newest_us if newest_us < LATEST_US else LATEST_US - 1,
+    )
 
 
-def check_shape(event: UsageEventIn, now_us: int, retention_days: int,
-                horizon_us: int = EARLIEST_US) -> str | None:
+def check_shape(
+    event: UsageEventIn, now_us: int, retention_days: int, horizon_us: int = EARLIEST_US
+) -> str | None:
     """The reason ``event`` is invalid on its own, or ``None``. Stored-state checks come after."""
     occurred = event.occurred_at_us
     oldest_us, newest_us = accept_window(now_us, retention_days, horizon_us)
     # The common case in one expression; the reasons below are only worked out for bad events.
-    if (0 < len(event.event_id) <= MAX_EVENT_ID_LENGTH and event.account_id and event.tenant_id
-            and "\x00" not in event.event_id and "\x00" not in event.account_id
-            and "\x00" not in event.tenant_id and "\x00" not in event.partner_id
-            and occurred is not None and oldest_us <= occurred <= newest_us
-            and ((event.kind == MESSAGE and 1 <= event.quantity <= MAX_MESSAGE_QUANTITY)
-                 or (event.kind == STORAGE and 0 <= event.quantity <= MAX_STORAGE_BYTES))):
+    if (
+        0 < len(event.event_id) <= MAX_EVENT_ID_LENGTH
+        and event.account_id
+        and event.tenant_id
+        and "\x00" not in event.event_id
+        and "\x00" not in event.account_id
+        and "\x00" not in event.tenant_id
+        and "\x00" not in event.partner_id
+        and occurred is not None
+        and oldest_us <= occurred <= newest_us
+        and (
+            (event.kind == MESSAGE and 1 <= event.quantity <= MAX_MESSAGE_QUANTITY)
+            or (event.kind == STORAGE and 0 <= event.quantity <= MAX_STORAGE_BYTES)
+        )
+    ):
         return None
     if not event.event_id:
         return "event_id is empty; every event needs the producer's idempotency key"
-    if any("\x00" in text for text in (event.event_id, event.account_id, event.tenant_id,
-                                        event.partner_id)):
+    if any(
+        "\x00" in text
+        for text in (event.event_id, event.account_id, event.tenant_id, event.partner_id)
+    ):
         return "an id contains a NUL character"
     if len(event.event_id) > MAX_EVENT_ID_LENGTH:
         return f"event_id is longer than {MAX_EVENT_ID_LENGTH} characters"
@@ -172,16 +198,22 @@ def check_shape(event: UsageEventIn, now_us: int, retention_days: int,
     if event.kind == STORAGE and event.quantity < 0:
         return f"quantity {event.quantity} is negative; a storage gauge is bytes stored (>= 0)"
     if event.kind == MESSAGE and event.quantity > MAX_MESSAGE_QUANTITY:
-        return (f"quantity {event.quantity} is above {MAX_MESSAGE_QUANTITY:,}, the most one "
-                "message event counts; split the count over several events")
+        return (
+            f"quantity {event.quantity} is above {MAX_MESSAGE_QUANTITY:,}, the most one "
+            "message event counts; split the count over several events"
+        )
     if event.kind == STORAGE and event.quantity > MAX_STORAGE_BYTES:
-        return (f"quantity {event.quantity} is above {MAX_STORAGE_BYTES:,} bytes (10^18), the "
-                "largest storage gauge accepted")
+        return (
+            f"quantity {event.quantity} is above {MAX_STORAGE_BYTES:,} bytes (10^18), the "
+            "largest storage gauge accepted"
+        )
     if event.occurred_at_us is None:
         return "occurred_at is missing"
     if event.occurred_at_us == NANOS_OUT_OF_RANGE_US:
-        return (f"occurred_at.nanos is outside 0 to {NANOS_PER_SECOND - 1:,}; nanos are the "
-                "fraction of occurred_at's second")
+        return (
+            f"occurred_at.nanos is outside 0 to {NANOS_PER_SECOND - 1:,}; nanos are the "
+            "fraction of occurred_at's second"
+        )
     if event.occurred_at_us < EARLIEST_US:
         return f"occurred_at is before {EARLIEST:%Y-%m-%dT%H:%M:%SZ}, the earliest time taken"
     if event.occurred_at_us >= LATEST_US:
@@ -211,22 +243,25 @@ def hour_of(micros: int) -> int:
 
 def counter_full(counter: str, quantity: int) -> str:
     """The reason an event is rejected because ``counter`` cannot take its ``quantity``."""
-    return (f"quantity {quantity} would take {counter} past {MAX_COUNTER:,} (2^63-1), the most "
-            "it can hold; the event is not counted")
+    return (
+        f"quantity {quantity} would take {counter} past {MAX_COUNTER:,} (2^63-1), the most "
+        "it can hold; the event is not counted"
+    )
 
 
-def crossed_thresholds(before: int, after: int, included: int,
-                       percentages: tuple[int, ...]) -> list[int]:
+def crossed_thresholds(
+    before: int, after: int, included: int, percentages: tuple[int, ...]
+) -> list[int]:
     """Threshold percentages of ``included`` that a count crossed going from before to after."""
     if included <= 0:
         return []
     # a count c has reached p % when c * 100 >= included * p (exact integers, no rounding)
-    return [p for p in percentages
-            if before * 100 < included * p <= after * 100]
+    return [p for p in percentages if before * 100 < included * p <= after * 100]
 
 
-def spread_level(level_bytes: int, from_us: int, to_us: int,
-                 period_bounds_us: list[tuple[str, int, int]]) -> list[tuple[str, int]]:
+def spread_level(
+    level_bytes: int, from_us: int, to_us: int, period_bounds_us: list[tuple[str, int, int]]
+) -> list[tuple[str, int]]:
     """Byte-microseconds a storage level held over ``[from_us, to_us)`` adds to each period.
 
     ``period_bounds_us`` lists ``(label, start_us, end_us)`` of the periods that may overlap.

@@ -62,8 +62,14 @@ class UsageCodec(Protocol):
 
     def decode(self, raw: bytes) -> CompactBatch | None: ...
 
-    def insert(self, connection: sqlite3.Connection, sql_one: str, sql_many: str,
-               batches: Sequence[CompactBatch], received_at_us: int) -> list[bool]:
+    def insert(
+        self,
+        connection: sqlite3.Connection,
+        sql_one: str,
+        sql_many: str,
+        batches: Sequence[CompactBatch],
+        received_at_us: int,
+    ) -> list[bool]:
         """Plain batches this codec decoded, in order, each whole under a savepoint, up to the
         first that meets an existing key (False: nothing of it stored)."""
 
@@ -84,8 +90,14 @@ class PythonCodec:
     def decode(self, raw: bytes) -> CompactBatch | None:
         return None
 
-    def insert(self, connection: sqlite3.Connection, sql_one: str, sql_many: str,
-               batches: Sequence[CompactBatch], received_at_us: int) -> list[bool]:
+    def insert(
+        self,
+        connection: sqlite3.Connection,
+        sql_one: str,
+        sql_many: str,
+        batches: Sequence[CompactBatch],
+        received_at_us: int,
+    ) -> list[bool]:
         if batches:
             raise TypeError("PythonCodec decodes no batch, so it has none to insert")
         return []
@@ -110,10 +122,15 @@ class CompiledCodec:
     def decode(self, raw: bytes) -> CompactBatch | None:
         return self._decode(raw)
 
-    def insert(self, connection: sqlite3.Connection, sql_one: str, sql_many: str,
-               batches: Sequence[CompactBatch], received_at_us: int) -> list[bool]:
-        return self._insert(connection, sql_one, sql_many,
-                            list(batches), received_at_us)
+    def insert(
+        self,
+        connection: sqlite3.Connection,
+        sql_one: str,
+        sql_many: str,
+        batches: Sequence[CompactBatch],
+        received_at_us: int,
+    ) -> list[bool]:
+        return self._insert(connection, sql_one, sql_many, list(batches), received_at_us)
 
 
 PYTHON = PythonCodec()
@@ -174,9 +191,11 @@ def _varint(raw: bytes, at: int) -> tuple[int, int]:
 
 
 # The probe's table: the same column order as usage_event, in memory.
-_PROBE_TABLE = ("CREATE TABLE probe (event_id TEXT, account_id TEXT, tenant_id TEXT, "
-                "partner_id TEXT, kind INT, quantity INT, occurred_at_us INT, period TEXT, "
-                "late INT, received_at_us INT, PRIMARY KEY (account_id, event_id)) WITHOUT ROWID")
+_PROBE_TABLE = (
+    "CREATE TABLE probe (event_id TEXT, account_id TEXT, tenant_id TEXT, "
+    "partner_id TEXT, kind INT, quantity INT, occurred_at_us INT, period TEXT, "
+    "late INT, received_at_us INT, PRIMARY KEY (account_id, event_id)) WITHOUT ROWID"
+)
 _PROBE_INSERT = "INSERT INTO probe VALUES (?,?,?,?,?,?,?,?,?,?)"
 
 
@@ -201,14 +220,26 @@ def _probe(kernel: ModuleType) -> None:
     from as2aas.billing.v1 import usage_service_pb2 as pb
 
     stamp = 1_750_000_000
-    request = pb.StreamUsageRequest(batch_id="probe", events=[
-        pb.UsageEvent(event_id=f"e{i}", account_id="acc", tenant_id="ten", partner_id="prt",
-                      kind=MESSAGE,  # type: ignore[arg-type]  # the wire enum's number
-                      quantity=i + 1, occurred_at={"seconds": stamp})
-        for i in range(2)])
+    request = pb.StreamUsageRequest(
+        batch_id="probe",
+        events=[
+            pb.UsageEvent(
+                event_id=f"e{i}",
+                account_id="acc",
+                tenant_id="ten",
+                partner_id="prt",
+                kind=MESSAGE,  # type: ignore[arg-type]  # the wire enum's number
+                quantity=i + 1,
+                occurred_at={"seconds": stamp},
+            )
+            for i in range(2)
+        ],
+    )
     batch = kernel.decode(request.SerializeToString())
-    expected = [UsageEventIn(f"e{i}", "acc", "ten", "prt", MESSAGE, i + 1, stamp * 1_000_000)
-                for i in range(2)]
+    expected = [
+        UsageEventIn(f"e{i}", "acc", "ten", "prt", MESSAGE, i + 1, stamp * 1_000_000)
+        for i in range(2)
+    ]
     if batch is None or batch.batch_id != "probe" or batch.events() != expected:
         raise RuntimeError("decode() disagrees with the protobuf library")
     if not batch.plain(stamp * 1_000_000, stamp * 1_000_000):

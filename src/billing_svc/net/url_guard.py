@@ -59,8 +59,14 @@ def is_public(address: str) -> bool:
             ip = embedded
     if isinstance(ip, ipaddress.IPv4Address) and ip in _CGNAT:
         return False
-    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_link_local
-                                 or ip.is_loopback or ip.is_private or ip.is_unspecified)
+    return ip.is_global and not (
+        ip.is_multicast
+        or ip.is_reserved
+        or ip.is_link_local
+        or ip.is_loopback
+        or ip.is_private
+        or ip.is_unspecified
+    )
 
 
 def check_url(url: str, *, allow_private: bool) -> tuple[str, str, int]:
@@ -100,8 +106,10 @@ def _checked(host: str, addresses: list[str], *, allow_private: bool) -> list[st
         # Every address, not only the first: the socket layer may try any of them.
         blocked = [a for a in addresses if not is_public(a)]
         if blocked:
-            raise UnsafeURL(f"host {shown(host)} resolves to a non-public address ({blocked[0]}); "
-                            "internal addresses are refused")
+            raise UnsafeURL(
+                f"host {shown(host)} resolves to a non-public address ({blocked[0]}); "
+                "internal addresses are refused"
+            )
     return list(dict.fromkeys(addresses))
 
 
@@ -121,16 +129,18 @@ def resolve(url: str, *, allow_private: bool) -> Target:
     return Target(url=url, host=host, address=addresses[0], port=port)
 
 
-async def addresses_to_connect(host: str, port: int, *, allow_private: bool,
-                               timeout: float) -> list[str]:
+async def addresses_to_connect(
+    host: str, port: int, *, allow_private: bool, timeout: float
+) -> list[str]:
     """The addresses a delivery may open a connection to for ``host``, resolved now (within
     ``timeout`` seconds) and checked; raises ``UnsafeURL``."""
     literal = _literal(host)
     if literal is not None:
         return _checked(host, [literal], allow_private=allow_private)
     try:
-        infos = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(
-            host, port, type=socket.SOCK_STREAM), timeout)
+        infos = await asyncio.wait_for(
+            asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout
+        )
     except (socket.gaierror, UnicodeError) as exc:
         raise UnsafeURL(f"host {shown(host)} does not resolve") from exc
     except TimeoutError as exc:

@@ -18,9 +18,16 @@ from billing_svc.storage.db import Database
 from billing_svc.storage.tables import AuditHead, AuditRecord
 
 
-def list_audit_events(db: Database, *, account_id: str, action: str, start: datetime | None,
-                      end: datetime | None, page_size: int,
-                      page_token: str) -> tuple[list[AuditEventView], str]:
+def list_audit_events(
+    db: Database,
+    *,
+    account_id: str,
+    action: str,
+    start: datetime | None,
+    end: datetime | None,
+    page_size: int,
+    page_token: str,
+) -> tuple[list[AuditEventView], str]:
     size = min(page_size or 100, 1000)
     statement = select(AuditRecord)
     if account_id:
@@ -37,8 +44,11 @@ def list_audit_events(db: Database, *, account_id: str, action: str, start: date
         statement = statement.where(col(AuditRecord.sequence) > after[0])
     with db.read() as session:
         rows = list(session.exec(statement.order_by(col(AuditRecord.sequence)).limit(size + 1)))
-    token = (paging.next_token("ListAuditEvents", query, (rows[size - 1].sequence,))
-             if len(rows) > size else "")
+    token = (
+        paging.next_token("ListAuditEvents", query, (rows[size - 1].sequence,))
+        if len(rows) > size
+        else ""
+    )
     return [AuditEventView.from_row(row) for row in rows[:size]], token
 
 
@@ -50,8 +60,12 @@ def verify_audit_chain(db: Database, batch: int = 5000) -> audit.ChainBreak | No
         def records() -> Iterator[AuditRecord]:
             last = 0
             while True:
-                rows = session.exec(select(AuditRecord).where(AuditRecord.sequence > last)
-                                    .order_by(col(AuditRecord.sequence)).limit(batch)).all()
+                rows = session.exec(
+                    select(AuditRecord)
+                    .where(AuditRecord.sequence > last)
+                    .order_by(col(AuditRecord.sequence))
+                    .limit(batch)
+                ).all()
                 if not rows:
                     return
                 yield from rows

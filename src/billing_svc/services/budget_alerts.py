@@ -35,8 +35,9 @@ def check_budgets(session: Session, account_id: str, now: datetime) -> int:
     period = Period.containing(now)
     try:
         # The estimate GetCurrentUsage shows: what the invoice would be if the period closed now.
-        estimate = period_snapshot(session, account, period, now, carried=next_invoice_carryover(
-            session, account, period)).total
+        estimate = period_snapshot(
+            session, account, period, now, carried=next_invoice_carryover(session, account, period)
+        ).total
     except Unratable as exc:
         # The usage that got here is stored all the same; reads of the account say why.
         log.warning("budget_check_skipped", account_id=account_id, reason=str(exc))
@@ -46,12 +47,20 @@ def check_budgets(session: Session, account_id: str, now: datetime) -> int:
         for percentage in budget.thresholds:
             if estimate * 100 < budget.limit_amount * percentage:
                 continue
-            if notices.claim(session, account_id, period.label,
-                             f"budget:{budget.name}:{percentage}"):
-                outbox.enqueue(session, events.budget_alert(
-                    account_id=account_id, budget_name=budget.name,
-                    threshold_percentage=percentage, current_usage=estimate,
-                    budget_limit=budget.limit_amount,
-                    period_remaining_days=period.remaining_days(now), occurred_at=now))
+            if notices.claim(
+                session, account_id, period.label, f"budget:{budget.name}:{percentage}"
+            ):
+                outbox.enqueue(
+                    session,
+                    events.budget_alert(
+                        account_id=account_id,
+                        budget_name=budget.name,
+                        threshold_percentage=percentage,
+                        current_usage=estimate,
+                        budget_limit=budget.limit_amount,
+                        period_remaining_days=period.remaining_days(now),
+                        occurred_at=now,
+                    ),
+                )
                 sent += 1
     return sent

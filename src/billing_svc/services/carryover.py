@@ -31,9 +31,14 @@ class Carryover:
         return credits.for_rating(self.credits)
 
 
-def pending(session: Session, accounts: list[Account], period: Period,
-            segments: dict[str, list[PlanSegment]] | None = None, *,
-            for_update: bool = False) -> dict[str, Carryover]:
+def pending(
+    session: Session,
+    accounts: list[Account],
+    period: Period,
+    segments: dict[str, list[PlanSegment]] | None = None,
+    *,
+    for_update: bool = False,
+) -> dict[str, Carryover]:
     """Per account, what the invoice of ``period`` carries besides its own usage, as of now.
     ``for_update``: lock the rows (closing, which then marks them billed and draws the credits);
     a read for an estimate leaves them unlocked."""
@@ -43,11 +48,15 @@ def pending(session: Session, accounts: list[Account], period: Period,
         return found
     if segments is None:
         segments = load_segments(session, list(by_id))
-    statement = select(UsagePeriod).where(
-        UsagePeriod.account_id.in_(list(by_id)),  # type: ignore[attr-defined]  # SQLModel column attribute
-        UsagePeriod.period != period.label,
-        UsagePeriod.late_messages > UsagePeriod.late_billed_messages).order_by(
-        UsagePeriod.account_id, UsagePeriod.period)
+    statement = (
+        select(UsagePeriod)
+        .where(
+            UsagePeriod.account_id.in_(list(by_id)),  # type: ignore[attr-defined]  # SQLModel column attribute
+            UsagePeriod.period != period.label,
+            UsagePeriod.late_messages > UsagePeriod.late_billed_messages,
+        )
+        .order_by(UsagePeriod.account_id, UsagePeriod.period)
+    )
     if for_update:
         statement = statement.with_for_update()
     for row in session.exec(statement).all():
@@ -55,13 +64,17 @@ def pending(session: Session, accounts: list[Account], period: Period,
         spans = plan_spans(session, account, Period.parse(row.period), segments[row.account_id])
         share = found[row.account_id]
         share.late_rows.append(row)
-        share.late.append(rating.LateUsage(
-            period=row.period,
-            invoiced_messages=row.messages - row.late_messages + row.late_billed_messages,
-            late_messages=row.late_messages - row.late_billed_messages,
-            terms=spans[-1].terms if spans else terms_of(account)))
+        share.late.append(
+            rating.LateUsage(
+                period=row.period,
+                invoiced_messages=row.messages - row.late_messages + row.late_billed_messages,
+                late_messages=row.late_messages - row.late_billed_messages,
+                terms=spans[-1].terms if spans else terms_of(account),
+            )
+        )
     for account_id, open_credits in credits.open_credits(
-            session, list(by_id), for_update=for_update).items():
+        session, list(by_id), for_update=for_update
+    ).items():
         found[account_id].credits = open_credits
     return found
 

@@ -26,9 +26,14 @@ class _OfAnAccount(Protocol):
 R = TypeVar("R", bound=_OfAnAccount)
 
 
-def idempotent_write(db: Database, ctx: RequestContext, key: IdempotencyKey | None,
-                     create: Callable[[Session], T], load: Callable[[Session, str], T],
-                     result_id: Callable[[T], str]) -> T:
+def idempotent_write(
+    db: Database,
+    ctx: RequestContext,
+    key: IdempotencyKey | None,
+    create: Callable[[Session], T],
+    load: Callable[[Session, str], T],
+    result_id: Callable[[T], str],
+) -> T:
     """Run ``create`` in a write transaction, unless ``key`` was seen: then ``load`` its result.
 
     Two concurrent first calls with one key race on the key's primary key; the loser's transaction
@@ -44,8 +49,13 @@ def idempotent_write(db: Database, ctx: RequestContext, key: IdempotencyKey | No
                 result = create(session)
                 if key is not None:
                     session.flush()
-                    idempotency.remember(session, key, token_id=ctx.caller.token_id,
-                                         caller=ctx.caller.name, result_id=result_id(result))
+                    idempotency.remember(
+                        session,
+                        key,
+                        token_id=ctx.caller.token_id,
+                        caller=ctx.caller.name,
+                        result_id=result_id(result),
+                    )
                 return result
         except IntegrityError:
             if key is None or attempt:
@@ -91,4 +101,5 @@ def require_existed(account: Account, period: Period) -> None:
     if period.end <= account.created_at:
         raise FailedPrecondition(
             f"account {account.account_id} started on {account.created_at.date()}, after "
-            f"period {period.label}; it has no usage or charges for that period")
+            f"period {period.label}; it has no usage or charges for that period"
+        )

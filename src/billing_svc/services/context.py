@@ -49,9 +49,11 @@ class RequestContext:
     tracer: trace.Tracer = field(default=NO_TRACER, repr=False, compare=False)
 
 
-def system_context(job: str, clock: Clock = SYSTEM_CLOCK,
-                   tracer: trace.Tracer = NO_TRACER) -> RequestContext:
+def system_context(
+    job: str, clock: Clock = SYSTEM_CLOCK, tracer: trace.Tracer = NO_TRACER
+) -> RequestContext:
     """The context of the service's own periodic jobs (trial ends, period closing), at ``clock``'s
     time."""
-    return RequestContext(caller=Caller(f"system:{job}", SYSTEM.scopes), now=clock.now(),
-                          tracer=tracer)
+    return RequestContext(
+        caller=Caller(f"system:{job}", SYSTEM.scopes), now=clock.now(), tracer=tracer
+    )

@@ -42,51 +42,76 @@ MAX_BUDGET_NAME = 100
 # Budgets
 
 
-def set_budget(db: Database, ctx: RequestContext, *, account_id: str, name: str,
-               limit: Decimal, thresholds: tuple[int, ...]) -> BudgetView:
+def set_budget(
+    db: Database,
+    ctx: RequestContext,
+    *,
+    account_id: str,
+    name: str,
+    limit: Decimal,
+    thresholds: tuple[int, ...],
+) -> BudgetView:
     name = name.strip()
     if not name or len(name) > MAX_BUDGET_NAME:
         raise InvalidArgument("name", f"is required, at most {MAX_BUDGET_NAME} characters")
     if not ZERO < limit <= MAX_AMOUNT or to_cents(limit) != limit:
-        raise InvalidArgument("limit", f"must be a positive amount in whole cents, at most "
-                              f"{MAX_AMOUNT:,} USD")
+        raise InvalidArgument(
+            "limit", f"must be a positive amount in whole cents, at most {MAX_AMOUNT:,} USD"
+        )
     parsed = parse_thresholds(thresholds, "threshold_percentages")
     with db.write() as session:
         load_account(session, account_id, for_update=True)
         budget = session.get(Budget, (account_id, name))
-        before = None if budget is None else {"limit": budget.limit_amount,
-                                              "thresholds": budget.thresholds}
+        before = (
+            None
+            if budget is None
+            else {"limit": budget.limit_amount, "thresholds": budget.thresholds}
+        )
         if budget is None:
-            budget = Budget(account_id=account_id, name=name, limit_amount=limit,
-                            created_at=ctx.now, updated_at=ctx.now)
+            budget = Budget(
+                account_id=account_id,
+                name=name,
+                limit_amount=limit,
+                created_at=ctx.now,
+                updated_at=ctx.now,
+            )
         budget.limit_amount = limit
         budget.thresholds = parsed
         budget.updated_at = ctx.now
         session.add(budget)
         session.flush()
-        audit.append(session, actor=ctx.caller.name, action="budget.set", account_id=account_id,
-                     before=before, after={"name": name, "limit": limit,
-                                           "thresholds": budget.thresholds},
-                     at=ctx.now, request_id=ctx.request_id)
+        audit.append(
+            session,
+            actor=ctx.caller.name,
+            action="budget.set",
+            account_id=account_id,
+            before=before,
+            after={"name": name, "limit": limit, "thresholds": budget.thresholds},
+            at=ctx.now,
+            request_id=ctx.request_id,
+        )
         check_budgets(session, account_id, ctx.now)
         return BudgetView.from_row(budget)
 
 
-def list_budgets(db: Database, account_id: str, *, page_size: int = 0,
-                 page_token: str = "") -> tuple[list[BudgetView], str]:
+def list_budgets(
+    db: Database, account_id: str, *, page_size: int = 0, page_token: str = ""
+) -> tuple[list[BudgetView], str]:
     """The account's budgets by name, ``page_size`` (default 100, at most 1000) a page."""
     size = min(page_size or 100, 1000)
     query = (account_id,)
-    after = paging.read_token(page_token, "ListBudgets", query,
-                              (paging.matching(rf"[^\x00]{{1,{MAX_BUDGET_NAME}}}"),))
+    after = paging.read_token(
+        page_token, "ListBudgets", query, (paging.matching(rf"[^\x00]{{1,{MAX_BUDGET_NAME}}}"),)
+    )
     with db.read() as session:
         load_account(session, account_id)
         statement = select(Budget).where(Budget.account_id == account_id)
         if after:
             statement = statement.where(col(Budget.name) > after[0])
         rows = list(session.exec(statement.order_by(Budget.name).limit(size + 1)).all())
-    token = (paging.next_token("ListBudgets", query, (rows[size - 1].name,))
-             if len(rows) > size else "")
+    token = (
+        paging.next_token("ListBudgets", query, (rows[size - 1].name,)) if len(rows) > size else ""
+    )
     return [BudgetView.from_row(row) for row in rows[:size]], token
 
 
@@ -96,10 +121,16 @@ def delete_budget(db: Database, ctx: RequestContext, *, account_id: str, name: s
         if budget is None:
             raise NotFound(f"account {shown(account_id)} has no budget named {shown(name)}")
         session.delete(budget)
-        audit.append(session, actor=ctx.caller.name, action="budget.deleted",
-                     account_id=account_id, before={"name": budget.name,
-                                                    "limit": budget.limit_amount},
-                     after=None, at=ctx.now, request_id=ctx.request_id)
+        audit.append(
+            session,
+            actor=ctx.caller.name,
+            action="budget.deleted",
+            account_id=account_id,
+            before={"name": budget.name, "limit": budget.limit_amount},
+            after=None,
+            at=ctx.now,
+            request_id=ctx.request_id,
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,13 +163,16 @@ def cost_allocation(db: Database, account_id: str, period: Period) -> Allocation
         by_department[partner.department or UNALLOCATED].append(partner)
     totals: dict[str, list[Any]] = {
         name: [sum(p.messages for p in members), sum((p.cost for p in members), ZERO)]
-        for name, members in by_department.items()}
+        for name, members in by_department.items()
+    }
     if usage.unpartnered_messages or usage.unpartnered_cost:
         unallocated = totals.setdefault(UNALLOCATED, [0, ZERO])
         unallocated[0] += usage.unpartnered_messages
         unallocated[1] += usage.unpartnered_cost
-    departments = [DepartmentCost(name, int(messages), cost, by_department.get(name, []))
-                   for name, (messages, cost) in sorted(totals.items())]
+    departments = [
+        DepartmentCost(name, int(messages), cost, by_department.get(name, []))
+        for name, (messages, cost) in sorted(totals.items())
+    ]
     return Allocation(period, usage.snapshot.total, usage.snapshot.invoiced, departments)
 
 
@@ -151,15 +185,25 @@ class JournalEntry:
     reference: str
 
 
-def journal_entries(db: Database, account_id: str, period: Period,
-                    gl_account: str = DEFAULT_GL_ACCOUNT) -> list[JournalEntry]:
+def journal_entries(
+    db: Database, account_id: str, period: Period, gl_account: str = DEFAULT_GL_ACCOUNT
+) -> list[JournalEntry]:
     """One ERP entry per department, summing to the period's invoice total."""
     with db.read() as session:
         require_existed(load_account(session, account_id), period)
         issued_invoice(session, account_id, period, "exporting journal entries")
     allocation = cost_allocation(db, account_id, period)
-    return [JournalEntry(gl_account, d.department, d.cost, f"AS2 messaging - {d.department}",
-                         f"AS2-{period.label}") for d in allocation.departments if d.cost]
+    return [
+        JournalEntry(
+            gl_account,
+            d.department,
+            d.cost,
+            f"AS2 messaging - {d.department}",
+            f"AS2-{period.label}",
+        )
+        for d in allocation.departments
+        if d.cost
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,16 +226,21 @@ def compare_plans(db: Database, account_id: str, period: Period, now: datetime) 
         account = load_account(session, account_id)
         require_existed(account, period)
         snapshot = period_snapshot(session, account, period, min(now, period.end))
-    usage = rating.PeriodUsage(messages=snapshot.messages, active_tenants=snapshot.active_tenants,
-                               storage_gb_months=snapshot.storage_gb_months)
+    usage = rating.PeriodUsage(
+        messages=snapshot.messages,
+        active_tenants=snapshot.active_tenants,
+        storage_gb_months=snapshot.storage_gb_months,
+    )
     start = max(period.start, account.created_at)
     costs = []
     for terms in catalog.catalog():
         if terms.plan_id == "custom":
             continue
-        lines = rating.rate_period(period, [rating.PlanSpan(start, period.end, terms, MONTHLY)],
-                                   usage, subscription_start=account.created_at)
+        lines = rating.rate_period(
+            period,
+            [rating.PlanSpan(start, period.end, terms, MONTHLY)],
+            usage,
+            subscription_start=account.created_at,
+        )
         costs.append(PlanCost(terms.plan_id, terms.name, rating.invoice_total(lines), lines))
     return costs
-
-

@@ -33,15 +33,26 @@ def notice_key(budget_name: str, percentage: int) -> str:
     return f"forecast-budget:{budget_name}:{percentage}"
 
 
-def send_forecast_budget_alerts(db: Database, now: datetime,
-                                test_clock_id: str | None = None) -> int:
+def send_forecast_budget_alerts(
+    db: Database, now: datetime, test_clock_id: str | None = None
+) -> int:
     """Check every account that has a budget; returns how many alerts were sent. One time line
     at once: the real accounts (``None``), or test clock ``test_clock_id``'s at its time."""
-    clock = (col(Account.test_clock_id).is_(None) if test_clock_id is None
-             else col(Account.test_clock_id) == test_clock_id)
+    clock = (
+        col(Account.test_clock_id).is_(None)
+        if test_clock_id is None
+        else col(Account.test_clock_id) == test_clock_id
+    )
     with db.read() as session:
-        account_ids = sorted(set(session.exec(select(Budget.account_id).where(
-            col(Budget.account_id).in_(select(Account.account_id).where(clock)))).all()))
+        account_ids = sorted(
+            set(
+                session.exec(
+                    select(Budget.account_id).where(
+                        col(Budget.account_id).in_(select(Account.account_id).where(clock))
+                    )
+                ).all()
+            )
+        )
     sent = 0
     for account_id in account_ids:
         try:
@@ -58,24 +69,34 @@ def _check_account(db: Database, account_id: str, now: datetime) -> int:
         if account is None or account.status == CANCELED or account.created_at > now:
             return 0
         budgets = list(session.exec(select(Budget).where(Budget.account_id == account_id)))
-        forecast = forecast_account(session, account, 1, now,
-                                    backtest=False).months[0].total
+        forecast = forecast_account(session, account, 1, now, backtest=False).months[0].total
         estimate = period_snapshot(session, account, period, now).total
-    crossed = [(budget, percentage) for budget in budgets
-               for percentage in budget.thresholds
-               if forecast * 100 >= budget.limit_amount * percentage]
+    crossed = [
+        (budget, percentage)
+        for budget in budgets
+        for percentage in budget.thresholds
+        if forecast * 100 >= budget.limit_amount * percentage
+    ]
     if not crossed:
         return 0
     sent = 0
     with db.write() as session:
         for budget, percentage in crossed:
-            if notices.claim(session, account_id, period.label,
-                             notice_key(budget.name, percentage)):
-                outbox.enqueue(session, events.budget_alert(
-                    account_id=account_id, budget_name=budget.name,
-                    threshold_percentage=percentage, current_usage=estimate,
-                    budget_limit=budget.limit_amount,
-                    period_remaining_days=period.remaining_days(now), occurred_at=now,
-                    forecast_charges=forecast))
+            if notices.claim(
+                session, account_id, period.label, notice_key(budget.name, percentage)
+            ):
+                outbox.enqueue(
+                    session,
+                    events.budget_alert(
+                        account_id=account_id,
+                        budget_name=budget.name,
+                        threshold_percentage=percentage,
+                        current_usage=estimate,
+                        budget_limit=budget.limit_amount,
+                        period_remaining_days=period.remaining_days(now),
+                        occurred_at=now,
+                        forecast_charges=forecast,
+                    ),
+                )
                 sent += 1
     return sent

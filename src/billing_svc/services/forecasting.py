@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from billing_svc.domain import forecast as model
 from billing_svc.domain import rating, storage_meter
@@ -83,8 +83,10 @@ def check_months(months: int, field: str = "months") -> int:
     if months == 0:
         return DEFAULT_FORECAST_MONTHS
     if not 1 <= months <= MAX_FORECAST_MONTHS:
-        raise InvalidArgument(field, f"must be within 1..{MAX_FORECAST_MONTHS} (0: "
-                              f"{DEFAULT_FORECAST_MONTHS}), got {months}")
+        raise InvalidArgument(
+            field,
+            f"must be within 1..{MAX_FORECAST_MONTHS} (0: {DEFAULT_FORECAST_MONTHS}), got {months}",
+        )
     return months
 
 
@@ -103,22 +105,31 @@ def check_charges(amount: Decimal, what: str, field: str) -> None:
     below it; dozens of months of near-int64 usage do not) is refused as FAILED_PRECONDITION,
     naming the request field to shorten, rather than sent as a Money no client can hold."""
     if amount > MAX_AMOUNT:
-        raise Unratable(f"{what} come to {amount:,.0f} USD, more than the {MAX_AMOUNT:,} USD a "
-                        f"Money holds; ask for a shorter range ({field})")
+        raise Unratable(
+            f"{what} come to {amount:,.0f} USD, more than the {MAX_AMOUNT:,} USD a "
+            f"Money holds; ask for a shorter range ({field})"
+        )
 
 
-def forecast_account(session: Session, account: Account, months: int, now: datetime, *,
-                     backtest: bool = True) -> UsageForecast:
+def forecast_account(
+    session: Session, account: Account, months: int, now: datetime, *, backtest: bool = True
+) -> UsageForecast:
     """``usage_forecast`` inside the caller's transaction (the budget job reads many accounts;
     it needs no backtest)."""
     current = Period.containing(now)
     history = monthly_history(session, account, current)
     messages = model.forecast([m.messages for m in history], months, backtest=backtest)
-    storage = model.forecast([float(m.storage_gb_months) for m in history], months,
-                             messages.model, backtest=backtest)
+    storage = model.forecast(
+        [float(m.storage_gb_months) for m in history], months, messages.model, backtest=backtest
+    )
     so_far = measure(session, account, current, now)
-    tenants = len(session.exec(select(Tenant.tenant_id).where(
-        Tenant.account_id == account.account_id, Tenant.created_at <= now)).all())
+    tenants = len(
+        session.exec(
+            select(Tenant.tenant_id).where(
+                Tenant.account_id == account.account_id, Tenant.created_at <= now
+            )
+        ).all()
+    )
     message_values, storage_values = messages.values, storage.values
     if not history:
         # No whole month yet: the current month's run rate is all there is.
@@ -139,26 +150,43 @@ def forecast_account(session: Session, account: Account, months: int, now: datet
             usage = rating.PeriodUsage(
                 messages=so_far.billable.messages + forecast_messages - so_far.messages,
                 active_tenants=max(tenants, so_far.billable.active_tenants),
-                storage_gb_months=so_far.billable.storage_gb_months + forecast_gb
-                - so_far.storage_gb_months)
+                storage_gb_months=so_far.billable.storage_gb_months
+                + forecast_gb
+                - so_far.storage_gb_months,
+            )
         else:
-            usage = rating.PeriodUsage(messages=forecast_messages, active_tenants=tenants,
-                                       storage_gb_months=forecast_gb)
+            usage = rating.PeriodUsage(
+                messages=forecast_messages, active_tenants=tenants, storage_gb_months=forecast_gb
+            )
         lines = rate_on_account_plan(session, account, period, usage)
-        result.append(ForecastMonth(period, forecast_messages, forecast_gb,
-                                    usage.active_tenants, lines, rating.invoice_total(lines)))
+        result.append(
+            ForecastMonth(
+                period,
+                forecast_messages,
+                forecast_gb,
+                usage.active_tenants,
+                lines,
+                rating.invoice_total(lines),
+            )
+        )
         period = period.next()
     return UsageForecast(messages.model, history, messages, storage, result)
 
 
-def rate_on_account_plan(session: Session, account: Account, period: Period,
-                         usage: rating.PeriodUsage) -> list[rating.InvoiceLine]:
+def rate_on_account_plan(
+    session: Session, account: Account, period: Period, usage: rating.PeriodUsage
+) -> list[rating.InvoiceLine]:
     spans = plan_spans(session, account, period)
     if not spans:
         return []
-    return rating.rate_period(period, spans, usage, trial_end=account.trial_ends_at,
-                              subscription_start=account.created_at,
-                              anniversary=anniversary(session, account, period))
+    return rating.rate_period(
+        period,
+        spans,
+        usage,
+        trial_end=account.trial_ends_at,
+        subscription_start=account.created_at,
+        anniversary=anniversary(session, account, period),
+    )
 
 
 def monthly_history(session: Session, account: Account, current: Period) -> list[MonthUsage]:
@@ -181,33 +209,51 @@ def monthly_history(session: Session, account: Account, current: Period) -> list
         return []
     labels = [p.label for p in periods]
     account_id = account.account_id
-    counters = {row.period: row for row in session.exec(select(UsagePeriod).where(
-        UsagePeriod.account_id == account_id,
-        UsagePeriod.period.in_(labels)))}  # type: ignore[attr-defined]  # SQLModel column attribute
+    counters = {
+        row.period: row
+        for row in session.exec(
+            select(UsagePeriod).where(
+                UsagePeriod.account_id == account_id, col(UsagePeriod.period).in_(labels)
+            )
+        )
+    }
     tenant_periods: dict[str, dict[str, UsageTenantPeriod]] = defaultdict(dict)
-    for row in session.exec(select(UsageTenantPeriod).where(
-            UsageTenantPeriod.account_id == account_id,
-            UsageTenantPeriod.period.in_(labels))):  # type: ignore[attr-defined]  # SQLModel column attribute
+    for row in session.exec(
+        select(UsageTenantPeriod).where(
+            UsageTenantPeriod.account_id == account_id, col(UsageTenantPeriod.period).in_(labels)
+        )
+    ):
         tenant_periods[row.period][row.tenant_id] = row
-    tenants = list(session.exec(select(Tenant).where(Tenant.account_id == account_id)
-                                .order_by(Tenant.tenant_id)))
-    levels = {level.tenant_id: level for level in session.exec(
-        select(StorageLevel).where(StorageLevel.account_id == account_id))}
+    tenants = list(
+        session.exec(
+            select(Tenant).where(Tenant.account_id == account_id).order_by(Tenant.tenant_id)
+        )
+    )
+    levels = {
+        level.tenant_id: level
+        for level in session.exec(select(StorageLevel).where(StorageLevel.account_id == account_id))
+    }
     history = []
     for period in periods:
-        rows = PeriodRows(counter=counters.get(period.label),
-                          tenants=[t for t in tenants if t.created_at < period.end],
-                          tenant_periods=tenant_periods.get(period.label, {}), levels=levels)
+        rows = PeriodRows(
+            counter=counters.get(period.label),
+            tenants=[t for t in tenants if t.created_at < period.end],
+            tenant_periods=tenant_periods.get(period.label, {}),
+            levels=levels,
+        )
         usage = tenant_usage(session, account_id, period, period.end, rows)
-        history.append(MonthUsage(
-            period, rows.counter.messages if rows.counter else 0,
-            storage_meter.gb_months_of(sum(t.storage_byte_us for t in usage), period)))
+        history.append(
+            MonthUsage(
+                period,
+                rows.counter.messages if rows.counter else 0,
+                storage_meter.gb_months_of(sum(t.storage_byte_us for t in usage), period),
+            )
+        )
     return history
 
 
 def _whole(value: float) -> int:
-    return min(int(Decimal(repr(max(value, 0.0))).to_integral_value(ROUND_HALF_UP)),
-               MAX_COUNTER)
+    return min(int(Decimal(repr(max(value, 0.0))).to_integral_value(ROUND_HALF_UP)), MAX_COUNTER)
 
 
 def _gb(value: float) -> Decimal:

@@ -29,8 +29,13 @@ class Headroom:
     """What the counters can still take, read once per group; ``refuse`` each event in the order
     the group counts them."""
 
-    def __init__(self, store: UsageStore, candidates: Iterable[Iterable[tuple[int, UsageEventIn]]],
-                 *, messages: bool) -> None:
+    def __init__(
+        self,
+        store: UsageStore,
+        candidates: Iterable[Iterable[tuple[int, UsageEventIn]]],
+        *,
+        messages: bool,
+    ) -> None:
         """``messages``: check message counters too (the redo after a ``CounterFull``)."""
         self.messages = messages
         self.counters: dict[tuple[Any, ...], int] = {}
@@ -42,17 +47,25 @@ class Headroom:
         if messages:
             counted = [e for batch in candidates for _, e in batch if e.kind == MESSAGE]
             self.counters = store.message_counters(
-                {(e.account_id, usage.period_label_of(e.occurred_at_us))  # type: ignore[arg-type]  # check_shape has set occurred_at_us
-                 for e in counted},
-                {(e.account_id, usage.hour_of(e.occurred_at_us))  # type: ignore[arg-type]  # check_shape has set occurred_at_us
-                 for e in counted})
+                {
+                    (e.account_id, usage.period_label_of(e.occurred_at_us))  # type: ignore[arg-type]  # check_shape has set occurred_at_us
+                    for e in counted
+                },
+                {
+                    (e.account_id, usage.hour_of(e.occurred_at_us))  # type: ignore[arg-type]  # check_shape has set occurred_at_us
+                    for e in counted
+                },
+            )
         readings = [e for batch in candidates for _, e in batch if e.kind == STORAGE]
         self.checks = messages or bool(readings)  # False: refuse() would take every event
         if readings:
             self.levels, self.maxima = store.storage_counters(
                 {e.account_id for e in readings},
-                {(e.account_id, usage.hour_of(e.occurred_at_us))  # type: ignore[arg-type]  # check_shape has set occurred_at_us
-                 for e in readings})
+                {
+                    (e.account_id, usage.hour_of(e.occurred_at_us))  # type: ignore[arg-type]  # check_shape has set occurred_at_us
+                    for e in readings
+                },
+            )
             for (account_id, _), (_, level_bytes) in self.levels.items():
                 self.account_bytes[account_id] += level_bytes
             for (account_id, hour_us, _, _), level_bytes in self.maxima.items():
@@ -97,11 +110,15 @@ class Headroom:
         held = self.maxima.get(key, 0)
         hour_bytes = self.hour_bytes[(e.account_id, hour_us)] - held + max(held, e.quantity)
         if account_bytes > MAX_COUNTER:
-            return usage.counter_full("the account's stored bytes summed over its tenants",
-                                      e.quantity)
+            return usage.counter_full(
+                "the account's stored bytes summed over its tenants", e.quantity
+            )
         if hour_bytes > MAX_COUNTER:
-            return usage.counter_full(f"the account's stored bytes summed over its tenants in "
-                                      f"the hour from {_hour(hour_us)}", e.quantity)
+            return usage.counter_full(
+                f"the account's stored bytes summed over its tenants in "
+                f"the hour from {_hour(hour_us)}",
+                e.quantity,
+            )
         self.levels[(e.account_id, e.tenant_id)] = latest
         self.account_bytes[e.account_id] = account_bytes
         self.maxima[key] = max(held, e.quantity)
@@ -113,8 +130,12 @@ def _counter_name(key: tuple[Any, ...]) -> str:
     kind = key[0]
     if kind == "hourly":
         return f"the tenant's hourly messages from {_hour(key[2])}"
-    whose = {"period": "the account's messages", "late": "the account's late messages",
-             "tenant": "the tenant's messages", "partner": "the partner's messages"}[kind]
+    whose = {
+        "period": "the account's messages",
+        "late": "the account's late messages",
+        "tenant": "the tenant's messages",
+        "partner": "the partner's messages",
+    }[kind]
     return f"{whose} of {key[2]}"
 
 

@@ -112,21 +112,31 @@ class ReportPage:
 def _on_time_line(test_clock_id: str | None) -> Any:
     """The marks of one time line: the real accounts' (``None``), or a test clock's, whose hours
     close on the clock's time and whose reports are made when it is advanced."""
-    clock = (col(Account.test_clock_id).is_(None) if test_clock_id is None
-             else col(Account.test_clock_id) == test_clock_id)
+    clock = (
+        col(Account.test_clock_id).is_(None)
+        if test_clock_id is None
+        else col(Account.test_clock_id) == test_clock_id
+    )
     return col(UsageReportDue.account_id).in_(select(Account.account_id).where(clock))
 
 
-def report_closed_hours(db: Database, now: datetime, grace: timedelta,
-                        test_clock_id: str | None = None) -> int:
+def report_closed_hours(
+    db: Database, now: datetime, grace: timedelta, test_clock_id: str | None = None
+) -> int:
     """Report every marked hour that closed at least ``grace`` ago; returns the reports made."""
     made = 0
     last_closed_hour_us = usage.to_us(now - grace) - HOUR_US
     line = _on_time_line(test_clock_id)
     with db.read() as session:
         # A read first: an idle job must not take SQLite's one write lock every run.
-        if session.execute(select(UsageReportDue.hour_us).where(
-                UsageReportDue.hour_us <= last_closed_hour_us, line).limit(1)).first() is None:
+        if (
+            session.execute(
+                select(UsageReportDue.hour_us)
+                .where(UsageReportDue.hour_us <= last_closed_hour_us, line)
+                .limit(1)
+            ).first()
+            is None
+        ):
             return 0
     while True:
         try:
@@ -144,44 +154,58 @@ def report_closed_hours(db: Database, now: datetime, grace: timedelta,
             return made
 
 
-def _report_one_by_one(db: Database, now: datetime, last_closed_hour_us: int,
-                       line: Any) -> int:
+def _report_one_by_one(db: Database, now: datetime, last_closed_hour_us: int, line: Any) -> int:
     with db.read() as session:
         marks = session.execute(
             select(UsageReportDue.account_id, UsageReportDue.hour_us)
             .where(col(UsageReportDue.hour_us) <= last_closed_hour_us, line)
             .order_by(col(UsageReportDue.hour_us), col(UsageReportDue.account_id))
-            .limit(REPORT_BATCH)).all()
+            .limit(REPORT_BATCH)
+        ).all()
     made = 0
     for account_id, hour_us in marks:
         try:
             with db.write() as session:
-                made += _report_batch(session, now, last_closed_hour_us,
-                                      only=(account_id, int(hour_us)))[0]
+                made += _report_batch(
+                    session, now, last_closed_hour_us, only=(account_id, int(hour_us))
+                )[0]
         except Unavailable:
             raise
         except Exception:
-            log.exception("usage_report_failed", account_id=account_id,
-                          hour=events.iso_utc(usage.from_us(int(hour_us))))
+            log.exception(
+                "usage_report_failed",
+                account_id=account_id,
+                hour=events.iso_utc(usage.from_us(int(hour_us))),
+            )
     return made
 
 
-def _report_batch(session: Session, now: datetime, last_closed_hour_us: int,
-                  only: tuple[str, int] | None = None, line: Any = True) -> tuple[int, int]:
+def _report_batch(
+    session: Session,
+    now: datetime,
+    last_closed_hour_us: int,
+    only: tuple[str, int] | None = None,
+    line: Any = True,
+) -> tuple[int, int]:
     """One transaction: claim up to REPORT_BATCH closed marks (or just ``only``), report them,
     delete the marks."""
     claim = select(UsageReportDue.account_id, UsageReportDue.hour_us).where(
-        UsageReportDue.hour_us <= last_closed_hour_us, line)
+        UsageReportDue.hour_us <= last_closed_hour_us, line
+    )
     if only is not None:
-        claim = claim.where(UsageReportDue.account_id == only[0],
-                            UsageReportDue.hour_us == only[1])
+        claim = claim.where(UsageReportDue.account_id == only[0], UsageReportDue.hour_us == only[1])
     due = session.execute(
         claim.order_by(col(UsageReportDue.hour_us), col(UsageReportDue.account_id))
-        .limit(REPORT_BATCH).with_for_update(skip_locked=True)).all()
+        .limit(REPORT_BATCH)
+        .with_for_update(skip_locked=True)
+    ).all()
     if not due:
         return 0, 0
-    drafts = [draft for account_id, hour_us in due
-              if (draft := _draft(session, account_id, int(hour_us))) is not None]
+    drafts = [
+        draft
+        for account_id, hour_us in due
+        if (draft := _draft(session, account_id, int(hour_us))) is not None
+    ]
     charges: dict[tuple[str, str], Decimal] = {}
     for draft in drafts:
         key = (draft.account_id, draft.period)
@@ -192,16 +216,22 @@ def _report_batch(session: Session, now: datetime, last_closed_hour_us: int,
     if drafts:
         # Last: the head row's lock is held from here to the commit (see the module docstring).
         head = session.execute(
-            update(UsageReportHead).where(col(UsageReportHead.id) == 1)
+            update(UsageReportHead)
+            .where(col(UsageReportHead.id) == 1)
             .values(sequence=UsageReportHead.sequence + len(drafts))
-            .returning(col(UsageReportHead.sequence))).scalar_one()
+            .returning(col(UsageReportHead.sequence))
+        ).scalar_one()
         for offset, draft in enumerate(drafts):
             draft.sequence = head - len(drafts) + 1 + offset
             session.add(draft)
             outbox.enqueue(session, _event(draft))
-    session.execute(delete(UsageReportDue).where(
-        tuple_(UsageReportDue.account_id, UsageReportDue.hour_us).in_(
-            [(account_id, hour_us) for account_id, hour_us in due])))
+    session.execute(
+        delete(UsageReportDue).where(
+            tuple_(UsageReportDue.account_id, UsageReportDue.hour_us).in_(
+                [(account_id, hour_us) for account_id, hour_us in due]
+            )
+        )
+    )
     return len(drafts), len(due)
 
 
@@ -211,9 +241,12 @@ def _draft(session: Session, account_id: str, hour_us: int) -> UsageReport | Non
     tenant_messages: dict[str, int] = {}
     partner_messages: dict[str, int] = {}
     for tenant_id, partner_id, messages in session.execute(
-            select(UsageHourly.tenant_id, UsageHourly.partner_id, UsageHourly.messages)
-            .where(UsageHourly.account_id == account_id, UsageHourly.hour_us == hour_us,
-                   UsageHourly.kind == usage.MESSAGE)):
+        select(UsageHourly.tenant_id, UsageHourly.partner_id, UsageHourly.messages).where(
+            UsageHourly.account_id == account_id,
+            UsageHourly.hour_us == hour_us,
+            UsageHourly.kind == usage.MESSAGE,
+        )
+    ):
         tenant_messages[tenant_id] = tenant_messages.get(tenant_id, 0) + int(messages)
         if partner_id:
             partner_messages[partner_id] = partner_messages.get(partner_id, 0) + int(messages)
@@ -221,32 +254,52 @@ def _draft(session: Session, account_id: str, hour_us: int) -> UsageReport | Non
     previous = session.execute(
         select(UsageReport.revision, UsageReport.totals_json)
         .where(UsageReport.account_id == account_id, UsageReport.hour_us == hour_us)
-        .order_by(UsageReport.revision.desc()).limit(1)).first()  # type: ignore[attr-defined]  # SQLModel column attribute
+        .order_by(col(UsageReport.revision).desc())
+        .limit(1)
+    ).first()
     revision, before = (previous[0], json.loads(previous[1])) if previous else (0, {})
     tenants_before: dict[str, int] = before.get("tenants", {})
     partners_before: dict[str, int] = before.get("partners", {})
-    tenant_deltas = {tenant_id: tenant_messages.get(tenant_id, 0) - tenants_before.get(tenant_id, 0)
-                     for tenant_id in tenant_messages.keys() | tenants_before.keys()}
-    partner_deltas = {partner_id: partner_messages.get(partner_id, 0)
-                      - partners_before.get(partner_id, 0)
-                      for partner_id in partner_messages.keys() | partners_before.keys()}
-    if (previous is not None and not any(tenant_deltas.values())
-            and not any(partner_deltas.values()) and storage == before.get("storage", {})):
+    tenant_deltas = {
+        tenant_id: tenant_messages.get(tenant_id, 0) - tenants_before.get(tenant_id, 0)
+        for tenant_id in tenant_messages.keys() | tenants_before.keys()
+    }
+    partner_deltas = {
+        partner_id: partner_messages.get(partner_id, 0) - partners_before.get(partner_id, 0)
+        for partner_id in partner_messages.keys() | partners_before.keys()
+    }
+    if (
+        previous is not None
+        and not any(tenant_deltas.values())
+        and not any(partner_deltas.values())
+        and storage == before.get("storage", {})
+    ):
         return None
     # A tenant is listed when its messages changed or it holds storage; a partner when its
     # messages changed.
-    tenants = [[tenant_id, tenant_deltas.get(tenant_id, 0), storage.get(tenant_id, 0)]
-               for tenant_id in sorted(tenant_deltas.keys() | storage.keys())
-               if tenant_deltas.get(tenant_id, 0) or tenant_id in storage]
-    partners = [[partner_id, delta] for partner_id, delta in sorted(partner_deltas.items())
-                if delta]
+    tenants = [
+        [tenant_id, tenant_deltas.get(tenant_id, 0), storage.get(tenant_id, 0)]
+        for tenant_id in sorted(tenant_deltas.keys() | storage.keys())
+        if tenant_deltas.get(tenant_id, 0) or tenant_id in storage
+    ]
+    partners = [
+        [partner_id, delta] for partner_id, delta in sorted(partner_deltas.items()) if delta
+    ]
     return UsageReport(
-        sequence=0, account_id=account_id, hour_us=hour_us, revision=revision + 1,
-        period=usage.period_label_of(hour_us), tenants_json=json.dumps(tenants),
+        sequence=0,
+        account_id=account_id,
+        hour_us=hour_us,
+        revision=revision + 1,
+        period=usage.period_label_of(hour_us),
+        tenants_json=json.dumps(tenants),
         partners_json=json.dumps(partners),
-        totals_json=json.dumps({"tenants": tenant_messages, "partners": partner_messages,
-                                "storage": storage}, sort_keys=True),
-        estimated_charges=Decimal(0), created_at=usage.from_us(hour_us))
+        totals_json=json.dumps(
+            {"tenants": tenant_messages, "partners": partner_messages, "storage": storage},
+            sort_keys=True,
+        ),
+        estimated_charges=Decimal(0),
+        created_at=usage.from_us(hour_us),
+    )
 
 
 def _storage_at_hour_end(session: Session, account_id: str, hour_us: int) -> dict[str, int]:
@@ -262,19 +315,27 @@ def _storage_at_hour_end(session: Session, account_id: str, hour_us: int) -> dic
             continue
         row = session.execute(
             select(UsageHourly.storage_bytes_last)
-            .where(UsageHourly.account_id == account_id, UsageHourly.tenant_id == level.tenant_id,
-                   UsageHourly.kind == usage.STORAGE, UsageHourly.hour_us <= hour_us)
+            .where(
+                UsageHourly.account_id == account_id,
+                UsageHourly.tenant_id == level.tenant_id,
+                UsageHourly.kind == usage.STORAGE,
+                UsageHourly.hour_us <= hour_us,
+            )
             # Rows of one hour differ by partner: the latest reading among them holds.
-            .order_by(UsageHourly.hour_us.desc(),  # type: ignore[attr-defined]  # SQLModel column attribute
-                      UsageHourly.storage_last_at_us.desc())  # type: ignore[attr-defined]  # SQLModel column attribute
-            .limit(1)).first()
+            .order_by(
+                UsageHourly.hour_us.desc(),  # type: ignore[attr-defined]  # SQLModel column attribute
+                col(UsageHourly.storage_last_at_us).desc(),
+            )
+            .limit(1)
+        ).first()
         if row is not None:
             levels[level.tenant_id] = int(row[0])
     return dict(sorted(levels.items()))
 
 
-def _estimated_charges(session: Session, account_id: str, period_label: str,
-                       now: datetime) -> Decimal:
+def _estimated_charges(
+    session: Session, account_id: str, period_label: str, now: datetime
+) -> Decimal:
     """The period's invoice total, or while it is open its estimate so far (GetCurrentUsage's):
     informational, never to be summed."""
     from billing_svc.services.usage_reports import period_snapshot  # a cycle at import time
@@ -289,28 +350,44 @@ def _estimated_charges(session: Session, account_id: str, period_label: str,
 def _event(report: UsageReport) -> events.BillingEvent:
     view = _view(report)
     return events.usage_reported(
-        account_id=view.account_id, hour=view.hour, revision=view.revision,
-        sequence=view.sequence, period=view.period,
+        account_id=view.account_id,
+        hour=view.hour,
+        revision=view.revision,
+        sequence=view.sequence,
+        period=view.period,
         tenants=[(t.tenant_id, t.messages, t.storage_bytes) for t in view.tenants],
         partners=[(p.partner_id, p.messages) for p in view.partners],
-        estimated_charges_to_date=view.estimated_charges, occurred_at=view.created_at)
+        estimated_charges_to_date=view.estimated_charges,
+        occurred_at=view.created_at,
+    )
 
 
 def _view(report: UsageReport) -> HourlyReport:
     return HourlyReport(
-        sequence=report.sequence, account_id=report.account_id,
-        hour=usage.from_us(report.hour_us), revision=report.revision, period=report.period,
+        sequence=report.sequence,
+        account_id=report.account_id,
+        hour=usage.from_us(report.hour_us),
+        revision=report.revision,
+        period=report.period,
         tenants=[TenantReport(t, m, s) for t, m, s in json.loads(report.tenants_json)],
         partners=[PartnerReport(p, m) for p, m in json.loads(report.partners_json)],
-        estimated_charges=report.estimated_charges, created_at=report.created_at)
+        estimated_charges=report.estimated_charges,
+        created_at=report.created_at,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # The cursor
 
 
-def list_usage_reports(db: Database, *, account_id: str, page_size: int, resume_token: str,
-                       max_bytes: int = MAX_PAGE_BYTES) -> ReportPage:
+def list_usage_reports(
+    db: Database,
+    *,
+    account_id: str,
+    page_size: int,
+    resume_token: str,
+    max_bytes: int = MAX_PAGE_BYTES,
+) -> ReportPage:
     """The account's reports after the token's position, in sequence (= commit) order, as many as
     ``page_size`` and ``max_bytes`` (encoded, estimated from above) allow, at least one. The
     returned token is always set: sent back, it yields only reports made since."""
@@ -318,18 +395,23 @@ def list_usage_reports(db: Database, *, account_id: str, page_size: int, resume_
         raise InvalidArgument("page_size", "must not be negative")
     if not account_id:
         raise InvalidArgument("account_id", "is required")
-    after = paging.read_token(resume_token, _RPC, (account_id,), (paging.whole(0),),
-                              field="resume_token")
+    after = paging.read_token(
+        resume_token, _RPC, (account_id,), (paging.whole(0),), field="resume_token"
+    )
     after_sequence = int(after[0]) if after else 0
     size = min(page_size or 100, MAX_PAGE_SIZE)
     with db.read() as session:
         load_account(session, account_id)
         # The sizes first, so that no more rows are read than the page holds.
         sizes = session.execute(
-            select(UsageReport.sequence, func.length(UsageReport.tenants_json)
-                   + func.length(UsageReport.partners_json))
+            select(
+                UsageReport.sequence,
+                func.length(UsageReport.tenants_json) + func.length(UsageReport.partners_json),
+            )
             .where(UsageReport.account_id == account_id, UsageReport.sequence > after_sequence)
-            .order_by(UsageReport.sequence).limit(size)).all()  # type: ignore[arg-type]  # SQLModel column attribute
+            .order_by(col(UsageReport.sequence))
+            .limit(size)
+        ).all()
         last_sequence = after_sequence
         total_bytes = 0
         for sequence, stored_bytes in sizes:
@@ -337,10 +419,14 @@ def list_usage_reports(db: Database, *, account_id: str, page_size: int, resume_
             if last_sequence != after_sequence and total_bytes > max_bytes:
                 break
             last_sequence = int(sequence)
-        rows = session.exec(select(UsageReport).where(
-            UsageReport.account_id == account_id, UsageReport.sequence > after_sequence,
-            UsageReport.sequence <= last_sequence)
-            .order_by(UsageReport.sequence)).all()  # type: ignore[arg-type]  # SQLModel column attribute
+        rows = session.exec(
+            select(UsageReport)
+            .where(
+                UsageReport.account_id == account_id,
+                UsageReport.sequence > after_sequence,
+                UsageReport.sequence <= last_sequence,
+            )
+            .order_by(col(UsageReport.sequence))
+        ).all()
     last = rows[-1].sequence if rows else after_sequence
-    return ReportPage([_view(row) for row in rows],
-                      paging.next_token(_RPC, (account_id,), (last,)))
+    return ReportPage([_view(row) for row in rows], paging.next_token(_RPC, (account_id,), (last,)))

@@ -62,37 +62,54 @@ class BatchResult:
 _Candidates = list[tuple[int, UsageEventIn]]
 
 
-def ingest(db: Database, batches: Sequence[UsageBatch], *, now_us: int,
-           retention_days: int = usage.DEFAULT_RETENTION_DAYS,
-           on_clock: bool = False) -> list[BatchResult]:
+def ingest(
+    db: Database,
+    batches: Sequence[UsageBatch],
+    *,
+    now_us: int,
+    retention_days: int = usage.DEFAULT_RETENTION_DAYS,
+    on_clock: bool = False,
+) -> list[BatchResult]:
     """Store ``batches`` in one transaction and return one result per batch. ``on_clock``: the
     batches name a test clock's accounts only (``now_us`` is the clock's time)."""
     results: list[BatchResult] = _in_one_transaction(
-        db, lambda store, session, check_counters: _ingest(
-            store, session, batches, now_us, retention_days, check_counters, on_clock),
-        [] if on_clock else [now_us])
+        db,
+        lambda store, session, check_counters: _ingest(
+            store, session, batches, now_us, retention_days, check_counters, on_clock
+        ),
+        [] if on_clock else [now_us],
+    )
     return results
 
 
-def ingest_split(db: Database, parts: Sequence[tuple[UsageBatch, Sequence[int], int, bool]], *,
-                 retention_days: int = usage.DEFAULT_RETENTION_DAYS) -> BatchResult:
+def ingest_split(
+    db: Database,
+    parts: Sequence[tuple[UsageBatch, Sequence[int], int, bool]],
+    *,
+    retention_days: int = usage.DEFAULT_RETENTION_DAYS,
+) -> BatchResult:
     """Store one batch whose events live on several time lines (real accounts, test clocks'
     accounts), in one transaction: each part ``(events, their indexes in the batch, now_us,
     on_clock)`` is judged at its own time (future, retention, late); the results make one."""
+
     def work(store: UsageStore, session: Session, check_counters: bool) -> BatchResult:
         merged = BatchResult()
         for batch, indexes, now_us, on_clock in parts:
-            (result,) = _ingest(store, session, [batch], now_us, retention_days, check_counters,
-                                on_clock)
+            (result,) = _ingest(
+                store, session, [batch], now_us, retention_days, check_counters, on_clock
+            )
             merged.accepted += result.accepted
             merged.duplicates += result.duplicates
             merged.late += result.late
-            merged.rejected.extend(Rejection(r.event_id, indexes[r.index], r.reason)
-                                   for r in result.rejected)
+            merged.rejected.extend(
+                Rejection(r.event_id, indexes[r.index], r.reason) for r in result.rejected
+            )
         merged.rejected.sort(key=lambda rejection: rejection.index)
         return merged
+
     merged: BatchResult = _in_one_transaction(
-        db, work, [now_us for _, _, now_us, on_clock in parts if not on_clock])
+        db, work, [now_us for _, _, now_us, on_clock in parts if not on_clock]
+    )
     return merged
 
 
@@ -125,9 +142,15 @@ def _in_one_transaction(db: Database, work: Any, received_at_us: Sequence[int]) 
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _ingest(store: UsageStore, session: Session, batches: Sequence[UsageBatch],
-            now_us: int, retention_days: int, check_counters: bool,
-            on_clock: bool = False) -> list[BatchResult]:
+def _ingest(
+    store: UsageStore,
+    session: Session,
+    batches: Sequence[UsageBatch],
+    now_us: int,
+    retention_days: int,
+    check_counters: bool,
+    on_clock: bool = False,
+) -> list[BatchResult]:
     results = [BatchResult() for _ in batches]
     # Nothing older than a purge is taken, whatever the retention says: it was deleted, and would
     # count again (services.retention). The purge leaves test clocks' accounts alone, so the
@@ -136,11 +159,21 @@ def _ingest(store: UsageStore, session: Session, batches: Sequence[UsageBatch],
     window = usage.accept_window(now_us, retention_days, horizon_us)
     # The kernel inserts on SQLite only; on PostgreSQL its batches give their events (COPY).
     # Counters checked event by event: the Python path only.
-    native = [batch.native if store.native_inserts and not check_counters
-              and batch.native is not None and batch.native.plain(*window) and _all_own(batch)
-              else None for batch in batches]
-    candidates = {index: _check_shapes(batch, results[index], now_us, retention_days, horizon_us)
-                  for index, batch in enumerate(batches) if native[index] is None}
+    native = [
+        batch.native
+        if store.native_inserts
+        and not check_counters
+        and batch.native is not None
+        and batch.native.plain(*window)
+        and _all_own(batch)
+        else None
+        for batch in batches
+    ]
+    candidates = {
+        index: _check_shapes(batch, results[index], now_us, retention_days, horizon_us)
+        for index, batch in enumerate(batches)
+        if native[index] is None
+    }
     refs = _References.load(store, [n for n in native if n is not None], candidates.values())
     admitted = [kernel_batch is not None and refs.admit(kernel_batch) for kernel_batch in native]
     for index, kernel_batch in enumerate(native):
@@ -155,20 +188,33 @@ def _ingest(store: UsageStore, session: Session, batches: Sequence[UsageBatch],
         while end < len(batches) and admitted[end] == admitted[start]:
             end += 1
         if not admitted[start]:
-            _store_events(store, [(results[i], candidates[i]) for i in range(start, end)], refs,
-                          headroom, rollup, now_us, on_clock)
+            _store_events(
+                store,
+                [(results[i], candidates[i]) for i in range(start, end)],
+                refs,
+                headroom,
+                rollup,
+                now_us,
+                on_clock,
+            )
             start = end
             continue
-        stored = store.insert_native(batches[start].codec, native[start:end],
-                                     received_at_us=now_us)
+        stored = store.insert_native(batches[start].codec, native[start:end], received_at_us=now_us)
         for index, whole in zip(range(start, end), stored, strict=False):
             if whole:
                 results[index].accepted = len(batches[index])
                 rollup.add_hourly_messages(native[index].hourly())  # type: ignore[union-attr]  # admitted: native
             else:  # it met a stored key: the Python path says which events are duplicates
                 candidates[index] = list(enumerate(batches[index].events))  # all pass check_shape
-                _store_events(store, [(results[index], candidates[index])], refs, headroom,
-                              rollup, now_us, on_clock)
+                _store_events(
+                    store,
+                    [(results[index], candidates[index])],
+                    refs,
+                    headroom,
+                    rollup,
+                    now_us,
+                    on_clock,
+                )
         start += len(stored)
     if rollup:
         _write_rollup(store, session, rollup, refs, now_us)
@@ -182,15 +228,18 @@ def _all_own(batch: UsageBatch) -> bool:
     return not batch.bound_account or set(batch.native.references()[0]) <= {batch.bound_account}
 
 
-def _check_shapes(batch: UsageBatch, result: BatchResult, now_us: int,
-                  retention_days: int, horizon_us: int) -> _Candidates:
+def _check_shapes(
+    batch: UsageBatch, result: BatchResult, now_us: int, retention_days: int, horizon_us: int
+) -> _Candidates:
     candidates = []
     bound = batch.bound_account
     for i, event in enumerate(batch.events):
         reason = usage.check_shape(event, now_us, retention_days, horizon_us)
         if not reason and bound and event.account_id != bound:
-            reason = (f"this token is bound to account {bound} and records usage for it only; "
-                      "the event names another account")
+            reason = (
+                f"this token is bound to account {bound} and records usage for it only; "
+                "the event names another account"
+            )
         if reason:
             result.rejected.append(Rejection(event.event_id, i, reason))
         else:
@@ -208,8 +257,7 @@ class _References:
     invoiced: set[tuple[str, str]]  # (account_id, period label)
 
     @classmethod
-    def load(cls, store: UsageStore, kernel_batches: list[Any],
-             candidates: Any) -> _References:
+    def load(cls, store: UsageStore, kernel_batches: list[Any], candidates: Any) -> _References:
         account_ids: set[str] = set()
         tenant_ids: set[str] = set()
         partner_ids: set[str] = set()
@@ -225,8 +273,12 @@ class _References:
                 if e.partner_id:
                     partner_ids.add(e.partner_id)
         accounts = store.accounts(account_ids)
-        return cls(accounts, store.tenant_owners(tenant_ids), store.partner_owners(partner_ids),
-                   store.invoiced_periods(accounts))
+        return cls(
+            accounts,
+            store.tenant_owners(tenant_ids),
+            store.partner_owners(partner_ids),
+            store.invoiced_periods(accounts),
+        )
 
     def admit(self, kernel_batch: Any) -> bool:
         """May the kernel store this batch (its ``plain()`` check passed): are all its tenants
@@ -234,10 +286,14 @@ class _References:
         late?"""
         _, tenants, partners = kernel_batch.references()
         label_of = usage.period_label_of
-        return (all(self.tenant_owners.get(t) == account for account, t in tenants)
-                and all(self.partner_owners.get(p) == account for account, p in partners)
-                and not any((account, label_of(hour_us)) in self.invoiced
-                            for account, hour_us, *_ in kernel_batch.hourly()))
+        return (
+            all(self.tenant_owners.get(t) == account for account, t in tenants)
+            and all(self.partner_owners.get(p) == account for account, p in partners)
+            and not any(
+                (account, label_of(hour_us)) in self.invoiced
+                for account, hour_us, *_ in kernel_batch.hourly()
+            )
+        )
 
     def problem(self, e: UsageEventIn) -> str | None:
         if e.account_id not in self.accounts:
@@ -245,8 +301,9 @@ class _References:
         if self.tenant_owners.get(e.tenant_id) != e.account_id:
             return f"tenant {shown(e.tenant_id)} is not a tenant of account {e.account_id}"
         if e.partner_id and self.partner_owners.get(e.partner_id) != e.account_id:
-            return (f"partner {shown(e.partner_id)} is not a master partner of account "
-                    f"{e.account_id}")
+            return (
+                f"partner {shown(e.partner_id)} is not a master partner of account {e.account_id}"
+            )
         return None
 
 
@@ -257,7 +314,8 @@ class _Rollup:
 
     def __init__(self) -> None:
         self.hourly: dict[tuple[str, int, str, str, int], list[int]] = defaultdict(
-            lambda: [0, 0, 0, 0])
+            lambda: [0, 0, 0, 0]
+        )
         self.readings: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
 
     def __bool__(self) -> bool:
@@ -269,8 +327,9 @@ class _Rollup:
 
     def add_event(self, e: UsageEventIn) -> None:
         occurred_at_us: int = e.occurred_at_us  # type: ignore[assignment]  # check_shape has set occurred_at_us
-        roll = self.hourly[(e.account_id, usage.hour_of(occurred_at_us), e.tenant_id,
-                            e.partner_id, e.kind)]
+        roll = self.hourly[
+            (e.account_id, usage.hour_of(occurred_at_us), e.tenant_id, e.partner_id, e.kind)
+        ]
         if e.kind == MESSAGE:
             roll[0] += e.quantity
         else:
@@ -280,9 +339,15 @@ class _Rollup:
             self.readings[(e.account_id, e.tenant_id)].append((occurred_at_us, e.quantity))
 
 
-def _store_events(store: UsageStore, batches: list[tuple[BatchResult, _Candidates]],
-                  refs: _References, headroom: Headroom, rollup: _Rollup, now_us: int,
-                  on_clock: bool = False) -> None:
+def _store_events(
+    store: UsageStore,
+    batches: list[tuple[BatchResult, _Candidates]],
+    refs: _References,
+    headroom: Headroom,
+    rollup: _Rollup,
+    now_us: int,
+    on_clock: bool = False,
+) -> None:
     """The Python path: classify each candidate (rejected, duplicate, conflict, late, beyond a
     counter's headroom or new) against the stored events and the ones before it, then insert
     the new ones."""
@@ -308,9 +373,14 @@ def _store_events(store: UsageStore, batches: list[tuple[BatchResult, _Candidate
                 if e.same_content(*previous) if previous is not None else earlier == e:
                     result.duplicates += 1
                 else:
-                    result.rejected.append(Rejection(
-                        e.event_id, i, f"event_id {shown(e.event_id)} was already used with "
-                        "different content; a resend must repeat the event exactly"))
+                    result.rejected.append(
+                        Rejection(
+                            e.event_id,
+                            i,
+                            f"event_id {shown(e.event_id)} was already used with "
+                            "different content; a resend must repeat the event exactly",
+                        )
+                    )
                 continue
             period = label_of(e.occurred_at_us)  # type: ignore[arg-type]  # check_shape has set occurred_at_us
             late = (e.account_id, period) in refs.invoiced
@@ -325,8 +395,9 @@ def _store_events(store: UsageStore, batches: list[tuple[BatchResult, _Candidate
     store.insert_events(rows, received_at_us=now_us, on_clock=on_clock)
 
 
-def _write_rollup(store: UsageStore, session: Session, rollup: _Rollup,
-                  refs: _References, now_us: int) -> None:
+def _write_rollup(
+    store: UsageStore, session: Session, rollup: _Rollup, refs: _References, now_us: int
+) -> None:
     """Add the group's usage to the counters and roll-ups, then send the notices it crossed.
 
     Lateness is per (account, period): every event of an invoiced period is late, so a period's
@@ -335,8 +406,7 @@ def _write_rollup(store: UsageStore, session: Session, rollup: _Rollup,
     tenant_messages: dict[tuple[str, str, str], int] = defaultdict(int)
     partner_messages: dict[tuple[str, str, str], int] = defaultdict(int)
     label_of = usage.period_label_of
-    for (account_id, hour_us, tenant_id, partner_id, kind), (messages, *_) in \
-            rollup.hourly.items():
+    for (account_id, hour_us, tenant_id, partner_id, kind), (messages, *_) in rollup.hourly.items():
         if kind == MESSAGE:
             period = label_of(hour_us)
             period_messages[(account_id, period)] += messages
@@ -351,17 +421,20 @@ def _write_rollup(store: UsageStore, session: Session, rollup: _Rollup,
     accounts = refs.accounts
     for (account_id, period), messages in period_messages.items():
         late = (account_id, period) in refs.invoiced
-        after = store.add_period_messages(account_id, period, messages,
-                                          messages if late else 0)
+        after = store.add_period_messages(account_id, period, messages, messages if late else 0)
         if not late:
-            _notify_messages(session, accounts[account_id], Period.parse(period),
-                             after - messages, after, now_us)
+            _notify_messages(
+                session, accounts[account_id], Period.parse(period), after - messages, after, now_us
+            )
     for account_id in store.accounts_with_budgets({key[0] for key in period_messages}):
         check_budgets(session, account_id, usage.from_us(now_us))
     current = Period.containing(usage.from_us(now_us))
     for account_id in {account_id for account_id, _ in rollup.readings}:
-        _apply_storage(store, account_id, {t: r for (acc, t), r in rollup.readings.items()
-                                           if acc == account_id})
+        _apply_storage(
+            store,
+            account_id,
+            {t: r for (acc, t), r in rollup.readings.items() if acc == account_id},
+        )
         _notify_storage(store, session, accounts[account_id], current, now_us)
 
 
@@ -370,39 +443,74 @@ def _terms(account_row: tuple[Any, ...]) -> Terms:
     return effective_terms(plan_id, CustomTerms.from_json(custom_json) if custom_json else None)
 
 
-def _notify_messages(session: Session, account_row: tuple[Any, ...], period: Period,
-                     before: int, after: int, now_us: int) -> None:
+def _notify_messages(
+    session: Session,
+    account_row: tuple[Any, ...],
+    period: Period,
+    before: int,
+    after: int,
+    now_us: int,
+) -> None:
     """Thresholds at 75/90/100 % (per account) and the message limit, once per period each."""
     account_id, _, _, percentages = account_row
     included = _terms(account_row).included_messages
     at = usage.from_us(now_us)
     for percentage in usage.crossed_thresholds(before, after, included, percentages):
         if notices.claim(session, account_id, period.label, f"threshold:{percentage}"):
-            outbox.enqueue(session, events.usage_threshold(
-                account_id=account_id, threshold_percentage=percentage, current_usage=after,
-                plan_limit=included, period=period.label, occurred_at=at))
-    if before <= included < after and notices.claim(session, account_id, period.label,
-                                                    "limit:monthly_messages"):
-        outbox.enqueue(session, events.limit_exceeded(
-            account_id=account_id, limit_type="monthly_messages", current_usage=after,
-            plan_limit=included, period=period.label, refused=False, occurred_at=at))
+            outbox.enqueue(
+                session,
+                events.usage_threshold(
+                    account_id=account_id,
+                    threshold_percentage=percentage,
+                    current_usage=after,
+                    plan_limit=included,
+                    period=period.label,
+                    occurred_at=at,
+                ),
+            )
+    if before <= included < after and notices.claim(
+        session, account_id, period.label, "limit:monthly_messages"
+    ):
+        outbox.enqueue(
+            session,
+            events.limit_exceeded(
+                account_id=account_id,
+                limit_type="monthly_messages",
+                current_usage=after,
+                plan_limit=included,
+                period=period.label,
+                refused=False,
+                occurred_at=at,
+            ),
+        )
 
 
-def _notify_storage(store: UsageStore, session: Session, account_row: tuple[Any, ...],
-                    period: Period, now_us: int) -> None:
+def _notify_storage(
+    store: UsageStore, session: Session, account_row: tuple[Any, ...], period: Period, now_us: int
+) -> None:
     account_id = account_row[0]
     included_gb = _terms(account_row).included_storage_gb
     level = store.total_storage_level(account_id)
     if level > included_gb * usage.GB_BYTES and notices.claim(
-            session, account_id, period.label, "limit:storage_gb"):
-        outbox.enqueue(session, events.limit_exceeded(
-            account_id=account_id, limit_type="storage_gb",
-            current_usage=usage.bytes_to_gb(level), plan_limit=included_gb,
-            period=period.label, refused=False, occurred_at=usage.from_us(now_us)))
+        session, account_id, period.label, "limit:storage_gb"
+    ):
+        outbox.enqueue(
+            session,
+            events.limit_exceeded(
+                account_id=account_id,
+                limit_type="storage_gb",
+                current_usage=usage.bytes_to_gb(level),
+                plan_limit=included_gb,
+                period=period.label,
+                refused=False,
+                occurred_at=usage.from_us(now_us),
+            ),
+        )
 
 
-def _apply_storage(store: UsageStore, account_id: str,
-                   readings: dict[str, list[tuple[int, int]]]) -> None:
+def _apply_storage(
+    store: UsageStore, account_id: str, readings: dict[str, list[tuple[int, int]]]
+) -> None:
     """Advance each tenant's storage level through its new readings, adding the byte-time of
     each level to the periods it held in. A reading older than the tenant's latest one (out of
     order) makes that tenant's periods be recomputed from its stored readings."""
@@ -415,17 +523,18 @@ def _apply_storage(store: UsageStore, account_id: str,
         level, since = levels.get(tenant_id, (0, None))
         for occurred_at_us, quantity in tenant_readings:
             if since is not None and occurred_at_us < since:
-                recompute[tenant_id] = min(recompute.get(tenant_id, occurred_at_us),
-                                           occurred_at_us)
+                recompute[tenant_id] = min(recompute.get(tenant_id, occurred_at_us), occurred_at_us)
                 continue
             if since is not None:
-                for label, byte_us in usage.spread_level(level, since, occurred_at_us,
-                                                         _period_bounds(since, occurred_at_us)):
+                for label, byte_us in usage.spread_level(
+                    level, since, occurred_at_us, _period_bounds(since, occurred_at_us)
+                ):
                     additions[(label, tenant_id)] += byte_us
             level, since = quantity, occurred_at_us
         new_levels.append((account_id, tenant_id, level, since))
-    store.add_byte_us([(account_id, label, tenant, Decimal(v))
-                       for (label, tenant), v in additions.items()])
+    store.add_byte_us(
+        [(account_id, label, tenant, Decimal(v)) for (label, tenant), v in additions.items()]
+    )
     store.set_storage_levels([row for row in new_levels if row[3] is not None])  # type: ignore[misc]  # no None: filtered
     for tenant_id, from_us in recompute.items():
         _recompute_storage(store, account_id, tenant_id, from_us)
@@ -440,8 +549,9 @@ def _recompute_storage(store: UsageStore, account_id: str, tenant_id: str, from_
     for label, _, _ in _period_bounds(start_us, last_us + 1):
         totals[label] = 0
     for (t0, level), (t1, _) in itertools.pairwise(series):
-        for label, byte_us in usage.spread_level(level, max(t0, start_us), t1,
-                                                 _period_bounds(max(t0, start_us), t1)):
+        for label, byte_us in usage.spread_level(
+            level, max(t0, start_us), t1, _period_bounds(max(t0, start_us), t1)
+        ):
             totals[label] += byte_us
     store.set_byte_us([(account_id, label, tenant_id, Decimal(v)) for label, v in totals.items()])
     store.set_storage_levels([(account_id, tenant_id, series[-1][1], last_us)])

@@ -50,10 +50,15 @@ class IngestionWriter:
     committed (without waiting for the event loop in between) and hands the results back to the
     event loop with one call per group."""
 
-    def __init__(self, db: Database, *, retention_days: int = usage.DEFAULT_RETENTION_DAYS,
-                 max_group_events: int = 50_000,
-                 tracer: trace.Tracer = tracing.NO_TRACER,
-                 clocks: AccountClocks | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        retention_days: int = usage.DEFAULT_RETENTION_DAYS,
+        max_group_events: int = 50_000,
+        tracer: trace.Tracer = tracing.NO_TRACER,
+        clocks: AccountClocks | None = None,
+    ) -> None:
         self.db = db
         self.tracer = tracer
         self.clocks = clocks
@@ -86,8 +91,9 @@ class IngestionWriter:
         """Queue ``batch``; the result arrives once its group is committed. A batch whose
         ``deadline`` (monotonic) passes while it waits is not stored at all."""
         done: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
-        self._queue.put(_Pending(batch, done, deadline,
-                                 trace.get_current_span().get_span_context()))
+        self._queue.put(
+            _Pending(batch, done, deadline, trace.get_current_span().get_span_context())
+        )
         return await asyncio.shield(done)
 
     def _run(self) -> None:
@@ -113,15 +119,22 @@ class IngestionWriter:
             assert self._loop is not None
             self._loop.call_soon_threadsafe(_settle, outcomes)
 
-    def _commit(self, group: list[_Pending],
-                outcomes: list[tuple[_Pending, BatchResult | BaseException]]) -> None:
+    def _commit(
+        self, group: list[_Pending], outcomes: list[tuple[_Pending, BatchResult | BaseException]]
+    ) -> None:
         now = time.monotonic()
         live = []
         for pending in group:
             if pending.deadline is not None and pending.deadline <= now:
-                outcomes.append((pending, DeadlineExceeded(
-                    "the call's deadline passed before this batch was stored; nothing of it "
-                    "was stored, resend it")))
+                outcomes.append(
+                    (
+                        pending,
+                        DeadlineExceeded(
+                            "the call's deadline passed before this batch was stored; nothing of "
+                            "it was stored, resend it"
+                        ),
+                    )
+                )
             else:
                 live.append(pending)
         if not live:
@@ -134,9 +147,11 @@ class IngestionWriter:
         if live:
             self._store(live, usage.to_us(self.db.clock.now()), outcomes)
 
-    def _split_clock_batches(self, live: list[_Pending]) -> tuple[
-            list[_Pending], list[tuple[_Pending, datetime]],
-            list[tuple[_Pending, dict[str, datetime]]]]:
+    def _split_clock_batches(
+        self, live: list[_Pending]
+    ) -> tuple[
+        list[_Pending], list[tuple[_Pending, datetime]], list[tuple[_Pending, dict[str, datetime]]]
+    ]:
         """The batches of real accounts; those naming only one test clock's accounts, with that
         clock's time: each is stored on its own, judged against its clock (future, retention,
         thresholds), through the kernel too (its acceptance window is the group's, here the
@@ -154,16 +169,20 @@ class IngestionWriter:
         window = usage.accept_window(usage.to_us(self.db.clock.now()), self.retention_days)
         for pending in live:
             batch = pending.batch
-            named = (batch.native.references()[0]
-                     if batch.native is not None and batch.native.plain(*window)
-                     else {event.account_id for event in batch.events})
+            named = (
+                batch.native.references()[0]
+                if batch.native is not None and batch.native.plain(*window)
+                else {event.account_id for event in batch.events}
+            )
             times: dict[str, datetime] = {}
             on_real = False
             for account_id in named:
                 # An id no account can have (PostgreSQL refuses NUL in text) is rejected later.
-                clock_now = (clocks.now_for(account_id)
-                             if account_id and "\x00" not in account_id
-                             and not clocks.known_real(account_id) else None)
+                clock_now = (
+                    clocks.now_for(account_id)
+                    if account_id and "\x00" not in account_id and not clocks.known_real(account_id)
+                    else None
+                )
                 if clock_now is None:
                     on_real = True  # a real account (or an unknown one: rejected anyway)
                 else:
@@ -176,8 +195,12 @@ class IngestionWriter:
                 mixed.append((pending, times))
         return real, on_clocks, mixed
 
-    def _store_mixed(self, pending: _Pending, times: dict[str, datetime],
-                     outcomes: list[tuple[_Pending, BatchResult | BaseException]]) -> None:
+    def _store_mixed(
+        self,
+        pending: _Pending,
+        times: dict[str, datetime],
+        outcomes: list[tuple[_Pending, BatchResult | BaseException]],
+    ) -> None:
         """One batch mixing time lines, in one transaction, a part per time line."""
         batch = pending.batch
         wall_us = usage.to_us(self.db.clock.now())
@@ -207,14 +230,23 @@ class IngestionWriter:
         metrics.USAGE_EVENTS.labels("rejected").inc(len(result.rejected))
         outcomes.append((pending, result))
 
-    def _store(self, live: list[_Pending], now_us: int,
-               outcomes: list[tuple[_Pending, BatchResult | BaseException]],
-               on_clock: bool = False) -> None:
+    def _store(
+        self,
+        live: list[_Pending],
+        now_us: int,
+        outcomes: list[tuple[_Pending, BatchResult | BaseException]],
+        on_clock: bool = False,
+    ) -> None:
         started = time.perf_counter()
         try:
             with self._span(live) as span:
-                results = ingest(self.db, [p.batch for p in live], now_us=now_us,
-                                 retention_days=self.retention_days, on_clock=on_clock)
+                results = ingest(
+                    self.db,
+                    [p.batch for p in live],
+                    now_us=now_us,
+                    retention_days=self.retention_days,
+                    on_clock=on_clock,
+                )
                 _count(span, results)
         except Exception as exc:
             if len(live) > 1 and not isinstance(exc, Unavailable):
@@ -238,18 +270,26 @@ class IngestionWriter:
         """The span of one commit (its transaction), current while it lasts."""
         links = [trace.Link(p.caller_span) for p in live if p.caller_span.is_valid]
         return self.tracer.start_as_current_span(
-            "usage.group_commit", kind=trace.SpanKind.INTERNAL, links=links,
-            attributes={"usage.batches": len(live),
-                        "usage.events": sum(len(p.batch) for p in live)})
+            "usage.group_commit",
+            kind=trace.SpanKind.INTERNAL,
+            links=links,
+            attributes={
+                "usage.batches": len(live),
+                "usage.events": sum(len(p.batch) for p in live),
+            },
+        )
 
 
 def _count(span: trace.Span, results: list[BatchResult]) -> None:
     if span.is_recording():
-        span.set_attributes({
-            "usage.accepted": sum(r.accepted for r in results),
-            "usage.duplicates": sum(r.duplicates for r in results),
-            "usage.late": sum(r.late for r in results),
-            "usage.rejected": sum(len(r.rejected) for r in results)})
+        span.set_attributes(
+            {
+                "usage.accepted": sum(r.accepted for r in results),
+                "usage.duplicates": sum(r.duplicates for r in results),
+                "usage.late": sum(r.late for r in results),
+                "usage.rejected": sum(len(r.rejected) for r in results),
+            }
+        )
 
 
 def _settle(outcomes: list[tuple[_Pending, BatchResult | BaseException]]) -> None:

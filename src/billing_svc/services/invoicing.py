@@ -66,23 +66,32 @@ class InvoiceView:
 
 
 def view(invoice: Invoice) -> InvoiceView:
-    lines = [rating.InvoiceLine(type=line["type"], description=line["description"],
-                                quantity=Decimal(line["quantity"]),
-                                unit_price=Decimal(line["unit_price"]),
-                                amount=Decimal(line["amount"]), period=line.get("period"),
-                                credit_id=line.get("credit_id"))
-             for line in json.loads(invoice.lines_json)]
-    return InvoiceView(InvoiceHeader.from_row(invoice), lines,
-                       json.loads(invoice.tenant_breakdown_json))
+    lines = [
+        rating.InvoiceLine(
+            type=line["type"],
+            description=line["description"],
+            quantity=Decimal(line["quantity"]),
+            unit_price=Decimal(line["unit_price"]),
+            amount=Decimal(line["amount"]),
+            period=line.get("period"),
+            credit_id=line.get("credit_id"),
+        )
+        for line in json.loads(invoice.lines_json)
+    ]
+    return InvoiceView(
+        InvoiceHeader.from_row(invoice), lines, json.loads(invoice.tenant_breakdown_json)
+    )
 
 
-def close_period(db: Database, ctx: RequestContext, *, account_id: str,
-                 period: Period) -> InvoiceView:
+def close_period(
+    db: Database, ctx: RequestContext, *, account_id: str, period: Period
+) -> InvoiceView:
     """The period's invoice, issuing it first if it does not exist yet."""
     if period.end > ctx.now:
         raise FailedPrecondition(
             f"period {period.label} has not ended yet (it ends {period.end.isoformat()}); "
-            "only ended periods can be closed")
+            "only ended periods can be closed"
+        )
     if not account_id:
         raise InvalidArgument("account_id", "is required")
     for attempt in range(2):
@@ -98,8 +107,7 @@ def close_period(db: Database, ctx: RequestContext, *, account_id: str,
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def close_periods(db: Database, ctx: RequestContext, account_ids: list[str],
-                  period: Period) -> int:
+def close_periods(db: Database, ctx: RequestContext, account_ids: list[str], period: Period) -> int:
     """Close ``period`` for many accounts in one transaction (the automatic closer's batches);
     accounts that cannot be closed are skipped. The number of invoices issued."""
     with _close_span(ctx, period, account_ids) as span, db.write() as session:
@@ -109,28 +117,42 @@ def close_periods(db: Database, ctx: RequestContext, account_ids: list[str],
     return issued
 
 
-def _close_span(ctx: RequestContext, period: Period,
-                account_ids: list[str]) -> AbstractContextManager[trace.Span]:
+def _close_span(
+    ctx: RequestContext, period: Period, account_ids: list[str]
+) -> AbstractContextManager[trace.Span]:
     """The span of one closing transaction (its commit included)."""
-    attributes: dict[str, str | int] = {"billing.period": period.label,
-                                        "billing.accounts": len(account_ids)}
+    attributes: dict[str, str | int] = {
+        "billing.period": period.label,
+        "billing.accounts": len(account_ids),
+    }
     if len(account_ids) == 1:
         attributes["billing.account_id"] = account_ids[0]
     return ctx.tracer.start_as_current_span("invoicing.close", attributes=attributes)
 
 
-def _close(session: Session, ctx: RequestContext, account_ids: list[str], period: Period, *,
-           strict: bool) -> tuple[dict[str, Invoice], int]:
+def _close(
+    session: Session, ctx: RequestContext, account_ids: list[str], period: Period, *, strict: bool
+) -> tuple[dict[str, Invoice], int]:
     """Each account's invoice for ``period``, issuing the missing ones, in ``session``'s
     transaction: a few queries per batch, not per account. ``strict``: an account that does not
     exist or started after the period is an error (otherwise it is skipped). Also returns how
     many invoices this call issued."""
     ids = sorted(set(account_ids))  # one lock order for every replica
-    accounts = {account.account_id: account for account in session.exec(
-        select(Account).where(Account.account_id.in_(ids))  # type: ignore[attr-defined]  # SQLModel column attribute
-        .order_by(Account.account_id).with_for_update())}
-    invoices = {invoice.account_id: invoice for invoice in session.exec(select(Invoice).where(
-        Invoice.account_id.in_(ids), Invoice.period == period.label))}  # type: ignore[attr-defined]  # SQLModel column attribute
+    accounts = {
+        account.account_id: account
+        for account in session.exec(
+            select(Account)
+            .where(Account.account_id.in_(ids))  # type: ignore[attr-defined]  # SQLModel column attribute
+            .order_by(Account.account_id)
+            .with_for_update()
+        )
+    }
+    invoices = {
+        invoice.account_id: invoice
+        for invoice in session.exec(
+            select(Invoice).where(col(Invoice.account_id).in_(ids), Invoice.period == period.label)
+        )
+    }
     to_issue = []
     for account_id in ids:
         account = accounts.get(account_id)
@@ -153,8 +175,15 @@ def _close(session: Session, ctx: RequestContext, account_ids: list[str], period
     for account in to_issue:
         share = carried[account.account_id]
         invoices[account.account_id] = _issue(
-            session, ctx, account, period, rows[account.account_id],
-            segments[account.account_id], share.late, share.credits)
+            session,
+            ctx,
+            account,
+            period,
+            rows[account.account_id],
+            segments[account.account_id],
+            share.late,
+            share.credits,
+        )
         carryover.mark_late_billed(session, share)
     session.flush()  # a second invoice for the period fails here, on the unique key
     return invoices, len(to_issue)
@@ -162,71 +191,129 @@ def _close(session: Session, ctx: RequestContext, account_ids: list[str], period
 
 def find_invoice(session: Session, account_id: str, period: Period) -> Invoice | None:
     """The account's invoice for ``period``, if it was closed."""
-    return session.exec(select(Invoice).where(Invoice.account_id == account_id,
-                                              Invoice.period == period.label)).first()
+    return session.exec(
+        select(Invoice).where(Invoice.account_id == account_id, Invoice.period == period.label)
+    ).first()
 
 
 def issued_invoice(session: Session, account_id: str, period: Period, purpose: str) -> Invoice:
     """The period's invoice, or ``FailedPrecondition`` saying it must be closed for ``purpose``."""
     invoice = find_invoice(session, account_id, period)
     if invoice is None:
-        raise FailedPrecondition(f"period {period.label} of account {account_id} is not "
-                                 f"invoiced yet; close it (CloseBillingPeriod) before {purpose}")
+        raise FailedPrecondition(
+            f"period {period.label} of account {account_id} is not "
+            f"invoiced yet; close it (CloseBillingPeriod) before {purpose}"
+        )
     return invoice
 
 
-def _issue(session: Session, ctx: RequestContext, account: Account, period: Period,
-           rows: PeriodRows, segments: list[PlanSegment], late: list[rating.LateUsage],
-           account_credits: list[AccountCredit]) -> Invoice:
+def _issue(
+    session: Session,
+    ctx: RequestContext,
+    account: Account,
+    period: Period,
+    rows: PeriodRows,
+    segments: list[PlanSegment],
+    late: list[rating.LateUsage],
+    account_credits: list[AccountCredit],
+) -> Invoice:
     measured = measure(session, account, period, period.end, rows)
     tenants = measured.tenants
     lines = rating.rate_period(
-        period, plan_spans(session, account, period, segments), measured.billable,
-        trial_end=account.trial_ends_at, subscription_start=account.created_at,
-        anniversary=anniversary(session, account, period, segments), late=late,
-        credits=credits.for_rating(account_credits))
+        period,
+        plan_spans(session, account, period, segments),
+        measured.billable,
+        trial_end=account.trial_ends_at,
+        subscription_start=account.created_at,
+        anniversary=anniversary(session, account, period, segments),
+        late=late,
+        credits=credits.for_rating(account_credits),
+    )
     credits.draw(session, account_credits, lines)
     total = rating.invoice_total(lines)
     invoice = Invoice(
-        invoice_id=new_id("in"), account_id=account.account_id, period=period.label,
-        status=PAID if total == 0 else OPEN, subtotal=total, total=total,
+        invoice_id=new_id("in"),
+        account_id=account.account_id,
+        period=period.label,
+        status=PAID if total == 0 else OPEN,
+        subtotal=total,
+        total=total,
         lines_json=json.dumps([_line_json(line) for line in lines]),
-        tenant_breakdown_json=json.dumps([
-            {"tenant_id": t.tenant_id, "name": t.name, "message_count": t.messages,
-             "storage_gb_months": format(t.storage_gb_months, "f"),
-             "storage_bytes": t.storage_bytes} for t in tenants]),
-        issued_at=ctx.now, paid_at=ctx.now if total == 0 else None, created_at=ctx.now,
+        tenant_breakdown_json=json.dumps(
+            [
+                {
+                    "tenant_id": t.tenant_id,
+                    "name": t.name,
+                    "message_count": t.messages,
+                    "storage_gb_months": format(t.storage_gb_months, "f"),
+                    "storage_bytes": t.storage_bytes,
+                }
+                for t in tenants
+            ]
+        ),
+        issued_at=ctx.now,
+        paid_at=ctx.now if total == 0 else None,
+        created_at=ctx.now,
     )
     session.add(invoice)
-    audit.append(session, actor=ctx.caller.name, action="invoice.issued",
-                 account_id=account.account_id, before=None,
-                 after={"invoice_id": invoice.invoice_id, "period": period.label,
-                        "total": total, "status": invoice.status},
-                 at=ctx.now, request_id=ctx.request_id)
-    outbox.enqueue(session, events.invoice_generated(
-        account_id=account.account_id, invoice_id=invoice.invoice_id, period=period.label,
-        total=total, status=invoice.status, occurred_at=ctx.now))
+    audit.append(
+        session,
+        actor=ctx.caller.name,
+        action="invoice.issued",
+        account_id=account.account_id,
+        before=None,
+        after={
+            "invoice_id": invoice.invoice_id,
+            "period": period.label,
+            "total": total,
+            "status": invoice.status,
+        },
+        at=ctx.now,
+        request_id=ctx.request_id,
+    )
+    outbox.enqueue(
+        session,
+        events.invoice_generated(
+            account_id=account.account_id,
+            invoice_id=invoice.invoice_id,
+            period=period.label,
+            total=total,
+            status=invoice.status,
+            occurred_at=ctx.now,
+        ),
+    )
     return invoice
 
 
 def _line_json(line: rating.InvoiceLine) -> dict[str, object]:
-    return {"type": line.type, "description": line.description,
-            "quantity": format(line.quantity, "f"), "unit_price": format(line.unit_price, "f"),
-            "amount": format(line.amount, "f"), "period": line.period,
-            "credit_id": line.credit_id}
+    return {
+        "type": line.type,
+        "description": line.description,
+        "quantity": format(line.quantity, "f"),
+        "unit_price": format(line.unit_price, "f"),
+        "amount": format(line.amount, "f"),
+        "period": line.period,
+        "credit_id": line.credit_id,
+    }
 
 
 def get_invoice(db: Database, invoice_id: str, *, caller: Caller) -> InvoiceView:
     if not invoice_id:
         raise InvalidArgument("invoice_id", "is required")
     with db.read() as session:
-        invoice = visible(caller, session.get(Invoice, invoice_id),
-                          f"invoice {shown(invoice_id)} does not exist")
+        invoice = visible(
+            caller, session.get(Invoice, invoice_id), f"invoice {shown(invoice_id)} does not exist"
+        )
         return view(invoice)
 
 
-def due_periods(db: Database, now: datetime, grace: timedelta,
-                limit: int = 1000, test_clock_id: str | None = None) -> list[tuple[str, Period]]:
+def due_periods(
+    db: Database,
+    now: datetime,
+    grace: timedelta,
+    limit: int = 1000,
+    test_clock_id: str | None = None,
+) -> list[tuple[str, Period]]:
     """(account, period) pairs whose period ended more than ``grace`` ago and has no invoice,
     for accounts that existed in billing-svc before that period ended."""
     last_closable = Period.containing(now - grace).previous()
@@ -235,19 +322,32 @@ def due_periods(db: Database, now: datetime, grace: timedelta,
     # month is closed it must cost next to nothing however many accounts there are.
     with db.read() as session:
         ids = session.exec(
-            select(Account.account_id).where(
+            select(Account.account_id)
+            .where(
                 Account.registered_at < last_closable.end,
                 Account.created_at < last_closable.end,
                 Account.account_id.not_in(already),  # type: ignore[attr-defined]  # SQLModel column attribute
                 on_clock(test_clock_id),
-                ~((col(Account.status) == "canceled")
-                  & (Account.canceled_at <= last_closable.start)))  # type: ignore[operator]  # SQLModel column attribute
-            .order_by(Account.account_id).limit(limit)).all()
+                ~(
+                    (col(Account.status) == "canceled")
+                    & (col(Account.canceled_at) <= last_closable.start)
+                ),
+            )
+            .order_by(Account.account_id)
+            .limit(limit)
+        ).all()
     return [(account_id, last_closable) for account_id in ids]
 
 
-def list_invoices(db: Database, *, account_id: str, status: str | None, period: Period | None,
-                  page_size: int, page_token: str) -> tuple[list[InvoiceView], str]:
+def list_invoices(
+    db: Database,
+    *,
+    account_id: str,
+    status: str | None,
+    period: Period | None,
+    page_size: int,
+    page_token: str,
+) -> tuple[list[InvoiceView], str]:
     """The account's invoices, newest first, ``page_size`` (default 50, at most 500) a page."""
     size = min(page_size or 50, 500)
     query = (account_id, status, period.label if period else None)
@@ -261,15 +361,20 @@ def list_invoices(db: Database, *, account_id: str, status: str | None, period: 
             statement = statement.where(Invoice.period == period.label)
         if after:
             statement = statement.where(col(Invoice.invoice_id) < after[0])
-        rows = session.exec(statement.order_by(Invoice.invoice_id.desc())  # type: ignore[attr-defined]  # SQLModel column attribute
-                            .limit(size + 1)).all()
-    token = (paging.next_token("ListInvoices", query, (rows[size - 1].invoice_id,))
-             if len(rows) > size else "")
+        rows = session.exec(
+            statement.order_by(Invoice.invoice_id.desc()).limit(size + 1)  # type: ignore[attr-defined]  # SQLModel column attribute
+        ).all()
+    token = (
+        paging.next_token("ListInvoices", query, (rows[size - 1].invoice_id,))
+        if len(rows) > size
+        else ""
+    )
     return [view(row) for row in rows[:size]], token
 
 
-def close_due_periods(db: Database, ctx: RequestContext, grace: timedelta,
-                      test_clock_id: str | None = None) -> int:
+def close_due_periods(
+    db: Database, ctx: RequestContext, grace: timedelta, test_clock_id: str | None = None
+) -> int:
     """The automatic closer: invoice every ended period past the grace window (all replicas run
     it; the unique key and the account locks make each invoice happen once).
 
@@ -280,25 +385,29 @@ def close_due_periods(db: Database, ctx: RequestContext, grace: timedelta,
     closed = 0
     due = due_periods(db, ctx.now, grace, test_clock_id=test_clock_id)
     for start in range(0, len(due), CLOSE_BATCH):
-        batch = due[start:start + CLOSE_BATCH]
+        batch = due[start : start + CLOSE_BATCH]
         period = batch[0][1]  # due_periods returns one period
         try:
             closed += close_periods(db, ctx, [account_id for account_id, _ in batch], period)
         except Unavailable:
             raise
         except Exception:
-            log.warning("period_close_batch_failed", period=period.label, accounts=len(batch),
-                        exc_info=True)
+            log.warning(
+                "period_close_batch_failed", period=period.label, accounts=len(batch), exc_info=True
+            )
             for account_id, _ in batch:
                 try:
                     close_period(db, ctx, account_id=account_id, period=period)
                     closed += 1
                 except Unratable as exc:
-                    log.warning("period_close_failed", account_id=account_id,
-                                period=period.label, reason=str(exc))
+                    log.warning(
+                        "period_close_failed",
+                        account_id=account_id,
+                        period=period.label,
+                        reason=str(exc),
+                    )
                 except FailedPrecondition:
                     continue
                 except Exception:
-                    log.exception("period_close_failed", account_id=account_id,
-                                  period=period.label)
+                    log.exception("period_close_failed", account_id=account_id, period=period.label)
     return closed

@@ -55,8 +55,14 @@ def next_token(rpc: str, query: Sequence[object], cursor: Cursor) -> str:
     return base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
 
 
-def read_token(token: str, rpc: str, query: Sequence[object],
-               shape: Sequence[Check], *, field: str = "page_token") -> Cursor | None:
+def read_token(
+    token: str,
+    rpc: str,
+    query: Sequence[object],
+    shape: Sequence[Check],
+    *,
+    field: str = "page_token",
+) -> Cursor | None:
     """The cursor of ``token`` (``None`` for the first page, an empty token), or
     ``InvalidArgument`` naming ``field`` unless it was made by ``next_token`` for this
     ``rpc`` and ``query`` and each part of its cursor passes its check in ``shape``."""
@@ -64,8 +70,10 @@ def read_token(token: str, rpc: str, query: Sequence[object],
         return None
     made_by = "next_page_token" if field == "page_token" else field
     refused = InvalidArgument(
-        field, f"is not a {made_by} of {rpc} for these filters; send the token "
-        "of the previous page unchanged, with the same filters, or none for the first page")
+        field,
+        f"is not a {made_by} of {rpc} for these filters; send the token "
+        "of the previous page unchanged, with the same filters, or none for the first page",
+    )
     if len(token) > MAX_TOKEN_LENGTH or not _BASE64URL.fullmatch(token):
         raise refused
     try:
@@ -73,8 +81,11 @@ def read_token(token: str, rpc: str, query: Sequence[object],
         parts, _ = json.loads(raw.decode("utf-8"))
     except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, RecursionError):
         raise refused from None
-    if (not isinstance(parts, list) or len(parts) != len(shape)
-            or not all(accepts(part) for accepts, part in zip(shape, parts, strict=True))):
+    if (
+        not isinstance(parts, list)
+        or len(parts) != len(shape)
+        or not all(accepts(part) for accepts, part in zip(shape, parts, strict=True))
+    ):
         raise refused
     cursor = tuple(parts)
     # Exactly the token next_token makes of this cursor for this query, to the byte: the digest

@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import func
-from sqlmodel import select
+from sqlmodel import col, select
 
 from billing_svc.domain import money, usage
 from billing_svc.domain.bounds import INT64_MAX
@@ -111,8 +111,7 @@ def _range(start_label: str, end_label: str, now: datetime) -> tuple[Period, Per
         except ValueError as exc:
             raise InvalidArgument("start_period", str(exc)) from exc
         if start > end:
-            raise InvalidArgument("start_period", f"{start.label} is after end_period "
-                                  f"{end.label}")
+            raise InvalidArgument("start_period", f"{start.label} is after end_period {end.label}")
     else:
         start = end
         for _ in range(DEFAULT_RANGE_PERIODS - 1):
@@ -121,17 +120,27 @@ def _range(start_label: str, end_label: str, now: datetime) -> tuple[Period, Per
             start = start.previous()
     count = (end.year - start.year) * 12 + end.month - start.month + 1
     if count > MAX_PERIODS:
-        raise InvalidArgument("start_period", f"the range {start.label} to {end.label} has "
-                              f"{count} periods; at most {MAX_PERIODS}")
+        raise InvalidArgument(
+            "start_period",
+            f"the range {start.label} to {end.label} has {count} periods; at most {MAX_PERIODS}",
+        )
     return start, end
 
 
-def partner_utilization(db: Database, account_id: str, *, start_period: str = "",
-                        end_period: str = "", idle_periods: int = 0,
-                        now: datetime) -> Utilization:
+def partner_utilization(
+    db: Database,
+    account_id: str,
+    *,
+    start_period: str = "",
+    end_period: str = "",
+    idle_periods: int = 0,
+    now: datetime,
+) -> Utilization:
     if not 0 <= idle_periods <= MAX_PERIODS:
-        raise InvalidArgument("idle_periods", f"must be within 0..{MAX_PERIODS} (0: "
-                              f"{DEFAULT_IDLE_PERIODS}), got {idle_periods}")
+        raise InvalidArgument(
+            "idle_periods",
+            f"must be within 0..{MAX_PERIODS} (0: {DEFAULT_IDLE_PERIODS}), got {idle_periods}",
+        )
     idle_periods = idle_periods or DEFAULT_IDLE_PERIODS
     start, end = _range(start_period, end_period, now)
     with db.read() as session:
@@ -143,26 +152,51 @@ def partner_utilization(db: Database, account_id: str, *, start_period: str = ""
         while periods[-1] < end:
             periods.append(periods[-1].next())
         labels = [p.label for p in periods]
-        partners = list(session.exec(select(MasterPartner).where(
-            MasterPartner.account_id == account_id).order_by(MasterPartner.partner_id)))
+        partners = list(
+            session.exec(
+                select(MasterPartner)
+                .where(MasterPartner.account_id == account_id)
+                .order_by(MasterPartner.partner_id)
+            )
+        )
         counts: dict[tuple[str, str], int] = {
-            (row.partner_id, row.period): row.messages for row in session.exec(
+            (row.partner_id, row.period): row.messages
+            for row in session.exec(
                 select(UsagePartnerPeriod).where(
                     UsagePartnerPeriod.account_id == account_id,
-                    UsagePartnerPeriod.period.in_(labels)))}  # type: ignore[attr-defined]  # SQLModel column attribute
+                    col(UsagePartnerPeriod.period).in_(labels),
+                )
+            )
+        }
         # The last active period may be before the range: look at every period up to its end.
-        last_period = dict(session.exec(
-            select(UsagePartnerPeriod.partner_id, func.max(UsagePartnerPeriod.period))
-            .where(UsagePartnerPeriod.account_id == account_id,
-                   UsagePartnerPeriod.period <= end.label, UsagePartnerPeriod.messages > 0)
-            .group_by(UsagePartnerPeriod.partner_id)).all())
-        last_hour = dict(session.exec(
-            select(UsageHourly.partner_id, func.max(UsageHourly.hour_us))
-            .where(UsageHourly.account_id == account_id, UsageHourly.kind == usage.MESSAGE,
-                   UsageHourly.hour_us < usage.to_us(end.end), UsageHourly.messages > 0)
-            .group_by(UsageHourly.partner_id)).all())
-        snapshots = {p.label: period_snapshot(session, account, p, min(now, p.end))
-                     for p in periods if p.end > account.created_at}
+        last_period = dict(
+            session.exec(
+                select(UsagePartnerPeriod.partner_id, func.max(UsagePartnerPeriod.period))
+                .where(
+                    UsagePartnerPeriod.account_id == account_id,
+                    UsagePartnerPeriod.period <= end.label,
+                    UsagePartnerPeriod.messages > 0,
+                )
+                .group_by(UsagePartnerPeriod.partner_id)
+            ).all()
+        )
+        last_hour = dict(
+            session.exec(
+                select(UsageHourly.partner_id, func.max(UsageHourly.hour_us))
+                .where(
+                    UsageHourly.account_id == account_id,
+                    UsageHourly.kind == usage.MESSAGE,
+                    UsageHourly.hour_us < usage.to_us(end.end),
+                    UsageHourly.messages > 0,
+                )
+                .group_by(UsageHourly.partner_id)
+            ).all()
+        )
+        snapshots = {
+            p.label: period_snapshot(session, account, p, min(now, p.end))
+            for p in periods
+            if p.end > account.created_at
+        }
         limit = terms_of(account).included_master_partners
     costs: dict[tuple[str, str], Decimal] = {}
     unpartnered_messages, unpartnered_cost, total = 0, money.ZERO, money.ZERO
@@ -181,22 +215,37 @@ def partner_utilization(db: Database, account_id: str, *, start_period: str = ""
     idle_window = periods[-idle_periods:] if len(periods) >= idle_periods else None
     result = []
     for partner in partners:
-        rows = [PartnerPeriod(p, counts.get((partner.partner_id, p.label), 0),
-                              costs.get((partner.partner_id, p.label), money.ZERO))
-                for p in periods]
+        rows = [
+            PartnerPeriod(
+                p,
+                counts.get((partner.partner_id, p.label), 0),
+                costs.get((partner.partner_id, p.label), money.ZERO),
+            )
+            for p in periods
+        ]
         # Decision: idle needs the whole window inside the range and the partner existing
         # before it; a partner added last month is new, not idle.
-        idle = (idle_window is not None and partner.created_at < idle_window[0].start
-                and all(row.messages == 0 for row in rows[-idle_periods:]))
+        idle = (
+            idle_window is not None
+            and partner.created_at < idle_window[0].start
+            and all(row.messages == 0 for row in rows[-idle_periods:])
+        )
         hour = last_hour.get(partner.partner_id)
-        result.append(PartnerUtilization(
-            MasterPartnerView.from_row(partner), rows, trend_of([row.messages for row in rows]),
-            last_period.get(partner.partner_id, ""),
-            usage.from_us(int(hour)) if hour is not None else None, idle))
+        result.append(
+            PartnerUtilization(
+                MasterPartnerView.from_row(partner),
+                rows,
+                trend_of([row.messages for row in rows]),
+                last_period.get(partner.partner_id, ""),
+                usage.from_us(int(hour)) if hour is not None else None,
+                idle,
+            )
+        )
     _check_sums(start, end, total, [unpartnered_messages, *(p.messages for p in result)])
     slots_left = None if limit is None else max(limit - len(partners), 0)
-    return Utilization(periods, result, total, unpartnered_messages, unpartnered_cost, limit,
-                       slots_left)
+    return Utilization(
+        periods, result, total, unpartnered_messages, unpartnered_cost, limit, slots_left
+    )
 
 
 def _check_sums(start: Period, end: Period, total: Decimal, message_counts: list[int]) -> None:
@@ -206,6 +255,8 @@ def _check_sums(start: Period, end: Period, total: Decimal, message_counts: list
     check_charges(total, what, "start_period, end_period")
     largest = max(message_counts)
     if largest > INT64_MAX:
-        raise Unratable(f"the message count of {start.label} to {end.label} comes to "
-                        f"{largest:,}, more than an int64 holds; ask for a shorter range "
-                        "(start_period, end_period)")
+        raise Unratable(
+            f"the message count of {start.label} to {end.label} comes to "
+            f"{largest:,}, more than an int64 holds; ask for a shorter range "
+            "(start_period, end_period)"
+        )

@@ -67,13 +67,16 @@ class HorizonComparison:
 
 def check_horizon(months: int) -> int:
     if not 0 <= months <= MAX_HORIZON_MONTHS:
-        raise InvalidArgument("horizon_months", f"must be within 0..{MAX_HORIZON_MONTHS} (0: "
-                              f"the period alone), got {months}")
+        raise InvalidArgument(
+            "horizon_months",
+            f"must be within 0..{MAX_HORIZON_MONTHS} (0: the period alone), got {months}",
+        )
     return months
 
 
-def compare_over_horizon(db: Database, account_id: str, period: Period, horizon_months: int,
-                         now: datetime) -> HorizonComparison:
+def compare_over_horizon(
+    db: Database, account_id: str, period: Period, horizon_months: int, now: datetime
+) -> HorizonComparison:
     check_horizon(horizon_months)
     plan_costs = finance.compare_plans(db, account_id, period, now)
     with db.read() as session:
@@ -85,24 +88,48 @@ def compare_over_horizon(db: Database, account_id: str, period: Period, horizon_
         for terms in catalog.catalog():
             if terms.plan_id == "custom":
                 continue
-            monthly = sum((_total(p, [rating.PlanSpan(start, p.end, terms, MONTHLY)], usage,
-                                  account.created_at, None) for p, usage in months), ZERO)
+            monthly = sum(
+                (
+                    _total(
+                        p,
+                        [rating.PlanSpan(start, p.end, terms, MONTHLY)],
+                        usage,
+                        account.created_at,
+                        None,
+                    )
+                    for p, usage in months
+                ),
+                ZERO,
+            )
             yearly_span = [rating.PlanSpan(start, months[-1][0].end, terms, ANNUAL)]
-            annual = sum((_total(p, yearly_span, usage, account.created_at, start)
-                          for p, usage in months), ZERO)
+            annual = sum(
+                (_total(p, yearly_span, usage, account.created_at, start) for p, usage in months),
+                ZERO,
+            )
             horizon[terms.plan_id] = HorizonCost(terms.plan_id, monthly, annual)
         # The account's own plan as it is (its custom terms, its subscription years), without
         # the trial like the others.
         paid_from = max(account.created_at, account.trial_ends_at or account.created_at)
-        current_total = sum((_total(p, plan_spans(session, account, p), usage,
-                                    account.created_at,
-                                    anniversary(session, account, p) or paid_from)
-                             for p, usage in months), ZERO)
-    for what, amount in [("the current plan", current_total),
-                         *((f"plan {c.plan_id}", max(c.monthly_total, c.annual_total))
-                           for c in horizon.values())]:
-        check_charges(amount, f"the charges of {what} over {horizon_months} months",
-                      "horizon_months")
+        current_total = sum(
+            (
+                _total(
+                    p,
+                    plan_spans(session, account, p),
+                    usage,
+                    account.created_at,
+                    anniversary(session, account, p) or paid_from,
+                )
+                for p, usage in months
+            ),
+            ZERO,
+        )
+    for what, amount in [
+        ("the current plan", current_total),
+        *((f"plan {c.plan_id}", max(c.monthly_total, c.annual_total)) for c in horizon.values()),
+    ]:
+        check_charges(
+            amount, f"the charges of {what} over {horizon_months} months", "horizon_months"
+        )
     current_plan, current_interval = account.plan_id, account.billing_interval
     candidates = [(current_total, 0, current_plan, current_interval)]
     for rank, cost in enumerate(horizon.values(), start=1):
@@ -111,12 +138,18 @@ def compare_over_horizon(db: Database, account_id: str, period: Period, horizon_
                 candidates.append((total, rank, cost.plan_id, interval))
     # Cheapest first; on a tie the account's own plan, then catalog order, monthly first.
     total, _, plan_id, interval = min(candidates, key=lambda c: (c[0], c[1], c[3] != MONTHLY))
-    return HorizonComparison(plan_costs, horizon, Recommendation(
-        plan_id, interval, total, current_plan, current_interval, current_total, model))
+    return HorizonComparison(
+        plan_costs,
+        horizon,
+        Recommendation(
+            plan_id, interval, total, current_plan, current_interval, current_total, model
+        ),
+    )
 
 
-def _horizon_usage(session: Session, account: Account, first: Period, months: int,
-                   now: datetime) -> tuple[list[tuple[Period, rating.PeriodUsage]], str]:
+def _horizon_usage(
+    session: Session, account: Account, first: Period, months: int, now: datetime
+) -> tuple[list[tuple[Period, rating.PeriodUsage]], str]:
     current = Period.containing(now)
     periods = [first]
     while len(periods) < months:
@@ -130,21 +163,33 @@ def _horizon_usage(session: Session, account: Account, first: Period, months: in
     for period in periods:
         if period < current:
             snapshot = period_snapshot(session, account, period, period.end)
-            usage = rating.PeriodUsage(messages=snapshot.messages,
-                                       active_tenants=snapshot.active_tenants,
-                                       storage_gb_months=snapshot.storage_gb_months)
+            usage = rating.PeriodUsage(
+                messages=snapshot.messages,
+                active_tenants=snapshot.active_tenants,
+                storage_gb_months=snapshot.storage_gb_months,
+            )
         else:
             month = forecast[period]
-            usage = rating.PeriodUsage(messages=month.messages,
-                                       active_tenants=month.active_tenants,
-                                       storage_gb_months=month.storage_gb_months)
+            usage = rating.PeriodUsage(
+                messages=month.messages,
+                active_tenants=month.active_tenants,
+                storage_gb_months=month.storage_gb_months,
+            )
         result.append((period, usage))
     return result, model
 
 
-def _total(period: Period, spans: list[rating.PlanSpan], usage: rating.PeriodUsage,
-           subscription_start: datetime, anniversary: datetime | None) -> Decimal:
+def _total(
+    period: Period,
+    spans: list[rating.PlanSpan],
+    usage: rating.PeriodUsage,
+    subscription_start: datetime,
+    anniversary: datetime | None,
+) -> Decimal:
     if not spans:
         return ZERO
-    return rating.invoice_total(rating.rate_period(
-        period, spans, usage, subscription_start=subscription_start, anniversary=anniversary))
+    return rating.invoice_total(
+        rating.rate_period(
+            period, spans, usage, subscription_start=subscription_start, anniversary=anniversary
+        )
+    )

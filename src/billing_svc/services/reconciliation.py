@@ -47,8 +47,10 @@ class Reconciliation:
 
     @property
     def matches(self) -> bool:
-        return all(line.difference == 0 and line.invoiced_quantity == line.rerated_quantity
-                   for line in self.lines)
+        return all(
+            line.difference == 0 and line.invoiced_quantity == line.rerated_quantity
+            for line in self.lines
+        )
 
 
 def reconcile_period(db: Database, account_id: str, period: Period) -> Reconciliation:
@@ -61,10 +63,14 @@ def reconcile_period(db: Database, account_id: str, period: Period) -> Reconcili
         invoice = issued_invoice(session, account_id, period, "reconciling it")
         _require_raw_events(session, account_id, period)
         usage = _usage_from_raw_events(session, account, period)
-        rerated = rating.rate_period(period, plan_spans(session, account, period), usage,
-                                     trial_end=account.trial_ends_at,
-                                     subscription_start=account.created_at,
-                                     anniversary=anniversary(session, account, period))
+        rerated = rating.rate_period(
+            period,
+            plan_spans(session, account, period),
+            usage,
+            trial_end=account.trial_ends_at,
+            subscription_start=account.created_at,
+            anniversary=anniversary(session, account, period),
+        )
         issued = view(invoice).lines
     totals: dict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0)] * 4)
     for line in issued:
@@ -75,9 +81,13 @@ def reconcile_period(db: Database, account_id: str, period: Period) -> Reconcili
         totals[line.type][1] += line.quantity
         totals[line.type][3] += line.amount
     order = {name: i for i, name in enumerate(rating.LINE_ORDER)}
-    return Reconciliation(invoice.invoice_id, [
-        LineComparison(kind, *values) for kind, values in
-        sorted(totals.items(), key=lambda item: order.get(item[0], 99))])
+    return Reconciliation(
+        invoice.invoice_id,
+        [
+            LineComparison(kind, *values)
+            for kind, values in sorted(totals.items(), key=lambda item: order.get(item[0], 99))
+        ],
+    )
 
 
 def _require_raw_events(session: Session, account_id: str, period: Period) -> None:
@@ -88,11 +98,13 @@ def _require_raw_events(session: Session, account_id: str, period: Period) -> No
             f"period {period.label} of account {account_id} cannot be reconciled: its raw usage "
             f"events were purged on {started_at:%Y-%m-%d} (older than "
             f"{rules.from_us(horizon_us):%Y-%m-%d}, outside BILLING_USAGE_RETENTION_DAYS); "
-            "its invoice stands as issued")
+            "its invoice stands as issued"
+        )
 
 
-def _usage_from_raw_events(session: Session, account: Account,
-                           period: Period) -> rating.PeriodUsage:
+def _usage_from_raw_events(
+    session: Session, account: Account, period: Period
+) -> rating.PeriodUsage:
     connection = session.connection()
     store = UsageStore(connection)
     start_us = rules.to_us(period.start)
@@ -103,14 +115,18 @@ def _usage_from_raw_events(session: Session, account: Account,
     rows = store._all(
         "SELECT COALESCE(SUM(quantity), 0) FROM usage_event WHERE account_id = ? AND "
         "period = ? AND kind = 1 AND late = ? AND occurred_at_us >= ?",
-        [account.account_id, period.label, False, first_hour])
+        [account.account_id, period.label, False, first_hour],
+    )
     messages = int(rows[0][0])
-    tenants = session.exec(select(Tenant).where(Tenant.account_id == account.account_id,
-                                                Tenant.created_at < period.end)).all()
+    tenants = session.exec(
+        select(Tenant).where(
+            Tenant.account_id == account.account_id, Tenant.created_at < period.end
+        )
+    ).all()
     paid_from = period.start
     if account.trial_ends_at is not None:
         paid_from = min(max(account.trial_ends_at, period.start), period.end)
-    gb_months = storage_gb_months_held(session, account.account_id, period, paid_from,
-                                       period.end)
-    return rating.PeriodUsage(messages=messages, active_tenants=len(tenants),
-                              storage_gb_months=gb_months)
+    gb_months = storage_gb_months_held(session, account.account_id, period, paid_from, period.end)
+    return rating.PeriodUsage(
+        messages=messages, active_tenants=len(tenants), storage_gb_months=gb_months
+    )

@@ -91,8 +91,12 @@ class RetentionPolicy:
 
     @classmethod
     def of(cls, settings: Settings) -> RetentionPolicy:
-        return cls(settings.usage_retention_days, settings.webhook_log_retention_days,
-                   settings.idempotency_retention_days, settings.hourly_rollup_retention_days)
+        return cls(
+            settings.usage_retention_days,
+            settings.webhook_log_retention_days,
+            settings.idempotency_retention_days,
+            settings.hourly_rollup_retention_days,
+        )
 
 
 @dataclass(frozen=True)
@@ -130,8 +134,15 @@ class PurgeSummary:
 
     @property
     def deleted(self) -> int:
-        return (self.usage_events + self.outbox_events + self.deliveries + self.attempts
-                + self.idempotency_records + self.hourly_rollups + self.usage_reports)
+        return (
+            self.usage_events
+            + self.outbox_events
+            + self.deliveries
+            + self.attempts
+            + self.idempotency_records
+            + self.hourly_rollups
+            + self.usage_reports
+        )
 
     @property
     def longest_chunk_seconds(self) -> float:
@@ -179,8 +190,13 @@ def _export_row(row: tuple[Any, ...]) -> list[Any]:
 class _Run:
     """One purge: its summary, time budget and progress reports, and its timed chunks."""
 
-    def __init__(self, db: Database, summary: PurgeSummary, budget_seconds: float | None,
-                 on_progress: Callable[[PurgeSummary], None] | None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        summary: PurgeSummary,
+        budget_seconds: float | None,
+        on_progress: Callable[[PurgeSummary], None] | None,
+    ) -> None:
         self.db = db
         self.summary = summary
         self.deadline = time.monotonic() + budget_seconds if budget_seconds else None
@@ -219,9 +235,15 @@ class _Run:
             self.on_progress(self.summary)
 
 
-def purge(db: Database, policy: RetentionPolicy, now: datetime, *,
-          export: CsvGzExport | None = None, budget_seconds: float | None = None,
-          on_progress: Callable[[PurgeSummary], None] | None = None) -> PurgeSummary:
+def purge(
+    db: Database,
+    policy: RetentionPolicy,
+    now: datetime,
+    *,
+    export: CsvGzExport | None = None,
+    budget_seconds: float | None = None,
+    on_progress: Callable[[PurgeSummary], None] | None = None,
+) -> PurgeSummary:
     """Purge what ``policy`` no longer keeps at ``now``; see the module docstring."""
     summary = PurgeSummary(now=now, horizon=rules.usage_horizon(now, policy.usage_days))
     run = _Run(db, summary, budget_seconds, on_progress)
@@ -248,19 +270,25 @@ def purge_if_due(db: Database, settings: Settings) -> int:
         last_us = RetentionStore(session.connection()).state_us(LAST_PURGE)
     if last_us is not None and to_us(now) - last_us < settings.purge_interval_seconds * 1e6:
         return 0
-    summary = purge(db, RetentionPolicy.of(settings), now,
-                    budget_seconds=SCHEDULER_BUDGET_SECONDS)
+    summary = purge(db, RetentionPolicy.of(settings), now, budget_seconds=SCHEDULER_BUDGET_SECONDS)
     if summary.complete:
         with db.write() as session:
             RetentionStore(session.connection()).set_state_us(LAST_PURGE, to_us(now), now)
     if summary.deleted or summary.uninvoiced:
-        log.info("purged", complete=summary.complete, horizon=summary.horizon.isoformat(),
-                 usage_events=summary.usage_events, outbox_events=summary.outbox_events,
-                 deliveries=summary.deliveries, attempts=summary.attempts,
-                 idempotency_records=summary.idempotency_records,
-                 hourly_rollups=summary.hourly_rollups, usage_reports=summary.usage_reports,
-                 uninvoiced_periods_kept=len(summary.uninvoiced),
-                 longest_chunk_ms=round(summary.longest_chunk_seconds * 1000, 1))
+        log.info(
+            "purged",
+            complete=summary.complete,
+            horizon=summary.horizon.isoformat(),
+            usage_events=summary.usage_events,
+            outbox_events=summary.outbox_events,
+            deliveries=summary.deliveries,
+            attempts=summary.attempts,
+            idempotency_records=summary.idempotency_records,
+            hourly_rollups=summary.hourly_rollups,
+            usage_reports=summary.usage_reports,
+            uninvoiced_periods_kept=len(summary.uninvoiced),
+            longest_chunk_ms=round(summary.longest_chunk_seconds * 1000, 1),
+        )
     return summary.deleted
 
 
@@ -273,8 +301,11 @@ def _purge_usage(run: _Run, export: CsvGzExport | None) -> None:
     with run.read() as store:
         started = store.purged_periods()
         on_clocks = store.clock_accounts()
-        todo = {pair for pair in store.periods_before(first_kept)
-                if not started.get(pair) and pair[0] not in on_clocks}
+        todo = {
+            pair
+            for pair in store.periods_before(first_kept)
+            if not started.get(pair) and pair[0] not in on_clocks
+        }
         invoiced = store.invoiced(todo)
         kept = sorted(todo - invoiced)
         messages = store.period_messages(kept)
@@ -299,17 +330,28 @@ def _purge_usage(run: _Run, export: CsvGzExport | None) -> None:
             return
         with run.chunk() as store:
             store.start_purging(account_id, periods, horizon_us, summary.now)
-        if not _purge_account_events(run, account_id, periods, done_before[account_id],
-                                     [horizon_us, *starts_kept[account_id]], export):
+        if not _purge_account_events(
+            run,
+            account_id,
+            periods,
+            done_before[account_id],
+            [horizon_us, *starts_kept[account_id]],
+            export,
+        ):
             return
         with run.chunk() as store:
             store.finish_purging(account_id, periods, summary.now)
         summary.periods_purged.extend((account_id, period) for period in periods)
 
 
-def _purge_account_events(run: _Run, account_id: str, periods: list[str],
-                          storage_periods: list[str], boundaries_us: list[int],
-                          export: CsvGzExport | None) -> bool:
+def _purge_account_events(
+    run: _Run,
+    account_id: str,
+    periods: list[str],
+    storage_periods: list[str],
+    boundaries_us: list[int],
+    export: CsvGzExport | None,
+) -> bool:
     """Delete the account's events of ``periods`` and its superseded storage readings of
     ``storage_periods``, chunk by chunk, but for each tenant's last reading before each of
     ``boundaries_us`` (the horizon first, then the starts of kept periods); False if the time
@@ -325,31 +367,39 @@ def _purge_account_events(run: _Run, account_id: str, periods: list[str],
         if run.out_of_time():
             return False
         with run.read() as store:
-            candidates = store.usage_candidates(account_id, after, periods, storage_periods,
-                                                run.usage_rows, horizon_us)
+            candidates = store.usage_candidates(
+                account_id, after, periods, storage_periods, run.usage_rows, horizon_us
+            )
         if not candidates:
             return True
         after = candidates[-1][0]
-        event_ids = [event_id for event_id, tenant_id, kind, at_us in candidates
-                     if not (kind == STORAGE and (tenant_id, at_us) in keep)]
+        event_ids = [
+            event_id
+            for event_id, tenant_id, kind, at_us in candidates
+            if not (kind == STORAGE and (tenant_id, at_us) in keep)
+        ]
         summary.storage_readings_kept += len(candidates) - len(event_ids)
         if not event_ids:
             continue
         exporting = export.chunk() if export is not None else _no_export()
         with exporting as write, run.chunk() as store:
             rows = store.delete_usage_events(account_id, event_ids, horizon_us)
-            store.count_deleted(account_id, Counter(row[EVENT_COLUMNS.index("period")]
-                                                    for row in rows))
+            store.count_deleted(
+                account_id, Counter(row[EVENT_COLUMNS.index("period")] for row in rows)
+            )
             write(rows)
         run.fit_usage_rows()
         summary.usage_events += len(rows)
         summary.exported += len(rows) if export is not None else 0
 
 
-def _purge_usage_partitioned(run: _Run, export: CsvGzExport | None,
-                             by_account: dict[str, list[str]],
-                             done_before: dict[str, list[str]],
-                             starts_kept: dict[str, list[int]]) -> None:
+def _purge_usage_partitioned(
+    run: _Run,
+    export: CsvGzExport | None,
+    by_account: dict[str, list[str]],
+    done_before: dict[str, list[str]],
+    starts_kept: dict[str, list[int]],
+) -> None:
     """PostgreSQL: the months of raw events wholly before the horizon go whole (what is kept of
     them moves to the kept partition first, then the month is detached concurrently and
     dropped); the purged periods' events elsewhere (back-dated ones, received in a later month)
@@ -370,10 +420,20 @@ def _purge_usage_partitioned(run: _Run, export: CsvGzExport | None,
         with run.read() as store:
             for account_id in by_account:
                 for boundary_us in (horizon_us, *starts_kept[account_id]):
-                    keep.update((account_id, tenant, at) for tenant, at in
-                                store.latest_readings_before(account_id, boundary_us).items())
-        months.load([(account_id, period) for account_id, periods in by_account.items()
-                     for period in (*periods, *done_before[account_id])], keep)
+                    keep.update(
+                        (account_id, tenant, at)
+                        for tenant, at in store.latest_readings_before(
+                            account_id, boundary_us
+                        ).items()
+                    )
+        months.load(
+            [
+                (account_id, period)
+                for account_id, periods in by_account.items()
+                for period in (*periods, *done_before[account_id])
+            ],
+            keep,
+        )
         for bucket, state in months.droppable(horizon_us):
             if run.out_of_time():
                 return
@@ -382,8 +442,14 @@ def _purge_usage_partitioned(run: _Run, export: CsvGzExport | None,
         for account_id, periods in by_account.items():
             if run.out_of_time():
                 return
-            if not _purge_account_events(run, account_id, periods, done_before[account_id],
-                                         [horizon_us, *starts_kept[account_id]], export):
+            if not _purge_account_events(
+                run,
+                account_id,
+                periods,
+                done_before[account_id],
+                [horizon_us, *starts_kept[account_id]],
+                export,
+            ):
                 return
             with run.chunk() as store:
                 store.finish_purging(account_id, periods, summary.now)
@@ -396,8 +462,13 @@ def _purge_usage_partitioned(run: _Run, export: CsvGzExport | None,
                 return
 
 
-def _drop_month(run: _Run, months: partitions.PartitionPurge, bucket: int, state: str,
-                export: CsvGzExport | None) -> None:
+def _drop_month(
+    run: _Run,
+    months: partitions.PartitionPurge,
+    bucket: int,
+    state: str,
+    export: CsvGzExport | None,
+) -> None:
     """One month before the horizon: keep what is kept, export the rest if asked, drop it."""
     summary = run.summary
     started = time.perf_counter()
@@ -414,8 +485,12 @@ def _drop_month(run: _Run, months: partitions.PartitionPurge, bucket: int, state
     months.drop(bucket, counts)
     summary.usage_events += sum(counts.values())
     summary.partitions_dropped.append(partitions.partition_name(bucket))
-    log.info("usage_month_dropped", partition=partitions.partition_name(bucket),
-             events=sum(counts.values()), seconds=round(time.perf_counter() - started, 3))
+    log.info(
+        "usage_month_dropped",
+        partition=partitions.partition_name(bucket),
+        events=sum(counts.values()),
+        seconds=round(time.perf_counter() - started, 3),
+    )
     if run.on_progress is not None:
         run.on_progress(summary)
 
@@ -436,7 +511,8 @@ def _purge_webhook_log(run: _Run, before: datetime) -> None:
         after = candidates[-1]
         with run.chunk() as store:
             events, deliveries, attempts = store.delete_webhook_log(
-                [event_id for _, event_id in candidates])
+                [event_id for _, event_id in candidates]
+            )
         summary.outbox_events += events
         summary.deliveries += deliveries
         summary.attempts += attempts
@@ -457,9 +533,13 @@ def _purge_hourly(run: _Run, before: datetime) -> None:
     # A retention reaching before 1970 keeps every period (and no Period is that old).
     with run.read() as store:
         on_clocks = store.clock_accounts()
-        invoiced = [(account_id, label) for account_id, label
-                    in store.invoiced_periods_before(Period.containing(max(before, EARLIEST)).label)
-                    if account_id not in on_clocks]
+        invoiced = [
+            (account_id, label)
+            for account_id, label in store.invoiced_periods_before(
+                Period.containing(max(before, EARLIEST)).label
+            )
+            if account_id not in on_clocks
+        ]
     ranges: dict[str, list[list[int]]] = defaultdict(list)
     for account_id, label in invoiced:
         period = Period.parse(label)
@@ -474,8 +554,9 @@ def _purge_hourly(run: _Run, before: datetime) -> None:
             with run.read() as store:
                 # An hour still to be reported (its last events came before the horizon moved)
                 # is reported from these roll-ups first; the next purge takes them.
-                if not store.has_hourly(account_id, start_us, end_us) or \
-                        store.has_report_due(account_id, start_us, end_us):
+                if not store.has_hourly(account_id, start_us, end_us) or store.has_report_due(
+                    account_id, start_us, end_us
+                ):
                     continue
             while True:
                 if run.out_of_time():

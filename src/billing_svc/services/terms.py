@@ -21,8 +21,10 @@ def load_segments(session: Session, account_ids: Sequence[str]) -> dict[str, lis
     ids = list(account_ids)
     for start in range(0, len(ids), 500):
         for segment in session.exec(
-                select(PlanSegment).where(PlanSegment.account_id.in_(ids[start:start + 500]))  # type: ignore[attr-defined]  # SQLModel column attribute
-                .order_by(col(PlanSegment.effective_at), col(PlanSegment.id))):
+            select(PlanSegment)
+            .where(PlanSegment.account_id.in_(ids[start : start + 500]))  # type: ignore[attr-defined]  # SQLModel column attribute
+            .order_by(col(PlanSegment.effective_at), col(PlanSegment.id))
+        ):
             loaded[segment.account_id].append(segment)
     return loaded
 
@@ -44,16 +46,24 @@ def ratable_custom_terms(account: Account) -> CustomTerms | None:
         custom = CustomTerms.from_json(account.custom_terms_json)
         custom.validate()
     except InvalidArgument as exc:
-        raise Unratable(f"the custom terms of account {account.account_id} cannot be rated: "
-                        f"{exc}; set them again (SetCustomTerms)") from exc
+        raise Unratable(
+            f"the custom terms of account {account.account_id} cannot be rated: "
+            f"{exc}; set them again (SetCustomTerms)"
+        ) from exc
     except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError) as exc:
-        raise Unratable(f"the custom terms of account {account.account_id} cannot be read "
-                        f"({type(exc).__name__}); set them again (SetCustomTerms)") from exc
+        raise Unratable(
+            f"the custom terms of account {account.account_id} cannot be read "
+            f"({type(exc).__name__}); set them again (SetCustomTerms)"
+        ) from exc
     return custom
 
 
-def plan_spans(session: Session, account: Account, period: Period,
-               segments: Sequence[PlanSegment] | None = None) -> list[PlanSpan]:
+def plan_spans(
+    session: Session,
+    account: Account,
+    period: Period,
+    segments: Sequence[PlanSegment] | None = None,
+) -> list[PlanSpan]:
     """The plan spans that overlap ``period``, and the one just before them, unclipped.
 
     Custom terms are the account's current negotiated terms; the last span's plan is the plan in
@@ -69,24 +79,37 @@ def plan_spans(session: Session, account: Account, period: Period,
         end = segments[index + 1].effective_at if index + 1 < len(segments) else period.end
         if end <= segment.effective_at and index + 1 < len(segments):
             continue  # replaced at the instant it began
-        terms = effective_terms(segment.plan_id,
-                                custom if segment.plan_id == "custom" else None)
-        spans.append(PlanSpan(start=segment.effective_at, end=max(end, segment.effective_at),
-                              terms=terms, billing_interval=segment.billing_interval))
+        terms = effective_terms(segment.plan_id, custom if segment.plan_id == "custom" else None)
+        spans.append(
+            PlanSpan(
+                start=segment.effective_at,
+                end=max(end, segment.effective_at),
+                terms=terms,
+                billing_interval=segment.billing_interval,
+            )
+        )
     # Spans are not clipped to the period (rating bills only the overlap): the span just before
     # the period stays, as the predecessor a change on the period's first instant replaces (an
     # annual plan taken mid-year is charged the rest of the year, less what was paid for it).
     first = next((i for i, span in enumerate(spans) if span.end > period.start), len(spans))
-    spans = spans[max(first - 1, 0):]
+    spans = spans[max(first - 1, 0) :]
     if account.canceled_at is not None and spans and account.canceled_at < period.end:
         last = spans[-1]
-        spans[-1] = PlanSpan(start=last.start, end=max(last.start, account.canceled_at),
-                             terms=last.terms, billing_interval=last.billing_interval)
+        spans[-1] = PlanSpan(
+            start=last.start,
+            end=max(last.start, account.canceled_at),
+            terms=last.terms,
+            billing_interval=last.billing_interval,
+        )
     return spans
 
 
-def anniversary(session: Session, account: Account, period: Period,
-                segments: Sequence[PlanSegment] | None = None) -> datetime | None:
+def anniversary(
+    session: Session,
+    account: Account,
+    period: Period,
+    segments: Sequence[PlanSegment] | None = None,
+) -> datetime | None:
     """When the account's current run of annual billing (as of ``period``'s end) started its
     years: the paid time's start (creation, or the trial's end if later) for an account annual
     from the start, else the switch from monthly (docs/decisions.md, "Annual billing"). ``None``

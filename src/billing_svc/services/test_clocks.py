@@ -81,9 +81,13 @@ def _load(session: Session, test_clock_id: str, *, for_update: bool = False) -> 
 
 
 def _snapshot(clock: TestClock) -> dict[str, object]:
-    return {"test_clock_id": clock.test_clock_id, "name": clock.name,
-            "frozen_time": clock.frozen_time, "status": clock.status,
-            "advancing_to": clock.advancing_to}
+    return {
+        "test_clock_id": clock.test_clock_id,
+        "name": clock.name,
+        "frozen_time": clock.frozen_time,
+        "status": clock.status,
+        "advancing_to": clock.advancing_to,
+    }
 
 
 def add_months(moment: datetime, months: int) -> datetime:
@@ -94,17 +98,32 @@ def add_months(moment: datetime, months: int) -> datetime:
     return moment.replace(year=period.year, month=period.month, day=min(moment.day, last_day))
 
 
-def create_test_clock(db: Database, ctx: RequestContext, *, name: str,
-                      frozen_time: datetime | None) -> TestClockView:
+def create_test_clock(
+    db: Database, ctx: RequestContext, *, name: str, frozen_time: datetime | None
+) -> TestClockView:
     name = _name(name)
     if frozen_time is None:
         raise InvalidArgument("frozen_time", "is required: the time the clock starts at")
     with db.write() as session:
-        clock = TestClock(test_clock_id=new_id("clock"), name=name, frozen_time=frozen_time,
-                          status=READY, created_at=ctx.now, updated_at=ctx.now)
+        clock = TestClock(
+            test_clock_id=new_id("clock"),
+            name=name,
+            frozen_time=frozen_time,
+            status=READY,
+            created_at=ctx.now,
+            updated_at=ctx.now,
+        )
         session.add(clock)
-        audit.append(session, actor=ctx.caller.name, action="test_clock.created", account_id="",
-                     before=None, after=_snapshot(clock), at=ctx.now, request_id=ctx.request_id)
+        audit.append(
+            session,
+            actor=ctx.caller.name,
+            action="test_clock.created",
+            account_id="",
+            before=None,
+            after=_snapshot(clock),
+            at=ctx.now,
+            request_id=ctx.request_id,
+        )
         return TestClockView.from_row(clock)
 
 
@@ -113,8 +132,9 @@ def get_test_clock(db: Database, test_clock_id: str) -> TestClockView:
         return TestClockView.from_row(_load(session, test_clock_id))
 
 
-def advance_test_clock(db: Database, ctx: RequestContext, *, test_clock_id: str,
-                       frozen_time: datetime | None) -> TestClockView:
+def advance_test_clock(
+    db: Database, ctx: RequestContext, *, test_clock_id: str, frozen_time: datetime | None
+) -> TestClockView:
     """Mark the clock ``advancing`` to ``frozen_time``; the scheduler replays the advance."""
     if frozen_time is None:
         raise InvalidArgument("frozen_time", "is required: the time to advance the clock to")
@@ -124,21 +144,35 @@ def advance_test_clock(db: Database, ctx: RequestContext, *, test_clock_id: str,
             raise FailedPrecondition(
                 f"test clock {test_clock_id} is still advancing to "
                 f"{clock.advancing_to.isoformat() if clock.advancing_to else '?'}; wait until "
-                "GetTestClock says STATUS_READY")
+                "GetTestClock says STATUS_READY"
+            )
         if frozen_time <= clock.frozen_time:
-            raise InvalidArgument("frozen_time", f"must be after the clock's time "
-                                  f"({clock.frozen_time.isoformat()}): clocks only move forward")
+            raise InvalidArgument(
+                "frozen_time",
+                f"must be after the clock's time "
+                f"({clock.frozen_time.isoformat()}): clocks only move forward",
+            )
         bound = add_months(clock.frozen_time, MAX_ADVANCE_MONTHS)
         if frozen_time > bound:
-            raise InvalidArgument("frozen_time", f"is more than {MAX_ADVANCE_MONTHS} months after "
-                                  f"the clock's time; advance to {bound.isoformat()} at most "
-                                  "and then again")
+            raise InvalidArgument(
+                "frozen_time",
+                f"is more than {MAX_ADVANCE_MONTHS} months after "
+                f"the clock's time; advance to {bound.isoformat()} at most "
+                "and then again",
+            )
         before = _snapshot(clock)
         clock.status, clock.advancing_to, clock.updated_at = ADVANCING, frozen_time, ctx.now
         session.add(clock)
-        audit.append(session, actor=ctx.caller.name, action="test_clock.advanced", account_id="",
-                     before=before, after=_snapshot(clock), at=ctx.now,
-                     request_id=ctx.request_id)
+        audit.append(
+            session,
+            actor=ctx.caller.name,
+            action="test_clock.advanced",
+            account_id="",
+            before=before,
+            after=_snapshot(clock),
+            at=ctx.now,
+            request_id=ctx.request_id,
+        )
         return TestClockView.from_row(clock)
 
 
@@ -147,10 +181,26 @@ def advance_test_clock(db: Database, ctx: RequestContext, *, test_clock_id: str,
 # Every table of per-account data but the audit trail (kept), the account itself, the outbox and
 # the webhook tables (deleted above, in their order) and tokens (an account-bound token of a
 # deleted account acts on nothing); tests/unit/test_clock.py keeps this list complete.
-_BY_ACCOUNT = (PlanSegment, Tenant, MasterPartner, UsageEvent, UsagePeriod, UsageTenantPeriod,
-               UsagePartnerPeriod, UsageHourly, StorageLevel, UsageReportDue, UsageReport,
-               UsagePurgedPeriod, Invoice, AccountCredit, Budget, PeriodNotice, ChangeRequest,
-               ApprovalPolicy)
+_BY_ACCOUNT = (
+    PlanSegment,
+    Tenant,
+    MasterPartner,
+    UsageEvent,
+    UsagePeriod,
+    UsageTenantPeriod,
+    UsagePartnerPeriod,
+    UsageHourly,
+    StorageLevel,
+    UsageReportDue,
+    UsageReport,
+    UsagePurgedPeriod,
+    Invoice,
+    AccountCredit,
+    Budget,
+    PeriodNotice,
+    ChangeRequest,
+    ApprovalPolicy,
+)
 
 
 def delete_test_clock(db: Database, ctx: RequestContext, *, test_clock_id: str) -> int:
@@ -158,32 +208,43 @@ def delete_test_clock(db: Database, ctx: RequestContext, *, test_clock_id: str) 
     with db.write() as session:
         clock = _load(session, test_clock_id, for_update=True)
         if clock.status == ADVANCING:
-            raise FailedPrecondition(f"test clock {test_clock_id} is advancing; delete it once "
-                                     "GetTestClock says STATUS_READY")
-        account_ids: list[str] = list(session.exec(sm_select(Account.account_id).where(
-            Account.test_clock_id == test_clock_id)).all())
+            raise FailedPrecondition(
+                f"test clock {test_clock_id} is advancing; delete it once "
+                "GetTestClock says STATUS_READY"
+            )
+        account_ids: list[str] = list(
+            session.exec(
+                sm_select(Account.account_id).where(Account.test_clock_id == test_clock_id)
+            ).all()
+        )
         if account_ids:
             endpoints = select(col(WebhookEndpoint.endpoint_id)).where(
-                WebhookEndpoint.account_id.in_(account_ids))  # type: ignore[attr-defined]  # SQLModel column attribute
+                col(WebhookEndpoint.account_id).in_(account_ids)
+            )
             for table in (WebhookAttempt, WebhookDelivery):
-                session.execute(delete(table).where(
-                    table.endpoint_id.in_(endpoints)))  # type: ignore[attr-defined]  # SQLModel column attribute
-            session.execute(delete(WebhookEndpoint).where(
-                WebhookEndpoint.account_id.in_(account_ids)))  # type: ignore[attr-defined]  # SQLModel column attribute
-            session.execute(delete(OutboxEvent).where(
-                OutboxEvent.account_id.in_(account_ids)))  # type: ignore[attr-defined]  # SQLModel column attribute
+                session.execute(delete(table).where(table.endpoint_id.in_(endpoints)))  # type: ignore[attr-defined]  # SQLModel column attribute
+            session.execute(
+                delete(WebhookEndpoint).where(col(WebhookEndpoint.account_id).in_(account_ids))
+            )
+            session.execute(delete(OutboxEvent).where(OutboxEvent.account_id.in_(account_ids)))  # type: ignore[attr-defined]  # SQLModel column attribute
             for by_account in _BY_ACCOUNT:
-                session.execute(delete(by_account).where(
-                    by_account.account_id.in_(account_ids)))  # type: ignore[attr-defined]  # SQLModel column attribute
+                session.execute(delete(by_account).where(by_account.account_id.in_(account_ids)))  # type: ignore[attr-defined]  # SQLModel column attribute
             partitions.delete_keys(session.connection(), account_ids)  # PostgreSQL's dedupe keys
             # What a create remembered points at an account that is gone.
-            session.execute(delete(IdempotencyRecord).where(
-                IdempotencyRecord.result_id.in_(account_ids)))  # type: ignore[attr-defined]  # SQLModel column attribute
-            session.execute(delete(Account).where(
-                Account.account_id.in_(account_ids)))  # type: ignore[attr-defined]  # SQLModel column attribute
-        audit.append(session, actor=ctx.caller.name, action="test_clock.deleted", account_id="",
-                     before=_snapshot(clock), after={"deleted_accounts": account_ids},
-                     at=ctx.now, request_id=ctx.request_id)
+            session.execute(
+                delete(IdempotencyRecord).where(col(IdempotencyRecord.result_id).in_(account_ids))
+            )
+            session.execute(delete(Account).where(Account.account_id.in_(account_ids)))  # type: ignore[attr-defined]  # SQLModel column attribute
+        audit.append(
+            session,
+            actor=ctx.caller.name,
+            action="test_clock.deleted",
+            account_id="",
+            before=_snapshot(clock),
+            after={"deleted_accounts": account_ids},
+            at=ctx.now,
+            request_id=ctx.request_id,
+        )
         session.delete(clock)
         return len(account_ids)
 
@@ -194,7 +255,8 @@ def clock_time_of_account(db: Database, account_id: str) -> tuple[str | None, da
         row = session.execute(
             select(col(Account.test_clock_id), col(TestClock.frozen_time))
             .outerjoin(TestClock, col(TestClock.test_clock_id) == Account.test_clock_id)
-            .where(col(Account.account_id) == account_id)).first()
+            .where(col(Account.account_id) == account_id)
+        ).first()
     if row is None:
         return None, None
     return row[0], row[1]
@@ -209,8 +271,12 @@ def clock_time(db: Database, test_clock_id: str) -> datetime | None:
 # The ids a request may name an account's resource by, without the account's id, and the table
 # that says whose it is: such a call runs at that account's time too.
 RESOURCE_OWNERS: dict[str, type] = {
-    "invoice_id": Invoice, "event_id": OutboxEvent, "endpoint_id": WebhookEndpoint,
-    "change_request_id": ChangeRequest, "partner_id": MasterPartner}
+    "invoice_id": Invoice,
+    "event_id": OutboxEvent,
+    "endpoint_id": WebhookEndpoint,
+    "change_request_id": ChangeRequest,
+    "partner_id": MasterPartner,
+}
 
 
 class AccountClocks:
@@ -256,8 +322,11 @@ class AccountClocks:
         if account_id is None:
             table = RESOURCE_OWNERS[field]
             with self._db.read() as session:
-                account_id = session.execute(select(col(table.account_id)).where(  # type: ignore[attr-defined]  # every owner table has one
-                    col(getattr(table, field)) == value)).scalar()
+                account_id = session.execute(
+                    select(col(table.account_id)).where(  # type: ignore[attr-defined]  # every owner table has one
+                        col(getattr(table, field)) == value
+                    )
+                ).scalar()
             if account_id is None:
                 return None
             # A resource never changes hands: its owner is cached like the account's clock.
@@ -288,8 +357,9 @@ def account_clock(session: Session, account: Account) -> TestClock | None:
 # Replaying an advance
 
 
-def _next_moment(db: Database, clock: TestClock, grace: timedelta,
-                 report_grace: timedelta = timedelta(0)) -> datetime:
+def _next_moment(
+    db: Database, clock: TestClock, grace: timedelta, report_grace: timedelta = timedelta(0)
+) -> datetime:
     """The first moment after the clock's time at which one of its accounts has something due
     (a trial end, a period-end change, a change request's expiry, an hourly usage report, a
     period close past the grace window), or the target."""
@@ -299,19 +369,24 @@ def _next_moment(db: Database, clock: TestClock, grace: timedelta,
     mine = col(Account.test_clock_id) == clock.test_clock_id
     with db.read() as session:
         for column, condition in (
-                (col(Account.trial_ends_at), col(Account.status) == subs.TRIALING),
-                (col(Account.pending_effective_at), col(Account.pending_plan_id).is_not(None)),
-                (col(Account.canceled_at), col(Account.cancel_at_period_end).is_(True))):
-            due = session.execute(select(column).where(
-                mine, condition, column > now).order_by(column).limit(1)).scalar()
+            (col(Account.trial_ends_at), col(Account.status) == subs.TRIALING),
+            (col(Account.pending_effective_at), col(Account.pending_plan_id).is_not(None)),
+            (col(Account.canceled_at), col(Account.cancel_at_period_end).is_(True)),
+        ):
+            due = session.execute(
+                select(column).where(mine, condition, column > now).order_by(column).limit(1)
+            ).scalar()
             if due is not None:
                 candidates.append(due)
         expiry = session.execute(
             select(col(ChangeRequest.expires_at))
             .join(Account, col(Account.account_id) == col(ChangeRequest.account_id))
-            .where(mine, col(ChangeRequest.status) == "pending",
-                   col(ChangeRequest.expires_at) > now)
-            .order_by(col(ChangeRequest.expires_at)).limit(1)).scalar()
+            .where(
+                mine, col(ChangeRequest.status) == "pending", col(ChangeRequest.expires_at) > now
+            )
+            .order_by(col(ChangeRequest.expires_at))
+            .limit(1)
+        ).scalar()
         if expiry is not None:
             candidates.append(expiry)
         # An hour with usage is reported once it closed (plus the grace): one moment per hour
@@ -319,14 +394,18 @@ def _next_moment(db: Database, clock: TestClock, grace: timedelta,
         hour_us = session.execute(
             select(col(UsageReportDue.hour_us))
             .join(Account, col(Account.account_id) == col(UsageReportDue.account_id))
-            .where(mine).order_by(col(UsageReportDue.hour_us)).limit(1)).scalar()
+            .where(mine)
+            .order_by(col(UsageReportDue.hour_us))
+            .limit(1)
+        ).scalar()
         if hour_us is not None:
             candidates.append(from_us(int(hour_us)) + timedelta(hours=1) + report_grace)
     return min(moment for moment in candidates if moment > now)
 
 
-def run_advances(db: Database, *, grace: timedelta, close_periods: bool,
-                 report_grace: timedelta = timedelta(0)) -> int:
+def run_advances(
+    db: Database, *, grace: timedelta, close_periods: bool, report_grace: timedelta = timedelta(0)
+) -> int:
     """Replay every advancing clock up to its target, one due moment at a time; returns how many
     moments were replayed. Each moment runs the same jobs as the real-time scheduler, limited to
     the clock's accounts and at the clock's time; they are as safe to run twice (two replicas)
@@ -340,14 +419,16 @@ def run_advances(db: Database, *, grace: timedelta, close_periods: bool,
     )
 
     with db.read() as session:
-        advancing = list(session.exec(sm_select(TestClock).where(
-            TestClock.status == ADVANCING)).all())
+        advancing = list(
+            session.exec(sm_select(TestClock).where(TestClock.status == ADVANCING)).all()
+        )
     steps = 0
     for clock in advancing:
         while clock.status == ADVANCING and clock.advancing_to is not None:
             moment = _next_moment(db, clock, grace, report_grace)
-            ctx = dataclasses.replace(system_context(f"test_clock:{clock.test_clock_id}"),
-                                      now=moment)
+            ctx = dataclasses.replace(
+                system_context(f"test_clock:{clock.test_clock_id}"), now=moment
+            )
             mine = clock.test_clock_id
             accounts.end_due_trials(db, ctx, test_clock_id=mine)
             accounts.apply_period_end_changes(db, ctx, test_clock_id=mine)
@@ -360,11 +441,18 @@ def run_advances(db: Database, *, grace: timedelta, close_periods: bool,
             forecast_alerts.send_forecast_budget_alerts(db, moment, test_clock_id=mine)
             done = moment >= clock.advancing_to
             with db.write() as session:
-                session.execute(update(TestClock).where(
-                    col(TestClock.test_clock_id) == clock.test_clock_id,
-                    col(TestClock.frozen_time) <= moment)
-                    .values(frozen_time=moment, updated_at=db.clock.now(),
-                            **({"status": READY, "advancing_to": None} if done else {})))
+                session.execute(
+                    update(TestClock)
+                    .where(
+                        col(TestClock.test_clock_id) == clock.test_clock_id,
+                        col(TestClock.frozen_time) <= moment,
+                    )
+                    .values(
+                        frozen_time=moment,
+                        updated_at=db.clock.now(),
+                        **({"status": READY, "advancing_to": None} if done else {}),
+                    )
+                )
                 clock = _load(session, clock.test_clock_id)
             steps += 1
     return steps

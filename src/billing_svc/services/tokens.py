@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, func, or_, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from billing_svc.domain import tokens as rules
 from billing_svc.domain.errors import AlreadyExists, InvalidArgument, NotFound
@@ -62,21 +62,38 @@ class StoredToken:
 
 
 def _info(row: ApiToken) -> TokenInfo:
-    return TokenInfo(name=row.name, token_id=row.token_id,
-                     scopes=row.scopes,
-                     account_id=row.account_id or "", created_at=row.created_at,
-                     expires_at=row.expires_at, revoked_at=row.revoked_at,
-                     last_used_at=row.last_used_at)
+    return TokenInfo(
+        name=row.name,
+        token_id=row.token_id,
+        scopes=row.scopes,
+        account_id=row.account_id or "",
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+        last_used_at=row.last_used_at,
+    )
 
 
 def _snapshot(row: ApiToken) -> dict[str, object]:
-    return {"name": row.name, "token_id": row.token_id, "scopes": row.scopes,
-            "account_id": row.account_id, "expires_at": row.expires_at,
-            "revoked_at": row.revoked_at}
+    return {
+        "name": row.name,
+        "token_id": row.token_id,
+        "scopes": row.scopes,
+        "account_id": row.account_id,
+        "expires_at": row.expires_at,
+        "revoked_at": row.revoked_at,
+    }
 
 
-def create_token(db: Database, ctx: RequestContext, *, name: str, scopes: Iterable[str],
-                 account_id: str = "", expires_in: timedelta | None = None) -> str:
+def create_token(
+    db: Database,
+    ctx: RequestContext,
+    *,
+    name: str,
+    scopes: Iterable[str],
+    account_id: str = "",
+    expires_in: timedelta | None = None,
+) -> str:
     """Create a token and return its secret, which is shown this once. A revoked token's name may
     be given again: the new token is another caller (its own id; none of the old one's keys)."""
     name = rules.check_name(name)
@@ -95,18 +112,33 @@ def create_token(db: Database, ctx: RequestContext, *, name: str, scopes: Iterab
         replaced = session.get(ApiToken, name, with_for_update=True)
         if replaced is not None:
             if replaced.revoked_at is None:
-                raise AlreadyExists(f"a token named {name!r} exists; revoke it first "
-                                    f"(billing-svc tokens revoke {name}) or choose another name")
+                raise AlreadyExists(
+                    f"a token named {name!r} exists; revoke it first "
+                    f"(billing-svc tokens revoke {name}) or choose another name"
+                )
             before = _snapshot(replaced)
             session.delete(replaced)
             session.flush()
-        row = ApiToken(name=name, token_sha256=rules.hash_token(secret), scopes=tuple(granted),
-                       created_at=ctx.now, token_id=new_id("tok"), account_id=account_id or None,
-                       expires_at=ctx.now + expires_in if expires_in is not None else None)
+        row = ApiToken(
+            name=name,
+            token_sha256=rules.hash_token(secret),
+            scopes=tuple(granted),
+            created_at=ctx.now,
+            token_id=new_id("tok"),
+            account_id=account_id or None,
+            expires_at=ctx.now + expires_in if expires_in is not None else None,
+        )
         session.add(row)
-        audit.append(session, actor=ctx.caller.name, action=CREATED, account_id=account_id,
-                     before=before, after=_snapshot(row),
-                     at=ctx.now, request_id=ctx.request_id)
+        audit.append(
+            session,
+            actor=ctx.caller.name,
+            action=CREATED,
+            account_id=account_id,
+            before=before,
+            after=_snapshot(row),
+            at=ctx.now,
+            request_id=ctx.request_id,
+        )
     return secret
 
 
@@ -122,9 +154,16 @@ def revoke_token(db: Database, ctx: RequestContext, name: str) -> TokenInfo:
         before = _snapshot(row)
         row.revoked_at = ctx.now
         session.add(row)
-        audit.append(session, actor=ctx.caller.name, action=REVOKED,
-                     account_id=row.account_id or "", before=before, after=_snapshot(row),
-                     at=ctx.now, request_id=ctx.request_id)
+        audit.append(
+            session,
+            actor=ctx.caller.name,
+            action=REVOKED,
+            account_id=row.account_id or "",
+            before=before,
+            after=_snapshot(row),
+            at=ctx.now,
+            request_id=ctx.request_id,
+        )
         return _info(row)
 
 
@@ -135,8 +174,11 @@ def list_tokens(db: Database) -> list[TokenInfo]:
 
 
 def _marker(session: Session) -> int:
-    latest = session.exec(select(func.max(AuditRecord.sequence)).where(
-        AuditRecord.action.in_((CREATED, REVOKED)))).one()  # type: ignore[attr-defined]  # SQLModel column attribute
+    latest = session.exec(
+        select(func.max(AuditRecord.sequence)).where(
+            col(AuditRecord.action).in_((CREATED, REVOKED))
+        )
+    ).one()
     return int(latest or 0)
 
 
@@ -175,11 +217,15 @@ def record_last_used(db: Database, used: Mapping[str, datetime]) -> None:
     if not used:
         return
     table = ApiToken.__table__  # type: ignore[attr-defined]  # SQLModel table attribute
-    statement = (update(table)
-                 .where(table.c.token_id == bindparam("used_token_id"),
-                        or_(table.c.last_used_at.is_(None),
-                            table.c.last_used_at < bindparam("used_at")))
-                 .values(last_used_at=bindparam("used_at")))
+    statement = (
+        update(table)
+        .where(
+            table.c.token_id == bindparam("used_token_id"),
+            or_(table.c.last_used_at.is_(None), table.c.last_used_at < bindparam("used_at")),
+        )
+        .values(last_used_at=bindparam("used_at"))
+    )
     with db.write() as session:
-        session.connection().execute(statement, [
-            {"used_token_id": token_id, "used_at": at} for token_id, at in used.items()])
+        session.connection().execute(
+            statement, [{"used_token_id": token_id, "used_at": at} for token_id, at in used.items()]
+        )

@@ -25,15 +25,35 @@ _HEAD = "billing_svc.audit_head"
 
 def record_hash(record: AuditRecord) -> str:
     """The SHA-256 of a record's content, including its predecessor's hash."""
-    canonical = json.dumps([
-        record.sequence, record.account_id, record.actor, record.action, record.before_json,
-        record.after_json, iso_utc(record.at), record.request_id, record.previous_hash,
-    ], separators=(",", ":"), ensure_ascii=False)
+    canonical = json.dumps(
+        [
+            record.sequence,
+            record.account_id,
+            record.actor,
+            record.action,
+            record.before_json,
+            record.after_json,
+            iso_utc(record.at),
+            record.request_id,
+            record.previous_hash,
+        ],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def append(session: Session, *, actor: str, action: str, account_id: str, before: Any,
-           after: Any, at: datetime, request_id: str = "") -> AuditRecord:
+def append(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    account_id: str,
+    before: Any,
+    after: Any,
+    at: datetime,
+    request_id: str = "",
+) -> AuditRecord:
     """Append one record to the chain inside ``session``'s transaction.
 
     The head is locked and read once per transaction (kept in ``session.info``): a transaction
@@ -77,8 +97,11 @@ def verify(records: Iterable[AuditRecord], head: AuditHead | None) -> ChainBreak
     previous_hash = GENESIS_HASH
     for record in records:
         if record.sequence != expected_sequence:
-            problem = (f"record {expected_sequence} is missing (deleted?)"
-                       if record.sequence > expected_sequence else "sequence out of order")
+            problem = (
+                f"record {expected_sequence} is missing (deleted?)"
+                if record.sequence > expected_sequence
+                else "sequence out of order"
+            )
             return ChainBreak(expected_sequence, problem)
         if record.previous_hash != previous_hash:
             return ChainBreak(record.sequence, "previous_hash does not match the record before it")

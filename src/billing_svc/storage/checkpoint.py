@@ -41,14 +41,15 @@ class Checkpointer:
         self._commits = 0  # write transactions committed so far
         self._covered = 0  # of those, the ones the last finished checkpoint included
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="sqlite-checkpointer",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpointer", daemon=True)
         self._thread.start()
 
     def writer_pragmas(self) -> tuple[str, ...]:
         """The settings of a connection that writes to this database."""
-        return ("PRAGMA wal_autocheckpoint=0",  # this thread's job
-                f"PRAGMA journal_size_limit={self._limit}")
+        return (
+            "PRAGMA wal_autocheckpoint=0",  # this thread's job
+            f"PRAGMA journal_size_limit={self._limit}",
+        )
 
     def committed(self) -> None:
         """A write transaction committed: its pages are to be checkpointed."""
@@ -69,8 +70,9 @@ class Checkpointer:
             if not self._thread.is_alive():
                 return
             target = self._commits
-            if not self._changed.wait_for(lambda: self._covered >= target or self._stopping,
-                                          timeout=_WAIT_SECONDS):
+            if not self._changed.wait_for(
+                lambda: self._covered >= target or self._stopping, timeout=_WAIT_SECONDS
+            ):
                 log.warning("checkpoint_slow", wal_bytes=wal_bytes, waited_seconds=_WAIT_SECONDS)
 
     def stop(self) -> None:
@@ -87,13 +89,13 @@ class Checkpointer:
             log.exception("checkpointer_stopped", path=self._path)
 
     def _checkpoint_after_commits(self) -> None:
-        connection = sqlite3.connect(self._path, isolation_level=None, timeout=_WAIT_SECONDS,
-                                     check_same_thread=False)
+        connection = sqlite3.connect(
+            self._path, isolation_level=None, timeout=_WAIT_SECONDS, check_same_thread=False
+        )
         try:
             while True:
                 with self._changed:
-                    self._changed.wait_for(
-                        lambda: self._commits > self._covered or self._stopping)
+                    self._changed.wait_for(lambda: self._commits > self._covered or self._stopping)
                     target, stopping = self._commits, self._stopping
                 self._checkpoint(connection)
                 with self._changed:

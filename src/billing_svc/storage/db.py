@@ -33,8 +33,14 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 class Database:
     """One database: its engines and its transaction boundaries."""
 
-    def __init__(self, url: str, *, pool_size: int = 10,
-                 background_checkpoints: bool = False, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        background_checkpoints: bool = False,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self.url = make_url(url)
         self.clock = clock  # the composition's one clock; everything holding the db reads it
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
@@ -53,14 +59,18 @@ class Database:
                 except OSError as exc:
                     raise OperatorError(
                         f"cannot create {folder}, the SQLite database's directory "
-                        f"(BILLING_DATABASE_URL): {exc.strerror}") from None
+                        f"(BILLING_DATABASE_URL): {exc.strerror}"
+                    ) from None
                 if background_checkpoints:
                     self.checkpointer = Checkpointer(self.url.database)  # type: ignore[arg-type]  # on_disk: the URL names a file
             self.engine = self._sqlite_engine(immediate=True)
             self.read_engine = self._sqlite_engine(immediate=False)
         else:
             self.engine = create_engine(
-                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                self.url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
                 pool_recycle=1800,
             )
             self.read_engine = self.engine
@@ -68,9 +78,13 @@ class Database:
     def _sqlite_engine(self, *, immediate: bool) -> Engine:
         engine = create_engine(
             self.url,
-            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
-                          "isolation_level": None},
-            pool_size=8, max_overflow=8,
+            connect_args={
+                "check_same_thread": False,
+                "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+                "isolation_level": None,
+            },
+            pool_size=8,
+            max_overflow=8,
         )
 
         @event.listens_for(engine, "connect")
@@ -104,9 +118,11 @@ class Database:
         try:
             if checkpointer is not None:
                 checkpointer.before_write()
-            with (_translate_errors(), Session(self.engine, expire_on_commit=False,
-                          info={"clock": self.clock}) as session,
-                  session.begin()):
+            with (
+                _translate_errors(),
+                Session(self.engine, expire_on_commit=False, info={"clock": self.clock}) as session,
+                session.begin(),
+            ):
                 yield session
             if checkpointer is not None:
                 checkpointer.committed()
@@ -117,9 +133,13 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A read-only transaction (a consistent snapshot on both databases)."""
-        with (_translate_errors(), Session(self.read_engine, expire_on_commit=False,
-                          info={"clock": self.clock}) as session,
-              session.begin()):
+        with (
+            _translate_errors(),
+            Session(
+                self.read_engine, expire_on_commit=False, info={"clock": self.clock}
+            ) as session,
+            session.begin(),
+        ):
             yield session
 
     def dispose(self) -> None:
@@ -152,6 +172,13 @@ def _translate_errors() -> Iterator[None]:
 
 def _is_connection_error(exc: OperationalError) -> bool:
     text = str(exc.orig).lower()
-    return any(marker in text for marker in (
-        "connection", "server closed", "terminating", "could not connect", "database is locked",
-    ))
+    return any(
+        marker in text
+        for marker in (
+            "connection",
+            "server closed",
+            "terminating",
+            "could not connect",
+            "database is locked",
+        )
+    )

@@ -33,13 +33,22 @@ def find(session: Session, key: IdempotencyKey, token_id: str) -> str | None:
         raise InvalidArgument(
             "request_id",
             f"{key.request_id!r} was already used for a {key.method} with different parameters; "
-            "use a new request_id for a new request")
+            "use a new request_id for a new request",
+        )
     return record.result_id
 
 
-def remember(session: Session, key: IdempotencyKey, *, token_id: str, caller: str,
-             result_id: str) -> None:
-    session.add(IdempotencyRecord(
-        token_id=token_id, method=key.method, request_id=key.request_id, caller=caller,
-        fingerprint=key.fingerprint, result_id=result_id, created_at=clock_of(session).now(),
-    ))
+def remember(
+    session: Session, key: IdempotencyKey, *, token_id: str, caller: str, result_id: str
+) -> None:
+    session.add(
+        IdempotencyRecord(
+            token_id=token_id,
+            method=key.method,
+            request_id=key.request_id,
+            caller=caller,
+            fingerprint=key.fingerprint,
+            result_id=result_id,
+            created_at=clock_of(session).now(),
+        )
+    )

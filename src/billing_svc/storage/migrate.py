@@ -20,8 +20,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def alembic_config(db: Database) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("sqlalchemy.url", db.url.render_as_string(hide_password=False)
-                           .replace("%", "%%"))
+    config.set_main_option(
+        "sqlalchemy.url", db.url.render_as_string(hide_password=False).replace("%", "%%")
+    )
     return config
 
 
@@ -40,5 +41,7 @@ def upgrade(db: Database, revision: str = "head", *, settings: Settings | None =
 
 def configured_token_ids(settings: Settings) -> dict[str, str]:
     """Caller name -> token id of every ``BILLING_AUTH_TOKENS`` token."""
-    return {spec.name: configured_token_id(spec.token_sha256 or hash_token(spec.token or ""))
-            for spec in settings.token_specs}
+    return {
+        spec.name: configured_token_id(spec.token_sha256 or hash_token(spec.token or ""))
+        for spec in settings.token_specs
+    }

@@ -15,8 +15,12 @@ def claim(session: Session, account_id: str, period: str, notice_key: str) -> bo
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
         insert(PeriodNotice)
-        .values(account_id=account_id, period=period, notice_key=notice_key,
-                created_at=clock_of(session).now())
+        .values(
+            account_id=account_id,
+            period=period,
+            notice_key=notice_key,
+            created_at=clock_of(session).now(),
+        )
         .on_conflict_do_nothing()
         .returning(col(PeriodNotice.notice_key))
     )

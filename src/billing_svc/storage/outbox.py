@@ -17,8 +17,9 @@ def enqueue(session: Session, event: BillingEvent) -> OutboxEvent:
     An event of a test clock's account says so in ``data.test_clock_id``."""
     account = session.get(Account, event.account_id)  # as a rule already in the session
     if account is not None and account.test_clock_id:
-        event = dataclasses.replace(event, data={**event.data,
-                                                 "test_clock_id": account.test_clock_id})
+        event = dataclasses.replace(
+            event, data={**event.data, "test_clock_id": account.test_clock_id}
+        )
     row = OutboxEvent(
         event_id=new_id("msg"),
         account_id=event.account_id,

@@ -90,8 +90,9 @@ def is_partitioning_table(name: str | None) -> bool:
     return name in (KEYS, KEPT_PARTITION) or bool(name and _NAME.match(name))
 
 
-def include_object(obj: Any, name: str | None, type_: str, reflected: bool,
-                   compare_to: Any) -> bool:
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
     """Alembic's filter: the PostgreSQL-only objects of this module are not SQLModel tables, so
     the comparison of the tables with the migrations (and autogenerate) leaves them out."""
     if type_ == "table":
@@ -113,11 +114,16 @@ _known: weakref.WeakKeyDictionary[Database, set[int]] = weakref.WeakKeyDictionar
 def attached(connection: Any) -> dict[int, bool]:
     """``bucket -> detach pending`` of the partitions attached to ``usage_event`` (over a
     SQLAlchemy connection or a psycopg one)."""
-    statement = ("SELECT c.relname, i.inhdetachpending FROM pg_inherits i "
-                 "JOIN pg_class c ON c.oid = i.inhrelid "
-                 "WHERE i.inhparent = 'usage_event'::regclass")
-    rows = (connection.exec_driver_sql(statement).all() if isinstance(connection, Connection)
-            else connection.execute(statement).fetchall())
+    statement = (
+        "SELECT c.relname, i.inhdetachpending FROM pg_inherits i "
+        "JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'usage_event'::regclass"
+    )
+    rows = (
+        connection.exec_driver_sql(statement).all()
+        if isinstance(connection, Connection)
+        else connection.execute(statement).fetchall()
+    )
     found = {}
     for name, pending in rows:
         match = _NAME.match(name)
@@ -147,10 +153,10 @@ def ensure(db: Database, buckets: Iterable[int], *, refresh: bool = False) -> in
         present = attached(connection)
         for bucket in sorted(wanted - set(present)):
             name = partition_name(bucket)
+            connection.exec_driver_sql(f"CREATE TABLE {name} (LIKE usage_event INCLUDING DEFAULTS)")
             connection.exec_driver_sql(
-                f"CREATE TABLE {name} (LIKE usage_event INCLUDING DEFAULTS)")
-            connection.exec_driver_sql(
-                f"ALTER TABLE usage_event ATTACH PARTITION {name} FOR VALUES IN ({bucket})")
+                f"ALTER TABLE usage_event ATTACH PARTITION {name} FOR VALUES IN ({bucket})"
+            )
             made += 1
     known.clear()
     known.update(present)
@@ -181,8 +187,9 @@ def forget(db: Database, bucket: int) -> None:
 def delete_keys(connection: Connection, account_ids: list[str]) -> None:
     """The dedupe keys of these accounts (a deleted test clock's)."""
     if connection.dialect.name == "postgresql" and account_ids:
-        connection.exec_driver_sql("DELETE FROM usage_event_key WHERE account_id = ANY(%s)",
-                                   (account_ids,))
+        connection.exec_driver_sql(
+            "DELETE FROM usage_event_key WHERE account_id = ANY(%s)", (account_ids,)
+        )
 
 
 # -- the purge's side ------------------------------------------------------------------------
@@ -196,7 +203,8 @@ _DELETED = (
     "AND p.period = e.period) "
     "AND NOT (e.kind = 2 AND EXISTS (SELECT 1 FROM purge_keep k WHERE "
     "k.account_id = e.account_id AND k.tenant_id = e.tenant_id "
-    "AND k.occurred_at_us = e.occurred_at_us))")
+    "AND k.occurred_at_us = e.occurred_at_us))"
+)
 _EXPORT_CHUNK = 5000
 
 
@@ -225,8 +233,9 @@ class PartitionPurge:
         import psycopg
 
         if wait_seconds <= 0:
-            row = self.connection.execute("SELECT pg_try_advisory_lock(%s)",
-                                          (_PURGE_LOCK_KEY,)).fetchone()
+            row = self.connection.execute(
+                "SELECT pg_try_advisory_lock(%s)", (_PURGE_LOCK_KEY,)
+            ).fetchone()
             return bool(row and row[0])
         try:
             self.connection.execute(f"SET lock_timeout = '{int(wait_seconds * 1000)}ms'")
@@ -237,15 +246,18 @@ class PartitionPurge:
         finally:
             self.connection.execute(f"SET lock_timeout = '{_DDL_LOCK_TIMEOUT}'")
 
-    def load(self, pairs: Iterable[tuple[str, str]],
-             keep: Iterable[tuple[str, str, int]]) -> None:
+    def load(self, pairs: Iterable[tuple[str, str]], keep: Iterable[tuple[str, str, int]]) -> None:
         """The ``(account, period)`` pairs being purged and the ``(account, tenant,
         occurred_at_us)`` storage readings kept."""
         execute = self.connection.execute
-        execute("CREATE TEMP TABLE IF NOT EXISTS purge_pairs (account_id text, period text, "
-                "PRIMARY KEY (account_id, period))")
-        execute("CREATE TEMP TABLE IF NOT EXISTS purge_keep (account_id text, tenant_id text, "
-                "occurred_at_us bigint, PRIMARY KEY (account_id, tenant_id, occurred_at_us))")
+        execute(
+            "CREATE TEMP TABLE IF NOT EXISTS purge_pairs (account_id text, period text, "
+            "PRIMARY KEY (account_id, period))"
+        )
+        execute(
+            "CREATE TEMP TABLE IF NOT EXISTS purge_keep (account_id text, tenant_id text, "
+            "occurred_at_us bigint, PRIMARY KEY (account_id, tenant_id, occurred_at_us))"
+        )
         execute("TRUNCATE purge_pairs, purge_keep")
         with self.connection.cursor() as cursor:
             with cursor.copy("COPY purge_pairs FROM STDIN") as copy:
@@ -260,30 +272,39 @@ class PartitionPurge:
     def droppable(self, horizon_us: int) -> list[tuple[int, str]]:
         """The months wholly before the horizon, oldest first, each with its state: ``attached``,
         ``pending`` (a detach was interrupted) or ``detached`` (a drop was interrupted)."""
-        found = {bucket: "pending" if pending else "attached"
-                 for bucket, pending in attached(self.connection).items() if bucket != KEPT}
+        found = {
+            bucket: "pending" if pending else "attached"
+            for bucket, pending in attached(self.connection).items()
+            if bucket != KEPT
+        }
         for (name,) in self.connection.execute(
-                "SELECT relname FROM pg_class WHERE relkind = 'r' AND NOT relispartition "
-                "AND relnamespace = current_schema()::regnamespace "
-                "AND relname ~ '^usage_event_p[0-9]{6}$'").fetchall():
+            "SELECT relname FROM pg_class WHERE relkind = 'r' AND NOT relispartition "
+            "AND relnamespace = current_schema()::regnamespace "
+            "AND relname ~ '^usage_event_p[0-9]{6}$'"
+        ).fetchall():
             found.setdefault(int(_NAME.match(name).group(1)), "detached")  # type: ignore[union-attr]  # the regex above matched
-        return sorted((bucket, state) for bucket, state in found.items()
-                      if bucket_end_us(bucket) <= horizon_us)
+        return sorted(
+            (bucket, state)
+            for bucket, state in found.items()
+            if bucket_end_us(bucket) <= horizon_us
+        )
 
     def move_kept(self, bucket: int, horizon_us: int) -> int:
         """Move what the purge keeps of month ``bucket`` to the kept partition; returns how many
         rows. Nothing else writes to a month the horizon has passed, and a moved row is in one
         partition or the other in every snapshot (a cross-partition UPDATE)."""
-        return int(self.connection.execute(
-            "UPDATE usage_event e SET bucket = 0 "
-            f"WHERE e.bucket = %(bucket)s AND NOT ({_DELETED})",
-            {"bucket": bucket, "horizon": horizon_us}).rowcount)
+        return int(
+            self.connection.execute(
+                "UPDATE usage_event e SET bucket = 0 "
+                f"WHERE e.bucket = %(bucket)s AND NOT ({_DELETED})",
+                {"bucket": bucket, "horizon": horizon_us},
+            ).rowcount
+        )
 
     def detach(self, bucket: int, state: str) -> None:
         name = partition_name(bucket)
         if state == "attached":
-            self.connection.execute(
-                f"ALTER TABLE usage_event DETACH PARTITION {name} CONCURRENTLY")
+            self.connection.execute(f"ALTER TABLE usage_event DETACH PARTITION {name} CONCURRENTLY")
         elif state == "pending":
             self.connection.execute(f"ALTER TABLE usage_event DETACH PARTITION {name} FINALIZE")
         forget(self.db, bucket)
@@ -293,12 +314,12 @@ class PartitionPurge:
         name = partition_name(bucket)
         after: tuple[Any, ...] | None = None
         while True:
-            where = ("WHERE (account_id, occurred_at_us, event_id) > (%s, %s, %s) "
-                     if after else "")
+            where = "WHERE (account_id, occurred_at_us, event_id) > (%s, %s, %s) " if after else ""
             chunk = self.connection.execute(
                 f"SELECT {columns} FROM {name} {where}"
                 f"ORDER BY account_id, occurred_at_us, event_id LIMIT {_EXPORT_CHUNK}",
-                after or ()).fetchall()
+                after or (),
+            ).fetchall()
             if not chunk:
                 return
             yield chunk
@@ -306,9 +327,13 @@ class PartitionPurge:
             after = (last[1], last[6], last[0])  # columns in EVENT_COLUMNS order
 
     def counts(self, bucket: int) -> dict[tuple[str, str], int]:
-        return {(a, p): int(n) for a, p, n in self.connection.execute(
-            f"SELECT account_id, period, count(*) FROM {partition_name(bucket)} "
-            "GROUP BY account_id, period").fetchall()}
+        return {
+            (a, p): int(n)
+            for a, p, n in self.connection.execute(
+                f"SELECT account_id, period, count(*) FROM {partition_name(bucket)} "
+                "GROUP BY account_id, period"
+            ).fetchall()
+        }
 
     def drop(self, bucket: int, counts: dict[tuple[str, str], int]) -> None:
         """Drop a detached month, and add its events to their purged periods' counts, in one
@@ -319,7 +344,8 @@ class PartitionPurge:
                     cursor.executemany(
                         "UPDATE usage_purged_period SET events_deleted = events_deleted + %s "
                         "WHERE account_id = %s AND period = %s",
-                        [(n, a, p) for (a, p), n in counts.items()])
+                        [(n, a, p) for (a, p), n in counts.items()],
+                    )
             self.connection.execute(f"DROP TABLE {partition_name(bucket)}")
 
 
@@ -327,7 +353,10 @@ def sweep_keys_chunk(connection: Connection, horizon_us: int, limit: int) -> int
     """Delete up to ``limit`` dedupe keys of events older than the horizon stored in a month
     before it; returns how many. Such an event is refused at the door (the horizon) before its
     key is ever read, so its key is dead weight; test clocks' keys (bucket 0) stay."""
-    return int(connection.exec_driver_sql(
-        "DELETE FROM usage_event_key WHERE ctid = ANY(ARRAY(SELECT ctid FROM usage_event_key "
-        "WHERE bucket > 0 AND bucket < %s AND occurred_at_us < %s LIMIT %s))",
-        (bucket_of(horizon_us), horizon_us, limit)).rowcount)
+    return int(
+        connection.exec_driver_sql(
+            "DELETE FROM usage_event_key WHERE ctid = ANY(ARRAY(SELECT ctid FROM usage_event_key "
+            "WHERE bucket > 0 AND bucket < %s AND occurred_at_us < %s LIMIT %s))",
+            (bucket_of(horizon_us), horizon_us, limit),
+        ).rowcount
+    )

@@ -61,8 +61,9 @@ class Account(SQLModel, table=True):
     payment_last4: str | None = Field(default=None, max_length=4)
     payment_exp_month: int | None = None
     payment_exp_year: int | None = None
-    usage_thresholds: tuple[int, ...] = Field(default=(75, 90, 100),
-                                              sa_column=Column(IntList(), nullable=False))
+    usage_thresholds: tuple[int, ...] = Field(
+        default=(75, 90, 100), sa_column=Column(IntList(), nullable=False)
+    )
     custom_terms_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # Set at creation, never changed: the account lives on this test clock's time (sandbox).
     test_clock_id: str | None = Field(default=None, max_length=40, index=True)
@@ -150,8 +151,9 @@ class UsageTenantPeriod(SQLModel, table=True):
     period: str = Field(primary_key=True, max_length=7)
     tenant_id: str = Field(primary_key=True, max_length=40)
     messages: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
-    storage_byte_us: Decimal = Field(default=Decimal(0),
-                                          sa_column=Column(ExactDecimal(38, 0), nullable=False))
+    storage_byte_us: Decimal = Field(
+        default=Decimal(0), sa_column=Column(ExactDecimal(38, 0), nullable=False)
+    )
 
 
 class UsagePartnerPeriod(SQLModel, table=True):
@@ -179,10 +181,12 @@ class UsageHourly(SQLModel, table=True):
     storage_bytes_max: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     # The hour's latest storage reading (by occurred_at): the level held at the hour's end, which
     # the hourly reports send. 0/0 on message rows.
-    storage_last_at_us: int = Field(default=0, sa_column=Column(BigInteger, nullable=False,
-                                                                server_default="0"))
-    storage_bytes_last: int = Field(default=0, sa_column=Column(BigInteger, nullable=False,
-                                                                server_default="0"))
+    storage_last_at_us: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
+    storage_bytes_last: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
 
 
 class StorageLevel(SQLModel, table=True):
@@ -216,8 +220,10 @@ class UsageReport(SQLModel, table=True):
     revision, storage levels at the hour's end as known when it was made."""
 
     __tablename__ = "usage_report"
-    __table_args__ = (UniqueConstraint("account_id", "hour_us", "revision"),
-                      Index("ix_usage_report_account_sequence", "account_id", "sequence"))
+    __table_args__ = (
+        UniqueConstraint("account_id", "hour_us", "revision"),
+        Index("ix_usage_report_account_sequence", "account_id", "sequence"),
+    )
 
     # Assigned under the usage_report_head lock: commit order, so a cursor on it skips nothing.
     sequence: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
@@ -260,14 +266,12 @@ class Invoice(SQLModel, table=True):
     currency_code: str = Field(default="USD", max_length=3)
     subtotal: Decimal = Field(sa_column=Column(MONEY, nullable=False))
     total: Decimal = Field(sa_column=Column(MONEY, nullable=False))
-    amount_paid: Decimal = Field(default=Decimal(0),
-                                 sa_column=Column(MONEY, nullable=False))
+    amount_paid: Decimal = Field(default=Decimal(0), sa_column=Column(MONEY, nullable=False))
     lines_json: str = Field(sa_column=Column(Text, nullable=False))
     tenant_breakdown_json: str = Field(sa_column=Column(Text, nullable=False))
     issued_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     paid_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    next_payment_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime,
-                                                     index=True)
+    next_payment_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     failed_attempts: int = 0
     created_at: datetime = Field(sa_type=UTCDateTime)
 
@@ -292,8 +296,9 @@ class Budget(SQLModel, table=True):
     account_id: str = Field(sa_column=Column(ForeignKey(_ACCOUNT_FK), primary_key=True))
     name: str = Field(primary_key=True, max_length=100)
     limit_amount: Decimal = Field(sa_column=Column(MONEY, nullable=False))
-    thresholds: tuple[int, ...] = Field(default=(75, 90, 100),
-                                        sa_column=Column(IntList(), nullable=False))
+    thresholds: tuple[int, ...] = Field(
+        default=(75, 90, 100), sa_column=Column(IntList(), nullable=False)
+    )
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
 
@@ -319,9 +324,11 @@ class OutboxEvent(SQLModel, table=True):
     """A ``billing.*`` event, written in the same transaction as the change that caused it."""
 
     __tablename__ = "outbox_event"
-    __table_args__ = (Index("ix_outbox_event_account_created", "account_id", "created_at"),
-                      # The purge takes the oldest first (BILLING_WEBHOOK_LOG_RETENTION_DAYS).
-                      Index("ix_outbox_event_created", "created_at"))
+    __table_args__ = (
+        Index("ix_outbox_event_account_created", "account_id", "created_at"),
+        # The purge takes the oldest first (BILLING_WEBHOOK_LOG_RETENTION_DAYS).
+        Index("ix_outbox_event_created", "created_at"),
+    )
 
     event_id: str = Field(primary_key=True, max_length=40)
     account_id: str = Field(max_length=40)
@@ -367,8 +374,10 @@ class ApiToken(SQLModel, table=True):
     row stays (the service can say it was revoked) until its name is given to a new token."""
 
     __tablename__ = "api_token"
-    __table_args__ = (UniqueConstraint("token_sha256"),
-                      UniqueConstraint("token_id", name="uq_api_token_token_id"))
+    __table_args__ = (
+        UniqueConstraint("token_sha256"),
+        UniqueConstraint("token_id", name="uq_api_token_token_id"),
+    )
 
     name: str = Field(primary_key=True, max_length=100)
     token_sha256: str = Field(max_length=64)
@@ -379,7 +388,6 @@ class ApiToken(SQLModel, table=True):
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-
 
 
 class PeriodNotice(SQLModel, table=True):
@@ -422,8 +430,10 @@ class WebhookDelivery(SQLModel, table=True):
     """One event to one endpoint: its durable retry schedule and its lease."""
 
     __tablename__ = "webhook_delivery"
-    __table_args__ = (Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
-                      Index("ix_webhook_delivery_event", "event_id"))
+    __table_args__ = (
+        Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
+        Index("ix_webhook_delivery_event", "event_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     event_id: str = Field(max_length=40)
@@ -477,8 +487,10 @@ class ChangeRequest(SQLModel, table=True):
     """A held subscription change (``chg_...``): what was asked, by whom, and its decision."""
 
     __tablename__ = "change_request"
-    __table_args__ = (Index("ix_change_request_account_status", "account_id", "status"),
-                      Index("ix_change_request_status_expires", "status", "expires_at"))
+    __table_args__ = (
+        Index("ix_change_request_account_status", "account_id", "status"),
+        Index("ix_change_request_status_expires", "status", "expires_at"),
+    )
 
     change_request_id: str = Field(primary_key=True, max_length=40)
     account_id: str = Field(sa_column=Column(ForeignKey(_ACCOUNT_FK), nullable=False))

@@ -98,8 +98,9 @@ class _ListOf(TypeDecorator[tuple[Any, ...]]):
         # not be stored one character an item.
         items = None if isinstance(value, str | bytes) else list(value)
         if items is None or not all(type(item) is self.item for item in items):
-            raise TypeError(f"{type(self).__name__} takes a sequence of {self.item.__name__}, "
-                            f"not {value!r}")
+            raise TypeError(
+                f"{type(self).__name__} takes a sequence of {self.item.__name__}, not {value!r}"
+            )
         return items if dialect.name == "postgresql" else json.dumps(items, separators=(",", ":"))
 
     def process_result_value(self, value: Any, dialect: Dialect) -> tuple[Any, ...] | None:

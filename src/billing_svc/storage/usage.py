@@ -21,8 +21,10 @@ from billing_svc.native import UsageCodec
 from billing_svc.storage.types import IntList
 
 _CHUNK = 500  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
-_EVENT_COLUMNS = ("event_id, account_id, tenant_id, partner_id, kind, quantity, occurred_at_us, "
-                  "period, late, received_at_us")
+_EVENT_COLUMNS = (
+    "event_id, account_id, tenant_id, partner_id, kind, quantity, occurred_at_us, "
+    "period, late, received_at_us"
+)
 # One statement for both ways in: executemany here, and the kernel's own loop (which binds the
 # ten parameters in this order).
 _INSERT_EVENT = f"INSERT INTO usage_event ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
@@ -39,8 +41,10 @@ def _add(table: str, column: str) -> str:
     """``column + excluded.column`` for an upsert, or NULL, which the column refuses (NOT NULL),
     when the sum would pass MAX_COUNTER. Left alone, SQLite would make the counter a float and
     PostgreSQL fail with 'bigint out of range'; this way both fail alike, as CounterFull."""
-    return (f"CASE WHEN {table}.{column} <= {MAX_COUNTER} - excluded.{column} "
-            f"THEN {table}.{column} + excluded.{column} END")
+    return (
+        f"CASE WHEN {table}.{column} <= {MAX_COUNTER} - excluded.{column} "
+        f"THEN {table}.{column} + excluded.{column} END"
+    )
 
 
 class UsageStore:
@@ -68,7 +72,7 @@ class UsageStore:
         values = list(values)
         rows: list[tuple[Any, ...]] = []
         for start in range(0, len(values), _CHUNK):
-            chunk = values[start:start + _CHUNK]
+            chunk = values[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
             rows.extend(self._all(statement.format(marks=marks), [*fixed, *chunk]))
         return rows
@@ -80,54 +84,78 @@ class UsageStore:
         account exclusively, so an event is either in the invoice or marked late, never lost
         between the two."""
         lock = " ORDER BY account_id FOR SHARE" if self.postgres else ""
-        rows = self._in("SELECT account_id, plan_id, custom_terms_json, usage_thresholds "
-                        "FROM account WHERE account_id IN ({marks})" + lock, [], account_ids)
+        rows = self._in(
+            "SELECT account_id, plan_id, custom_terms_json, usage_thresholds "
+            "FROM account WHERE account_id IN ({marks})" + lock,
+            [],
+            account_ids,
+        )
         return {row[0]: (*row[:3], IntList.decode(row[3])) for row in rows}
 
     def accounts_with_budgets(self, account_ids: Iterable[str]) -> set[str]:
-        rows = self._in("SELECT DISTINCT account_id FROM budget WHERE account_id IN ({marks})",
-                        [], account_ids)
+        rows = self._in(
+            "SELECT DISTINCT account_id FROM budget WHERE account_id IN ({marks})", [], account_ids
+        )
         return {row[0] for row in rows}
 
     def tenant_owners(self, tenant_ids: Iterable[str]) -> dict[str, str]:
-        return dict(self._in("SELECT tenant_id, account_id FROM tenant "
-                             "WHERE tenant_id IN ({marks})", [], tenant_ids))
+        return dict(
+            self._in(
+                "SELECT tenant_id, account_id FROM tenant WHERE tenant_id IN ({marks})",
+                [],
+                tenant_ids,
+            )
+        )
 
     def partner_owners(self, partner_ids: Iterable[str]) -> dict[str, str]:
-        return dict(self._in("SELECT partner_id, account_id FROM master_partner "
-                             "WHERE partner_id IN ({marks})", [], partner_ids))
+        return dict(
+            self._in(
+                "SELECT partner_id, account_id FROM master_partner WHERE partner_id IN ({marks})",
+                [],
+                partner_ids,
+            )
+        )
 
     def invoiced_periods(self, account_ids: Iterable[str]) -> set[tuple[str, str]]:
-        rows = self._in("SELECT account_id, period FROM invoice WHERE account_id IN ({marks})",
-                        [], account_ids)
+        rows = self._in(
+            "SELECT account_id, period FROM invoice WHERE account_id IN ({marks})", [], account_ids
+        )
         return {(row[0], row[1]) for row in rows}
 
-    def existing_events(self, account_id: str,
-                        event_ids: Iterable[str]) -> dict[str, tuple[str, str, int, int, int]]:
+    def existing_events(
+        self, account_id: str, event_ids: Iterable[str]
+    ) -> dict[str, tuple[str, str, int, int, int]]:
         """Stored content ``(tenant, partner, kind, quantity, occurred_at_us)`` by event id."""
         if self.postgres:
             return self._existing_on_postgres(account_id, list(event_ids))
         rows = self._in(
             "SELECT event_id, tenant_id, partner_id, kind, quantity, occurred_at_us "
             "FROM usage_event WHERE account_id = ? AND event_id IN ({marks})",
-            [account_id], event_ids)
+            [account_id],
+            event_ids,
+        )
         return {row[0]: (row[1], row[2], row[3], row[4], row[5]) for row in rows}
 
-    def _existing_on_postgres(self, account_id: str, event_ids: list[str]
-                              ) -> dict[str, tuple[str, str, int, int, int]]:
+    def _existing_on_postgres(
+        self, account_id: str, event_ids: list[str]
+    ) -> dict[str, tuple[str, str, int, int, int]]:
         """The dedupe keys first (storage.partitions): one index, and most ids of a group are
         new, so most groups read no event row at all. One array parameter per list: a stable
         plan (psycopg prepares repeated statements, and a generic plan for hundreds of IN
         parameters is a bad one) and one round trip."""
-        keys = self._all("SELECT event_id, occurred_at_us FROM usage_event_key "
-                         "WHERE account_id = ? AND event_id = ANY(?)", [account_id, event_ids])
+        keys = self._all(
+            "SELECT event_id, occurred_at_us FROM usage_event_key "
+            "WHERE account_id = ? AND event_id = ANY(?)",
+            [account_id, event_ids],
+        )
         if not keys:
             return {}
         rows = self._all(
             "SELECT event_id, tenant_id, partner_id, kind, quantity, occurred_at_us "
             "FROM usage_event WHERE account_id = ? AND occurred_at_us = ANY(?) "
             "AND event_id = ANY(?)",
-            [account_id, [key[1] for key in keys], [key[0] for key in keys]])
+            [account_id, [key[1] for key in keys], [key[0] for key in keys]],
+        )
         found = {row[0]: (row[1], row[2], row[3], row[4], row[5]) for row in rows}
         stale = [key[0] for key in keys if key[0] not in found]
         if stale:
@@ -136,13 +164,15 @@ class UsageStore:
             # transaction, so that the group's insert of the key can take its place.
             self.connection.exec_driver_sql(
                 "DELETE FROM usage_event_key WHERE account_id = %s AND event_id = ANY(%s)",
-                (account_id, stale))
+                (account_id, stale),
+            )
         return found
 
     # -- writes --------------------------------------------------------------------------------
 
-    def insert_events(self, rows: list[tuple[Any, ...]], *, received_at_us: int,
-                      on_clock: bool = False) -> None:
+    def insert_events(
+        self, rows: list[tuple[Any, ...]], *, received_at_us: int, on_clock: bool = False
+    ) -> None:
         """Insert new events, each ``(*UsageEventIn, period, late)``; ``on_clock``: a test
         clock's accounts' (``received_at_us`` is the clock's time).
 
@@ -155,8 +185,9 @@ class UsageStore:
             return
         self._many(_INSERT_EVENT, [(*row, received_at_us) for row in rows])
 
-    def _copy_events(self, rows: list[tuple[Any, ...]], received_at_us: int,
-                     on_clock: bool) -> None:
+    def _copy_events(
+        self, rows: list[tuple[Any, ...]], received_at_us: int, on_clock: bool
+    ) -> None:
         """COPY (several times faster than a multi-row INSERT), in the same transaction: the
         dedupe keys first, whose primary key is the exactly-once guarantee, then the events
         into the partition of the month they are received in (storage.partitions)."""
@@ -182,8 +213,9 @@ class UsageStore:
                 raise MissingPartition(bucket) from exc
             raise
 
-    def insert_native(self, codec: UsageCodec, batches: list[Any], *,
-                      received_at_us: int) -> list[bool]:
+    def insert_native(
+        self, codec: UsageCodec, batches: list[Any], *, received_at_us: int
+    ) -> list[bool]:
         """Insert plain batches decoded by ``codec`` (SQLite), in order, each whole under a
         savepoint, with no Python object per event. Stops at the first batch that meets an
         existing key: the result is one ``True`` per stored batch, then ``False`` for that one
@@ -191,13 +223,13 @@ class UsageStore:
         # SQLAlchemy types it ``Any | None``; on SQLite it is the open sqlite3.Connection.
         sqlite_connection = cast(sqlite3.Connection, self.connection.connection.driver_connection)
         try:
-            return codec.insert(sqlite_connection, _INSERT_EVENT, _INSERT_EVENTS, batches,
-                                received_at_us)
+            return codec.insert(
+                sqlite_connection, _INSERT_EVENT, _INSERT_EVENTS, batches, received_at_us
+            )
         except sqlite3.Error as exc:  # wrapped as SQLAlchemy wraps its own (db.py maps them)
             raise DBAPIError.instance(_INSERT_EVENTS, None, exc, sqlite3.Error) from exc
 
-    def add_period_messages(self, account_id: str, period: str, messages: int,
-                            late: int) -> int:
+    def add_period_messages(self, account_id: str, period: str, messages: int, late: int) -> int:
         """Add to the period's counters; returns the period's message total after the add."""
         try:
             rows = self._all(
@@ -205,7 +237,9 @@ class UsageStore:
                 "late_billed_messages) VALUES (?,?,?,?,0) ON CONFLICT (account_id, period) "
                 f"DO UPDATE SET messages = {_add('usage_period', 'messages')}, "
                 f"late_messages = {_add('usage_period', 'late_messages')} "
-                "RETURNING messages", [account_id, period, messages, late])
+                "RETURNING messages",
+                [account_id, period, messages, late],
+            )
         except IntegrityError as exc:
             raise CounterFull("usage_period") from exc
         return int(rows[0][0])
@@ -216,14 +250,17 @@ class UsageStore:
             "INSERT INTO usage_tenant_period (account_id, period, tenant_id, messages, "
             "storage_byte_us) VALUES (?,?,?,?,'0') ON CONFLICT (account_id, period, tenant_id) "
             f"DO UPDATE SET messages = {_add('usage_tenant_period', 'messages')}",
-            [(*row[:3], row[3]) for row in rows])
+            [(*row[:3], row[3]) for row in rows],
+        )
 
     def add_partner_messages(self, rows: list[tuple[str, str, str, int]]) -> None:
         self._add_many(
             "usage_partner_period",
             "INSERT INTO usage_partner_period (account_id, period, partner_id, messages) "
             "VALUES (?,?,?,?) ON CONFLICT (account_id, period, partner_id) "
-            f"DO UPDATE SET messages = {_add('usage_partner_period', 'messages')}", rows)
+            f"DO UPDATE SET messages = {_add('usage_partner_period', 'messages')}",
+            rows,
+        )
 
     def add_hourly(self, rows: list[tuple[str, int, str, str, int, int, int, int, int]]) -> None:
         """Rows ``(account, hour_us, tenant, partner, kind, messages, storage max, storage last
@@ -242,7 +279,9 @@ class UsageStore:
             "usage_hourly.storage_last_at_us THEN excluded.storage_bytes_last "
             "ELSE usage_hourly.storage_bytes_last END, "
             f"storage_last_at_us = {greatest}(usage_hourly.storage_last_at_us, "
-            "excluded.storage_last_at_us)", rows)
+            "excluded.storage_last_at_us)",
+            rows,
+        )
 
     def mark_reports_due(self, hours: list[tuple[str, int]], now_us: int) -> None:
         """Mark ``(account, hour_us)`` pairs for the hourly report job, in sorted order (a fixed
@@ -253,7 +292,8 @@ class UsageStore:
             "INSERT INTO usage_report_due (account_id, hour_us, marked_at_us) VALUES (?,?,?) "
             "ON CONFLICT (account_id, hour_us) DO UPDATE SET "
             "marked_at_us = excluded.marked_at_us",
-            [(account_id, hour_us, now_us) for account_id, hour_us in sorted(hours)])
+            [(account_id, hour_us, now_us) for account_id, hour_us in sorted(hours)],
+        )
 
     def _add_many(self, table: str, statement: str, rows: list[tuple[Any, ...]]) -> None:
         """An upsert into counters (``_add``): the only constraint it can meet is the guard's."""
@@ -269,13 +309,18 @@ class UsageStore:
         pairs = list(pairs)
         rows: list[tuple[Any, ...]] = []
         for start in range(0, len(pairs), _CHUNK // 2):
-            chunk = pairs[start:start + _CHUNK // 2]
-            rows.extend(self._all(statement.format(pairs=",".join(["(?,?)"] * len(chunk))),
-                                  [value for pair in chunk for value in pair]))
+            chunk = pairs[start : start + _CHUNK // 2]
+            rows.extend(
+                self._all(
+                    statement.format(pairs=",".join(["(?,?)"] * len(chunk))),
+                    [value for pair in chunk for value in pair],
+                )
+            )
         return rows
 
-    def message_counters(self, periods: Iterable[tuple[str, str]],
-                         hours: Iterable[tuple[str, int]]) -> dict[tuple[Any, ...], int]:
+    def message_counters(
+        self, periods: Iterable[tuple[str, str]], hours: Iterable[tuple[str, int]]
+    ) -> dict[tuple[Any, ...], int]:
         """The message counters of the ``(account, period)`` and ``(account, hour_us)`` pairs
         given, keyed ``("period" | "late", account, period)``, ``("tenant" | "partner",
         account, period, id)`` and ``("hourly", account, hour_us, tenant, partner)``."""
@@ -283,97 +328,129 @@ class UsageStore:
         counters: dict[tuple[Any, ...], int] = {}
         in_periods = "WHERE (account_id, period) IN (VALUES {pairs})"
         for account_id, period, messages, late in self._in_pairs(
-                f"SELECT account_id, period, messages, late_messages FROM usage_period "
-                f"{in_periods}", periods):
+            f"SELECT account_id, period, messages, late_messages FROM usage_period {in_periods}",
+            periods,
+        ):
             counters[("period", account_id, period)] = messages
             counters[("late", account_id, period)] = late
-        for kind, table, column in (("tenant", "usage_tenant_period", "tenant_id"),
-                                    ("partner", "usage_partner_period", "partner_id")):
+        for kind, table, column in (
+            ("tenant", "usage_tenant_period", "tenant_id"),
+            ("partner", "usage_partner_period", "partner_id"),
+        ):
             for account_id, period, key, messages in self._in_pairs(
-                    f"SELECT account_id, period, {column}, messages FROM {table} {in_periods}",
-                    periods):
+                f"SELECT account_id, period, {column}, messages FROM {table} {in_periods}", periods
+            ):
                 counters[(kind, account_id, period, key)] = messages
         for account_id, hour_us, tenant_id, partner_id, messages in self._in_pairs(
-                "SELECT account_id, hour_us, tenant_id, partner_id, messages FROM usage_hourly "
-                "WHERE kind = 1 AND (account_id, hour_us) IN (VALUES {pairs})", hours):
+            "SELECT account_id, hour_us, tenant_id, partner_id, messages FROM usage_hourly "
+            "WHERE kind = 1 AND (account_id, hour_us) IN (VALUES {pairs})",
+            hours,
+        ):
             counters[("hourly", account_id, hour_us, tenant_id, partner_id)] = messages
         return counters
 
-    def storage_counters(self, account_ids: Iterable[str], hours: Iterable[tuple[str, int]]
-                         ) -> tuple[dict[tuple[str, str], tuple[int, int]],
-                                    dict[tuple[str, int, str, str], int]]:
+    def storage_counters(
+        self, account_ids: Iterable[str], hours: Iterable[tuple[str, int]]
+    ) -> tuple[dict[tuple[str, str], tuple[int, int]], dict[tuple[str, int, str, str], int]]:
         """Every tenant's latest reading ``(reading_at_us, level_bytes)`` by (account, tenant),
         and the hourly storage maxima of the ``(account, hour_us)`` pairs given by (account,
         hour_us, tenant, partner)."""
-        levels = {(account_id, tenant_id): (reading_at_us, level_bytes)
-                  for account_id, tenant_id, level_bytes, reading_at_us in self._in(
-                      "SELECT account_id, tenant_id, level_bytes, reading_at_us FROM "
-                      "storage_level WHERE account_id IN ({marks})", [], account_ids)}
-        maxima = {(account_id, hour_us, tenant_id, partner_id): level
-                  for account_id, hour_us, tenant_id, partner_id, level in self._in_pairs(
-                      "SELECT account_id, hour_us, tenant_id, partner_id, storage_bytes_max "
-                      "FROM usage_hourly WHERE kind = 2 AND (account_id, hour_us) IN "
-                      "(VALUES {pairs})", hours)}
+        levels = {
+            (account_id, tenant_id): (reading_at_us, level_bytes)
+            for account_id, tenant_id, level_bytes, reading_at_us in self._in(
+                "SELECT account_id, tenant_id, level_bytes, reading_at_us FROM "
+                "storage_level WHERE account_id IN ({marks})",
+                [],
+                account_ids,
+            )
+        }
+        maxima = {
+            (account_id, hour_us, tenant_id, partner_id): level
+            for account_id, hour_us, tenant_id, partner_id, level in self._in_pairs(
+                "SELECT account_id, hour_us, tenant_id, partner_id, storage_bytes_max "
+                "FROM usage_hourly WHERE kind = 2 AND (account_id, hour_us) IN "
+                "(VALUES {pairs})",
+                hours,
+            )
+        }
         return levels, maxima
 
     # -- storage gauges ------------------------------------------------------------------------
 
-    def storage_levels(self, account_id: str,
-                       tenant_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
+    def storage_levels(
+        self, account_id: str, tenant_ids: Iterable[str]
+    ) -> dict[str, tuple[int, int]]:
         """``tenant -> (level_bytes, reading_at_us)`` of the latest reading."""
-        rows = self._in("SELECT tenant_id, level_bytes, reading_at_us FROM storage_level "
-                        "WHERE account_id = ? AND tenant_id IN ({marks})", [account_id],
-                        tenant_ids)
+        rows = self._in(
+            "SELECT tenant_id, level_bytes, reading_at_us FROM storage_level "
+            "WHERE account_id = ? AND tenant_id IN ({marks})",
+            [account_id],
+            tenant_ids,
+        )
         return {row[0]: (int(row[1]), int(row[2])) for row in rows}
 
     def set_storage_levels(self, rows: list[tuple[str, str, int, int]]) -> None:
         self._many(
             "INSERT INTO storage_level (account_id, tenant_id, level_bytes, reading_at_us) "
             "VALUES (?,?,?,?) ON CONFLICT (account_id, tenant_id) DO UPDATE SET "
-            "level_bytes = excluded.level_bytes, reading_at_us = excluded.reading_at_us", rows)
+            "level_bytes = excluded.level_bytes, reading_at_us = excluded.reading_at_us",
+            rows,
+        )
 
     def add_byte_us(self, rows: list[tuple[str, str, str, Decimal]]) -> None:
         """Add byte-microseconds to tenants' periods (``(account, period, tenant, byte_us)``)."""
         if self.postgres:
             update = "usage_tenant_period.storage_byte_us + excluded.storage_byte_us"
             params: list[tuple[str, str, str, Decimal | str]] = [
-                (a, p, t, v) for a, p, t, v in rows]
+                (a, p, t, v) for a, p, t, v in rows
+            ]
         else:  # exact text arithmetic is not SQLite's: read, add in Python, write back
             current = {}
             for a, p, t, _ in rows:
-                found = self._all("SELECT storage_byte_us FROM usage_tenant_period WHERE "
-                                  "account_id = ? AND period = ? AND tenant_id = ?", [a, p, t])
+                found = self._all(
+                    "SELECT storage_byte_us FROM usage_tenant_period WHERE "
+                    "account_id = ? AND period = ? AND tenant_id = ?",
+                    [a, p, t],
+                )
                 current[(a, p, t)] = Decimal(found[0][0]) if found else Decimal(0)
             update = "excluded.storage_byte_us"
             params = [(a, p, t, str(current[(a, p, t)] + v)) for a, p, t, v in rows]
         self._many(
             "INSERT INTO usage_tenant_period (account_id, period, tenant_id, messages, "
             "storage_byte_us) VALUES (?,?,?,0,?) ON CONFLICT (account_id, period, tenant_id) "
-            f"DO UPDATE SET storage_byte_us = {update}", params)
+            f"DO UPDATE SET storage_byte_us = {update}",
+            params,
+        )
 
     def set_byte_us(self, rows: list[tuple[str, str, str, Decimal]]) -> None:
         self._many(
             "INSERT INTO usage_tenant_period (account_id, period, tenant_id, messages, "
             "storage_byte_us) VALUES (?,?,?,0,?) ON CONFLICT (account_id, period, tenant_id) "
             "DO UPDATE SET storage_byte_us = excluded.storage_byte_us",
-            [(a, p, t, v if self.postgres else str(v)) for a, p, t, v in rows])
+            [(a, p, t, v if self.postgres else str(v)) for a, p, t, v in rows],
+        )
 
-    def storage_readings(self, account_id: str, tenant_id: str,
-                         from_us: int) -> list[tuple[int, int]]:
+    def storage_readings(
+        self, account_id: str, tenant_id: str, from_us: int
+    ) -> list[tuple[int, int]]:
         """The tenant's readings ``(occurred_at_us, bytes)`` from ``from_us`` on, preceded by
         the last one before it (the level in force at ``from_us``)."""
         before = self._all(
             "SELECT occurred_at_us, quantity FROM usage_event WHERE account_id = ? AND "
             "tenant_id = ? AND kind = 2 AND occurred_at_us < ? "
             "ORDER BY occurred_at_us DESC, event_id DESC LIMIT 1",
-            [account_id, tenant_id, from_us])
+            [account_id, tenant_id, from_us],
+        )
         after = self._all(
             "SELECT occurred_at_us, quantity FROM usage_event WHERE account_id = ? AND "
             "tenant_id = ? AND kind = 2 AND occurred_at_us >= ? ORDER BY occurred_at_us, event_id",
-            [account_id, tenant_id, from_us])
+            [account_id, tenant_id, from_us],
+        )
         return [(int(t), int(q)) for t, q in before + after]
 
     def total_storage_level(self, account_id: str) -> int:
-        rows = self._all("SELECT COALESCE(SUM(level_bytes), 0) FROM storage_level "
-                         "WHERE account_id = ?", [account_id])
+        rows = self._all(
+            "SELECT COALESCE(SUM(level_bytes), 0) FROM storage_level WHERE account_id = ?",
+            [account_id],
+        )
         return int(rows[0][0])

@@ -76,8 +76,9 @@ async def _first(*waits: Any) -> None:
 
 
 class Dispatcher:
-    def __init__(self, db: Database, settings: Settings,
-                 tracer: trace.Tracer = tracing.NO_TRACER) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, tracer: trace.Tracer = tracing.NO_TRACER
+    ) -> None:
         self.db = db
         self.tracer = tracer
         self.settings = settings
@@ -92,9 +93,11 @@ class Dispatcher:
         self.tasks: dict[asyncio.Task[None], Claimed] = {}
         self.slot_freed = asyncio.Event()
         # Several endpoints may share a host; each has its own in-flight limit.
-        self.client = DeliveryClient(allow_private=settings.webhook_allow_private_networks,
-                                     timeout=self.timeout,
-                                     max_connections=settings.webhook_max_concurrency)
+        self.client = DeliveryClient(
+            allow_private=settings.webhook_allow_private_networks,
+            timeout=self.timeout,
+            max_connections=settings.webhook_max_concurrency,
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set (in the dispatcher's own thread)."""
@@ -107,8 +110,9 @@ class Dispatcher:
     def start(self) -> None:
         """Start delivering in the dispatcher's own thread."""
         self._ready = threading.Event()
-        self._thread = threading.Thread(target=asyncio.run, args=(self._main(),),
-                                        name="webhook-dispatcher", daemon=True)
+        self._thread = threading.Thread(
+            target=asyncio.run, args=(self._main(),), name="webhook-dispatcher", daemon=True
+        )
         self._thread.start()
         self._ready.wait()
 
@@ -135,8 +139,9 @@ class Dispatcher:
                 # Sleep until the poll interval passes, a delivery frees a slot, or shutdown.
                 self.slot_freed.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(_first(stop.wait(), self.slot_freed.wait()),
-                                           timeout=interval)
+                    await asyncio.wait_for(
+                        _first(stop.wait(), self.slot_freed.wait()), timeout=interval
+                    )
         await self._shutdown()
 
     async def tick(self) -> bool:
@@ -154,23 +159,35 @@ class Dispatcher:
             task = asyncio.create_task(self._deliver(item))
             self.tasks[task] = item
             task.add_done_callback(self._done)
-        return (bool(step.claimed) and len(step.claimed) == free) \
-            or step.fanned_out >= deliveries.FAN_OUT_BATCH or bool(self.outcomes)
+        return (
+            (bool(step.claimed) and len(step.claimed) == free)
+            or step.fanned_out >= deliveries.FAN_OUT_BATCH
+            or bool(self.outcomes)
+        )
 
-    async def _step(self, outcomes: list[tuple[Claimed, Outcome, datetime]], *,
-                    claim_limit: int) -> deliveries.Step:
+    async def _step(
+        self, outcomes: list[tuple[Claimed, Outcome, datetime]], *, claim_limit: int
+    ) -> deliveries.Step:
         # A database blip (a deadlock between replicas, a dropped connection) is retried at
         # once a few times; the step is one transaction, so a retry repeats nothing.
         async for attempt in tenacity.AsyncRetrying(
-                retry=tenacity.retry_if_exception_type((DBAPIError, Unavailable)),
-                stop=tenacity.stop_after_attempt(_BLIP_TRIES), wait=_BLIP_WAIT, reraise=True):
+            retry=tenacity.retry_if_exception_type((DBAPIError, Unavailable)),
+            stop=tenacity.stop_after_attempt(_BLIP_TRIES),
+            wait=_BLIP_WAIT,
+            reraise=True,
+        ):
             with attempt:
                 return deliveries.step(
-                    self.db, self.owner, outcomes, lease=self.lease,
-                    claim_limit=claim_limit, busy=dict(self.in_flight),
+                    self.db,
+                    self.owner,
+                    outcomes,
+                    lease=self.lease,
+                    claim_limit=claim_limit,
+                    busy=dict(self.in_flight),
                     per_endpoint=self.settings.webhook_per_endpoint_concurrency,
                     schedule=self.settings.retry_schedule_seconds,
-                    disable_after=timedelta(days=self.settings.webhook_disable_after_days))
+                    disable_after=timedelta(days=self.settings.webhook_disable_after_days),
+                )
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _done(self, task: asyncio.Task[None]) -> None:
@@ -202,8 +219,9 @@ class Dispatcher:
         try:
             outcome = await self._attempt(item)
         except Exception:  # a bug must not stop the loop; the lease expires and it is retried
-            log.exception("webhook_delivery_failed", event_id=item.event_id,
-                          endpoint_id=item.endpoint_id)
+            log.exception(
+                "webhook_delivery_failed", event_id=item.event_id, endpoint_id=item.endpoint_id
+            )
             return
         metrics.WEBHOOK_ATTEMPTS.labels("delivered" if outcome.delivered else "failed").inc()
         self.outcomes.append((item, outcome, self.db.clock.now()))
@@ -211,12 +229,16 @@ class Dispatcher:
     async def _attempt(self, item: Claimed) -> Outcome:
         """One delivery attempt, in its span (see ``_signed_post``)."""
         with self.tracer.start_as_current_span(
-                "webhook.attempt", kind=trace.SpanKind.CLIENT,
-                attributes={"http.request.method": "POST",
-                            "server.address": urlsplit(item.url).hostname or "",
-                            "webhook.event_id": item.event_id,
-                            "webhook.endpoint_id": item.endpoint_id,
-                            "webhook.attempt": item.attempt_number}) as span:
+            "webhook.attempt",
+            kind=trace.SpanKind.CLIENT,
+            attributes={
+                "http.request.method": "POST",
+                "server.address": urlsplit(item.url).hostname or "",
+                "webhook.event_id": item.event_id,
+                "webhook.endpoint_id": item.endpoint_id,
+                "webhook.attempt": item.attempt_number,
+            },
+        ) as span:
             outcome = await self._signed_post(item)
             if outcome.status_code:
                 span.set_attribute("http.response.status_code", outcome.status_code)
@@ -233,8 +255,9 @@ class Dispatcher:
             return int((time.perf_counter() - started) * 1000)
 
         # A fresh timestamp for every attempt; the id stays the event's.
-        headers = signing.headers(item.signing_secrets, item.event_id,
-                                   int(self.db.clock.now().timestamp()), item.body)
+        headers = signing.headers(
+            item.signing_secrets, item.event_id, int(self.db.clock.now().timestamp()), item.body
+        )
         headers["accept-encoding"] = "identity"  # the logged answer is read raw, undecoded
         tracing.outgoing(headers)
         try:
@@ -246,8 +269,13 @@ class Dispatcher:
         except (aiohttp.ClientError, OSError) as exc:
             return Outcome(0, elapsed(), f"{type(exc).__name__}: {exc}"[:1000])
         success = 200 <= status < 300
-        return Outcome(status, elapsed(), "" if success else f"HTTP {status}", body,
-                       None if success else _retry_after(retry_after, self.db.clock.now()))
+        return Outcome(
+            status,
+            elapsed(),
+            "" if success else f"HTTP {status}",
+            body,
+            None if success else _retry_after(retry_after, self.db.clock.now()),
+        )
 
     async def _send(self, item: Claimed, headers: dict[str, str]) -> tuple[int, str, str | None]:
         """``_post`` within the timeout; tenacity retries a blip (a refused connection, a
@@ -259,8 +287,11 @@ class Dispatcher:
             blip: Exception | None = exc
         # The try above was tenacity's first: it waits, then tries again.
         async for attempt in tenacity.AsyncRetrying(
-                retry=tenacity.retry_if_exception_type(BLIPS),
-                stop=tenacity.stop_after_attempt(_BLIP_TRIES), wait=_BLIP_WAIT, reraise=True):
+            retry=tenacity.retry_if_exception_type(BLIPS),
+            stop=tenacity.stop_after_attempt(_BLIP_TRIES),
+            wait=_BLIP_WAIT,
+            reraise=True,
+        ):
             with attempt:
                 if blip is not None:
                     failed, blip = blip, None
@@ -270,5 +301,4 @@ class Dispatcher:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _post(self, item: Claimed, headers: dict[str, str]) -> tuple[int, str, str | None]:
-        return await self.client.post(item.url, item.body, headers,
-                                      deliveries.RESPONSE_BODY_LIMIT)
+        return await self.client.post(item.url, item.body, headers, deliveries.RESPONSE_BODY_LIMIT)

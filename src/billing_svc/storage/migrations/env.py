@@ -18,12 +18,15 @@ _MIGRATION_LOCK_KEY = 0x62696C6C
 
 def _run(connection) -> None:
     if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                           {"key": _MIGRATION_LOCK_KEY})
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
     # include_object: PostgreSQL's usage partitions and dedupe keys are not SQLModel tables.
-    context.configure(connection=connection, target_metadata=target_metadata,
-                      render_as_batch=connection.dialect.name == "sqlite",
-                      compare_type=True, include_object=partitions.include_object)
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+        include_object=partitions.include_object,
+    )
     with context.begin_transaction():
         context.run_migrations()
 
