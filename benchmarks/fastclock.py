@@ -14,7 +14,6 @@ hands to the ``Database``, the one source of "now" in ``src/`` (``billing_svc.cl
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,23 +43,12 @@ class FastClock:
 
 async def _serve(clock: FastClock) -> None:
     from billing_svc import logs
-    from billing_svc.api.server import BillingServer
+    from billing_svc.app import serve
     from billing_svc.settings import load_settings
 
     settings = load_settings()
     logs.configure(settings.log_level)
-    server = BillingServer(settings, clock)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await server.start()
-    except BaseException:
-        await server.abandon()
-        raise
-    await stop.wait()
-    await server.stop()
+    await serve(settings, clock)
 
 
 if __name__ == "__main__":

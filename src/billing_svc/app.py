@@ -171,9 +171,10 @@ class BillingServer:
         log.info("stopped")
 
 
-async def serve(settings: Settings) -> None:
-    """Serve until SIGTERM or SIGINT, then drain and return."""
-    server = BillingServer(settings)
+async def serve(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> None:
+    """Serve until SIGTERM or SIGINT, then drain and return (``clock``: the soak benchmark's
+    fast one; the service's own is the system clock)."""
+    server = BillingServer(settings, clock)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
