@@ -9,7 +9,6 @@ from datetime import datetime
 from opentelemetry import trace
 
 from billing_svc.clock import SYSTEM_CLOCK, Clock
-from billing_svc.domain.scopes import SCOPES as SCOPES  # re-exported beside Caller
 from billing_svc.tracing import NO_TRACER
 
 # The caller id of the service's own jobs, the CLI and direct calls: no token stands behind them.

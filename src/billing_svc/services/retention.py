@@ -274,7 +274,7 @@ def purge_if_due(db: Database, settings: Settings) -> int:
     if summary.complete:
         with db.write() as session:
             RetentionStore(session.connection()).set_state_us(LAST_PURGE, to_us(now), now)
-    if summary.deleted or summary.uninvoiced:
+    if summary.deleted or summary.uninvoiced or summary.usage_keys or summary.partitions_dropped:
         log.info(
             "purged",
             complete=summary.complete,
@@ -286,6 +286,9 @@ def purge_if_due(db: Database, settings: Settings) -> int:
             idempotency_records=summary.idempotency_records,
             hourly_rollups=summary.hourly_rollups,
             usage_reports=summary.usage_reports,
+            usage_keys=summary.usage_keys,  # PostgreSQL: dead dedupe keys
+            months_dropped=summary.partitions_dropped,  # PostgreSQL: partitions dropped whole
+            usage_events_kept=summary.usage_events_kept,
             uninvoiced_periods_kept=len(summary.uninvoiced),
             longest_chunk_ms=round(summary.longest_chunk_seconds * 1000, 1),
         )

@@ -165,7 +165,7 @@ class WebhookEndpointView:
     endpoint_id: str
     account_id: str
     url: str
-    event_types: tuple[str, ...]  # empty = all
+    event_types: tuple[str, ...]  # empty: every type but the explicit-only ones
     description: str
     secret: str
     previous_secret_expires_at: datetime | None

@@ -1,7 +1,7 @@
 """usage partitions: PostgreSQL's raw usage events by month of receipt, and a global dedupe key
 
 Revision ID: 0016_usage_partitions
-Revises: 0014_test_clocks
+Revises: 0015_typed_lists
 Create Date: 2026-12-02 04:00:00
 
 PostgreSQL only (SQLite keeps its table): ``usage_event`` becomes ``PARTITION BY LIST (bucket)``,
