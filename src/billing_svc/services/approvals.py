@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -428,31 +428,8 @@ def decide(
             immediate = False
             if approve:
                 account, immediate = _apply(session, ctx, request)
-            request.status = decision
-            request.decided_by = ctx.caller.name
-            request.decided_at = ctx.now
-            request.reason = reason
-            session.add(request)
-            audit.append(
-                session,
-                actor=ctx.caller.name,
-                action=f"change_request.{decision}",
-                account_id=request.account_id,
-                before={"status": approvals.PENDING},
-                after=_record(request),
-                at=ctx.now,
-                request_id=ctx.request_id,
-            )
-            outbox.enqueue(
-                session,
-                events.approval_decided(
-                    account_id=request.account_id,
-                    change_request_id=request.change_request_id,
-                    decision=decision,
-                    decided_by=ctx.caller.name,
-                    reason=reason or None,
-                    occurred_at=ctx.now,
-                ),
+            _record_decision(
+                session, ctx, request, decision, by=ctx.caller.name, at=ctx.now, reason=reason
             )
             if key is not None:
                 idempotency.remember(
@@ -514,16 +491,39 @@ def _decision_view(session: Session, request: ChangeRequest) -> Decision:
 
 
 def _expire(session: Session, ctx: RequestContext, request: ChangeRequest) -> None:
-    request.status = approvals.EXPIRED
-    request.decided_by = ctx.caller.name if ctx.caller.name.startswith("system") else "system"
-    request.decided_at = request.expires_at
     hours = (request.expires_at - request.created_at).total_seconds() / 3600
-    request.reason = f"no decision within {hours:g} hours"
+    _record_decision(
+        session,
+        ctx,
+        request,
+        approvals.EXPIRED,
+        by=ctx.caller.name if ctx.caller.name.startswith("system") else "system",
+        at=request.expires_at,
+        reason=f"no decision within {hours:g} hours",
+    )
+
+
+def _record_decision(
+    session: Session,
+    ctx: RequestContext,
+    request: ChangeRequest,
+    decision: str,
+    *,
+    by: str,
+    at: datetime,
+    reason: str,
+) -> None:
+    """Decide ``request`` (approved, rejected or expired) by ``by`` at ``at``, with its audit
+    record (written at the service's time) and its ``billing.approval.decided`` event."""
+    request.status = decision
+    request.decided_by = by
+    request.decided_at = at
+    request.reason = reason
     session.add(request)
     audit.append(
         session,
-        actor=request.decided_by,
-        action="change_request.expired",
+        actor=by,
+        action=f"change_request.{decision}",
         account_id=request.account_id,
         before={"status": approvals.PENDING},
         after=_record(request),
@@ -535,10 +535,10 @@ def _expire(session: Session, ctx: RequestContext, request: ChangeRequest) -> No
         events.approval_decided(
             account_id=request.account_id,
             change_request_id=request.change_request_id,
-            decision=approvals.EXPIRED,
-            decided_by=request.decided_by,
-            reason=request.reason,
-            occurred_at=request.expires_at,
+            decision=decision,
+            decided_by=by,
+            reason=reason or None,
+            occurred_at=at,
         ),
     )
 
