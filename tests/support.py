@@ -301,7 +301,9 @@ class ServiceProcess:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30) -> ServiceProcess:
+    def start(self, timeout: float = 120) -> ServiceProcess:
+        """Start ``serve`` and wait until it answers SERVING (returns as soon as it does; the
+        long limit is for a loaded machine, where starting took over 30 s)."""
         import subprocess
         import tempfile
         import time

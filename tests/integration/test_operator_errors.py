@@ -21,7 +21,7 @@ BILLING_SVC = str(Path(sys.executable).with_name("billing-svc"))
 
 
 def run(
-    tmp_path: Path, *args: str, timeout: float = 60, **env: str
+    tmp_path: Path, *args: str, timeout: float = 120, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """``billing-svc ARGS`` with only the given ``BILLING_*`` settings, in an empty directory
     (no ``.env`` of the checkout)."""
