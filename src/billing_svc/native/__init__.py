@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import Sequence
 from functools import cache
 from types import ModuleType
-from typing import Protocol
+from typing import Any, Protocol
 
 from billing_svc.domain.usage import MESSAGE, UsageEventIn
 
@@ -69,9 +69,11 @@ class UsageCodec(Protocol):
         sql_many: str,
         batches: Sequence[CompactBatch],
         received_at_us: int,
+        index: Any = None,
     ) -> list[bool]:
         """Plain batches this codec decoded, in order, each whole under a savepoint, up to the
-        first that meets an existing key (False: nothing of it stored)."""
+        first that meets an existing key (False: nothing of it stored): one ``index`` (the
+        kernel's ``Index``, storage.event_index) may hold, or the table's primary key holds."""
 
 
 class PythonCodec:
@@ -97,6 +99,7 @@ class PythonCodec:
         sql_many: str,
         batches: Sequence[CompactBatch],
         received_at_us: int,
+        index: Any = None,
     ) -> list[bool]:
         if batches:
             raise TypeError("PythonCodec decodes no batch, so it has none to insert")
@@ -129,8 +132,9 @@ class CompiledCodec:
         sql_many: str,
         batches: Sequence[CompactBatch],
         received_at_us: int,
+        index: Any = None,
     ) -> list[bool]:
-        return self._insert(connection, sql_one, sql_many, list(batches), received_at_us)
+        return self._insert(connection, sql_one, sql_many, list(batches), received_at_us, index)
 
 
 PYTHON = PythonCodec()
