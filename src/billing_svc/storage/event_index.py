@@ -200,3 +200,26 @@ class EventIndex:
         self._ready = False
         self.marked_hour_us = None  # the mark may have gone with the transaction
         self.table.rollback()
+
+
+# SQLite's log layout (0017_usage_layout) beyond the SQLModel table, which keeps describing the
+# event's columns and, for PostgreSQL, its key.
+_LOG_TABLES = {"usage_log_mark"}
+_LOG_INDEXES = {"ix_usage_event_storage"}
+
+
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """Alembic's filter (the comparison of the tables with the migrations, and autogenerate):
+    PostgreSQL's partitioning objects (storage.partitions) and SQLite's log layout are the
+    migrations' own, not SQLModel tables."""
+    if type_ == "table" and name in _LOG_TABLES:
+        return False
+    if type_ == "column" and name == "log_id" and obj.table.name == "usage_event":
+        return False
+    if type_ == "index" and name in _LOG_INDEXES:
+        return False
+    from billing_svc.storage import partitions  # it imports storage.db, which imports this
+
+    return partitions.include_object(obj, name, type_, reflected, compare_to)
