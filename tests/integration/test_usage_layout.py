@@ -191,9 +191,12 @@ def test_the_log_marks_where_each_hour_starts(template: Template) -> None:
         db.dispose()
 
 
+_STAMP = timestamp_pb2.Timestamp()
+_STAMP.FromDatetime(datetime.now(UTC).replace(microsecond=0))  # one time: a resend is the same
+
+
 def _producer_batches(account_id: str, tenant_id: str, ids: list[str]) -> list:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(datetime.now(UTC).replace(microsecond=0))
+    stamp = _STAMP
     return [
         upb.StreamUsageRequest(
             batch_id=f"p{b}",
