@@ -400,3 +400,56 @@ def test_the_python_table_and_the_kernels_answer_alike(tmp_path: Path) -> None:
             table.catch_up(connection)
         table.rollback()
     connection.close()
+
+
+def test_a_purge_reads_the_log_once_for_every_account_over_many_pages(tmp_path: Path) -> None:
+    """More events than one page of the log (LOG_SCAN_ROWS log ids), interleaved with another
+    account's that stay: every purgeable one goes, in chunks, whatever page it is on."""
+    from billing_svc.domain.periods import Period
+    from billing_svc.services import retention
+    from tests.integration.test_retention import _account_with_periods, _months_back, _now
+
+    now = _now()
+    old = _months_back(Period.containing(now), 8)
+    events = retention.LOG_SCAN_ROWS * 2 + 500
+    with fresh_database(str(tmp_path)) as url:
+        db = Database(url)
+        try:
+            _account_with_periods(db, [old], [], now)
+            at_us = to_us(old.start) + 3_600_000_000
+            connection = sqlite3.connect(str(db.url.database), isolation_level=None)
+            connection.execute("BEGIN")
+            connection.executemany(
+                "INSERT INTO usage_event (account_id, event_id, tenant_id, partner_id, kind, "
+                "quantity, occurred_at_us, period, late, received_at_us) "
+                "VALUES (?, ?, 'ten_1', '', 1, 1, ?, ?, 0, ?)",
+                [
+                    ("acc_1" if n % 3 else "acc_other", f"e{n}", at_us + n, old.label, at_us + n)
+                    for n in range(events)
+                ],
+            )
+            connection.execute("COMMIT")
+            connection.close()
+            summary = retention.purge(db, retention.RetentionPolicy(usage_days=120), now)
+            purged = sum(1 for n in range(events) if n % 3)
+            assert summary.usage_events == purged and summary.chunks > purged // 1000
+            assert summary.periods_purged == [("acc_1", old.label)]
+            with db.read() as session:
+                left = (
+                    session.connection()
+                    .exec_driver_sql(
+                        "SELECT account_id, COUNT(*) FROM usage_event GROUP BY account_id"
+                    )
+                    .all()
+                )
+                assert [tuple(row) for row in left] == [("acc_other", events - purged)]
+                deleted = (
+                    session.connection()
+                    .exec_driver_sql(
+                        "SELECT events_deleted FROM usage_purged_period WHERE account_id = 'acc_1'"
+                    )
+                    .scalar_one()
+                )
+                assert deleted == purged
+        finally:
+            db.dispose()

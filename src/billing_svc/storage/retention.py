@@ -15,8 +15,6 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, func, not_, or_, select, tuple_, update
 from sqlalchemy.engine import Connection
 
-from billing_svc.domain import usage as rules
-from billing_svc.domain.periods import Period
 from billing_svc.domain.usage import STORAGE
 from billing_svc.storage.tables import (
     Account,
@@ -239,11 +237,8 @@ class RetentionStore:
         horizon_us: int = 0,
     ) -> list[tuple[str, str, int, int]]:
         """The next ``limit`` events after ``after_event_id`` (in key order) of ``periods``, or
-        storage readings of ``storage_periods``: ``(event key, tenant, kind, occurred_at_us)``.
-        The key is what ``delete_usage_events`` takes and the next call resumes after ("" the
-        first time): the event id on PostgreSQL; on SQLite, whose log has no index by account,
-        the log id (as text), the log read in its order from the first event received in the
-        earliest of the periods."""
+        storage readings of ``storage_periods``: ``(event_id, tenant, kind, occurred_at_us)``.
+        (SQLite's event log is read for all accounts at once instead: ``log_page``.)"""
         wanted = [f"period IN ({','.join('?' * len(periods))})"] if periods else []
         if storage_periods:
             wanted.append(
@@ -251,10 +246,6 @@ class RetentionStore:
             )
         if not wanted:
             return []
-        if not self.usage.postgres:
-            return self._log_candidates(
-                account_id, after_event_id, wanted, periods, storage_periods, limit
-            )
         # PostgreSQL's partitions are indexed by (account, time), not by event id: all these
         # periods lie before the horizon, which bounds the index range to read.
         before = [horizon_us] if self.usage.postgres else []
@@ -269,44 +260,44 @@ class RetentionStore:
             )
         ]
 
-    def _log_candidates(
-        self,
-        account_id: str,
-        after: str,
-        wanted: list[str],
-        periods: Sequence[str],
-        storage_periods: Sequence[str],
-        limit: int,
-    ) -> list[tuple[str, str, int, int]]:
-        if after:
-            start = int(after)
-        else:
-            earliest = min(Period.parse(label).start for label in [*periods, *storage_periods])
-            start = self.usage.log_start(rules.to_us(earliest))
+    def log_end(self) -> int:
+        """SQLite: the newest log id (0: an empty log)."""
+        return int(self.usage._all("SELECT COALESCE(MAX(log_id), 0) FROM usage_event", [])[0][0])
+
+    def log_page(
+        self, after_log_id: int, rows: int, horizon_us: int
+    ) -> list[tuple[int, str, str, int, str, int]]:
+        """SQLite: the events older than the horizon among the log's next ``rows`` log ids
+        after ``after_log_id`` (one range of the log, read in order): ``(log_id, account_id,
+        period, kind, tenant_id, occurred_at_us)``."""
         return [
-            (str(log_id), t, int(k), int(at))
-            for log_id, t, k, at in self.usage._all(
-                "SELECT log_id, tenant_id, kind, occurred_at_us FROM usage_event "
-                f"WHERE log_id > ? AND account_id = ? AND ({' OR '.join(wanted)}) "
-                "ORDER BY log_id LIMIT ?",
-                [start, account_id, *periods, *storage_periods, limit],
+            (int(log_id), a, p, int(k), t, int(at))
+            for log_id, a, p, k, t, at in self.usage._all(
+                "SELECT log_id, account_id, period, kind, tenant_id, occurred_at_us "
+                "FROM usage_event WHERE log_id > ? AND log_id <= ? AND occurred_at_us < ? "
+                "ORDER BY log_id",
+                [after_log_id, after_log_id + rows, horizon_us],
             )
         ]
+
+    def delete_log_events(self, log_ids: Sequence[int], horizon_us: int) -> list[tuple[Any, ...]]:
+        """SQLite: delete these events of the log (older than the horizon, whatever the caller
+        says) and return them whole, columns in ``EVENT_COLUMNS`` order."""
+        if not log_ids:
+            return []
+        return self.usage._all(
+            f"DELETE FROM usage_event WHERE log_id IN ({','.join('?' * len(log_ids))}) "
+            f"AND occurred_at_us < ? RETURNING {_EVENT_COLUMNS}",
+            [*log_ids, horizon_us],
+        )
 
     def delete_usage_events(
         self, account_id: str, event_ids: Sequence[str], horizon_us: int
     ) -> list[tuple[Any, ...]]:
         """Delete these events (older than the horizon, whatever the caller says) and return
-        them whole, columns in ``EVENT_COLUMNS`` order: what an export writes. ``event_ids``
-        are the keys ``usage_candidates`` gave (SQLite: log ids)."""
+        them whole, columns in ``EVENT_COLUMNS`` order: what an export writes."""
         if not event_ids:
             return []
-        if not self.usage.postgres:
-            return self.usage._all(
-                f"DELETE FROM usage_event WHERE log_id IN ({','.join('?' * len(event_ids))}) "
-                f"AND account_id = ? AND occurred_at_us < ? RETURNING {_EVENT_COLUMNS}",
-                [*(int(key) for key in event_ids), account_id, horizon_us],
-            )
         return self.usage._all(
             f"DELETE FROM usage_event WHERE account_id = ? AND occurred_at_us < ? AND event_id "
             f"IN ({','.join('?' * len(event_ids))}) RETURNING {_EVENT_COLUMNS}",
