@@ -5,9 +5,11 @@ tenants and partners, with their audit records, as it always does). Their events
 inserted in bulk, in key order, by ``prefill_usage``, with the counters and roll-ups ingestion
 would have left: GetCurrentUsage and every other read see the same totals, and a resent event is
 a duplicate. ``prefill_usage`` (with ``STORED_EVENTS_SQL``) is the one place that knows how raw
-events and their counters are laid out: a storage layout change (issue 16: a narrow dedupe key
-apart from an append-only event log, partitions by time) updates it, and the scale and soak
-suites follow.
+events and their counters are laid out: a storage layout change updates it, and the scale and
+soak suites follow. On SQLite the events are appended to the event log (``0017_usage_layout``:
+log ids in key order, no mark in ``usage_log_mark``, as migrated rows have none); the service
+builds its dedupe index from the log when it starts (storage.event_index), so nothing else is
+written for them. On PostgreSQL they go to their month's partition with their dedupe keys.
 
 The pre-filled hour is not marked for the hourly report job: a burst of a report per account at
 the start of a timed run would be measured as ingestion.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -130,6 +131,15 @@ class BillingServer:
 
         await asyncio.to_thread(upgrade, self.db, settings=settings)
         await asyncio.to_thread(partitions.ensure_ahead, self.db)  # PostgreSQL's raw usage
+        if self.db.usage_index is not None:  # SQLite: the raw usage log's dedupe index
+            started = time.monotonic()
+            events = await asyncio.to_thread(self.db.warm_usage_index)
+            log.info(
+                "usage_index_built",
+                events=events,
+                seconds=round(time.monotonic() - started, 3),
+                bytes=self.db.usage_index.table.bytes,
+            )
         tokens = await asyncio.to_thread(load_token_store, settings, self.db)
         self._grpc.interceptor.activate(tokens, self._clocks)
         if self._rest is not None:

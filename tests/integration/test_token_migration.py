@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlmodel import SQLModel
 
 from billing_svc.domain.tokens import configured_token_id, hash_token
-from billing_svc.storage import partitions
+from billing_svc.storage import event_index
 from billing_svc.storage.db import Database
 from billing_svc.storage.migrate import alembic_config, upgrade
 from tests.support import (
@@ -75,9 +75,10 @@ def _token_ids(db: Database) -> dict[str, str]:
 
 def _schema_matches_the_tables(db: Database) -> None:
     with db.engine.connect() as connection:
-        # PostgreSQL's usage partitions and dedupe keys are the migrations' own (0016).
+        # PostgreSQL's usage partitions and dedupe keys (0016) and SQLite's usage log (0017)
+        # are the migrations' own.
         context = MigrationContext.configure(
-            connection, opts={"compare_type": True, "include_object": partitions.include_object}
+            connection, opts={"compare_type": True, "include_object": event_index.include_object}
         )
         assert compare_metadata(context, SQLModel.metadata) == []
 

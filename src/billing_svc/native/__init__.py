@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import Sequence
 from functools import cache
 from types import ModuleType
-from typing import Protocol
+from typing import Any, Protocol
 
 from billing_svc.domain.usage import MESSAGE, UsageEventIn
 
@@ -69,9 +69,11 @@ class UsageCodec(Protocol):
         sql_many: str,
         batches: Sequence[CompactBatch],
         received_at_us: int,
+        index: Any = None,
     ) -> list[bool]:
         """Plain batches this codec decoded, in order, each whole under a savepoint, up to the
-        first that meets an existing key (False: nothing of it stored)."""
+        first that meets an existing key (False: nothing of it stored): one ``index`` (the
+        kernel's ``Index``, storage.event_index) may hold, or the table's primary key holds."""
 
 
 class PythonCodec:
@@ -97,6 +99,7 @@ class PythonCodec:
         sql_many: str,
         batches: Sequence[CompactBatch],
         received_at_us: int,
+        index: Any = None,
     ) -> list[bool]:
         if batches:
             raise TypeError("PythonCodec decodes no batch, so it has none to insert")
@@ -129,8 +132,9 @@ class CompiledCodec:
         sql_many: str,
         batches: Sequence[CompactBatch],
         received_at_us: int,
+        index: Any = None,
     ) -> list[bool]:
-        return self._insert(connection, sql_one, sql_many, list(batches), received_at_us)
+        return self._insert(connection, sql_one, sql_many, list(batches), received_at_us, index)
 
 
 PYTHON = PythonCodec()
@@ -197,6 +201,15 @@ _PROBE_TABLE = (
     "late INT, received_at_us INT, PRIMARY KEY (account_id, event_id)) WITHOUT ROWID"
 )
 _PROBE_INSERT = "INSERT INTO probe VALUES (?,?,?,?,?,?,?,?,?,?)"
+_PROBE_LOG = (
+    "CREATE TABLE probe_log (log_id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT, "
+    "account_id TEXT, tenant_id TEXT, partner_id TEXT, kind INT, quantity INT, "
+    "occurred_at_us INT, period TEXT, late INT, received_at_us INT)"
+)
+_PROBE_LOG_INSERT = (
+    "INSERT INTO probe_log (event_id, account_id, tenant_id, partner_id, kind, quantity, "
+    "occurred_at_us, period, late, received_at_us) VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
 
 
 @cache
@@ -257,3 +270,25 @@ def _probe(kernel: ModuleType) -> None:
         connection.close()
     if rows != [(*event, "2025-06", 0, 7) for event in expected]:
         raise RuntimeError(f"insert() wrote {rows!r}")
+    _probe_index(kernel, batch)
+
+
+def _probe_index(kernel: ModuleType, batch: CompactBatch) -> None:
+    """The dedupe index with the log layout (storage.event_index): a stored batch's keys are
+    pending, then committed, and the same batch again meets them."""
+    import os
+
+    connection = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        connection.execute(_PROBE_LOG)
+        index = kernel.Index(os.urandom(16))
+        connection.execute("BEGIN")
+        stored = kernel.insert(connection, _PROBE_LOG_INSERT, _PROBE_LOG_INSERT, [batch], 7, index)
+        pending = index.pending
+        index.commit()
+        again = kernel.insert(connection, _PROBE_LOG_INSERT, _PROBE_LOG_INSERT, [batch], 7, index)
+        connection.execute("ROLLBACK")
+    finally:
+        connection.close()
+    if stored != [True] or again != [False] or pending != 2 or index.probe("acc", "e1") != [2]:
+        raise RuntimeError(f"the index disagrees: {stored}, {again}, {pending} pending")

@@ -199,7 +199,9 @@ def _ingest(
             )
             start = end
             continue
-        stored = store.insert_native(batches[start].codec, native[start:end], received_at_us=now_us)
+        stored = store.insert_native(
+            batches[start].codec, native[start:end], received_at_us=now_us, on_clock=on_clock
+        )
         for index, whole in zip(range(start, end), stored, strict=False):
             if whole:
                 results[index].accepted = len(batches[index])

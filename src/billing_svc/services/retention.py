@@ -68,6 +68,7 @@ log = structlog.get_logger("billing_svc.retention")
 CHUNK_ROWS = 1000
 MIN_CHUNK_ROWS = 100
 CHUNK_TARGET_SECONDS = 0.025
+LOG_SCAN_ROWS = 20_000  # SQLite's event log: log ids read per read transaction
 # Outbox events per chunk: each takes its deliveries and attempts (up to one per endpoint and
 # retry) with it.
 CHUNK_OUTBOX_EVENTS = 100
@@ -328,23 +329,88 @@ def _purge_usage(run: _Run, export: CsvGzExport | None) -> None:
     if not run.db.is_sqlite:
         _purge_usage_partitioned(run, export, by_account, done_before, starts_kept)
         return
-    for account_id, periods in by_account.items():
+    _purge_usage_log(run, export, by_account, done_before, starts_kept)
+
+
+def _purge_usage_log(
+    run: _Run,
+    export: CsvGzExport | None,
+    by_account: dict[str, list[str]],
+    done_before: dict[str, list[str]],
+    starts_kept: dict[str, list[int]],
+) -> None:
+    """SQLite: raw events are an append-only log with no index by account (0017_usage_layout),
+    so every account's events of ``by_account``'s periods (and superseded storage readings of
+    ``done_before``'s) are found in one read of the log, in log order, from the first event
+    received in the earliest of those periods, ``LOG_SCAN_ROWS`` log ids at a time; each chunk
+    deletes what was found, by log id, but for each tenant's last reading before the horizon
+    and before each kept period (``starts_kept``)."""
+    summary = run.summary
+    if not by_account:
+        return
+    horizon_us = to_us(summary.horizon)
+    with run.chunk() as store:  # recorded before the first delete: ReconcilePeriod refuses them
+        for account_id, periods in by_account.items():
+            store.start_purging(account_id, periods, horizon_us, summary.now)
+    purged = {(a, p) for a, periods in by_account.items() for p in periods}
+    readings = {(a, p) for a, periods in done_before.items() if a in by_account for p in periods}
+    keep: set[tuple[str, str, int]] = set()
+    with run.read() as store:
+        for account_id in by_account:
+            for boundary_us in (horizon_us, *starts_kept[account_id]):
+                keep.update(
+                    (account_id, tenant, at)
+                    for tenant, at in store.latest_readings_before(account_id, boundary_us).items()
+                )
+        earliest = min(Period.parse(period).start for _, period in purged | readings)
+        after = store.usage.log_start(to_us(earliest))
+        # Events older than the horizon are refused from now on: none comes after this one.
+        end = store.log_end()
+    found: list[int] = []
+    done = after >= end
+    while not done:
         if run.out_of_time():
             return
-        with run.chunk() as store:
-            store.start_purging(account_id, periods, horizon_us, summary.now)
-        if not _purge_account_events(
-            run,
-            account_id,
-            periods,
-            done_before[account_id],
-            [horizon_us, *starts_kept[account_id]],
-            export,
-        ):
-            return
-        with run.chunk() as store:
+        with run.read() as store:
+            page = store.log_page(after, LOG_SCAN_ROWS, horizon_us)
+        after += LOG_SCAN_ROWS
+        done = after >= end
+        for log_id, account_id, period, kind, tenant_id, at_us in page:
+            if (account_id, period) in purged or (
+                kind == STORAGE and (account_id, period) in readings
+            ):
+                if kind == STORAGE and (account_id, tenant_id, at_us) in keep:
+                    summary.storage_readings_kept += 1
+                else:
+                    found.append(log_id)
+        while found and (done or len(found) >= run.usage_rows):
+            if run.out_of_time():
+                return
+            chunk, found = found[: run.usage_rows], found[run.usage_rows :]
+            _delete_log_chunk(run, chunk, horizon_us, export)
+    with run.chunk() as store:
+        for account_id, periods in by_account.items():
             store.finish_purging(account_id, periods, summary.now)
-        summary.periods_purged.extend((account_id, period) for period in periods)
+    summary.periods_purged.extend((a, p) for a, periods in by_account.items() for p in periods)
+
+
+def _delete_log_chunk(
+    run: _Run, log_ids: list[int], horizon_us: int, export: CsvGzExport | None
+) -> None:
+    summary = run.summary
+    account, period = EVENT_COLUMNS.index("account_id"), EVENT_COLUMNS.index("period")
+    exporting = export.chunk() if export is not None else _no_export()
+    with exporting as write, run.chunk() as store:
+        rows = store.delete_log_events(log_ids, horizon_us)
+        by_account: dict[str, Counter[str]] = defaultdict(Counter)
+        for row in rows:
+            by_account[row[account]][row[period]] += 1
+        for account_id, deleted in by_account.items():
+            store.count_deleted(account_id, deleted)
+        write(rows)
+    run.fit_usage_rows()
+    summary.usage_events += len(rows)
+    summary.exported += len(rows) if export is not None else 0
 
 
 def _purge_account_events(

@@ -26,6 +26,7 @@ from billing_svc.clock import SYSTEM_CLOCK, Clock
 from billing_svc.domain.errors import Unavailable
 from billing_svc.operator_errors import OperatorError
 from billing_svc.storage.checkpoint import Checkpointer
+from billing_svc.storage.event_index import USAGE_INDEX_KEY, EventIndex
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -46,11 +47,15 @@ class Database:
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self.checkpointer: Checkpointer | None = None
+        # SQLite's exactly-once index of raw usage events (storage/event_index.py): this
+        # Database's, in this process.
+        self.usage_index: EventIndex | None = None
         if self.is_sqlite:
             # Before this database's first connection: the ingestion kernel's import adds to
             # every connection opened after it the SQL function it finds the connection's
             # sqlite3 handle by (billing_svc.native, docs/decisions.md).
             native.load()
+            self.usage_index = EventIndex()
             on_disk = bool(self.url.database) and self.url.database != ":memory:"
             if on_disk:
                 folder = Path(self.url.database).parent  # type: ignore[arg-type]  # on_disk: the URL names a file
@@ -88,7 +93,7 @@ class Database:
         )
 
         @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        def _pragmas(dbapi_connection: Any, record: Any) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             # FULL: an acknowledged commit survives power loss, not only a process crash.
@@ -96,6 +101,7 @@ class Database:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             if immediate:
+                record.info[USAGE_INDEX_KEY] = self.usage_index
                 # Savepoint journals (one per usage batch) in memory: spilled to a temporary
                 # file past 64 KiB, they cost ingestion ~20 % (measured).
                 cursor.execute("PRAGMA temp_store=MEMORY")
@@ -112,18 +118,29 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A read-write transaction: commits when the block ends, rolls back if it raises."""
-        lock, checkpointer = self._write_lock, self.checkpointer
+        lock, checkpointer, index = self._write_lock, self.checkpointer, self.usage_index
         if lock is not None:
             lock.acquire()
         try:
             if checkpointer is not None:
                 checkpointer.before_write()
-            with (
-                _translate_errors(),
-                Session(self.engine, expire_on_commit=False, info={"clock": self.clock}) as session,
-                session.begin(),
-            ):
-                yield session
+            if index is not None:
+                index.begin()
+            try:
+                with (
+                    _translate_errors(),
+                    Session(
+                        self.engine, expire_on_commit=False, info={"clock": self.clock}
+                    ) as session,
+                    session.begin(),
+                ):
+                    yield session
+            except BaseException:
+                if index is not None:
+                    index.rolled_back()
+                raise
+            if index is not None:
+                index.committed()  # only now: the COMMIT returned
             if checkpointer is not None:
                 checkpointer.committed()
         finally:
@@ -141,6 +158,18 @@ class Database:
             session.begin(),
         ):
             yield session
+
+    def warm_usage_index(self) -> int:
+        """Read the raw usage log into this process's index before traffic (SQLite; 0
+        elsewhere): the first write transaction then reads only what came after."""
+        if self.usage_index is None:
+            return 0
+        assert self._write_lock is not None  # SQLite
+        with self._write_lock, self.read_engine.connect() as connection:
+            driver = connection.connection.driver_connection
+            added = self.usage_index.warm(driver)  # type: ignore[arg-type]  # SQLite: a sqlite3.Connection
+            connection.rollback()
+            return added
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -220,9 +220,10 @@ class RetentionStore:
         return {
             tenant: int(at)
             for tenant, at in self.usage._all(
+                # kind literal: SQLite's partial index of storage readings (WHERE kind = 2)
                 "SELECT tenant_id, MAX(occurred_at_us) FROM usage_event WHERE account_id = ? AND "
-                "kind = ? AND occurred_at_us < ? GROUP BY tenant_id",
-                [account_id, STORAGE, horizon_us],
+                f"kind = {STORAGE} AND occurred_at_us < ? GROUP BY tenant_id",
+                [account_id, horizon_us],
             )
         }
 
@@ -236,7 +237,8 @@ class RetentionStore:
         horizon_us: int = 0,
     ) -> list[tuple[str, str, int, int]]:
         """The next ``limit`` events after ``after_event_id`` (in key order) of ``periods``, or
-        storage readings of ``storage_periods``: ``(event_id, tenant, kind, occurred_at_us)``."""
+        storage readings of ``storage_periods``: ``(event_id, tenant, kind, occurred_at_us)``.
+        (SQLite's event log is read for all accounts at once instead: ``log_page``.)"""
         wanted = [f"period IN ({','.join('?' * len(periods))})"] if periods else []
         if storage_periods:
             wanted.append(
@@ -257,6 +259,37 @@ class RetentionStore:
                 [account_id, after_event_id, *periods, *storage_periods, *before, limit],
             )
         ]
+
+    def log_end(self) -> int:
+        """SQLite: the newest log id (0: an empty log)."""
+        return int(self.usage._all("SELECT COALESCE(MAX(log_id), 0) FROM usage_event", [])[0][0])
+
+    def log_page(
+        self, after_log_id: int, rows: int, horizon_us: int
+    ) -> list[tuple[int, str, str, int, str, int]]:
+        """SQLite: the events older than the horizon among the log's next ``rows`` log ids
+        after ``after_log_id`` (one range of the log, read in order): ``(log_id, account_id,
+        period, kind, tenant_id, occurred_at_us)``."""
+        return [
+            (int(log_id), a, p, int(k), t, int(at))
+            for log_id, a, p, k, t, at in self.usage._all(
+                "SELECT log_id, account_id, period, kind, tenant_id, occurred_at_us "
+                "FROM usage_event WHERE log_id > ? AND log_id <= ? AND occurred_at_us < ? "
+                "ORDER BY log_id",
+                [after_log_id, after_log_id + rows, horizon_us],
+            )
+        ]
+
+    def delete_log_events(self, log_ids: Sequence[int], horizon_us: int) -> list[tuple[Any, ...]]:
+        """SQLite: delete these events of the log (older than the horizon, whatever the caller
+        says) and return them whole, columns in ``EVENT_COLUMNS`` order."""
+        if not log_ids:
+            return []
+        return self.usage._all(
+            f"DELETE FROM usage_event WHERE log_id IN ({','.join('?' * len(log_ids))}) "
+            f"AND occurred_at_us < ? RETURNING {_EVENT_COLUMNS}",
+            [*log_ids, horizon_us],
+        )
 
     def delete_usage_events(
         self, account_id: str, event_ids: Sequence[str], horizon_us: int

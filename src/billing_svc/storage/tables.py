@@ -110,11 +110,15 @@ class MasterPartner(SQLModel, table=True):
 
 
 class UsageEvent(SQLModel, table=True):
-    """One accepted usage event; the primary key is the exactly-once guarantee."""
+    """One accepted usage event: its columns. The key below is the exactly-once guarantee as the
+    foundation made it; the migrations made each database's own layout since: PostgreSQL's
+    partitions with a key table (0016, storage.partitions), SQLite's append-only log keyed by
+    ``log_id`` with the key in the writer's index (0017, storage.event_index). Queries name
+    columns, never the key."""
 
     __tablename__ = "usage_event"
-    # No secondary index: every insert pays for each one, and the primary key's account prefix
-    # already serves the only raw-event reads (reconciliation, out-of-order storage readings).
+    # No secondary index on the events: every insert pays for each one (SQLite's partial index
+    # of storage readings is 0017's).
     __table_args__ = ({"sqlite_with_rowid": False},)
 
     account_id: str = Field(primary_key=True, max_length=40)

@@ -3,7 +3,8 @@
 Written against the DB-API cursor (``executemany``) rather than the ORM: per-row ORM overhead would
 cost more than the database does. The SQL is the same on SQLite and PostgreSQL except for the
 parameter style and ``max``/``GREATEST``, and for raw events: PostgreSQL stores them by month,
-with their exactly-once keys in a table of their own (storage.partitions).
+with their exactly-once keys in a table of their own (storage.partitions); SQLite appends them
+to a log whose exactly-once index lives in the writer's process (storage.event_index).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any, cast
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from billing_svc.domain.usage import MAX_COUNTER
+from billing_svc.domain.usage import FUTURE_TOLERANCE, MAX_COUNTER
 from billing_svc.native import UsageCodec
+from billing_svc.storage.event_index import USAGE_INDEX_KEY, EventIndex
 from billing_svc.storage.types import IntList
 
 _CHUNK = 500  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
@@ -30,6 +32,10 @@ _EVENT_COLUMNS = (
 _INSERT_EVENT = f"INSERT INTO usage_event ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
 _NATIVE_ROWS_PER_INSERT = 20  # ~12 % fewer instructions per row than one row per statement
 _INSERT_EVENTS = _INSERT_EVENT + ",(?,?,?,?,?,?,?,?,?,?)" * (_NATIVE_ROWS_PER_INSERT - 1)
+_HOUR_US = 3_600_000_000
+# How far before a moment the log's scan starts (usage_log_mark): an event may be received up
+# to FUTURE_TOLERANCE before it occurred, and a mark is written at its hour's first write.
+_MARK_MARGIN_US = int(FUTURE_TOLERANCE.total_seconds()) * 1_000_000 + _HOUR_US
 
 
 class CounterFull(Exception):
@@ -53,8 +59,51 @@ class UsageStore:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.postgres = connection.dialect.name == "postgresql"
-        # Kernel inserts bind the sqlite3 connection's own handle; PostgreSQL has COPY instead.
-        self.native_inserts = not self.postgres
+        # SQLite: the write connection's Database's index of the event log (storage.db).
+        self.index: EventIndex | None = (
+            None if self.postgres else connection.info.get(USAGE_INDEX_KEY)
+        )
+        # Kernel inserts bind the sqlite3 connection's own handle and probe the kernel's index;
+        # PostgreSQL has COPY instead.
+        self.native_inserts = self.index is not None and self.index.kernel_table is not None
+
+    def _sqlite(self) -> sqlite3.Connection:
+        # SQLAlchemy types it ``Any | None``; on SQLite it is the open sqlite3.Connection.
+        return cast(sqlite3.Connection, self.connection.connection.driver_connection)
+
+    def _ready_index(self) -> EventIndex:
+        """The log's index, up to date for this transaction (SQLite's write lock is held)."""
+        if self.index is None:
+            raise RuntimeError(
+                "raw usage events are written through Database.write() on SQLite: its "
+                "connections carry the event log's index"
+            )
+        try:
+            self.index.ready(self._sqlite())
+        except sqlite3.Error as exc:  # wrapped as SQLAlchemy wraps its own (db.py maps them)
+            raise DBAPIError.instance("catch_up", None, exc, sqlite3.Error) from exc
+        return self.index
+
+    def _mark_hour(self, index: EventIndex, received_at_us: int) -> None:
+        """Write the hour's ``usage_log_mark`` (a log id at or before its first event) at the
+        first insert of each hour; not for a test clock's events (their time is the clock's)."""
+        hour_us = received_at_us - received_at_us % _HOUR_US
+        if index.marked_hour_us != hour_us:
+            self.connection.exec_driver_sql(
+                "INSERT OR IGNORE INTO usage_log_mark (hour_us, first_log_id) VALUES (?, ?)",
+                (hour_us, index.table.last_seen + 1),
+            )
+            index.marked_hour_us = hour_us
+
+    def log_start(self, received_from_us: int) -> int:
+        """SQLite: a log id before every event received at or after ``received_from_us`` (0:
+        the log's start): scans of the log by time start after it."""
+        rows = self._all(
+            "SELECT first_log_id FROM usage_log_mark WHERE hour_us <= ? "
+            "ORDER BY hour_us DESC LIMIT 1",
+            [received_from_us - _MARK_MARGIN_US],
+        )
+        return int(rows[0][0]) - 1 if rows else 0
 
     def _sql(self, statement: str) -> str:
         return statement.replace("?", "%s") if self.postgres else statement
@@ -128,13 +177,24 @@ class UsageStore:
         """Stored content ``(tenant, partner, kind, quantity, occurred_at_us)`` by event id."""
         if self.postgres:
             return self._existing_on_postgres(account_id, list(event_ids))
-        rows = self._in(
-            "SELECT event_id, tenant_id, partner_id, kind, quantity, occurred_at_us "
-            "FROM usage_event WHERE account_id = ? AND event_id IN ({marks})",
-            [account_id],
-            event_ids,
+        # The index gives candidates (every log id whose entry has the key's hash, this
+        # transaction's too); the rows say which are the key's. No row: a purged event's entry.
+        index = self._ready_index()
+        wanted = set(event_ids)
+        log_ids = sorted(
+            {log_id for event_id in wanted for log_id in index.probe(account_id, event_id)}
         )
-        return {row[0]: (row[1], row[2], row[3], row[4], row[5]) for row in rows}
+        rows = self._in(
+            "SELECT event_id, tenant_id, partner_id, kind, quantity, occurred_at_us, account_id "
+            "FROM usage_event WHERE log_id IN ({marks})",
+            [],
+            log_ids,
+        )
+        return {
+            row[0]: (row[1], row[2], row[3], row[4], row[5])
+            for row in rows
+            if row[6] == account_id and row[0] in wanted
+        }
 
     def _existing_on_postgres(
         self, account_id: str, event_ids: list[str]
@@ -183,7 +243,14 @@ class UsageStore:
         if self.postgres:
             self._copy_events(rows, received_at_us, on_clock)
             return
+        index = self._ready_index()
+        if not on_clock:
+            self._mark_hour(index, received_at_us)
         self._many(_INSERT_EVENT, [(*row, received_at_us) for row in rows])
+        # AUTOINCREMENT gives each row the largest log id ever plus one: consecutive ids.
+        last = int(self._all("SELECT last_insert_rowid()", [])[0][0])
+        for log_id, row in enumerate(rows, start=last - len(rows) + 1):
+            index.add(row[1], row[0], log_id)
 
     def _copy_events(
         self, rows: list[tuple[Any, ...]], received_at_us: int, on_clock: bool
@@ -214,17 +281,28 @@ class UsageStore:
             raise
 
     def insert_native(
-        self, codec: UsageCodec, batches: list[Any], *, received_at_us: int
+        self,
+        codec: UsageCodec,
+        batches: list[Any],
+        *,
+        received_at_us: int,
+        on_clock: bool = False,
     ) -> list[bool]:
         """Insert plain batches decoded by ``codec`` (SQLite), in order, each whole under a
-        savepoint, with no Python object per event. Stops at the first batch that meets an
-        existing key: the result is one ``True`` per stored batch, then ``False`` for that one
-        (nothing of it stored) if there was one."""
-        # SQLAlchemy types it ``Any | None``; on SQLite it is the open sqlite3.Connection.
-        sqlite_connection = cast(sqlite3.Connection, self.connection.connection.driver_connection)
+        savepoint, with no Python object per event. Stops at the first batch one of whose keys
+        the index may hold (or that holds one twice): the result is one ``True`` per stored
+        batch, then ``False`` for that one (nothing of it stored) if there was one."""
+        index = self._ready_index()
+        if not on_clock:
+            self._mark_hour(index, received_at_us)
         try:
             return codec.insert(
-                sqlite_connection, _INSERT_EVENT, _INSERT_EVENTS, batches, received_at_us
+                self._sqlite(),
+                _INSERT_EVENT,
+                _INSERT_EVENTS,
+                batches,
+                received_at_us,
+                index.kernel_table,
             )
         except sqlite3.Error as exc:  # wrapped as SQLAlchemy wraps its own (db.py maps them)
             raise DBAPIError.instance(_INSERT_EVENTS, None, exc, sqlite3.Error) from exc
