@@ -423,9 +423,15 @@ def _write_rollup(
     store.mark_reports_due(list({(key[0], key[1]) for key in rollup.hourly}), now_us)
 
     accounts = refs.accounts
+    totals = store.add_periods_messages(
+        [
+            (account_id, period, messages, messages if (account_id, period) in refs.invoiced else 0)
+            for (account_id, period), messages in period_messages.items()
+        ]
+    )
     for (account_id, period), messages in period_messages.items():
         late = (account_id, period) in refs.invoiced
-        after = store.add_period_messages(account_id, period, messages, messages if late else 0)
+        after = totals[(account_id, period)]
         if not late:
             _notify_messages(
                 session, accounts[account_id], Period.parse(period), after - messages, after, now_us

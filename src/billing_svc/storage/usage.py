@@ -290,7 +290,46 @@ class UsageStore:
             raise CounterFull("usage_period") from exc
         return int(rows[0][0])
 
+    def add_periods_messages(
+        self, rows: list[tuple[str, str, int, int]]
+    ) -> dict[tuple[str, str], int]:
+        """``add_period_messages`` for several ``(account, period, messages, late)`` (distinct
+        pairs): the message totals after the adds by (account, period). One statement on
+        PostgreSQL, in key order (a fixed lock order)."""
+        if not self.postgres:
+            return {
+                (account_id, period): self.add_period_messages(account_id, period, messages, late)
+                for account_id, period, messages, late in rows
+            }
+        if not rows:
+            return {}
+        try:
+            found = self._unnest(
+                "INSERT INTO usage_period (account_id, period, messages, late_messages, "
+                "late_billed_messages) SELECT *, 0 FROM {unnest} "
+                "ON CONFLICT (account_id, period) "
+                f"DO UPDATE SET messages = {_add('usage_period', 'messages')}, "
+                f"late_messages = {_add('usage_period', 'late_messages')} "
+                "RETURNING account_id, period, messages",
+                ("text", "text", "bigint", "bigint"),
+                rows,
+            )
+        except IntegrityError as exc:
+            raise CounterFull("usage_period") from exc
+        return {(row[0], row[1]): int(row[2]) for row in found}
+
     def add_tenant_messages(self, rows: list[tuple[str, str, str, int]]) -> None:
+        if self.postgres:
+            self._add_unnest(
+                "usage_tenant_period",
+                "INSERT INTO usage_tenant_period (account_id, period, tenant_id, messages, "
+                "storage_byte_us) SELECT *, 0 FROM {unnest} "
+                "ON CONFLICT (account_id, period, tenant_id) "
+                f"DO UPDATE SET messages = {_add('usage_tenant_period', 'messages')}",
+                ("text", "text", "text", "bigint"),
+                rows,
+            )
+            return
         self._add_many(
             "usage_tenant_period",
             "INSERT INTO usage_tenant_period (account_id, period, tenant_id, messages, "
@@ -300,23 +339,29 @@ class UsageStore:
         )
 
     def add_partner_messages(self, rows: list[tuple[str, str, str, int]]) -> None:
-        self._add_many(
-            "usage_partner_period",
+        statement = (
             "INSERT INTO usage_partner_period (account_id, period, partner_id, messages) "
-            "VALUES (?,?,?,?) ON CONFLICT (account_id, period, partner_id) "
-            f"DO UPDATE SET messages = {_add('usage_partner_period', 'messages')}",
-            rows,
+            "{values} ON CONFLICT (account_id, period, partner_id) "
+            f"DO UPDATE SET messages = {_add('usage_partner_period', 'messages')}"
         )
+        if self.postgres:
+            self._add_unnest(
+                "usage_partner_period",
+                statement.format(values="SELECT * FROM {unnest}"),
+                ("text", "text", "text", "bigint"),
+                rows,
+            )
+            return
+        self._add_many("usage_partner_period", statement.format(values="VALUES (?,?,?,?)"), rows)
 
     def add_hourly(self, rows: list[tuple[str, int, str, str, int, int, int, int, int]]) -> None:
         """Rows ``(account, hour_us, tenant, partner, kind, messages, storage max, storage last
         at_us, storage last bytes)``; the last reading wins by occurred_at (ties: the newer)."""
         greatest = "GREATEST" if self.postgres else "max"
-        self._add_many(
-            "usage_hourly",
+        statement = (
             "INSERT INTO usage_hourly (account_id, hour_us, tenant_id, partner_id, kind, messages,"
             " storage_bytes_max, storage_last_at_us, storage_bytes_last) "
-            "VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (account_id, hour_us, "
+            "{values} ON CONFLICT (account_id, hour_us, "
             "tenant_id, partner_id, kind) DO UPDATE SET "
             f"messages = {_add('usage_hourly', 'messages')}, "
             f"storage_bytes_max = {greatest}(usage_hourly.storage_bytes_max, "
@@ -325,21 +370,79 @@ class UsageStore:
             "usage_hourly.storage_last_at_us THEN excluded.storage_bytes_last "
             "ELSE usage_hourly.storage_bytes_last END, "
             f"storage_last_at_us = {greatest}(usage_hourly.storage_last_at_us, "
-            "excluded.storage_last_at_us)",
-            rows,
+            "excluded.storage_last_at_us)"
         )
+        if self.postgres:
+            self._add_unnest(
+                "usage_hourly",
+                statement.format(values="SELECT * FROM {unnest}"),
+                (
+                    "text",
+                    "bigint",
+                    "text",
+                    "text",
+                    "integer",
+                    "bigint",
+                    "bigint",
+                    "bigint",
+                    "bigint",
+                ),
+                rows,
+            )
+            return
+        self._add_many("usage_hourly", statement.format(values="VALUES (?,?,?,?,?,?,?,?,?)"), rows)
 
     def mark_reports_due(self, hours: list[tuple[str, int]], now_us: int) -> None:
         """Mark ``(account, hour_us)`` pairs for the hourly report job, in sorted order (a fixed
         lock order). DO UPDATE, not DO NOTHING: on PostgreSQL it waits for a report job that
         holds the row, and inserts it anew once the job deleted it, so a change the job did not
         see is always reported by a later run."""
-        self._many(
-            "INSERT INTO usage_report_due (account_id, hour_us, marked_at_us) VALUES (?,?,?) "
+        statement = (
+            "INSERT INTO usage_report_due (account_id, hour_us, marked_at_us) {values} "
             "ON CONFLICT (account_id, hour_us) DO UPDATE SET "
-            "marked_at_us = excluded.marked_at_us",
-            [(account_id, hour_us, now_us) for account_id, hour_us in sorted(hours)],
+            "marked_at_us = excluded.marked_at_us"
         )
+        rows = [(account_id, hour_us, now_us) for account_id, hour_us in sorted(hours)]
+        if self.postgres:
+            if rows:
+                self._unnest(
+                    statement.format(values="SELECT * FROM {unnest}"),
+                    ("text", "bigint", "bigint"),
+                    rows,
+                    ordered=False,  # sorted above
+                )
+            return
+        self._many(statement.format(values="VALUES (?,?,?)"), rows)
+
+    def _unnest(
+        self,
+        statement: str,
+        types: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
+        *,
+        ordered: bool = True,
+    ) -> list[tuple[Any, ...]]:
+        """PostgreSQL: ``statement`` over all ``rows`` at once, ``{unnest}`` standing for
+        ``unnest`` of one array parameter per column (of ``types``): one statement and one
+        round trip instead of one per row, whose rows it takes in key order (``ordered``: they
+        are sorted here), so that concurrent writers lock counters in the same order."""
+        if ordered:
+            rows = sorted(rows)
+        arrays = [list(column) for column in zip(*rows, strict=True)]
+        unnest = "unnest(" + ", ".join(f"%s::{kind}[]" for kind in types) + ")"
+        result = self.connection.exec_driver_sql(statement.format(unnest=unnest), tuple(arrays))
+        return [tuple(row) for row in result] if result.returns_rows else []
+
+    def _add_unnest(
+        self, table: str, statement: str, types: Sequence[str], rows: list[tuple[Any, ...]]
+    ) -> None:
+        """``_add_many`` on PostgreSQL, through ``_unnest`` (rows of distinct keys)."""
+        if not rows:
+            return
+        try:
+            self._unnest(statement, types, rows)
+        except IntegrityError as exc:
+            raise CounterFull(table) from exc
 
     def _add_many(self, table: str, statement: str, rows: list[tuple[Any, ...]]) -> None:
         """An upsert into counters (``_add``): the only constraint it can meet is the guard's."""
