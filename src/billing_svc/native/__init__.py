@@ -75,6 +75,13 @@ class UsageCodec(Protocol):
         first that meets an existing key (False: nothing of it stored): one ``index`` (the
         kernel's ``Index``, storage.event_index) may hold, or the table's primary key holds."""
 
+    def copy_rows(
+        self, batches: Sequence[CompactBatch], received_at_us: int, bucket: int
+    ) -> tuple[bytes, bytes]:
+        """Plain batches this codec decoded as PostgreSQL COPY text data: the rows of
+        ``usage_event_key (account_id, event_id, occurred_at_us, bucket)`` and of ``usage_event
+        (event_id, …, received_at_us, bucket)`` (storage.usage), one per event, in order."""
+
 
 class PythonCodec:
     """The reference: decodes nothing itself (the protobuf library reads every batch), so it
@@ -105,6 +112,13 @@ class PythonCodec:
             raise TypeError("PythonCodec decodes no batch, so it has none to insert")
         return []
 
+    def copy_rows(
+        self, batches: Sequence[CompactBatch], received_at_us: int, bucket: int
+    ) -> tuple[bytes, bytes]:
+        if batches:
+            raise TypeError("PythonCodec decodes no batch, so it has none to copy")
+        return b"", b""
+
 
 class CompiledCodec:
     """The C kernel, bound to the SQLite library the sqlite3 module runs on (``load()``)."""
@@ -118,6 +132,7 @@ class CompiledCodec:
         self._decode = kernel.decode
         self._count = kernel.count_events
         self._insert = kernel.insert
+        self._copy_rows = kernel.copy_rows
 
     def count_events(self, raw: bytes, *, stop_after: int) -> int | None:
         return self._count(raw)
@@ -135,6 +150,11 @@ class CompiledCodec:
         index: Any = None,
     ) -> list[bool]:
         return self._insert(connection, sql_one, sql_many, list(batches), received_at_us, index)
+
+    def copy_rows(
+        self, batches: Sequence[CompactBatch], received_at_us: int, bucket: int
+    ) -> tuple[bytes, bytes]:
+        return self._copy_rows(list(batches), received_at_us, bucket)
 
 
 PYTHON = PythonCodec()

@@ -1498,6 +1498,122 @@ static PyObject *month_label_of_day(PyObject *module, PyObject *arg) {
     return PyUnicode_FromString(label);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* PostgreSQL: COPY text rows                                                                  */
+
+/* ``text`` in COPY's text format: a backslash, tab, newline or carriage return escaped, every
+ * other byte as it is (plain batches hold no NUL, and their text is ASCII). */
+static char *copy_text(char *out, const char *text, uint32_t length) {
+    for (uint32_t k = 0; k < length; k++) {
+        char c = text[k];
+        switch (c) {
+        case '\\': *out++ = '\\'; *out++ = '\\'; break;
+        case '\t': *out++ = '\\'; *out++ = 't'; break;
+        case '\n': *out++ = '\\'; *out++ = 'n'; break;
+        case '\r': *out++ = '\\'; *out++ = 'r'; break;
+        default: *out++ = c;
+        }
+    }
+    return out;
+}
+
+static char *copy_int(char *out, long long value) {
+    char digits[24];
+    int n = snprintf(digits, sizeof digits, "%lld", value);
+    memcpy(out, digits, (size_t)n);
+    return out + n;
+}
+
+/* copy_rows(batches, received_at_us, bucket) -> (keys, events): the COPY text data of plain
+ * batches for ``usage_event_key (account_id, event_id, occurred_at_us, bucket)`` and for
+ * ``usage_event (event_id, account_id, tenant_id, partner_id, kind, quantity, occurred_at_us,
+ * period, late, received_at_us, bucket)``, one row per event in order, as the Python path's
+ * rows would be (late false: the caller admits no batch of an invoiced period). */
+static PyObject *copy_rows(PyObject *module, PyObject *args) {
+    State *st = state_of(module);
+    PyObject *batches;
+    long long received_at_us, bucket;
+    if (!PyArg_ParseTuple(args, "O!LL:copy_rows", &PyList_Type, &batches, &received_at_us,
+                          &bucket))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(batches);
+    size_t key_size = 0, event_size = 0;
+    for (Py_ssize_t b = 0; b < n; b++) {
+        PyObject *item = PyList_GET_ITEM(batches, b);
+        if (!PyObject_TypeCheck(item, st->batch_type)) {
+            PyErr_SetString(PyExc_TypeError, "copy_rows() takes a list of Batch");
+            return NULL;
+        }
+        const Batch *batch = (const Batch *)item;
+        if (!require_plain(batch, "copy_rows")) return NULL;
+        for (Py_ssize_t i = 0; i < batch->count; i++) {
+            const Event *e = &batch->events[i];
+            size_t ids = 2 * ((size_t)e->event_id.length + e->account_id.length);
+            /* three integers of at most 20 characters, separators and the newline */
+            key_size += ids + 3 * 21 + 4;
+            event_size += ids + 2 * ((size_t)e->tenant_id.length + e->partner_id.length)
+                          + 6 * 21 + 7 + 1 + 11;
+        }
+    }
+    char *keys = PyMem_Malloc(key_size ? key_size : 1);
+    char *rows = PyMem_Malloc(event_size ? event_size : 1);
+    if (!keys || !rows) {
+        PyMem_Free(keys);
+        PyMem_Free(rows);
+        return PyErr_NoMemory();
+    }
+    char *k = keys, *r = rows;
+    LabelCache labels = {.day = INT64_MIN};
+    for (Py_ssize_t b = 0; b < n; b++) {
+        const Batch *batch = (const Batch *)PyList_GET_ITEM(batches, b);
+        const char *base = batch->base;
+        for (Py_ssize_t i = 0; i < batch->count; i++) {
+            const Event *e = &batch->events[i];
+            int64_t us = occurred_us(e), day = floor_div(us, US_PER_DAY);
+            if (day != labels.day) {
+                month_label(day, labels.label);
+                labels.day = day;
+            }
+            k = copy_text(k, base + e->account_id.offset, e->account_id.length);
+            *k++ = '\t';
+            k = copy_text(k, base + e->event_id.offset, e->event_id.length);
+            *k++ = '\t';
+            k = copy_int(k, (long long)us);
+            *k++ = '\t';
+            k = copy_int(k, bucket);
+            *k++ = '\n';
+
+            r = copy_text(r, base + e->event_id.offset, e->event_id.length);
+            *r++ = '\t';
+            r = copy_text(r, base + e->account_id.offset, e->account_id.length);
+            *r++ = '\t';
+            r = copy_text(r, base + e->tenant_id.offset, e->tenant_id.length);
+            *r++ = '\t';
+            r = copy_text(r, base + e->partner_id.offset, e->partner_id.length);
+            *r++ = '\t';
+            r = copy_int(r, e->kind);
+            *r++ = '\t';
+            r = copy_int(r, (long long)e->quantity);
+            *r++ = '\t';
+            r = copy_int(r, (long long)us);
+            *r++ = '\t';
+            memcpy(r, labels.label, 7);
+            r += 7;
+            memcpy(r, "\tf\t", 3);
+            r += 3;
+            r = copy_int(r, received_at_us);
+            *r++ = '\t';
+            r = copy_int(r, bucket);
+            *r++ = '\n';
+        }
+    }
+    PyObject *result = Py_BuildValue("(y#y#)", keys, (Py_ssize_t)(k - keys), rows,
+                                     (Py_ssize_t)(r - rows));
+    PyMem_Free(keys);
+    PyMem_Free(rows);
+    return result;
+}
+
 static PyMethodDef module_methods[] = {
     {"decode", decode, METH_O,
      "decode(raw) -> Batch, or None when the protobuf library should decode these bytes."},
@@ -1509,6 +1625,9 @@ static PyMethodDef module_methods[] = {
      "False?]: plain batches in order, each whole under a savepoint, up to the first one that "
      "meets an existing key (in the index when one is given, else the table's primary key; "
      "False: nothing of it stored)."},
+    {"copy_rows", copy_rows, METH_VARARGS,
+     "copy_rows(batches, received_at_us, bucket) -> (keys, events): plain batches as COPY "
+     "text data for PostgreSQL's usage_event_key and usage_event."},
     {"limits", limits_of, METH_NOARGS,
      "The limits the kernel read from billing_svc.domain.usage at import (for the tests)."},
     {"month_label_of_day", month_label_of_day, METH_O,

@@ -6,11 +6,13 @@ batches one by one, so that one bad batch cannot fail its neighbours.
 
 Two ways into the tables, one outcome. A batch its codec decoded (``batch.native``, by
 ``batch.codec``) and found plain (every event a well-formed message event) whose tenants and
-partners all check out and whose periods are not invoiced is inserted by that codec on SQLite,
-under a savepoint: if one of its keys already exists, nothing of it stays and it takes the
-Python path, which works event by event and says which ones were duplicates, conflicts, late or
-rejected. Batches are stored in arrival order either way, and both ways feed one ``_Rollup``, so
-the counters, thresholds, budgets and storage levels are written by the same code.
+partners all check out and whose periods are not invoiced is stored by that codec under a
+savepoint (SQLite: its inserts, one savepoint per batch; PostgreSQL: COPY data the codec writes
+from the request's bytes, one savepoint for a run of such batches): if one of its keys already
+exists, nothing of it stays and it takes the Python path, which works event by event and says
+which ones were duplicates, conflicts, late or rejected. Batches are stored in arrival order
+either way, and both ways feed one ``_Rollup``, so the counters, thresholds, budgets and storage
+levels are written by the same code.
 
 No counter passes its maximum: the rare group that would fill one is redone on the Python path,
 which then rejects exactly the events that do not fit (``services.headroom``).
@@ -157,8 +159,8 @@ def _ingest(
     # real-time horizon is not theirs: a clock may live in a past the purge went through.
     horizon_us = 0 if on_clock else usage_horizon_us(store.connection, share_lock=True)
     window = usage.accept_window(now_us, retention_days, horizon_us)
-    # The kernel inserts on SQLite only; on PostgreSQL its batches give their events (COPY).
-    # Counters checked event by event: the Python path only.
+    # The kernel inserts on SQLite and writes the COPY data on PostgreSQL. Counters checked
+    # event by event: the Python path only.
     native = [
         batch.native
         if store.native_inserts
@@ -421,9 +423,15 @@ def _write_rollup(
     store.mark_reports_due(list({(key[0], key[1]) for key in rollup.hourly}), now_us)
 
     accounts = refs.accounts
+    totals = store.add_periods_messages(
+        [
+            (account_id, period, messages, messages if (account_id, period) in refs.invoiced else 0)
+            for (account_id, period), messages in period_messages.items()
+        ]
+    )
     for (account_id, period), messages in period_messages.items():
         late = (account_id, period) in refs.invoiced
-        after = store.add_period_messages(account_id, period, messages, messages if late else 0)
+        after = totals[(account_id, period)]
         if not late:
             _notify_messages(
                 session, accounts[account_id], Period.parse(period), after - messages, after, now_us
