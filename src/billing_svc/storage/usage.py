@@ -8,6 +8,7 @@ with their exactly-once keys in a table of their own (storage.partitions).
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
@@ -21,6 +22,7 @@ from billing_svc.native import UsageCodec
 from billing_svc.storage.types import IntList
 
 _CHUNK = 500  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
+_PERIOD_ROWS = 100  # period counters per upsert: 400 parameters
 _EVENT_COLUMNS = (
     "event_id, account_id, tenant_id, partner_id, kind, quantity, occurred_at_us, "
     "period, late, received_at_us"
@@ -29,7 +31,24 @@ _EVENT_COLUMNS = (
 # ten parameters in this order).
 _INSERT_EVENT = f"INSERT INTO usage_event ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
 _NATIVE_ROWS_PER_INSERT = 20  # ~12 % fewer instructions per row than one row per statement
-_INSERT_EVENTS = _INSERT_EVENT + ",(?,?,?,?,?,?,?,?,?,?)" * (_NATIVE_ROWS_PER_INSERT - 1)
+# OR FAIL: a statement that meets a stored key stops there without undoing its own earlier rows,
+# so SQLite keeps no statement journal for it (with the default ABORT every multi-row statement
+# copies each page it is first to change, and rows over ten accounts change ten leaves). Nothing
+# of such a statement stays: its batch's savepoint is rolled back whole.
+_INSERT_EVENTS = _INSERT_EVENT.replace(
+    "INSERT INTO", "INSERT OR FAIL INTO", 1
+) + ",(?,?,?,?,?,?,?,?,?,?)" * (_NATIVE_ROWS_PER_INSERT - 1)
+
+
+def _thresholds(stored: Any) -> tuple[int, ...]:
+    """An account's threshold percentages as the driver returns them (JSON text on SQLite, a
+    list on PostgreSQL); texts remembered, being what they decode to."""
+    return _decoded(stored) if isinstance(stored, str) else IntList.decode(stored)
+
+
+@functools.lru_cache(maxsize=1024)
+def _decoded(text: str) -> tuple[int, ...]:
+    return IntList.decode(text)
 
 
 class CounterFull(Exception):
@@ -55,17 +74,38 @@ class UsageStore:
         self.postgres = connection.dialect.name == "postgresql"
         # Kernel inserts bind the sqlite3 connection's own handle; PostgreSQL has COPY instead.
         self.native_inserts = not self.postgres
+        # On SQLite the statements run on the sqlite3 connection itself, inside the transaction
+        # SQLAlchemy began on it: its result and row objects cost more per statement and per row
+        # than SQLite does here (measured: docs/decisions.md, "Ingestion CPU with many
+        # accounts"). Errors are wrapped as SQLAlchemy wraps its own (db.py maps them).
+        self._sqlite: sqlite3.Connection | None = (
+            None
+            if self.postgres
+            else cast(sqlite3.Connection, connection.connection.driver_connection)
+        )
 
     def _sql(self, statement: str) -> str:
         return statement.replace("?", "%s") if self.postgres else statement
 
     def _all(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        if self._sqlite is not None:
+            try:
+                return self._sqlite.execute(statement, params).fetchall()
+            except sqlite3.Error as exc:
+                raise DBAPIError.instance(statement, params, exc, sqlite3.Error) from exc
         result = self.connection.exec_driver_sql(self._sql(statement), tuple(params))
         return [tuple(row) for row in result]
 
     def _many(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
-        if rows:
-            self.connection.exec_driver_sql(self._sql(statement), rows)
+        if not rows:
+            return
+        if self._sqlite is not None:
+            try:
+                self._sqlite.executemany(statement, rows)
+            except sqlite3.Error as exc:
+                raise DBAPIError.instance(statement, rows, exc, sqlite3.Error) from exc
+            return
+        self.connection.exec_driver_sql(self._sql(statement), rows)
 
     def _in(self, statement: str, fixed: Sequence[Any], values: Iterable[Any]) -> list[tuple]:
         """Run ``statement`` (with ``{in}`` for the list) over ``values`` in chunks."""
@@ -90,7 +130,7 @@ class UsageStore:
             [],
             account_ids,
         )
-        return {row[0]: (*row[:3], IntList.decode(row[3])) for row in rows}
+        return {row[0]: (*row[:3], _thresholds(row[3])) for row in rows}
 
     def accounts_with_budgets(self, account_ids: Iterable[str]) -> set[str]:
         rows = self._in(
@@ -229,20 +269,32 @@ class UsageStore:
         except sqlite3.Error as exc:  # wrapped as SQLAlchemy wraps its own (db.py maps them)
             raise DBAPIError.instance(_INSERT_EVENTS, None, exc, sqlite3.Error) from exc
 
-    def add_period_messages(self, account_id: str, period: str, messages: int, late: int) -> int:
-        """Add to the period's counters; returns the period's message total after the add."""
-        try:
-            rows = self._all(
-                "INSERT INTO usage_period (account_id, period, messages, late_messages, "
-                "late_billed_messages) VALUES (?,?,?,?,0) ON CONFLICT (account_id, period) "
-                f"DO UPDATE SET messages = {_add('usage_period', 'messages')}, "
-                f"late_messages = {_add('usage_period', 'late_messages')} "
-                "RETURNING messages",
-                [account_id, period, messages, late],
-            )
-        except IntegrityError as exc:
-            raise CounterFull("usage_period") from exc
-        return int(rows[0][0])
+    def add_period_messages(
+        self, rows: Iterable[tuple[str, str, int, int]]
+    ) -> dict[tuple[str, str], int]:
+        """Add ``(account, period, messages, late messages)`` to the periods' counters, in key
+        order (a fixed lock order), one statement per ``_PERIOD_ROWS`` keys; returns each
+        period's message total after the add, by ``(account, period)``."""
+        rows = sorted(rows)
+        totals: dict[tuple[str, str], int] = {}
+        for start in range(0, len(rows), _PERIOD_ROWS):
+            chunk = rows[start : start + _PERIOD_ROWS]
+            try:
+                found = self._all(
+                    "INSERT INTO usage_period (account_id, period, messages, late_messages, "
+                    "late_billed_messages) VALUES "
+                    + ",".join(["(?,?,?,?,0)"] * len(chunk))
+                    + " ON CONFLICT (account_id, period) "
+                    f"DO UPDATE SET messages = {_add('usage_period', 'messages')}, "
+                    f"late_messages = {_add('usage_period', 'late_messages')} "
+                    "RETURNING account_id, period, messages",
+                    [value for row in chunk for value in row],
+                )
+            except IntegrityError as exc:
+                raise CounterFull("usage_period") from exc
+            # RETURNING's rows come in no promised order: matched by key.
+            totals.update(((account_id, period), int(n)) for account_id, period, n in found)
+        return totals
 
     def add_tenant_messages(self, rows: list[tuple[str, str, str, int]]) -> None:
         self._add_many(
@@ -250,7 +302,7 @@ class UsageStore:
             "INSERT INTO usage_tenant_period (account_id, period, tenant_id, messages, "
             "storage_byte_us) VALUES (?,?,?,?,'0') ON CONFLICT (account_id, period, tenant_id) "
             f"DO UPDATE SET messages = {_add('usage_tenant_period', 'messages')}",
-            [(*row[:3], row[3]) for row in rows],
+            sorted(rows),
         )
 
     def add_partner_messages(self, rows: list[tuple[str, str, str, int]]) -> None:
@@ -259,7 +311,7 @@ class UsageStore:
             "INSERT INTO usage_partner_period (account_id, period, partner_id, messages) "
             "VALUES (?,?,?,?) ON CONFLICT (account_id, period, partner_id) "
             f"DO UPDATE SET messages = {_add('usage_partner_period', 'messages')}",
-            rows,
+            sorted(rows),
         )
 
     def add_hourly(self, rows: list[tuple[str, int, str, str, int, int, int, int, int]]) -> None:
@@ -280,7 +332,7 @@ class UsageStore:
             "ELSE usage_hourly.storage_bytes_last END, "
             f"storage_last_at_us = {greatest}(usage_hourly.storage_last_at_us, "
             "excluded.storage_last_at_us)",
-            rows,
+            sorted(rows),
         )
 
     def mark_reports_due(self, hours: list[tuple[str, int]], now_us: int) -> None:
