@@ -20,6 +20,7 @@ which then rejects exactly the events that do not fit (``services.headroom``).
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections import defaultdict
 from collections.abc import Sequence
@@ -433,9 +434,7 @@ def _write_rollup(
         late = (account_id, period) in refs.invoiced
         after = totals[(account_id, period)]
         if not late:
-            _notify_messages(
-                session, accounts[account_id], Period.parse(period), after - messages, after, now_us
-            )
+            _notify_messages(session, accounts[account_id], period, after - messages, after, now_us)
     for account_id in store.accounts_with_budgets({key[0] for key in period_messages}):
         check_budgets(session, account_id, usage.from_us(now_us))
     current = Period.containing(usage.from_us(now_us))
@@ -450,13 +449,21 @@ def _write_rollup(
 
 def _terms(account_row: tuple[Any, ...]) -> Terms:
     _, plan_id, custom_json, _ = account_row
+    return _terms_of(plan_id, custom_json)
+
+
+@functools.lru_cache(maxsize=4096)
+def _terms_of(plan_id: str, custom_json: str | None) -> Terms:
+    """The terms of a plan and custom terms as stored: a function of the stored values alone
+    (the catalog is fixed), so remembered by them; an account whose terms change is read with
+    its new values by its next group and finds other terms."""
     return effective_terms(plan_id, CustomTerms.from_json(custom_json) if custom_json else None)
 
 
 def _notify_messages(
     session: Session,
     account_row: tuple[Any, ...],
-    period: Period,
+    period: str,
     before: int,
     after: int,
     now_us: int,
@@ -464,9 +471,12 @@ def _notify_messages(
     """Thresholds at 75/90/100 % (per account) and the message limit, once per period each."""
     account_id, _, _, percentages = account_row
     included = _terms(account_row).included_messages
+    crossed = usage.crossed_thresholds(before, after, included, percentages)
+    if not crossed and not before <= included < after:
+        return
     at = usage.from_us(now_us)
-    for percentage in usage.crossed_thresholds(before, after, included, percentages):
-        if notices.claim(session, account_id, period.label, f"threshold:{percentage}"):
+    for percentage in crossed:
+        if notices.claim(session, account_id, period, f"threshold:{percentage}"):
             outbox.enqueue(
                 session,
                 events.usage_threshold(
@@ -474,12 +484,12 @@ def _notify_messages(
                     threshold_percentage=percentage,
                     current_usage=after,
                     plan_limit=included,
-                    period=period.label,
+                    period=period,
                     occurred_at=at,
                 ),
             )
     if before <= included < after and notices.claim(
-        session, account_id, period.label, "limit:monthly_messages"
+        session, account_id, period, "limit:monthly_messages"
     ):
         outbox.enqueue(
             session,
@@ -488,7 +498,7 @@ def _notify_messages(
                 limit_type="monthly_messages",
                 current_usage=after,
                 plan_limit=included,
-                period=period.label,
+                period=period,
                 refused=False,
                 occurred_at=at,
             ),

@@ -9,6 +9,7 @@ to a log whose exactly-once index lives in the writer's process (storage.event_i
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
@@ -35,7 +36,25 @@ _INSERT_EVENT = f"INSERT INTO usage_event ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?
 _COPY_KEYS = "COPY usage_event_key (account_id, event_id, occurred_at_us, bucket) FROM STDIN"
 _COPY_EVENTS = f"COPY usage_event ({_EVENT_COLUMNS}, bucket) FROM STDIN"
 _NATIVE_ROWS_PER_INSERT = 20  # ~12 % fewer instructions per row than one row per statement
-_INSERT_EVENTS = _INSERT_EVENT + ",(?,?,?,?,?,?,?,?,?,?)" * (_NATIVE_ROWS_PER_INSERT - 1)
+# OR FAIL: a statement that fails stops there without undoing its own earlier rows, so SQLite
+# keeps no statement journal for it (with the default ABORT every multi-row statement copies each
+# page it is first to change). Nothing of such a statement stays: its batch's savepoint is rolled
+# back whole.
+_INSERT_EVENTS = _INSERT_EVENT.replace(
+    "INSERT INTO", "INSERT OR FAIL INTO", 1
+) + ",(?,?,?,?,?,?,?,?,?,?)" * (_NATIVE_ROWS_PER_INSERT - 1)
+_PERIOD_ROWS = 100  # period counters per upsert on SQLite: 400 parameters
+
+
+def _thresholds(stored: Any) -> tuple[int, ...]:
+    """An account's threshold percentages as the driver returns them (JSON text on SQLite, a
+    list on PostgreSQL); texts remembered, being what they decode to."""
+    return _decoded(stored) if isinstance(stored, str) else IntList.decode(stored)
+
+
+@functools.lru_cache(maxsize=1024)
+def _decoded(text: str) -> tuple[int, ...]:
+    return IntList.decode(text)
 _HOUR_US = 3_600_000_000
 # How far before a moment the log's scan starts (usage_log_mark): an event may be received up
 # to FUTURE_TOLERANCE before it occurred, and a mark is written at its hour's first write.
@@ -115,13 +134,30 @@ class UsageStore:
     def _sql(self, statement: str) -> str:
         return statement.replace("?", "%s") if self.postgres else statement
 
+    # On SQLite the statements run on the sqlite3 connection itself, inside the transaction
+    # SQLAlchemy began on it: its result and row objects cost more per statement and per row than
+    # SQLite does here (docs/decisions.md, "Ingestion CPU with many accounts"). Errors are wrapped
+    # as SQLAlchemy wraps its own (db.py maps them).
+
     def _all(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        if not self.postgres:
+            try:
+                return self._sqlite().execute(statement, params).fetchall()
+            except sqlite3.Error as exc:
+                raise DBAPIError.instance(statement, params, exc, sqlite3.Error) from exc
         result = self.connection.exec_driver_sql(self._sql(statement), tuple(params))
         return [tuple(row) for row in result]
 
     def _many(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
-        if rows:
-            self.connection.exec_driver_sql(self._sql(statement), rows)
+        if not rows:
+            return
+        if not self.postgres:
+            try:
+                self._sqlite().executemany(statement, rows)
+            except sqlite3.Error as exc:
+                raise DBAPIError.instance(statement, rows, exc, sqlite3.Error) from exc
+            return
+        self.connection.exec_driver_sql(self._sql(statement), rows)
 
     def _in(self, statement: str, fixed: Sequence[Any], values: Iterable[Any]) -> list[tuple]:
         """Run ``statement`` (with ``{in}`` for the list) over ``values`` in chunks."""
@@ -146,7 +182,7 @@ class UsageStore:
             [],
             account_ids,
         )
-        return {row[0]: (*row[:3], IntList.decode(row[3])) for row in rows}
+        return {row[0]: (*row[:3], _thresholds(row[3])) for row in rows}
 
     def accounts_with_budgets(self, account_ids: Iterable[str]) -> set[str]:
         rows = self._in(
@@ -372,10 +408,7 @@ class UsageStore:
         pairs): the message totals after the adds by (account, period). One statement on
         PostgreSQL, in key order (a fixed lock order)."""
         if not self.postgres:
-            return {
-                (account_id, period): self.add_period_messages(account_id, period, messages, late)
-                for account_id, period, messages, late in rows
-            }
+            return self._add_periods_sqlite(rows)
         if not rows:
             return {}
         try:
@@ -392,6 +425,31 @@ class UsageStore:
         except IntegrityError as exc:
             raise CounterFull("usage_period") from exc
         return {(row[0], row[1]): int(row[2]) for row in found}
+
+    def _add_periods_sqlite(
+        self, rows: list[tuple[str, str, int, int]]
+    ) -> dict[tuple[str, str], int]:
+        """SQLite: one multi-row upsert per ``_PERIOD_ROWS`` keys, in key order."""
+        rows = sorted(rows)
+        totals: dict[tuple[str, str], int] = {}
+        for start in range(0, len(rows), _PERIOD_ROWS):
+            chunk = rows[start : start + _PERIOD_ROWS]
+            try:
+                found = self._all(
+                    "INSERT INTO usage_period (account_id, period, messages, late_messages, "
+                    "late_billed_messages) VALUES "
+                    + ",".join(["(?,?,?,?,0)"] * len(chunk))
+                    + " ON CONFLICT (account_id, period) "
+                    f"DO UPDATE SET messages = {_add('usage_period', 'messages')}, "
+                    f"late_messages = {_add('usage_period', 'late_messages')} "
+                    "RETURNING account_id, period, messages",
+                    [value for row in chunk for value in row],
+                )
+            except IntegrityError as exc:
+                raise CounterFull("usage_period") from exc
+            # RETURNING's rows come in no promised order: matched by key.
+            totals.update(((account_id, period), int(n)) for account_id, period, n in found)
+        return totals
 
     def add_tenant_messages(self, rows: list[tuple[str, str, str, int]]) -> None:
         if self.postgres:
@@ -410,7 +468,7 @@ class UsageStore:
             "INSERT INTO usage_tenant_period (account_id, period, tenant_id, messages, "
             "storage_byte_us) VALUES (?,?,?,?,'0') ON CONFLICT (account_id, period, tenant_id) "
             f"DO UPDATE SET messages = {_add('usage_tenant_period', 'messages')}",
-            [(*row[:3], row[3]) for row in rows],
+            sorted(rows),  # key order: B-tree locality
         )
 
     def add_partner_messages(self, rows: list[tuple[str, str, str, int]]) -> None:
@@ -427,7 +485,9 @@ class UsageStore:
                 rows,
             )
             return
-        self._add_many("usage_partner_period", statement.format(values="VALUES (?,?,?,?)"), rows)
+        self._add_many(
+            "usage_partner_period", statement.format(values="VALUES (?,?,?,?)"), sorted(rows)
+        )
 
     def add_hourly(self, rows: list[tuple[str, int, str, str, int, int, int, int, int]]) -> None:
         """Rows ``(account, hour_us, tenant, partner, kind, messages, storage max, storage last
@@ -465,7 +525,9 @@ class UsageStore:
                 rows,
             )
             return
-        self._add_many("usage_hourly", statement.format(values="VALUES (?,?,?,?,?,?,?,?,?)"), rows)
+        self._add_many(
+            "usage_hourly", statement.format(values="VALUES (?,?,?,?,?,?,?,?,?)"), sorted(rows)
+        )
 
     def mark_reports_due(self, hours: list[tuple[str, int]], now_us: int) -> None:
         """Mark ``(account, hour_us)`` pairs for the hourly report job, in sorted order (a fixed
