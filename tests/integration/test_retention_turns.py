@@ -4,10 +4,13 @@ roll-ups and reports; usage chunks stay within their bounds. SQLite and PostgreS
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
 
+import pytest
 from sqlalchemy import text
 from sqlmodel import func, select
 
@@ -15,7 +18,7 @@ from billing_svc.domain.periods import Period
 from billing_svc.domain.usage import MESSAGE, to_us
 from billing_svc.services import retention
 from billing_svc.services.retention import PurgeSummary, RetentionPolicy, _Run
-from billing_svc.storage.db import Database
+from billing_svc.storage.db import Database, FairLock
 from billing_svc.storage.migrate import upgrade
 from billing_svc.storage.tables import (
     IdempotencyRecord,
@@ -28,7 +31,7 @@ from billing_svc.storage.tables import (
     WebhookDelivery,
 )
 from tests.integration.test_retention import _account_with_periods, _months_back, _now
-from tests.support import fresh_database
+from tests.support import fresh_database, on_postgres
 
 HOUR_US = 3_600_000_000
 # Far more raw events than a purge deletes in the budget below (it takes more than a second on
@@ -278,3 +281,32 @@ def test_usage_chunks_are_sized_within_their_bounds() -> None:
     assert _sized([0.001], rows=[10])[-1] == retention.CHUNK_ROWS
     # The target and the ceiling keep a chunk inside the lock bound of issue 16 (point 3).
     assert target < retention.LOCK_BOUND_SECONDS
+
+
+@pytest.mark.skipif(on_postgres(), reason="SQLite's one writer: the process's write lock")
+def test_a_purge_chunk_waiting_for_the_write_lock_goes_before_a_writer_asking_again(
+    tmp_path,
+) -> None:  # type: ignore[no-untyped-def]
+    """The ingestion writer asks for the write lock again as soon as it has committed a group:
+    a purge chunk that was waiting goes first, not after every group of a busy stream."""
+    db = Database(f"sqlite:///{tmp_path}/writers.db")
+    lock = db._write_lock
+    assert isinstance(lock, FairLock)
+    order: list[str] = []
+
+    def chunk() -> None:
+        with db.write():
+            order.append("purge chunk")
+
+    waiter = threading.Thread(target=chunk)
+    with db.write():  # a group of the ingestion writer
+        waiter.start()
+        deadline = time.monotonic() + 10
+        while not lock.waiting and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert lock.waiting == 1
+    with db.write():  # its next group, asked for at once
+        order.append("next group")
+    waiter.join(10)
+    assert order == ["purge chunk", "next group"]
+    db.dispose()
