@@ -51,6 +51,12 @@ LEVEL_SLACK_ROWS = 50
 # Idempotent calls (IssueCredit with a request_id) per wall second: each leaves an idempotency
 # record and a billing.credit_issued event to deliver, what those tables' purges need to show.
 CREDITS_PER_SECOND = 10
+# Events per second the producer offers (0: as fast as the service takes them). A steady rate,
+# as production's ingestion is, and one this machine sustains under the other engineers' load:
+# a saturating stream keeps SQLite's one write lock busy with groups of 0.2-0.5 s each, and every
+# chunk of the purge (and every other writer) waits a group's time, so the purge gets ~3 chunks
+# a second (measured 2026-12-02: docs/decisions.md "Retention: the purge keeps up").
+OFFERED_RATE = 3000.0
 HOLD_TOLERANCE = 1.3
 # What the retention settings keep for a while and then delete; every other table holds records
 # kept for ever by design (invoices, the audit trail, accounts) or a handful of rows.
@@ -97,7 +103,8 @@ TABLE_EVERY = 3
 
 def _settings(month_wall_seconds: float) -> dict[str, str]:
     return {
-        "BILLING_LOG_LEVEL": os.environ.get("BENCH_SOAK_LOG_LEVEL", "warning"),
+        # Info: the scheduler's purge logs each run ("purged"), which the report sums up.
+        "BILLING_LOG_LEVEL": os.environ.get("BENCH_SOAK_LOG_LEVEL", "info"),
         # A few days: the accept window, at the clock's speed, must be wider than a batch's
         # wait in a loaded server (a day is 4 s of wall time at the default speed).
         "BILLING_USAGE_RETENTION_DAYS": "5",
@@ -240,6 +247,21 @@ class ProducerWatch(threading.Thread):
         return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
 
 
+def purge_runs(log_text: str) -> list[dict]:
+    """The scheduler's purge runs the service logged ("purged": those that deleted something)."""
+    runs = []
+    for line in log_text.splitlines():
+        if '"purged"' not in line:
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("event") == "purged":
+            runs.append(record)
+    return runs
+
+
 def _levels_off(series: list[float], slack: float = 0.0) -> tuple[bool, float]:
     """Peak of the last third against the peak of the middle third: within LEVEL_TOLERANCE, or
     ``slack`` more at most."""
@@ -257,6 +279,7 @@ def soak(
     accounts: int,
     sample_seconds: float,
     streams: int = 4,
+    rate: float = OFFERED_RATE,
 ) -> dict:
     path = f"{directory}/soak.db"
     speed = MONTH_SECONDS / month_wall_seconds
@@ -307,6 +330,8 @@ def soak(
                 clock.spec(),
                 "--in-flight",
                 "2",
+                "--rate",
+                str(rate),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -359,10 +384,12 @@ def soak(
             "final": watch.final,
             "speed": speed,
             "accounts": accounts,
+            "rate": rate,
             "probe_errors": probe.errors,
             "credits": credits.issued,
             "credit_errors": credits.errors,
             "webhooks_received": len(receiver.received()),
+            "purge_runs": purge_runs(service.output()),
         }
     finally:
         if credits is not None:
@@ -390,8 +417,13 @@ def _report(result: dict, minutes: float, month_wall_seconds: float, sample_seco
         "second); the period closer invoices each "
         f"month. {result['accounts']} accounts of {TENANTS} tenants and {PARTNERS} partners, "
         "each with a webhook endpoint (a local receiver answering 200); "
-        "a separate producer process streams UUIDv4 events as fast as the service takes "
-        "them (4 streams, batches of 1,000, at most 2 unacknowledged per stream, each "
+        "a separate producer process streams UUIDv4 events "
+        + (
+            f"at a steady {result['rate']:,.0f} events/s offered"
+            if result["rate"]
+            else "as fast as the service takes them"
+        )
+        + " (4 streams, batches of 1,000, at most 2 unacknowledged per stream, each "
         "stamped a clock second before it is sent); GetCurrentUsage is called about 50 times "
         f"a second on random accounts, and IssueCredit (a cent, with a request_id) "
         f"{CREDITS_PER_SECOND} times a second. Sampled every {sample_seconds:g} s (every "
@@ -401,9 +433,9 @@ def _report(result: dict, minutes: float, month_wall_seconds: float, sample_seco
         f"{3600 / result['speed'] * 1000:,.0f} ms of wall time: per hour of the clock the "
         "service does what production does in the same hour (hourly roll-ups and reports per "
         "account, webhook events, the purge's month per account), but the events of that hour "
-        f"arrive {result['speed']:,.0f}× as densely, so each month holds as many events as "
-        "ingestion takes in a wall month's 120 s, and the purge must delete a month's events "
-        "(every account's) within about the next month.\n",
+        f"arrive {result['speed']:,.0f}× as densely: each month holds what ingestion takes in "
+        f"{month_wall_seconds:g} s, and the purge must delete a month's events (every "
+        "account's) within about the next month, at the rate they came in.\n",
         "| wall | clock | "
         + " | ".join(f"`{t}`" for t in SHOWN_TABLES)
         + " | database + WAL | events/s | GetCurrentUsage p99 | load |",
@@ -455,7 +487,12 @@ def _report(result: dict, minutes: float, month_wall_seconds: float, sample_seco
         f"≤ {LEVEL_TOLERANCE:.2f}× levels off): " + "; ".join(verdicts) + ".",
         f"- **Database file + WAL {'levels off' if size_level else 'grows'}** ({size_ratio:.2f}×).",
         f"- **Ingestion {'holds' if rate_worst <= HOLD_TOLERANCE else 'does not hold'}**: the "
-        f"first minute's rate is {rate_worst:.2f}× the slowest later minute's (goal ≤ 1.3×).",
+        f"first minute's rate is {rate_worst:.2f}× the slowest later minute's (goal ≤ 1.3×)"
+        + (
+            f"; {result['rate']:,.0f} events/s offered, the slowest minute took {min(rates):,.0f}."
+            if result.get("rate")
+            else "."
+        ),
         f"- **GetCurrentUsage p99 {'holds' if p99_worst <= HOLD_TOLERANCE else 'does not hold'}**"
         f": the worst later minute is {p99_worst:.2f}× the first (goal ≤ 1.3×).",
         f"- Events: {final.get('accepted', 0):,} accepted, {final.get('duplicates', 0):,} "
@@ -469,16 +506,41 @@ def _report(result: dict, minutes: float, month_wall_seconds: float, sample_seco
         f"({len(result.get('credit_errors', [])):,} errors), "
         f"{result.get('webhooks_received', 0):,} webhooks received.",
     ]
+    runs = result.get("purge_runs", [])
+    if runs:
+        longest = sorted(float(run["longest_chunk_ms"]) for run in runs)
+        largest = max(int(run.get("largest_usage_chunk", 0)) for run in runs)
+        chunks = sum(int(run.get("chunks", 0)) for run in runs)
+        waited = sum(float(run.get("lock_wait_ms", 0)) for run in runs)
+        lines.append(
+            f"- Purge: {len(runs):,} scheduled runs deleted something "
+            f"({sum(1 for run in runs if not run['complete']):,} stopped at their budget, "
+            "every part having had its turn), "
+            f"{sum(int(run['usage_events']) for run in runs):,} raw events in {chunks:,} chunks "
+            f"(the largest of raw events {largest:,}"
+            " rows); the longest chunk of each run held the write lock "
+            f"{longest[len(longest) // 2]:.0f} ms (median of the runs), "
+            f"{longest[int(len(longest) * 0.9)]:.0f} ms (9 runs in 10), {longest[-1]:.0f} ms at "
+            f"most (goal ~50 ms); chunks waited {waited / max(chunks, 1):.0f} ms each on average "
+            "for the write lock (ingestion's groups)."
+        )
     return "\n".join(lines)
 
 
-def main(quick: bool = False, minutes: float | None = None) -> str:
+def main(quick: bool = False, minutes: float | None = None, rate: float | None = None) -> str:
     minutes = minutes or (3.0 if quick else 10.0)
     month_wall_seconds = 40.0 if quick else 120.0
     accounts = 20 if quick else 100
     sample_seconds = 10.0
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as directory:
-        result = soak(directory, minutes, month_wall_seconds, accounts, sample_seconds)
+        result = soak(
+            directory,
+            minutes,
+            month_wall_seconds,
+            accounts,
+            sample_seconds,
+            rate=OFFERED_RATE if rate is None else rate,
+        )
     body = _report(result, minutes, month_wall_seconds, sample_seconds)
     write_section("soak", body)
     return body
