@@ -250,10 +250,11 @@ def test_without_a_budget_every_part_runs_to_the_end_in_its_one_turn(tmp_path) -
         db.dispose()
 
 
-def _sized(seconds: list[float], rows: list[int] | None = None) -> list[int]:
+def _sized(seconds: list[float], rows: list[int] | None = None, commit: float = 0.0) -> list[int]:
     """The usage chunk sizes a run chooses after chunks that held the write lock ``seconds``,
-    each as full as asked (or of ``rows`` rows)."""
+    each as full as asked (or of ``rows`` rows), its bookkeeping chunks taking ``commit``."""
     run = _Run(None, PurgeSummary(now=_now(), horizon=_now()), None, None)  # type: ignore[arg-type]  # sizing reads no database
+    run.commit_seconds = commit
     sizes = [run.usage_rows]
     for n, held in enumerate(seconds):
         run.summary.chunk_seconds.append(held)
@@ -279,6 +280,13 @@ def test_usage_chunks_are_sized_within_their_bounds() -> None:
     # and a short fast one says nothing about a full one.
     assert _sized([target * 1.2], rows=[700])[-1] <= retention.CHUNK_ROWS
     assert _sized([0.001], rows=[10])[-1] == retention.CHUNK_ROWS
+    # A loaded machine whose commit alone takes 30 ms: chunks of 40 ms spend 10 ms on their
+    # rows, what the sizing allows them; they do not shrink to the floor (the old rule halved
+    # every chunk over 25 ms down to 100 rows, and the purge fell to ~150 events/s).
+    loaded = _sized([0.040] * 8, commit=0.030)
+    assert min(loaded) == retention.CHUNK_ROWS
+    # Rows that take longer than that share do shrink the chunk.
+    assert _sized([0.050], commit=0.030)[-1] == retention.CHUNK_ROWS // 2
     # The target and the ceiling keep a chunk inside the lock bound of issue 16 (point 3).
     assert target < retention.LOCK_BOUND_SECONDS
 
