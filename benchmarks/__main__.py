@@ -41,6 +41,9 @@ def main() -> None:
         "BILLING_TEST_DATABASE_URL; default: both when it is set)",
     )
     parser.add_argument("--minutes", type=float, help="soak: how long")
+    parser.add_argument(
+        "--rate", type=float, help="soak: events/s offered (0: as fast as the service takes them)"
+    )
     args = parser.parse_args()
     unknown = sorted(set(args.suites) - set(SUITES))
     if unknown:

@@ -130,6 +130,12 @@ def main() -> None:
         default=0,
         help="batches sent and not acknowledged yet, per stream (0: no bound)",
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="events per second offered, over all streams (0: as fast as the service takes them)",
+    )
     args = parser.parse_args()
     per_stream = args.events // args.streams
     payloads: list[Iterator[bytes] | list[bytes]]
@@ -174,7 +180,21 @@ def main() -> None:
     ) -> Iterator[bytes]:
         # Built lazily (the soak stamps each batch as it goes), a batch must not wait in gRPC's
         # send buffers while the clock runs on: a bounded window, as a real producer keeps.
-        for batch in batches:
+        # With --rate, each stream sends a batch every batch * streams / rate seconds (a steady
+        # producer); a stream that falls behind catches up at once, as far as the window allows.
+        # The wait comes before the batch is built: it is stamped when it is due.
+        interval = args.batch * args.streams / args.rate if args.rate else 0.0
+        next_at = time.monotonic()
+        pending = iter(batches)
+        while True:
+            if interval:
+                while (wait := next_at - time.monotonic()) > 0:
+                    if stop.wait(min(wait, 0.5)):
+                        return
+                next_at += interval
+            batch = next(pending, None)
+            if batch is None:
+                return
             while window is not None and not window.acquire(timeout=0.5):
                 if stop.is_set():
                     return

@@ -121,6 +121,11 @@ def main() -> None:
     parser.add_argument("directory", nargs="?", default=None)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--accounts", type=int, default=100)
+    parser.add_argument(
+        "--chunk-rows",
+        default="",
+        help="comma-separated fixed usage chunk sizes to compare (default: the service's own)",
+    )
     args = parser.parse_args()
     directory = args.directory or tempfile.mkdtemp(prefix="measure-purge-")
     path = os.path.join(directory, "purge.db")
@@ -130,9 +135,19 @@ def main() -> None:
         started = time.perf_counter()
         build(built, args.events, args.accounts, now)
         print(f"built {args.events:,} events in {time.perf_counter() - started:.0f} s")
-    shutil.copyfile(built, path)
+    sizes = [int(n) for n in args.chunk_rows.split(",") if n] or [0]
+    for rows in sizes:
+        shutil.copyfile(built, path)
+        _measure(path, args.events, now, rows)
+
+
+def _measure(path: str, events: int, now: datetime, rows: int) -> None:
+    """Purge a copy of the built database, usage chunks of ``rows`` rows (0: sized as the
+    service sizes them), and print what the chunks cost."""
     size = os.path.getsize(path)
-    print(f"{size:,} bytes, {size / args.events:.0f} bytes per event")
+    print(f"{size:,} bytes, {size / events:.0f} bytes per event")
+    if rows:
+        retention.CHUNK_ROWS = retention.MIN_CHUNK_ROWS = retention.MAX_CHUNK_ROWS = rows
     db = Database(f"sqlite:///{path}", background_checkpoints=True)  # as serve and purge do
     started = time.perf_counter()
     summary = retention.purge(db, retention.RetentionPolicy(usage_days=400), now)
@@ -142,7 +157,9 @@ def main() -> None:
     ms = [c * 1000 for c in chunks]
     print(
         f"purged {summary.usage_events:,} events in {len(chunks)} chunks of at most "
-        f"{retention.CHUNK_ROWS} rows: median {statistics.median(ms):.1f} ms, "
+        f"{rows or retention.MAX_CHUNK_ROWS} rows (largest "
+        f"{summary.usage_chunk_rows_max}; load {os.getloadavg()[0]:.1f}): "
+        f"median {statistics.median(ms):.1f} ms, "
         f"p99 {ms[int(len(ms) * 0.99) - 1]:.1f} ms, max {ms[-1]:.1f} ms (write lock held, "
         f"commit included); {summary.usage_events / seconds:,.0f} events/s overall"
     )

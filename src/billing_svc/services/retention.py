@@ -26,8 +26,10 @@ is refused, never counted twice. On PostgreSQL ingestion share-locks the horizon
 advance waits for the groups in flight, and no group that read the old horizon is still running
 when the first delete starts.
 
-Every delete is a chunk of at most ``CHUNK_ROWS`` rows in a write transaction of its own, chosen
-beforehand in a read transaction: SQLite has one writer, and ingestion waits behind each chunk.
+Every delete is a chunk of a bounded number of rows in a write transaction of its own, chosen
+beforehand in a read transaction: SQLite has one writer, and ingestion waits behind each chunk
+(usage chunks are sized by the time the last one held the write lock, ``_Run.fit_usage_rows``).
+With a time budget (the scheduler's), the parts take turns, each with a fair share of it.
 
 On PostgreSQL raw usage is partitioned by month of storage (storage.partitions): the months wholly
 before the horizon are dropped whole, after what retention keeps of them has moved to the kept
@@ -60,25 +62,49 @@ from billing_svc.storage.retention import EVENT_COLUMNS, LAST_PURGE, USAGE_HORIZ
 
 log = structlog.get_logger("billing_svc.retention")
 
-# Rows per write transaction. Measured on SQLite with 1M events stored (README, "Data lifecycle
-# and sizing"): a chunk of 1,000 random-key usage events holds the write lock for 6-7 ms
-# (median; at most 17 ms), commit included, on an idle 2-core machine. Usage chunks halve when
-# one takes longer than CHUNK_TARGET_SECONDS (a busy machine), down to MIN_CHUNK_ROWS, and grow
-# back when fast.
+# The bound of issue 16, point 3: no chunk holds SQLite's write lock (ingestion waits behind it)
+# for longer than about this.
+LOCK_BOUND_SECONDS = 0.050
+# What a chunk costs on SQLite (tools/measure_purge.py; docs/decisions.md "Retention: the purge
+# keeps up"): a commit, the same whatever the chunk holds (~3 ms on an idle machine, ~30 ms under
+# a load of 10), and a few microseconds per row deleted in key order. And each chunk first
+# waits for the write lock behind an ingestion group (0.2-0.5 s under a busy stream): the rows
+# per chunk, not the chunks, make a purge keep up. So usage chunks are sized from the last one's
+# time beyond the commit (``_Run.fit_usage_rows``): the rows that fit in CHUNK_TARGET_SECONDS
+# with a commit as long as the last bookkeeping chunk's (a commit and little else), within
+# MIN_CHUNK_ROWS and MAX_CHUNK_ROWS, first CHUNK_ROWS. (The old rule halved a chunk whenever it
+# took more than 25 ms, down to 100 rows: under load the commit alone took that, every chunk
+# halved, and the purge fell to ~150 events/s behind 2,000-4,000 ingested.)
 CHUNK_ROWS = 1000
-MIN_CHUNK_ROWS = 100
-CHUNK_TARGET_SECONDS = 0.025
+MIN_CHUNK_ROWS = 250
+MAX_CHUNK_ROWS = 8000
+CHUNK_TARGET_SECONDS = 0.035
+# The rows' share of a chunk when a commit alone takes about the target (a very loaded machine):
+# bigger chunks then cost the bound little more, and smaller ones would not keep it either.
+MIN_ROWS_SECONDS = 0.010
+# Rows per chunk of the parts with fixed chunks (idempotency records, hourly roll-ups, reports,
+# PostgreSQL's dead dedupe keys): narrow rows, deleted by key.
+FIXED_CHUNK_ROWS = 2000
 LOG_SCAN_ROWS = 20_000  # SQLite's event log: log ids read per read transaction
 # Outbox events per chunk: each takes its deliveries and attempts (up to one per endpoint and
 # retry) with it.
-CHUNK_OUTBOX_EVENTS = 100
+CHUNK_OUTBOX_EVENTS = 300
 # Hourly usage reports per chunk, and their JSON: SQLite frees each page of a deleted report,
 # and an account's report may list 10,000 tenants.
 CHUNK_REPORT_BYTES = 4 * 1024 * 1024
 # How long `billing-svc purge` waits on PostgreSQL for another replica's purge of raw usage.
 LOCK_WAIT_SECONDS = 60.0
-# How long one scheduler run may purge; an unfinished purge goes on at the next tick.
+# How long one scheduler run may purge; an unfinished purge goes on at the next tick. The parts
+# (raw usage, webhook log, idempotency records, hourly roll-ups, hourly reports) share it: each
+# has its fair share of what is left when its turn comes, and what a part leaves unused goes to
+# the parts after it, then to a second round of those left unfinished (``purge``).
 SCHEDULER_BUDGET_SECONDS = 10.0
+# A part's shortest turn: every part has one each run, even when those before it used up the
+# budget (a run overruns it by a few chunks at most); past the first round, no part starts with
+# less time left.
+MIN_TURN_SECONDS = 0.05
+# The parts, in the order of their turns.
+PARTS = ("usage", "webhook_log", "idempotency", "hourly_rollups", "usage_reports")
 
 
 @dataclass(frozen=True)
@@ -114,6 +140,7 @@ class PurgeSummary:
     now: datetime
     horizon: datetime
     complete: bool = True  # False: the time budget ran out first (the next run goes on)
+    unfinished: list[str] = field(default_factory=list)  # the parts the time budget cut short
     periods_purged: list[tuple[str, str]] = field(default_factory=list)
     usage_events: int = 0
     exported: int = 0
@@ -132,6 +159,8 @@ class PurgeSummary:
     usage_keys: int = 0
     chunks: int = 0
     chunk_seconds: list[float] = field(default_factory=list)
+    usage_chunk_rows_max: int = 0  # the most raw events one chunk deleted
+    lock_wait_seconds: float = 0.0  # the chunks' waits for the write lock (SQLite: ingestion's)
 
     @property
     def deleted(self) -> int:
@@ -189,7 +218,8 @@ def _export_row(row: tuple[Any, ...]) -> list[Any]:
 
 
 class _Run:
-    """One purge: its summary, time budget and progress reports, and its timed chunks."""
+    """One purge: its summary, time budget (the run's and the current part's turn) and progress
+    reports, and its timed chunks."""
 
     def __init__(
         self,
@@ -201,20 +231,50 @@ class _Run:
         self.db = db
         self.summary = summary
         self.deadline = time.monotonic() + budget_seconds if budget_seconds else None
+        self.turn_deadline: float | None = self.deadline
         self.on_progress = on_progress
         self.usage_rows = CHUNK_ROWS
+        self.commit_seconds = 0.0  # the last bookkeeping chunk's time
+        self.stopped = False  # the current part's turn (or the run's budget) ran out
+        self.turn_chunks = 0
 
-    def fit_usage_rows(self) -> None:
-        """Size the next usage chunk by how long the last one held the write lock."""
+    def seconds_left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def start_turn(self, share: float) -> None:
+        """The next part may take ``share`` of the time left (all of it without a budget), and
+        MIN_TURN_SECONDS at least: time for a chunk, even when the parts before took it all."""
+        self.stopped = False
+        self.turn_chunks = 0
+        left = self.seconds_left()
+        self.turn_deadline = (
+            None if left is None else time.monotonic() + max(left * share, MIN_TURN_SECONDS)
+        )
+
+    def fit_usage_rows(self, rows: int) -> None:
+        """Size the next usage chunk by the time the last one, of ``rows`` rows, held the write
+        lock beyond a commit: the rows that fit in CHUNK_TARGET_SECONDS, at most halving or
+        doubling at a time, within MIN_CHUNK_ROWS and MAX_CHUNK_ROWS. A short chunk (an
+        account's last) says little about a full one: only a slow one shrinks the next."""
         last = self.summary.chunk_seconds[-1]
+        if rows <= 0 or (rows < self.usage_rows // 2 and last <= CHUNK_TARGET_SECONDS):
+            return
+        commit = min(self.commit_seconds, last * 0.9)
+        rows_seconds = max(CHUNK_TARGET_SECONDS - commit, MIN_ROWS_SECONDS)
+        scale = rows_seconds / (last - commit) if last > commit else 2.0
+        wanted = round(rows * min(2.0, max(0.5, scale)))
         if last > CHUNK_TARGET_SECONDS:
-            self.usage_rows = max(MIN_CHUNK_ROWS, self.usage_rows // 2)
-        elif last < CHUNK_TARGET_SECONDS / 3:
-            self.usage_rows = min(CHUNK_ROWS, self.usage_rows * 2)
+            wanted = min(wanted, self.usage_rows)  # never grow after a slow chunk
+        self.usage_rows = min(MAX_CHUNK_ROWS, max(MIN_CHUNK_ROWS, wanted))
 
     def out_of_time(self) -> bool:
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            self.summary.complete = False
+        """Is the turn over? Never before its first chunk: each turn makes some headway."""
+        if (
+            self.turn_chunks
+            and self.turn_deadline is not None
+            and time.monotonic() > self.turn_deadline
+        ):
+            self.stopped = True
             return True
         return False
 
@@ -224,14 +284,21 @@ class _Run:
             yield RetentionStore(session.connection())
 
     @contextmanager
-    def chunk(self) -> Iterator[RetentionStore]:
+    def chunk(self, deletes: bool = True) -> Iterator[RetentionStore]:
         """A write transaction of one chunk, timed from its first statement (SQLite: where
-        ``BEGIN IMMEDIATE`` takes the write lock) to the end of its commit."""
+        ``BEGIN IMMEDIATE`` takes the write lock) to the end of its commit. ``deletes``: False
+        for the bookkeeping around the deletes (the horizon, a period's start and end), which
+        does not count as the turn's headway."""
+        asked = time.perf_counter()
         with self.db.write() as session:
             started = time.perf_counter()
+            self.summary.lock_wait_seconds += started - asked
             yield RetentionStore(session.connection())
         self.summary.chunk_seconds.append(time.perf_counter() - started)
         self.summary.chunks += 1
+        self.turn_chunks += deletes
+        if not deletes:  # a commit and little else: what a chunk costs beyond its rows
+            self.commit_seconds = self.summary.chunk_seconds[-1]
         if self.on_progress is not None:
             self.on_progress(self.summary)
 
@@ -248,18 +315,49 @@ def purge(
     """Purge what ``policy`` no longer keeps at ``now``; see the module docstring."""
     summary = PurgeSummary(now=now, horizon=rules.usage_horizon(now, policy.usage_days))
     run = _Run(db, summary, budget_seconds, on_progress)
-    _purge_usage(run, export)
-    if not run.out_of_time():
-        _purge_webhook_log(run, now - timedelta(days=policy.webhook_log_days))
-    if not run.out_of_time():
-        _purge_idempotency(run, now - timedelta(days=policy.idempotency_days))
-    if not run.out_of_time():
-        # Never past the usage horizon: a late event of an hour whose roll-ups were gone would
-        # make a revision from nothing, its delta the late count minus everything reported before.
-        _purge_hourly(run, min(now - timedelta(days=policy.hourly_rollup_days), summary.horizon))
-    if not run.out_of_time():
-        _purge_reports(run, min(now - timedelta(days=policy.hourly_rollup_days), summary.horizon))
+    # Never past the usage horizon: a late event of an hour whose roll-ups were gone would make a
+    # revision from nothing, its delta the late count minus everything reported before.
+    rollups_before = min(now - timedelta(days=policy.hourly_rollup_days), summary.horizon)
+    parts: dict[str, Callable[[], None]] = {
+        "usage": lambda: _purge_usage(run, export),
+        "webhook_log": lambda: _purge_webhook_log(
+            run, now - timedelta(days=policy.webhook_log_days)
+        ),
+        "idempotency": lambda: _purge_idempotency(
+            run, now - timedelta(days=policy.idempotency_days)
+        ),
+        "hourly_rollups": lambda: _purge_hourly(run, rollups_before),
+        # After the roll-ups, so that the reports of the hours they emptied go in the same run.
+        "usage_reports": lambda: _purge_reports(run, rollups_before),
+    }
+    summary.unfinished = _take_turns(run, [parts[name] for name in PARTS], PARTS)
+    summary.complete = summary.complete and not summary.unfinished
     return summary
+
+
+def _take_turns(run: _Run, parts: list[Callable[[], None]], names: tuple[str, ...]) -> list[str]:
+    """Run every part, each in a turn of its fair share of the time left (what one leaves unused
+    goes to the next), then again those the time cut short, in rounds while the run has time left:
+    a backlog of one cannot starve the others. Returns the unfinished parts."""
+    pending = list(zip(names, parts, strict=True))
+    first_round = True
+    while pending:
+        unfinished = []
+        for turn, (name, part) in enumerate(pending):
+            left = run.seconds_left()
+            if not first_round and left is not None and left < MIN_TURN_SECONDS:
+                unfinished.append((name, part))
+                continue
+            run.start_turn(1 / (len(pending) - turn))
+            part()
+            if run.stopped:
+                unfinished.append((name, part))
+        left = run.seconds_left()
+        # Each round ends: a stopped turn lasts MIN_TURN_SECONDS at least.
+        if not unfinished or left is None or left < MIN_TURN_SECONDS:
+            return [name for name, _ in unfinished]
+        pending, first_round = unfinished, False
+    return []
 
 
 def purge_if_due(db: Database, settings: Settings) -> int:
@@ -279,6 +377,7 @@ def purge_if_due(db: Database, settings: Settings) -> int:
         log.info(
             "purged",
             complete=summary.complete,
+            unfinished=summary.unfinished,
             horizon=summary.horizon.isoformat(),
             usage_events=summary.usage_events,
             outbox_events=summary.outbox_events,
@@ -292,6 +391,9 @@ def purge_if_due(db: Database, settings: Settings) -> int:
             usage_events_kept=summary.usage_events_kept,
             uninvoiced_periods_kept=len(summary.uninvoiced),
             longest_chunk_ms=round(summary.longest_chunk_seconds * 1000, 1),
+            chunks=summary.chunks,
+            lock_wait_ms=round(summary.lock_wait_seconds * 1000, 1),
+            largest_usage_chunk=summary.usage_chunk_rows_max,
         )
     return summary.deleted
 
@@ -299,7 +401,7 @@ def purge_if_due(db: Database, settings: Settings) -> int:
 def _purge_usage(run: _Run, export: CsvGzExport | None) -> None:
     summary = run.summary
     horizon_us = to_us(summary.horizon)
-    with run.chunk() as store:
+    with run.chunk(deletes=False) as store:
         store.set_state_us(USAGE_HORIZON, horizon_us, summary.now)
     first_kept = Period.containing(summary.horizon).label
     with run.read() as store:
@@ -349,7 +451,10 @@ def _purge_usage_log(
     if not by_account:
         return
     horizon_us = to_us(summary.horizon)
-    with run.chunk() as store:  # recorded before the first delete: ReconcilePeriod refuses them
+    # One bookkeeping chunk for every account's start (recorded before the first delete:
+    # ReconcilePeriod refuses them), one for the ends: each waits for the write lock behind an
+    # ingestion group. A purge that stops before its end is taken up again by the next run.
+    with run.chunk(deletes=False) as store:
         for account_id, periods in by_account.items():
             store.start_purging(account_id, periods, horizon_us, summary.now)
     purged = {(a, p) for a, periods in by_account.items() for p in periods}
@@ -388,7 +493,7 @@ def _purge_usage_log(
                 return
             chunk, found = found[: run.usage_rows], found[run.usage_rows :]
             _delete_log_chunk(run, chunk, horizon_us, export)
-    with run.chunk() as store:
+    with run.chunk(deletes=False) as store:
         for account_id, periods in by_account.items():
             store.finish_purging(account_id, periods, summary.now)
     summary.periods_purged.extend((a, p) for a, periods in by_account.items() for p in periods)
@@ -408,7 +513,8 @@ def _delete_log_chunk(
         for account_id, deleted in by_account.items():
             store.count_deleted(account_id, deleted)
         write(rows)
-    run.fit_usage_rows()
+    run.fit_usage_rows(len(rows))
+    summary.usage_chunk_rows_max = max(summary.usage_chunk_rows_max, len(rows))
     summary.usage_events += len(rows)
     summary.exported += len(rows) if export is not None else 0
 
@@ -457,7 +563,8 @@ def _purge_account_events(
                 account_id, Counter(row[EVENT_COLUMNS.index("period")] for row in rows)
             )
             write(rows)
-        run.fit_usage_rows()
+        run.fit_usage_rows(len(rows))
+        summary.usage_chunk_rows_max = max(summary.usage_chunk_rows_max, len(rows))
         summary.usage_events += len(rows)
         summary.exported += len(rows) if export is not None else 0
 
@@ -483,7 +590,7 @@ def _purge_usage_partitioned(
         for account_id, periods in by_account.items():
             if run.out_of_time():
                 return
-            with run.chunk() as store:
+            with run.chunk(deletes=False) as store:
                 store.start_purging(account_id, periods, horizon_us, summary.now)
         keep: set[tuple[str, str, int]] = set()
         with run.read() as store:
@@ -520,14 +627,14 @@ def _purge_usage_partitioned(
                 export,
             ):
                 return
-            with run.chunk() as store:
+            with run.chunk(deletes=False) as store:
                 store.finish_purging(account_id, periods, summary.now)
             summary.periods_purged.extend((account_id, period) for period in periods)
         while not run.out_of_time():
             with run.chunk() as store:
-                swept = partitions.sweep_keys_chunk(store.connection, horizon_us, CHUNK_ROWS)
+                swept = partitions.sweep_keys_chunk(store.connection, horizon_us, FIXED_CHUNK_ROWS)
             run.summary.usage_keys += swept
-            if swept < CHUNK_ROWS:
+            if swept < FIXED_CHUNK_ROWS:
                 return
 
 
@@ -554,6 +661,7 @@ def _drop_month(
     months.drop(bucket, counts)
     summary.usage_events += sum(counts.values())
     summary.partitions_dropped.append(partitions.partition_name(bucket))
+    run.turn_chunks += 1  # headway, as a chunk is
     log.info(
         "usage_month_dropped",
         partition=partitions.partition_name(bucket),
@@ -590,9 +698,9 @@ def _purge_webhook_log(run: _Run, before: datetime) -> None:
 def _purge_idempotency(run: _Run, before: datetime) -> None:
     while not run.out_of_time():
         with run.chunk() as store:
-            deleted = store.delete_idempotency_records(before, CHUNK_ROWS)
+            deleted = store.delete_idempotency_records(before, FIXED_CHUNK_ROWS)
         run.summary.idempotency_records += deleted
-        if deleted < CHUNK_ROWS:
+        if deleted < FIXED_CHUNK_ROWS:
             return
 
 
@@ -631,9 +739,9 @@ def _purge_hourly(run: _Run, before: datetime) -> None:
                 if run.out_of_time():
                     return
                 with run.chunk() as store:
-                    deleted = store.delete_hourly(account_id, start_us, end_us, CHUNK_ROWS)
+                    deleted = store.delete_hourly(account_id, start_us, end_us, FIXED_CHUNK_ROWS)
                 run.summary.hourly_rollups += deleted
-                if deleted < CHUNK_ROWS:
+                if deleted < FIXED_CHUNK_ROWS:
                     break
 
 
@@ -645,7 +753,7 @@ def _purge_reports(run: _Run, before: datetime) -> None:
     after = 0
     while not run.out_of_time():
         with run.read() as store:
-            candidates = store.purgeable_reports(before_us, after, CHUNK_ROWS)
+            candidates = store.purgeable_reports(before_us, after, FIXED_CHUNK_ROWS)
         if not candidates:
             return
         sequences: list[int] = []

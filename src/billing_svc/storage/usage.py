@@ -55,6 +55,8 @@ def _thresholds(stored: Any) -> tuple[int, ...]:
 @functools.lru_cache(maxsize=1024)
 def _decoded(text: str) -> tuple[int, ...]:
     return IntList.decode(text)
+
+
 _HOUR_US = 3_600_000_000
 # How far before a moment the log's scan starts (usage_log_mark): an event may be received up
 # to FUTURE_TOLERANCE before it occurred, and a mark is written at its hour's first write.
