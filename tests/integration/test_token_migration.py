@@ -8,13 +8,14 @@ from datetime import UTC, datetime
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlmodel import SQLModel
 
 from billing_svc.domain.tokens import configured_token_id, hash_token
 from billing_svc.storage import event_index
 from billing_svc.storage.db import Database
 from billing_svc.storage.migrate import alembic_config, upgrade
+from billing_svc.storage.types import UTCDateTime
 from tests.support import (
     TOKENS,
     WRITER,
@@ -37,14 +38,16 @@ def _downgrade(db: Database, revision: str) -> None:
 
 def _add_old_rows(db: Database) -> None:
     """Rows as revision 0006 wrote them: a database token, keys of several callers."""
-    at = datetime(2026, 11, 1, tzinfo=UTC).replace(tzinfo=None)
+    # Bound as the columns' type, which converts it (naive UTC) as the models did: a bare
+    # datetime would go to sqlite3's default adapter, deprecated since Python 3.12.
+    at = bindparam("at", datetime(2026, 11, 1, tzinfo=UTC), type_=UTCDateTime())
     with db.engine.begin() as connection:
         connection.execute(
             text(
                 "INSERT INTO api_token (name, token_sha256, scopes, created_at) "
                 "VALUES ('ops', :sha, 'admin', :at)"
-            ),
-            {"sha": hash_token("ops-secret"), "at": at},
+            ).bindparams(at),
+            {"sha": hash_token("ops-secret")},
         )
         for caller, request_id in (
             ("ops", "k-ops"),
@@ -56,8 +59,8 @@ def _add_old_rows(db: Database) -> None:
                     "INSERT INTO idempotency_record (method, request_id, caller, fingerprint, "
                     "result_id, created_at) VALUES ('BillingService.CreateTenant', :request_id, "
                     ":caller, 'f', 'ten_x', :at)"
-                ),
-                {"request_id": request_id, "caller": caller, "at": at},
+                ).bindparams(at),
+                {"request_id": request_id, "caller": caller},
             )
 
 
