@@ -12,6 +12,7 @@ import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -23,7 +24,10 @@ from sqlalchemy.engine import make_url
 
 from billing_svc.app import BillingServer
 from billing_svc.clock import SYSTEM_CLOCK, Clock
+from billing_svc.domain.periods import Period
+from billing_svc.services.context import RequestContext
 from billing_svc.settings import Settings
+from billing_svc.storage.db import Database
 
 PG_URL_ENV = "BILLING_TEST_DATABASE_URL"
 
@@ -265,6 +269,58 @@ def create_account(
         pb.CreateAccountRequest(name=name, plan_id=plan_id, **fields), metadata=metadata or ADMIN
     )
     return response.account
+
+
+@dataclass
+class IngestionAccounts:
+    """Two accounts (Enterprise and Startup, no trial, thresholds 75/90/100), each with two
+    tenants and two master partners, the first with ``invoiced`` closed: the fixture the
+    kernel's differential tests (SQLite and PostgreSQL) ingest into."""
+
+    accounts: list[str] = field(default_factory=list)
+    tenants: dict[str, list[str]] = field(default_factory=dict)
+    partners: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, db: Database, ctx: RequestContext, invoiced: Period) -> IngestionAccounts:
+        """Make them in ``db`` as ``ctx`` (an admin), starting the period before ``invoiced``."""
+        from billing_svc.services import accounts, invoicing
+
+        made = cls()
+        start = invoiced.previous().start
+        for plan_id in ("enterprise", "startup"):
+            account_id = accounts.create_account(
+                db,
+                ctx,
+                name=plan_id,
+                plan_id=plan_id,
+                billing_interval="monthly",
+                skip_trial=True,
+                start_time=start,
+                usage_thresholds=(75, 90, 100),
+                key=None,
+            ).account_id
+            made.accounts.append(account_id)
+            made.tenants[account_id] = [
+                accounts.create_tenant(
+                    db, ctx, account_id=account_id, name=f"t{i}", start_time=start, key=None
+                ).tenant_id
+                for i in range(2)
+            ]
+            made.partners[account_id] = [
+                accounts.create_master_partner(
+                    db,
+                    ctx,
+                    account_id=account_id,
+                    name=f"p{i}",
+                    department="Ops",
+                    start_time=start,
+                    key=None,
+                ).partner_id
+                for i in range(2)
+            ]
+        invoicing.close_period(db, ctx, account_id=made.accounts[0], period=invoiced)
+        return made
 
 
 def free_port() -> int:

@@ -33,13 +33,19 @@ from billing_svc.domain.usage import (
     accept_window,
     to_us,
 )
-from billing_svc.services import accounts, invoicing
 from billing_svc.services.context import Caller, RequestContext
 from billing_svc.services.ingestion import BatchResult, ingest
 from billing_svc.storage.db import Database
 from billing_svc.storage.migrate import upgrade
 from billing_svc.storage.usage import UsageStore
-from tests.support import Client, ServerThread, auth, on_postgres, settings_for_tests
+from tests.support import (
+    Client,
+    IngestionAccounts,
+    ServerThread,
+    auth,
+    on_postgres,
+    settings_for_tests,
+)
 
 KERNEL, WHY_NOT = native.load()
 COMPILED = native.CompiledCodec(KERNEL) if KERNEL is not None else None
@@ -74,47 +80,10 @@ class Template:
         self.path = directory / "template.db"
         db = Database(f"sqlite:///{self.path}")
         upgrade(db)
-        start = LAST_MONTH.previous().start
-        self.accounts: list[str] = []
-        self.tenants: dict[str, list[str]] = {}
-        self.partners: dict[str, list[str]] = {}
-        for plan_id in ("enterprise", "startup"):
-            account = accounts.create_account(
-                db,
-                ADMIN_CTX,
-                name=plan_id,
-                plan_id=plan_id,
-                billing_interval="monthly",
-                skip_trial=True,
-                start_time=start,
-                usage_thresholds=(75, 90, 100),
-                key=None,
-            )
-            self.accounts.append(account.account_id)
-            self.tenants[account.account_id] = [
-                accounts.create_tenant(
-                    db,
-                    ADMIN_CTX,
-                    account_id=account.account_id,
-                    name=f"t{i}",
-                    start_time=start,
-                    key=None,
-                ).tenant_id
-                for i in range(2)
-            ]
-            self.partners[account.account_id] = [
-                accounts.create_master_partner(
-                    db,
-                    ADMIN_CTX,
-                    account_id=account.account_id,
-                    name=f"p{i}",
-                    department="Ops",
-                    start_time=start,
-                    key=None,
-                ).partner_id
-                for i in range(2)
-            ]
-        invoicing.close_period(db, ADMIN_CTX, account_id=self.accounts[0], period=LAST_MONTH)
+        made = IngestionAccounts.create(db, ADMIN_CTX, LAST_MONTH)
+        self.accounts = made.accounts
+        self.tenants = made.tenants
+        self.partners = made.partners
         db.dispose()
 
     def copy(self, name: str) -> Database:

@@ -22,7 +22,6 @@ from billing_svc import native
 from billing_svc.api.usage import decode_request
 from billing_svc.domain.periods import Period
 from billing_svc.domain.usage import UsageBatch, accept_window, period_label_of
-from billing_svc.services import accounts, invoicing
 from billing_svc.storage.db import Database
 from billing_svc.storage.usage import UsageStore
 from tests.integration.test_native_ingestion import (
@@ -39,7 +38,14 @@ from tests.integration.test_native_ingestion import (
     request,
     run,
 )
-from tests.support import PG_URL_ENV, _create_database, _drop_database, fresh_database, on_postgres
+from tests.support import (
+    PG_URL_ENV,
+    IngestionAccounts,
+    _create_database,
+    _drop_database,
+    fresh_database,
+    on_postgres,
+)
 
 pytestmark = [
     pytest.mark.skipif(KERNEL is None, reason=f"the ingestion kernel: {WHY_NOT}"),
@@ -65,47 +71,10 @@ class PgTemplate:
         ).render_as_string(hide_password=False)
         self.copies: list[str] = []
         db = Database(url)
-        start = LAST_MONTH.previous().start
-        self.accounts: list[str] = []
-        self.tenants: dict[str, list[str]] = {}
-        self.partners: dict[str, list[str]] = {}
-        for plan_id in ("enterprise", "startup"):
-            account = accounts.create_account(
-                db,
-                ADMIN_CTX,
-                name=plan_id,
-                plan_id=plan_id,
-                billing_interval="monthly",
-                skip_trial=True,
-                start_time=start,
-                usage_thresholds=(75, 90, 100),
-                key=None,
-            )
-            self.accounts.append(account.account_id)
-            self.tenants[account.account_id] = [
-                accounts.create_tenant(
-                    db,
-                    ADMIN_CTX,
-                    account_id=account.account_id,
-                    name=f"t{i}",
-                    start_time=start,
-                    key=None,
-                ).tenant_id
-                for i in range(2)
-            ]
-            self.partners[account.account_id] = [
-                accounts.create_master_partner(
-                    db,
-                    ADMIN_CTX,
-                    account_id=account.account_id,
-                    name=f"p{i}",
-                    department="Ops",
-                    start_time=start,
-                    key=None,
-                ).partner_id
-                for i in range(2)
-            ]
-        invoicing.close_period(db, ADMIN_CTX, account_id=self.accounts[0], period=LAST_MONTH)
+        made = IngestionAccounts.create(db, ADMIN_CTX, LAST_MONTH)
+        self.accounts = made.accounts
+        self.tenants = made.tenants
+        self.partners = made.partners
         db.dispose()
 
     def copy(self, name: str) -> Database:
