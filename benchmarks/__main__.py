@@ -40,6 +40,11 @@ def main() -> None:
         help="scale: sqlite and/or postgres (postgres needs "
         "BILLING_TEST_DATABASE_URL; default: both when it is set)",
     )
+    parser.add_argument(
+        "--cache",
+        help="scale: keep the SQLite base store (its accounts, made through the API) in this "
+        "directory and reuse it in later runs",
+    )
     parser.add_argument("--minutes", type=float, help="soak: how long")
     parser.add_argument(
         "--rate", type=float, help="soak: events/s offered (0: as fast as the service takes them)"

@@ -241,21 +241,43 @@ def _checkpoint(path: str) -> None:
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
+def _base_key(accounts: int) -> str:
+    """What a cached base store depends on: the accounts, the schema (the last migration) and
+    the month (accounts start in it; the streamed events' period)."""
+    versions = ROOT / "src" / "billing_svc" / "storage" / "migrations" / "versions"
+    head = sorted(path.stem for path in versions.glob("*.py"))[-1]
+    return f"base-{accounts}-{head}-{datetime.now(UTC):%Y-%m}"
+
+
 class SqliteBackend:
     name = "SQLite"
     floor_label = "bare `sqlite3`"
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, cache: str | None = None) -> None:
         self.directory = directory
         self.base = f"{directory}/base.db"
+        self.cache = cache
 
     def make_base(self, accounts: int) -> list[BenchAccount]:
+        """The accounts, made through the API (minutes for 1,000), or copied from ``cache``
+        when a run made them there before (nothing timed depends on how they were made)."""
+        cached = f"{self.cache}/{_base_key(accounts)}" if self.cache else None
+        if cached and os.path.exists(f"{cached}.json"):
+            shutil.copyfile(f"{cached}.db", self.base)
+            with open(f"{cached}.json") as handle:
+                return [BenchAccount.from_json(item) for item in json.load(handle)]
         service = ServiceProcess(f"sqlite:///{self.base}", BILLING_LOG_LEVEL="warning").start()
         try:
             made = create_accounts(service.target, accounts, TENANTS, PARTNERS)
         finally:
             service.terminate()
         _checkpoint(self.base)
+        if cached:
+            os.makedirs(os.path.dirname(cached), exist_ok=True)
+            shutil.copyfile(self.base, f"{cached}.db")
+            with open(f"{cached}.json.part", "w") as handle:  # written last: the entry is whole
+                json.dump([account.as_json() for account in made], handle)
+            os.replace(f"{cached}.json.part", f"{cached}.json")
         return made
 
     @contextmanager
@@ -421,7 +443,9 @@ def main(
     ids: list[str] | None = None,
     events: int | None = None,
     backends: list[str] | None = None,
+    cache: str | None = None,
 ) -> str:
+    """``cache``: a directory where the SQLite base store (the accounts) is kept and reused."""
     kinds = ids or list(KINDS)
     pg = os.environ.get(PG_URL_ENV)
     backends = backends or (["sqlite", "postgres"] if pg else ["sqlite"])
@@ -450,13 +474,16 @@ def main(
         "stored rows, measured just before in the same run (SQLite: WITHOUT ROWID keyed "
         "(account, event id), WAL, `synchronous=FULL`, 1,000 rows per commit; PostgreSQL: "
         "`executemany … ON CONFLICT DO NOTHING`, 1,000 rows per transaction). "
-        "`./dev bench scale [--points 0,1000000] [--ids uuid4,sequential] [--events N]`; "
+        "`./dev bench scale [--points 0,1000000] [--ids uuid4,sequential] [--events N] "
+        "[--cache DIR]`; "
         "each table keeps the figures of points not run again."
     )
     write_section("scale", body)
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as directory:
         if "sqlite" in backends:
-            run_curve(SqliteBackend(directory), kinds, sqlite_points, events, accounts, directory)
+            run_curve(
+                SqliteBackend(directory, cache), kinds, sqlite_points, events, accounts, directory
+            )
         if pg and "postgres" in backends:
             run_curve(PostgresBackend(pg), kinds, pg_points, events, accounts, directory)
     return body

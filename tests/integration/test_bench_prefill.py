@@ -82,3 +82,29 @@ def test_a_prefilled_store_is_consistent_for_the_service(tmp_path) -> None:
         finally:
             client.close()
             server.stop()
+
+
+def test_the_scale_suite_reuses_a_cached_base_store(tmp_path) -> None:
+    """``--cache DIR``: the accounts made through the API once are the next run's, copied."""
+    import os
+
+    from benchmarks.scale import TENANTS, SqliteBackend
+
+    cache = str(tmp_path / "cache")
+    first = SqliteBackend(str(tmp_path / "one"), cache)
+    os.makedirs(first.directory)
+    made = first.make_base(2)
+    assert len(made) == 2 and all(len(a.tenants) == TENANTS for a in made)
+
+    second = SqliteBackend(str(tmp_path / "two"), cache)
+    os.makedirs(second.directory)
+    assert second.make_base(2) == made
+    engine = create_engine(f"sqlite:///{second.base}")
+    with engine.connect() as connection:
+        stored = connection.exec_driver_sql("SELECT account_id FROM account ORDER BY 1").all()
+    engine.dispose()
+    assert [row[0] for row in stored] == [a.account_id for a in made]
+    # Another number of accounts is another entry, made anew.
+    third = SqliteBackend(str(tmp_path / "three"), cache)
+    os.makedirs(third.directory)
+    assert {a.account_id for a in third.make_base(1)}.isdisjoint(a.account_id for a in made)
