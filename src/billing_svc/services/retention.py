@@ -57,6 +57,7 @@ from billing_svc.domain.periods import EARLIEST, Period
 from billing_svc.domain.usage import STORAGE, from_us, to_us
 from billing_svc.settings import Settings
 from billing_svc.storage import partitions
+from billing_svc.storage import usage as usage_store
 from billing_svc.storage.db import Database
 from billing_svc.storage.retention import EVENT_COLUMNS, LAST_PURGE, USAGE_HORIZON, RetentionStore
 
@@ -86,6 +87,9 @@ MIN_ROWS_SECONDS = 0.010
 # PostgreSQL's dead dedupe keys): narrow rows, deleted by key.
 FIXED_CHUNK_ROWS = 2000
 LOG_SCAN_ROWS = 20_000  # SQLite's event log: log ids read per read transaction
+# SQLite: the log marks of hours this long before the horizon go (but the newest): an event
+# received up to this long before it occurred may be older than the horizon (storage.usage).
+LOG_MARK_MARGIN_US = usage_store.MARK_MARGIN_US
 # Outbox events per chunk: each takes its deliveries and attempts (up to one per endpoint and
 # retry) with it.
 CHUNK_OUTBOX_EVENTS = 300
@@ -157,8 +161,12 @@ class PurgeSummary:
     partitions_dropped: list[str] = field(default_factory=list)
     usage_events_kept: int = 0
     usage_keys: int = 0
+    log_marks: int = 0  # SQLite: hourly marks of the event log (usage_log_mark) deleted
     chunks: int = 0
     chunk_seconds: list[float] = field(default_factory=list)
+    # The same holds by kind of chunk: "bookkeeping" (the horizon, a period's start and end: a
+    # commit and little else), then each part's own ("usage", "webhook_log", ...).
+    chunk_seconds_by_kind: dict[str, list[float]] = field(default_factory=dict)
     usage_chunk_rows_max: int = 0  # the most raw events one chunk deleted
     lock_wait_seconds: float = 0.0  # the chunks' waits for the write lock (SQLite: ingestion's)
 
@@ -177,6 +185,30 @@ class PurgeSummary:
     @property
     def longest_chunk_seconds(self) -> float:
         return max(self.chunk_seconds, default=0.0)
+
+    def chunk_holds_ms(self) -> dict[str, dict[str, float]]:
+        """How long each kind of chunk held the write lock: ``{kind: {"chunks", "p50_ms",
+        "p99_ms", "max_ms", "over_bound"}}``, ``over_bound`` the chunks past LOCK_BOUND_SECONDS
+        (what the scheduler's log reports, per run)."""
+        return {
+            kind: _distribution_ms(seconds)
+            for kind, seconds in sorted(self.chunk_seconds_by_kind.items())
+        }
+
+
+def _distribution_ms(seconds: list[float]) -> dict[str, float]:
+    ordered = sorted(seconds)
+
+    def at(share: float) -> float:
+        return round(ordered[min(int(len(ordered) * share), len(ordered) - 1)] * 1000, 1)
+
+    return {
+        "chunks": len(ordered),
+        "p50_ms": at(0.50),
+        "p99_ms": at(0.99),
+        "max_ms": round(ordered[-1] * 1000, 1),
+        "over_bound": sum(1 for held in ordered if held > LOCK_BOUND_SECONDS),
+    }
 
 
 class CsvGzExport:
@@ -237,13 +269,16 @@ class _Run:
         self.commit_seconds = 0.0  # the last bookkeeping chunk's time
         self.stopped = False  # the current part's turn (or the run's budget) ran out
         self.turn_chunks = 0
+        self.part = PARTS[0]  # whose turn it is: the kind of its deleting chunks
 
     def seconds_left(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
 
-    def start_turn(self, share: float) -> None:
-        """The next part may take ``share`` of the time left (all of it without a budget), and
-        MIN_TURN_SECONDS at least: time for a chunk, even when the parts before took it all."""
+    def start_turn(self, part: str, share: float) -> None:
+        """``part``'s turn, which may take ``share`` of the time left (all of it without a
+        budget), and MIN_TURN_SECONDS at least: time for a chunk, even when the parts before took
+        it all."""
+        self.part = part
         self.stopped = False
         self.turn_chunks = 0
         left = self.seconds_left()
@@ -294,7 +329,10 @@ class _Run:
             started = time.perf_counter()
             self.summary.lock_wait_seconds += started - asked
             yield RetentionStore(session.connection())
-        self.summary.chunk_seconds.append(time.perf_counter() - started)
+        held = time.perf_counter() - started
+        self.summary.chunk_seconds.append(held)
+        kind = self.part if deletes else "bookkeeping"
+        self.summary.chunk_seconds_by_kind.setdefault(kind, []).append(held)
         self.summary.chunks += 1
         self.turn_chunks += deletes
         if not deletes:  # a commit and little else: what a chunk costs beyond its rows
@@ -348,7 +386,7 @@ def _take_turns(run: _Run, parts: list[Callable[[], None]], names: tuple[str, ..
             if not first_round and left is not None and left < MIN_TURN_SECONDS:
                 unfinished.append((name, part))
                 continue
-            run.start_turn(1 / (len(pending) - turn))
+            run.start_turn(name, 1 / (len(pending) - turn))
             part()
             if run.stopped:
                 unfinished.append((name, part))
@@ -387,11 +425,14 @@ def purge_if_due(db: Database, settings: Settings) -> int:
             hourly_rollups=summary.hourly_rollups,
             usage_reports=summary.usage_reports,
             usage_keys=summary.usage_keys,  # PostgreSQL: dead dedupe keys
+            log_marks=summary.log_marks,  # SQLite: the event log's hourly marks
             months_dropped=summary.partitions_dropped,  # PostgreSQL: partitions dropped whole
             usage_events_kept=summary.usage_events_kept,
             uninvoiced_periods_kept=len(summary.uninvoiced),
             longest_chunk_ms=round(summary.longest_chunk_seconds * 1000, 1),
             chunks=summary.chunks,
+            # Per kind of chunk, how long each held the write lock (issue 16 point 3: ~50 ms).
+            chunk_holds=summary.chunk_holds_ms(),
             lock_wait_ms=round(summary.lock_wait_seconds * 1000, 1),
             largest_usage_chunk=summary.usage_chunk_rows_max,
         )
@@ -496,6 +537,10 @@ def _purge_usage_log(
     with run.chunk(deletes=False) as store:
         for account_id, periods in by_account.items():
             store.finish_purging(account_id, periods, summary.now)
+        # The marks of the hours whose events are gone (all of them but the newest).
+        summary.log_marks += store.delete_log_marks_before(
+            horizon_us - LOG_MARK_MARGIN_US, FIXED_CHUNK_ROWS
+        )
     summary.periods_purged.extend((a, p) for a, periods in by_account.items() for p in periods)
 
 
