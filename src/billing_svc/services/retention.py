@@ -78,7 +78,13 @@ LOCK_BOUND_SECONDS = 0.050
 # halved, and the purge fell to ~150 events/s behind 2,000-4,000 ingested.)
 CHUNK_ROWS = 1000
 MIN_CHUNK_ROWS = 250
-MAX_CHUNK_ROWS = 8000
+# 4,000, not 8,000: at 6,000 rows a chunk that took 35 ms once took 70-170 ms another time on an
+# idle machine (the soak of 2026-12-02, five month purges); a purge of 4,000-row chunks still
+# deletes far more than ingestion stores (docs/decisions.md "Retention: the purge keeps up").
+MAX_CHUNK_ROWS = 4000
+# A fast chunk makes the next one at most this much bigger (a slow one halves it at most): one
+# chunk's time is a noisy estimate of the next one's.
+MAX_CHUNK_GROWTH = 1.5
 CHUNK_TARGET_SECONDS = 0.035
 # The rows' share of a chunk when a commit alone takes about the target (a very loaded machine):
 # bigger chunks then cost the bound little more, and smaller ones would not keep it either.
@@ -289,15 +295,15 @@ class _Run:
     def fit_usage_rows(self, rows: int) -> None:
         """Size the next usage chunk by the time the last one, of ``rows`` rows, held the write
         lock beyond a commit: the rows that fit in CHUNK_TARGET_SECONDS, at most halving or
-        doubling at a time, within MIN_CHUNK_ROWS and MAX_CHUNK_ROWS. A short chunk (an
+        growing by MAX_CHUNK_GROWTH at a time, within MIN_CHUNK_ROWS and MAX_CHUNK_ROWS. A short chunk (an
         account's last) says little about a full one: only a slow one shrinks the next."""
         last = self.summary.chunk_seconds[-1]
         if rows <= 0 or (rows < self.usage_rows // 2 and last <= CHUNK_TARGET_SECONDS):
             return
         commit = min(self.commit_seconds, last * 0.9)
         rows_seconds = max(CHUNK_TARGET_SECONDS - commit, MIN_ROWS_SECONDS)
-        scale = rows_seconds / (last - commit) if last > commit else 2.0
-        wanted = round(rows * min(2.0, max(0.5, scale)))
+        scale = rows_seconds / (last - commit) if last > commit else MAX_CHUNK_GROWTH
+        wanted = round(rows * min(MAX_CHUNK_GROWTH, max(0.5, scale)))
         if last > CHUNK_TARGET_SECONDS:
             wanted = min(wanted, self.usage_rows)  # never grow after a slow chunk
         self.usage_rows = min(MAX_CHUNK_ROWS, max(MIN_CHUNK_ROWS, wanted))
