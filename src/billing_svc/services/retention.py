@@ -295,8 +295,9 @@ class _Run:
     def fit_usage_rows(self, rows: int) -> None:
         """Size the next usage chunk by the time the last one, of ``rows`` rows, held the write
         lock beyond a commit: the rows that fit in CHUNK_TARGET_SECONDS, at most halving or
-        growing by MAX_CHUNK_GROWTH at a time, within MIN_CHUNK_ROWS and MAX_CHUNK_ROWS. A short chunk (an
-        account's last) says little about a full one: only a slow one shrinks the next."""
+        growing by MAX_CHUNK_GROWTH at a time, within MIN_CHUNK_ROWS and MAX_CHUNK_ROWS. A short
+        chunk (an account's last) says little about a full one: only a slow one shrinks the
+        next."""
         last = self.summary.chunk_seconds[-1]
         if rows <= 0 or (rows < self.usage_rows // 2 and last <= CHUNK_TARGET_SECONDS):
             return
