@@ -57,6 +57,7 @@ from billing_svc.domain.periods import EARLIEST, Period
 from billing_svc.domain.usage import STORAGE, from_us, to_us
 from billing_svc.settings import Settings
 from billing_svc.storage import partitions
+from billing_svc.storage import usage as usage_store
 from billing_svc.storage.db import Database
 from billing_svc.storage.retention import EVENT_COLUMNS, LAST_PURGE, USAGE_HORIZON, RetentionStore
 
@@ -77,7 +78,13 @@ LOCK_BOUND_SECONDS = 0.050
 # halved, and the purge fell to ~150 events/s behind 2,000-4,000 ingested.)
 CHUNK_ROWS = 1000
 MIN_CHUNK_ROWS = 250
-MAX_CHUNK_ROWS = 8000
+# 4,000, not 8,000: at 6,000 rows a chunk that took 35 ms once took 70-170 ms another time on an
+# idle machine (the soak of 2026-12-02, five month purges); a purge of 4,000-row chunks still
+# deletes far more than ingestion stores (docs/decisions.md "Retention: the purge keeps up").
+MAX_CHUNK_ROWS = 4000
+# A fast chunk makes the next one at most this much bigger (a slow one halves it at most): one
+# chunk's time is a noisy estimate of the next one's.
+MAX_CHUNK_GROWTH = 1.5
 CHUNK_TARGET_SECONDS = 0.035
 # The rows' share of a chunk when a commit alone takes about the target (a very loaded machine):
 # bigger chunks then cost the bound little more, and smaller ones would not keep it either.
@@ -86,6 +93,9 @@ MIN_ROWS_SECONDS = 0.010
 # PostgreSQL's dead dedupe keys): narrow rows, deleted by key.
 FIXED_CHUNK_ROWS = 2000
 LOG_SCAN_ROWS = 20_000  # SQLite's event log: log ids read per read transaction
+# SQLite: the log marks of hours this long before the horizon go (but the newest): an event
+# received up to this long before it occurred may be older than the horizon (storage.usage).
+LOG_MARK_MARGIN_US = usage_store.MARK_MARGIN_US
 # Outbox events per chunk: each takes its deliveries and attempts (up to one per endpoint and
 # retry) with it.
 CHUNK_OUTBOX_EVENTS = 300
@@ -157,8 +167,12 @@ class PurgeSummary:
     partitions_dropped: list[str] = field(default_factory=list)
     usage_events_kept: int = 0
     usage_keys: int = 0
+    log_marks: int = 0  # SQLite: hourly marks of the event log (usage_log_mark) deleted
     chunks: int = 0
     chunk_seconds: list[float] = field(default_factory=list)
+    # The same holds by kind of chunk: "bookkeeping" (the horizon, a period's start and end: a
+    # commit and little else), then each part's own ("usage", "webhook_log", ...).
+    chunk_seconds_by_kind: dict[str, list[float]] = field(default_factory=dict)
     usage_chunk_rows_max: int = 0  # the most raw events one chunk deleted
     lock_wait_seconds: float = 0.0  # the chunks' waits for the write lock (SQLite: ingestion's)
 
@@ -177,6 +191,30 @@ class PurgeSummary:
     @property
     def longest_chunk_seconds(self) -> float:
         return max(self.chunk_seconds, default=0.0)
+
+    def chunk_holds_ms(self) -> dict[str, dict[str, float]]:
+        """How long each kind of chunk held the write lock: ``{kind: {"chunks", "p50_ms",
+        "p99_ms", "max_ms", "over_bound"}}``, ``over_bound`` the chunks past LOCK_BOUND_SECONDS
+        (what the scheduler's log reports, per run)."""
+        return {
+            kind: _distribution_ms(seconds)
+            for kind, seconds in sorted(self.chunk_seconds_by_kind.items())
+        }
+
+
+def _distribution_ms(seconds: list[float]) -> dict[str, float]:
+    ordered = sorted(seconds)
+
+    def at(share: float) -> float:
+        return round(ordered[min(int(len(ordered) * share), len(ordered) - 1)] * 1000, 1)
+
+    return {
+        "chunks": len(ordered),
+        "p50_ms": at(0.50),
+        "p99_ms": at(0.99),
+        "max_ms": round(ordered[-1] * 1000, 1),
+        "over_bound": sum(1 for held in ordered if held > LOCK_BOUND_SECONDS),
+    }
 
 
 class CsvGzExport:
@@ -237,13 +275,16 @@ class _Run:
         self.commit_seconds = 0.0  # the last bookkeeping chunk's time
         self.stopped = False  # the current part's turn (or the run's budget) ran out
         self.turn_chunks = 0
+        self.part = PARTS[0]  # whose turn it is: the kind of its deleting chunks
 
     def seconds_left(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
 
-    def start_turn(self, share: float) -> None:
-        """The next part may take ``share`` of the time left (all of it without a budget), and
-        MIN_TURN_SECONDS at least: time for a chunk, even when the parts before took it all."""
+    def start_turn(self, part: str, share: float) -> None:
+        """``part``'s turn, which may take ``share`` of the time left (all of it without a
+        budget), and MIN_TURN_SECONDS at least: time for a chunk, even when the parts before took
+        it all."""
+        self.part = part
         self.stopped = False
         self.turn_chunks = 0
         left = self.seconds_left()
@@ -254,15 +295,16 @@ class _Run:
     def fit_usage_rows(self, rows: int) -> None:
         """Size the next usage chunk by the time the last one, of ``rows`` rows, held the write
         lock beyond a commit: the rows that fit in CHUNK_TARGET_SECONDS, at most halving or
-        doubling at a time, within MIN_CHUNK_ROWS and MAX_CHUNK_ROWS. A short chunk (an
-        account's last) says little about a full one: only a slow one shrinks the next."""
+        growing by MAX_CHUNK_GROWTH at a time, within MIN_CHUNK_ROWS and MAX_CHUNK_ROWS. A short
+        chunk (an account's last) says little about a full one: only a slow one shrinks the
+        next."""
         last = self.summary.chunk_seconds[-1]
         if rows <= 0 or (rows < self.usage_rows // 2 and last <= CHUNK_TARGET_SECONDS):
             return
         commit = min(self.commit_seconds, last * 0.9)
         rows_seconds = max(CHUNK_TARGET_SECONDS - commit, MIN_ROWS_SECONDS)
-        scale = rows_seconds / (last - commit) if last > commit else 2.0
-        wanted = round(rows * min(2.0, max(0.5, scale)))
+        scale = rows_seconds / (last - commit) if last > commit else MAX_CHUNK_GROWTH
+        wanted = round(rows * min(MAX_CHUNK_GROWTH, max(0.5, scale)))
         if last > CHUNK_TARGET_SECONDS:
             wanted = min(wanted, self.usage_rows)  # never grow after a slow chunk
         self.usage_rows = min(MAX_CHUNK_ROWS, max(MIN_CHUNK_ROWS, wanted))
@@ -294,7 +336,10 @@ class _Run:
             started = time.perf_counter()
             self.summary.lock_wait_seconds += started - asked
             yield RetentionStore(session.connection())
-        self.summary.chunk_seconds.append(time.perf_counter() - started)
+        held = time.perf_counter() - started
+        self.summary.chunk_seconds.append(held)
+        kind = self.part if deletes else "bookkeeping"
+        self.summary.chunk_seconds_by_kind.setdefault(kind, []).append(held)
         self.summary.chunks += 1
         self.turn_chunks += deletes
         if not deletes:  # a commit and little else: what a chunk costs beyond its rows
@@ -348,7 +393,7 @@ def _take_turns(run: _Run, parts: list[Callable[[], None]], names: tuple[str, ..
             if not first_round and left is not None and left < MIN_TURN_SECONDS:
                 unfinished.append((name, part))
                 continue
-            run.start_turn(1 / (len(pending) - turn))
+            run.start_turn(name, 1 / (len(pending) - turn))
             part()
             if run.stopped:
                 unfinished.append((name, part))
@@ -387,11 +432,14 @@ def purge_if_due(db: Database, settings: Settings) -> int:
             hourly_rollups=summary.hourly_rollups,
             usage_reports=summary.usage_reports,
             usage_keys=summary.usage_keys,  # PostgreSQL: dead dedupe keys
+            log_marks=summary.log_marks,  # SQLite: the event log's hourly marks
             months_dropped=summary.partitions_dropped,  # PostgreSQL: partitions dropped whole
             usage_events_kept=summary.usage_events_kept,
             uninvoiced_periods_kept=len(summary.uninvoiced),
             longest_chunk_ms=round(summary.longest_chunk_seconds * 1000, 1),
             chunks=summary.chunks,
+            # Per kind of chunk, how long each held the write lock (issue 16 point 3: ~50 ms).
+            chunk_holds=summary.chunk_holds_ms(),
             lock_wait_ms=round(summary.lock_wait_seconds * 1000, 1),
             largest_usage_chunk=summary.usage_chunk_rows_max,
         )
@@ -496,6 +544,10 @@ def _purge_usage_log(
     with run.chunk(deletes=False) as store:
         for account_id, periods in by_account.items():
             store.finish_purging(account_id, periods, summary.now)
+        # The marks of the hours whose events are gone (all of them but the newest).
+        summary.log_marks += store.delete_log_marks_before(
+            horizon_us - LOG_MARK_MARGIN_US, FIXED_CHUNK_ROWS
+        )
     summary.periods_purged.extend((a, p) for a, periods in by_account.items() for p in periods)
 
 

@@ -264,6 +264,20 @@ class RetentionStore:
         """SQLite: the newest log id (0: an empty log)."""
         return int(self.usage._all("SELECT COALESCE(MAX(log_id), 0) FROM usage_event", [])[0][0])
 
+    def delete_log_marks_before(self, before_us: int, limit: int) -> int:
+        """SQLite: delete up to ``limit`` of the hourly log marks (``usage_log_mark``) before
+        ``before_us`` but the newest of them: a scan of the log from a time after ``before_us``
+        starts from that one, as before; one from earlier starts at the log's start (no mark
+        before it), which finds the same events. Without this the table grew an hour a row."""
+        return int(
+            self.connection.exec_driver_sql(
+                "DELETE FROM usage_log_mark WHERE hour_us IN (SELECT hour_us FROM usage_log_mark "
+                "WHERE hour_us < (SELECT MAX(hour_us) FROM usage_log_mark WHERE hour_us <= ?) "
+                "ORDER BY hour_us LIMIT ?)",
+                (before_us, limit),
+            ).rowcount
+        )
+
     def log_page(
         self, after_log_id: int, rows: int, horizon_us: int
     ) -> list[tuple[int, str, str, int, str, int]]:

@@ -60,7 +60,7 @@ def _decoded(text: str) -> tuple[int, ...]:
 _HOUR_US = 3_600_000_000
 # How far before a moment the log's scan starts (usage_log_mark): an event may be received up
 # to FUTURE_TOLERANCE before it occurred, and a mark is written at its hour's first write.
-_MARK_MARGIN_US = int(FUTURE_TOLERANCE.total_seconds()) * 1_000_000 + _HOUR_US
+MARK_MARGIN_US = int(FUTURE_TOLERANCE.total_seconds()) * 1_000_000 + _HOUR_US
 
 
 class CounterFull(Exception):
@@ -129,7 +129,7 @@ class UsageStore:
         rows = self._all(
             "SELECT first_log_id FROM usage_log_mark WHERE hour_us <= ? "
             "ORDER BY hour_us DESC LIMIT 1",
-            [received_from_us - _MARK_MARGIN_US],
+            [received_from_us - MARK_MARGIN_US],
         )
         return int(rows[0][0]) - 1 if rows else 0
 
